@@ -1,0 +1,1 @@
+"""Rule implementations, one module per rule, grouped by family (trt/, mod/, ...)."""

@@ -1,0 +1,125 @@
+"""Evaluates `rules/trt/constraints.toml` against a model, once per run, for the constraint-driven TRT rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kb import Constraint
+from ..model import NodeRef
+from ..rule import Context
+from .predicates import PREDICATES
+
+
+@dataclass(frozen=True)
+class Violation:
+    constraint: Constraint
+    node: NodeRef
+    detail: str
+
+
+def violations(ctx: Context) -> list[Violation]:
+    """All constraint violations in the model for the target release (cached in the context)."""
+    return ctx.memo("constraint-violations", lambda: _evaluate(ctx))
+
+
+def constraint_versions(ctx: Context, c: Constraint) -> tuple[str, ...]:
+    return tuple(v for v in ctx.kb.versions if c.applies_to(v))
+
+
+def _evaluate(ctx: Context) -> list[Violation]:
+    by_op = ctx.kb.constraints_for(ctx.target.trt)
+    out: list[Violation] = []
+    for node in ctx.nodes():
+        if node.domain:  # constraints describe the ai.onnx importers
+            continue
+        cs = by_op.get(node.op_type)
+        if not cs:
+            continue
+        opv = ctx.model.op_version(node)
+        for c in cs:
+            if "opset_min" in c.params and opv < c.params["opset_min"]:
+                continue
+            if "opset_max" in c.params and opv > c.params["opset_max"]:
+                continue
+            detail = _check(ctx, c, node)
+            if detail is not None:
+                out.append(Violation(c, node, detail))
+    return out
+
+
+def _fmt(v) -> str:
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
+    p = c.params
+    kind = c.kind
+    if kind == "attr":
+        name = p["attr"]
+        value = node.attr(name, p.get("default"))
+        if value is None:
+            return None
+        values = value if isinstance(value, list) else [value]
+        if "allowed" in p:
+            bad = [v for v in values if v not in p["allowed"]]
+        else:
+            bad = [v for v in values if v in p.get("forbidden", [])]
+        return f"{name}={_fmt(value)}" if bad else None
+    if kind == "attr_absent":
+        value = node.attr(p["attr"])
+        if value is None or (isinstance(value, (list, str, bytes)) and len(value) == 0):
+            return None
+        return f"attribute {p['attr']} is set"
+    if kind == "input_constant":
+        name = node.input(p["input"])
+        if not name or ctx.model.constants(node.graph).is_constant(name):
+            return None
+        return f"input {p['input']} ({name!r}) is computed at runtime"
+    if kind == "input_absent":
+        name = node.input(p["input"])
+        return f"input {p['input']} ({name!r}) is given" if name else None
+    if kind == "output_absent":
+        name = node.output(p["output"])
+        if name and node.graph.is_used(name):
+            return f"output {p['output']} ({name!r}) is used"
+        return None
+    if kind == "rank":
+        name = node.input(p["input"]) if "input" in p else node.output(p["output"])
+        t = node.graph.type_of(name) if name else None
+        rank = t.rank if t else None
+        if rank is None:
+            return None
+        ok = (rank in p["allowed"]) if "allowed" in p else (p.get("min", 0) <= rank <= p.get("max", 1 << 30))
+        return None if ok else f"{'input' if 'input' in p else 'output'} {name!r} has rank {rank}"
+    if kind == "value":
+        name = node.input(p["input"])
+        val = ctx.model.constants(node.graph).value(name) if name else None
+        if val is None:
+            return None
+        arr = np.asarray(val)
+        if arr.size == 0 or arr.dtype.kind not in "biuf":
+            return None
+        arr = arr.astype(np.float64)
+        bad = np.zeros(arr.shape, dtype=bool)
+        if "min" in p:
+            bad |= arr < p["min"]
+        if "max" in p:
+            bad |= arr > p["max"]
+        if "allowed" in p:
+            bad |= ~np.isin(arr, p["allowed"])
+        if not bad.any():
+            return None
+        shown = arr.reshape(-1)[:4].tolist()
+        return f"input {p['input']} ({name!r}) = {shown if arr.size > 1 else shown[0]:}"
+    if kind == "check":
+        fn = PREDICATES.get(p["check"])
+        if fn is None:
+            raise KeyError(f"knowledge base: constraint {c.id} names unknown predicate {p['check']!r}")
+        return fn(node, ctx.model)
+    raise KeyError(f"knowledge base: constraint {c.id} has unknown kind {kind!r}")

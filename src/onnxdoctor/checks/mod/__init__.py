@@ -1,0 +1,1 @@
+"""MOD family: problems with the model file itself (weights, shape inference)."""

@@ -1,0 +1,47 @@
+"""MOD501 shape-inference-failed."""
+
+from __future__ import annotations
+
+from ...findings import Severity
+from ...rule import Context, Rule
+
+
+class ShapeInferenceFailed(Rule):
+    """ONNX shape inference failed on the model.
+
+    ## What it does
+    Reports the error raised by `onnx.shape_inference.infer_shapes`. The analysis continues
+    without inferred types and shapes, so checks that need them stay silent (fewer findings, not
+    wrong ones).
+
+    ## Why it breaks TensorRT
+    A failure usually means the graph is inconsistent (mismatched shapes or types, an invalid
+    attribute) — the kind of problem TensorRT's parser also trips on, with a less clear message.
+
+    ## Example
+    A `MatMul` of `float[2,3]` by `float[4,5]`.
+
+    ## How to fix
+    Read the message; run `python -c "import onnx; onnx.checker.check_model('model.onnx',
+    full_check=True)"` for details, and fix the export.
+
+    ## Fix safety
+    No automatic fix.
+
+    ## TensorRT versions
+    All releases.
+
+    ## Sources
+    `onnx.shape_inference.infer_shapes` (strict mode off, data propagation on).
+    """
+
+    code = "MOD501"
+    name = "shape-inference-failed"
+    severity = Severity.WARNING
+    summary = "ONNX shape inference failed"
+
+    def check(self, ctx: Context):
+        err = ctx.model.shape_inference_error
+        if err:
+            yield self.finding(ctx, f"ONNX shape inference failed: {err}", versions=ctx.kb.versions,
+                               hint="fix the inconsistency; shape-dependent checks were skipped")

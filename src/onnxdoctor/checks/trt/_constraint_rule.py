@@ -1,0 +1,34 @@
+"""Base for the rules that report violations of `rules/trt/constraints.toml`, split by constraint kind."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ...findings import Severity
+from ...rule import Context, Rule
+from ..constraints import constraint_versions, violations
+
+CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
+
+
+class ConstraintRule(Rule):
+    kinds: ClassVar[frozenset[str]]
+    control_flow: ClassVar[bool] = False
+    hint_text: ClassVar[str]
+
+    def check(self, ctx: Context):
+        for v in violations(ctx):
+            c = v.constraint
+            if (c.op in CONTROL_FLOW_OPS) != self.control_flow:
+                continue
+            if not self.control_flow and c.kind not in self.kinds:
+                continue
+            msg = f"{c.message} ({v.detail})" if v.detail else c.message
+            yield self.finding(
+                ctx,
+                msg,
+                node=v.node,
+                severity=Severity.parse(c.severity),
+                versions=constraint_versions(ctx, c),
+                hint=self.hint_text,
+            )

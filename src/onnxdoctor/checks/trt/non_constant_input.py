@@ -1,0 +1,48 @@
+"""TRT122 non-constant-input."""
+
+from __future__ import annotations
+
+from ...findings import Severity
+from ._constraint_rule import ConstraintRule
+
+
+class NonConstantInput(ConstraintRule):
+    """An input that TensorRT needs at build time but that is computed at runtime.
+
+    ## What it does
+    Evaluates the `input_constant` constraints: e.g. `Reduce*` `axes` (opset 18+), `Pad`/`Slice`
+    `axes` on releases before 10.3/10.4, `Squeeze`/`Unsqueeze` `axes`, `OneHot` `depth`, `CumSum`
+    `axis`, `Dropout` `training_mode`. A value counts as constant when it is an initializer, a
+    `Constant`, `Shape`/`Size` of a tensor whose shape is fully known, or is computed from those
+    by shape-style ops (Cast, Gather, Concat, Slice, Unsqueeze, arithmetic, ...).
+
+    ## Why it breaks TensorRT
+    The importer reads these values while building the network (`ASSERT(inputs.at(1).is_weights()
+    && "axes must be an initializer")`), so they must be known before any data flows.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[2,3] x, int64[1] axes) => (float[2,1] y) { y = ReduceSum<keepdims = 1>(x, axes) }
+
+    ## How to fix
+    Make the value an initializer or `Constant` (fold constants: `onnxdoctor fix` /
+    `polygraphy surgeon sanitize --fold-constants`), or freeze input shapes (`--shape`) so that
+    shape computations become constant.
+
+    ## Fix safety
+    Constant folding is exact (safe).
+
+    ## TensorRT versions
+    Per constraint, listed in each finding.
+
+    ## Sources
+    Each constraint's `source` field (importer assertions on `is_weights()` / constant shape
+    tensors, operators.md "must be an initializer" / "build-time constant").
+    """
+
+    code = "TRT122"
+    name = "non-constant-input"
+    severity = Severity.ERROR
+    summary = "input must be a build-time constant"
+    kinds = frozenset({"input_constant"})
+    hint_text = "make the value an initializer/Constant (fold constants) or freeze input shapes"

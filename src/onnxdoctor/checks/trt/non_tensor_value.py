@@ -1,0 +1,63 @@
+"""TRT151 non-tensor-value."""
+
+from __future__ import annotations
+
+from ...findings import Severity
+from ...model import NodeRef
+from ...rule import Context, Rule
+
+
+class NonTensorValue(Rule):
+    """A sequence, optional, map or sparse value where TensorRT needs a dense tensor.
+
+    ## What it does
+    Flags graph inputs, outputs and typed intermediate values whose ONNX type is not a dense
+    tensor: `seq(...)`, `optional(...)`, `map(...)`, `sparse_tensor(...)`.
+
+    ## Why it breaks TensorRT
+    TensorRT networks carry dense tensors only. Such values reach the parser's type conversion
+    as UNDEFINED and fail; the Sequence*/Optional* ops have no importer at all.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2] a, float[2] b) => (seq(float[2]) s) { s = SequenceConstruct(a, b) }
+
+    ## How to fix
+    Replace sequences with stacked tensors (Concat/Unsqueeze, Split with fixed outputs) and
+    optionals with explicit tensors before export.
+
+    ## Fix safety
+    No automatic fix.
+
+    ## TensorRT versions
+    All releases.
+
+    ## Sources
+    `ModelImporter.cpp` input/output import (`convertDtype` of the tensor type); operators.md
+    (Sequence*, Optional* not supported); docs/research/parser-facts.md.
+    """
+
+    code = "TRT151"
+    name = "non-tensor-value"
+    severity = Severity.ERROR
+    summary = "sequence/optional/map/sparse value"
+
+    def check(self, ctx: Context):
+        for g in ctx.model.graphs:
+            reported: set[str] = set()
+            for name, t in g.types.items():
+                if t.kind in ("tensor", "unknown") or name in reported:
+                    continue
+                reported.add(name)
+                hit = g.producers.get(name)
+                node = NodeRef(g.nodes[hit[0]], g, hit[0]) if hit else None
+                role = "input" if name in g.inputs else "output" if name in g.outputs else "value"
+                yield self.finding(
+                    ctx,
+                    f"{role} {name!r} is a {t.kind.replace('_', ' ')}; TensorRT supports dense tensors only",
+                    node=node,
+                    tensor=name,
+                    subgraph=g.path,
+                    versions=ctx.kb.versions,
+                    hint="use stacked tensors instead of sequences/optionals",
+                )

@@ -1,0 +1,76 @@
+"""TRT113 uint8-inside-network."""
+
+from __future__ import annotations
+
+from onnx import TensorProto
+
+from ...findings import Severity
+from ...kb import version_key
+from ...rule import Context, Rule
+from ._types import sites
+
+_QDQ = {"QuantizeLinear", "DequantizeLinear"}
+
+
+class Uint8InsideNetwork(Rule):
+    """A UINT8 tensor that is not a network input or output.
+
+    ## What it does
+    Flags UINT8 initializers and intermediate values. UINT8 graph inputs and outputs are fine
+    (typically an image input followed by a `Cast`), as are UINT8 Q/DQ constants from TensorRT
+    10.10. Intermediate UINT8 values that only feed a `Cast` or a graph output are allowed.
+
+    ## Why it breaks TensorRT
+    TensorRT supports UINT8 only as a network I/O type; most importers reject UINT8 inputs
+    (`notInvalidType(..., {"UINT8"})`), and 8.6 converts UINT8 initializers to INT32.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[4] x) => (float[4] y) {
+          u = Cast<to = 2>(x)
+          v = Relu(u)
+          y = Cast<to = 1>(v)
+        }
+
+    ## How to fix
+    Cast UINT8 inputs to FLOAT/INT32 right at the network boundary and compute in that type.
+
+    ## Fix safety
+    No automatic fix.
+
+    ## TensorRT versions
+    All; UINT8 Q/DQ constants are accepted from 10.10.
+
+    ## Sources
+    `docs/operators.md` header ("UINT8 is only supported as network input or output tensor
+    types"); TensorRT CHANGELOG 10.10 (UINT8 constants for Q/DQ); docs/research/parser-facts.md.
+    """
+
+    code = "TRT113"
+    name = "uint8-inside-network"
+    severity = Severity.ERROR
+    summary = "UINT8 tensor inside the network"
+
+    def check(self, ctx: Context):
+        qdq_ok = ctx.release.key >= version_key("10.10")
+        for site in sites(ctx):
+            if site.type.kind != "tensor" or site.type.elem_type != TensorProto.UINT8:
+                continue
+            if site.role in ("input", "output"):
+                continue
+            consumers = [site.graph.nodes[i] for i in site.graph.consumers.get(site.tensor, [])]
+            if site.role == "initializer" and qdq_ok and consumers and all(c.op_type in _QDQ for c in consumers):
+                continue
+            if site.role == "value" and all(c.op_type == "Cast" for c in consumers) and consumers or (
+                site.role == "value" and not consumers and site.tensor in site.graph.outputs
+            ):
+                continue
+            yield self.finding(
+                ctx,
+                f"{site.role} {site.tensor!r} is UINT8 inside the network; TensorRT allows UINT8 only at network inputs and outputs",
+                node=site.producer,
+                tensor=site.tensor,
+                subgraph=site.graph.path,
+                hint="cast to FLOAT or INT32 at the network boundary",
+                versions=ctx.kb.versions,
+            )

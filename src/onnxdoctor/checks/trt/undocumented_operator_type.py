@@ -1,0 +1,76 @@
+"""TRT115 undocumented-operator-type."""
+
+from __future__ import annotations
+
+from ...findings import Severity
+from ...rule import Context, Rule
+
+# Ops whose first input is not the tensor the matrix's type list describes.
+_SKIP = {"Cast", "CastLike", "Constant", "ConstantOfShape", "Shape", "Size", "EyeLike", "RandomNormalLike",
+         "RandomUniformLike", "If", "Loop", "Scan", "Range", "OneHot"}
+
+
+class UndocumentedOperatorType(Rule):
+    """An operator applied to an element type its support-matrix row does not list.
+
+    ## What it does
+    Compares the type of a node's first (data) input with the types the release's operator
+    support matrix lists for that op (e.g. `MatMul`: FP32, FP16, BF16 — no INT32). DOUBLE counts
+    as FLOAT (it is cast down); on 8.6, INT64 counts as INT32 (it is cast down). Reported as a
+    warning because the matrix is documentation, not the parser's exact check.
+
+    ## Why it breaks TensorRT
+    Importers assert on input types (`notInvalidType`, `ASSERT(... DataType::kINT32 ...)`) or the
+    layer is rejected at build time; e.g. an integer `MatMul` or `Einsum` fails to import.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (int32[2,3] a, int32[3,4] b) => (int32[2,4] y) { y = MatMul(a, b) }
+
+    ## How to fix
+    Cast the inputs to a listed type around the node (e.g. compute an integer MatMul in FLOAT).
+
+    ## Fix safety
+    No automatic fix.
+
+    ## TensorRT versions
+    All; types per release from `rules/trt/operators/`.
+
+    ## Sources
+    "Supported Types" column of each release's onnx-tensorrt `docs/operators.md`, corrected with
+    the importer's own type assertions where they disagree (see comments in the tables).
+    """
+
+    code = "TRT115"
+    name = "undocumented-operator-type"
+    severity = Severity.WARNING
+    summary = "operator input type not in the release's support matrix"
+
+    def check(self, ctx: Context):
+        rel = ctx.release
+        for node in ctx.nodes():
+            if node.domain or node.op_type in _SKIP:
+                continue
+            documented = rel.ops.get(node.op_type)
+            if not documented:
+                continue
+            name = node.input(0)
+            t = node.graph.type_of(name) if name else None
+            if t is None or t.kind != "tensor" or t.elem_type == 0:
+                continue
+            tn = t.type_name
+            effective = "FLOAT" if tn == "DOUBLE" else ("INT32" if tn == "INT64" and rel.int64 == "cast" else tn)
+            if effective in documented or tn == "UINT8" or tn not in rel.types:
+                continue  # UINT8 and unrepresentable types have their own rules
+            versions = tuple(
+                v for v in ctx.kb.versions
+                if node.op_type in ctx.kb.release(v).ops and tn not in ctx.kb.release(v).ops[node.op_type]
+            )
+            yield self.finding(
+                ctx,
+                f"{node.op_type} on {tn} input {name!r}: TensorRT {rel.version} documents {', '.join(documented)}",
+                node=node,
+                tensor=name,
+                versions=versions,
+                hint=f"cast {name!r} to one of {', '.join(documented)} around this node",
+            )

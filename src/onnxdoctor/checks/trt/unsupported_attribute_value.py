@@ -1,0 +1,50 @@
+"""TRT121 unsupported-attribute-value."""
+
+from __future__ import annotations
+
+from ...findings import Severity
+from ._constraint_rule import ConstraintRule
+
+
+class UnsupportedAttributeValue(ConstraintRule):
+    """An attribute value that the op's TensorRT importer rejects (or silently ignores).
+
+    ## What it does
+    Evaluates the `attr` and `attr_absent` constraints of `rules/trt/constraints.toml` for the
+    target release: e.g. Resize `coordinate_transformation_mode=tf_crop_and_resize`, Resize
+    `antialias=1` (10.0+), `ScatterND` `reduction`, pooling `dilations` other than 1, LSTM
+    `layout=1`. Absent attributes are judged by their ONNX default. Attributes the parser silently
+    ignores (changing the result) are warnings.
+
+    ## Why it breaks TensorRT
+    The importer or the static checker (`onnxOpCheckers.cpp`, 9.1+) fails the node with
+    `UNSUPPORTED_NODE_ATTR` / an assertion such as `Assertion failed: mode != "tf_crop_and_resize"`.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[1,3,8,8] x, float[4] s) => (float[1,3,16,16] y) {
+          y = Resize<mode = "linear", antialias = 1>(x, , s)
+        }
+
+    ## How to fix
+    Re-export with a supported setting (the message lists the accepted values), or replace the
+    node with an equivalent construction.
+
+    ## Fix safety
+    No automatic fix: a different attribute value changes the result.
+
+    ## TensorRT versions
+    Per constraint (`since`/`until` in `rules/trt/constraints.toml`), listed in each finding.
+
+    ## Sources
+    Each constraint's `source` field: importer assertions in `onnxOpImporters.cpp` /
+    `builtin_op_importers.cpp`, static checkers in `onnxOpCheckers.cpp`, and the Restrictions
+    column of `docs/operators.md`.
+    """
+
+    code = "TRT121"
+    name = "unsupported-attribute-value"
+    severity = Severity.ERROR
+    summary = "attribute value the importer rejects"
+    kinds = frozenset({"attr", "attr_absent"})
+    hint_text = "re-export with a supported attribute value"

@@ -1,0 +1,75 @@
+"""TRT101 unsupported-operator."""
+
+from __future__ import annotations
+
+from ...findings import Severity
+from ...rule import Context, Rule
+from ._support import Resolution, first_supporting, resolve, versions_resolving
+
+
+class UnsupportedOperator(Rule):
+    """A standard ONNX operator for which the target's ONNX parser has no importer.
+
+    ## What it does
+    Flags every node in the default (`ai.onnx`) domain whose op type has no built-in importer in
+    the chosen TensorRT release, is not a model-local function the parser can inline, and does not
+    name a built-in plugin.
+
+    ## Why it breaks TensorRT
+    The onnx-tensorrt parser looks importers up by `op_type`. Without one, the node goes to the
+    plugin fallback importer, which fails when no plugin of that name is registered:
+    `In node 12 (importFallbackPluginImporter): UNSUPPORTED_NODE: Assertion failed: creator &&
+    "Plugin not found"`. The engine is never built.
+
+    ## Example
+    `Hardmax` has an importer from TensorRT 9.2; on 8.6 the model below fails to parse:
+
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2,5] x) => (float[2,5] y) { y = Hardmax<axis = 1>(x) }
+
+    ## How to fix
+    Upgrade to a release that supports the op (the message names the first one), replace the op by
+    an equivalent subgraph of supported ops (`onnxdoctor fix` does this where a rewrite exists), or
+    implement a TensorRT plugin with the op's name and pass `--plugin NAME`.
+
+    ## Fix safety
+    Op substitutions are exact (safe) where a rewrite exists; otherwise no automatic fix.
+
+    ## TensorRT versions
+    Every release; the verdict per release comes from `rules/trt/operators/` and `releases.toml`.
+
+    ## Sources
+    onnx-tensorrt `docs/operators.md` support matrix of each release; importer registrations
+    (`DEFINE_BUILTIN_OP_IMPORTER`) in `builtin_op_importers.cpp` (≤ 9.3) / `onnxOpImporters.cpp`
+    (≥ 10.0); `ModelImporter.cpp` (importer lookup by op type, plugin fallback).
+    """
+
+    code = "TRT101"
+    name = "unsupported-operator"
+    severity = Severity.ERROR
+    summary = "ONNX operator without an importer in this TensorRT release"
+
+    def check(self, ctx: Context):
+        for node in ctx.nodes():
+            if node.domain:
+                continue
+            if resolve(ctx.release, ctx.target, ctx.model, node) is not Resolution.NONE:
+                continue
+            op = node.op_type
+            first = first_supporting(ctx.target, op)
+            if op in ctx.release.removed_plugins:
+                msg = f"{op} has no importer, and the plugin of that name was removed in TensorRT {ctx.release.version.split('.')[0]}.x"
+                hint = "use the equivalent ONNX operators, or build and load the plugin yourself (--plugin)"
+            elif first and ctx.kb.release(first).key > ctx.release.key:
+                msg = f"{op} has no importer in TensorRT {ctx.release.version}; supported from {first}"
+                hint = f"target TensorRT >= {first}, or replace {op} with supported operators"
+            elif first:
+                msg = f"{op} has no importer in TensorRT {ctx.release.version} (it had one up to an earlier release)"
+                hint = f"replace {op} with supported operators"
+            else:
+                msg = f"{op} is not supported by any TensorRT release's ONNX parser"
+                hint = f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
+            yield self.finding(
+                ctx, msg, node=node, hint=hint,
+                versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.NONE}),
+            )

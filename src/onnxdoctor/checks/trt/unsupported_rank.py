@@ -1,0 +1,63 @@
+"""TRT124 unsupported-rank."""
+
+from __future__ import annotations
+
+from ...findings import Severity
+from ...rule import Context
+from ._constraint_rule import ConstraintRule
+from ._types import sites
+
+MAX_DIMS = 8  # nvinfer1::Dims::MAX_DIMS in every release
+
+
+class UnsupportedRank(ConstraintRule):
+    """A tensor whose rank TensorRT cannot handle, globally or for a particular op.
+
+    ## What it does
+    Flags any tensor of rank above 8 (`nvinfer1::Dims::MAX_DIMS`), and evaluates the `rank`
+    constraints: e.g. pooling only 2D/3D (input rank 4 or 5), `GridSample` 4D input before 11.2,
+    `DeformConv` 1D/2D spatial. Unknown ranks are never reported.
+
+    ## Why it breaks TensorRT
+    `Dims` holds at most 8 dimensions; importers assert on the ranks their layers support.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,1,4,4,4,4] x) => (float[1,1,2,2,2,2] y) {
+          y = MaxPool<kernel_shape = [2, 2, 2, 2], strides = [2, 2, 2, 2]>(x)
+        }
+
+    ## How to fix
+    Reshape to a supported rank around the node (e.g. fold extra dims into the batch dim).
+
+    ## Fix safety
+    No automatic fix.
+
+    ## TensorRT versions
+    All for the rank-8 limit; per constraint otherwise.
+
+    ## Sources
+    `NvInferRuntimeBase.h` (`Dims::MAX_DIMS = 8`); each constraint's `source` field.
+    """
+
+    code = "TRT124"
+    name = "unsupported-rank"
+    severity = Severity.ERROR
+    summary = "tensor rank TensorRT cannot handle"
+    kinds = frozenset({"rank"})
+    hint_text = "reshape to a supported rank around this node"
+
+    def check(self, ctx: Context):
+        yield from super().check(ctx)
+        for site in sites(ctx):
+            rank = site.type.rank
+            if rank is not None and rank > MAX_DIMS:
+                yield self.finding(
+                    ctx,
+                    f"{site.role} {site.tensor!r} has rank {rank}; TensorRT tensors have at most {MAX_DIMS} dimensions",
+                    node=site.producer,
+                    tensor=site.tensor,
+                    subgraph=site.graph.path,
+                    versions=ctx.kb.versions,
+                    hint="reshape to rank <= 8",
+                )

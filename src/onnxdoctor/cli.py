@@ -1,0 +1,158 @@
+"""Command-line interface. The only module that knows about click; commands call the API and return exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import OnnxDoctorError
+
+SEVERITIES = ("error", "warning", "info")
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _write_output(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    out = Path(output)
+    # atomic: never leave a half-written report behind
+    fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fail(message: str) -> None:
+    click.echo(f"onnxdoctor: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="onnxdoctor")
+def main() -> None:
+    """Will this ONNX model build with TensorRT? Checks, per TensorRT release and node by node,
+    what the TensorRT ONNX parser will reject - without a GPU or TensorRT.
+
+    \b
+    Examples:
+      onnxdoctor check model.onnx                 # latest TensorRT
+      onnxdoctor check model.onnx --trt 8.6       # a specific release
+      onnxdoctor check models/ --format sarif -o onnxdoctor.sarif
+      onnxdoctor explain TRT101
+
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error or unreadable model.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release: 8.6, 10, 10.15, 11, latest (default: latest).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]), default="text", show_default=True, help="Report format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE instead of stdout.")
+@click.option("--select", multiple=True, metavar="CODES", help="Only these rules: codes, prefixes (TRT1), families (TRT) or names; comma-separated or repeated.")
+@click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rules (same forms as --select).")
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default="error", show_default=True, help="Lowest severity that makes the exit code 1.")
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="A TensorRT plugin you will load (op types with this name are not errors).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision you intend to build in.")
+@click.option("--color/--no-color", default=None, help="Colour the text report (default: when stdout is a terminal).")
+def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, color) -> None:
+    """Check ONNX models (files or directories, searched for *.onnx) for a TensorRT release."""
+    from .api import check as api_check
+    from .findings import Severity
+    from .report import render
+
+    try:
+        report = api_check(
+            list(paths), trt, select=_split(select), ignore=_split(ignore), plugins=_split(plugins), precision=precision
+        )
+    except OnnxDoctorError as e:
+        _fail(str(e))
+        return
+    if not report.models:
+        _fail(f"no .onnx files found in {', '.join(paths)}")
+    if color is None:
+        color = output is None and sys.stdout.isatty()
+    _write_output(render(report, fmt, color=color), output)
+    for m in report.models:
+        if m.error and fmt != "text":
+            click.echo(f"onnxdoctor: {m.error}", err=True)
+    sys.exit(report.exit_code(Severity.parse(fail_on)))
+
+
+@main.command("rules")
+@click.option("--trt", "trt", default=None, metavar="VERSION", help="Show which rules can fire for this release (default: latest).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rules_cmd(trt, fmt) -> None:
+    """List the rules: code, name, default severity, summary."""
+    import json
+
+    from .registry import all_rules
+    from .target import Target
+
+    try:
+        target = Target.make(trt)
+    except OnnxDoctorError as e:
+        _fail(str(e))
+        return
+    rows = [
+        {"code": r.code, "name": r.name, "severity": str(r.severity), "summary": r.summary,
+         "fix": r.fix.rewrite if r.fix else None}
+        for r in all_rules()
+    ]
+    if fmt == "json":
+        click.echo(json.dumps({"trt": target.trt, "rules": rows}, indent=2))
+        return
+    click.echo(f"Rules for TensorRT {target.trt}:")
+    for row in rows:
+        click.echo(f"  {row['code']:<7} {row['name']:<32} {row['severity']:<8} {row['summary']}")
+
+
+@main.command()
+@click.argument("code")
+def explain(code) -> None:
+    """Print a rule's documentation (by code or name, e.g. TRT101 or unsupported-operator)."""
+    from .api import explain as api_explain
+
+    try:
+        click.echo(api_explain(code), nl=False)
+    except OnnxDoctorError as e:
+        _fail(str(e))
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def versions(fmt) -> None:
+    """List the TensorRT releases onnxdoctor knows, with opset range and how each was sourced."""
+    import json
+
+    from .kb import knowledge_base
+
+    kb = knowledge_base()
+    rows = []
+    for v in kb.versions:
+        r = kb.release(v)
+        rows.append({"trt": v, "opset_min": r.opset_min, "opset_max": r.opset_max, "operators": len(r.ops),
+                     "interpolated": r.interpolated})
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        how = f"interpolated: {row['interpolated']}" if row["interpolated"] else "sourced from its operator matrix"
+        click.echo(f"  {row['trt']:<6} opset {row['opset_min']}-{row['opset_max']:<3} {row['operators']:>3} importers  {how}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,129 @@
+"""The data model every command reports: findings, their locations and fixes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Severity(enum.IntEnum):
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown severity {text!r} (expected error, warning or info)") from None
+
+
+class Applicability(str, enum.Enum):
+    SAFE = "safe"  # exactly equivalent
+    UNSAFE = "unsafe"  # approximately equivalent; needs --unsafe-fixes
+    DISPLAY_ONLY = "display-only"  # advice only
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Fix:
+    rewrite: str
+    applicability: Applicability = Applicability.SAFE
+
+    def to_dict(self) -> dict:
+        return {"rewrite": self.rewrite, "applicability": str(self.applicability)}
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where in the model a finding points: node, tensor and the subgraph path to it."""
+
+    node: str | None = None
+    op_type: str | None = None
+    tensor: str | None = None
+    # Path from the main graph to the graph holding the node, e.g.
+    # ("If_3/then_branch",) or ("function:MyFunc",). Empty for the main graph.
+    subgraph: tuple[str, ...] = ()
+
+    def logical_name(self) -> str:
+        parts = list(self.subgraph)
+        if self.node is not None:
+            parts.append(self.node)
+        elif self.tensor is not None:
+            parts.append(self.tensor)
+        return "/".join(parts) if parts else "<model>"
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    rule: str
+    severity: Severity
+    message: str
+    location: Location = field(default_factory=Location)
+    trt_versions: tuple[str, ...] = ()
+    fix: Fix | None = None
+    hint: str | None = None
+
+    def sort_key(self) -> tuple:
+        return (self.location.subgraph, self.location.node or "", self.code, self.message)
+
+    def to_dict(self) -> dict:
+        loc = self.location
+        return {
+            "code": self.code,
+            "rule": self.rule,
+            "severity": str(self.severity),
+            "message": self.message,
+            "node": loc.node,
+            "op_type": loc.op_type,
+            "tensor": loc.tensor,
+            "subgraph": list(loc.subgraph),
+            "trt_versions": list(self.trt_versions),
+            "fix": self.fix.to_dict() if self.fix else None,
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class ModelReport:
+    path: str
+    findings: list[Finding]
+    # Set when the model could not be read at all: then findings is empty.
+    error: str | None = None
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+
+@dataclass
+class Report:
+    """Result of `check` on one or more models."""
+
+    target: object  # onnxdoctor.target.Target (kept untyped to avoid an import cycle)
+    models: list[ModelReport]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for m in self.models for f in m.findings]
+
+    def summary(self) -> dict[str, int]:
+        out = {str(s): 0 for s in sorted(Severity, reverse=True)}
+        for f in self.findings:
+            out[str(f.severity)] += 1
+        return out
+
+    def max_severity(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def exit_code(self, fail_on: Severity = Severity.ERROR) -> int:
+        if any(m.error for m in self.models):
+            return 2
+        worst = self.max_severity()
+        return 1 if worst is not None and worst >= fail_on else 0

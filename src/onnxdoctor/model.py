@@ -1,0 +1,776 @@
+"""Loading a model safely, and the read-only views of it that rules and rewrites share.
+
+`load()` is the only way a model enters onnxdoctor. It parses the protobuf without
+reading external weights, validates external-data references, checks the graph is
+well formed (no cycles, no dangling inputs, sane dims), and runs ONNX shape inference
+once. Every malformed input becomes a `ModelLoadError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
+
+from .errors import ModelLoadError
+
+PROTOBUF_LIMIT = 2**31 - 1
+MAX_SUBGRAPH_DEPTH = 64
+# Initializers claiming more elements than this are not real weights.
+MAX_ELEMENTS = 2**40
+# Values of constants bigger than this are never materialized by the analysis.
+MAX_VALUE_ELEMENTS = 1 << 16
+
+CONTROL_FLOW_GRAPH_ATTRS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
+
+
+# ----------------------------------------------------------------------------
+# Graph views
+# ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TensorType:
+    """What is known of a value's type: ONNX elem type (0 = unknown), shape, and its kind."""
+
+    elem_type: int = 0
+    shape: tuple[int | str | None, ...] | None = None  # None: rank unknown; str: symbolic; None dim: unknown
+    kind: str = "tensor"  # tensor | sparse_tensor | sequence | optional | map | unknown
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.shape is None else len(self.shape)
+
+    @property
+    def is_static(self) -> bool:
+        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+
+    @property
+    def type_name(self) -> str:
+        return dtype_name(self.elem_type)
+
+
+def dtype_name(elem_type: int) -> str:
+    try:
+        return TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return f"type#{elem_type}"
+
+
+def _type_from_proto(tp: onnx.TypeProto) -> TensorType:
+    which = tp.WhichOneof("value")
+    if which == "tensor_type":
+        tt = tp.tensor_type
+        shape = None
+        if tt.HasField("shape"):
+            dims: list[int | str | None] = []
+            for d in tt.shape.dim:
+                if d.HasField("dim_value"):
+                    dims.append(int(d.dim_value))
+                elif d.HasField("dim_param") and d.dim_param:
+                    dims.append(d.dim_param)
+                else:
+                    dims.append(None)
+            shape = tuple(dims)
+        return TensorType(tt.elem_type, shape, "tensor")
+    if which == "sparse_tensor_type":
+        return TensorType(tp.sparse_tensor_type.elem_type, None, "sparse_tensor")
+    if which == "sequence_type":
+        return TensorType(0, None, "sequence")
+    if which == "optional_type":
+        return TensorType(0, None, "optional")
+    if which == "map_type":
+        return TensorType(0, None, "map")
+    return TensorType(0, None, "unknown")
+
+
+@dataclass
+class Graph:
+    """One graph (main graph, a control-flow body, or a local function body) with lookup tables."""
+
+    proto: GraphProto | None
+    path: tuple[str, ...]
+    nodes: list[NodeProto]
+    inputs: list[str]
+    outputs: list[str]
+    initializers: dict[str, TensorProto]
+    types: dict[str, TensorType]
+    outer: Graph | None = None
+    function: onnx.FunctionProto | None = None
+    depth: int = 0
+    producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (node index, output index)
+    consumers: dict[str, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for i, node in enumerate(self.nodes):
+            for j, out in enumerate(node.output):
+                if out:
+                    self.producers[out] = (i, j)
+            for inp in node.input:
+                if inp:
+                    self.consumers.setdefault(inp, []).append(i)
+        for out in self.outputs:
+            self.consumers.setdefault(out, [])
+
+    def producer(self, tensor: str) -> NodeProto | None:
+        hit = self.producers.get(tensor)
+        return self.nodes[hit[0]] if hit else None
+
+    def type_of(self, tensor: str) -> TensorType | None:
+        g: Graph | None = self
+        while g is not None:
+            t = g.types.get(tensor)
+            if t is not None:
+                return t
+            if tensor in g.producers or tensor in g.initializers or tensor in g.inputs:
+                return None
+            g = g.outer
+        return None
+
+    def is_used(self, tensor: str) -> bool:
+        return bool(self.consumers.get(tensor)) or tensor in self.outputs
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A node and where it lives."""
+
+    node: NodeProto
+    graph: Graph
+    index: int
+
+    @property
+    def name(self) -> str:
+        return self.node.name or f"{self.node.op_type}#{self.index}"
+
+    @property
+    def op_type(self) -> str:
+        return self.node.op_type
+
+    @property
+    def domain(self) -> str:
+        return self.node.domain if self.node.domain not in ("", "ai.onnx") else ""
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.graph.path
+
+    def attr(self, name: str, default=None):
+        for a in self.node.attribute:
+            if a.name == name:
+                return attribute_value(a)
+        return default
+
+    def has_attr(self, name: str) -> bool:
+        return any(a.name == name for a in self.node.attribute)
+
+    def input(self, i: int) -> str:
+        """Name of input i, or '' when absent."""
+        return self.node.input[i] if i < len(self.node.input) else ""
+
+    def output(self, i: int) -> str:
+        return self.node.output[i] if i < len(self.node.output) else ""
+
+
+def attribute_value(a: AttributeProto):
+    t = a.type
+    if t == AttributeProto.INT:
+        return int(a.i)
+    if t == AttributeProto.FLOAT:
+        return float(a.f)
+    if t == AttributeProto.STRING:
+        return a.s.decode("utf-8", errors="replace")
+    if t == AttributeProto.INTS:
+        return [int(x) for x in a.ints]
+    if t == AttributeProto.FLOATS:
+        return [float(x) for x in a.floats]
+    if t == AttributeProto.STRINGS:
+        return [s.decode("utf-8", errors="replace") for s in a.strings]
+    if t == AttributeProto.TENSOR:
+        return a.t
+    if t == AttributeProto.GRAPH:
+        return a.g
+    if t == AttributeProto.GRAPHS:
+        return list(a.graphs)
+    if t == AttributeProto.SPARSE_TENSOR:
+        return a.sparse_tensor
+    if t == AttributeProto.TYPE_PROTO:
+        return a.tp
+    return None
+
+
+# ----------------------------------------------------------------------------
+# External data
+# ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExternalRef:
+    tensor: str
+    location: str
+    offset: int
+    length: int | None
+
+
+def _external_ref(t: TensorProto) -> ExternalRef:
+    info = {e.key: e.value for e in t.external_data}
+    try:
+        offset = int(info.get("offset", 0) or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        raise ValueError(f"tensor {t.name!r} has a non-numeric external-data offset/length") from None
+    return ExternalRef(t.name, info.get("location", ""), offset, length)
+
+
+# ----------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------
+class Model:
+    """A loaded model: the ModelProto plus lazily built views."""
+
+    def __init__(self, proto: ModelProto, path: str | None = None, *, base_dir: Path | None = None) -> None:
+        self.proto = proto
+        self.path = path or "<memory>"
+        self.base_dir = base_dir
+        self.external: list[ExternalRef] = []
+        self.external_problems: list[tuple[str, str]] = []  # (tensor, problem) for missing/short data files
+        self.shape_inference_error: str | None = None
+        self.inferred: ModelProto = proto
+        self.opsets: dict[str, int] = {}
+        for o in proto.opset_import:
+            domain = "" if o.domain in ("", "ai.onnx") else o.domain
+            self.opsets[domain] = int(o.version)
+
+    @property
+    def opset(self) -> int:
+        return self.opsets.get("", 0)
+
+    def op_version(self, ref: NodeRef) -> int:
+        return self.opsets.get(ref.domain, 0)
+
+    # -- graphs ---------------------------------------------------------------
+    @functools.cached_property
+    def graphs(self) -> list[Graph]:
+        """Every graph: main graph first, then subgraphs depth-first, then local function bodies."""
+        out: list[Graph] = []
+        main = _make_graph(self.inferred.graph, (), None, 0)
+        stack = [main]
+        while stack:
+            g = stack.pop()
+            out.append(g)
+            children = []
+            for i, node in enumerate(g.nodes):
+                for a in node.attribute:
+                    subs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
+                    for k, sub in enumerate(subs):
+                        label = a.name if len(subs) == 1 else f"{a.name}[{k}]"
+                        nodename = node.name or f"{node.op_type}#{i}"
+                        children.append(_make_graph(sub, g.path + (f"{nodename}/{label}",), g, g.depth + 1))
+            stack.extend(reversed(children))
+        for f in self.inferred.functions:
+            fg = _make_function_graph(f)
+            out.append(fg)
+        return out
+
+    @property
+    def main(self) -> Graph:
+        return self.graphs[0]
+
+    def iter_nodes(self) -> Iterator[NodeRef]:
+        for g in self.graphs:
+            for i, n in enumerate(g.nodes):
+                yield NodeRef(n, g, i)
+
+    @functools.cached_property
+    def node_count(self) -> int:
+        return sum(len(g.nodes) for g in self.graphs)
+
+    @functools.cached_property
+    def local_functions(self) -> dict[tuple[str, str], onnx.FunctionProto]:
+        return {(f.domain, f.name): f for f in self.proto.functions}
+
+    # -- constants --------------------------------------------------------------
+    def constants(self, graph: Graph) -> ConstantView:
+        return _constant_view(self, graph)
+
+    # -- lazily built heavier views ------------------------------------------------
+    @functools.cached_property
+    def nx(self):
+        """networkx DiGraph of the main graph: node index -> node index through tensors."""
+        import networkx as nx
+
+        g = self.main
+        dg = nx.DiGraph()
+        dg.add_nodes_from(range(len(g.nodes)))
+        for i, node in enumerate(g.nodes):
+            for inp in node.input:
+                hit = g.producers.get(inp)
+                if hit is not None:
+                    dg.add_edge(hit[0], i)
+        return dg
+
+
+_constant_views: dict = {}
+
+
+def _constant_view(model: Model, graph: Graph) -> ConstantView:
+    cache = model.__dict__.setdefault("_constant_views", {})
+    key = id(graph)
+    if key not in cache:
+        cache[key] = ConstantView(model, graph)
+    return cache[key]
+
+
+def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, depth: int) -> Graph:
+    if depth > MAX_SUBGRAPH_DEPTH:
+        raise _TooDeep()
+    types: dict[str, TensorType] = {}
+    for vi in list(proto.input) + list(proto.value_info) + list(proto.output):
+        if vi.name and vi.HasField("type"):
+            types[vi.name] = _type_from_proto(vi.type)
+    inits = {t.name: t for t in proto.initializer}
+    for t in proto.initializer:
+        types.setdefault(t.name, TensorType(t.data_type, tuple(int(d) for d in t.dims)))
+    for st in proto.sparse_initializer:
+        inits.setdefault(st.values.name, st.values)
+    return Graph(
+        proto=proto,
+        path=path,
+        nodes=list(proto.node),
+        inputs=[vi.name for vi in proto.input],
+        outputs=[vi.name for vi in proto.output],
+        initializers=inits,
+        types=types,
+        outer=outer,
+        depth=depth,
+    )
+
+
+def _make_function_graph(f: onnx.FunctionProto) -> Graph:
+    types: dict[str, TensorType] = {}
+    for vi in f.value_info:
+        if vi.HasField("type"):
+            types[vi.name] = _type_from_proto(vi.type)
+    return Graph(
+        proto=None,
+        path=(f"function:{f.domain + '.' if f.domain else ''}{f.name}",),
+        nodes=list(f.node),
+        inputs=list(f.input),
+        outputs=list(f.output),
+        initializers={},
+        types=types,
+        function=f,
+    )
+
+
+class _TooDeep(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------
+# Constant propagation
+# ----------------------------------------------------------------------------
+# Ops whose output is a build-time constant when all their (present) inputs are.
+_FOLDABLE = frozenset(
+    """Identity Cast CastLike Reshape Flatten Squeeze Unsqueeze Concat Gather Slice Transpose Expand Tile
+    Add Sub Mul Div Neg Abs Floor Ceil Min Max Mod Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Where
+    Range ConstantOfShape ReduceProd ReduceSum ReduceMin ReduceMax Sqrt Pow Clip Split Size Shape""".split()
+)
+
+
+class ConstantView:
+    """Answers 'is this tensor a build-time constant?' and, for small constants, 'what is its value?'."""
+
+    def __init__(self, model: Model, graph: Graph) -> None:
+        self.model = model
+        self.graph = graph
+        self._const: dict[str, bool] = {}
+        self._value: dict[str, np.ndarray | None] = {}
+
+    def _owner(self, tensor: str) -> tuple[Graph, ConstantView] | None:
+        g: Graph | None = self.graph
+        while g is not None:
+            if tensor in g.producers or tensor in g.initializers or tensor in g.inputs:
+                view = self if g is self.graph else _constant_view(self.model, g)
+                return g, view
+            g = g.outer
+        return None
+
+    def is_constant(self, tensor: str) -> bool:
+        if not tensor:
+            return False
+        owner = self._owner(tensor)
+        if owner is None:
+            return False
+        g, view = owner
+        if view is not self:
+            return view.is_constant(tensor)
+        if tensor in self._const:
+            return self._const[tensor]
+        # Iterative DFS: models can be long chains, and recursion would overflow.
+        stack = [tensor]
+        while stack:
+            t = stack[-1]
+            if t in self._const:
+                stack.pop()
+                continue
+            own = self._owner(t)
+            if own is None:
+                self._const[t] = False
+                stack.pop()
+                continue
+            og, oview = own
+            if oview is not self:
+                self._const[t] = oview.is_constant(t)
+                stack.pop()
+                continue
+            if t in og.initializers:
+                self._const[t] = True
+                stack.pop()
+                continue
+            if t in og.inputs:
+                self._const[t] = False
+                stack.pop()
+                continue
+            node = og.producer(t)
+            op = node.op_type
+            if node.domain not in ("", "ai.onnx"):
+                self._const[t] = False
+                stack.pop()
+                continue
+            if op == "Constant":
+                self._const[t] = True
+                stack.pop()
+                continue
+            if op in ("Shape", "Size"):
+                src = node.input[0] if node.input else ""
+                st = og.type_of(src)
+                self._const[t] = bool(st and st.is_static) or self._is_const_shallow(src)
+                stack.pop()
+                continue
+            if op not in _FOLDABLE:
+                self._const[t] = False
+                stack.pop()
+                continue
+            pending = [i for i in node.input if i and i not in self._const]
+            if pending:
+                stack.extend(pending)
+                continue
+            self._const[t] = all(self._const.get(i, False) for i in node.input if i)
+            stack.pop()
+        return self._const[tensor]
+
+    def _is_const_shallow(self, tensor: str) -> bool:
+        return tensor in self._const and self._const[tensor]
+
+    def value(self, tensor: str) -> np.ndarray | None:
+        """The value of a small constant, or None when unknown (non-constant, external, big, or not evaluable)."""
+        if not tensor or not self.is_constant(tensor):
+            return None
+        owner = self._owner(tensor)
+        g, view = owner  # type: ignore[misc]
+        if view is not self:
+            return view.value(tensor)
+        if tensor in self._value:
+            return self._value[tensor]
+        self._value[tensor] = None  # guards cycles
+        try:
+            val = self._evaluate(g, tensor)
+        except Exception:  # noqa: BLE001 - evaluation is best effort; unknown is a valid answer
+            val = None
+        if val is not None and val.size > MAX_VALUE_ELEMENTS:
+            val = None
+        self._value[tensor] = val
+        return val
+
+    def _evaluate(self, g: Graph, tensor: str) -> np.ndarray | None:
+        if tensor in g.initializers:
+            return tensor_value(g.initializers[tensor])
+        node = g.producer(tensor)
+        if node is None:
+            return None
+        op = node.op_type
+        if op == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    return tensor_value(a.t)
+                if a.name in ("value_int", "value_float"):
+                    return np.array(attribute_value(a))
+                if a.name in ("value_ints", "value_floats"):
+                    return np.array(attribute_value(a))
+            return None
+        if op == "Shape":
+            st = g.type_of(node.input[0])
+            if not (st and st.is_static):
+                return None
+            shape = np.array(st.shape, dtype=np.int64)
+            ref = NodeRef(node, g, 0)
+            start, end = ref.attr("start", 0), ref.attr("end", None)
+            return shape[start:end]
+        if op == "Size":
+            st = g.type_of(node.input[0])
+            return np.array(math.prod(st.shape), dtype=np.int64) if st and st.is_static else None
+        args = [self.value(i) if i else None for i in node.input]
+        if any(a is None for a, name in zip(args, node.input) if name):
+            return None
+        ref = NodeRef(node, g, 0)
+        if op == "Identity":
+            return args[0]
+        if op == "Cast":
+            to = ref.attr("to")
+            return args[0].astype(onnx.helper.tensor_dtype_to_np_dtype(to))
+        if op == "Unsqueeze":
+            axes = ref.attr("axes") if ref.has_attr("axes") else (args[1].tolist() if len(args) > 1 else [])
+            out = args[0]
+            rank = out.ndim + len(axes)
+            for ax in sorted(a % rank for a in axes):
+                out = np.expand_dims(out, ax)
+            return out
+        if op == "Squeeze":
+            axes = ref.attr("axes") if ref.has_attr("axes") else (args[1].tolist() if len(args) > 1 and args[1] is not None else None)
+            return np.squeeze(args[0], axis=tuple(axes) if axes else None)
+        if op == "Concat":
+            return np.concatenate([a for a in args if a is not None], axis=ref.attr("axis", 0))
+        if op == "Gather":
+            return np.take(args[0], args[1], axis=ref.attr("axis", 0))
+        if op == "Reshape":
+            target = [int(x) for x in args[1]]
+            target = [args[0].shape[i] if d == 0 else d for i, d in enumerate(target)]
+            return args[0].reshape(target)
+        if op == "Slice" and len(args) >= 3:
+            data, starts, ends = args[0], args[1], args[2]
+            axes = args[3] if len(args) > 3 and args[3] is not None else range(len(starts))
+            steps = args[4] if len(args) > 4 and args[4] is not None else [1] * len(starts)
+            index = [slice(None)] * data.ndim
+            for s, e, ax, st in zip(starts, ends, axes, steps):
+                index[int(ax)] = slice(int(s), int(e), int(st))
+            return data[tuple(index)]
+        binary = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Max": np.maximum, "Min": np.minimum}
+        if op in binary and len(args) == 2:
+            return binary[op](args[0], args[1])
+        if op == "Div" and len(args) == 2:
+            if np.issubdtype(args[0].dtype, np.integer):
+                return np.floor_divide(args[0], args[1]) if np.all(args[1] != 0) else None
+            return np.divide(args[0], args[1])
+        if op == "Neg":
+            return -args[0]
+        if op == "ConstantOfShape":
+            shape = [int(x) for x in args[0]]
+            if math.prod(shape) > MAX_VALUE_ELEMENTS:
+                return None
+            fill = ref.attr("value")
+            fv = tensor_value(fill) if fill is not None else np.zeros(1, np.float32)
+            if fv is None:
+                return None
+            return np.full(shape, fv.reshape(-1)[0], dtype=fv.dtype)
+        return None
+
+
+def tensor_value(t: TensorProto) -> np.ndarray | None:
+    """Value of an inline tensor; None for external data or tensors too big to look at."""
+    if t.data_location == TensorProto.EXTERNAL:
+        return None
+    n = math.prod(int(d) for d in t.dims)
+    if n > MAX_VALUE_ELEMENTS:
+        return None
+    try:
+        return onnx.numpy_helper.to_array(t)
+    except Exception:  # noqa: BLE001 - odd dtypes: value unknown
+        return None
+
+
+# ----------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------
+_LFS_PREFIX = b"version https://git-lfs.github.com/spec"
+
+
+def load(path: str | os.PathLike, *, infer_shapes: bool = True) -> Model:
+    """Read a model file: graph structure only, external weights untouched. Raises ModelLoadError."""
+    p = Path(path)
+    shown = str(path)
+    if not p.exists():
+        raise ModelLoadError(shown, "no such file")
+    if p.is_dir():
+        raise ModelLoadError(shown, "is a directory, not a model file")
+    try:
+        size = p.stat().st_size
+        if size == 0:
+            raise ModelLoadError(shown, "empty file")
+        if size > PROTOBUF_LIMIT:
+            raise ModelLoadError(shown, f"file is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit for one message; save the weights as external data")
+        with open(p, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise ModelLoadError(shown, f"cannot read: {e.strerror or e}") from None
+    if data.startswith(_LFS_PREFIX):
+        raise ModelLoadError(shown, "is a Git LFS pointer, not the model itself; run `git lfs pull` to fetch it")
+    proto = _parse(shown, data)
+    del data
+    model = Model(proto, shown, base_dir=p.resolve().parent)
+    _validate(model)
+    if infer_shapes:
+        run_shape_inference(model)
+    return model
+
+
+def from_proto(proto: ModelProto, *, path: str | None = None, base_dir: Path | None = None, infer_shapes: bool = True) -> Model:
+    """Wrap an in-memory ModelProto (Python API), with the same validation as `load`."""
+    if not isinstance(proto, ModelProto):
+        raise TypeError(f"expected onnx.ModelProto, got {type(proto).__name__}")
+    model = Model(proto, path, base_dir=base_dir)
+    _validate(model)
+    if infer_shapes:
+        run_shape_inference(model)
+    return model
+
+
+def _parse(shown: str, data: bytes) -> ModelProto:
+    proto = ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as e:
+        msg = str(e)
+        if "MaxDepth" in msg or "recursion" in msg.lower():
+            raise ModelLoadError(shown, "protobuf nesting is too deep (subgraphs nested beyond the parser's limit)") from None
+        raise ModelLoadError(shown, "not a valid ONNX protobuf (truncated, corrupt, or not an ONNX model)") from None
+    except RecursionError:
+        raise ModelLoadError(shown, "protobuf nesting is too deep") from None
+    if proto.ir_version <= 0 or not proto.HasField("graph"):
+        raise ModelLoadError(shown, "not an ONNX model (no IR version or no graph)")
+    return proto
+
+
+def _validate(model: Model) -> None:
+    shown = model.path
+    try:
+        graphs = model.graphs
+    except _TooDeep:
+        raise ModelLoadError(shown, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep") from None
+    for g in graphs:
+        where = "/".join(g.path) or "main graph"
+        for t in g.initializers.values():
+            _check_tensor(model, t, where)
+        for node in g.nodes:
+            for a in node.attribute:
+                if a.type == AttributeProto.TENSOR:
+                    _check_tensor(model, a.t, where)
+        for name, tt in g.types.items():
+            if tt.shape and any(isinstance(d, int) and d < 0 for d in tt.shape):
+                raise ModelLoadError(shown, f"tensor {name!r} in {where} has a negative dimension {list(tt.shape)}")
+        _check_structure(model, g, where)
+
+
+def _check_tensor(model: Model, t: TensorProto, where: str) -> None:
+    shown = model.path
+    if any(d < 0 for d in t.dims):
+        raise ModelLoadError(shown, f"initializer {t.name!r} in {where} has a negative dimension {list(t.dims)}")
+    n = math.prod(int(d) for d in t.dims)
+    if n > MAX_ELEMENTS:
+        raise ModelLoadError(shown, f"initializer {t.name!r} in {where} claims {n:.3g} elements (dims {list(t.dims)}): absurd size")
+    if t.data_location == TensorProto.EXTERNAL:
+        try:
+            ref = _external_ref(t)
+        except ValueError as e:
+            raise ModelLoadError(shown, str(e)) from None
+        _check_external(model, ref)
+        return
+    if t.raw_data and t.data_type in _FIXED_SIZES:
+        expected = math.ceil(n * _FIXED_SIZES[t.data_type])
+        if len(t.raw_data) != expected:
+            raise ModelLoadError(
+                shown, f"initializer {t.name!r} in {where} holds {len(t.raw_data)} bytes but dims {list(t.dims)} need {expected}"
+            )
+
+
+# bytes per element of types stored in raw_data
+_FIXED_SIZES = {
+    TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1, TensorProto.UINT16: 2, TensorProto.INT16: 2,
+    TensorProto.INT32: 4, TensorProto.INT64: 8, TensorProto.BOOL: 1, TensorProto.FLOAT16: 2, TensorProto.DOUBLE: 8,
+    TensorProto.UINT32: 4, TensorProto.UINT64: 8, TensorProto.COMPLEX64: 8, TensorProto.COMPLEX128: 16,
+    TensorProto.BFLOAT16: 2, TensorProto.FLOAT8E4M3FN: 1, TensorProto.FLOAT8E4M3FNUZ: 1, TensorProto.FLOAT8E5M2: 1,
+    TensorProto.FLOAT8E5M2FNUZ: 1, TensorProto.UINT4: 0.5, TensorProto.INT4: 0.5,
+}
+
+
+def _check_external(model: Model, ref: ExternalRef) -> None:
+    shown = model.path
+    loc = ref.location
+    if not loc:
+        raise ModelLoadError(shown, f"initializer {ref.tensor!r} is marked external but names no location")
+    base = model.base_dir
+    if base is None:
+        model.external.append(ref)
+        return
+    if os.path.isabs(loc) or Path(loc).drive:
+        raise ModelLoadError(shown, f"external data of {ref.tensor!r} points to an absolute path {loc!r}; refused (must be inside the model's folder)")
+    target = (base / loc).resolve()
+    if base.resolve() not in target.parents:
+        raise ModelLoadError(shown, f"external data of {ref.tensor!r} points outside the model's folder ({loc!r}); refused")
+    model.external.append(ref)
+    if not target.is_file():
+        model.external_problems.append((ref.tensor, f"external data file {loc!r} not found"))
+        return
+    if ref.length is not None:
+        size = target.stat().st_size
+        if ref.offset + ref.length > size:
+            model.external_problems.append(
+                (ref.tensor, f"external data file {loc!r} is {size} bytes, too short for offset {ref.offset} + length {ref.length}")
+            )
+
+
+def _check_structure(model: Model, g: Graph, where: str) -> None:
+    """Every node input must be defined somewhere in scope; the graph must be acyclic."""
+    shown = model.path
+    known = set(g.inputs) | set(g.initializers)
+    outer_names: set[str] = set()
+    o = g.outer
+    while o is not None:
+        outer_names |= set(o.inputs) | set(o.initializers) | set(o.producers)
+        o = o.outer
+    # subgraph-implicit inputs: a body may reference anything in an enclosing scope
+    defined = known | set(g.producers) | outer_names
+    for i, node in enumerate(g.nodes):
+        for inp in node.input:
+            if inp and inp not in defined:
+                label = node.name or f"{node.op_type}#{i}"
+                raise ModelLoadError(shown, f"node {label!r} ({node.op_type}) in {where} reads {inp!r}, which no node, input or initializer defines")
+    for out in g.outputs:
+        if out and out not in defined:
+            raise ModelLoadError(shown, f"graph output {out!r} of {where} is not produced by any node, input or initializer")
+    # Kahn's algorithm; onnx-tensorrt sorts nodes itself, so only a cycle is fatal.
+    indeg = [0] * len(g.nodes)
+    for i, node in enumerate(g.nodes):
+        indeg[i] = sum(1 for inp in node.input if inp in g.producers and g.producers[inp][0] != i) + sum(
+            1 for inp in node.input if inp in g.producers and g.producers[inp][0] == i
+        )
+    ready = [i for i, d in enumerate(indeg) if d == 0]
+    seen = 0
+    while ready:
+        i = ready.pop()
+        seen += 1
+        for out in g.nodes[i].output:
+            for c in g.consumers.get(out, ()):
+                # a node consuming the same tensor twice has counted it twice
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    ready.append(c)
+    if seen != len(g.nodes):
+        stuck = next(i for i, d in enumerate(indeg) if d > 0)
+        node = g.nodes[stuck]
+        label = node.name or f"{node.op_type}#{stuck}"
+        raise ModelLoadError(shown, f"graph {where} has a cycle through node {label!r} ({node.op_type})")
+
+
+def run_shape_inference(model: Model) -> None:
+    """ONNX shape inference, once. Failure is recorded (reported as a finding) and the raw graph is used."""
+    try:
+        model.inferred = onnx.shape_inference.infer_shapes(model.proto, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:  # noqa: BLE001 - any failure of the inferencer is a finding, not a crash
+        model.shape_inference_error = " ".join(str(e).split())[:300] or type(e).__name__
+        model.inferred = model.proto
+    model.__dict__.pop("graphs", None)

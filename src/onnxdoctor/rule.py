@@ -1,0 +1,112 @@
+"""The rule interface: a small unit with a code, a name, a severity, its own documentation and a check."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterable, Iterator
+
+from .findings import Applicability, Finding, Fix, Location, Severity
+from .kb import Release
+from .model import Model, NodeRef
+from .target import Target
+
+DOC_HEADINGS = ("What it does", "Why it breaks TensorRT", "Example", "How to fix", "Fix safety", "TensorRT versions", "Sources")
+
+
+class Rule:
+    """Base class. Subclasses set the class attributes and implement `check`.
+
+    The class docstring is the rule's documentation, with the `## Heading` sections in DOC_HEADINGS;
+    `onnxdoctor explain` and docs/rules/ are generated from it.
+    """
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    severity: ClassVar[Severity] = Severity.ERROR
+    summary: ClassVar[str]
+    fix: ClassVar[Fix | None] = None
+
+    @property
+    def family(self) -> str:
+        return re.match(r"[A-Z]+", self.code).group(0)  # type: ignore[union-attr]
+
+    def check(self, ctx: Context) -> Iterable[Finding]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def doc(cls) -> str:
+        return textwrap.dedent(cls.__doc__ or "").strip()
+
+    @classmethod
+    def doc_sections(cls) -> dict[str, str]:
+        text = cls.doc()
+        sections: dict[str, str] = {}
+        current = None
+        for line in text.splitlines():
+            m = re.match(r"^## (.+?)\s*$", line)
+            if m:
+                current = m.group(1)
+                sections[current] = ""
+            elif current is not None:
+                sections[current] += line + "\n"
+        return {k: v.strip() for k, v in sections.items()}
+
+    def finding(
+        self,
+        ctx: Context,
+        message: str,
+        *,
+        node: NodeRef | None = None,
+        tensor: str | None = None,
+        subgraph: tuple[str, ...] = (),
+        severity: Severity | None = None,
+        versions: Iterable[str] | None = None,
+        hint: str | None = None,
+        fix: Fix | None = None,
+    ) -> Finding:
+        loc = Location(
+            node=node.name if node else None,
+            op_type=node.op_type if node else None,
+            tensor=tensor,
+            subgraph=node.path if node else subgraph,
+        )
+        return Finding(
+            code=self.code,
+            rule=self.name,
+            severity=severity if severity is not None else self.severity,
+            message=message,
+            location=loc,
+            trt_versions=tuple(versions) if versions is not None else (ctx.target.trt,),
+            fix=fix if fix is not None else self.fix,
+            hint=hint,
+        )
+
+
+@dataclass
+class Context:
+    """What a rule sees: the model, the target, and caches shared between rules of one run."""
+
+    model: Model
+    target: Target
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def release(self) -> Release:
+        return self.target.release
+
+    @property
+    def kb(self):
+        return self.target.kb
+
+    def nodes(self) -> Iterator[NodeRef]:
+        return self.model.iter_nodes()
+
+    def memo(self, key, compute):
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+
+__all__ = ["Applicability", "Context", "DOC_HEADINGS", "Finding", "Fix", "Rule", "Severity"]
