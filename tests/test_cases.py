@@ -1,0 +1,86 @@
+"""Runs every case in tests/cases/*.yaml: each rule's pass and fail cases, per TensorRT release.
+
+Case file format (one file per rule code):
+
+    rule: TRT101
+    cases:
+      - id: hardmax-on-8.6          # readable, unique within the file
+        kind: fail                  # fail: the rule must report; pass: it must not
+        trt: "8.6"
+        plugins: [MyPlugin]         # optional --plugin names
+        model: |                    # ONNX text syntax (onnx.parser.parse_model)
+          <ir_version: 8, opset_import: ["" : 13]>
+          g (float[2,5] x) => (float[2,5] y) { y = Hardmax<axis = 1>(x) }
+        count: 1                    # optional: exact number of findings of this rule
+        expect:                     # optional, fail cases: each entry must match some finding
+          - node: Hardmax#0
+            severity: error
+            message_contains: "supported from 9.2"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import onnx.parser
+import pytest
+import yaml
+
+import onnxdoctor
+from onnxdoctor.registry import all_rules
+
+CASES_DIR = Path(__file__).parent / "cases"
+
+
+def _load_cases():
+    params = []
+    for path in sorted(CASES_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        rule = data["rule"]
+        ids = set()
+        for case in data["cases"]:
+            assert case["id"] not in ids, f"{path.name}: duplicate case id {case['id']}"
+            ids.add(case["id"])
+            params.append(pytest.param(rule, case, id=f"{rule}::{case['id']}"))
+    return params
+
+
+CASES = _load_cases()
+
+
+def _model(case) -> onnx.ModelProto:
+    return onnx.parser.parse_model(case["model"])
+
+
+@pytest.mark.parametrize("rule,case", CASES)
+def test_case(rule, case):
+    report = onnxdoctor.check(_model(case), trt=str(case["trt"]), select=[rule], plugins=case.get("plugins", ()))
+    findings = [f for f in report.findings if f.code == rule]
+    if case["kind"] == "pass":
+        assert findings == [], f"expected no {rule} findings, got: {[f.message for f in findings]}"
+        return
+    assert case["kind"] == "fail", case["kind"]
+    assert findings, f"expected {rule} to report on TensorRT {case['trt']}"
+    if "count" in case:
+        assert len(findings) == case["count"], [f.message for f in findings]
+    for exp in case.get("expect", []):
+        matching = [
+            f
+            for f in findings
+            if ("node" not in exp or f.location.node == exp["node"])
+            and ("severity" not in exp or str(f.severity) == exp["severity"])
+            and ("tensor" not in exp or f.location.tensor == exp["tensor"])
+            and ("message_contains" not in exp or exp["message_contains"] in f.message)
+            and ("subgraph" not in exp or list(f.location.subgraph) == exp["subgraph"])
+        ]
+        assert matching, f"no finding matches {exp}; got {[(f.location.node, str(f.severity), f.message) for f in findings]}"
+
+
+def test_every_rule_has_pass_and_fail_cases():
+    kinds: dict[str, set] = {}
+    for p in CASES:
+        rule, case = p.values
+        kinds.setdefault(rule, set()).add(case["kind"])
+    missing = [r.code for r in all_rules() if kinds.get(r.code) != {"pass", "fail"}]
+    assert not missing, f"rules without both pass and fail cases: {missing}"
