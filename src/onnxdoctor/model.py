@@ -652,7 +652,7 @@ def _validate(model: Model) -> None:
     except _TooDeep:
         raise ModelLoadError(shown, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep") from None
     for g in graphs:
-        where = "/".join(g.path) or "main graph"
+        where = _where(g)
         for t in g.initializers.values():
             _check_tensor(model, t, where)
         for node in g.nodes:
@@ -663,6 +663,14 @@ def _validate(model: Model) -> None:
             if tt.shape and any(isinstance(d, int) and d < 0 for d in tt.shape):
                 raise ModelLoadError(shown, f"tensor {name!r} in {where} has a negative dimension {list(tt.shape)}")
         _check_structure(model, g, where)
+
+
+def _where(g: Graph) -> str:
+    if not g.path:
+        return "the main graph"
+    if len(g.path) > 3:
+        return f"subgraph .../{'/'.join(g.path[-2:])} (nested {len(g.path)} deep)"
+    return f"subgraph {'/'.join(g.path)}"
 
 
 def _check_tensor(model: Model, t: TensorProto, where: str) -> None:
@@ -763,7 +771,7 @@ def _check_structure(model: Model, g: Graph, where: str) -> None:
         stuck = next(i for i, d in enumerate(indeg) if d > 0)
         node = g.nodes[stuck]
         label = node.name or f"{node.op_type}#{stuck}"
-        raise ModelLoadError(shown, f"graph {where} has a cycle through node {label!r} ({node.op_type})")
+        raise ModelLoadError(shown, f"{where} has a cycle through node {label!r} ({node.op_type})")
 
 
 def run_shape_inference(model: Model) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kb import Constraint
-from ..model import NodeRef
+from ..model import NodeRef, dtype_name
 from ..rule import Context
 from .predicates import PREDICATES
 
@@ -49,6 +49,9 @@ def _evaluate(ctx: Context) -> list[Violation]:
     return out
 
 
+_TYPE_ATTRS = {"to", "dtype", "output_dtype"}
+
+
 def _fmt(v) -> str:
     if isinstance(v, str):
         return repr(v)
@@ -70,7 +73,11 @@ def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
             bad = [v for v in values if v not in p["allowed"]]
         else:
             bad = [v for v in values if v in p.get("forbidden", [])]
-        return f"{name}={_fmt(value)}" if bad else None
+        if not bad:
+            return None
+        if name in _TYPE_ATTRS:
+            return f"{name}={', '.join(dtype_name(v) for v in values if isinstance(v, int))}"
+        return f"{name}={_fmt(value)}"
     if kind == "attr_absent":
         value = node.attr(p["attr"])
         if value is None or (isinstance(value, (list, str, bytes)) and len(value) == 0):
@@ -102,10 +109,10 @@ def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
         val = ctx.model.constants(node.graph).value(name) if name else None
         if val is None:
             return None
-        arr = np.asarray(val)
-        if arr.size == 0 or arr.dtype.kind not in "biuf":
+        orig = np.asarray(val)
+        if orig.size == 0 or orig.dtype.kind not in "biuf":
             return None
-        arr = arr.astype(np.float64)
+        arr = orig.astype(np.float64)
         bad = np.zeros(arr.shape, dtype=bool)
         if "min" in p:
             bad |= arr < p["min"]
@@ -115,7 +122,7 @@ def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
             bad |= ~np.isin(arr, p["allowed"])
         if not bad.any():
             return None
-        shown = arr.reshape(-1)[:4].tolist()
+        shown = orig.reshape(-1)[:4].tolist()
         return f"input {p['input']} ({name!r}) = {shown if arr.size > 1 else shown[0]:}"
     if kind == "check":
         fn = PREDICATES.get(p["check"])

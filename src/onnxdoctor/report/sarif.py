@@ -40,7 +40,8 @@ def to_dict(report: Report) -> dict:
             continue
         for f in m.findings:
             logical = {"name": f.location.node or f.location.tensor or "model", "fullyQualifiedName": f.location.logical_name()}
-            logical["kind"] = "node" if f.location.node else "tensor" if f.location.tensor else "module"
+            # SARIF's standard kinds: a node is a unit of computation, a tensor a value, the model a module.
+            logical["kind"] = "function" if f.location.node else "variable" if f.location.tensor else "module"
             results.append(
                 {
                     "ruleId": f.code,

@@ -23,7 +23,7 @@ class ConstraintRule(Rule):
                 continue
             if not self.control_flow and c.kind not in self.kinds:
                 continue
-            msg = f"{c.message} ({v.detail})" if v.detail else c.message
+            msg = f"{c.message} ({v.detail})" if v.detail and v.detail not in c.message else c.message
             yield self.finding(
                 ctx,
                 msg,

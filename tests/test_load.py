@@ -1,0 +1,153 @@
+"""Bad input: exit code 2 and one clear line naming the file and the problem — never a traceback,
+a hang, or a read outside the model's folder. Runs the installed `onnxdoctor` entry point."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+import pytest
+
+import onnxdoctor
+from onnxdoctor.errors import ModelLoadError
+from onnxdoctor.model import load
+
+from ._fixtures import MODELS, build
+
+
+def _one_line_error(proc, path, phrase):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(path.name) in lines[0]
+    assert phrase in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "name,content,phrase",
+    [
+        ("empty.onnx", b"", "empty file"),
+        ("random.onnx", bytes(range(256)) * 4, "not a valid ONNX protobuf"),
+        ("text.onnx", b"hello, I am not a model\n", "not"),
+        ("lfs.onnx", b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n", "Git LFS pointer"),
+    ],
+)
+def test_garbage_files(tmp_path, run_cli, name, content, phrase):
+    p = tmp_path / name
+    p.write_bytes(content)
+    _one_line_error(run_cli("check", p), p, phrase)
+
+
+def test_truncated_model(tmp_path, run_cli):
+    data = (MODELS / "example.onnx").read_bytes()
+    p = tmp_path / "truncated.onnx"
+    p.write_bytes(data[: len(data) // 3])
+    _one_line_error(run_cli("check", p), p, "not a valid ONNX protobuf")
+
+
+def test_missing_file(tmp_path, run_cli):
+    p = tmp_path / "nope.onnx"
+    _one_line_error(run_cli("check", p), p, "no such file")
+
+
+def test_deep_nesting_beyond_protobuf_limit(tmp_path, run_cli):
+    p = tmp_path / "deep.onnx"
+    p.write_bytes(build.deeply_nested_bytes(1000))
+    _one_line_error(run_cli("check", p), p, "nesting is too deep")
+
+
+@pytest.mark.parametrize(
+    "factory,phrase",
+    [
+        (build.cyclic_model, "cycle through node 'add'"),
+        (build.dangling_model, "reads 'ghost'"),
+        (build.absurd_dims_model, "absurd size"),
+    ],
+)
+def test_malformed_graphs(tmp_path, run_cli, factory, phrase):
+    p = tmp_path / f"{factory.__name__}.onnx"
+    onnx.save(factory(), p)
+    _one_line_error(run_cli("check", p), p, phrase)
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "/etc/passwd", "sub/../../outside.bin"])
+def test_external_data_outside_folder_is_refused(tmp_path, run_cli, location):
+    d = tmp_path / "model"
+    d.mkdir()
+    secret = tmp_path / "outside.bin"
+    secret.write_bytes(b"\0" * 16)
+    p = d / "m.onnx"
+    onnx.save(build.external_data_model(location), p)
+    before = os.stat(secret).st_atime_ns
+    _one_line_error(run_cli("check", p), p, "refused")
+    assert os.stat(secret).st_atime_ns == before
+
+
+def test_external_data_missing_is_a_finding(tmp_path, run_cli):
+    p = tmp_path / "m.onnx"
+    onnx.save(build.external_data_model("weights.bin"), p)
+    proc = run_cli("check", p, "--format", "json")
+    assert proc.returncode == 1
+    import json
+
+    findings = json.loads(proc.stdout)["models"][0]["findings"]
+    assert [(f["code"], f["tensor"]) for f in findings] == [("MOD502", "w")]
+    assert "not found" in findings[0]["message"]
+
+
+def test_external_data_present_and_short(tmp_path):
+    p = tmp_path / "m.onnx"
+    onnx.save(build.external_data_model("weights.bin", nbytes=16), p)
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 8)
+    m = load(p)
+    assert m.external_problems and "too short" in m.external_problems[0][1]
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 16)
+    assert load(p).external_problems == []
+
+
+def test_check_never_reads_external_weights(tmp_path):
+    """check works from structure alone: weights that are present but unreadable are never opened."""
+    p = tmp_path / "m.onnx"
+    onnx.save(build.external_data_model("weights.bin", nbytes=16), p)
+    w = tmp_path / "weights.bin"
+    w.write_bytes(b"\0" * 16)
+    w.chmod(0)
+    try:
+        if os.access(w, os.R_OK):
+            pytest.skip("running as a user who can read a mode-000 file (root); the read would not fail")
+        report = onnxdoctor.check(p, trt="10.15")
+        assert report.models[0].error is None
+    finally:
+        w.chmod(0o644)
+
+
+def test_api_raises_for_single_bad_model(tmp_path):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(b"junk")
+    with pytest.raises(ModelLoadError, match="bad.onnx"):
+        onnxdoctor.check(p)
+
+
+def test_nesting_limit_finding_per_release(tmp_path):
+    p = tmp_path / "deep30.onnx"
+    p.write_bytes(build.deeply_nested_bytes(30))
+    new = onnxdoctor.check(p, trt="10.15", select=["TRT141"]).findings
+    old = onnxdoctor.check(p, trt="9.3", select=["TRT141"]).findings
+    assert [f.code for f in new] == ["TRT141"] and "nested 30 levels" in new[0].message
+    assert old == []
+
+
+def test_subgraph_nodes_are_reported_with_their_path():
+    m = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (bool c, float[2,5] x) => (float[2,5] y) {
+          y = If(c) <then_branch = t () => (float[2,5] a) { a = Hardmax<axis = 1>(x) },
+                     else_branch = e () => (float[2,5] b) { b = Identity(x) }>
+        }
+        """
+    )
+    m.graph.node[0].name = "cond"
+    f = onnxdoctor.check(m, trt="8.6", select=["TRT101"]).findings
+    assert [(x.location.subgraph, x.location.op_type) for x in f] == [(("cond/then_branch",), "Hardmax")]
