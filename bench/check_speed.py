@@ -337,13 +337,14 @@ def build_model(out_dir: Path, nodes: int, weights_gb: float, name: str = "model
 # Each measurement gets its own wrapper process, so RUSAGE_CHILDREN covers exactly one run
 # (ru_maxrss of RUSAGE_CHILDREN is the peak of the largest waited-for descendant, in KiB on Linux).
 WRAPPER = r"""
-import json, resource, subprocess, sys, time
+import json, os, resource, subprocess, sys, time
 cmd = json.loads(sys.argv[1])
+load1 = os.getloadavg()[0]
 t0 = time.perf_counter()
 p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 wall = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"wall": wall, "maxrss_kb": ru.ru_maxrss, "user": ru.ru_utime, "sys": ru.ru_stime,
+print(json.dumps({"wall": wall, "loadavg_1min_before": load1, "maxrss_kb": ru.ru_maxrss, "user": ru.ru_utime, "sys": ru.ru_stime,
                   "rc": p.returncode, "stdout_bytes": len(p.stdout),
                   "stdout_tail": p.stdout.decode(errors="replace")[-2000:],
                   "stderr_tail": p.stderr.decode(errors="replace")[-2000:]}))
@@ -378,8 +379,10 @@ def measure(cmd: list[str], runs: int, warmup: int = 1, label: str = "") -> dict
         "wall_min_s": min(walls),
         "rss_median_mb": statistics.median(rss),
         "rss_max_mb": max(rss),
+        "cpu_median_s": statistics.median(s["user"] + s["sys"] for s in samples),
         "user_median_s": statistics.median(s["user"] for s in samples),
         "sys_median_s": statistics.median(s["sys"] for s in samples),
+        "loadavg_1min_max": max(s["loadavg_1min_before"] for s in samples),
         "rc": sorted({s["rc"] for s in samples}),
         "stdout_bytes": samples[-1]["stdout_bytes"],
         "stdout_tail": samples[-1]["stdout_tail"][-1000:],
@@ -413,7 +416,12 @@ def machine_info(python: str) -> dict:
     except OSError:
         pass
     py = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True).stdout.strip()
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except FileNotFoundError:
+        rev = ""
     return {
+        "repo_head": rev,
         "python": py,
         "onnxdoctor": ver("onnxdoctor"),
         "onnx": ver("onnx"),
@@ -440,14 +448,14 @@ def find_tool(name: str, override: str | None) -> list[str] | None:
 
 def fmt_row(name: str, r: dict | None) -> str:
     if r is None:
-        return f"| {name} | skipped | | | | |"
+        return f"| {name} | skipped | | | | | | |"
     return (
-        f"| {name} | {r['wall_median_s']:.3f} | {r['wall_min_s']:.3f} | {r['rss_median_mb']:.0f} | "
-        f"{r['rss_max_mb']:.0f} | {r['runs']} |"
+        f"| {name} | {r['wall_median_s']:.3f} | {r['wall_min_s']:.3f} | {r['cpu_median_s']:.3f} | {r['rss_median_mb']:.0f} | "
+        f"{r['rss_max_mb']:.0f} | {r['runs']} | {r['loadavg_1min_max']:.2f} |"
     )
 
 
-HEADER = "| command | wall median (s) | wall min (s) | peak RSS median (MB) | peak RSS max (MB) | runs |\n|---|---:|---:|---:|---:|---:|"
+HEADER = "| command | wall median (s) | wall min (s) | CPU user+sys median (s) | peak RSS median (MB) | peak RSS max (MB) | runs | max load avg before a run |\n|---|---:|---:|---:|---:|---:|---:|---:|"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -491,25 +499,28 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         results["scaling"] = rows
         lines = [
-            "| nodes | check wall median (s) | check peak RSS (MB) | floor wall median (s) | floor peak RSS (MB) "
-            "| check ms per extra 1k nodes | floor ms per extra 1k nodes |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
+            "| nodes | check wall median (s) | check CPU median (s) | check peak RSS (MB) | floor wall median (s) "
+            "| floor CPU median (s) | floor peak RSS (MB) | check CPU ms per extra 1k nodes | floor CPU ms per extra 1k nodes "
+            "| max load avg before a run |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         base = rows[0]
         for r in rows:
-            c = r.get("check")
 
             def slope(key: str) -> str:
-                # marginal cost relative to the smallest model: ms per additional 1,000 nodes
+                # marginal CPU cost relative to the smallest model: ms per additional 1,000 nodes
+                # (CPU time, not wall: less sensitive to other load on the machine)
                 if r is base or not r.get(key) or not base.get(key):
                     return ""
-                dt = r[key]["wall_median_s"] - base[key]["wall_median_s"]
+                dt = r[key]["cpu_median_s"] - base[key]["cpu_median_s"]
                 return f"{1000 * dt / ((r['nodes'] - base['nodes']) / 1000):.1f}"
 
-            lines.append(
-                f"| {r['nodes']} | {c['wall_median_s']:.3f} | {c['rss_median_mb']:.0f} | " if c else f"| {r['nodes']} | - | - | "
-            )
-            lines[-1] += f"{r['floor']['wall_median_s']:.3f} | {r['floor']['rss_median_mb']:.0f} | {slope('check')} | {slope('floor')} |"
+            c, f = r.get("check"), r["floor"]
+            cells = [f"{r['nodes']}"]
+            cells += [f"{c['wall_median_s']:.3f}", f"{c['cpu_median_s']:.3f}", f"{c['rss_median_mb']:.0f}"] if c else ["-", "-", "-"]
+            cells += [f"{f['wall_median_s']:.3f}", f"{f['cpu_median_s']:.3f}", f"{f['rss_median_mb']:.0f}", slope("check"), slope("floor")]
+            cells.append(f"{max(x['loadavg_1min_max'] for x in (c, f) if x):.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
         table = "\n".join(lines)
         (out / "scaling.json").write_text(json.dumps(results, indent=2))
         print(table)
@@ -536,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {path} — {minfo['node_count']} nodes, {minfo['initializers']} initializers, "
           f"model file {minfo['model_bytes'] / 1e6:.1f} MB, external data {minfo['data_bytes'] / 1e9:.3f} GB")
     print(f"machine: {info['cpu']}, {info['usable_cores']} cores, {info['mem_total']}; python {info['python']}, "
-          f"onnx {info['onnx']}, onnxruntime {info['onnxruntime']}, polygraphy {info['polygraphy']}, onnxdoctor {info['onnxdoctor']}")
+          f"onnx {info['onnx']}, onnxruntime {info['onnxruntime']}, polygraphy {info['polygraphy']}, onnxdoctor {info['onnxdoctor']} (repo HEAD {info['repo_head']})")
     print()
     print(HEADER)
     for k, r in m.items():
