@@ -777,8 +777,15 @@ def _check_structure(model: Model, g: Graph, where: str) -> None:
 def run_shape_inference(model: Model) -> None:
     """ONNX shape inference, once. Failure is recorded (reported as a finding) and the raw graph is used."""
     try:
-        model.inferred = onnx.shape_inference.infer_shapes(model.proto, check_type=False, strict_mode=False, data_prop=True)
+        model.inferred = _infer(model.proto)
     except Exception as e:  # noqa: BLE001 - any failure of the inferencer is a finding, not a crash
         model.shape_inference_error = " ".join(str(e).split())[:300] or type(e).__name__
         model.inferred = model.proto
     model.__dict__.pop("graphs", None)
+
+
+def _infer(proto: ModelProto) -> ModelProto:
+    # data_prop stays off: onnx's data propagation allocates per element of 1-D tensors (a 2^24-element
+    # input costs 9 s and 3.6 GB), so a hostile or merely large file could hang the check. Constant
+    # shape chains are evaluated by ConstantView instead.
+    return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=False)
