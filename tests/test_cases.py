@@ -13,6 +13,10 @@ Case file format (one file per rule code):
           g (float[2,5] x) => (float[2,5] y) { y = Hardmax<axis = 1>(x) }
         count: 1                    # optional: exact number of findings of this rule
         xfail: "reason"             # optional: a known rule bug (strict: must fail until fixed)
+        external:                   # optional: move initializers to external data; the model is then
+          - tensor: w               # checked from a file in a temporary folder
+            location: w.bin
+            file_bytes: 8           # size of the data file written (omit: no file at all)
         expect:                     # optional, fail cases: each entry must match some finding
           - node: Hardmax#0
             severity: error
@@ -24,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
+import onnx.numpy_helper
 import onnx.parser
 import pytest
 import yaml
@@ -55,9 +60,30 @@ def _model(case) -> onnx.ModelProto:
     return onnx.parser.parse_model(case["model"])
 
 
+def _with_external_data(model: onnx.ModelProto, specs, folder: Path) -> Path:
+    for spec in specs:
+        t = next(t for t in model.graph.initializer if t.name == spec["tensor"])
+        nbytes = len(t.raw_data) if t.raw_data else onnx.numpy_helper.to_array(t).nbytes
+        t.ClearField("raw_data")
+        for field in ("float_data", "int32_data", "int64_data", "double_data"):
+            t.ClearField(field)
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for k, v in (("location", spec["location"]), ("offset", "0"), ("length", str(nbytes))):
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        if "file_bytes" in spec:
+            (folder / spec["location"]).write_bytes(b"\0" * spec["file_bytes"])
+    path = folder / "model.onnx"
+    onnx.save(model, path)
+    return path
+
+
 @pytest.mark.parametrize("rule,case", CASES)
-def test_case(rule, case):
-    report = onnxdoctor.check(_model(case), trt=str(case["trt"]), select=[rule], plugins=case.get("plugins", ()))
+def test_case(rule, case, tmp_path):
+    model = _model(case)
+    if case.get("external"):
+        model = _with_external_data(model, case["external"], tmp_path)
+    report = onnxdoctor.check(model, trt=str(case["trt"]), select=[rule], plugins=case.get("plugins", ()))
     findings = [f for f in report.findings if f.code == rule]
     if case["kind"] == "pass":
         assert findings == [], f"expected no {rule} findings, got: {[f.message for f in findings]}"

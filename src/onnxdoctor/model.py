@@ -775,17 +775,21 @@ def _check_structure(model: Model, g: Graph, where: str) -> None:
 
 
 def run_shape_inference(model: Model) -> None:
-    """ONNX shape inference, once. Failure is recorded (reported as a finding) and the raw graph is used."""
+    """ONNX shape inference, once in the common case. Strict mode surfaces node-level inconsistencies
+    (recorded, reported as a finding); on failure a lenient pass still gives the views what it can."""
     try:
-        model.inferred = _infer(model.proto)
+        model.inferred = _infer(model.proto, strict=True)
     except Exception as e:  # noqa: BLE001 - any failure of the inferencer is a finding, not a crash
         model.shape_inference_error = " ".join(str(e).split())[:300] or type(e).__name__
-        model.inferred = model.proto
+        try:
+            model.inferred = _infer(model.proto, strict=False)
+        except Exception:  # noqa: BLE001
+            model.inferred = model.proto
     model.__dict__.pop("graphs", None)
 
 
-def _infer(proto: ModelProto) -> ModelProto:
+def _infer(proto: ModelProto, *, strict: bool) -> ModelProto:
     # data_prop stays off: onnx's data propagation allocates per element of 1-D tensors (a 2^24-element
     # input costs 9 s and 3.6 GB), so a hostile or merely large file could hang the check. Constant
     # shape chains are evaluated by ConstantView instead.
-    return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=False)
+    return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=strict, data_prop=False)

@@ -17,8 +17,10 @@ class Uint8InsideNetwork(Rule):
 
     ## What it does
     Flags UINT8 initializers and intermediate values. UINT8 graph inputs and outputs are fine
-    (typically an image input followed by a `Cast`), as are UINT8 Q/DQ constants from TensorRT
-    10.10. Intermediate UINT8 values that only feed a `Cast` or a graph output are allowed.
+    (typically an image input followed by a `Cast`), as are UINT8 Q/DQ zero points from TensorRT
+    10.10 and QuantizeLinear outputs (ONNX types them UINT8 by default; TensorRT quantizes to
+    INT8). Intermediate UINT8 values that only feed a `Cast` or a graph output are allowed. UINT8
+    data into `DequantizeLinear` is an error: it needs a DLA-only parser flag.
 
     ## Why it breaks TensorRT
     TensorRT supports UINT8 only as a network I/O type; most importers reject UINT8 inputs
@@ -59,7 +61,15 @@ class Uint8InsideNetwork(Rule):
             if site.role in ("input", "output"):
                 continue
             consumers = [site.graph.nodes[i] for i in site.graph.consumers.get(site.tensor, [])]
-            if site.role == "initializer" and qdq_ok and consumers and all(c.op_type in _QDQ for c in consumers):
+            # QuantizeLinear's ONNX output type defaults to UINT8, but the parser quantizes to INT8
+            # ("ONNX default is UINT8, TRT will default to INT8", QuantDequantLinearHelper).
+            if site.producer is not None and site.producer.op_type == "QuantizeLinear":
+                continue
+            # From 10.10 a UINT8 zero point (input 2 of Q/DQ) is imported; UINT8 *data* into
+            # DequantizeLinear still needs the DLA-only parser flag, so it stays an error.
+            if site.role == "initializer" and qdq_ok and consumers and all(
+                c.op_type in _QDQ and list(c.input).index(site.tensor) == 2 for c in consumers
+            ):
                 continue
             if site.role == "value" and all(c.op_type == "Cast" for c in consumers) and consumers or (
                 site.role == "value" and not consumers and site.tensor in site.graph.outputs
