@@ -464,6 +464,17 @@ class ConstantView:
             stack.pop()
         return self._const[tensor]
 
+    def is_weights(self, tensor: str) -> bool:
+        """What the parser itself treats as weights: an initializer or a Constant node's output."""
+        owner = self._owner(tensor) if tensor else None
+        if owner is None:
+            return False
+        g, _ = owner
+        if tensor in g.initializers:
+            return True
+        node = g.producer(tensor)
+        return node is not None and node.op_type == "Constant" and node.domain in ("", "ai.onnx")
+
     def _is_const_shallow(self, tensor: str) -> bool:
         return tensor in self._const and self._const[tensor]
 

@@ -9,8 +9,8 @@ from .checks.mod.missing_external_data import MissingExternalData
 from .checks.mod.shape_inference_failed import ShapeInferenceFailed
 from .checks.trt.control_flow_restriction import ControlFlowRestriction
 from .checks.trt.custom_domain_operator import CustomDomainOperator
-from .checks.trt.double_tensor import DoublePrecisionTensor
-from .checks.trt.local_function import UnsupportedLocalFunction
+from .checks.trt.double_precision_tensor import DoublePrecisionTensor
+from .checks.trt.unsupported_local_function import UnsupportedLocalFunction
 from .checks.trt.non_constant_input import NonConstantInput
 from .checks.trt.non_tensor_value import NonTensorValue
 from .checks.trt.opset_above_supported import OpsetAboveSupported

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import textwrap
+import inspect
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterable, Iterator
 
@@ -37,7 +37,7 @@ class Rule:
 
     @classmethod
     def doc(cls) -> str:
-        return textwrap.dedent(cls.__doc__ or "").strip()
+        return inspect.cleandoc(cls.__doc__ or "")
 
     @classmethod
     def doc_sections(cls) -> dict[str, str]:

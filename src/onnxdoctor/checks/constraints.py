@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..findings import Applicability, Fix
 from ..kb import Constraint
 from ..model import NodeRef, dtype_name
 from ..rule import Context
@@ -17,6 +18,14 @@ class Violation:
     constraint: Constraint
     node: NodeRef
     detail: str
+    # Set when the violation is milder than the constraint says: a constant the parser cannot see
+    # as weights until it is folded.
+    severity: str | None = None
+    fix: Fix | None = None
+
+
+class _Foldable(str):
+    """A detail string marking 'constant, but not an initializer yet'."""
 
 
 def violations(ctx: Context) -> list[Violation]:
@@ -44,7 +53,9 @@ def _evaluate(ctx: Context) -> list[Violation]:
             if "opset_max" in c.params and opv > c.params["opset_max"]:
                 continue
             detail = _check(ctx, c, node)
-            if detail is not None:
+            if isinstance(detail, _Foldable):
+                out.append(Violation(c, node, str(detail), "warning", Fix("fold-constants", Applicability.SAFE)))
+            elif detail is not None:
                 out.append(Violation(c, node, detail))
     return out
 
@@ -85,9 +96,14 @@ def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
         return f"attribute {p['attr']} is set"
     if kind == "input_constant":
         name = node.input(p["input"])
-        if not name or ctx.model.constants(node.graph).is_constant(name):
+        consts = ctx.model.constants(node.graph)
+        if not name:
             return None
-        return f"input {p['input']} ({name!r}) is computed at runtime"
+        if not consts.is_constant(name):
+            return f"input {p['input']} ({name!r}) is computed at runtime"
+        if p.get("weights") and not consts.is_weights(name):
+            return _Foldable(f"input {p['input']} ({name!r}) is computed from constants; fold it into an initializer")
+        return None
     if kind == "input_absent":
         name = node.input(p["input"])
         return f"input {p['input']} ({name!r}) is given" if name else None

@@ -28,7 +28,8 @@ class ConstraintRule(Rule):
                 ctx,
                 msg,
                 node=v.node,
-                severity=Severity.parse(c.severity),
+                severity=Severity.parse(v.severity or c.severity),
+                fix=v.fix,
                 versions=constraint_versions(ctx, c),
                 hint=self.hint_text,
             )

@@ -29,8 +29,12 @@ class NonConstantInput(ConstraintRule):
     `polygraphy surgeon sanitize --fold-constants`), or freeze input shapes (`--shape`) so that
     shape computations become constant.
 
+    Where the importer accepts only real weights (`is_weights()`: an initializer or a `Constant`)
+    and the value is constant only after propagation (e.g. `Cast(Constant)`), the finding is a
+    warning that names the `fold-constants` rewrite: folded, the model imports.
+
     ## Fix safety
-    Constant folding is exact (safe).
+    `fold-constants` is exact (safe). A value computed from runtime inputs has no automatic fix.
 
     ## TensorRT versions
     Per constraint, listed in each finding.
