@@ -458,6 +458,14 @@ def fmt_row(name: str, r: dict | None) -> str:
 HEADER = "| command | wall median (s) | wall min (s) | CPU user+sys median (s) | peak RSS median (MB) | peak RSS max (MB) | runs | max load avg before a run |\n|---|---:|---:|---:|---:|---:|---:|---:|"
 
 
+def _write(out: Path, stem: str, results: dict) -> None:
+    """`stem.json` (latest) plus a timestamped copy, so a partial re-run does not lose earlier numbers."""
+    results["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    text = json.dumps(results, indent=2)
+    (out / f"{stem}.json").write_text(text)
+    (out / f"{stem}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json").write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=20000, help="node count of the generated model (default 20000)")
@@ -522,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{max(x['loadavg_1min_max'] for x in (c, f) if x):.2f}")
             lines.append("| " + " | ".join(cells) + " |")
         table = "\n".join(lines)
-        (out / "scaling.json").write_text(json.dumps(results, indent=2))
+        _write(out, "scaling", results)
         print(table)
         print(f"\nresults: {out / 'scaling.json'}", file=sys.stderr)
         return 0
@@ -542,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     if poly and args.poly_runs > 0:
         m["polygraphy check lint"] = measure(poly + ["check", "lint", str(path)], args.poly_runs, 0, "polygraphy lint")
     results["measurements"] = m
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    _write(out, "results", results)
 
     print(f"model: {path} — {minfo['node_count']} nodes, {minfo['initializers']} initializers, "
           f"model file {minfo['model_bytes'] / 1e6:.1f} MB, external data {minfo['data_bytes'] / 1e9:.3f} GB")
