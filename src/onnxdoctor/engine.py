@@ -15,6 +15,8 @@ def analyze(model: Model, target: Target, rules: Iterable[Rule]) -> list[Finding
     findings: list[Finding] = []
     for rule in rules:
         findings.extend(rule.check(ctx))
+    if not findings:
+        return findings
     # Stable order: model graph order of the location, then code.
     order = _node_order(model)
     findings.sort(key=lambda f: (order.get((f.location.subgraph, f.location.node), (-1,)), f.code, f.message))

@@ -33,6 +33,7 @@ def _load_toml(path: Path) -> dict:
         return tomllib.load(fh)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_version(text: str) -> tuple[int, ...]:
     parts = text.strip().split(".")
     if not parts or not all(p.isdigit() for p in parts):
@@ -133,9 +134,13 @@ class KnowledgeBase:
 
     # -- releases -----------------------------------------------------------
     def release(self, version: str) -> Release:
-        version = self.resolve(version)
-        if version not in self._releases:
-            self._releases[version] = self._build(version)
+        hit = self._releases.get(version)
+        if hit is not None:
+            return hit
+        resolved = self.resolve(version)
+        if resolved not in self._releases:
+            self._releases[resolved] = self._build(resolved)
+        self._releases[version] = self._releases[resolved]
         return self._releases[version]
 
     def _ops_for(self, version: str, seen: tuple[str, ...] = ()) -> tuple[dict, frozenset, dict, str | None]:

@@ -8,12 +8,13 @@ once. Every malformed input becomes a `ModelLoadError` with one clear line.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import onnx
@@ -35,7 +36,7 @@ CONTROL_FLOW_GRAPH_ATTRS = {"If": ("then_branch", "else_branch"), "Loop": ("body
 # ----------------------------------------------------------------------------
 # Graph views
 # ----------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorType:
     """What is known of a value's type: ONNX elem type (0 = unknown), shape, and its kind."""
 
@@ -56,11 +57,11 @@ class TensorType:
         return dtype_name(self.elem_type)
 
 
+_DTYPE_NAMES = {v.number: v.name for v in TensorProto.DataType.DESCRIPTOR.values}
+
+
 def dtype_name(elem_type: int) -> str:
-    try:
-        return TensorProto.DataType.Name(elem_type)
-    except ValueError:
-        return f"type#{elem_type}"
+    return _DTYPE_NAMES.get(elem_type) or f"type#{elem_type}"
 
 
 def _type_from_proto(tp: onnx.TypeProto) -> TensorType:
@@ -71,12 +72,9 @@ def _type_from_proto(tp: onnx.TypeProto) -> TensorType:
         if tt.HasField("shape"):
             dims: list[int | str | None] = []
             for d in tt.shape.dim:
-                if d.HasField("dim_value"):
-                    dims.append(int(d.dim_value))
-                elif d.HasField("dim_param") and d.dim_param:
-                    dims.append(d.dim_param)
-                else:
-                    dims.append(None)
+                w = d.WhichOneof("value")
+                # a negative dim in value_info is meaningless: unknown (graph I/O is validated at load)
+                dims.append((d.dim_value if d.dim_value >= 0 else None) if w == "dim_value" else (d.dim_param or None) if w == "dim_param" else None)
             shape = tuple(dims)
         return TensorType(tt.elem_type, shape, "tensor")
     if which == "sparse_tensor_type":
@@ -90,6 +88,95 @@ def _type_from_proto(tp: onnx.TypeProto) -> TensorType:
     return TensorType(0, None, "unknown")
 
 
+class TypeTable:
+    """name -> TensorType, parsed from the graph's TypeProtos on first use (most are never asked for)."""
+
+    __slots__ = ("raw", "_parsed")
+
+    def __init__(self) -> None:
+        self.raw: dict[str, onnx.TypeProto] = {}
+        self._parsed: dict[str, TensorType] = {}
+
+    def set(self, name: str, tp: onnx.TypeProto | TensorType) -> None:
+        if isinstance(tp, TensorType):
+            self._parsed[name] = tp
+            self.raw.pop(name, None)
+        else:
+            self.raw[name] = tp
+            self._parsed.pop(name, None)
+
+    def setdefault(self, name: str, t: TensorType) -> None:
+        if name not in self:
+            self._parsed[name] = t
+
+    def get(self, name: str) -> TensorType | None:
+        t = self._parsed.get(name)
+        if t is None:
+            tp = self.raw.get(name)
+            if tp is None:
+                return None
+            t = self._parsed[name] = _type_from_proto(tp)
+        return t
+
+    def __getitem__(self, name: str) -> TensorType:
+        t = self.get(name)
+        if t is None:
+            raise KeyError(name)
+        return t
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._parsed or name in self.raw
+
+    def names(self) -> list[str]:
+        return list(self.raw.keys() | self._parsed.keys())
+
+    def items(self):
+        for name in self.names():
+            yield name, self[name]
+
+    def kind(self, name: str) -> str | None:
+        """Cheap: the value kind without parsing the shape."""
+        t = self._parsed.get(name)
+        if t is not None:
+            return t.kind
+        tp = self.raw.get(name)
+        if tp is None:
+            return None
+        return _KINDS.get(tp.WhichOneof("value"), "unknown")
+
+    def elem_type(self, name: str) -> int:
+        t = self._parsed.get(name)
+        if t is not None:
+            return t.elem_type
+        tp = self.raw.get(name)
+        return tp.tensor_type.elem_type if tp is not None and tp.HasField("tensor_type") else 0
+
+    def summary(self, name: str) -> tuple[str, int, int | None]:
+        """(kind, elem_type, rank) with one lookup and no shape parsing."""
+        t = self._parsed.get(name)
+        if t is not None:
+            return t.kind, t.elem_type, t.rank
+        tp = self.raw[name]
+        which = tp.WhichOneof("value")
+        if which != "tensor_type":
+            return _KINDS.get(which, "unknown"), 0, None
+        tt = tp.tensor_type
+        return "tensor", tt.elem_type, (len(tt.shape.dim) if tt.HasField("shape") else None)
+
+    def rank(self, name: str) -> int | None:
+        t = self._parsed.get(name)
+        if t is not None:
+            return t.rank
+        tp = self.raw.get(name)
+        if tp is None or not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
+            return None
+        return len(tp.tensor_type.shape.dim)
+
+
+_KINDS = {"tensor_type": "tensor", "sparse_tensor_type": "sparse_tensor", "sequence_type": "sequence",
+          "optional_type": "optional", "map_type": "map"}
+
+
 @dataclass
 class Graph:
     """One graph (main graph, a control-flow body, or a local function body) with lookup tables."""
@@ -100,21 +187,26 @@ class Graph:
     inputs: list[str]
     outputs: list[str]
     initializers: dict[str, TensorProto]
-    types: dict[str, TensorType]
+    types: TypeTable
     outer: Graph | None = None
     function: onnx.FunctionProto | None = None
     depth: int = 0
     producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (node index, output index)
     consumers: dict[str, list[int]] = field(default_factory=dict)
+    # node i's inputs/outputs as Python lists: reading protobuf repeated fields again and again is slow
+    node_inputs: list[list[str]] = field(default_factory=list)
+    node_outputs: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for i, node in enumerate(self.nodes):
-            for j, out in enumerate(node.output):
-                if out:
-                    self.producers[out] = (i, j)
-            for inp in node.input:
+        self.node_inputs = ins = [list(n.input) for n in self.nodes]
+        self.node_outputs = outs = [list(n.output) for n in self.nodes]
+        self.producers = {o: (i, j) for i, os_ in enumerate(outs) for j, o in enumerate(os_) if o}
+        consumers = self.consumers = collections.defaultdict(list)
+        for i, names in enumerate(ins):
+            for inp in names:
                 if inp:
-                    self.consumers.setdefault(inp, []).append(i)
+                    consumers[inp].append(i)
+        self.consumers = dict(consumers)
         for out in self.outputs:
             self.consumers.setdefault(out, [])
 
@@ -133,11 +225,47 @@ class Graph:
             g = g.outer
         return None
 
+    def elem_type_of(self, tensor: str) -> int:
+        """Element type only (0 = unknown): much cheaper than type_of for rules that need nothing else."""
+        g: Graph | None = self
+        while g is not None:
+            if tensor in g.types:
+                return g.types.elem_type(tensor)
+            if tensor in g.producers or tensor in g.initializers or tensor in g.inputs:
+                return 0
+            g = g.outer
+        return 0
+
+    @functools.cached_property
+    def type_summary(self) -> tuple[frozenset[tuple[str, int]], int]:
+        """(set of (kind, elem_type) over every typed value and initializer, highest known rank).
+        Lets whole-graph type rules skip their per-tensor walk when nothing can match."""
+        kinds: set[tuple[str, int]] = set()
+        max_rank = 0
+        for tp in self.types.raw.values():
+            which = tp.WhichOneof("value")
+            if which == "tensor_type":
+                tt = tp.tensor_type
+                kinds.add(("tensor", tt.elem_type))
+                r = len(tt.shape.dim)
+                if r > max_rank:
+                    max_rank = r
+            else:
+                kinds.add((_KINDS.get(which, "unknown"), 0))
+        for name in list(self.types._parsed):
+            t = self.types._parsed[name]
+            kinds.add((t.kind, t.elem_type))
+            max_rank = max(max_rank, t.rank or 0)
+        for t in self.initializers.values():
+            kinds.add(("tensor", t.data_type))
+            max_rank = max(max_rank, len(t.dims))
+        return frozenset(kinds), max_rank
+
     def is_used(self, tensor: str) -> bool:
         return bool(self.consumers.get(tensor)) or tensor in self.outputs
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class NodeRef:
     """A node and where it lives."""
 
@@ -208,8 +336,7 @@ def attribute_value(a: AttributeProto):
 # ----------------------------------------------------------------------------
 # External data
 # ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ExternalRef:
+class ExternalRef(NamedTuple):
     tensor: str
     location: str
     offset: int
@@ -217,13 +344,19 @@ class ExternalRef:
 
 
 def _external_ref(t: TensorProto) -> ExternalRef:
-    info = {e.key: e.value for e in t.external_data}
+    loc, offset, length = "", "0", ""
+    for e in t.external_data:
+        k = e.key
+        if k == "location":
+            loc = e.value
+        elif k == "offset":
+            offset = e.value
+        elif k == "length":
+            length = e.value
     try:
-        offset = int(info.get("offset", 0) or 0)
-        length = int(info["length"]) if info.get("length") else None
+        return ExternalRef(t.name, loc, int(offset or 0), int(length) if length else None)
     except ValueError:
         raise ValueError(f"tensor {t.name!r} has a non-numeric external-data offset/length") from None
-    return ExternalRef(t.name, info.get("location", ""), offset, length)
 
 
 # ----------------------------------------------------------------------------
@@ -235,7 +368,7 @@ class Model:
     def __init__(self, proto: ModelProto, path: str | None = None, *, base_dir: Path | None = None) -> None:
         self.proto = proto
         self.path = path or "<memory>"
-        self.base_dir = base_dir
+        self.base_dir = base_dir.resolve() if base_dir is not None else None
         self.external: list[ExternalRef] = []
         self.external_problems: list[tuple[str, str]] = []  # (tensor, problem) for missing/short data files
         self.shape_inference_error: str | None = None
@@ -328,10 +461,10 @@ def _constant_view(model: Model, graph: Graph) -> ConstantView:
 def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, depth: int) -> Graph:
     if depth > MAX_SUBGRAPH_DEPTH:
         raise _TooDeep()
-    types: dict[str, TensorType] = {}
-    for vi in list(proto.input) + list(proto.value_info) + list(proto.output):
-        if vi.name and vi.HasField("type"):
-            types[vi.name] = _type_from_proto(vi.type)
+    types = TypeTable()
+    raw = types.raw
+    for vis in (proto.value_info, proto.input, proto.output):
+        raw.update((vi.name, vi.type) for vi in vis)
     inits = {t.name: t for t in proto.initializer}
     for t in proto.initializer:
         types.setdefault(t.name, TensorType(t.data_type, tuple(int(d) for d in t.dims)))
@@ -351,10 +484,10 @@ def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, d
 
 
 def _make_function_graph(f: onnx.FunctionProto) -> Graph:
-    types: dict[str, TensorType] = {}
+    types = TypeTable()
     for vi in f.value_info:
         if vi.HasField("type"):
-            types[vi.name] = _type_from_proto(vi.type)
+            types.set(vi.name, vi.type)
     return Graph(
         proto=None,
         path=(f"function:{f.domain + '.' if f.domain else ''}{f.name}",),
@@ -623,9 +756,7 @@ def load(path: str | os.PathLike, *, infer_shapes: bool = True) -> Model:
     proto = _parse(shown, data)
     del data
     model = Model(proto, shown, base_dir=p.resolve().parent)
-    _validate(model)
-    if infer_shapes:
-        run_shape_inference(model)
+    _prepare(model, infer_shapes)
     return model
 
 
@@ -633,11 +764,18 @@ def from_proto(proto: ModelProto, *, path: str | None = None, base_dir: Path | N
     """Wrap an in-memory ModelProto (Python API), with the same validation as `load`."""
     if not isinstance(proto, ModelProto):
         raise TypeError(f"expected onnx.ModelProto, got {type(proto).__name__}")
-    model = Model(proto, path, base_dir=base_dir)
-    _validate(model)
+    model = Model(proto, path, base_dir=base_dir.resolve() if base_dir else None)
+    _prepare(model, infer_shapes)
+    return model
+
+
+def _prepare(model: Model, infer_shapes: bool) -> None:
+    """Validate tensors, run shape inference, then build the graph views once and validate structure.
+    Inference runs on the unvalidated graph: it is linear without data propagation and survives cycles."""
+    _validate_tensors(model, model.proto.graph, "the main graph", 0)
     if infer_shapes:
         run_shape_inference(model)
-    return model
+    _validate(model)
 
 
 def _parse(shown: str, data: bytes) -> ModelProto:
@@ -656,6 +794,22 @@ def _parse(shown: str, data: bytes) -> ModelProto:
     return proto
 
 
+def _validate_tensors(model: Model, graph: GraphProto, where: str, depth: int) -> None:
+    """Initializers and Constant tensors of a graph and its subgraphs: sizes, external references."""
+    if depth > MAX_SUBGRAPH_DEPTH:
+        raise ModelLoadError(model.path, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep")
+    for t in graph.initializer:
+        _check_tensor(model, t, where)
+    for i, node in enumerate(graph.node):
+        for a in node.attribute:
+            if a.type == AttributeProto.TENSOR:
+                _check_tensor(model, a.t, where)
+            elif a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+                for sub in [a.g] if a.type == AttributeProto.GRAPH else a.graphs:
+                    label = f"subgraph {node.name or node.op_type + '#' + str(i)}/{a.name}"
+                    _validate_tensors(model, sub, label, depth + 1)
+
+
 def _validate(model: Model) -> None:
     shown = model.path
     try:
@@ -664,15 +818,11 @@ def _validate(model: Model) -> None:
         raise ModelLoadError(shown, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep") from None
     for g in graphs:
         where = _where(g)
-        for t in g.initializers.values():
-            _check_tensor(model, t, where)
-        for node in g.nodes:
-            for a in node.attribute:
-                if a.type == AttributeProto.TENSOR:
-                    _check_tensor(model, a.t, where)
-        for name, tt in g.types.items():
-            if tt.shape and any(isinstance(d, int) and d < 0 for d in tt.shape):
-                raise ModelLoadError(shown, f"tensor {name!r} in {where} has a negative dimension {list(tt.shape)}")
+        if g.proto is not None:
+            for vi in (*g.proto.input, *g.proto.output):
+                dims = [d.dim_value for d in vi.type.tensor_type.shape.dim] if vi.type.HasField("tensor_type") else []
+                if any(d < 0 for d in dims):
+                    raise ModelLoadError(shown, f"{'input' if vi in g.proto.input else 'output'} {vi.name!r} of {where} has a negative dimension {dims}")
         _check_structure(model, g, where)
 
 
@@ -686,9 +836,10 @@ def _where(g: Graph) -> str:
 
 def _check_tensor(model: Model, t: TensorProto, where: str) -> None:
     shown = model.path
-    if any(d < 0 for d in t.dims):
-        raise ModelLoadError(shown, f"initializer {t.name!r} in {where} has a negative dimension {list(t.dims)}")
-    n = math.prod(int(d) for d in t.dims)
+    dims = t.dims
+    n = math.prod(dims)
+    if dims and min(dims) < 0:
+        raise ModelLoadError(shown, f"initializer {t.name!r} in {where} has a negative dimension {list(dims)}")
     if n > MAX_ELEMENTS:
         raise ModelLoadError(shown, f"initializer {t.name!r} in {where} claims {n:.3g} elements (dims {list(t.dims)}): absurd size")
     if t.data_location == TensorProto.EXTERNAL:
@@ -698,7 +849,7 @@ def _check_tensor(model: Model, t: TensorProto, where: str) -> None:
             raise ModelLoadError(shown, str(e)) from None
         _check_external(model, ref)
         return
-    if t.raw_data and t.data_type in _FIXED_SIZES:
+    if t.data_type in _FIXED_SIZES and t.HasField("raw_data"):
         expected = math.ceil(n * _FIXED_SIZES[t.data_type])
         if len(t.raw_data) != expected:
             raise ModelLoadError(
@@ -727,15 +878,19 @@ def _check_external(model: Model, ref: ExternalRef) -> None:
         return
     if os.path.isabs(loc) or Path(loc).drive:
         raise ModelLoadError(shown, f"external data of {ref.tensor!r} points to an absolute path {loc!r}; refused (must be inside the model's folder)")
-    target = (base / loc).resolve()
-    if base.resolve() not in target.parents:
-        raise ModelLoadError(shown, f"external data of {ref.tensor!r} points outside the model's folder ({loc!r}); refused")
+    # Thousands of tensors usually share one data file: resolve and stat each location once.
+    files = model.__dict__.setdefault("_external_files", {})
+    if loc not in files:
+        target = (base / loc).resolve()
+        if base not in target.parents:
+            raise ModelLoadError(shown, f"external data of {ref.tensor!r} points outside the model's folder ({loc!r}); refused")
+        files[loc] = target.stat().st_size if target.is_file() else None
     model.external.append(ref)
-    if not target.is_file():
+    size = files[loc]
+    if size is None:
         model.external_problems.append((ref.tensor, f"external data file {loc!r} not found"))
         return
     if ref.length is not None:
-        size = target.stat().st_size
         if ref.offset + ref.length > size:
             model.external_problems.append(
                 (ref.tensor, f"external data file {loc!r} is {size} bytes, too short for offset {ref.offset} + length {ref.length}")
@@ -752,33 +907,42 @@ def _check_structure(model: Model, g: Graph, where: str) -> None:
         outer_names |= set(o.inputs) | set(o.initializers) | set(o.producers)
         o = o.outer
     # subgraph-implicit inputs: a body may reference anything in an enclosing scope
-    defined = known | set(g.producers) | outer_names
-    for i, node in enumerate(g.nodes):
-        for inp in node.input:
+    defined = known | g.producers.keys() | outer_names
+    for i, ins in enumerate(g.node_inputs):
+        for inp in ins:
             if inp and inp not in defined:
+                node = g.nodes[i]
                 label = node.name or f"{node.op_type}#{i}"
                 raise ModelLoadError(shown, f"node {label!r} ({node.op_type}) in {where} reads {inp!r}, which no node, input or initializer defines")
     for out in g.outputs:
         if out and out not in defined:
             raise ModelLoadError(shown, f"graph output {out!r} of {where} is not produced by any node, input or initializer")
-    # Kahn's algorithm; onnx-tensorrt sorts nodes itself, so only a cycle is fatal.
-    indeg = [0] * len(g.nodes)
-    for i, node in enumerate(g.nodes):
-        indeg[i] = sum(1 for inp in node.input if inp in g.producers and g.producers[inp][0] != i) + sum(
-            1 for inp in node.input if inp in g.producers and g.producers[inp][0] == i
-        )
+    # onnx-tensorrt sorts nodes itself, so only a cycle is fatal. Most graphs are already sorted:
+    # one pass proves it; Kahn's algorithm runs only when they are not.
+    seen = set(known) | outer_names
+    in_order = True
+    for ins, outs in zip(g.node_inputs, g.node_outputs):
+        for inp in ins:
+            if inp and inp not in seen:
+                in_order = False
+                break
+        if not in_order:
+            break
+        seen.update(outs)
+    if in_order:
+        return
+    indeg = [sum(1 for inp in node.input if inp in g.producers) for node in g.nodes]
     ready = [i for i, d in enumerate(indeg) if d == 0]
-    seen = 0
+    done = 0
     while ready:
         i = ready.pop()
-        seen += 1
+        done += 1
         for out in g.nodes[i].output:
             for c in g.consumers.get(out, ()):
-                # a node consuming the same tensor twice has counted it twice
-                indeg[c] -= 1
+                indeg[c] -= 1  # a node reading a tensor twice was counted twice
                 if indeg[c] == 0:
                     ready.append(c)
-    if seen != len(g.nodes):
+    if done != len(g.nodes):
         stuck = next(i for i, d in enumerate(indeg) if d > 0)
         node = g.nodes[stuck]
         label = node.name or f"{node.op_type}#{stuck}"
@@ -796,7 +960,6 @@ def run_shape_inference(model: Model) -> None:
             model.inferred = _infer(model.proto, strict=False)
         except Exception:  # noqa: BLE001
             model.inferred = model.proto
-    model.__dict__.pop("graphs", None)
 
 
 def _infer(proto: ModelProto, *, strict: bool) -> ModelProto:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import inspect
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, Iterator
+from typing import ClassVar, Iterable
 
 from .findings import Applicability, Finding, Fix, Location, Severity
 from .kb import Release
@@ -92,16 +92,13 @@ class Context:
     target: Target
     cache: dict = field(default_factory=dict)
 
-    @property
-    def release(self) -> Release:
-        return self.target.release
+    def __post_init__(self) -> None:
+        self.release: Release = self.target.release
+        self.kb = self.target.kb
 
-    @property
-    def kb(self):
-        return self.target.kb
-
-    def nodes(self) -> Iterator[NodeRef]:
-        return self.model.iter_nodes()
+    def nodes(self) -> list[NodeRef]:
+        """Every node of every graph (built once per run: rules iterate it many times)."""
+        return self.memo("nodes", lambda: list(self.model.iter_nodes()))
 
     def memo(self, key, compute):
         if key not in self.cache:

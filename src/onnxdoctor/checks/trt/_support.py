@@ -20,7 +20,17 @@ class Resolution(enum.Enum):
 
 def resolve(release: Release, target: Target, model: Model, node: NodeRef) -> Resolution:
     """How the parser of `release` imports `node` (onnx-tensorrt ModelImporter: importer by op_type,
-    then local function, then plugin fallback; docs/research/parser-facts.md)."""
+    then local function, then plugin fallback; docs/research/parser-facts.md).
+    Depends only on (domain, op_type), so it is memoized per model and release."""
+    memo = model.__dict__.setdefault("_resolution_memo", {})
+    key = (release.version, target.plugins, node.node.domain, node.op_type)
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = _resolve(release, target, model, node)
+    return hit
+
+
+def _resolve(release: Release, target: Target, model: Model, node: NodeRef) -> Resolution:
     op = node.op_type
     if op in release.ops:
         return Resolution.BUILTIN

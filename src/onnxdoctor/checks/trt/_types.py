@@ -5,49 +5,70 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from ...model import Graph, NodeRef, TensorType
+from ...model import Graph, NodeRef, TensorType, dtype_name
 from ...rule import Context
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Site:
     graph: Graph
     tensor: str
-    type: TensorType
+    kind: str  # tensor | sparse_tensor | sequence | optional | map | unknown
+    elem_type: int
+    rank: int | None
     role: str  # "input" | "output" | "initializer" | "value"
     producer: NodeRef | None
+
+    @property
+    def type(self) -> TensorType:
+        return self.graph.types.get(self.tensor) or TensorType(self.elem_type, None, self.kind)
+
+    @property
+    def type_name(self) -> str:
+        return dtype_name(self.elem_type)
 
 
 def sites(ctx: Context) -> list[Site]:
     return ctx.memo("type-sites", lambda: list(_walk(ctx)))
 
 
+def may_have(ctx: Context, predicate) -> bool:
+    """False when no (kind, elem_type) in any graph satisfies `predicate`: the walk can be skipped."""
+    return any(predicate(kind, elem) for g in ctx.model.graphs for kind, elem in g.type_summary[0])
+
+
+def max_rank(ctx: Context) -> int:
+    return max((g.type_summary[1] for g in ctx.model.graphs), default=0)
+
+
 def _walk(ctx: Context) -> Iterator[Site]:
     for g in ctx.model.graphs:
+        types = g.types
         seen: set[str] = set()
         is_main = not g.path
+        outputs = set(g.outputs)
+
+        def site(name: str, role: str, producer: NodeRef | None) -> Site:
+            return Site(g, name, *types.summary(name), role, producer)
+
         for name in g.inputs:
-            if name in g.initializers:
+            if name in g.initializers or name in seen or name not in types:
                 continue
-            t = g.types.get(name)
-            if t is not None and name not in seen:
-                seen.add(name)
-                yield Site(g, name, t, "input" if is_main else "value", None)
+            seen.add(name)
+            yield site(name, "input" if is_main else "value", None)
         for name, init in g.initializers.items():
             if name not in seen:
                 seen.add(name)
-                yield Site(g, name, TensorType(init.data_type, tuple(init.dims)), "initializer", None)
-        for i, node in enumerate(g.nodes):
-            ref = NodeRef(node, g, i)
-            for out in node.output:
-                if out and out not in seen:
-                    t = g.types.get(out)
-                    if t is not None:
-                        seen.add(out)
-                        role = "output" if is_main and out in g.outputs else "value"
-                        yield Site(g, out, t, role, ref)
+                yield Site(g, name, "tensor", init.data_type, len(init.dims), "initializer", None)
+        for i, outs in enumerate(g.node_outputs):
+            ref = None
+            for out in outs:
+                if out and out not in seen and out in types:
+                    seen.add(out)
+                    ref = ref or NodeRef(g.nodes[i], g, i)
+                    yield site(out, "output" if is_main and out in outputs else "value", ref)
         if is_main:
             for name in g.outputs:
-                if name not in seen and name in g.types:
+                if name not in seen and name in types:
                     seen.add(name)
-                    yield Site(g, name, g.types[name], "output", None)
+                    yield site(name, "output", None)

@@ -8,7 +8,7 @@ from onnx import TensorProto
 from ...findings import Applicability, Fix, Severity
 from ...model import tensor_value
 from ...rule import Context, Rule
-from ._types import sites
+from ._types import may_have, sites
 
 _FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -50,8 +50,10 @@ class DoublePrecisionTensor(Rule):
     fix = Fix("cast-double-to-float", Applicability.UNSAFE)
 
     def check(self, ctx: Context):
+        if not may_have(ctx, lambda kind, elem: elem == TensorProto.DOUBLE):
+            return
         for site in sites(ctx):
-            if site.type.kind != "tensor" or site.type.elem_type != TensorProto.DOUBLE:
+            if site.kind != "tensor" or site.elem_type != TensorProto.DOUBLE:
                 continue
             extra = ""
             if site.role == "initializer":

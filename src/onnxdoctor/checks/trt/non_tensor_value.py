@@ -44,9 +44,12 @@ class NonTensorValue(Rule):
 
     def check(self, ctx: Context):
         for g in ctx.model.graphs:
+            if all(kind in ("tensor", "unknown") for kind, _ in g.type_summary[0]):
+                continue
             reported: set[str] = set()
-            for name, t in g.types.items():
-                if t.kind in ("tensor", "unknown") or name in reported:
+            for name in g.types.names():
+                kind = g.types.kind(name)
+                if kind in ("tensor", "unknown") or name in reported:
                     continue
                 reported.add(name)
                 hit = g.producers.get(name)
@@ -54,7 +57,7 @@ class NonTensorValue(Rule):
                 role = "input" if name in g.inputs else "output" if name in g.outputs else "value"
                 yield self.finding(
                     ctx,
-                    f"{role} {name!r} is a {t.kind.replace('_', ' ')}; TensorRT supports dense tensors only",
+                    f"{role} {name!r} is a {kind.replace('_', ' ')}; TensorRT supports dense tensors only",
                     node=node,
                     tensor=name,
                     subgraph=g.path,

@@ -7,7 +7,7 @@ from onnx import TensorProto
 from ...findings import Severity
 from ...kb import version_key
 from ...rule import Context, Rule
-from ._types import sites
+from ._types import may_have, sites
 
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
 
@@ -55,8 +55,10 @@ class Uint8InsideNetwork(Rule):
 
     def check(self, ctx: Context):
         qdq_ok = ctx.release.key >= version_key("10.10")
+        if not may_have(ctx, lambda kind, elem: elem == TensorProto.UINT8):
+            return
         for site in sites(ctx):
-            if site.type.kind != "tensor" or site.type.elem_type != TensorProto.UINT8:
+            if site.kind != "tensor" or site.elem_type != TensorProto.UINT8:
                 continue
             if site.role in ("input", "output"):
                 continue

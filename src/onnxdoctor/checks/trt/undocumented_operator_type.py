@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...findings import Severity
+from ...model import dtype_name
 from ...rule import Context, Rule
 
 # Ops whose first input is not the tensor the matrix's type list describes.
@@ -48,17 +49,24 @@ class UndocumentedOperatorType(Rule):
 
     def check(self, ctx: Context):
         rel = ctx.release
+        present = {dtype_name(e) for g in ctx.model.graphs for kind, e in g.type_summary[0] if kind == "tensor" and e}
+        # An op whose documented types cover every type in the model cannot be reported: skip it.
+        covered: dict[str, bool] = {}
         for node in ctx.nodes():
-            if node.domain or node.op_type in _SKIP:
+            op = node.op_type
+            skip = covered.get(op)
+            if skip is None:
+                documented = rel.ops.get(op)
+                eff = {"FLOAT" if t == "DOUBLE" else "INT32" if t == "INT64" and rel.int64 == "cast" else t for t in present}
+                skip = covered[op] = op in _SKIP or not documented or eff <= set(documented) | {"UINT8"}
+            if skip or node.domain:
                 continue
-            documented = rel.ops.get(node.op_type)
-            if not documented:
-                continue
+            documented = rel.ops[op]
             name = node.input(0)
-            t = node.graph.type_of(name) if name else None
-            if t is None or t.kind != "tensor" or t.elem_type == 0:
+            elem = node.graph.elem_type_of(name) if name else 0
+            if elem == 0:
                 continue
-            tn = t.type_name
+            tn = dtype_name(elem)
             effective = "FLOAT" if tn == "DOUBLE" else ("INT32" if tn == "INT64" and rel.int64 == "cast" else tn)
             if effective in documented or tn == "UINT8" or tn not in rel.types:
                 continue  # UINT8 and unrepresentable types have their own rules

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ...findings import Severity
+from ...model import dtype_name
 from ...rule import Context, Rule
-from ._types import sites
+from ._types import may_have, sites
 
 # Handled by their own rules: DOUBLE (TRT112, cast down), UINT8 (TRT113, I/O only).
 _OWN_RULES = {"DOUBLE", "UINT8"}
@@ -50,11 +51,23 @@ class UnsupportedDataType(Rule):
 
     def check(self, ctx: Context):
         supported = ctx.release.types
+        for g in ctx.model.graphs:
+            if g.proto is not None:
+                for st in g.proto.sparse_initializer:
+                    yield self.finding(
+                        ctx,
+                        f"sparse initializer {st.values.name!r} is not supported by the TensorRT ONNX parser",
+                        tensor=st.values.name,
+                        subgraph=g.path,
+                        versions=ctx.kb.versions,
+                        hint="store it as a dense initializer",
+                    )
+        if not may_have(ctx, lambda kind, elem: kind == "tensor" and elem != 0 and dtype_name(elem) not in supported and dtype_name(elem) not in _OWN_RULES):
+            return
         for site in sites(ctx):
-            t = site.type
-            if t.kind != "tensor" or t.elem_type == 0:
+            if site.kind != "tensor" or site.elem_type == 0:
                 continue
-            name = t.type_name
+            name = site.type_name
             if name in supported or name in _OWN_RULES:
                 continue
             versions = ctx.kb.versions_where(lambda r, n=name: n not in r.types)
@@ -67,17 +80,6 @@ class UnsupportedDataType(Rule):
                 versions=versions,
                 hint=_hint(name, ctx),
             )
-        for g in ctx.model.graphs:
-            if g.proto is not None:
-                for st in g.proto.sparse_initializer:
-                    yield self.finding(
-                        ctx,
-                        f"sparse initializer {st.values.name!r} is not supported by the TensorRT ONNX parser",
-                        tensor=st.values.name,
-                        subgraph=g.path,
-                        versions=ctx.kb.versions,
-                        hint="store it as a dense initializer",
-                    )
 
 
 def _hint(type_name: str, ctx: Context) -> str:

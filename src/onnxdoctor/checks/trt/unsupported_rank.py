@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...findings import Severity
 from ...rule import Context
 from ._constraint_rule import ConstraintRule
-from ._types import sites
+from ._types import max_rank, sites
 
 MAX_DIMS = 8  # nvinfer1::Dims::MAX_DIMS in every release
 
@@ -49,8 +49,10 @@ class UnsupportedRank(ConstraintRule):
 
     def check(self, ctx: Context):
         yield from super().check(ctx)
+        if max_rank(ctx) <= MAX_DIMS:
+            return
         for site in sites(ctx):
-            rank = site.type.rank
+            rank = site.rank
             if rank is not None and rank > MAX_DIMS:
                 yield self.finding(
                     ctx,
