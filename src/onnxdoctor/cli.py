@@ -68,8 +68,9 @@ def main() -> None:
 @click.option("--fail-on", type=click.Choice(SEVERITIES), default="error", show_default=True, help="Lowest severity that makes the exit code 1.")
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="A TensorRT plugin you will load (op types with this name are not errors).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision you intend to build in.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS", help="Freeze an input for the analysis, e.g. input_ids:1x128 (repeatable).")
 @click.option("--color/--no-color", default=None, help="Colour the text report (default: when stdout is a terminal).")
-def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, color) -> None:
+def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, color) -> None:
     """Check ONNX models (files or directories, searched for *.onnx) for a TensorRT release."""
     from .api import check as api_check
     from .findings import Severity
@@ -77,7 +78,8 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
 
     try:
         report = api_check(
-            list(paths), trt, select=_split(select), ignore=_split(ignore), plugins=_split(plugins), precision=precision
+            list(paths), trt, select=_split(select), ignore=_split(ignore), plugins=_split(plugins), precision=precision,
+            shapes=list(shapes),
         )
     except OnnxDoctorError as e:
         _fail(str(e))

@@ -372,6 +372,7 @@ class Model:
         self.external: list[ExternalRef] = []
         self.external_problems: list[tuple[str, str]] = []  # (tensor, problem) for missing/short data files
         self.shape_inference_error: str | None = None
+        self.frozen_inputs: tuple[str, ...] = ()  # graph inputs whose dims --shape fixed
         self.inferred: ModelProto = proto
         self.opsets: dict[str, int] = {}
         for o in proto.opset_import:
@@ -733,8 +734,9 @@ def tensor_value(t: TensorProto) -> np.ndarray | None:
 _LFS_PREFIX = b"version https://git-lfs.github.com/spec"
 
 
-def load(path: str | os.PathLike, *, infer_shapes: bool = True) -> Model:
-    """Read a model file: graph structure only, external weights untouched. Raises ModelLoadError."""
+def load(path: str | os.PathLike, *, infer_shapes: bool = True, shapes: dict | None = None) -> Model:
+    """Read a model file: graph structure only, external weights untouched. Raises ModelLoadError.
+    `shapes` ({input: dims}) freezes graph-input dimensions before shape inference."""
     p = Path(path)
     shown = str(path)
     if not p.exists():
@@ -756,23 +758,36 @@ def load(path: str | os.PathLike, *, infer_shapes: bool = True) -> Model:
     proto = _parse(shown, data)
     del data
     model = Model(proto, shown, base_dir=p.resolve().parent)
-    _prepare(model, infer_shapes)
+    _prepare(model, infer_shapes, shapes)
     return model
 
 
-def from_proto(proto: ModelProto, *, path: str | None = None, base_dir: Path | None = None, infer_shapes: bool = True) -> Model:
-    """Wrap an in-memory ModelProto (Python API), with the same validation as `load`."""
+def from_proto(
+    proto: ModelProto, *, path: str | None = None, base_dir: Path | None = None, infer_shapes: bool = True,
+    shapes: dict | None = None,
+) -> Model:
+    """Wrap an in-memory ModelProto (Python API), with the same validation as `load`.
+    With `shapes`, a copy is frozen: the caller's proto is not modified."""
     if not isinstance(proto, ModelProto):
         raise TypeError(f"expected onnx.ModelProto, got {type(proto).__name__}")
+    if shapes:
+        copy = ModelProto()
+        copy.CopyFrom(proto)
+        proto = copy
     model = Model(proto, path, base_dir=base_dir.resolve() if base_dir else None)
-    _prepare(model, infer_shapes)
+    _prepare(model, infer_shapes, shapes)
     return model
 
 
-def _prepare(model: Model, infer_shapes: bool) -> None:
-    """Validate tensors, run shape inference, then build the graph views once and validate structure.
-    Inference runs on the unvalidated graph: it is linear without data propagation and survives cycles."""
+def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None) -> None:
+    """Validate tensors, freeze input shapes, run shape inference, then build the graph views once and
+    validate structure. Inference runs on the unvalidated graph: it is linear without data propagation
+    and survives cycles."""
     _validate_tensors(model, model.proto.graph, "the main graph", 0)
+    if shapes:
+        from .shapes import freeze_inputs
+
+        model.frozen_inputs = tuple(freeze_inputs(model.proto, shapes, model.path))
     if infer_shapes:
         run_shape_inference(model)
     _validate(model)

@@ -5,51 +5,12 @@ from __future__ import annotations
 
 import functools
 
-from .checks.mod.missing_external_data import MissingExternalData
-from .checks.mod.shape_inference_failed import ShapeInferenceFailed
-from .checks.trt.control_flow_restriction import ControlFlowRestriction
-from .checks.trt.custom_domain_operator import CustomDomainOperator
-from .checks.trt.double_precision_tensor import DoublePrecisionTensor
-from .checks.trt.unsupported_local_function import UnsupportedLocalFunction
-from .checks.trt.non_constant_input import NonConstantInput
-from .checks.trt.non_tensor_value import NonTensorValue
-from .checks.trt.opset_above_supported import OpsetAboveSupported
-from .checks.trt.opset_below_supported import OpsetBelowSupported
-from .checks.trt.out_of_range_value import OutOfRangeValue
-from .checks.trt.plugin_operator import PluginOperator
-from .checks.trt.uint8_inside_network import Uint8InsideNetwork
-from .checks.trt.undocumented_operator_type import UndocumentedOperatorType
-from .checks.trt.unsupported_attribute_value import UnsupportedAttributeValue
-from .checks.trt.unsupported_data_type import UnsupportedDataType
-from .checks.trt.unsupported_node_configuration import UnsupportedNodeConfiguration
-from .checks.trt.unsupported_operator import UnsupportedOperator
-from .checks.trt.unsupported_optional_io import UnsupportedOptionalIo
-from .checks.trt.unsupported_rank import UnsupportedRank
+from .checks import grf, mod, prc, shp, trt
 from .errors import UsageError
 from .rule import Rule
 
-BUILTIN_RULES: tuple[type[Rule], ...] = (
-    MissingExternalData,  # MOD502
-    ShapeInferenceFailed,  # MOD501
-    UnsupportedOperator,  # TRT101
-    CustomDomainOperator,  # TRT102
-    PluginOperator,  # TRT103
-    UnsupportedLocalFunction,  # TRT104
-    UnsupportedDataType,  # TRT111
-    DoublePrecisionTensor,  # TRT112
-    Uint8InsideNetwork,  # TRT113
-    UndocumentedOperatorType,  # TRT115
-    UnsupportedAttributeValue,  # TRT121
-    NonConstantInput,  # TRT122
-    UnsupportedOptionalIo,  # TRT123
-    UnsupportedRank,  # TRT124
-    OutOfRangeValue,  # TRT125
-    UnsupportedNodeConfiguration,  # TRT126
-    OpsetAboveSupported,  # TRT131
-    OpsetBelowSupported,  # TRT132
-    ControlFlowRestriction,  # TRT141
-    NonTensorValue,  # TRT151
-)
+# Each family module holds a literal, code-ordered tuple of its rule classes.
+BUILTIN_RULES: tuple[type[Rule], ...] = (*trt.RULES, *shp.RULES, *prc.RULES, *grf.RULES, *mod.RULES)
 
 
 @functools.lru_cache(maxsize=1)

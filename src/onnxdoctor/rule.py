@@ -96,6 +96,31 @@ class Context:
         self.release: Release = self.target.release
         self.kb = self.target.kb
 
+    @property
+    def precisions(self) -> frozenset[str]:
+        """The precisions the engine is meant to run in: `--precision` if given; on strongly typed
+        releases (11.x) derived from the float types in the graph; otherwise fp32."""
+        return self.memo("precisions", self._precisions)
+
+    @property
+    def precision_source(self) -> str:
+        """'flag', 'graph' or 'default': where `precisions` came from."""
+        if self.target.precision:
+            return "flag"
+        return "graph" if self.release.strongly_typed else "default"
+
+    def _precisions(self) -> frozenset[str]:
+        if self.target.precision:
+            return frozenset({self.target.precision})
+        if not self.release.strongly_typed:
+            return frozenset({"fp32"})
+        from onnx import TensorProto
+
+        names = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16",
+                 TensorProto.FLOAT8E4M3FN: "fp8", TensorProto.INT8: "int8"}
+        found = {names[e] for g in self.model.graphs for kind, e in g.type_summary[0] if e in names}
+        return frozenset(found or {"fp32"})
+
     def nodes(self) -> list[NodeRef]:
         """Every node of every graph (built once per run: rules iterate it many times)."""
         return self.memo("nodes", lambda: list(self.model.iter_nodes()))
