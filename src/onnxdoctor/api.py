@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -42,22 +44,28 @@ def check(
     *,
     select: list[str] | None = None,
     ignore: list[str] | None = None,
-    plugins: Iterable[str] = (),
+    plugins: Iterable[str] | None = None,
     precision: str | None = None,
-    shapes: Iterable[str] | dict | None = None,
-    target: Target | None = None,
+    shapes: Iterable[str] | None = None,
+    fail_on: str | None = None,
+    config: str | os.PathLike | bool | None = None,
+    jobs: int = 1,
+    progress: bool = False,
 ) -> Report:
     """Check one or more models (paths, directories, ModelProtos or loaded Models) for a TensorRT release.
+
+    Settings come from the configuration discovered upward from each model file
+    (`[tool.onnxdoctor]` / `onnxdoctor.toml`), or from the file `config` names; `config=False`
+    ignores configuration. Arguments given here override the configuration.
 
     A single unreadable model raises ModelLoadError; with several, unreadable ones are reported in
     `Report.models[i].error` and the others are still checked.
     """
-    if shapes is not None and not isinstance(shapes, dict):
-        from .shapes import parse_shapes
+    from .config import DEFAULT, Discovery
 
-        shapes = parse_shapes(shapes)
-    target = target or Target.make(trt, precision=precision, plugins=plugins, shapes=shapes)
-    rules = select_rules(select, ignore)
+    explicit = Options(trt, _opt_tuple(select), _opt_tuple(ignore), _opt_tuple(plugins), precision,
+                       _opt_tuple(shapes), fail_on)
+    discovery = None if config is False else Discovery(config if config not in (None, True) else None)
     items = list(models) if isinstance(models, (list, tuple)) else [models]
     single = len(items) == 1 and not (isinstance(items[0], (str, os.PathLike)) and Path(items[0]).is_dir())
     expanded: list = []
@@ -66,15 +74,127 @@ def check(
             expanded.extend(collect_model_paths([item]))
         else:
             expanded.append(item)
-    reports = []
+    plans = []
     for item in expanded:
-        try:
-            reports.append(check_one(item, target, rules))
-        except ModelLoadError as e:
-            if single:
-                raise
-            reports.append(ModelReport(path=e.path, findings=[], error=str(e)))
-    return Report(target=target, models=reports)
+        cfg = discovery.for_model(item) if discovery and isinstance(item, (str, os.PathLike)) else DEFAULT
+        plans.append((item, explicit.resolve(cfg, item if isinstance(item, (str, os.PathLike)) else None)))
+    # Validate every plan's settings up front: a bad flag or config value is a usage error (exit 2).
+    for _, settings in plans:
+        settings.target()
+        settings.rules()
+    reports = _run(plans, jobs, progress, single)
+    top = plans[0][1].target() if plans else explicit.resolve(DEFAULT, None).target()
+    return Report(target=top, models=reports)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides one model's check; picklable (for --jobs)."""
+
+    trt: str | None
+    select: tuple[str, ...] | None
+    ignore: tuple[str, ...]
+    plugins: tuple[str, ...]
+    precision: str | None
+    shapes: tuple[str, ...]
+    fail_on: str
+
+    def target(self) -> Target:
+        return _target(self.trt, self.precision, self.plugins, self.shapes)
+
+    def rules(self) -> tuple[Rule, ...]:
+        return select_rules(list(self.select) if self.select else None, list(self.ignore))
+
+
+@functools.lru_cache(maxsize=64)
+def _target(trt, precision, plugins, shapes) -> Target:
+    from .shapes import parse_shapes
+
+    return Target.make(trt, precision=precision, plugins=plugins, shapes=parse_shapes(shapes) if shapes else None)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the caller said explicitly (None: not said, so the configuration decides)."""
+
+    trt: str | None
+    select: tuple[str, ...] | None
+    ignore: tuple[str, ...] | None
+    plugins: tuple[str, ...] | None
+    precision: str | None
+    shapes: tuple[str, ...] | None
+    fail_on: str | None
+
+    def resolve(self, cfg, path) -> Settings:
+        ignore = self.ignore if self.ignore is not None else cfg.ignore
+        if path is not None and cfg.per_file_ignores:
+            ignore = tuple(ignore) + tuple(c for c in cfg.ignores_for(path) if c not in cfg.ignore)
+        return Settings(
+            trt=self.trt if self.trt is not None else cfg.trt,
+            select=self.select if self.select is not None else cfg.select,
+            ignore=tuple(ignore),
+            plugins=self.plugins if self.plugins is not None else cfg.plugins,
+            precision=self.precision if self.precision is not None else cfg.precision,
+            shapes=self.shapes if self.shapes is not None else cfg.shapes,
+            fail_on=self.fail_on or cfg.fail_on or "error",
+        )
+
+
+def _opt_tuple(value) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return tuple(f"{k}:{v}" for k, v in value.items())
+    return tuple(value)
+
+
+def _run(plans, jobs: int, progress: bool, single: bool) -> list[ModelReport]:
+    if jobs > 1 and len(plans) > 1 and all(isinstance(item, (str, os.PathLike)) for item, _ in plans):
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_check_path, str(item), settings) for item, settings in plans]
+            return _collect(futures, progress, lambda f: f.result())
+    return _collect([(item, settings) for item, settings in plans], progress,
+                    lambda p: _check_item(p[0], p[1], single))
+
+
+def _collect(work, progress: bool, get) -> list[ModelReport]:
+    """Results in input order, with a progress bar on stderr when asked and there are more than a few files."""
+    if not progress or len(work) <= 5:
+        return [get(w) for w in work]
+    from rich.progress import Progress
+
+    out = []
+    with Progress(transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task("checking models", total=len(work))
+        for w in work:
+            out.append(get(w))
+            bar.advance(task)
+    return out
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _check_path(path: str, settings: Settings) -> ModelReport:
+    """Worker entry point (a separate process with --jobs)."""
+    return _check_item(path, settings, single=False)
+
+
+def _check_item(item, settings: Settings, single: bool) -> ModelReport:
+    try:
+        report = check_one(item, settings.target(), settings.rules())
+    except ModelLoadError as e:
+        if single:
+            raise
+        return ModelReport(path=e.path, findings=[], error=str(e), fail_on=settings.fail_on, trt=settings.target().trt)
+    report.fail_on = settings.fail_on
+    report.trt = settings.target().trt
+    return report
 
 
 @contextlib.contextmanager

@@ -65,12 +65,15 @@ def main() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE instead of stdout.")
 @click.option("--select", multiple=True, metavar="CODES", help="Only these rules: codes, prefixes (TRT1), families (TRT) or names; comma-separated or repeated.")
 @click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rules (same forms as --select).")
-@click.option("--fail-on", type=click.Choice(SEVERITIES), default="error", show_default=True, help="Lowest severity that makes the exit code 1.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default=None, help="Lowest severity that makes the exit code 1 (default: error, or the configuration's fail-on).")
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="A TensorRT plugin you will load (op types with this name are not errors).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision you intend to build in.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS", help="Freeze an input for the analysis, e.g. input_ids:1x128 (repeatable).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Use this configuration file instead of discovering pyproject.toml/onnxdoctor.toml upward from each model.")
+@click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Check files in parallel processes.")
 @click.option("--color/--no-color", default=None, help="Colour the text report (default: when stdout is a terminal).")
-def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, color) -> None:
+def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, config, isolated, jobs, color) -> None:
     """Check ONNX models (files or directories, searched for *.onnx) for a TensorRT release."""
     from .api import check as api_check
     from .findings import Severity
@@ -78,8 +81,11 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
 
     try:
         report = api_check(
-            list(paths), trt, select=_split(select), ignore=_split(ignore), plugins=_split(plugins), precision=precision,
-            shapes=list(shapes),
+            list(paths), trt,
+            select=_split(select) or None, ignore=_split(ignore) or None, plugins=_split(plugins) or None,
+            precision=precision, shapes=list(shapes) or None, fail_on=fail_on,
+            config=False if isolated else config, jobs=jobs,
+            progress=sys.stderr.isatty(),
         )
     except OnnxDoctorError as e:
         _fail(str(e))
@@ -92,7 +98,7 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
     for m in report.models:
         if m.error and fmt != "text":
             click.echo(f"onnxdoctor: {m.error}", err=True)
-    sys.exit(report.exit_code(Severity.parse(fail_on)))
+    sys.exit(report.exit_code(Severity.parse(fail_on) if fail_on else None))
 
 
 @main.command("rules")

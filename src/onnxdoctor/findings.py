@@ -97,6 +97,9 @@ class ModelReport:
     findings: list[Finding]
     # Set when the model could not be read at all: then findings is empty.
     error: str | None = None
+    # The lowest severity that fails this model (from --fail-on or its configuration), and its release.
+    fail_on: str = "error"
+    trt: str | None = None
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -122,8 +125,13 @@ class Report:
     def max_severity(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
 
-    def exit_code(self, fail_on: Severity = Severity.ERROR) -> int:
+    def exit_code(self, fail_on: Severity | None = None) -> int:
+        """2 if a model could not be read; 1 if any model has a finding at or above its fail-on level
+        (`fail_on` overrides every model's own); else 0."""
         if any(m.error for m in self.models):
             return 2
-        worst = self.max_severity()
-        return 1 if worst is not None and worst >= fail_on else 0
+        for m in self.models:
+            level = fail_on if fail_on is not None else Severity.parse(m.fail_on)
+            if any(f.severity >= level for f in m.findings):
+                return 1
+        return 0

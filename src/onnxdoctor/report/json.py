@@ -18,6 +18,7 @@ def to_dict(report: Report) -> dict:
         "models": [
             {
                 "path": m.path,
+                "trt": m.trt,
                 "error": m.error,
                 "findings": [f.to_dict() for f in m.findings],
             }
