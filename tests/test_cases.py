@@ -8,6 +8,7 @@ Case file format (one file per rule code):
         kind: fail                  # fail: the rule must report; pass: it must not
         trt: "8.6"
         plugins: [MyPlugin]         # optional --plugin names
+        select: [TRT, MOD503]       # optional: rules to run (default: just this rule)
         model: |                    # ONNX text syntax (onnx.parser.parse_model)
           <ir_version: 8, opset_import: ["" : 13]>
           g (float[2,5] x) => (float[2,5] y) { y = Hardmax<axis = 1>(x) }
@@ -83,7 +84,7 @@ def test_case(rule, case, tmp_path):
     model = _model(case)
     if case.get("external"):
         model = _with_external_data(model, case["external"], tmp_path)
-    report = onnxdoctor.check(model, trt=str(case["trt"]), select=[rule], plugins=case.get("plugins", ()))
+    report = onnxdoctor.check(model, trt=str(case["trt"]), select=case.get("select", [rule]), plugins=case.get("plugins", ()))
     findings = [f for f in report.findings if f.code == rule]
     if case["kind"] == "pass":
         assert findings == [], f"expected no {rule} findings, got: {[f.message for f in findings]}"

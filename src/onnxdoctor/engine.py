@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from . import suppressions
+from .checks.mod.unused_suppression import UnusedSuppression
 from .findings import Finding
 from .model import Model
 from .rule import Context, Rule
@@ -13,8 +15,18 @@ from .target import Target
 def analyze(model: Model, target: Target, rules: Iterable[Rule]) -> list[Finding]:
     ctx = Context(model, target)
     findings: list[Finding] = []
+    rules = list(rules)
     for rule in rules:
         findings.extend(rule.check(ctx))
+    entries = suppressions.entries_of(model.proto)
+    if entries:
+        findings, unused = suppressions.apply(findings, entries)
+        reporter = next((r for r in rules if isinstance(r, UnusedSuppression)), None)
+        if reporter is not None:
+            # An entry for rules that did not run (--select/--ignore) is not known to be unused.
+            ran = [r.code for r in rules]
+            unused = [e for e in unused if any(code.startswith(e.code) for code in ran)]
+            findings.extend(reporter.report_unused(ctx, unused))
     if not findings:
         return findings
     # Stable order: model graph order of the location, then code.

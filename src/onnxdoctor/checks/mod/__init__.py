@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from .missing_external_data import MissingExternalData
 from .shape_inference_failed import ShapeInferenceFailed
+from .unused_suppression import UnusedSuppression
 
 RULES = (
     ShapeInferenceFailed,  # MOD501
     MissingExternalData,  # MOD502
+    UnusedSuppression,  # MOD503
 )
