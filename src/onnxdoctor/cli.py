@@ -71,9 +71,12 @@ def main() -> None:
 @click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS", help="Freeze an input for the analysis, e.g. input_ids:1x128 (repeatable).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Use this configuration file instead of discovering pyproject.toml/onnxdoctor.toml upward from each model.")
 @click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
+@click.option("--baseline", type=click.Path(dir_okay=False), default=None, help="Report only findings that are not in this baseline file.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False), default=None, help="Record the current findings in FILE (then exit 0) for later --baseline runs.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Check files in parallel processes.")
 @click.option("--color/--no-color", default=None, help="Colour the text report (default: when stdout is a terminal).")
-def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, config, isolated, jobs, color) -> None:
+def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, config, isolated, baseline,
+          write_baseline, jobs, color) -> None:
     """Check ONNX models (files or directories, searched for *.onnx) for a TensorRT release."""
     from .api import check as api_check
     from .findings import Severity
@@ -92,6 +95,22 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
         return
     if not report.models:
         _fail(f"no .onnx files found in {', '.join(paths)}")
+    from . import baseline as baseline_mod
+
+    if write_baseline:
+        if any(m.error for m in report.models):
+            _fail(next(m.error for m in report.models if m.error))
+        n = baseline_mod.write(report, write_baseline)
+        click.echo(f"onnxdoctor: wrote {n} finding(s) to baseline {write_baseline}", err=True)
+        sys.exit(0)
+    if baseline:
+        try:
+            dropped = baseline_mod.filter_new(report, baseline)
+        except OnnxDoctorError as e:
+            _fail(str(e))
+            return
+        if dropped and fmt == "text":
+            click.echo(f"onnxdoctor: {dropped} finding(s) already in baseline {baseline} not shown", err=True)
     if color is None:
         color = output is None and sys.stdout.isatty()
     _write_output(render(report, fmt, color=color), output)
