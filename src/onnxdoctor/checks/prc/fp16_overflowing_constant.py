@@ -1,0 +1,210 @@
+"""PRC301 fp16-overflowing-constant."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from onnx import TensorProto
+
+from ...findings import Applicability, Fix, Severity
+from ...model import Graph, NodeRef, tensor_value
+from ...rule import Context, Rule
+from ._qdq import is_std
+
+FP16_MAX = 65504.0
+BF16_MAX = float(np.float32(3.3895313892515355e38))  # (2 - 2**-7) * 2**127
+# Ops where a constant meets runtime data arithmetically: an overflowed operand turns results into
+# inf or NaN (inf * 0, inf - inf). Clip/comparison bounds are left out: an infinite bound is harmless.
+ARITHMETIC = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Where", "Max", "Min", "Sum", "Mean", "Pow", "MatMul", "Gemm", "Conv",
+     "ConvTranspose", "Einsum"}
+)
+# Ops that carry a constant to its consumer unchanged in value (ConstantView can't always evaluate
+# them because their shape input is runtime, e.g. Expand to Shape(x)).
+_CARRIERS = frozenset({"Expand", "Tile", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Transpose"})
+_FLOAT = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+# Attention masks are big and usually precomputed: scan inline float initializers feeding these ops
+# without copying (np.frombuffer), up to this many elements.
+_MASK_OPS = frozenset({"Add", "Sub", "Mul", "Where", "Max", "Min"})
+_BIG_SCAN = 1 << 24
+
+
+class Fp16OverflowingConstant(Rule):
+    """A constant beyond the FP16 (or BF16) range meets runtime data in arithmetic.
+
+    ## What it does
+    Looks at every constant operand of an arithmetic node (Add, Sub, Mul, Div, Where, Max, Min,
+    MatMul, Gemm, Conv, ...) whose value is known without running the model: initializers,
+    Constant nodes, constant-foldable chains, ConstantOfShape fills, and constants carried by
+    Expand/Tile/Reshape. It reports values with |x| > 65504 or ±inf when the precision intent
+    includes FP16, and values beyond the BF16 range (~3.39e38, e.g. `torch.finfo(float32).min`) or
+    ±inf when it includes BF16. On TensorRT 11 (strongly typed) the tensor types decide: an FP32
+    constant stays FP32 unless the user states `--precision fp16`/`bf16`, so only constants that are
+    already FP16/BF16 in the graph (typically a Cast of -1e9 to FP16, which is -inf) are reported
+    there. External weights are never read: their values are unknown and the rule stays silent.
+
+    ## Why it breaks TensorRT
+    With FP16 enabled, TensorRT stores weights and runs layers in FP16 where it is faster. A value
+    beyond ±65504 becomes ±inf. Attention masks are the classic case: exporters write `-1e9`,
+    `-inf` or `torch.finfo(float32).min` (-3.4e38) and add it to the scores before Softmax, or
+    compute `(1 - mask) * finfo.min`. In FP16 `inf * 0`, `inf - inf` and a Softmax over a row of
+    -inf give NaN, so the engine builds and runs but outputs NaN or garbage that ONNX Runtime in
+    FP32 never shows.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float16[1,4,8,8] scores, bool[1,1,8,8] keep) => (float16[1,4,8,8] y) {
+          big = Constant<value = float[1] {-1000000000.0}>()
+          neg = Cast<to = 10>(big)
+          zero = Constant<value = float16[1] {0.0}>()
+          mask = Where(keep, zero, neg)
+          s = Add(scores, mask)
+          y = Softmax<axis = -1>(s)
+        }
+
+    ## How to fix
+    Use the most negative finite value of the compute type for masks (`-65504` in FP16, or
+    `torch.finfo(dtype).min` of the dtype the model is exported in), or keep the mask arithmetic in
+    FP32. `onnxdoctor fix` clamps the constants to the FP16 limit.
+
+    ## Fix safety
+    `clamp-fp16-constants` is unsafe: the constant changes (-1e9 becomes -65504); for masks the
+    result after Softmax is the same within tolerance, which the fix proves in ONNX Runtime.
+
+    ## TensorRT versions
+    All releases, whenever the precision intent includes FP16 or BF16 (`--precision`, or FP16/BF16
+    tensors in the graph on 11.x).
+
+    ## Sources
+    IEEE 754 binary16 range (max finite 65504) and bfloat16 range (max finite ~3.3895e38); NVIDIA
+    TensorRT developer guide, "Reduced Precision" (FP16 weights and layers when FP16 is enabled);
+    shared/trt-operators/VERSIONS.md §2.2 (11.x: precision follows the ONNX tensor types); the
+    `finfo.min` / `-inf` masks in the BERT, GPT-2 and Llama exports of fixtures/models/real.
+    """
+
+    code = "PRC301"
+    name = "fp16-overflowing-constant"
+    severity = Severity.WARNING
+    summary = "constant outside the FP16/BF16 range used in arithmetic"
+    fix = Fix("clamp-fp16-constants", Applicability.UNSAFE)
+
+    def check(self, ctx: Context):
+        precisions = ctx.precisions
+        limits = []
+        if "fp16" in precisions:
+            limits.append(("FP16", FP16_MAX))
+        if "bf16" in precisions:
+            limits.append(("BF16", BF16_MAX))
+        if not limits:
+            return
+        # Strongly typed with a graph-derived intent: FP32 constants stay FP32.
+        fp32_converted = not ctx.release.strongly_typed or ctx.precision_source == "flag"
+        for ref in ctx.nodes():
+            node = ref.node
+            if node.op_type not in ARITHMETIC or not is_std(node):
+                continue
+            g = ref.graph
+            cv = ctx.model.constants(g)
+            # A node whose output is itself constant is folded; the value is reported where it meets data.
+            if node.output and node.output[0] and cv.is_constant(node.output[0]):
+                continue
+            seen: set[str] = set()
+            for i, inp in enumerate(ref.node.input):
+                if not inp or inp in seen or (node.op_type == "Where" and i == 0):
+                    continue
+                seen.add(inp)
+                val = _constant_value(ctx, g, inp, node.op_type)
+                if val is None or val.dtype.kind != "f" or val.size == 0:
+                    continue
+                reduced = val.dtype == np.float16 or _is_bf16(g, inp)
+                if not reduced and not fp32_converted:
+                    continue
+                msg = _overflow(val, limits, reduced)
+                if msg is None:
+                    continue
+                yield self.finding(
+                    ctx,
+                    f"{node.op_type} operand {inp!r} {msg}; in {'/'.join(n for n, _ in limits)} arithmetic "
+                    "it turns results into inf or NaN (inf*0, inf-inf, Softmax of an all -inf row)",
+                    node=ref,
+                    tensor=inp,
+                    versions=ctx.kb.versions,
+                    hint="use the most negative finite value of the compute type (-65504 for FP16) for masks, "
+                    "or keep this arithmetic in FP32",
+                )
+
+
+def _is_bf16(g: Graph, tensor: str) -> bool:
+    return g.elem_type_of(tensor) == TensorProto.BFLOAT16
+
+
+def _overflow(val: np.ndarray, limits, reduced: bool) -> str | None:
+    """Describe what overflows, or None. `reduced`: the value is already FP16/BF16 (only inf counts)."""
+    has_inf = bool(np.isinf(val).any())
+    if reduced:
+        return "holds ±inf in FP16/BF16 (e.g. -1e9 or finfo(float32).min cast down)" if has_inf else None
+    finite = val[np.isfinite(val)] if has_inf or np.isnan(val).any() else val
+    lo = float(finite.min()) if finite.size else 0.0
+    hi = float(finite.max()) if finite.size else 0.0
+    for name, limit in limits:
+        if max(abs(lo), abs(hi)) > limit:
+            extreme = lo if abs(lo) >= abs(hi) else hi
+            return f"holds {extreme:.4g}, beyond the {name} range (±{limit:.6g}): it becomes {'-' if extreme < 0 else '+'}inf"
+    if has_inf:
+        return f"holds {'-' if bool(np.isneginf(val).any()) else '+'}inf"
+    return None
+
+
+def _constant_value(ctx: Context, g: Graph, tensor: str, consumer_op: str) -> np.ndarray | None:
+    """The value of `tensor` when it is a compile-time constant (or a constant fill broadcast to a
+    runtime shape); None when unknown."""
+    cv = ctx.model.constants(g)
+    for _ in range(8):
+        if cv.is_constant(tensor):
+            val = cv.value(tensor)
+            if val is None and consumer_op in _MASK_OPS:
+                val = _big_initializer(g, tensor)
+            return val
+        node = g.producer(tensor)
+        if node is None or not is_std(node):
+            return None
+        if node.op_type == "ConstantOfShape":
+            fill = NodeRef(node, g, 0).attr("value")
+            return tensor_value(fill) if fill is not None else None
+        if node.op_type in _CARRIERS and node.input:
+            tensor = node.input[0]
+            continue
+        if node.op_type == "Cast" and node.input:
+            inner = _constant_value(ctx, g, node.input[0], consumer_op)
+            if inner is None:
+                return None
+            try:
+                import onnx
+
+                with np.errstate(over="ignore", invalid="ignore"):
+                    return inner.astype(onnx.helper.tensor_dtype_to_np_dtype(NodeRef(node, g, 0).attr("to")))
+            except Exception:  # noqa: BLE001 - odd target type: unknown
+                return None
+        return None
+    return None
+
+
+def _big_initializer(g: Graph, tensor: str) -> np.ndarray | None:
+    """Zero-copy view of an inline float initializer too big for ConstantView (precomputed masks)."""
+    while g is not None and tensor not in g.initializers:
+        if tensor in g.producers or tensor in g.inputs:
+            return None
+        g = g.outer
+    if g is None:
+        return None
+    t = g.initializers[tensor]
+    if t.data_location == TensorProto.EXTERNAL or t.data_type not in _FLOAT or not t.raw_data:
+        return None
+    n = math.prod(int(d) for d in t.dims)
+    if n > _BIG_SCAN:
+        return None
+    dtype = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.FLOAT16: np.float16}.get(t.data_type)
+    if dtype is None or len(t.raw_data) != n * np.dtype(dtype).itemsize:
+        return None
+    return np.frombuffer(t.raw_data, dtype=dtype)
