@@ -2,4 +2,24 @@
 
 from __future__ import annotations
 
-RULES: tuple = ()
+from .cancelling_casts import CancellingCasts
+from .constant_foldable_subgraph import ConstantFoldableSubgraph
+from .dead_node import DeadNode
+from .duplicate_initializer import DuplicateInitializer
+from .noop_node import NoopNode
+from .unfused_gelu import UnfusedGelu
+from .unfused_layer_norm import UnfusedLayerNorm
+from .unfused_rms_norm import UnfusedRmsNorm
+from .unused_initializer import UnusedInitializer
+
+RULES = (
+    ConstantFoldableSubgraph,  # GRF401
+    DeadNode,  # GRF402
+    UnusedInitializer,  # GRF403
+    DuplicateInitializer,  # GRF404
+    NoopNode,  # GRF405
+    CancellingCasts,  # GRF406
+    UnfusedLayerNorm,  # GRF411
+    UnfusedGelu,  # GRF412
+    UnfusedRmsNorm,  # GRF413
+)

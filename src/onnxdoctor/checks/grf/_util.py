@@ -1,0 +1,100 @@
+"""Helpers shared by the GRF rules: outer-scope references, tensor sizes, fused-op availability."""
+
+from __future__ import annotations
+
+import math
+
+from onnx import AttributeProto, GraphProto
+
+from ...kb import Release
+from ...model import Graph, Model, dtype_name
+from ...rule import Context
+from . import patterns
+
+# bytes per element; sub-byte types count as one byte (an upper bound is enough for a size report)
+ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
+            17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1}
+
+
+def nbytes(graph: Graph, tensor: str) -> int | None:
+    """Size of a tensor from its inferred type, or None when the type or shape is unknown."""
+    t = graph.type_of(tensor)
+    if t is None or t.kind != "tensor" or not t.is_static or t.elem_type not in ITEMSIZE:
+        return None
+    return math.prod(t.shape) * ITEMSIZE[t.elem_type]  # type: ignore[arg-type]
+
+
+def human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} byte{'' if n == 1 else 's'}"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024  # type: ignore[assignment]
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+    return f"{n} bytes"  # pragma: no cover
+
+
+def type_text(elem_type: int, dims) -> str:
+    return f"{dtype_name(elem_type)} {list(dims)}"
+
+
+def subgraph_names(node) -> set[str]:
+    """Every tensor name read anywhere inside a node's subgraphs (nested ones too), and their outputs.
+    Names are unique across scopes in ONNX (SSA), so this over-approximation only adds inner names."""
+    names: set[str] = set()
+    stack: list[GraphProto] = []
+    for a in node.attribute:
+        if a.type == AttributeProto.GRAPH:
+            stack.append(a.g)
+        elif a.type == AttributeProto.GRAPHS:
+            stack.extend(a.graphs)
+    while stack:
+        g = stack.pop()
+        names.update(o.name for o in g.output)
+        for n in g.node:
+            names.update(n.input)
+            for a in n.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+    return names
+
+
+def has_subgraph(node) -> bool:
+    return any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute)
+
+
+def nested_uses(ctx: Context, graph: Graph) -> set[str]:
+    """Names of `graph` read from inside the subgraphs of its nodes (outer-scope references)."""
+
+    def compute() -> dict[int, set[str]]:
+        out: dict[int, set[str]] = {}
+        for g in ctx.model.graphs:
+            used: set[str] = set()
+            for node in g.nodes:
+                if has_subgraph(node):
+                    used |= subgraph_names(node)
+            out[id(g)] = used
+        return out
+
+    return ctx.memo("grf-nested-uses", compute)[id(graph)]
+
+
+def matches(ctx: Context, matcher) -> list[patterns.Match]:
+    """Every successful match of `matcher` in every graph, computed once per run."""
+
+    def compute() -> list[patterns.Match]:
+        return [r for g in ctx.model.graphs for _, r in patterns.iter_matches(ctx.model, g, matcher) if r]
+
+    return ctx.memo(("grf-matches", matcher.__name__), compute)
+
+
+def fused_op_available(release: Release, op: str, opset: int) -> bool:
+    """The release has an importer for `op` and parses models of the opset that introduced it."""
+    return op in release.ops and release.opset_max >= opset
+
+
+def opset_note(model: Model, opset: int) -> str:
+    have = model.opset
+    return "" if have >= opset else f"; needs opset {opset} (the model has {have}): the fix upgrades the opset"

@@ -1,0 +1,80 @@
+"""GRF402 dead-node."""
+
+from __future__ import annotations
+
+from ...findings import Applicability, Fix, Severity
+from ...model import NodeRef
+from ...rule import Context, Rule
+from ._util import has_subgraph, subgraph_names
+
+
+class DeadNode(Rule):
+    """A node none of whose outputs reaches a graph output.
+
+    ## What it does
+    Walks backwards from the outputs of every graph (the main graph, control-flow bodies, local
+    functions) through producers, and reports each node that the walk never reaches. A value that
+    an `If`/`Loop`/`Scan` body reads from the enclosing scope counts as used by that node.
+
+    ## Why it breaks TensorRT
+    The parser imports dead nodes like any other: an unsupported op, dtype or attribute in dead
+    code still fails the parse (`UNSUPPORTED_NODE`), and dead branches keep their weights in the
+    file. The builder removes dead layers only after a successful parse.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[4] x) => (float[4] y) {
+          y = Relu(x)
+          unused = Sigmoid(x)
+        }
+
+    ## How to fix
+    Remove the nodes; `onnxdoctor fix` does it (`cleanup`, like onnx-graphsurgeon's `cleanup()`),
+    together with the initializers only they read.
+
+    ## Fix safety
+    `cleanup` is safe: graph outputs do not depend on the removed nodes.
+
+    ## TensorRT versions
+    All releases.
+
+    ## Sources
+    onnx-tensorrt `ModelImporter.cpp` (`importModel` imports every node in topological order);
+    onnx-graphsurgeon `Graph.cleanup`.
+    """
+
+    code = "GRF402"
+    name = "dead-node"
+    severity = Severity.INFO
+    summary = "node whose outputs reach no graph output"
+    fix = Fix("cleanup", Applicability.SAFE)
+
+    def check(self, ctx: Context):
+        for g in ctx.model.graphs:
+            nodes = g.nodes
+            live: set[int] = set()
+            stack = [g.producers[o][0] for o in g.outputs if o in g.producers]
+            while stack:
+                i = stack.pop()
+                if i in live:
+                    continue
+                live.add(i)
+                reads = g.node_inputs[i]
+                if has_subgraph(nodes[i]):
+                    reads = [*reads, *subgraph_names(nodes[i])]
+                for inp in reads:
+                    hit = g.producers.get(inp)
+                    if hit is not None and hit[0] not in live:
+                        stack.append(hit[0])
+            if len(live) == len(nodes):
+                continue
+            for i, node in enumerate(nodes):
+                if i in live:
+                    continue
+                outs = [o for o in g.node_outputs[i] if o]
+                what = "its outputs reach" if len(outs) > 1 else "its output reaches"
+                yield self.finding(
+                    ctx, f"{node.op_type} is dead: {what} no graph output",
+                    node=NodeRef(node, g, i), tensor=outs[0] if outs else None, versions=ctx.kb.versions,
+                    hint="onnxdoctor fix removes it",
+                )

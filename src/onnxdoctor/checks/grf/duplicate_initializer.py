@@ -1,0 +1,110 @@
+"""GRF404 duplicate-initializer."""
+
+from __future__ import annotations
+
+import hashlib
+
+from onnx import TensorProto
+
+from ...findings import Applicability, Fix, Severity
+from ...model import _external_ref
+from ...rule import Context, Rule
+from ._util import ITEMSIZE, human_bytes, type_text
+
+
+class DuplicateInitializer(Rule):
+    """An initializer with the same type, shape and bytes as another one of the same graph.
+
+    ## What it does
+    Groups the initializers of each graph by element type, dims and content, and reports every
+    member of a group after the first. Inline data is compared by a BLAKE2 digest of its bytes
+    (hashed only when type and dims already agree); external data is compared by its
+    (location, offset, length) only and never read.
+
+    ## Why it breaks TensorRT
+    Exporters duplicate tied or identical weights (shared embeddings, all-zero biases, repeated
+    scalars). Each copy is stored in the file and becomes a separate weight in the engine, so the
+    model and engine are bigger than needed; deduplicating also lets later passes see that two
+    nodes read the same weight.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2] x) => (float[2] y) <float[2] a = {1, 2}, float[2] b = {1, 2}> {
+          s = Add(x, a)
+          y = Mul(s, b)
+        }
+
+    ## How to fix
+    Point every reader of a duplicate at the first copy and drop the rest; `onnxdoctor fix` does it
+    (`dedupe-initializers`, like onnxslim).
+
+    ## Fix safety
+    `dedupe-initializers` is safe: the tensors are bit-identical.
+
+    ## TensorRT versions
+    All releases.
+
+    ## Sources
+    onnxslim `dead_node_elimination`/initializer deduplication; ONNX external-data spec
+    (`location`, `offset`, `length` keys).
+    """
+
+    code = "GRF404"
+    name = "duplicate-initializer"
+    severity = Severity.INFO
+    summary = "initializer identical to another one"
+    fix = Fix("dedupe-initializers", Applicability.SAFE)
+
+    def check(self, ctx: Context):
+        for g in ctx.model.graphs:
+            if len(g.initializers) < 2:
+                continue
+            # cheap key first: most initializers differ in type or dims, and are never hashed
+            by_shape: dict[tuple, list[TensorProto]] = {}
+            for t in g.initializers.values():
+                external = t.data_location == TensorProto.EXTERNAL
+                by_shape.setdefault((t.data_type, tuple(t.dims), external), []).append(t)
+            for (dtype, dims, external), group in by_shape.items():
+                if len(group) < 2:
+                    continue
+                first: dict[object, str] = {}
+                for t in group:
+                    key = _content_key(t, external)
+                    if key is None:
+                        continue
+                    if key not in first:
+                        first[key] = t.name
+                        continue
+                    n = 1
+                    for d in dims:
+                        n *= int(d)
+                    how = "the same external data" if external else "the same bytes"
+                    yield self.finding(
+                        ctx,
+                        f"initializer {t.name!r} duplicates {first[key]!r} ({type_text(dtype, dims)}, "
+                        f"{human_bytes(n * ITEMSIZE.get(dtype, 1))}, {how})",
+                        tensor=t.name, subgraph=g.path, versions=ctx.kb.versions,
+                        hint=f"read {first[key]!r} instead",
+                    )
+
+
+def _content_key(t: TensorProto, external: bool):
+    if external:
+        try:
+            ref = _external_ref(t)
+        except ValueError:
+            return None
+        if ref.length is None:
+            return None  # "to the end of the file": the region's extent is not known without a stat
+        return ("external", ref.location, ref.offset, ref.length)
+    if t.HasField("raw_data"):
+        data = t.raw_data
+    else:
+        copy = TensorProto()
+        copy.CopyFrom(t)
+        copy.ClearField("name")
+        copy.ClearField("doc_string")
+        if "metadata_props" in copy.DESCRIPTOR.fields_by_name:
+            copy.ClearField("metadata_props")
+        data = copy.SerializeToString(deterministic=True)
+    return ("inline", hashlib.blake2b(data, digest_size=20).digest())
