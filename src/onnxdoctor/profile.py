@@ -1,0 +1,185 @@
+"""Optimization profiles for dynamic inputs, and the ready-to-run `trtexec` command (`onnxdoctor profile`).
+
+Every dynamic graph input gets a min/opt/max shape, taken in this order from:
+
+1. ``flag``: a `--shape NAME:MIN:OPT:MAX` (or `NAME:DIMS`) for that input;
+2. ``shared-dim``: a symbolic dim name (e.g. `batch`, `sequence`) that a flagged input also uses:
+   inputs sharing a dim name must agree on it, or the engine cannot be built;
+3. ``default``, per dim:
+
+   - batch-like dims: **1 / 1 / 8** — a name containing `batch`, or `N`, `B`, `bs`; an unnamed or
+     otherwise-named dim at position 0 of an input of rank 2 or more;
+   - every other dynamic dim (sequence, length, height, ...): **1 / 128 / 512**.
+
+   A default chosen for a dim name is reused for every input with that name, so `input_ids` and
+   `attention_mask` sharing `batch`/`sequence` always get identical shapes.
+
+The `trtexec` line adds `--stronglyTyped` on 10.x targets (the recommended mode there), no
+precision flag on 11.x targets (strong typing is the only mode; `--fp16`, `--int8`, `--best` no
+longer exist), and on earlier targets the builder precision flag for an explicit `--precision`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from .errors import UsageError
+from .model import Model
+from .shapes import ShapeSpec
+from .target import Target
+
+BATCH_DEFAULT = (1, 1, 8)
+OTHER_DEFAULT = (1, 128, 512)
+
+_BATCH_NAMES = re.compile(r"(?i)^(n|b|bs)$|batch")
+_OTHER_NAMES = re.compile(r"(?i)seq|len|token|past|total|height|width|time|frame")
+_PRECISION_FLAGS = {"fp16": "--fp16", "bf16": "--bf16", "int8": "--int8", "fp8": "--fp8"}
+
+
+def _default_for(name: str | None, index: int, rank: int) -> tuple[int, int, int]:
+    if name and _BATCH_NAMES.search(name):
+        return BATCH_DEFAULT
+    if name and _OTHER_NAMES.search(name):
+        return OTHER_DEFAULT
+    return BATCH_DEFAULT if index == 0 and rank >= 2 else OTHER_DEFAULT
+
+
+def _shown_dims(shape) -> list:
+    return [d if isinstance(d, (int, str)) else "?" for d in shape]
+
+
+def build_profile(model: Model, target: Target, specs: dict[str, ShapeSpec], engine: str = "model.engine") -> dict:
+    """A min/opt/max profile for every dynamic input of `model` and the `trtexec` command that builds it.
+
+    Raises UsageError when `specs` name an input the model does not have, or disagree with its rank
+    or fixed dims."""
+    g = model.main
+    path = model.path if model.path and model.path != "<memory>" else "model.onnx"
+    candidates = [n for n in g.inputs if n not in g.initializers]
+    notes: list[str] = []
+    for name, spec in specs.items():
+        if name not in candidates:
+            known = ", ".join(candidates) or "none"
+            raise UsageError(f"{path}: --shape names input {name!r}, which the model does not have (inputs: {known})")
+        t = g.types.get(name)
+        if t is None or t.kind != "tensor":
+            raise UsageError(f"{path}: --shape: input {name!r} is not a tensor")
+        if t.shape is not None:
+            if len(t.shape) != len(spec.min):
+                raise UsageError(f"{path}: --shape {name}: model input has rank {len(t.shape)}, got {len(spec.min)} dims")
+            for i, d in enumerate(t.shape):
+                if isinstance(d, int) and not (spec.min[i] == spec.opt[i] == spec.max[i] == d):
+                    raise UsageError(f"{path}: --shape {name}: dimension {i} is fixed to {d} in the model")
+
+    # symbolic dim name -> (min, opt, max, source, input it came from)
+    symbols: dict[str, tuple[tuple[int, int, int], str, str]] = {}
+    for name, spec in specs.items():
+        shape = g.types.get(name).shape  # type: ignore[union-attr]
+        for i, d in enumerate(shape or ()):
+            if isinstance(d, str):
+                value = (spec.min[i], spec.opt[i], spec.max[i])
+                if d in symbols and symbols[d][0] != value:
+                    notes.append(f"dim {d!r} is {_mom(symbols[d][0])} for {symbols[d][2]!r} but {_mom(value)} for {name!r}; "
+                                 "inputs sharing a dim name must agree")
+                else:
+                    symbols.setdefault(d, (value, "flag", name))
+
+    inputs: list[dict] = []
+    for name in candidates:
+        t = g.types.get(name)
+        if t is None or t.kind != "tensor":
+            continue
+        if name in specs:
+            spec = specs[name]
+            if t.shape is not None and t.is_static:
+                continue  # a static input needs no shape flags
+            inputs.append({"name": name, "dims": _shown_dims(t.shape) if t.shape is not None else None,
+                           "min": list(spec.min), "opt": list(spec.opt), "max": list(spec.max), "source": "flag"})
+            continue
+        if t.shape is None:
+            notes.append(f"input {name!r} has no declared shape (unknown rank): give it with --shape {name}:MIN:OPT:MAX")
+            continue
+        if t.is_static:
+            continue
+        lo, opt, hi = [], [], []
+        sources = set()
+        for i, d in enumerate(t.shape):
+            if isinstance(d, int):
+                value = (d, d, d)
+            elif isinstance(d, str) and d in symbols:
+                value, src, _ = symbols[d]
+                sources.add("shared-dim" if src == "flag" else "default")
+            else:
+                value = _default_for(d, i, len(t.shape))
+                sources.add("default")
+                if isinstance(d, str):
+                    symbols[d] = (value, "default", name)
+            lo.append(value[0])
+            opt.append(value[1])
+            hi.append(value[2])
+        inputs.append({"name": name, "dims": _shown_dims(t.shape), "min": lo, "opt": opt, "max": hi,
+                       "source": "default" if "default" in sources else "shared-dim"})
+
+    return {
+        "model": path,
+        "trt": target.trt,
+        "inputs": inputs,
+        "trtexec": _trtexec(path, target, inputs, engine, notes),
+        "notes": notes,
+    }
+
+
+def _mom(value) -> str:
+    return "/".join(str(v) for v in value)
+
+
+def _shape_arg(inputs: list[dict], key: str) -> str:
+    parts = []
+    for inp in inputs:
+        name = inp["name"]
+        # trtexec splits on ':' and ','; such names must be wrapped in single quotes
+        shown = f"'{name}'" if re.search(r"[:,']", name) else name
+        parts.append(f"{shown}:{'x'.join(str(d) for d in inp[key])}")
+    return ",".join(parts)
+
+
+def _trtexec(path: str, target: Target, inputs: list[dict], engine: str, notes: list[str]) -> str:
+    args = ["trtexec", f"--onnx={path}"]
+    if inputs:
+        for flag, key in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
+            args.append(f"{flag}={_shape_arg(inputs, key)}")
+    args.append(f"--saveEngine={engine}")
+    major = int(target.trt.split(".")[0])
+    if major >= 11:
+        pass  # strongly typed is the only mode: precision lives in the ONNX graph
+    elif major == 10:
+        args.append("--stronglyTyped")
+        if target.precision and target.precision != "fp32":
+            notes.append(f"strongly typed: the engine runs in the graph's own types; for {target.precision}, convert "
+                         "the ONNX model to mixed precision instead of using a builder flag")
+    elif target.precision in _PRECISION_FLAGS:
+        if target.precision in ("bf16", "fp8") and major < 9:
+            notes.append(f"TensorRT {target.trt} has no {target.precision} builder flag")
+        else:
+            args.append(_PRECISION_FLAGS[target.precision])
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def render_text(profile: dict) -> str:
+    """The profile as a short human-readable block ending with the trtexec command."""
+    lines = [f"{profile['model']} (TensorRT {profile['trt']})"]
+    inputs = profile["inputs"]
+    if not inputs:
+        lines.append("  all inputs are static: no optimization profile needed")
+    else:
+        width = max(len(i["name"]) for i in inputs)
+        for i in inputs:
+            dims = ", ".join(str(d) for d in i["dims"]) if i["dims"] is not None else "rank unknown"
+            shapes = "  ".join(f"{k} {'x'.join(str(d) for d in i[k])}" for k in ("min", "opt", "max"))
+            lines.append(f"  {i['name']:<{width}}  [{dims}]  {shapes}  ({i['source']})")
+    for note in profile.get("notes", ()):
+        lines.append(f"  note: {note}")
+    lines.append("")
+    lines.append(profile["trtexec"])
+    return "\n".join(lines) + "\n"
