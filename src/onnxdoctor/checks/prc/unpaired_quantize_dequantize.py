@@ -82,7 +82,7 @@ class UnpairedQuantizeDequantize(Rule):
                 src = source_through_movement(g, x)
                 if src is None or (src.op_type == "QuantizeLinear" and is_std(src)):
                     continue
-                if src.op_type.endswith("QuantizeLinear") or src.op_type == "Constant":
+                if src.op_type.endswith("QuantizeLinear") and src.op_type != "DynamicQuantizeLinear":
                     continue
                 yield self.finding(
                     ctx,
