@@ -120,6 +120,98 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
     sys.exit(report.exit_code(Severity.parse(fail_on) if fail_on else None))
 
 
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", type=click.Path(), default=None, help="Where to write the fixed model.")
+@click.option("--in-place", is_flag=True, help="Overwrite the input model (and its external data).")
+@click.option("--rules", "rules", default=None, metavar="RULESET|CODES", help="Ruleset (default, strict) or comma-separated rule codes whose fixes apply (default: default, or the configuration's fix.rules).")
+@click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release to fix for (default: latest, or the configuration's trt).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision you intend to build in (drives precision fixes).")
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="A TensorRT plugin you will load.")
+@click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change values slightly (proven within a looser tolerance).")
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print removed, added and modified nodes.")
+@click.option("--explain", is_flag=True, help="Also say why rewrites did not fire where they looked.")
+@click.option("--no-prove", is_flag=True, help="Skip the ONNX Runtime proof (not recommended).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance of the proof (default 1e-4).")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance of the proof (default 1e-3).")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS", help="Freeze an input (enables freeze-shapes), e.g. input_ids:1x128.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, help="Inputs for the proof (.npz, one array per graph input).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated proof inputs.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default=None, help="Exit 1 when the fixed model still has findings at or above this (default: error).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Configuration file to use instead of discovery.")
+@click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
+def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, dry_run, show_diff, explain, no_prove, atol,
+        rtol, shapes, data, seed, fail_on, fmt, config, isolated) -> None:
+    """Rewrite MODEL so that it parses and builds on your TensorRT release, prove in ONNX Runtime
+    that the outputs did not change, re-check it, and write it to -o.
+
+    \b
+    Examples:
+      onnxdoctor fix model.onnx -o fixed.onnx
+      onnxdoctor fix model.onnx -o fixed.onnx --trt 8.6 --rules default --diff
+      onnxdoctor fix model.onnx -o fixed.onnx --precision fp16 --unsafe-fixes
+      onnxdoctor fix model.onnx -o fixed.onnx --shape input_ids:1x128 --data inputs.npz
+
+    Exit codes: 0 the result has nothing at or above --fail-on, 1 it has, 2 usage error or
+    unreadable model (nothing written).
+    """
+    from . import fix as fixing
+    from .config import DEFAULT, Discovery
+    from .findings import Severity
+    from .io import check_output_path, save_model
+    from .report.fix import render_fix
+
+    try:
+        cfg = DEFAULT if isolated else Discovery(config).for_model(model)
+        out = None if dry_run else check_output_path(model, output, in_place)
+        if dry_run and output is None and not in_place:
+            out = None
+        proto, external = fixing.load_for_fix(model)
+        opts = fixing.FixOptions(
+            rules=rules or cfg.fix_rules or "default",
+            trt=trt or cfg.trt,
+            precision=precision or cfg.precision,
+            plugins=tuple(_split(plugins)) or cfg.plugins,
+            unsafe=unsafe_fixes,
+            prove=not no_prove,
+            atol=atol if atol is not None else (cfg.fix_atol if cfg.fix_atol is not None else fixing.DEFAULT_ATOL),
+            rtol=rtol if rtol is not None else (cfg.fix_rtol if cfg.fix_rtol is not None else fixing.DEFAULT_RTOL),
+            shapes=tuple(shapes) or cfg.shapes,
+            data=data,
+            seed=seed,
+            progress=sys.stderr.isatty(),
+        )
+        log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() and fmt == "text" else None
+        result = fixing.fix_model(proto, opts, log=log)
+    except OnnxDoctorError as e:
+        _fail(str(e))
+        return
+    written = []
+    if out is not None and result.changed:
+        try:
+            written = save_model(result.model, out, external=external)
+        except OSError as e:
+            _fail(f"{out}: cannot write: {e.strerror or e}")
+    elif out is not None and not result.changed and not in_place:
+        written = save_model(result.model, out, external=external)
+    ruleset_fail = fixing.load_ruleset(opts.rules).fail_on
+    level = Severity.parse(fail_on or cfg.fail_on or ruleset_fail or "error")
+    diff = fixing.node_diff(result.original, result.model) if show_diff else None
+    click.echo(render_fix(result, model, [str(w) for w in written], fmt, diff=diff, explain=explain, dry_run=dry_run), nl=False)
+    sys.exit(1 if any(f.severity >= level for f in result.after) else 0)
+
+
+@main.command("rewrites")
+def rewrites_cmd() -> None:
+    """List the rewrites `fix` can apply: name, safety, the rules they resolve."""
+    from .rewrites import all_rewrites
+
+    for r in all_rewrites():
+        click.echo(f"  {r.name:<28} {str(r.applicability):<7} resolves {', '.join(r.resolves) or '-':<22} {r.summary}")
+
+
 @main.command("rules")
 @click.option("--trt", "trt", default=None, metavar="VERSION", help="Show which rules can fire for this release (default: latest).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

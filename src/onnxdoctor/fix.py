@@ -1,0 +1,262 @@
+"""The fix pipeline: findings → rewrites → proof → re-check, to a fixpoint.
+
+Each iteration checks the current model, collects the rewrites its findings name (filtered by the
+ruleset and by fix safety), applies them in phase order, cleans up, and proves each result in
+ONNX Runtime against the *original* model's outputs. A rewrite whose result does not run, fails
+`onnx.checker`, or differs beyond tolerance is rolled back and not tried again. The loop ends when
+no eligible rewrite changes the graph; if it is still changing after `max_iterations`, that is an
+error (a pair of rewrites undoing each other must not loop forever).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from .engine import analyze
+from .errors import OnnxDoctorError, UsageError
+from .findings import Applicability, Finding, Severity
+from .kb import _load_toml, rules_dir
+from .model import from_proto
+from .prove import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, ProofResult
+from .registry import all_rules
+from .target import Target
+
+
+class FixError(OnnxDoctorError):
+    """The pipeline could not complete (no convergence, unprovable original)."""
+
+
+@dataclass
+class FixOptions:
+    rules: str = "default"
+    trt: str | None = None
+    precision: str | None = None
+    plugins: tuple[str, ...] = ()
+    unsafe: bool = False
+    prove: bool = True
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    shapes: tuple[str, ...] = ()
+    data: str | None = None
+    seed: int = DEFAULT_SEED
+    max_iterations: int = 8
+    progress: bool = False
+
+
+@dataclass
+class Step:
+    rewrite: str
+    iteration: int
+    status: str  # applied | rolled-back | no-change
+    changes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    proof: ProofResult | None = None
+    reason: str | None = None  # why it was rolled back
+    applicability: str = "safe"
+
+    def to_dict(self) -> dict:
+        d = {"rewrite": self.rewrite, "iteration": self.iteration, "status": self.status, "applicability": self.applicability,
+             "changes": self.changes, "skipped": self.skipped}
+        if self.proof is not None:
+            w = self.proof.worst()
+            d["proof"] = {"pass": self.proof.passed, "summary": self.proof.summary(),
+                          "max_abs_diff": w.max_abs_diff if w else 0.0, "max_rel_diff": w.max_rel_diff if w else 0.0}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+
+@dataclass
+class FixResult:
+    original: onnx.ModelProto
+    model: onnx.ModelProto
+    target: Target
+    before: list[Finding]
+    after: list[Finding]
+    steps: list[Step]
+    iterations: int
+    proof: ProofResult | None
+    tolerance: tuple[float, float]
+
+    @property
+    def changed(self) -> bool:
+        return any(s.status == "applied" for s in self.steps)
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    name: str
+    select: tuple[str, ...]
+    min_severity: Severity
+    always: tuple[str, ...]
+    fail_on: str | None
+
+    def wants(self, f: Finding, unsafe: bool) -> bool:
+        if f.fix is None or f.fix.applicability == Applicability.DISPLAY_ONLY:
+            return False
+        if f.fix.applicability == Applicability.UNSAFE and not unsafe:
+            return False
+        if not any(f.code.startswith(p) for p in self.select):
+            return False
+        return f.severity >= self.min_severity or any(f.code.startswith(p) for p in self.always)
+
+
+def load_ruleset(spec: str) -> Ruleset:
+    """`default`, `strict` (rules/rulesets/*.toml) or a comma-separated list of codes/prefixes."""
+    spec = spec.strip()
+    path = rules_dir() / "rulesets" / f"{spec}.toml"
+    if path.is_file():
+        data = _load_toml(path)
+        return Ruleset(spec, tuple(data.get("select", ())), Severity.parse(data.get("min-severity", "warning")),
+                       tuple(data.get("always", ())), data.get("fail-on"))
+    codes = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
+    known = [r.code for r in all_rules()]
+    bad = [c for c in codes if not any(k.startswith(c) for k in known)]
+    if not codes or bad:
+        names = sorted(p.stem for p in (rules_dir() / "rulesets").glob("*.toml"))
+        raise UsageError(f"--rules {spec!r}: not a ruleset ({', '.join(names)}) nor rule codes" + (f" (unknown: {', '.join(bad)})" if bad else ""))
+    return Ruleset(spec, codes, Severity.INFO, (), None)
+
+
+def _checkable(proto: onnx.ModelProto):
+    return from_proto(proto)
+
+
+def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixResult:
+    """Fix an in-memory model (weights loaded). Pure: returns the result, writes nothing."""
+    from . import prove as proving
+    from .rewrites import RewriteContext, all_rewrites
+    from .rewrites._gs import cleaned
+    from .shapes import parse_shapes
+
+    log = log or (lambda msg: None)
+    specs = parse_shapes(options.shapes) if options.shapes else {}
+    frozen = {n: s.opt for n, s in specs.items()}
+    target = Target.make(options.trt, precision=options.precision, plugins=options.plugins, shapes=specs)
+    ruleset = load_ruleset(options.rules)
+    rules = all_rules()
+
+    def check(p: onnx.ModelProto) -> list[Finding]:
+        return analyze(_checkable(p), target, rules)
+
+    before = check(proto)
+    feeds = reference = None
+    if options.prove:
+        feeds = proving.load_inputs(options.data, proto) if options.data else proving.generate_inputs(proto, frozen, options.seed)
+        log("running the original model in ONNX Runtime for reference outputs")
+        try:
+            reference = proving.run(proto, feeds)
+        except Exception as e:  # noqa: BLE001
+            raise FixError(
+                "cannot prove rewrites: the original model does not run in ONNX Runtime "
+                f"({' '.join(str(e).split())[:200]}); fix it first or use --no-prove"
+            ) from None
+
+    current = proto
+    steps: list[Step] = []
+    blocked: set[str] = set()
+    tol = (options.atol, options.rtol)
+    findings = before
+    iteration = 0
+    rewrites = all_rewrites()
+    for iteration in range(1, options.max_iterations + 1):
+        wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)}
+        if frozen:
+            wanted.add("freeze-shapes")
+        todo = [r for r in rewrites if r.name in wanted and r.name not in blocked]
+        if not todo:
+            break
+        progressed = False
+        for rw in todo:
+            mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
+            ctx = RewriteContext(target=target, findings=mine, shapes=frozen)
+            try:
+                outcome = rw.apply(current, ctx)
+            except Exception as e:  # noqa: BLE001 - a rewrite that crashes is rolled back, not fatal
+                steps.append(Step(rw.name, iteration, "rolled-back", reason=f"rewrite failed: {type(e).__name__}: {e}"[:300],
+                                  applicability=str(rw.applicability)))
+                blocked.add(rw.name)
+                continue
+            if not outcome.changed:
+                steps.append(Step(rw.name, iteration, "no-change", skipped=outcome.skipped, applicability=str(rw.applicability)))
+                blocked.add(rw.name)
+                continue
+            try:
+                candidate = cleaned(outcome.model)
+                onnx.checker.check_model(candidate, full_check=False)
+            except Exception as e:  # noqa: BLE001
+                steps.append(Step(rw.name, iteration, "rolled-back", outcome.changes, outcome.skipped,
+                                  reason=f"result is not a valid ONNX model: {' '.join(str(e).split())[:200]}",
+                                  applicability=str(rw.applicability)))
+                blocked.add(rw.name)
+                continue
+            step_tol = tol
+            if rw.applicability == Applicability.UNSAFE:
+                step_tol = (max(tol[0], rw.atol or tol[0]), max(tol[1], rw.rtol or tol[1]))
+            proof = None
+            if options.prove:
+                log(f"proving {rw.name}")
+                proof = proving.prove(reference, candidate, feeds, *step_tol)
+                if not proof.passed:
+                    steps.append(Step(rw.name, iteration, "rolled-back", outcome.changes, outcome.skipped, proof,
+                                      reason=f"outputs differ: {proof.summary()}", applicability=str(rw.applicability)))
+                    blocked.add(rw.name)
+                    continue
+            tol = step_tol
+            steps.append(Step(rw.name, iteration, "applied", outcome.changes, outcome.skipped, proof,
+                              applicability=str(rw.applicability)))
+            current = candidate
+            progressed = True
+        if not progressed:
+            break
+        findings = check(current)
+        # A rewrite that changed the graph may be needed again after others ran.
+        blocked -= {s.rewrite for s in steps if s.iteration == iteration and s.status == "no-change"}
+    else:
+        wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked
+        if wanted:
+            raise FixError(f"rewrites did not converge after {options.max_iterations} iterations (still wanted: {', '.join(sorted(wanted))})")
+    after = check(current) if current is not proto else before
+    final_proof = proving.prove(reference, current, feeds, *tol) if options.prove and current is not proto else None
+    return FixResult(proto, current, target, before, after, steps, iteration, final_proof, tol)
+
+
+def node_diff(before: onnx.ModelProto, after: onnx.ModelProto) -> dict[str, list[str]]:
+    """Per-node diff: removed, added and modified nodes (by name, or by op type and outputs when unnamed)."""
+
+    def key(n: onnx.NodeProto) -> str:
+        return n.name or f"{n.op_type}->{','.join(n.output)}"
+
+    a = {key(n): n for n in before.graph.node}
+    b = {key(n): n for n in after.graph.node}
+    removed = [f"{k} ({a[k].op_type})" for k in a if k not in b]
+    added = [f"{k} ({b[k].op_type})" for k in b if k not in a]
+    modified = [f"{k} ({b[k].op_type})" for k in a if k in b and a[k].SerializeToString() != b[k].SerializeToString()]
+    return {"removed": removed, "added": added, "modified": modified}
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def load_for_fix(path: str | Path):
+    """Load a model with its weights: validated by the loader (refused/missing external data is an
+    error), then the external data read from the model's folder."""
+    from .model import load
+
+    model = load(path, infer_shapes=False)
+    if model.external_problems:
+        tensor, problem = model.external_problems[0]
+        from .errors import ModelLoadError
+
+        raise ModelLoadError(str(path), f"initializer {tensor!r}: {problem}; nothing written")
+    proto = model.proto
+    if model.external:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(proto, str(Path(path).resolve().parent))
+    return proto, bool(model.external)

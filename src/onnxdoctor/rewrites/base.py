@@ -1,0 +1,88 @@
+"""The rewrite interface: a named graph transformation reached through findings.
+
+A rewrite is pattern → check → replace (onnxscript's rewriter): `apply` looks for its pattern,
+checks the conditions under which the replacement is equivalent, and replaces. Every place it
+did not fire is recorded with the reason (`Outcome.skipped`), so `fix --explain` can say why.
+
+Rewrites work on an in-memory `onnx.ModelProto` (weights loaded) and return a new one; they never
+touch files. The fix pipeline (onnxdoctor.fix) chooses them from findings, proves each result in
+ONNX Runtime against the original, rolls back what fails, and re-checks until a fixpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import onnx
+
+from ..findings import Applicability, Finding
+from ..target import Target
+
+DOC_HEADINGS = ("What it does", "When it applies", "Example", "Safety", "Resolves")
+
+
+@dataclass
+class RewriteContext:
+    """What a rewrite may know besides the model."""
+
+    target: Target
+    # Findings (of the current model) whose `fix.rewrite` names this rewrite. A rewrite may use them
+    # to know where to act, or scan the whole graph itself.
+    findings: list[Finding] = field(default_factory=list)
+    # Input shapes frozen by --shape: {input name: dims}.
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Upper bound on bytes a single folded/created constant may have.
+    max_constant_bytes: int = 64 * 2**20
+
+
+@dataclass
+class Outcome:
+    model: onnx.ModelProto
+    # One line per change, for the user: "fused LayerNormalization at 'ln_1' (9 nodes -> 1)".
+    changes: list[str] = field(default_factory=list)
+    # One line per place the pattern was seen but not replaced, with the reason (for --explain).
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+class Rewrite:
+    """Base class. Subclasses set the class attributes, write the docstring with the DOC_HEADINGS
+    sections, and implement `apply`."""
+
+    name: ClassVar[str]  # kebab-case, names the transformation: "fuse-layer-norm"
+    summary: ClassVar[str]
+    applicability: ClassVar[Applicability] = Applicability.SAFE
+    # When the pipeline runs it within one iteration: 10 shapes, 20 folding, 30 op substitution,
+    # 40 opset upgrade, 50 fusion, 60 precision, 90 cleanup.
+    phase: ClassVar[int] = 50
+    # Rule codes whose findings this rewrite resolves (they name it in their `fix`).
+    resolves: ClassVar[tuple[str, ...]] = ()
+    # Tolerances for proving an UNSAFE rewrite (safe ones use the fix defaults).
+    atol: ClassVar[float | None] = None
+    rtol: ClassVar[float | None] = None
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def doc(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def doc_sections(cls) -> dict[str, str]:
+        sections: dict[str, str] = {}
+        current = None
+        for line in cls.doc().splitlines():
+            m = re.match(r"^## (.+?)\s*$", line)
+            if m:
+                current = m.group(1)
+                sections[current] = ""
+            elif current is not None:
+                sections[current] += line + "\n"
+        return {k: v.strip() for k, v in sections.items()}

@@ -1,0 +1,68 @@
+"""Shape passes: freezing input shapes given with --shape."""
+
+from __future__ import annotations
+
+import onnx
+
+from ..findings import Applicability
+from ..shapes import freeze_inputs
+from ._gs import export_model, import_graph, node_count
+from .base import Outcome, Rewrite, RewriteContext
+
+
+class FreezeShapes(Rewrite):
+    """Fix dynamic input dimensions to the values given with `--shape`, then fold what became constant.
+
+    ## What it does
+    Writes the `--shape` dimensions into the graph inputs, re-runs shape inference and folds the
+    shape computations (Shape -> Gather -> Concat -> Reshape chains) that are now constant.
+
+    ## When it applies
+    Findings SHP204 (shape computation constant once inputs are fixed) and SHP202 (dynamic input),
+    only when `--shape` is given; otherwise it explains that it needs `--shape`.
+
+    ## Example
+    `onnxdoctor fix model.onnx -o fixed.onnx --shape input_ids:1x128` turns the model static.
+
+    ## Safety
+    Safe for inputs of exactly those shapes — the result accepts no other shapes. The proof runs
+    with the frozen shapes.
+
+    ## Resolves
+    SHP202, SHP204
+    """
+
+    name = "freeze-shapes"
+    phase = 10
+    summary = "fix input dimensions from --shape and fold shape computations"
+    applicability = Applicability.SAFE
+    resolves = ("SHP202", "SHP204")
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        if not ctx.shapes:
+            return Outcome(model, skipped=["needs --shape NAME:DIMS to know which input shapes to freeze"])
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        todo = {}
+        for vi in out.graph.input:
+            if vi.name in ctx.shapes:
+                dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+                if dims != list(ctx.shapes[vi.name]):
+                    todo[vi.name] = ctx.shapes[vi.name]
+        if not todo:
+            return Outcome(model, skipped=["inputs already have the --shape dimensions"])
+        frozen = freeze_inputs(out, todo, "model")
+        del out.graph.value_info[:]
+        out = onnx.shape_inference.infer_shapes(out)
+        before = node_count(out)
+        g = import_graph(out)
+        g.fold_constants(size_threshold=ctx.max_constant_bytes, error_ok=True)
+        g.cleanup(remove_unused_graph_inputs=False).toposort()
+        out = export_model(g, model)
+        changes = [f"froze {name} to {'x'.join(map(str, todo[name]))}" for name in frozen]
+        if node_count(out) < before:
+            changes.append(f"folded {before - node_count(out)} shape node(s)")
+        return Outcome(out, changes)
+
+
+REWRITES = (FreezeShapes,)
