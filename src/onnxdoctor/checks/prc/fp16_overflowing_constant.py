@@ -89,6 +89,16 @@ class Fp16OverflowingConstant(Rule):
     summary = "constant outside the FP16/BF16 range used in arithmetic"
     fix = Fix("clamp-fp16-constants", Applicability.UNSAFE)
 
+    @staticmethod
+    def _judge(ctx: Context, g: Graph, tensor: str, op_type: str, limits, fp32_converted: bool) -> str | None:
+        val = _constant_value(ctx, g, tensor, op_type)
+        if val is None or val.dtype.kind != "f" or val.size == 0:
+            return None
+        reduced = val.dtype == np.float16 or _is_bf16(g, tensor)
+        if not reduced and not fp32_converted:
+            return None
+        return _overflow(val, limits, reduced)
+
     def check(self, ctx: Context):
         precisions = ctx.precisions
         limits = []
@@ -100,27 +110,30 @@ class Fp16OverflowingConstant(Rule):
             return
         # Strongly typed with a graph-derived intent: FP32 constants stay FP32.
         fp32_converted = not ctx.release.strongly_typed or ctx.precision_source == "flag"
+        views: dict[int, object] = {}
+        verdicts: dict[tuple, str | None] = {}  # a constant shared by many nodes is judged once
         for ref in ctx.nodes():
             node = ref.node
             if node.op_type not in ARITHMETIC or not is_std(node):
                 continue
             g = ref.graph
-            cv = ctx.model.constants(g)
-            # A node whose output is itself constant is folded; the value is reported where it meets data.
-            if node.output and node.output[0] and cv.is_constant(node.output[0]):
+            cv = views.get(id(g))
+            if cv is None:
+                cv = views[id(g)] = ctx.model.constants(g)
+            # A node whose inputs are all constant is folded; the value is reported where it meets data.
+            inits = g.initializers
+            if all(not i or i in inits or cv.is_constant(i) for i in node.input):
                 continue
             seen: set[str] = set()
-            for i, inp in enumerate(ref.node.input):
+            for i, inp in enumerate(node.input):
                 if not inp or inp in seen or (node.op_type == "Where" and i == 0):
                     continue
                 seen.add(inp)
-                val = _constant_value(ctx, g, inp, node.op_type)
-                if val is None or val.dtype.kind != "f" or val.size == 0:
-                    continue
-                reduced = val.dtype == np.float16 or _is_bf16(g, inp)
-                if not reduced and not fp32_converted:
-                    continue
-                msg = _overflow(val, limits, reduced)
+                key = (id(g), inp, node.op_type in _MASK_OPS)
+                if key in verdicts:
+                    msg = verdicts[key]
+                else:
+                    msg = verdicts[key] = self._judge(ctx, g, inp, node.op_type, limits, fp32_converted)
                 if msg is None:
                     continue
                 yield self.finding(
@@ -141,6 +154,10 @@ def _is_bf16(g: Graph, tensor: str) -> bool:
 
 def _overflow(val: np.ndarray, limits, reduced: bool) -> str | None:
     """Describe what overflows, or None. `reduced`: the value is already FP16/BF16 (only inf counts)."""
+    if not reduced:
+        peak = float(np.max(np.abs(val)))
+        if peak <= min(limit for _, limit in limits):  # the common case, one pass (NaN falls through)
+            return None
     has_inf = bool(np.isinf(val).any())
     if reduced:
         return "holds ±inf in FP16/BF16 (e.g. -1e9 or finfo(float32).min cast down)" if has_inf else None
