@@ -1,0 +1,208 @@
+"""`onnxdoctor fix`: safety and data contract, proof and rollback, through the installed CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnx.parser
+import pytest
+from onnx import numpy_helper
+
+import onnxdoctor
+from onnxdoctor.fix import FixOptions, fix_model, node_diff
+from onnxdoctor.prove import generate_inputs, run
+
+from ._fixtures import MODELS
+
+# Foldable chain feeding ReduceSum axes (TRT122 warning -> fold-constants), a DOUBLE detour
+# (TRT112 -> cast-double-to-float, unsafe), an attention-style -1e9 mask (PRC301 with fp16 ->
+# clamp-fp16-constants, unsafe) and a dead node.
+SMALL = """
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[2,4] x) => (float[2,1] y, float[2,4] p) {
+  a = Constant<value = int32[1] {1}>()
+  axes = Cast<to = 7>(a)
+  y = ReduceSum<keepdims = 1>(x, axes)
+  d = Cast<to = 11>(x)
+  e = Mul(d, two)
+  f = Cast<to = 1>(e)
+  masked = Add(f, mask)
+  p = Softmax<axis = -1>(masked)
+  dead = Relu(x)
+}
+"""
+
+
+def small_model() -> onnx.ModelProto:
+    m = onnx.parser.parse_model(SMALL)
+    m.graph.initializer.extend([
+        numpy_helper.from_array(np.array([2.0], np.float64), "two"),
+        numpy_helper.from_array(np.array([[0, 0, -1e9, -1e9]] * 2, np.float32), "mask"),
+    ])
+    return m
+
+
+def _ops(m):
+    return [n.op_type for n in m.graph.node]
+
+
+def test_pipeline_folds_and_cleans_and_proves():
+    res = fix_model(small_model(), FixOptions(trt="10.15"))
+    applied = [s.rewrite for s in res.steps if s.status == "applied"]
+    assert "fold-constants" in applied
+    assert "Relu" not in _ops(res.model) and "Constant" not in _ops(res.model)
+    assert not any(f.code == "TRT122" for f in res.after)
+    assert res.proof is not None and res.proof.passed
+    # unsafe fixes were not applied without --unsafe-fixes
+    assert "cast-double-to-float" not in applied and any(f.code == "TRT112" for f in res.after)
+
+
+def test_unsafe_fixes_apply_and_are_proven():
+    res = fix_model(small_model(), FixOptions(trt="10.15", unsafe=True, precision="fp16"))
+    applied = {s.rewrite: s for s in res.steps if s.status == "applied"}
+    assert {"cast-double-to-float", "clamp-fp16-constants"} <= set(applied)
+    assert not any(f.code in ("TRT112", "PRC301") for f in res.after)
+    assert all(s.proof.passed for s in applied.values())
+    mask = next(t for t in res.model.graph.initializer if t.name == "mask")
+    assert numpy_helper.to_array(mask).min() == -65504
+    onnx.checker.check_model(res.model, full_check=True)
+
+
+def test_rewrite_whose_proof_fails_is_rolled_back():
+    # A huge constant that is *meant* to be huge: clamping it changes the output, so the proof fails.
+    m = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[4] x) => (float[4] y) { y = Mul(x, big) }
+    """)
+    m.graph.initializer.append(numpy_helper.from_array(np.full(4, 1e6, np.float32), "big"))
+    res = fix_model(m, FixOptions(trt="10.15", unsafe=True, precision="fp16"))
+    step = next(s for s in res.steps if s.rewrite == "clamp-fp16-constants")
+    assert step.status == "rolled-back" and "outputs differ" in step.reason
+    assert numpy_helper.to_array(res.model.graph.initializer[0]).max() == 1e6  # untouched
+    assert any(f.code == "PRC301" for f in res.after)
+
+
+def test_result_matches_original_in_ort():
+    orig = small_model()
+    res = fix_model(orig, FixOptions(trt="10.15"))
+    feeds = generate_inputs(orig)
+    a, b = run(orig, feeds), run(res.model, feeds)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-6)
+
+
+def test_node_diff():
+    res = fix_model(small_model(), FixOptions(trt="10.15"))
+    d = node_diff(res.original, res.model)
+    assert any("Relu" in r for r in d["removed"]) and d["added"] == []
+
+
+# -- CLI contract -------------------------------------------------------------------------
+@pytest.fixture
+def small_path(tmp_path):
+    p = tmp_path / "m.onnx"
+    onnx.save(small_model(), p)
+    return p
+
+
+def test_cli_writes_output_and_reports_json(run_cli, small_path, tmp_path):
+    out = tmp_path / "fixed.onnx"
+    before = small_path.read_bytes()
+    proc = run_cli("fix", small_path, "-o", out, "--trt", "10.15", "--format", "json", "--isolated")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["written"] == [str(out)] and data["proof"]["pass"] is True
+    assert any(s["rewrite"] == "fold-constants" and s["status"] == "applied" for s in data["steps"])
+    assert small_path.read_bytes() == before  # input untouched
+    onnx.checker.check_model(str(out), full_check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.onnx", "m.onnx"]  # no temp files left
+
+
+def test_cli_refuses_to_overwrite_input(run_cli, small_path):
+    proc = run_cli("fix", small_path, "-o", small_path)
+    assert proc.returncode == 2 and "--in-place" in proc.stderr
+
+
+def test_cli_in_place(run_cli, small_path):
+    before = small_path.read_bytes()
+    proc = run_cli("fix", small_path, "--in-place", "--trt", "10.15", "--isolated")
+    assert proc.returncode == 0, proc.stderr
+    assert small_path.read_bytes() != before
+    assert "Relu" not in _ops(onnx.load(small_path))
+
+
+def test_cli_dry_run_writes_nothing(run_cli, small_path, tmp_path):
+    out = tmp_path / "fixed.onnx"
+    proc = run_cli("fix", small_path, "-o", out, "--dry-run", "--diff", "--trt", "10.15", "--isolated")
+    assert proc.returncode == 0 and not out.exists()
+    assert "dry run" in proc.stdout and "- dead (Relu)" not in proc.stdout and "(Relu)" in proc.stdout
+
+
+def test_cli_needs_output(run_cli, small_path):
+    proc = run_cli("fix", small_path)
+    assert proc.returncode == 2 and "-o/--output" in proc.stderr
+
+
+def test_external_data_in_external_data_out(run_cli, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    m = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[2,512] x) => (float[2,512] y) { t = Add(x, w) y = Relu(t) dead = Neg(x) }
+    """)
+    m.graph.initializer.extend([numpy_helper.from_array(np.arange(512, dtype=np.float32), "w"),
+                                numpy_helper.from_array(np.zeros((64, 64), np.float32), "unused_big")])
+    onnx.save_model(m, src / "m.onnx", save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    out = tmp_path / "out" / "fixed.onnx"
+    out.parent.mkdir()
+    proc = run_cli("fix", src / "m.onnx", "-o", out, "--trt", "10.15", "--rules", "strict", "--isolated")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out.parent / "fixed.onnx.data").exists()
+    loaded = onnx.load(out, load_external_data=False)
+    assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in loaded.graph.initializer)
+    assert "unused_big" not in {t.name for t in loaded.graph.initializer}  # cleanup removed it
+
+
+def test_missing_external_data_exit_2_nothing_written(run_cli, tmp_path):
+    m = small_model()
+    onnx.save_model(m, tmp_path / "m.onnx", save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    (tmp_path / "m.onnx.data").unlink()
+    out = tmp_path / "fixed.onnx"
+    proc = run_cli("fix", tmp_path / "m.onnx", "-o", out)
+    assert proc.returncode == 2 and "not found" in proc.stderr and not out.exists()
+
+
+def test_refused_external_data_exit_2(run_cli, tmp_path):
+    import importlib.util  # noqa: F401
+
+    from ._fixtures import build
+
+    d = tmp_path / "d"
+    d.mkdir()
+    onnx.save(build.external_data_model("../secret.bin"), d / "m.onnx")
+    proc = run_cli("fix", d / "m.onnx", "-o", tmp_path / "o.onnx")
+    assert proc.returncode == 2 and "refused" in proc.stderr and not (tmp_path / "o.onnx").exists()
+
+
+def test_unknown_ruleset(run_cli, small_path, tmp_path):
+    proc = run_cli("fix", small_path, "-o", tmp_path / "o.onnx", "--rules", "lenient")
+    assert proc.returncode == 2 and "default" in proc.stderr and "strict" in proc.stderr
+
+
+def test_exit_1_when_errors_remain(run_cli, tmp_path):
+    # Hardmax on 8.6 with a dynamic axis dim: no substitution can apply -> error remains
+    m = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2,N] x) => (float[2,N] y) { y = Hardmax<axis = 1>(x) }
+    """)
+    onnx.save(m, tmp_path / "h.onnx")
+    proc = run_cli("fix", tmp_path / "h.onnx", "-o", tmp_path / "o.onnx", "--trt", "8.6", "--isolated")
+    assert proc.returncode == 1 and "TRT101" in proc.stdout
+
+
+def test_api_check_accepts_fixed_model():
+    res = fix_model(small_model(), FixOptions(trt="10.15"))
+    assert onnxdoctor.check(res.model, trt="10.15", select=["TRT122"]).findings == []
