@@ -9,6 +9,8 @@ Case file format (one file per rule code):
         trt: "8.6"
         plugins: [MyPlugin]         # optional --plugin names
         select: [TRT, MOD503]       # optional: rules to run (default: just this rule)
+        precision: fp16             # optional --precision
+        shapes: ["x:1x8"]           # optional --shape values
         model: |                    # ONNX text syntax (onnx.parser.parse_model)
           <ir_version: 8, opset_import: ["" : 13]>
           g (float[2,5] x) => (float[2,5] y) { y = Hardmax<axis = 1>(x) }
@@ -84,7 +86,10 @@ def test_case(rule, case, tmp_path):
     model = _model(case)
     if case.get("external"):
         model = _with_external_data(model, case["external"], tmp_path)
-    report = onnxdoctor.check(model, trt=str(case["trt"]), select=case.get("select", [rule]), plugins=case.get("plugins", ()))
+    report = onnxdoctor.check(
+        model, trt=str(case["trt"]), select=case.get("select", [rule]), plugins=case.get("plugins", ()),
+        precision=case.get("precision"), shapes=case.get("shapes"),
+    )
     findings = [f for f in report.findings if f.code == rule]
     if case["kind"] == "pass":
         assert findings == [], f"expected no {rule} findings, got: {[f.message for f in findings]}"

@@ -157,3 +157,20 @@ def test_check_does_not_import_heavy_backends(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(EXAMPLE)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_profile_command_10x_and_11x(run_cli):
+    bert = MODELS / "real" / "bert-torchscript.onnx"
+    p10 = json.loads(run_cli("profile", bert, "--trt", "10.15", "--format", "json", "--isolated").stdout)
+    assert [i["name"] for i in p10["inputs"]] == ["input_ids", "attention_mask"]
+    assert "--stronglyTyped" in p10["trtexec"] and "--minShapes=input_ids:1x1,attention_mask:1x1" in p10["trtexec"]
+    proc = run_cli("profile", bert, "--trt", "11", "--shape", "input_ids:1x1:2x64:4x64", "--precision", "fp16", "--isolated")
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("trtexec"))
+    assert "--maxShapes=input_ids:4x64,attention_mask:4x64" in line  # shared dims follow the flagged input
+    assert "--fp16" not in line and "--int8" not in line and "--stronglyTyped" not in line
+
+
+def test_profile_bad_shape_is_usage_error(run_cli):
+    proc = run_cli("profile", MODELS / "real" / "bert-torchscript.onnx", "--shape", "nope:1x2")
+    assert proc.returncode == 2 and "nope" in proc.stderr

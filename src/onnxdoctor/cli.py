@@ -212,6 +212,45 @@ def rewrites_cmd() -> None:
         click.echo(f"  {r.name:<28} {str(r.applicability):<7} resolves {', '.join(r.resolves) or '-':<22} {r.summary}")
 
 
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--shape", "shapes", multiple=True, metavar="NAME:MIN:OPT:MAX", help="Profile of an input (or NAME:DIMS for a fixed shape); repeatable.")
+@click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release the command is for (default: latest, or the configuration's trt).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision intent (adds the builder flag on releases that still have one).")
+@click.option("--engine", default=None, metavar="FILE", help="--saveEngine path in the trtexec command (default: MODEL with .engine).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Configuration file to use instead of discovery.")
+@click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
+def profile(model, shapes, trt, precision, engine, fmt, config, isolated) -> None:
+    """Print an optimization profile (min/opt/max) for every dynamic input of MODEL, and the
+    ready-to-run trtexec command that builds the engine for your TensorRT release.
+
+    \b
+    Examples:
+      onnxdoctor profile model.onnx
+      onnxdoctor profile model.onnx --shape input_ids:1x1:1x128:4x512 --trt 10.15
+    """
+    import json
+    from pathlib import Path
+
+    from .config import DEFAULT, Discovery
+    from .model import load
+    from .profile import build_profile, render_text
+    from .shapes import parse_shapes
+    from .target import Target
+
+    try:
+        cfg = DEFAULT if isolated else Discovery(config).for_model(model)
+        specs = parse_shapes(list(shapes) or list(cfg.shapes))
+        target = Target.make(trt or cfg.trt, precision=precision or cfg.precision)
+        m = load(model)
+        prof = build_profile(m, target, specs, engine=engine or str(Path(model).with_suffix(".engine")))
+    except OnnxDoctorError as e:
+        _fail(str(e))
+        return
+    click.echo(json.dumps(prof, indent=2) if fmt == "json" else render_text(prof).rstrip("\n"))
+
+
 @main.command("rules")
 @click.option("--trt", "trt", default=None, metavar="VERSION", help="Show which rules can fire for this release (default: latest).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
