@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from ...findings import Severity
+from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
 from ._support import Resolution, resolve, versions_resolving
+
+
+def _substitution(op: str, domain: str) -> Fix | None:
+    from ...rewrites.substitutions import substitution_for
+
+    name = substitution_for(op, domain)
+    return Fix(name, Applicability.SAFE) if name else None
 
 
 class CustomDomainOperator(Rule):
@@ -64,6 +71,7 @@ class CustomDomainOperator(Rule):
                     node=node,
                     hint=f"replace it with standard ONNX ops, or load a plugin and pass --plugin {op}",
                     versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.NONE}),
+                    fix=_substitution(op, domain),
                 )
             elif how is Resolution.BUILTIN and domain != "trt":
                 yield self.finding(
@@ -74,4 +82,5 @@ class CustomDomainOperator(Rule):
                     severity=Severity.WARNING,
                     hint=f"replace it with the standard ai.onnx {op} (check attributes and inputs match)",
                     versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.BUILTIN}),
+                    fix=_substitution(op, domain),
                 )

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from ...findings import Severity
+from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
 from ._support import Resolution, first_supporting, resolve, versions_resolving
+
+
+def _substitution(op: str, domain: str) -> Fix | None:
+    from ...rewrites.substitutions import substitution_for
+
+    name = substitution_for(op, domain)
+    return Fix(name, Applicability.SAFE) if name else None
 
 
 class UnsupportedOperator(Rule):
@@ -72,4 +79,5 @@ class UnsupportedOperator(Rule):
             yield self.finding(
                 ctx, msg, node=node, hint=hint,
                 versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.NONE}),
+                fix=_substitution(op, node.domain),
             )
