@@ -214,6 +214,80 @@ def rewrites_cmd() -> None:
 
 @main.command()
 @click.argument("model", type=click.Path())
+@click.option("--against", type=click.Path(), default=None, help="Compare with this model in ONNX Runtime (e.g. the fixed or the FP16 model).")
+@click.option("--backend", type=click.Choice(["onnxrt", "trt"]), default="onnxrt", show_default=True, help="Candidate backend: ONNX Runtime (with --against) or a TensorRT engine built from MODEL.")
+@click.option("--layerwise", is_flag=True, help="Compare every intermediate tensor, not only the outputs, and name the first diverging layer.")
+@click.option("--fp16", is_flag=True, help="Without TensorRT: emulate FP16 on CPU (flag tensors leaving the FP16 range). With --backend trt on 10.x: build with the FP16 flag.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, help="Inputs (.npz, one array per graph input).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS", help="Input shapes for generated inputs (and the TensorRT profile).")
+@click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release (for --backend trt: strongly typed on 11.x).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-4).")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance (default 1e-3).")
+@click.option("--all", "show_all", is_flag=True, help="Text output: list every compared tensor, not only failures.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE.")
+def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, atol, rtol, show_all, fmt, output) -> None:
+    """Compare a candidate against ONNX Runtime on MODEL, optionally layer by layer, and name the
+    first layer that diverges.
+
+    \b
+    Examples:
+      onnxdoctor verify model.onnx --against fixed.onnx --layerwise
+      onnxdoctor verify model.onnx --fp16 --layerwise           # FP16 emulation on CPU
+      onnxdoctor verify model.onnx --backend trt --layerwise     # needs TensorRT and a GPU
+
+    Exit codes: 0 everything compared passes, 1 something differs, 2 errors.
+    """
+    import json
+
+    from . import prove as proving
+    from . import verify as verifying
+    from .fix import load_for_fix
+    from .shapes import parse_shapes
+    from .target import Target
+
+    atol = proving.DEFAULT_ATOL if atol is None else atol
+    rtol = proving.DEFAULT_RTOL if rtol is None else rtol
+    try:
+        if backend == "onnxrt" and against is None and not fp16:
+            raise OnnxDoctorError("nothing to compare: give --against OTHER.onnx, --fp16 (emulation), or --backend trt")
+        specs = parse_shapes(shapes)
+        frozen = {n: s.opt for n, s in specs.items()}
+        reference, _ = load_for_fix(model)
+        feeds = proving.load_inputs(data, reference) if data else proving.generate_inputs(reference, frozen, seed)
+        progress = _progress_printer() if sys.stderr.isatty() else None
+        if backend == "trt":
+            target = Target.make(trt)
+            result = verifying.verify_trt(model, feeds, layerwise=layerwise, fp16=fp16, trt_version=target.trt,
+                                          strongly_typed=target.release.strongly_typed, shapes=specs, atol=atol, rtol=rtol)
+        elif against is not None:
+            other, _ = load_for_fix(against)
+            result = verifying.verify_against(model, against, reference, other, feeds, layerwise=layerwise,
+                                              atol=atol, rtol=rtol, progress=progress)
+        else:
+            result = verifying.fp16_emulation(model, reference, feeds, progress=progress)
+    except OnnxDoctorError as e:
+        _fail(str(e))
+        return
+    except Exception as e:  # noqa: BLE001 - ONNX Runtime refusing to run a model is a user-facing error
+        _fail(f"{model}: cannot run: {' '.join(str(e).split())[:240]}")
+        return
+    text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else verifying.render_text(result, show_all=show_all)
+    _write_output(text, output)
+    sys.exit(0 if result.passed else 1)
+
+
+def _progress_printer():
+    def show(done: int, total: int) -> None:
+        if total > 1:
+            click.echo(f"\ronnxdoctor: compared chunk {done}/{total}", err=True, nl=done == total)
+
+    return show
+
+
+@main.command()
+@click.argument("model", type=click.Path())
 @click.option("--shape", "shapes", multiple=True, metavar="NAME:MIN:OPT:MAX", help="Profile of an input (or NAME:DIMS for a fixed shape); repeatable.")
 @click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release the command is for (default: latest, or the configuration's trt).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision intent (adds the builder flag on releases that still have one).")

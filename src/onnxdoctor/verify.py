@@ -1,0 +1,291 @@
+"""verify: compare a candidate against ONNX Runtime on the reference model, layer by layer.
+
+Candidates:
+- `--against OTHER.onnx`: ONNX Runtime on another model (original vs fixed, FP32 vs FP16, two exports);
+- `--backend trt`: a TensorRT engine built from MODEL through Polygraphy (needs TensorRT and a GPU);
+- `--fp16` without either: FP16 emulation on CPU — the FP32 model runs in ONNX Runtime with every
+  tensor observed, and tensors whose values leave the FP16 range are flagged.
+
+Layerwise comparison marks every intermediate tensor as an output and compares tensors present in
+both runs by name, in the topological order of the reference graph. Marked outputs are processed
+in chunks so that memory holds one chunk of activations at a time, never the whole model's.
+`first_divergence` is the first failing tensor whose producer's inputs all passed: the layer to
+look at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from . import prove as proving
+from .errors import OnnxDoctorError, UsageError
+
+FP16_OVERFLOW = 65520.0  # values at or beyond this magnitude round to inf in FP16
+FP16_TINY = 2.0**-24  # smallest positive FP16 subnormal: anything smaller flushes to zero
+CHUNK = 256  # tensors marked as outputs per run
+
+
+@dataclass
+class LayerComparison:
+    tensor: str
+    node: str | None
+    op_type: str | None
+    max_abs_diff: float
+    max_rel_diff: float
+    passed: bool
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {"tensor": self.tensor, "node": self.node, "op_type": self.op_type, "max_abs_diff": _num(self.max_abs_diff),
+             "max_rel_diff": _num(self.max_rel_diff), "pass": self.passed}
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+def _num(x: float):
+    return x if np.isfinite(x) else ("inf" if x > 0 else "-inf") if not np.isnan(x) else "nan"
+
+
+@dataclass
+class VerifyResult:
+    reference: str
+    candidate: str
+    mode: str  # layerwise | outputs | fp16-emulation
+    comparisons: list[LayerComparison] = field(default_factory=list)
+    first_divergence: LayerComparison | None = None
+    tolerance: tuple[float, float] = (proving.DEFAULT_ATOL, proving.DEFAULT_RTOL)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons)
+
+    def to_dict(self) -> dict:
+        fd = self.first_divergence.to_dict() if self.first_divergence else None
+        if fd:
+            fd.pop("pass", None)
+        return {"pass": self.passed, "reference": self.reference, "candidate": self.candidate, "mode": self.mode,
+                "tolerance": {"atol": self.tolerance[0], "rtol": self.tolerance[1]},
+                "compared": len(self.comparisons), "failed": sum(1 for c in self.comparisons if not c.passed),
+                "comparisons": [c.to_dict() for c in self.comparisons], "first_divergence": fd}
+
+
+def _topo_tensors(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto, int]]:
+    """(tensor, producer, node index) for every node output of the main graph, in topological order."""
+    from .rewrites._gs import cleaned
+
+    try:
+        ordered = cleaned(model) if len(model.graph.node) else model
+        nodes = ordered.graph.node
+    except Exception:  # noqa: BLE001 - fall back to file order
+        nodes = model.graph.node
+    out = []
+    for i, n in enumerate(nodes):
+        for o in n.output:
+            if o:
+                out.append((o, n, i))
+    return out
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.output[:]
+    m.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
+    return m
+
+
+def _float_tensor_names(model: onnx.ModelProto, candidates: list[str]) -> list[str]:
+    """Keep tensors that ORT can return (skip sequence/optional values) — types from shape inference."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        kinds = {vi.name: vi.type.WhichOneof("value") for vi in (*inferred.graph.value_info, *inferred.graph.output)}
+    except Exception:  # noqa: BLE001
+        kinds = {}
+    return [n for n in candidates if kinds.get(n, "tensor_type") == "tensor_type"]
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _run_chunk(model: onnx.ModelProto, names: list[str], feeds) -> dict[str, np.ndarray]:
+    return proving.run(_with_outputs(model, names), feeds, names)
+
+
+def compare_layerwise(reference: onnx.ModelProto, candidate_run: Callable[[list[str]], dict[str, np.ndarray]],
+                      candidate_names: set[str], feeds, atol: float, rtol: float, *, progress=None) -> list[LayerComparison]:
+    """Compare every reference tensor also produced by the candidate, chunk by chunk."""
+    order = _topo_tensors(reference)
+    wanted = [t for t, _, _ in order if t in candidate_names]
+    wanted = _float_tensor_names(reference, wanted)
+    producer = {t: n for t, n, _ in order}
+    out: list[LayerComparison] = []
+    chunks = list(_chunks(wanted, CHUNK))
+    for k, names in enumerate(chunks):
+        ref = _run_chunk(reference, names, feeds)
+        got = candidate_run(names)
+        for name in names:
+            n = producer[name]
+            if name not in got:
+                continue
+            c = proving.compare_arrays(name, ref[name], got[name], atol, rtol)
+            out.append(LayerComparison(name, n.name or None, n.op_type, c.max_abs_diff, c.max_rel_diff, c.passed, c.shape_mismatch))
+        del ref, got  # one chunk of activations in memory at a time
+        if progress:
+            progress(k + 1, len(chunks))
+    return out
+
+
+def first_divergence(reference: onnx.ModelProto, comparisons: list[LayerComparison]) -> LayerComparison | None:
+    """The first failing tensor (topological order) whose producer's compared inputs all passed."""
+    status = {c.tensor: c.passed for c in comparisons}
+    producers = {o: n for n in reference.graph.node for o in n.output}
+    for c in comparisons:
+        if c.passed:
+            continue
+        n = producers.get(c.tensor)
+        if n is None or all(status.get(i, True) for i in n.input if i):
+            return c
+    return None
+
+
+def verify_against(model_path: str, other_path: str, reference: onnx.ModelProto, other: onnx.ModelProto, feeds,
+                   *, layerwise: bool, atol: float, rtol: float, progress=None) -> VerifyResult:
+    if layerwise:
+        names = {o for n in other.graph.node for o in n.output if o}
+        comps = compare_layerwise(reference, lambda ns: _run_chunk(other, [n for n in ns if n in names], feeds), names,
+                                  feeds, atol, rtol, progress=progress)
+        res = VerifyResult(model_path, other_path, "layerwise", comps, tolerance=(atol, rtol))
+        res.first_divergence = first_divergence(reference, comps)
+        return res
+    ref = proving.run(reference, feeds)
+    try:
+        got = proving.run(other, feeds, list(ref))
+    except Exception as e:  # noqa: BLE001
+        raise OnnxDoctorError(f"{other_path}: does not run in ONNX Runtime: {' '.join(str(e).split())[:200]}") from None
+    producers = {o: n for n in reference.graph.node for o in n.output}
+    comps = []
+    for name, arr in ref.items():
+        c = proving.compare_arrays(name, arr, got[name], atol, rtol)
+        n = producers.get(name)
+        comps.append(LayerComparison(name, n.name if n is not None else None, n.op_type if n is not None else None,
+                                     c.max_abs_diff, c.max_rel_diff, c.passed, c.shape_mismatch))
+    res = VerifyResult(model_path, other_path, "outputs", comps, tolerance=(atol, rtol))
+    res.first_divergence = next((c for c in comps if not c.passed), None)
+    return res
+
+
+def fp16_emulation(model_path: str, reference: onnx.ModelProto, feeds, *, underflow_fraction: float = 0.1,
+                   progress=None) -> VerifyResult:
+    """Run the FP32 model with every tensor observed; flag float tensors that overflow FP16 (to inf) or
+    whose significant values would flush to zero (more than `underflow_fraction` of non-zeros below
+    the smallest FP16 subnormal)."""
+    order = _topo_tensors(reference)
+    names = _float_tensor_names(reference, [t for t, _, _ in order])
+    producer = {t: n for t, n, _ in order}
+    comps: list[LayerComparison] = []
+    chunks = list(_chunks(names, CHUNK))
+    for k, chunk in enumerate(chunks):
+        got = _run_chunk(reference, chunk, feeds)
+        for name in chunk:
+            arr = got.get(name)
+            if arr is None or arr.dtype.kind != "f" or arr.dtype == np.float16 or arr.size == 0:
+                continue
+            n = producer[name]
+            a = np.abs(arr.astype(np.float64))
+            finite = a[np.isfinite(a)]
+            peak = float(finite.max()) if finite.size else 0.0
+            note, ok = None, True
+            if peak >= FP16_OVERFLOW:
+                ok = False
+                note = f"max |value| {peak:.4g} overflows FP16 (inf beyond {FP16_OVERFLOW:g})"
+            else:
+                nz = finite[finite > 0]
+                if nz.size:
+                    tiny = float((nz < FP16_TINY).mean())
+                    if tiny > underflow_fraction:
+                        ok = False
+                        note = f"{tiny:.0%} of non-zero values are below the smallest FP16 subnormal ({FP16_TINY:.3g}) and flush to 0"
+            comps.append(LayerComparison(name, n.name or None, n.op_type, peak, 0.0, ok, note))
+        del got
+        if progress:
+            progress(k + 1, len(chunks))
+    res = VerifyResult(model_path, "fp16-emulation (ONNX Runtime, CPU)", "fp16-emulation", comps)
+    res.first_divergence = first_divergence(reference, comps)
+    return res
+
+
+def verify_trt(model_path: str, feeds, *, layerwise: bool, fp16: bool, trt_version: str, strongly_typed: bool,
+               shapes: dict, atol: float, rtol: float) -> VerifyResult:  # pragma: no cover - needs TensorRT + GPU
+    """TensorRT vs ONNX Runtime through Polygraphy: a thin composition of its loaders.
+
+    The equivalent command line is
+    `polygraphy run MODEL --trt --onnxrt [--fp16] [--strongly-typed] --trt-outputs mark all --onnx-outputs mark all`.
+    """
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise UsageError("--backend trt needs TensorRT: pip install 'onnxdoctor[tensorrt]' on a machine with an NVIDIA GPU") from None
+    from polygraphy.backend.onnx import BytesFromOnnx, ModifyOutputs, OnnxFromPath
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy import constants
+    from polygraphy.backend.trt import (CreateConfig, EngineFromNetwork, ModifyNetworkOutputs, NetworkFromOnnxPath,
+                                        Profile, TrtRunner)
+    from polygraphy.comparator import Comparator
+
+    mark = [constants.MARK_ALL] if layerwise else None
+    onnx_loader = OnnxFromPath(model_path)
+    if mark:
+        onnx_loader = ModifyOutputs(onnx_loader, outputs=mark)
+    ort_runner = OnnxrtRunner(SessionFromOnnx(BytesFromOnnx(onnx_loader)))
+    network = NetworkFromOnnxPath(model_path, strongly_typed=strongly_typed or None)
+    if mark:
+        network = ModifyNetworkOutputs(network, outputs=mark)
+    profiles = []
+    if shapes:
+        p = Profile()
+        for name, spec in shapes.items():
+            p.add(name, min=spec.min, opt=spec.opt, max=spec.max)
+        profiles = [p]
+    # 11.x: strongly typed, no precision flags; 10.x: the FP16 builder flag only when asked.
+    config = CreateConfig(fp16=(fp16 and not strongly_typed) or None, profiles=profiles or None)
+    trt_runner = TrtRunner(EngineFromNetwork(network, config=config))
+    results = Comparator.run([ort_runner, trt_runner], data_loader=[feeds])
+    ref_out = results[0][1][0]
+    trt_out = results[1][1][0]
+    comps = []
+    names = [t for t, _, _ in _topo_tensors(onnx.load(model_path, load_external_data=False))]
+    for name in names if layerwise else list(ref_out.keys()):
+        if name in ref_out and name in trt_out:
+            c = proving.compare_arrays(name, np.asarray(ref_out[name]), np.asarray(trt_out[name]), atol, rtol)
+            comps.append(LayerComparison(name, None, None, c.max_abs_diff, c.max_rel_diff, c.passed, c.shape_mismatch))
+    res = VerifyResult(model_path, f"TensorRT {trt_version}", "layerwise" if layerwise else "outputs", comps, tolerance=(atol, rtol))
+    res.first_divergence = first_divergence(onnx.load(model_path, load_external_data=False), comps)
+    return res
+
+
+def render_text(res: VerifyResult, *, show_all: bool = False) -> str:
+    lines = [f"reference: {res.reference} (ONNX Runtime, CPU)", f"candidate: {res.candidate}"]
+    fails = [c for c in res.comparisons if not c.passed]
+    shown = res.comparisons if show_all else (fails[:20] if fails else [])
+    if shown:
+        lines.append(f"  {'tensor':<40} {'node':<28} {'op':<16} {'max abs':>10} {'max rel':>10}  result")
+        for c in shown:
+            lines.append(f"  {c.tensor[:40]:<40} {(c.node or '-')[:28]:<28} {(c.op_type or '-')[:16]:<16} "
+                         f"{c.max_abs_diff:>10.3g} {c.max_rel_diff:>10.3g}  {'pass' if c.passed else 'FAIL'}"
+                         + (f"  {c.note}" if c.note else ""))
+        if not show_all and len(fails) > 20:
+            lines.append(f"  ... {len(fails) - 20} more failing tensor(s) (--format json lists all)")
+    lines.append(f"compared {len(res.comparisons)} tensor(s) ({res.mode}), {len(fails)} failed")
+    fd = res.first_divergence
+    if fd is not None:
+        lines.append(f"first divergence: tensor {fd.tensor!r} produced by {fd.node or '?'} ({fd.op_type}): "
+                     f"max |diff| {fd.max_abs_diff:.3g}" + (f" - {fd.note}" if fd.note else ""))
+    lines.append("PASS" if res.passed else "FAIL")
+    return "\n".join(lines) + "\n"
