@@ -9,7 +9,7 @@ from ...model import Graph, Model, NodeRef
 from ...rule import Context
 
 # Value classes, ordered: the class of a computed value is the highest class among its inputs.
-CONST = 0  # a build-time constant now (initializer, Constant, or folded by ConstantView)
+CONST = 0  # a build-time constant now: initializer, Constant, or foldable from those (incl. Shape of one)
 FREEZABLE = 1  # computed from constants and dims of graph inputs: constant once input shapes are fixed
 SHAPE = 2  # computed from shapes that are unknown even with fixed inputs (e.g. after a data-dependent op)
 DATA = 3  # depends on tensor values
@@ -21,6 +21,22 @@ _VALUE_OPS = frozenset(
     Add Sub Mul Div Neg Abs Floor Ceil Min Max Mod Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Where
     Range ConstantOfShape ReduceProd ReduceSum ReduceMin ReduceMax Sqrt Pow Clip Split""".split()
 )
+
+
+def nodes_of(ctx: Context, *ops: str) -> list[NodeRef]:
+    """Nodes (every graph, default domain) of the given op types, from an index built once per run."""
+    def build() -> dict[str, list[NodeRef]]:
+        index: dict[str, list[NodeRef]] = {}
+        for ref in ctx.nodes():
+            n = ref.node
+            if n.domain in ("", "ai.onnx"):
+                index.setdefault(n.op_type, []).append(ref)
+        return index
+
+    index = ctx.memo("shp.nodes_by_op", build)
+    if len(ops) == 1:
+        return index.get(ops[0], [])
+    return sorted((r for op in ops for r in index.get(op, ())), key=lambda r: (id(r.graph), r.index))
 
 
 def input_dim_names(model: Model) -> frozenset[str]:
@@ -65,105 +81,159 @@ def topo_order(g: Graph) -> list[int]:
 
 
 class ValueClasses:
-    """Per graph: the class (CONST/FREEZABLE/SHAPE/DATA) of every tensor, whether a tensor is
-    reachable from a `--shape`-frozen input, and which constants exist only thanks to frozen inputs."""
+    """Per graph, computed on demand: the class (CONST/FREEZABLE/SHAPE/DATA) of a tensor, the
+    FREEZABLE tensors, and the constants that exist only thanks to `--shape`-frozen inputs.
+    Only the part of the graph a question touches is visited; each tensor is classified once."""
 
     def __init__(self, ctx: Context, g: Graph, outer: ValueClasses | None) -> None:
+        self.ctx = ctx
         self.graph = g
         self.outer = outer
+        self.consts = ctx.model.constants(g)
+        self.dim_names: frozenset[str] = ctx.memo("shp.input_dim_names", lambda: input_dim_names(ctx.model))
+        self.frozen = set(ctx.model.frozen_inputs) if g.outer is None and g.function is None else set()
+        self.inputs = set(g.inputs)
         self.cls: dict[str, int] = {}
-        self.reach: set[str] = set()  # tensors computed from a frozen graph input
-        self.frozen_const: set[str] = set()  # constant now, but only because inputs were frozen
-        # For FREEZABLE tensors: the graph-input dim names their value depends on.
-        self.dims_read: dict[str, frozenset[str]] = {}
-        model = ctx.model
-        consts = model.constants(g)
-        dim_names = ctx.memo("shp.input_dim_names", lambda: input_dim_names(model))
-        frozen = set(model.frozen_inputs) if g.outer is None and g.function is None else set()
-        for name in g.initializers:
-            self.cls[name] = CONST
-        for name in g.inputs:
-            if name not in g.initializers:
-                self.cls[name] = DATA
-                if name in frozen:
-                    self.reach.add(name)
-        cls, reach, fconst = self.cls, self.reach, self.frozen_const
-        for i in topo_order(g):
-            node = g.nodes[i]
-            ins = g.node_inputs[i]
-            outs = g.node_outputs[i]
-            op = node.op_type
-            std = node.domain in ("", "ai.onnx")
-            in_cls = [self.class_of(t) for t in ins if t]
-            if any(self.reaches(t) for t in ins if t):
-                reach.update(o for o in outs if o)
-            if std and op == "Constant":
-                c = CONST
-            elif std and op in ("Shape", "Size") and ins:
-                src = ins[0]
-                if outs and consts.is_constant(outs[0]):
-                    c = CONST
-                    if self.reaches(src):
-                        fconst.update(o for o in outs if o)
-                else:
-                    read = _dims_read(g, NodeRef(node, g, i), src)
-                    if read is not None and all(isinstance(d, int) or d in dim_names for d in read):
-                        c = FREEZABLE
-                        dims = frozenset(d for d in read if isinstance(d, str))
-                    elif self.class_of(src) <= FREEZABLE:
-                        # a value fixed by the input shapes has a shape fixed by them too
-                        c = FREEZABLE
-                        dims = self.dims_of(src)
-                    else:
-                        c = SHAPE
-                    if c == FREEZABLE:
-                        self.dims_read.update((o, dims) for o in outs if o)
-            elif std and op in _VALUE_OPS:
-                c = max(in_cls, default=CONST)
-                if c == FREEZABLE:
-                    dims = frozenset().union(*(self.dims_of(t) for t in ins if t))
-                    self.dims_read.update((o, dims) for o in outs if o)
-                if c == CONST:
-                    if not all(consts.is_constant(o) for o in outs if o):
-                        c = DATA  # not evaluable by our propagation: stay conservative
-                    elif any(t in fconst or (self.outer and self.outer.is_frozen_const(t)) for t in ins if t):
-                        fconst.update(o for o in outs if o)
-            else:
-                c = DATA
-            for o in outs:
-                if o:
-                    cls[o] = c
+        self.dims_read: dict[str, frozenset[str]] = {}  # FREEZABLE Shape/Size output -> input dim names read
+        self._reach: dict[str, bool] = {}
+
+    def _local(self, t: str) -> bool:
+        g = self.graph
+        return t in g.producers or t in g.initializers or t in self.inputs
 
     def class_of(self, t: str) -> int:
         c = self.cls.get(t)
         if c is not None:
             return c
-        if self.outer is not None:
-            return self.outer.class_of(t)
-        return DATA
+        if not self._local(t):
+            return self.outer.class_of(t) if self.outer is not None else DATA
+        g, cls = self.graph, self.cls
+        stack = [t]
+        while stack:
+            x = stack[-1]
+            if x in cls:
+                stack.pop()
+                continue
+            hit = g.producers.get(x)
+            if hit is None:
+                cls[x] = CONST if x in g.initializers else DATA
+                stack.pop()
+                continue
+            i = hit[0]
+            node = g.nodes[i]
+            op = node.op_type
+            outs = g.node_outputs[i]
+            if node.domain not in ("", "ai.onnx"):
+                c = DATA
+            elif op == "Constant":
+                c = CONST
+            elif op in ("Shape", "Size"):
+                ins = g.node_inputs[i]
+                src = ins[0] if ins else ""
+                if self.consts.is_constant(x):
+                    c = CONST
+                else:
+                    read = _dims_read(g, NodeRef(node, g, i), src) if src else None
+                    if read is not None and all(isinstance(d, int) or d in self.dim_names for d in read):
+                        c = FREEZABLE
+                        self.dims_read.update((o, frozenset(d for d in read if isinstance(d, str))) for o in outs if o)
+                    elif not src:
+                        c = DATA
+                    else:
+                        sc = cls.get(src) if self._local(src) else self.class_of(src)
+                        if sc is None:
+                            stack.append(src)
+                            continue
+                        # the shape of a foldable value is foldable; of a value fixed by the input
+                        # shapes, fixed by them too
+                        c = sc if sc <= FREEZABLE else SHAPE
+            elif op in _VALUE_OPS:
+                known, pending = [], []
+                for s in g.node_inputs[i]:
+                    if not s:
+                        continue
+                    sc = cls.get(s) if self._local(s) else self.class_of(s)
+                    if sc is None:
+                        pending.append(s)
+                    else:
+                        known.append(sc)
+                if DATA in known:
+                    c = DATA
+                elif pending:
+                    stack.extend(pending)
+                    continue
+                else:
+                    c = max(known, default=CONST)
+            else:
+                c = DATA
+            for o in outs:
+                if o:
+                    cls[o] = c
+            stack.pop()
+        return cls[t]
 
-    def dims_of(self, t: str) -> frozenset[str]:
-        """The graph-input dim names a FREEZABLE tensor depends on."""
-        d = self.dims_read.get(t)
-        if d is not None:
-            return d
-        if t in self.cls or self.outer is None:
-            return frozenset()
-        return self.outer.dims_of(t)
+    def _forward(self, seeds: list[str], keep) -> set[str]:
+        """Tensors reachable from `seeds` through value ops (and Shape/Size) whose outputs satisfy `keep`."""
+        g = self.graph
+        out = set(seeds)
+        queue = list(seeds)
+        while queue:
+            t = queue.pop()
+            for c in g.consumers.get(t, ()):
+                node = g.nodes[c]
+                if node.domain not in ("", "ai.onnx") or not (node.op_type in _VALUE_OPS or node.op_type in ("Shape", "Size")):
+                    continue
+                for o in g.node_outputs[c]:
+                    if o and o not in out and keep(o):
+                        out.add(o)
+                        queue.append(o)
+        return out
+
+    def _shape_nodes(self) -> list[NodeRef]:
+        g = self.graph
+        return [r for r in nodes_of(self.ctx, "Shape", "Size") if r.graph is g]
+
+    def freezable(self) -> set[str]:
+        """Every FREEZABLE tensor of this graph."""
+        seeds = [o for r in self._shape_nodes() for o in r.graph.node_outputs[r.index][:1]
+                 if o and self.class_of(o) == FREEZABLE]
+        return self._forward(seeds, lambda o: self.class_of(o) == FREEZABLE)
+
+    def frozen_const(self) -> set[str]:
+        """Constants that exist only because a frozen input's shape is now fixed: outputs of Shape/Size
+        of tensors computed from frozen inputs, and what value ops compute from them."""
+        if not self.frozen:
+            return set()
+        seeds = []
+        for r in self._shape_nodes():
+            o = r.graph.node_outputs[r.index][0] if r.graph.node_outputs[r.index] else ""
+            src = r.input(0)
+            if o and src and self.class_of(o) == CONST and self.reaches(src):
+                seeds.append(o)
+        return self._forward(seeds, lambda o: self.class_of(o) == CONST)
 
     def reaches(self, t: str) -> bool:
-        if t in self.reach:
-            return True
-        if t in self.cls or self.outer is None:
-            return False
-        return self.outer.reaches(t)
-
-    def is_frozen_const(self, t: str) -> bool:
-        if t in self.frozen_const:
-            return True
-        if t in self.cls or self.outer is None:
-            return False
-        return self.outer.is_frozen_const(t)
+        """Whether `t` is computed from a frozen graph input."""
+        g, memo = self.graph, self._reach
+        stack = [t]
+        while stack:
+            x = stack[-1]
+            if x in memo:
+                stack.pop()
+                continue
+            hit = g.producers.get(x)
+            if hit is None:
+                memo[x] = x in self.frozen
+                stack.pop()
+                continue
+            ins = [s for s in g.node_inputs[hit[0]] if s]
+            pending = [s for s in ins if s not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            memo[x] = any(memo[s] for s in ins)
+            stack.pop()
+        return memo[t]
 
 
 def _dims_read(g: Graph, ref: NodeRef, src: str) -> tuple | None:

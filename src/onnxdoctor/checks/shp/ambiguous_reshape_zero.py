@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
+from ._analysis import nodes_of
 
 
 class AmbiguousReshapeZero(Rule):
@@ -50,8 +51,8 @@ class AmbiguousReshapeZero(Rule):
     summary = "Reshape copies a dim that can be 0 while inferring -1"
 
     def check(self, ctx: Context):
-        for node in ctx.nodes():
-            if node.op_type != "Reshape" or node.domain or len(node.node.input) < 2:
+        for node in nodes_of(ctx, "Reshape"):
+            if len(node.node.input) < 2:
                 continue
             if node.attr("allowzero", 0):
                 continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._analysis import CONST, DATA, value_classes
+from ._analysis import CONST, DATA, nodes_of, value_classes
 
 
 class DataDependentShape(Rule):
@@ -56,10 +56,8 @@ class DataDependentShape(Rule):
     summary = "output shape depends on tensor values"
 
     def check(self, ctx: Context):
-        for node in ctx.nodes():
+        for node in nodes_of(ctx, "NonZero", "NonMaxSuppression", "Unique", "Compress", "TopK", "Range"):
             op = node.op_type
-            if op not in ("NonZero", "NonMaxSuppression", "Unique", "Compress", "TopK", "Range") or node.domain:
-                continue
             if not ctx.release.has_importer(op):
                 continue  # TRT101 reports the missing importer
             vc = value_classes(ctx, node.graph)

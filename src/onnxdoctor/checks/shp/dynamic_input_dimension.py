@@ -58,7 +58,7 @@ class DynamicInputDimension(Rule):
             if t is None or t.kind != "tensor" or t.shape is None or t.is_static:
                 continue
             dyn = [f"{d if isinstance(d, str) else '?'} (dim {i})" for i, d in enumerate(t.shape) if not isinstance(d, int)]
-            shown = "x".join(str(d) if d is not None else "?" for d in t.shape)
+            shown = ", ".join(str(d) if d is not None else "?" for d in t.shape)
             yield self.finding(
                 ctx,
                 f"input {name!r} [{shown}] has dynamic {'dimension' if len(dyn) == 1 else 'dimensions'} "

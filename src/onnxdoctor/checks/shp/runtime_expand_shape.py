@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
-from ._analysis import CONST, DATA, FREEZABLE, value_classes
+from ._analysis import CONST, DATA, FREEZABLE, nodes_of, value_classes
 
 
 class RuntimeExpandShape(Rule):
@@ -59,9 +59,9 @@ class RuntimeExpandShape(Rule):
     summary = "Expand/Tile shape known only at runtime"
 
     def check(self, ctx: Context):
-        for node in ctx.nodes():
+        for node in nodes_of(ctx, "Expand", "Tile"):
             op = node.op_type
-            if op not in ("Expand", "Tile") or node.domain or node.graph.function is not None:
+            if node.graph.function is not None:
                 continue
             src = node.input(1)
             if not src:

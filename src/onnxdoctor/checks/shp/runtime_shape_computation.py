@@ -7,7 +7,7 @@ import collections
 from ...findings import Applicability, Fix, Severity
 from ...model import Graph, NodeRef
 from ...rule import Context, Rule
-from ._analysis import FREEZABLE, ValueClasses, value_classes
+from ._analysis import ValueClasses, value_classes
 
 FOLD = Fix("fold-constants", Applicability.SAFE)
 FREEZE = Fix("freeze-shapes", Applicability.SAFE)
@@ -75,14 +75,17 @@ class RuntimeShapeComputation(Rule):
             if g.function is not None or not g.nodes:
                 continue
             vc = value_classes(ctx, g)
-            if model.frozen_inputs and vc.frozen_const:
-                yield from self._chains(ctx, g, vc, lambda t: t in vc.frozen_const, FOLD)
-            if any(c == FREEZABLE for c in vc.cls.values()):
-                yield from self._chains(ctx, g, vc, lambda t: vc.cls.get(t) == FREEZABLE, FREEZE)
+            folded = vc.frozen_const()
+            if folded:
+                yield from self._chains(ctx, g, vc, folded, FOLD)
+            freezable = vc.freezable()
+            if freezable:
+                yield from self._chains(ctx, g, vc, freezable, FREEZE)
 
-    def _chains(self, ctx: Context, g: Graph, vc: ValueClasses, in_chain, fix: Fix):
+    def _chains(self, ctx: Context, g: Graph, vc: ValueClasses, tensors: set[str], fix: Fix):
         outs = g.node_outputs
-        members = [i for i in range(len(g.nodes)) if any(o and in_chain(o) for o in outs[i])]
+        in_chain = tensors.__contains__
+        members = sorted({g.producers[t][0] for t in tensors if t in g.producers})
         if not members:
             return
         parent = {i: i for i in members}
@@ -122,7 +125,7 @@ class RuntimeShapeComputation(Rule):
                 continue  # dead: graph hygiene, not a shape problem
             ops = collections.Counter(g.nodes[i].op_type for i in nodes)
             summary = ", ".join(f"{op}×{n}" if n > 1 else op for op, n in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
-            dims = sorted({d for i in nodes for o in outs[i] if o for d in vc.dims_of(o)})
+            dims = sorted({d for i in nodes for o in outs[i] if o for d in vc.dims_read.get(o, ())})
             n = len(nodes)
             head = f"{n}-node shape computation ({summary})"
             if sinks:
