@@ -272,20 +272,22 @@ def verify_trt(model_path: str, feeds, *, layerwise: bool, fp16: bool, trt_versi
 
 def render_text(res: VerifyResult, *, show_all: bool = False) -> str:
     lines = [f"reference: {res.reference} (ONNX Runtime, CPU)", f"candidate: {res.candidate}"]
+    emul = res.mode == "fp16-emulation"
     fails = [c for c in res.comparisons if not c.passed]
     shown = res.comparisons if show_all else (fails[:20] if fails else [])
+    emul = res.mode == "fp16-emulation"
     if shown:
-        lines.append(f"  {'tensor':<40} {'node':<28} {'op':<16} {'max abs':>10} {'max rel':>10}  result")
+        lines.append(f"  {'tensor':<40} {'node':<28} {'op':<16} {'max |x|' if emul else 'max abs':>10} {'' if emul else 'max rel':>10}  result")
         for c in shown:
             lines.append(f"  {c.tensor[:40]:<40} {(c.node or '-')[:28]:<28} {(c.op_type or '-')[:16]:<16} "
-                         f"{c.max_abs_diff:>10.3g} {c.max_rel_diff:>10.3g}  {'pass' if c.passed else 'FAIL'}"
+                         f"{c.max_abs_diff:>10.3g} {'' if emul else format(c.max_rel_diff, '.3g'):>10}  {'pass' if c.passed else 'FAIL'}"
                          + (f"  {c.note}" if c.note else ""))
         if not show_all and len(fails) > 20:
             lines.append(f"  ... {len(fails) - 20} more failing tensor(s) (--format json lists all)")
     lines.append(f"compared {len(res.comparisons)} tensor(s) ({res.mode}), {len(fails)} failed")
     fd = res.first_divergence
     if fd is not None:
-        lines.append(f"first divergence: tensor {fd.tensor!r} produced by {fd.node or '?'} ({fd.op_type}): "
-                     f"max |diff| {fd.max_abs_diff:.3g}" + (f" - {fd.note}" if fd.note else ""))
+        what = fd.note if emul else f"max |diff| {fd.max_abs_diff:.3g} (rel {fd.max_rel_diff:.3g})"
+        lines.append(f"first divergence: tensor {fd.tensor!r} produced by {fd.node or '?'} ({fd.op_type}): {what}")
     lines.append("PASS" if res.passed else "FAIL")
     return "\n".join(lines) + "\n"
