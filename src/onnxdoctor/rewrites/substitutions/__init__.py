@@ -7,7 +7,8 @@ from . import contrib, standard
 
 REWRITES = (*standard.REWRITES, *contrib.REWRITES)
 
-_BY_OP = {(cls.domain, cls.op_type): cls.name for cls in REWRITES}
+# The substitutions TRT101 (missing importer) and TRT102 (custom-domain op) findings name as fix.
+_BY_OP = {(cls.domain, cls.op_type): cls.name for cls in REWRITES if {"TRT101", "TRT102"} & set(cls.resolves)}
 
 
 def substitution_for(op_type: str, domain: str = "") -> str | None:

@@ -311,6 +311,49 @@ class CompressToGatherNonzero(Substitution):
         b.op("Gather", [x, idx], b.node.output[0], axis=axis)
 
 
+class EinsumLowercaseLabels(Substitution):
+    """Rename uppercase Einsum labels to unused lowercase letters.
+
+    ## What it does
+    `Einsum(equation="BIj,BjK->BIK")` becomes `Einsum(equation="abj,ajc->abc")`: every
+    uppercase label is mapped to a lowercase letter the equation does not use. Labels are names,
+    so the computation is unchanged.
+
+    ## When it applies
+    TRT126 on `Einsum` with uppercase labels: from TensorRT 9.1 the parser's static checker rejects
+    any character other than a-z, ',', '->', '.' and spaces. Skipped when the equation uses more
+    than 26 distinct labels. (Reached through TRT126 once the `Einsum.labels` constraint names this
+    rewrite as its fix.)
+
+    ## Example
+    `y = Einsum<equation="BHQD,BHKD->BHQK">(q, k)` becomes
+    `y = Einsum<equation="abcd,abed->abce">(q, k)`.
+
+    ## Safety
+    Safe: a consistent renaming of labels.
+
+    ## Resolves
+    TRT126
+    """
+
+    name = "einsum-lowercase-labels"
+    summary = "rename uppercase Einsum labels to unused lowercase letters"
+    op_type = "Einsum"
+    resolves = ("TRT126",)
+
+    def replace(self, b: Builder) -> None:
+        eq = b.attr("equation", b"")
+        eq = eq.decode() if isinstance(eq, bytes) else eq
+        upper = list(dict.fromkeys(c for c in eq if c.isupper()))  # in order of first use
+        if not upper:
+            raise Skip("the equation has no uppercase label")
+        free = [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in eq]
+        if len(upper) > len(free):
+            raise Skip("more than 26 distinct labels; no lowercase relabelling exists")
+        table = str.maketrans(dict(zip(upper, free)))
+        b.op("Einsum", list(b.node.input), b.node.output[0], equation=eq.translate(table))
+
+
 REWRITES = (
     HardmaxToArgmaxOnehot,
     CastlikeToCast,
@@ -320,4 +363,5 @@ REWRITES = (
     RmsNormalizationToReductions,
     SimplifiedLayerNormalizationToReductions,
     CompressToGatherNonzero,
+    EinsumLowercaseLabels,
 )
