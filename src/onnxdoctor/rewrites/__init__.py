@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 
 from ..errors import UsageError
-from . import fusions, hygiene, precision, shapes, substitutions
+from . import fusions, hygiene, opset, precision, shapes, substitutions
 from .base import Outcome, Rewrite, RewriteContext
 
 BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *shapes.REWRITES,
     *hygiene.REWRITES,
     *substitutions.REWRITES,
+    *opset.REWRITES,
     *fusions.REWRITES,
     *precision.REWRITES,
 )

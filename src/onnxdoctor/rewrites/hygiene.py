@@ -85,4 +85,283 @@ class Cleanup(Rewrite):
         return Outcome(out, [f"removed {dn} dead node(s) and {di} unused initializer(s)"])
 
 
-REWRITES = (FoldConstants, Cleanup)
+# ----------------------------------------------------------------------------
+# Helpers shared with the fusions: graphs by the path the check views use, names in use
+# ----------------------------------------------------------------------------
+def graph_protos(model: onnx.ModelProto) -> dict[tuple[str, ...], onnx.GraphProto]:
+    """Every graph of `model` (main and control-flow bodies) by its `Graph.path` in onnxdoctor.model,
+    so a match found in the checked (shape-inferred) view is applied to the same graph of a copy."""
+    out: dict[tuple[str, ...], onnx.GraphProto] = {}
+    stack: list[tuple[tuple[str, ...], onnx.GraphProto]] = [((), model.graph)]
+    while stack:
+        path, g = stack.pop()
+        out[path] = g
+        for i, node in enumerate(g.node):
+            for a in node.attribute:
+                subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
+                for k, sub in enumerate(subs):
+                    label = a.name if len(subs) == 1 else f"{a.name}[{k}]"
+                    stack.append((path + (f"{node.name or f'{node.op_type}#{i}'}/{label}",), sub))
+    return out
+
+
+def taken_names(model: onnx.ModelProto) -> set[str]:
+    """Every node, tensor and value name in every graph and function: new names must avoid them all."""
+    taken: set[str] = set()
+    for g in graph_protos(model).values():
+        taken.update(t.name for t in g.initializer)
+        taken.update(vi.name for vi in (*g.input, *g.output, *g.value_info))
+        for n in g.node:
+            taken.add(n.name)
+            taken.update(n.output)
+            taken.update(n.input)
+    for f in model.functions:
+        for n in f.node:
+            taken.add(n.name)
+            taken.update(n.output)
+    taken.discard("")
+    return taken
+
+
+def _rename_inputs(g: onnx.GraphProto, mapping: dict[str, str]) -> None:
+    """Point every reader of a name in `mapping` (in `g` and, for outer-scope references, in its
+    subgraphs) at the mapped name."""
+    stack = [g]
+    while stack:
+        cur = stack.pop()
+        for n in cur.node:
+            for i, name in enumerate(n.input):
+                if name in mapping:
+                    n.input[i] = mapping[name]
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+        if cur is not g:
+            for vi in cur.output:  # a body output may be an outer-scope value itself
+                if vi.name in mapping:
+                    vi.name = mapping[vi.name]
+
+
+class DedupeInitializers(Rewrite):
+    """Merge initializers that have the same element type, dims and bytes.
+
+    ## What it does
+    In each graph, groups initializers by (element type, dims, content) — content compared as GRF404
+    does: a digest of the inline bytes, or (location, offset, length) for external data — keeps the
+    first of each group, points every reader of the others (including reads from inside control-flow
+    bodies) at it, and drops the copies.
+
+    ## When it applies
+    GRF404 findings. An initializer that is also a graph input (an overridable default) or a graph
+    output keeps its own name and is not merged.
+
+    ## Example
+    `s = Add(x, a); y = Mul(s, b)` with `a = b = [1, 2]` becomes `s = Add(x, a); y = Mul(s, a)`.
+
+    ## Safety
+    Safe: the merged tensors are bit-identical.
+
+    ## Resolves
+    GRF404
+    """
+
+    name = "dedupe-initializers"
+    phase = 90
+    summary = "merge identical initializers"
+    applicability = Applicability.SAFE
+    resolves = ("GRF404",)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        from ..checks.grf.duplicate_initializer import _content_key
+
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        changes: list[str] = []
+        skipped: list[str] = []
+        for g in graph_protos(out).values():
+            if len(g.initializer) < 2:
+                continue
+            pinned = {vi.name for vi in (*g.input, *g.output)}
+            first: dict[tuple, str] = {}
+            mapping: dict[str, str] = {}
+            for t in g.initializer:
+                external = t.data_location == onnx.TensorProto.EXTERNAL
+                key = _content_key(t, external)
+                if key is None:
+                    continue
+                key = (t.data_type, tuple(t.dims), key)
+                if key not in first:
+                    if t.name not in pinned:
+                        first[key] = t.name
+                    continue
+                if t.name in pinned:
+                    skipped.append(f"initializer {t.name!r} duplicates {first[key]!r} but is a graph input or output")
+                    continue
+                mapping[t.name] = first[key]
+                changes.append(f"initializer {t.name!r} merged into {first[key]!r}")
+            if not mapping:
+                continue
+            _rename_inputs(g, mapping)
+            keep = [t for t in g.initializer if t.name not in mapping]
+            del g.initializer[:]
+            g.initializer.extend(keep)
+            vis = [vi for vi in g.value_info if vi.name not in mapping]
+            del g.value_info[:]
+            g.value_info.extend(vis)
+        if not changes:
+            return Outcome(model, skipped=skipped or ["no duplicate initializers"])
+        return Outcome(out, changes, skipped)
+
+
+class RemoveNoops(Rewrite):
+    """Remove nodes that pass a value through unchanged, and exact Cast round trips.
+
+    ## What it does
+    Removes what GRF405 and GRF406 report: `Identity`; `Dropout` in inference mode whose mask is
+    unused; `Cast` to the type its input already has; and the second `Cast` of a round trip through a
+    wider type that is exact (FLOAT → DOUBLE → FLOAT, INT32 → INT64 → INT32, ...; the first Cast goes
+    too when nothing else reads it). Readers of the removed output read its input instead. When the
+    removed output is a graph output, the producer of the input is renamed to produce the graph
+    output, so the model's interface keeps its names.
+
+    ## When it applies
+    GRF405 and GRF406 findings. Kept (with the reason) when the output is a graph output and the input
+    is a graph input, an initializer, another graph output or an outer-scope value — the node is then
+    what gives the output its name.
+
+    ## Example
+    `a = Identity(x); y = Relu(a)` becomes `y = Relu(x)`; `y = Identity(r)` with `y` a graph output and
+    `r = Relu(x)` becomes `y = Relu(x)`.
+
+    ## Safety
+    Safe: the values are identical (the Cast round trips are exact for every value of the type).
+
+    ## Resolves
+    GRF405, GRF406
+    """
+
+    name = "remove-noops"
+    phase = 90
+    summary = "remove Identity, inference Dropout, same-type Cast and exact Cast round trips"
+    applicability = Applicability.SAFE
+    resolves = ("GRF405", "GRF406")
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        from ..model import from_proto
+
+        view = from_proto(model)
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        protos = graph_protos(out)
+        changes: list[str] = []
+        skipped: list[str] = []
+        for g in view.graphs:
+            gp = protos.get(g.path)
+            if gp is None:
+                continue  # local function bodies: their interface is the function's, not rewritten
+            found = _noops(view, g)
+            if found:
+                c, s = _remove(g, gp, found)
+                changes += c
+                skipped += s
+        if not changes:
+            return Outcome(model, skipped=skipped or ["no no-op nodes"])
+        return Outcome(out, changes, skipped)
+
+
+def _noops(model, g) -> list[tuple[int, str, str, str]]:
+    """(node index, input, output, what) for each no-op of graph `g`, as the GRF405/GRF406 rules see them."""
+    from ..checks.grf.cancelling_casts import lossless
+    from ..checks.grf.noop_node import _inference
+    from ..model import NodeRef, dtype_name
+
+    found = []
+    for i, node in enumerate(g.nodes):
+        op = node.op_type
+        if op not in ("Identity", "Dropout", "Cast") or node.domain not in ("", "ai.onnx") or not node.input or not node.output:
+            continue
+        ref = NodeRef(node, g, i)
+        x, y = ref.input(0), ref.output(0)
+        if not x or not y:
+            continue
+        if op == "Identity":
+            found.append((i, x, y, "Identity"))
+        elif op == "Dropout":
+            mask = ref.output(1)
+            if (mask and g.is_used(mask)) or not _inference(model, ref):
+                continue
+            found.append((i, x, y, "inference Dropout"))
+        else:
+            to = ref.attr("to")
+            src = g.elem_type_of(x)
+            if src and to == src:
+                found.append((i, x, y, f"Cast to {dtype_name(src)} of a {dtype_name(src)} tensor"))
+                continue
+            hit = g.producers.get(x)
+            first = g.nodes[hit[0]] if hit else None
+            if first is None or first.op_type != "Cast" or first.domain not in ("", "ai.onnx") or not first.input:
+                continue
+            orig = g.elem_type_of(first.input[0])
+            via = next((a.i for a in first.attribute if a.name == "to"), 0)
+            if orig and orig != via and to == orig and lossless(orig, via):
+                found.append((i, first.input[0], y, f"Cast round trip {dtype_name(orig)} -> {dtype_name(via)} -> {dtype_name(orig)}"))
+    return found
+
+
+def _remove(g, gp: onnx.GraphProto, found: list[tuple[int, str, str, str]]) -> tuple[list[str], list[str]]:
+    changes: list[str] = []
+    skipped: list[str] = []
+    outputs = set(g.outputs)
+    local = set(g.producers)  # values produced by nodes of this graph
+    alias: dict[str, str] = {}  # removed output -> the value it equals
+
+    def resolve(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    removed: set[int] = set()
+    to_output: list[tuple[int, str, str, str]] = []
+    for i, x, y, what in sorted(found):
+        if y in outputs:
+            to_output.append((i, x, y, what))
+            continue
+        alias[y] = x
+        removed.add(i)
+        changes.append(f"removed {what} {g.nodes[i].name or y!r}")
+    # A removed node's output that is a graph output: its (resolved) input's producer is renamed to
+    # produce the graph output instead, once per input.
+    rename: dict[str, str] = {}
+    for i, x, y, what in to_output:
+        src = resolve(x)
+        if src not in local or src in outputs or src in rename:
+            why = ("is a graph input, initializer or outer-scope value" if src not in local
+                   else "is itself a graph output" if src in outputs else "already renamed to another graph output")
+            skipped.append(f"{what} {g.nodes[i].name or y!r} kept: its output {y!r} is a graph output and its input {src!r} {why}")
+            continue
+        rename[src] = y
+        removed.add(i)
+        changes.append(f"removed {what} {g.nodes[i].name or y!r} ({y!r} is now produced by its input's producer)")
+    if not removed:
+        return changes, skipped
+    mapping = {name: resolve(name) for name in alias}
+    mapping = {k: rename.get(v, v) for k, v in mapping.items()}
+    mapping.update({k: v for k, v in rename.items()})
+    nodes = [n for i, n in enumerate(gp.node) if i not in removed]
+    for n in nodes:
+        for k, o in enumerate(n.output):
+            if o in rename:
+                n.output[k] = rename[o]
+    del gp.node[:]
+    gp.node.extend(nodes)
+    _rename_inputs(gp, mapping)
+    gone = set(mapping)
+    vis = [vi for vi in gp.value_info if vi.name not in gone]
+    del gp.value_info[:]
+    gp.value_info.extend(vis)
+    return changes, skipped
+
+
+REWRITES = (FoldConstants, Cleanup, DedupeInitializers, RemoveNoops)
