@@ -189,13 +189,14 @@ def _param(g: Graph, model: Model, name: str | None, x: str, axis: int, fill: fl
         value = model.constants(g).value(name)
         if value is None:
             raise _Skip(f"the value of {what} {name!r} is not known")
+        trimmed = list(value.shape)
+        while trimmed and trimmed[0] == 1:
+            trimmed.pop(0)
+        value = value.reshape(trimmed)  # the matcher allows leading ones only
         if dims is None:
-            trimmed = list(value.shape)
-            while trimmed and trimmed[0] == 1:
-                trimmed.pop(0)
             if len(trimmed) != n_axes:
                 raise _Skip(f"{what} {name!r} of shape {list(value.shape)} needs broadcasting and the normalized dims are not static")
-            return add_const(value.reshape(trimmed), f"{name}_{what}")
+            return add_const(value, f"{name}_{what}")
         return add_const(np.ascontiguousarray(np.broadcast_to(value, dims)), f"{name}_{what}")
     if dims is None:
         raise _Skip(f"the pattern has no {what} and the normalized dims of {x!r} are not static")
