@@ -38,3 +38,40 @@ def test_rule_identities_match():
 def test_generated_docs_are_current():
     stale = [rel for rel, text in generate().items() if not (DOCS / rel).exists() or (DOCS / rel).read_text() != text]
     assert not stale, f"stale generated docs, run `python -m onnxdoctor.docgen docs`: {stale}"
+
+
+def _rewrites():
+    from onnxdoctor.rewrites import all_rewrites
+
+    return all_rewrites()
+
+
+@pytest.mark.parametrize("rewrite", _rewrites(), ids=lambda r: r.name)
+def test_rewrite_doc_has_every_heading(rewrite):
+    from onnxdoctor.rewrites.base import DOC_HEADINGS as RW_HEADINGS
+
+    sections = rewrite.doc_sections()
+    missing = [h for h in RW_HEADINGS if not sections.get(h)]
+    assert not missing, f"{rewrite.name} docstring lacks sections {missing}"
+    import re
+
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rewrite.name)
+
+
+def test_every_fix_names_an_existing_rewrite():
+    """A rule's `fix` must name a rewrite that exists (else fix silently does nothing)."""
+    import ast
+    import inspect
+
+    import onnxdoctor.checks as checks_pkg
+
+    names = {r.name for r in _rewrites()}
+    root = Path(inspect.getfile(checks_pkg)).parent
+    missing = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Fix" and node.args:
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value not in names:
+                    missing.add((path.name, arg.value))
+    assert not missing, f"fixes naming no rewrite: {sorted(missing)}"

@@ -57,9 +57,35 @@ def support_tables() -> str:
     return "\n".join(out) + "\n"
 
 
+def rewrite_page(rw) -> str:
+    body = rw.doc()
+    lines = body.splitlines()
+    summary, rest = lines[0], "\n".join(lines[1:]).strip()
+    resolved = ", ".join(f"[{c}](../rules/{c}.md)" for c in rw.resolves) or "-"
+    return (
+        f"{HEADER.replace('rule', 'rewrite')}\n# `{rw.name}`\n\n{summary}\n\n"
+        f"Safety: **{rw.applicability}** · Phase: {rw.phase} · Resolves: {resolved}\n\n{rest}\n"
+    )
+
+
+def rewrites_index() -> str:
+    from .rewrites import all_rewrites
+
+    rows = "\n".join(
+        f"| [`{r.name}`]({r.name}.md) | {r.applicability} | {', '.join(r.resolves) or '-'} | {r.summary} |" for r in all_rewrites()
+    )
+    return (f"{HEADER.replace('rule', 'rewrite')}\n# Rewrites\n\nApplied by `onnxdoctor fix` in phase order; each is "
+            f"reached through the findings it resolves.\n\n| rewrite | safety | resolves | what |\n|---|---|---|---|\n{rows}\n")
+
+
 def generate() -> dict[str, str]:
+    from .rewrites import all_rewrites
+
     pages = {f"rules/{r.code}.md": rule_page(r) for r in all_rules()}
     pages["rules/README.md"] = rules_index()
+    for rw in all_rewrites():
+        pages[f"rewrites/{rw.name}.md"] = rewrite_page(rw)
+    pages["rewrites/README.md"] = rewrites_index()
     pages["trt-support.md"] = support_tables()
     return pages
 
