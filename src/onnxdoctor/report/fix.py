@@ -45,7 +45,10 @@ def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=No
         if s.status == "applied":
             proof = f"  [proof: {s.proof.summary()}]" if s.proof else "  [not proven: --no-prove]"
             lines.append(f"  applied      {s.rewrite} ({s.applicability}){proof}")
-            lines.extend(f"                 {c}" for c in s.changes)
+            limit = len(s.changes) if explain else 5
+            lines.extend(f"                 {c}" for c in s.changes[:limit])
+            if len(s.changes) > limit:
+                lines.append(f"                 ... and {len(s.changes) - limit} more (--explain or --format json lists all)")
         elif s.status == "rolled-back":
             lines.append(f"  rolled back  {s.rewrite}: {s.reason}")
         elif explain:
