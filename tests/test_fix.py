@@ -206,3 +206,24 @@ def test_exit_1_when_errors_remain(run_cli, tmp_path):
 def test_api_check_accepts_fixed_model():
     res = fix_model(small_model(), FixOptions(trt="10.15"))
     assert onnxdoctor.check(res.model, trt="10.15", select=["TRT122"]).findings == []
+
+
+def test_constraint_fix_reaches_einsum_rewrite():
+    m = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2,3] a, float[3,4] b) => (float[2,4] y) { y = Einsum<equation = "IJ,JK->IK">(a, b) }
+    """)
+    res = fix_model(m, FixOptions(trt="10.15"))
+    assert any(s.rewrite == "einsum-lowercase-labels" and s.status == "applied" for s in res.steps)
+    assert not any(f.code == "TRT126" for f in res.after) and res.proof.passed
+
+
+def test_old_opset_is_upgraded_to_release_minimum():
+    m = onnx.parser.parse_model("""
+        <ir_version: 7, opset_import: ["" : 8]>
+        g (float[2,3] x) => (float[2,3] y) { y = Relu(x) }
+    """)
+    res = fix_model(m, FixOptions(trt="10.15"))
+    assert any(s.rewrite == "upgrade-opset" and s.status == "applied" for s in res.steps)
+    assert next(o.version for o in res.model.opset_import if o.domain in ("", "ai.onnx")) >= 9
+    assert not any(f.code == "TRT132" for f in res.after)

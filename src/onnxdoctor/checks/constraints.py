@@ -56,7 +56,8 @@ def _evaluate(ctx: Context) -> list[Violation]:
             if isinstance(detail, _Foldable):
                 out.append(Violation(c, node, str(detail), "warning", Fix("fold-constants", Applicability.SAFE)))
             elif detail is not None:
-                out.append(Violation(c, node, detail))
+                fix = Fix(c.params["fix"], Applicability.SAFE) if "fix" in c.params else None
+                out.append(Violation(c, node, detail, fix=fix))
     return out
 
 

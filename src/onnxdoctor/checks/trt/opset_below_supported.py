@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Severity
+from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
 
 
@@ -24,7 +24,8 @@ class OpsetBelowSupported(Rule):
     Convert the model to a newer opset (`onnx.version_converter.convert_version(model, 17)`).
 
     ## Fix safety
-    Display-only advice.
+    `upgrade-opset` (safe) converts the model with the ONNX version converter to the release's
+    minimum opset; the result is proven in ONNX Runtime like every rewrite.
 
     ## TensorRT versions
     Per release, from `opset_min` in `rules/trt/releases.toml`.
@@ -38,6 +39,7 @@ class OpsetBelowSupported(Rule):
     name = "opset-below-supported"
     severity = Severity.WARNING
     summary = "opset below the release's documented minimum"
+    fix = Fix("upgrade-opset", Applicability.SAFE)
 
     def check(self, ctx: Context):
         opset = ctx.model.opset
