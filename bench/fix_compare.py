@@ -1,0 +1,323 @@
+"""Compares `onnxdoctor fix --rules default` with onnxslim and onnx-simplifier on real exported models.
+
+    /work/venv-bench/bin/python bench/fix_compare.py [--models-dir bench/out/fix-models]
+        [--only bert-torchscript,...] [--tools onnxdoctor,onnxslim,onnxsim] [--runs 3]
+
+Models come from bench/export_models.py (BERT, GPT-2, ViT, a Llama-style decoder; TorchScript
+opset 17 and 14, dynamo opset 18). For every model and tool:
+
+1. The tool runs in a fresh process, started by a tiny wrapper process that reports that one
+   child's wall time and peak RSS (getrusage(RUSAGE_CHILDREN).ru_maxrss), so peak memory is per
+   run. Commands (console scripts looked up beside --onnxdoctor-python / this Python, then PATH):
+     onnxdoctor: onnxdoctor fix MODEL -o OUT --rules default --trt 10.15 --format json
+                 (its JSON report gives the proof result and the rewrites applied)
+     onnxdoctor-noprove: the same with --no-prove (only with --tools; shows the proof's share)
+     onnxslim:   onnxslim MODEL OUT
+     onnxsim:    onnxsim MODEL OUT
+   Time is the median of --runs runs (default 3); a tool whose first run takes longer than
+   --slow seconds (default 120) is run once, and the table says so.
+2. Nodes before/after (top-level graph nodes) and op-type histograms of both.
+3. The original runs in ONNX Runtime (CPU, default session options) on generated inputs (fixed
+   seed; ids in [0, 1000), attention mask of ones with the second row's last quarter zero, pixel
+   values N(0, 1); batch 2 and sequence 16 for dynamic dimensions) and each result runs on the
+   same inputs; every output is compared with atol 1e-4, rtol 1e-3 (|a-b| <= atol + rtol*|b|),
+   and the max abs diff is reported.
+
+Prints a markdown table and writes bench/out/fix-compare/results.json (plus a timestamped copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ATOL, RTOL = 1e-4, 1e-3
+
+# Each measurement gets its own wrapper process, so RUSAGE_CHILDREN covers exactly one run
+# (ru_maxrss of RUSAGE_CHILDREN is the peak of the largest waited-for descendant, KiB on Linux).
+WRAPPER = r"""
+import json, os, resource, subprocess, sys, time
+cmd = json.loads(sys.argv[1]); out = sys.argv[2]
+t0 = time.perf_counter()
+with open(out + ".stdout", "wb") as so, open(out + ".stderr", "wb") as se:
+    try:
+        p = subprocess.run(cmd, stdout=so, stderr=se, timeout=float(sys.argv[3]))
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        rc = "timeout"
+wall = time.perf_counter() - t0
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": wall, "maxrss_kb": ru.ru_maxrss, "user": ru.ru_utime, "sys": ru.ru_stime, "rc": rc}))
+"""
+
+
+def _script(name: str, python: str | None) -> str:
+    for d in ([Path(python).parent] if python else []) + [Path(sys.executable).parent]:
+        if (d / name).exists():
+            return str(d / name)
+    found = shutil.which(name)
+    if not found:
+        raise SystemExit(f"{name} not found beside the Python or on PATH")
+    return found
+
+
+def commands(args) -> dict:
+    doctor = args.onnxdoctor.split() if args.onnxdoctor else [_script("onnxdoctor", "/work/venv/bin/python")]
+    fix = ["fix", "{model}", "-o", "{out}", "--rules", "default", "--trt", args.trt, "--format", "json"]
+    return {
+        "onnxdoctor": doctor + fix,
+        "onnxdoctor-noprove": doctor + fix + ["--no-prove"],
+        "onnxslim": [_script("onnxslim", None), "{model}", "{out}"],
+        "onnxsim": [_script("onnxsim", None), "{model}", "{out}"],
+    }
+
+
+def run_once(cmd: list[str], log: Path, timeout: float) -> dict:
+    p = subprocess.run([sys.executable, "-c", WRAPPER, json.dumps(cmd), str(log), str(timeout)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(p.stdout)
+
+
+def tail(path: Path, n: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def op_hist(path: Path) -> tuple[int, dict]:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    hist = Counter((n.domain + "::" if n.domain not in ("", "ai.onnx") else "") + n.op_type for n in m.graph.node)
+    return len(m.graph.node), dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# ---------------------------------------------------------------- ONNX Runtime comparison
+
+def make_inputs(model_path: Path, seed: int = 0) -> dict:
+    import numpy as np
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else (2 if k == 0 else 16) for k, d in enumerate(i.shape)]
+        if "int" in i.type:
+            dtype = np.int64 if "int64" in i.type else np.int32
+            if "mask" in i.name:
+                a = np.ones(shape, dtype=dtype)
+                if shape[0] > 1 and len(shape) > 1:
+                    a[1, -max(1, shape[1] // 4):] = 0
+            else:
+                a = rng.integers(0, 1000, size=shape).astype(dtype)
+        elif "bool" in i.type:
+            a = np.ones(shape, dtype=bool)
+        else:
+            a = rng.standard_normal(shape).astype(np.float16 if "float16" in i.type else np.float32)
+        feeds[i.name] = a
+    return feeds
+
+
+def ort_run(model_path: Path, feeds: dict) -> dict:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    outs = sess.run(None, {k: v for k, v in feeds.items() if k in names})
+    return {o.name: v for o, v in zip(sess.get_outputs(), outs)}
+
+
+def compare(ref: dict, got: dict) -> dict:
+    import numpy as np
+
+    res = {"equal": True, "max_abs_diff": 0.0, "outputs": {}}
+    for name, r in ref.items():
+        if name not in got:
+            res["equal"] = False
+            res["outputs"][name] = "missing"
+            continue
+        g = got[name]
+        if g.shape != r.shape:
+            res["equal"] = False
+            res["outputs"][name] = f"shape {g.shape} != {r.shape}"
+            continue
+        d = np.abs(g.astype(np.float64) - r.astype(np.float64))
+        mad = float(np.nanmax(d)) if d.size else 0.0
+        ok = bool(np.allclose(g, r, atol=ATOL, rtol=RTOL, equal_nan=True))
+        res["outputs"][name] = {"max_abs_diff": mad, "equal": ok}
+        res["max_abs_diff"] = max(res["max_abs_diff"], mad)
+        res["equal"] &= ok
+    return res
+
+
+# ---------------------------------------------------------------- main
+
+def doctor_summary(stdout: str) -> dict:
+    try:
+        rep = json.loads(stdout)
+    except ValueError:
+        return {"parse_error": stdout[-500:]}
+    applied = [f"{s['rewrite']}: {'; '.join(s.get('changes', []))}" for s in rep.get("steps", [])
+               if s.get("status") == "applied"]
+    other = [f"{s['rewrite']} ({s.get('status')}): {'; '.join(s.get('changes', []) + s.get('skipped', []))}"
+             for s in rep.get("steps", []) if s.get("status") not in ("applied", "no-change")]
+    after = rep.get("after", {})
+    return {"iterations": rep.get("iterations"), "nodes": rep.get("nodes"), "proof": rep.get("proof"),
+            "applied": applied, "not_applied": other, "after_summary": after.get("summary"),
+            "after_codes": dict(Counter(f["code"] for f in after.get("findings", [])))}
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cores": os.cpu_count()}
+    try:
+        ls = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in ls.splitlines() if ln.startswith("Model name")), "")
+    except OSError:
+        pass
+    vers = {}
+    for mod in ("onnx", "onnxruntime", "onnxslim", "onnxsim", "numpy"):
+        try:
+            m = __import__(mod)
+            vers[mod] = getattr(m, "__version__", "?")
+        except Exception:  # noqa: BLE001
+            vers[mod] = None
+    try:
+        vers["onnxdoctor"] = subprocess.run(["/work/venv/bin/python", "-c",
+                                             "import onnxdoctor; print(onnxdoctor.__version__)"],
+                                            capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    info["versions"] = vers
+    return info
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models-dir", type=Path, default=HERE / "out" / "fix-models")
+    ap.add_argument("--out", type=Path, default=HERE / "out" / "fix-compare")
+    ap.add_argument("--only", default="", help="comma-separated model stems (e.g. bert-torchscript)")
+    ap.add_argument("--tools", default="onnxdoctor,onnxslim,onnxsim")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--slow", type=float, default=120.0, help="run once when the first run takes longer (s)")
+    ap.add_argument("--timeout", type=float, default=3600.0)
+    ap.add_argument("--trt", default="10.15")
+    ap.add_argument("--onnxdoctor", default="", help="command for onnxdoctor (default: /work/venv/bin/onnxdoctor)")
+    ap.add_argument("--tag", default="", help="label stored in results.json (e.g. 'before fusions')")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cmds = commands(args)
+    tools = args.tools.split(",")
+    models = sorted(args.models_dir.glob("*.onnx"))
+    if args.only:
+        keep = set(args.only.split(","))
+        models = [m for m in models if m.stem in keep]
+    results = {"machine": machine(), "tag": args.tag, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "tolerance": {"atol": ATOL, "rtol": RTOL}, "commands": cmds, "models": []}
+    for model in models:
+        meta_p = model.with_suffix(".json")
+        meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
+        n0, h0 = op_hist(model)
+        print(f"== {model.stem}: {n0} nodes", file=sys.stderr, flush=True)
+        feeds = make_inputs(model)
+        ref = ort_run(model, feeds)
+        entry = {"model": model.stem, "export": meta, "nodes_before": n0, "ops_before": h0,
+                 "inputs": {k: list(v.shape) for k, v in feeds.items()}, "tools": {}}
+        for tool in tools:
+            out = args.out / f"{model.stem}.{tool}.onnx"
+            cmd = [c.replace("{model}", str(model)).replace("{out}", str(out)) for c in cmds[tool]]
+            samples = []
+            for i in range(args.runs):
+                for p in (out, Path(str(out) + ".data")):
+                    p.unlink(missing_ok=True)
+                log = args.out / f"{model.stem}.{tool}.run{i}"
+                r = run_once(cmd, log, args.timeout)
+                samples.append(r)
+                print(f"  {tool}: run {i + 1}: {r['wall']:.1f} s, {r['maxrss_kb'] / 1024:.0f} MiB, rc={r['rc']}",
+                      file=sys.stderr, flush=True)
+                if r["wall"] > args.slow or r["rc"] == "timeout":
+                    break
+            t = {"cmd": cmd, "runs": len(samples), "samples": samples,
+                 "wall_median_s": statistics.median(s["wall"] for s in samples),
+                 "cpu_median_s": statistics.median(s["user"] + s["sys"] for s in samples),
+                 "rss_peak_mb": max(s["maxrss_kb"] for s in samples) / 1024,
+                 "rc": samples[-1]["rc"]}
+            last = args.out / f"{model.stem}.{tool}.run{len(samples) - 1}"
+            t["stderr_tail"] = tail(Path(str(last) + ".stderr"))
+            if tool.startswith("onnxdoctor"):
+                t["report"] = doctor_summary(Path(str(last) + ".stdout").read_text(errors="replace"))
+            else:
+                t["stdout_tail"] = tail(Path(str(last) + ".stdout"), 3000)
+            if out.exists():
+                t["nodes_after"], t["ops_after"] = op_hist(out)
+                try:
+                    t["compare"] = compare(ref, ort_run(out, feeds))
+                except Exception as e:  # noqa: BLE001 - a result ORT cannot run is a result too
+                    t["compare"] = {"equal": False, "error": f"{type(e).__name__}: {str(e)[:500]}"}
+            else:
+                t["nodes_after"] = None
+                t["compare"] = {"equal": False, "error": "no output written"}
+            entry["tools"][tool] = t
+        results["models"].append(entry)
+        # write after every model so a partial run leaves results
+        (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    text = json.dumps(results, indent=1) + "\n"
+    (args.out / "results.json").write_text(text)
+    (args.out / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(text)
+    table = markdown(results)
+    (args.out / "table.md").write_text(table)
+    print(table)
+    return 0
+
+
+def markdown(results: dict) -> str:
+    rows = ["| model | nodes before | tool | nodes after | time (s) | peak RSS (MB) | outputs equal (max abs diff) | notes |",
+            "|---|---:|---|---:|---:|---:|---|---|"]
+    for e in results["models"]:
+        for tool, t in e["tools"].items():
+            c = t.get("compare", {})
+            eq = ("yes" if c.get("equal") else "**no**") + (f" ({c['max_abs_diff']:.1e})" if "max_abs_diff" in c else
+                                                           f" ({c.get('error', '')[:60]})")
+            notes = []
+            if t["runs"] == 1:
+                notes.append("1 run")
+            if t["rc"] not in (0,):
+                notes.append(f"rc={t['rc']}")
+            rep = t.get("report")
+            if rep and rep.get("proof") is not None:
+                notes.append("proof " + ("pass" if rep["proof"].get("pass") else "FAIL"))
+            elif tool == "onnxdoctor" and rep:
+                notes.append("no proof")
+            if rep:
+                names = Counter(a.split(":", 1)[0] for a in rep.get("applied", []))
+                if names:
+                    notes.append("applied: " + ", ".join(f"{k}" + (f"×{v}" if v > 1 else "") for k, v in names.items()))
+            rows.append(f"| {e['model']} | {e['nodes_before']} | {tool} | {t.get('nodes_after')} | "
+                        f"{t['wall_median_s']:.1f} | {t['rss_peak_mb']:.0f} | {eq} | {'; '.join(notes)} |")
+    # target summary
+    rows += ["", "| model | onnxdoctor nodes − onnxslim nodes | onnxdoctor time / onnxslim time | target met |",
+             "|---|---:|---:|---|"]
+    for e in results["models"]:
+        d, s = e["tools"].get("onnxdoctor"), e["tools"].get("onnxslim")
+        if not d or not s or d.get("nodes_after") is None or s.get("nodes_after") is None:
+            continue
+        dn = d["nodes_after"] - s["nodes_after"]
+        ratio = d["wall_median_s"] / s["wall_median_s"]
+        rows.append(f"| {e['model']} | {dn:+d} | {ratio:.2f}× | {'yes' if dn <= 0 and ratio <= 1 else 'no'} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
