@@ -535,6 +535,9 @@ class ConstantView:
         return None
 
     def is_constant(self, tensor: str) -> bool:
+        hit = self._const.get(tensor)
+        if hit is not None:
+            return hit
         if not tensor:
             return False
         owner = self._owner(tensor)

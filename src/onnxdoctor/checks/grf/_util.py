@@ -61,7 +61,14 @@ def subgraph_names(node) -> set[str]:
     return names
 
 
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+
+
 def has_subgraph(node) -> bool:
+    # Only control-flow ops (and custom ops, rarely) carry graph attributes: skip the attribute scan
+    # for the common case of a standard op without one.
+    if node.op_type not in _CONTROL_FLOW and node.domain in ("", "ai.onnx"):
+        return False
     return any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute)
 
 
