@@ -48,3 +48,17 @@ def test_unused_entry_is_reported():
 def test_unused_suppression_can_be_ignored():
     r = onnxdoctor.check(_example_with("TRT999"), trt="10.15", ignore=["MOD503"])
     assert not any(f.code == "MOD503" for f in r.findings)
+
+
+def test_suppressions_through_the_cli(run_cli, tmp_path):
+    import json
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_example_with("fusedmatmul_*:TRT102 TRT999"), path)
+    proc = run_cli("check", path, "--trt", "10.15", "--format", "json", "--isolated")
+    findings = json.loads(proc.stdout)["models"][0]["findings"]
+    codes = [(f["code"], f["node"]) for f in findings]
+    assert ("TRT102", "fusedmatmul_3") not in codes
+    unused = [f for f in findings if f["code"] == "MOD503"]
+    assert len(unused) == 1 and "TRT999" in unused[0]["message"]
+    assert proc.returncode == 1  # TopK K > 3840 is still an error
