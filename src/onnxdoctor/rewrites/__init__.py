@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from ..errors import UsageError
-from . import fusions, hygiene, opset, precision, shapes, substitutions
+from . import fusions, hygiene, mixed_precision, opset, precision, shapes, substitutions
 from .base import Outcome, Rewrite, RewriteContext
 
 BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
@@ -16,6 +16,7 @@ BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *opset.REWRITES,
     *fusions.REWRITES,
     *precision.REWRITES,
+    *mixed_precision.REWRITES,
 )
 
 
