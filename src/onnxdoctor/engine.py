@@ -23,9 +23,14 @@ def analyze(model: Model, target: Target, rules: Iterable[Rule]) -> list[Finding
         findings, unused = suppressions.apply(findings, entries)
         reporter = next((r for r in rules if isinstance(r, UnusedSuppression)), None)
         if reporter is not None:
-            # An entry for rules that did not run (--select/--ignore) is not known to be unused.
+            # An entry for known rules that did not run (--select/--ignore) is not known to be unused;
+            # an entry naming no known rule at all is always reported.
+            from .registry import all_rules
+
             ran = [r.code for r in rules]
-            unused = [e for e in unused if any(code.startswith(e.code) for code in ran)]
+            known = [r.code for r in all_rules()]
+            unused = [e for e in unused
+                      if any(c.startswith(e.code) for c in ran) or not any(c.startswith(e.code) for c in known)]
             findings.extend(reporter.report_unused(ctx, unused))
     if not findings:
         return findings
