@@ -13,7 +13,8 @@ class UnusedSuppression(Rule):
     Models can silence findings in their own metadata (`metadata_props` key `onnxdoctor:ignore`,
     value `CODE[,CODE...]` for the whole model or `NODE_GLOB:CODE` for matching nodes, entries
     separated by commas or whitespace). An entry that matched no finding in this run is reported,
-    so stale suppressions do not pile up (like ruff's `RUF100`).
+    so stale suppressions do not pile up (like ruff's `RUF100`); so is an entry naming no known
+    rule. Entries for known rules that did not run (`--select`/`--ignore`) are not reported.
 
     ## Why it breaks TensorRT
     It does not; an unused suppression hides nothing today but will silently hide a future,
