@@ -45,16 +45,21 @@ def _fail(message: str) -> None:
 @click.version_option(__version__, prog_name="onnxdoctor")
 def main() -> None:
     """Will this ONNX model build with TensorRT? Checks, per TensorRT release and node by node,
-    what the TensorRT ONNX parser will reject - without a GPU or TensorRT.
+    what the TensorRT ONNX parser will reject - without a GPU or TensorRT - then fixes what can be
+    fixed (proving every rewrite in ONNX Runtime) and compares models layer by layer.
 
     \b
     Examples:
       onnxdoctor check model.onnx                 # latest TensorRT
       onnxdoctor check model.onnx --trt 8.6       # a specific release
       onnxdoctor check models/ --format sarif -o onnxdoctor.sarif
+      onnxdoctor fix model.onnx -o fixed.onnx --trt 10.15
+      onnxdoctor verify model.onnx --against fixed.onnx --layerwise
+      onnxdoctor profile model.onnx               # min/opt/max + trtexec command
       onnxdoctor explain TRT101
 
-    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error or unreadable model.
+    Exit codes: 0 clean, 1 findings (or differences) at or above --fail-on, 2 usage error or
+    unreadable model.
     """
 
 
