@@ -196,6 +196,8 @@ class Graph:
     # node i's inputs/outputs as Python lists: reading protobuf repeated fields again and again is slow
     node_inputs: list[list[str]] = field(default_factory=list)
     node_outputs: list[list[str]] = field(default_factory=list)
+    # Set by load-time validation when every node reads only values defined before it.
+    topo_sorted: bool = False
 
     def __post_init__(self) -> None:
         self.node_inputs = ins = [list(n.input) for n in self.nodes]
@@ -524,6 +526,47 @@ class ConstantView:
         self.graph = graph
         self._const: dict[str, bool] = {}
         self._value: dict[str, np.ndarray | None] = {}
+        if graph.topo_sorted:
+            self._forward()
+
+    def _forward(self) -> None:
+        """One pass in node order (the graph is topologically sorted): every node output's
+        constant-ness from its inputs'. Much cheaper than a search per tensor on big graphs."""
+        g = self.graph
+        const = self._const
+        for name in g.inputs:
+            const[name] = name in g.initializers
+        for name in g.initializers:
+            const[name] = True
+        outer = None
+        for node, ins, outs in zip(g.nodes, g.node_inputs, g.node_outputs):
+            op = node.op_type
+            if node.domain not in ("", "ai.onnx"):
+                value = False
+            elif op == "Constant":
+                value = True
+            elif op in ("Shape", "Size"):
+                src = ins[0] if ins else ""
+                st = g.type_of(src) if src else None
+                value = bool(st and st.is_static) or const.get(src, False)
+            elif op in _FOLDABLE:
+                value = True
+                for i in ins:
+                    if not i:
+                        continue
+                    c = const.get(i)
+                    if c is None:  # defined in an enclosing graph
+                        if outer is None:
+                            outer = g.outer
+                        c = _constant_view(self.model, outer).is_constant(i) if outer is not None else False
+                    if not c:
+                        value = False
+                        break
+            else:
+                value = False
+            for o in outs:
+                if o:
+                    const[o] = value
 
     def _owner(self, tensor: str) -> tuple[Graph, ConstantView] | None:
         g: Graph | None = self.graph
@@ -948,6 +991,7 @@ def _check_structure(model: Model, g: Graph, where: str) -> None:
             break
         seen.update(outs)
     if in_order:
+        g.topo_sorted = True
         return
     indeg = [sum(1 for inp in node.input if inp in g.producers) for node in g.nodes]
     ready = [i for i, d in enumerate(indeg) if d == 0]
