@@ -1,0 +1,266 @@
+"""convert-precision: mixed FP16/BF16 conversion with evidence-based FP32 regions, proven in ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as TP
+from onnx import numpy_helper
+
+from onnxdoctor.rewrites import mixed_precision as mp
+
+pytest.importorskip("onnxruntime")
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT / "fixtures" / "models" / "real"
+
+# A transformer block: single-head attention with a -1e9 additive mask, residual, unfused LayerNorm.
+BLOCK = """
+<ir_version: 8, opset_import: ["" : 17]>
+block (float[1,8,16] x, float[1,8,8] keep) => (float[1,8,16] y) {
+    q = MatMul(x, wq)
+    k = MatMul(x, wk)
+    v = MatMul(x, wv)
+    kt = Transpose<perm = [0, 2, 1]>(k)
+    s = MatMul(q, kt)
+    s2 = Mul(s, scale)
+    inv = Sub(one, keep)
+    m = Mul(inv, neg)
+    sm = Add(s2, m)
+    p = Softmax<axis = -1>(sm)
+    a = MatMul(p, v)
+    h = Add(x, a)
+    mu = ReduceMean<axes = [-1]>(h)
+    d = Sub(h, mu)
+    d2 = Pow(d, two)
+    var = ReduceMean<axes = [-1]>(d2)
+    ve = Add(var, eps)
+    sd = Sqrt(ve)
+    n = Div(d, sd)
+    g = Mul(n, gamma)
+    y = Add(g, beta)
+}
+"""
+
+# Activations overflow FP16 in the middle (|b| ~ 1e5) and come back to small values.
+OVERFLOW = """
+<ir_version: 8, opset_import: ["" : 17]>
+ov (float[4,16] x) => (float[4,16] y) {
+    a = MatMul(x, w)
+    b = Mul(a, big)
+    c = Abs(b)
+    d = Mul(c, small)
+    e = Tanh(a)
+    f = Add(d, e)
+    y = Add(f, x)
+}
+"""
+
+
+def _with_weights(text: str, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    m = onnx.parser.parse_model(text)
+    m.graph.initializer.extend(numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in weights.items())
+    for i, n in enumerate(m.graph.node):
+        n.name = n.output[0]  # node name = its output, so tests can name nodes
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def block_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = {k: rng.standard_normal((16, 16)) * 0.25 for k in ("wq", "wk", "wv")}
+    return _with_weights(BLOCK, {**w, "scale": [0.25], "one": [1.0], "neg": [-1e9], "two": [2.0], "eps": [1e-12],
+                                 "gamma": rng.standard_normal(16), "beta": rng.standard_normal(16)})
+
+
+def block_feeds() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    causal = np.tril(np.ones((8, 8), np.float32))[None]
+    return {"x": rng.standard_normal((1, 8, 16)).astype(np.float32), "keep": causal}
+
+
+def overflow_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(2)
+    return _with_weights(OVERFLOW, {"w": rng.standard_normal((16, 16)) * 0.5, "big": [3e4], "small": [1e-4]})
+
+
+def float_input_types(model: onnx.ModelProto) -> dict[str, set[int]]:
+    """Per non-Cast node, the float element types of its inputs."""
+    types = mp.elem_types(model)
+    floats = {TP.FLOAT, TP.FLOAT16, TP.BFLOAT16, TP.DOUBLE}
+    return {n.name: {types[i] for i in n.input if i and types.get(i) in floats} for n in model.graph.node if n.op_type != "Cast"}
+
+
+def assert_strongly_typed(model: onnx.ModelProto) -> None:
+    onnx.checker.check_model(model, full_check=True)
+    assert mp.mixed_type_nodes(model) == []
+    mixed = {k: v for k, v in float_input_types(model).items() if len(v) > 1}
+    assert not mixed, mixed
+    casts = [(n.input[0], next(a.i for a in n.attribute if a.name == "to")) for n in model.graph.node if n.op_type == "Cast"]
+    assert len(casts) == len(set(casts)), "duplicated Cast"
+    producers = {o: n for n in model.graph.node for o in n.output}
+    types = mp.elem_types(model)
+    for n in model.graph.node:
+        if n.op_type != "Cast":
+            continue
+        to = next(a.i for a in n.attribute if a.name == "to")
+        if to not in (TP.FLOAT, TP.FLOAT16, TP.BFLOAT16):
+            continue
+        assert types.get(n.input[0]) != to, f"no-op Cast {n.name}"
+        src = producers.get(n.input[0])
+        if src is not None and src.op_type == "Cast":
+            assert types.get(src.input[0]) != to, f"cancelling Cast pair at {n.name}"
+
+
+def kept(res: mp.ConversionResult) -> set[str]:
+    return {d.node for d in res.kept}
+
+
+def test_transformer_block_keeps_mask_and_layernorm_statistics_fp32():
+    res = mp.convert(block_model(), "fp16", feeds=block_feeds())
+    assert res.passed, res.render_text()
+    assert res.proof == "onnxruntime"
+    k = kept(res)
+    # the -1e9 mask: where it is made, where it meets the scores, and the Softmax reading it
+    assert {"m", "sm", "p"} <= k
+    # LayerNorm statistics (mean, variance, rsqrt, normalize) stay FP32; the affine scale/bias do not
+    assert {"mu", "d", "d2", "var", "ve", "sd", "n"} <= k
+    assert not {"g", "y"} & k
+    # the matrix multiplications run in FP16, with FP16 weights
+    assert not {"q", "k", "v", "s", "a"} & k
+    inits = {t.name: t.data_type for t in res.model.graph.initializer}
+    assert inits["wq"] == TP.FLOAT16 and inits["neg"] == TP.FLOAT
+    reasons = {d.node: d.reason for d in res.decisions}
+    assert "-1e+09" in reasons["m"] and "FP16 range" in reasons["m"]
+    assert "LayerNorm statistics" in reasons["mu"]
+    assert_strongly_typed(res.model)
+    # keep_io_types: the interface is unchanged
+    assert [i.type.tensor_type.elem_type for i in res.model.graph.input] == [TP.FLOAT, TP.FLOAT]
+    assert res.model.graph.output[0].type.tensor_type.elem_type == TP.FLOAT
+
+
+def test_keep_set_is_what_makes_a_large_residual_stream_work():
+    """With a residual stream of magnitude ~400 (as in large LLMs), LayerNorm's variance overflows FP16:
+    forcing every node to FP16 breaks the block; the planned conversion passes."""
+    m = block_model()
+    feeds = block_feeds()
+    feeds["x"] = feeds["x"] * 400
+    decisions = [mp.Decision(d.node, d.op_type, False, "forced", d.kind) for d in mp.plan(m, "fp16")]
+    forced = mp.build(m, decisions, "fp16")
+    from onnxdoctor import prove as proving
+
+    ref = proving.run(m, feeds)["y"]
+    got = proving.run(forced, feeds)["y"]
+    assert not np.allclose(got, ref, atol=1e-1, rtol=1e-1)
+    res = mp.convert(m, "fp16", feeds=feeds)
+    assert res.passed, res.render_text()
+    assert {"d2", "var"} <= kept(res)
+
+
+def test_bert_converts_with_masks_and_layernorm_fp32():
+    m = onnx.load(REAL / "bert-torchscript-opset14.onnx")
+    res = mp.convert(m, "fp16")
+    assert res.passed, res.render_text()
+    ops = {d.node: d.op_type for d in res.kept}
+    assert sum(op == "Softmax" for op in ops.values()) == 2
+    assert sum(op == "Sqrt" for op in ops.values()) == 5  # 5 LayerNorms
+    assert not any(op == "MatMul" for op in ops.values())
+    assert res.fp32_fraction < 0.1
+    assert_strongly_typed(res.model)
+    w = res.outputs[0]
+    assert w.tensor == "last_hidden_state" and w.max_abs_diff < 1e-2
+
+
+def test_plain_cnn_converts_fully():
+    m = onnx.load(ROOT / "fixtures" / "models" / "clean.onnx")
+    res = mp.convert(m, "fp16")
+    assert res.passed, res.render_text()
+    assert res.kept == [] and res.fp32_fraction == 0.0
+    assert res.casts_inserted == 2  # graph input and output only
+    assert all(t.data_type == TP.FLOAT16 for t in res.model.graph.initializer)
+    assert_strongly_typed(res.model)
+
+
+def test_overflowing_activations_keep_exactly_the_overflowing_nodes():
+    m = overflow_model()
+    res = mp.convert(m, "fp16")
+    assert res.passed, res.render_text()
+    # b overflows FP16: its producer (b) and its readers (c, whose output overflows too, then d)
+    assert kept(res) == {"b", "c", "d"}
+    assert {d.node for d in res.decisions if d.kind == "compute" and not d.kept_fp32} == {"a", "e", "f", "y"}
+    assert all("max_abs" in d.reason for d in res.kept)
+    assert_strongly_typed(res.model)
+    # without the dynamic evidence, the same conversion overflows: the layerwise proof sees inf at b
+    # (ORT's CPU FP16 kernels do not always carry the inf to the output, so outputs alone can miss it)
+    blind = mp.convert(m, "fp16", max_abs=1e30, max_retries=0)
+    assert blind.first_divergence is not None and blind.first_divergence.tensor == "b"
+    assert blind.first_divergence.max_abs_diff == float("inf")
+    assert not blind.passed
+    # with retries, the FP32 set widens around b until the proof passes
+    widened = mp.convert(m, "fp16", max_abs=1e30)
+    assert widened.passed and widened.retries >= 1 and "b" in kept(widened)
+
+
+def test_max_abs_threshold_is_respected():
+    m = overflow_model()
+    loose = mp.convert(m, "fp16", max_abs=1e6, max_retries=0)
+    assert "b" not in kept(loose)
+
+
+def test_user_overrides_by_op_type_and_name_glob():
+    res = mp.convert(block_model(), "fp16", feeds=block_feeds(), keep_fp32=("Transpose", "q", "s*"))
+    reasons = {d.node: d.reason for d in res.decisions if d.kept_fp32}
+    assert {"q", "s", "s2", "sm", "sd"} <= set(reasons)
+    assert reasons["q"] == "user override --keep-fp32 q"
+    assert reasons["kt"].startswith("user override")
+    assert res.passed
+    assert_strongly_typed(res.model)
+
+
+def test_io_types_change_without_keep_io_types():
+    m = onnx.load(ROOT / "fixtures" / "models" / "clean.onnx")
+    res = mp.convert(m, "fp16", keep_io_types=False)
+    assert res.model.graph.input[0].type.tensor_type.elem_type == TP.FLOAT16
+    assert res.model.graph.output[0].type.tensor_type.elem_type == TP.FLOAT16
+    assert res.casts_inserted == 0
+    assert res.passed, res.render_text()
+    assert_strongly_typed(res.model)
+
+
+def test_bf16_is_proven_by_emulation():
+    res = mp.convert(block_model(), "bf16", feeds=block_feeds())
+    assert res.proof.startswith("emulated"), res.proof
+    assert res.passed, res.render_text()
+    inits = {t.name: t.data_type for t in res.model.graph.initializer}
+    assert inits["wq"] == TP.BFLOAT16
+    # BF16 has FP32's range: the -1e9 mask no longer forces FP32, LayerNorm statistics still do
+    assert "m" not in kept(res) and "var" in kept(res)
+    assert_strongly_typed(res.model)
+
+
+def test_failed_proof_widens_around_first_divergence_and_is_bounded():
+    res = mp.convert(block_model(), "fp16", feeds=block_feeds(), tolerance=(1e-6, 1e-6), max_retries=2)
+    assert res.retries >= 1
+    assert res.first_divergence is not None
+    assert any("widened around the first divergence" in d.reason for d in res.decisions)
+    assert res.retries <= 2
+    assert_strongly_typed(res.model)
+
+
+def test_rewrite_applies_only_with_fp16_or_bf16_intent():
+    from onnxdoctor.rewrites import RewriteContext, get_rewrite
+    from onnxdoctor.target import Target
+
+    rw = get_rewrite("convert-precision")
+    assert rw.phase == 70 and "PRC303" in rw.resolves
+    m = onnx.load(ROOT / "fixtures" / "models" / "clean.onnx")
+    none = rw.apply(m, RewriteContext(target=Target.make("11.0")))
+    assert not none.changed and "fp16 or bf16" in none.skipped[0]
+    out = rw.apply(m, RewriteContext(target=Target.make("11.0", precision="fp16")))
+    assert out.changed and "converted to fp16" in out.changes[0]
+    assert_strongly_typed(out.model)
+    again = rw.apply(out.model, RewriteContext(target=Target.make("11.0", precision="fp16")))
+    assert not again.changed  # already converted: converges
