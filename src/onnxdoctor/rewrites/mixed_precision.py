@@ -233,9 +233,9 @@ def observe(model: onnx.ModelProto, feeds: dict[str, np.ndarray], *, progress=No
 def _stat(arr: np.ndarray) -> Stat:
     peak = 0.0
     if arr.dtype.kind == "f" and arr.size:
-        with np.errstate(invalid="ignore"):
-            a = np.abs(arr)
-            peak = float(np.nanmax(a)) if not np.isnan(a).all() else 0.0
+        # ±inf stays ±inf in FP16/BF16 (a -inf mask behaves the same): only finite magnitudes count.
+        a = np.abs(arr[np.isfinite(arr)])
+        peak = float(a.max()) if a.size else 0.0
     return Stat(peak, tuple(int(d) for d in arr.shape), str(arr.dtype))
 
 
@@ -293,12 +293,13 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
     static: set[str] = set(consts)
     # Tensors that may hold values beyond the target's range, known without running (masks).
     huge: dict[str, str] = {}
+    # Only finite values beyond the range change meaning (-1e9 becomes -inf, and 0 * -inf is NaN);
+    # an infinite constant is exactly representable in FP16/BF16 and behaves as in FP32.
     for name, val in consts.items():
         if val is not None and val.dtype.kind == "f" and val.size:
-            with np.errstate(invalid="ignore"):
-                peak = float(np.max(np.abs(val)))
-            if not np.isfinite(peak) or peak > limit:
-                huge[name] = f"constant {name!r} holds {_extreme(val):.4g}, beyond the {T} range (±{limit:.6g})"
+            fin = val[np.isfinite(val)]
+            if fin.size and float(np.max(np.abs(fin))) > limit:
+                huge[name] = f"constant {name!r} holds {_extreme(fin):.4g}, beyond the {T} range (±{limit:.6g})"
     decisions: list[Decision] = []
     precision: dict[str, bool] = {}  # node name -> kept FP32
 
@@ -316,7 +317,8 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
             a = next((a for a in n.attribute if a.name == "value"), None)
             if a is not None:
                 v = numpy_helper.to_array(a.t)
-                if v.dtype.kind == "f" and v.size and (not np.all(np.isfinite(v)) or float(np.max(np.abs(v))) > limit):
+                fin = v[np.isfinite(v)] if v.dtype.kind == "f" else v[:0]
+                if fin.size and float(np.max(np.abs(fin))) > limit:
                     huge[n.output[0]] = f"ConstantOfShape fill {float(v.ravel()[0]):.4g} is beyond the {T} range"
         floats_in = [i for i in ins if is_float(i)]
         floats_out = [o for o in n.output if o and is_float(o)]
@@ -534,7 +536,8 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
     for k_idx, n in enumerate(g.node):
         lp = memo[n.name] = low(n) if n.name in kinds else False
         if n.name not in kinds:
-            # Not a float node: inputs that are converted constants keep FLOAT.
+            if n.op_type == "Constant":
+                continue  # a constant source: materialized per reader by const_as
             for o in n.output:
                 if o:
                     nat[o] = types.get(o, 0)
