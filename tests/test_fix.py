@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -15,7 +14,6 @@ import onnxdoctor
 from onnxdoctor.fix import FixOptions, fix_model, node_diff
 from onnxdoctor.prove import generate_inputs, run
 
-from ._fixtures import MODELS
 
 # Foldable chain feeding ReduceSum axes (TRT122 warning -> fold-constants), a DOUBLE detour
 # (TRT112 -> cast-double-to-float, unsafe), an attention-style -1e9 mask (PRC301 with fp16 ->
@@ -176,8 +174,6 @@ def test_missing_external_data_exit_2_nothing_written(run_cli, tmp_path):
 
 
 def test_refused_external_data_exit_2(run_cli, tmp_path):
-    import importlib.util  # noqa: F401
-
     from ._fixtures import build
 
     d = tmp_path / "d"

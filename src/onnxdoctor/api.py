@@ -20,7 +20,6 @@ from .registry import all_rules, get_rule, select_rules
 from .rule import Rule
 from .target import Target
 
-PathLike = "str | os.PathLike[str]"
 
 
 def collect_model_paths(paths: Iterable[str | os.PathLike]) -> list[str]:

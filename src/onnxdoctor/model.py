@@ -450,9 +450,6 @@ class Model:
         return dg
 
 
-_constant_views: dict = {}
-
-
 def _constant_view(model: Model, graph: Graph) -> ConstantView:
     cache = model.__dict__.setdefault("_constant_views", {})
     key = id(graph)

@@ -68,8 +68,8 @@ class ImplicitInt8QuantizationRemoved(Rule):
         else:
             yield self.finding(
                 ctx,
-                f"--precision int8 without Q/DQ nodes relies on calibration (implicit quantization), deprecated "
-                f"since TensorRT 10.1 and removed in 11.0",
+                "--precision int8 without Q/DQ nodes relies on calibration (implicit quantization), deprecated "
+                "since TensorRT 10.1 and removed in 11.0",
                 severity=Severity.INFO,
                 versions=ctx.kb.versions_where(lambda r: r.key >= version_key("10.1")),
                 hint="move to explicit quantization (Q/DQ nodes, e.g. from NVIDIA ModelOpt) before upgrading to 11.x",
