@@ -122,10 +122,6 @@ def load_ruleset(spec: str) -> Ruleset:
     return Ruleset(spec, codes, Severity.INFO, (), None)
 
 
-def _checkable(proto: onnx.ModelProto):
-    return from_proto(proto)
-
-
 def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixResult:
     """Fix an in-memory model (weights loaded). Pure: returns the result, writes nothing."""
     from . import prove as proving
@@ -141,7 +137,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     rules = all_rules()
 
     def check(p: onnx.ModelProto) -> list[Finding]:
-        return analyze(_checkable(p), target, rules)
+        return analyze(from_proto(p), target, rules)
 
     before = check(proto)
     feeds = reference = None
@@ -220,7 +216,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked
         if wanted:
             raise FixError(f"rewrites did not converge after {options.max_iterations} iterations (still wanted: {', '.join(sorted(wanted))})")
-    after = check(current) if current is not proto else before
+    after = findings  # the findings of `current`: every change above was followed by a re-check
     final_proof = proving.prove(reference, current, feeds, *tol) if options.prove and current is not proto else None
     return FixResult(proto, current, target, before, after, steps, iteration, final_proof, tol)
 
