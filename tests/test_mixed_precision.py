@@ -269,3 +269,12 @@ def test_rewrite_applies_only_with_fp16_or_bf16_intent():
     assert_strongly_typed(out.model)
     again = rw.apply(out.model, RewriteContext(target=Target.make("11.0", precision="fp16")))
     assert not again.changed  # already converted: converges
+
+
+def test_norm_statistics_can_be_left_to_evidence():
+    res = mp.convert(block_model(), "fp16", feeds=block_feeds(), keep_norm_stats=False)
+    assert res.passed, res.render_text()
+    k = kept(res)
+    assert not {"mu", "var", "sd", "n"} & k  # tame statistics convert
+    assert "d2" in k and res.decisions[[d.node for d in res.decisions].index("d2")].reason.startswith("Pow")
+    assert_strongly_typed(res.model)

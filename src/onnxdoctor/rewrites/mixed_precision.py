@@ -262,14 +262,13 @@ def _norm_nodes(model: onnx.ModelProto) -> dict[str, str]:
                 # The scale/bias after normalization are plain elementwise ops on bounded values.
                 if affine & set(ref.node.input):
                     continue
-                out.setdefault(ref.node.name, f"{what} statistics (mean/variance/rsqrt of the decomposed {what} "
-                                              f"{res.describe()}) lose precision in {{T}}")
+                out.setdefault(ref.node.name, f"{what} statistics (mean/variance/rsqrt) lose precision in {{T}}")
     return out
 
 
 def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[str, ...] = (), max_abs: float | None = None,
          observed: dict[str, Stat] | None = None, extra_keep: dict[str, str] | None = None,
-         types: dict[str, int] | None = None) -> list[Decision]:
+         types: dict[str, int] | None = None, keep_norm_stats: bool = True) -> list[Decision]:
     """Decide, for every node of the main graph that touches FLOAT tensors, whether it stays FP32.
     `model` must have named nodes (convert names unnamed ones). Movement ops and Casts are decided
     after compute nodes: they follow their data input / their consumers."""
@@ -283,7 +282,7 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
     g = model.graph
     opset = _opset(model)
     consts = _constants(model)
-    norms = _norm_nodes(model)
+    norms = _norm_nodes(model) if keep_norm_stats else {}
     producers = {o: n for n in g.node for o in n.output if o}
 
     def is_float(t: str) -> bool:
@@ -853,10 +852,12 @@ def _widen(model: onnx.ModelProto, around: str, radius: int, decisions: list[Dec
 def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types: bool = True, keep_fp32: tuple[str, ...] = (),
             max_abs: float | None = None, feeds: dict[str, np.ndarray] | None = None, reference: dict | None = None,
             tolerance: tuple[float, float] | None = None, prove: bool = True, observe_activations: bool = True,
-            max_retries: int = MAX_RETRIES, seed: int = 0, shapes: dict | None = None, log=None) -> ConversionResult:
+            max_retries: int = MAX_RETRIES, seed: int = 0, shapes: dict | None = None, keep_norm_stats: bool = True,
+            log=None) -> ConversionResult:
     """Convert an FP32 model to mixed FP16/BF16. With `observe_activations`/`prove` (default) the model
     runs in ONNX Runtime on `feeds` (generated when None); `reference` (outputs of the original) is
-    accepted for API symmetry with fix — the layerwise proof reruns the reference chunk by chunk."""
+    accepted for API symmetry with fix — the layerwise proof reruns the reference chunk by chunk.
+    `keep_norm_stats=False` lets LayerNorm/RMSNorm statistics convert unless other evidence keeps them."""
     from .. import prove as proving
 
     if target_type not in TARGETS:
@@ -878,7 +879,8 @@ def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types:
     notes: list[str] = []
     retries = 0
     while True:
-        decisions = plan(work, target_type, keep_fp32=keep_fp32, max_abs=max_abs, observed=observed, extra_keep=extra, types=types)
+        decisions = plan(work, target_type, keep_fp32=keep_fp32, max_abs=max_abs, observed=observed, extra_keep=extra, types=types,
+                         keep_norm_stats=keep_norm_stats)
         converted = build(work, decisions, target_type, keep_io_types=keep_io_types, types=types)
         converted = onnx.shape_inference.infer_shapes(converted)
         res = ConversionResult(converted, target_type, decisions,
@@ -957,7 +959,10 @@ class ConvertPrecision(Rewrite):
             return Outcome(model, skipped=[f"--precision is {target or 'not given'}: convert-precision needs fp16 or bf16"])
         if any(t.data_type in (TP.FLOAT16, TP.BFLOAT16) for t in model.graph.initializer):
             return Outcome(model, skipped=["the model already carries FP16/BF16 tensors"])
-        res = convert(model, target, shapes=ctx.shapes, tolerance=(self.atol, self.rtol) if target == "fp16" else None)
+        # Options from the CLI (--keep-io-types, --keep-fp32, --max-abs, --data) when the pipeline passes them.
+        opts = dict(getattr(ctx, "precision_options", None) or {})
+        opts.setdefault("tolerance", (self.atol, self.rtol) if target == "fp16" else None)
+        res = convert(model, target, shapes=ctx.shapes, **opts)
         changes = [f"converted to {target}: {len(res.kept)} compute node(s) kept FP32 ({res.fp32_fraction:.1%} of compute), "
                    f"{res.casts_inserted} Cast(s) inserted" + (f", {res.retries} retr{'y' if res.retries == 1 else 'ies'}" if res.retries else "")]
         changes += [f"kept FP32: {d.node} ({d.op_type}): {d.reason}" for d in res.kept]
