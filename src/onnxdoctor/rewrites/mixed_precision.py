@@ -283,7 +283,6 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
     opset = _opset(model)
     consts = _constants(model)
     norms = _norm_nodes(model) if keep_norm_stats else {}
-    producers = {o: n for n in g.node for o in n.output if o}
 
     def is_float(t: str) -> bool:
         return bool(t) and types.get(t) == TP.FLOAT
@@ -300,7 +299,6 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
             if fin.size and float(np.max(np.abs(fin))) > limit:
                 huge[name] = f"constant {name!r} holds {_extreme(fin):.4g}, beyond the {T} range (±{limit:.6g})"
     decisions: list[Decision] = []
-    precision: dict[str, bool] = {}  # node name -> kept FP32
 
     for n in g.node:
         ins = [i for i in n.input if i]
@@ -333,8 +331,8 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
         if n.op_type in MOVEMENT and n.domain in ("", "ai.onnx") and n.name not in extra_keep:
             decisions.append(Decision(n.name, n.op_type, False, "data movement: follows its input", "movement"))
             continue
-        reason = _keep_reason(n, model, opset, tt, T, limit, max_abs, keep_fp32, observed, huge, static, consts, norms,
-                              extra_keep, floats_in, floats_out, producers)
+        reason = _keep_reason(n, opset, tt, T, max_abs, keep_fp32, observed, huge, static, consts, norms, extra_keep,
+                              floats_in, floats_out)
         kind = "shape" if reason and reason.startswith("shape") else "compute"
         if reason:
             decisions.append(Decision(n.name, n.op_type, True, reason.replace("{T}", T), kind))
@@ -342,7 +340,6 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
             peaks = [observed[t].peak for t in (*floats_in, *floats_out) if t in observed]
             why = f"observed |x| <= {max(peaks):.3g} (max_abs {max_abs:g})" if peaks else "no range or sensitivity evidence"
             decisions.append(Decision(n.name, n.op_type, False, why, kind))
-        precision[n.name] = bool(reason)
     return decisions
 
 
@@ -353,8 +350,9 @@ def _extreme(v: np.ndarray) -> float:
     return float(f.ravel()[np.argmax(np.abs(f))])
 
 
-def _keep_reason(n, model, opset, tt, T, limit, max_abs, keep_fp32, observed, huge, static, consts, norms, extra_keep,
-                 floats_in, floats_out, producers) -> str | None:
+def _keep_reason(n, opset, tt, T, max_abs, keep_fp32, observed, huge, static, consts, norms, extra_keep,
+                 floats_in, floats_out) -> str | None:
+    """Why node `n` must stay FP32, or None. Checked in order: user, schema, static data, range, sensitivity."""
     for pat in keep_fp32:
         if fnmatch.fnmatchcase(n.op_type, pat) or fnmatch.fnmatchcase(n.name, pat):
             return f"user override --keep-fp32 {pat}"
@@ -484,7 +482,7 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
             nat[new] = tt
         return converted_consts[name]
 
-    def cast_to(name: str, want: int, at: int) -> str:
+    def cast_to(name: str, want: int) -> str:
         have = type_of(name)
         if have == want or have not in (TP.FLOAT, tt):
             return name
@@ -531,9 +529,8 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
                             for u in users))
         return not kept.get(n.name, True)
 
-    memo: dict[str, bool] = {}
-    for k_idx, n in enumerate(g.node):
-        lp = memo[n.name] = low(n) if n.name in kinds else False
+    for n in g.node:
+        lp = low(n) if n.name in kinds else False
         if n.name not in kinds:
             if n.op_type == "Constant":
                 continue  # a constant source: materialized per reader by const_as
@@ -554,7 +551,7 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
             want = tt if lp and allowed is not None and _TYPE_STR[tt] in allowed else TP.FLOAT
             src = const_as(i, want) if i in consts and i not in nat else i
             if src == i:
-                src = cast_to(i, want, k_idx)
+                src = cast_to(i, want)
             n.input[k] = src
         # Output types.
         if n.op_type == "Cast":
