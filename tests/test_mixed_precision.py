@@ -278,3 +278,20 @@ def test_norm_statistics_can_be_left_to_evidence():
     assert not {"mu", "var", "sd", "n"} & k  # tame statistics convert
     assert "d2" in k and res.decisions[[d.node for d in res.decisions].index("d2")].reason.startswith("Pow")
     assert_strongly_typed(res.model)
+
+
+def test_bf16_result_is_provable_by_the_fix_pipeline_through_its_emulation():
+    """fix proves every rewrite in ORT; a BF16 model does not run on ORT CPU, its emulation does."""
+    from onnxdoctor import prove as proving
+    from onnxdoctor.rewrites._gs import cleaned
+
+    m = onnx.load(REAL / "llama-dynamo.onnx")
+    res = mp.convert(m, "bf16", prove=False)
+    candidate = cleaned(res.model)  # what fix.py proves
+    feeds = proving.generate_inputs(m, {}, 0)
+    ref = proving.run(m, feeds)
+    assert proving.prove(ref, candidate, feeds, 5e-2, 5e-2).error  # ORT CPU: no BF16 kernels
+    proof = proving.prove(ref, mp.proof_model(candidate), feeds, 5e-2, 5e-2)
+    assert proof.passed, proof.summary()
+    fp16 = mp.convert(m, "fp16", prove=False).model
+    assert mp.proof_model(fp16) is fp16

@@ -773,6 +773,13 @@ def emulated(converted: onnx.ModelProto, target_type: str) -> onnx.ModelProto:
     return m
 
 
+def proof_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """What to run in ONNX Runtime CPU to prove `model`: its BF16 emulation when it carries BF16
+    tensors (ORT CPU has no BF16 kernels for most ops), else the model itself."""
+    types = set(elem_types(model).values())
+    return emulated(model, "bf16") if TP.BFLOAT16 in types else model
+
+
 def _uniq(taken: set[str], base: str) -> str:
     from ._gs import unique_name
 
