@@ -295,3 +295,24 @@ def test_bf16_result_is_provable_by_the_fix_pipeline_through_its_emulation():
     assert proof.passed, proof.summary()
     fp16 = mp.convert(m, "fp16", prove=False).model
     assert mp.proof_model(fp16) is fp16
+
+
+IF_MODEL = """
+<ir_version: 8, opset_import: ["" : 17]>
+cf (float[2,4] x, bool c) => (float[2,4] y) {
+    h = MatMul(x, w)
+    r = If(c) <then_branch = t () => (float[2,4] o) { o = Relu(h) },
+               else_branch = e () => (float[2,4] o) { o = Neg(h) }>
+    y = Add(r, h)
+}
+"""
+
+
+def test_tensors_read_by_a_subgraph_keep_their_type():
+    m = _with_weights(IF_MODEL, {"w": np.eye(4)})
+    res = mp.convert(m, "fp16", feeds={"x": np.ones((2, 4), np.float32), "c": np.array(True)})
+    reasons = {d.node: d.reason for d in res.decisions if d.kept_fp32}
+    assert "read inside a control-flow subgraph" in reasons["h"]
+    assert "subgraph" in reasons["r"]
+    assert res.passed, res.render_text()
+    assert_strongly_typed(res.model)

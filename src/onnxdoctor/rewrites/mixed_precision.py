@@ -202,6 +202,21 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray | None]:
     return out
 
 
+def _subgraphs(n: onnx.NodeProto):
+    for a in n.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            yield a.g
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            yield from a.graphs
+
+
+def _walk(g: onnx.GraphProto):
+    for n in g.node:
+        yield n
+        for sg in _subgraphs(n):
+            yield from _walk(sg)
+
+
 def _has_subgraph(n: onnx.NodeProto) -> bool:
     return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute)
 
@@ -299,6 +314,8 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
             if fin.size and float(np.max(np.abs(fin))) > limit:
                 huge[name] = f"constant {name!r} holds {_extreme(fin):.4g}, beyond the {T} range (±{limit:.6g})"
     decisions: list[Decision] = []
+    # Tensors read by control-flow bodies from the outer scope keep their type (bodies are not re-typed).
+    sub_reads = {i for n in g.node if _has_subgraph(n) for sg in _subgraphs(n) for sn in _walk(sg) for i in sn.input}
 
     for n in g.node:
         ins = [i for i in n.input if i]
@@ -322,6 +339,11 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
         if not floats_in and not floats_out or n.op_type == "Constant":
             continue
         user = next((p for p in keep_fp32 if fnmatch.fnmatchcase(n.op_type, p) or fnmatch.fnmatchcase(n.name, p)), None)
+        read = next((o for o in floats_out if o in sub_reads), None)
+        if read is not None and n.op_type != "Cast":
+            decisions.append(Decision(n.name, n.op_type, True, f"output {read!r} is read inside a control-flow subgraph",
+                                      "movement" if n.op_type in MOVEMENT else "compute"))
+            continue
         if n.op_type == "Cast":
             decisions.append(Decision(n.name, n.op_type, False, "Cast: its FLOAT side follows its neighbours", "cast"))
             continue
