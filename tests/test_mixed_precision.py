@@ -316,3 +316,27 @@ def test_tensors_read_by_a_subgraph_keep_their_type():
     assert "subgraph" in reasons["r"]
     assert res.passed, res.render_text()
     assert_strongly_typed(res.model)
+
+
+def test_cli_precision_conversion_end_to_end(run_cli, tmp_path):
+    """`fix --precision fp16` converts (the flag is the consent), writes --report with every
+    decision, and the converted model checks clean of strong-typing mismatches on 11.x."""
+    import json
+
+    from ._fixtures import MODELS
+
+    out, report = tmp_path / "fp16.onnx", tmp_path / "conv.json"
+    proc = run_cli("fix", MODELS / "real" / "bert-torchscript-opset14.onnx", "-o", out, "--trt", "11.5",
+                   "--precision", "fp16", "--keep-fp32", "Softmax", "--report", report, "--isolated")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(report.read_text())
+    step = next(s for s in data["steps"] if s["rewrite"] == "convert-precision")
+    assert step["status"] == "applied" and step["details"]["pass"] is True
+    kept_ops = {c.split(": ", 1)[1].split(" (", 1)[1].split(")", 1)[0] for c in step["changes"][1:]}
+    assert "Softmax" in kept_ops
+    m = onnx.load(out)
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
+    assert [i.type.tensor_type.elem_type for i in m.graph.output] == [onnx.TensorProto.FLOAT]  # --keep-io-types
+    onnx.checker.check_model(m, full_check=True)
+    chk = run_cli("check", out, "--trt", "11.5", "--select", "PRC305,PRC303", "--format", "json", "--isolated")
+    assert json.loads(chk.stdout)["models"][0]["findings"] == []

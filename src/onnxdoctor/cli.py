@@ -131,7 +131,7 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
 @click.option("--in-place", is_flag=True, help="Overwrite the input model (and its external data).")
 @click.option("--rules", "rules", default=None, metavar="RULESET|CODES", help="Ruleset (default, strict) or comma-separated rule codes whose fixes apply (default: default, or the configuration's fix.rules).")
 @click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release to fix for (default: latest, or the configuration's trt).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision you intend to build in (drives precision fixes).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision to build in. fp16/bf16 convert the graph to mixed precision (convert-precision), keeping sensitive regions in FP32, proven layer by layer.")
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="A TensorRT plugin you will load.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change values slightly (proven within a looser tolerance).")
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
@@ -144,11 +144,15 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
 @click.option("--data", type=click.Path(dir_okay=False), default=None, help="Inputs for the proof (.npz, one array per graph input).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated proof inputs.")
 @click.option("--fail-on", type=click.Choice(SEVERITIES), default=None, help="Exit 1 when the fixed model still has findings at or above this (default: error).")
+@click.option("--keep-io-types/--no-keep-io-types", default=True, show_default=True, help="--precision conversion: keep graph inputs/outputs in their original types.")
+@click.option("--keep-fp32", "keep_fp32", multiple=True, metavar="OP_OR_NODE_GLOB", help="--precision conversion: keep these op types or node names (globs) in FP32; repeatable.")
+@click.option("--max-abs", type=float, default=None, help="--precision conversion: keep in FP32 nodes whose observed activations exceed this magnitude.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write the full JSON report (every step, every conversion decision with its reason) to FILE.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Configuration file to use instead of discovery.")
 @click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
 def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, dry_run, show_diff, explain, no_prove, atol,
-        rtol, shapes, data, seed, fail_on, fmt, config, isolated) -> None:
+        rtol, shapes, data, seed, fail_on, keep_io_types, keep_fp32, max_abs, report_path, fmt, config, isolated) -> None:
     """Rewrite MODEL so that it parses and builds on your TensorRT release, prove in ONNX Runtime
     that the outputs did not change, re-check it, and write it to -o.
 
@@ -156,7 +160,7 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
     Examples:
       onnxdoctor fix model.onnx -o fixed.onnx
       onnxdoctor fix model.onnx -o fixed.onnx --trt 8.6 --rules default --diff
-      onnxdoctor fix model.onnx -o fixed.onnx --precision fp16 --unsafe-fixes
+      onnxdoctor fix model.onnx -o fixed.onnx --precision fp16 --unsafe-fixes --report conv.json
       onnxdoctor fix model.onnx -o fixed.onnx --shape input_ids:1x128 --data inputs.npz
 
     Exit codes: 0 the result has nothing at or above --fail-on, 1 it has, 2 usage error or
@@ -187,6 +191,8 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
             data=data,
             seed=seed,
             progress=sys.stderr.isatty(),
+            precision_options={"keep_io_types": keep_io_types, "keep_fp32": tuple(keep_fp32),
+                               **({"max_abs": max_abs} if max_abs is not None else {})},
         )
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() and fmt == "text" else None
         result = fixing.fix_model(proto, opts, log=log)
@@ -204,6 +210,13 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
     ruleset_fail = fixing.load_ruleset(opts.rules).fail_on
     level = Severity.parse(fail_on or cfg.fail_on or ruleset_fail or "error")
     diff = fixing.node_diff(result.original, result.model) if show_diff else None
+    if report_path:
+        import json
+
+        from .report.fix import to_dict
+
+        _write_output(json.dumps(to_dict(result, model, [str(w) for w in written], diff=diff, dry_run=dry_run), indent=2) + "\n",
+                      report_path)
     click.echo(render_fix(result, model, [str(w) for w in written], fmt, diff=diff, explain=explain, dry_run=dry_run), nl=False)
     sys.exit(1 if any(f.severity >= level for f in result.after) else 0)
 

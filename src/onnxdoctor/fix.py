@@ -45,6 +45,8 @@ class FixOptions:
     seed: int = DEFAULT_SEED
     max_iterations: int = 8
     progress: bool = False
+    # `--precision fp16|bf16` conversion options (convert-precision): keep_io_types, keep_fp32, max_abs.
+    precision_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Step:
     proof: ProofResult | None = None
     reason: str | None = None  # why it was rolled back
     applicability: str = "safe"
+    details: dict | None = None
 
     def to_dict(self) -> dict:
         d = {"rewrite": self.rewrite, "iteration": self.iteration, "status": self.status, "applicability": self.applicability,
@@ -67,6 +70,8 @@ class Step:
                           "max_abs_diff": w.max_abs_diff if w else 0.0, "max_rel_diff": w.max_rel_diff if w else 0.0}
         if self.reason:
             d["reason"] = self.reason
+        if self.details is not None:
+            d["details"] = self.details
         return d
 
 
@@ -125,7 +130,7 @@ def load_ruleset(spec: str) -> Ruleset:
 def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixResult:
     """Fix an in-memory model (weights loaded). Pure: returns the result, writes nothing."""
     from . import prove as proving
-    from .rewrites import RewriteContext, all_rewrites
+    from .rewrites import Rewrite, RewriteContext, all_rewrites
     from .rewrites._gs import cleaned
     from .shapes import parse_shapes
 
@@ -153,6 +158,15 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
             ) from None
 
     current = proto
+    # Rewrites whose results ONNX Runtime can only run through their `proof_model` (BF16 conversion):
+    # once applied, every later candidate is proven the same way.
+    sticky: list = []
+
+    def runnable(candidate, rw=None, rctx=None):
+        m = candidate
+        for r, c in sticky:
+            m = r.proof_model(m, c)
+        return rw.proof_model(m, rctx) if rw is not None else m
     steps: list[Step] = []
     blocked: set[str] = set()
     tol = (options.atol, options.rtol)
@@ -163,13 +177,19 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)}
         if frozen:
             wanted.add("freeze-shapes")
+        # `--precision fp16|bf16` asks for the conversion itself: that request is its consent.
+        if options.precision in ("fp16", "bf16"):
+            wanted.add("convert-precision")
         todo = [r for r in rewrites if r.name in wanted and r.name not in blocked]
         if not todo:
             break
         progressed = False
         for rw in todo:
             mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
-            ctx = RewriteContext(target=target, findings=mine, shapes=frozen)
+            precision_options = dict(options.precision_options)
+            if feeds is not None:
+                precision_options.setdefault("feeds", feeds)
+            ctx = RewriteContext(target=target, findings=mine, shapes=frozen, precision_options=precision_options)
             try:
                 outcome = rw.apply(current, ctx)
             except Exception as e:  # noqa: BLE001 - a rewrite that crashes is rolled back, not fatal
@@ -192,11 +212,12 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                 continue
             step_tol = tol
             if rw.applicability == Applicability.UNSAFE:
-                step_tol = (max(tol[0], rw.atol or tol[0]), max(tol[1], rw.rtol or tol[1]))
+                ra, rr = rw.tolerances(ctx)
+                step_tol = (max(tol[0], ra or tol[0]), max(tol[1], rr or tol[1]))
             proof = None
             if options.prove:
                 log(f"proving {rw.name}")
-                proof = proving.prove(reference, candidate, feeds, *step_tol)
+                proof = proving.prove(reference, runnable(candidate, rw, ctx), feeds, *step_tol)
                 if not proof.passed:
                     steps.append(Step(rw.name, iteration, "rolled-back", outcome.changes, outcome.skipped, proof,
                                       reason=f"outputs differ: {proof.summary()}", applicability=str(rw.applicability)))
@@ -204,7 +225,9 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                     continue
             tol = step_tol
             steps.append(Step(rw.name, iteration, "applied", outcome.changes, outcome.skipped, proof,
-                              applicability=str(rw.applicability)))
+                              applicability=str(rw.applicability), details=outcome.details))
+            if type(rw).proof_model is not Rewrite.proof_model:
+                sticky.append((rw, ctx))
             current = candidate
             progressed = True
         if not progressed:
@@ -217,7 +240,9 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         if wanted:
             raise FixError(f"rewrites did not converge after {options.max_iterations} iterations (still wanted: {', '.join(sorted(wanted))})")
     after = findings  # the findings of `current`: every change above was followed by a re-check
-    final_proof = proving.prove(reference, current, feeds, *tol) if options.prove and current is not proto else None
+    final_proof = None
+    if options.prove and current is not proto:
+        final_proof = proving.prove(reference, runnable(current), feeds, *tol)
     return FixResult(proto, current, target, before, after, steps, iteration, final_proof, tol)
 
 

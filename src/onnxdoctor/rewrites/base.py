@@ -36,6 +36,8 @@ class RewriteContext:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # Upper bound on bytes a single folded/created constant may have.
     max_constant_bytes: int = 64 * 2**20
+    # Options of `fix --precision` conversion: keep_io_types, keep_fp32, max_abs, feeds.
+    precision_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Outcome:
     changes: list[str] = field(default_factory=list)
     # One line per place the pattern was seen but not replaced, with the reason (for --explain).
     skipped: list[str] = field(default_factory=list)
+    # Structured detail for machine-readable reports (e.g. the conversion decisions).
+    details: dict | None = None
 
     @property
     def changed(self) -> bool:
@@ -69,6 +73,14 @@ class Rewrite:
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
+        """(atol, rtol) this rewrite's result is proven with (None: the fix defaults)."""
+        return self.atol, self.rtol
+
+    def proof_model(self, candidate: onnx.ModelProto, ctx: RewriteContext) -> onnx.ModelProto:
+        """The model ONNX Runtime runs to prove `candidate` (itself, unless ORT cannot run it as is)."""
+        return candidate
 
     @classmethod
     def doc(cls) -> str:

@@ -11,12 +11,14 @@ from .partially_quantized_weighted_operation import PartiallyQuantizedWeightedOp
 from .quantization_axis_mismatch import QuantizationAxisMismatch
 from .unpaired_quantize_dequantize import UnpairedQuantizeDequantize
 from .unquantized_residual_input import UnquantizedResidualInput
+from .strongly_typed_precision_mismatch import StronglyTypedPrecisionMismatch
 
 RULES = (
     Fp16OverflowingConstant,  # PRC301
     Int64ValueOutOfInt32Range,  # PRC302
     Fp32ModelOnStronglyTypedRelease,  # PRC303
     ImplicitInt8QuantizationRemoved,  # PRC304
+    StronglyTypedPrecisionMismatch,  # PRC305
     Int4ActivationQuantization,  # PRC311
     QuantizationAxisMismatch,  # PRC312
     UnpairedQuantizeDequantize,  # PRC313

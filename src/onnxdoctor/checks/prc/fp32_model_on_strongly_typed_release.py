@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from onnx import TensorProto
 
-from ...findings import Severity
+from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
 from ._qdq import any_qdq
 
@@ -39,13 +39,14 @@ class Fp32ModelOnStronglyTypedRelease(Rule):
     ## How to fix
     Convert the model to mixed precision before parsing: NVIDIA ModelOpt AutoCast
     (`python -m modelopt.onnx.autocast --onnx_path model.onnx --low_precision_type fp16`), or
-    `onnxdoctor fix --precision fp16` (coming); for INT8/FP8, quantize with Q/DQ (ModelOpt
+    `onnxdoctor fix --precision fp16 --unsafe-fixes`; for INT8/FP8, quantize with Q/DQ (ModelOpt
     quantization). Keep FP32 only where range matters (see PRC301). If FP32 is what you want, ignore
     this rule.
 
     ## Fix safety
-    No automatic fix from `check`: converting precision changes the model's numbers and is a
-    deliberate step.
+    `convert-precision` (unsafe: values change within a tolerance) runs only when you ask for a
+    precision with `onnxdoctor fix --precision fp16|bf16 --unsafe-fixes`; it keeps sensitive
+    regions in FP32 and proves the result against the FP32 model layer by layer.
 
     ## TensorRT versions
     Strongly typed releases (11.0 and later).
@@ -60,6 +61,7 @@ class Fp32ModelOnStronglyTypedRelease(Rule):
     name = "fp32-model-on-strongly-typed-release"
     severity = Severity.INFO
     summary = "FP32-only model builds in FP32/TF32 on TensorRT 11"
+    fix = Fix("convert-precision", Applicability.UNSAFE)
 
     def check(self, ctx: Context):
         if not ctx.release.strongly_typed or ctx.target.precision == "int8":
@@ -76,7 +78,7 @@ class Fp32ModelOnStronglyTypedRelease(Rule):
                 f"{ctx.release.version} is strongly typed (no --{wanted} builder flag), so this model builds in FP32/TF32",
                 severity=Severity.WARNING,
                 versions=versions,
-                hint="convert the graph first: ModelOpt AutoCast, or `onnxdoctor fix --precision fp16` (coming)"
+                hint="convert the graph first: ModelOpt AutoCast, or `onnxdoctor fix --precision fp16 --unsafe-fixes`"
                 if wanted != "fp8" else "quantize to FP8 with Q/DQ nodes (ModelOpt)",
             )
             return
@@ -86,5 +88,5 @@ class Fp32ModelOnStronglyTypedRelease(Rule):
             "flag, so this model builds and runs in FP32/TF32",
             versions=versions,
             hint="for FP16/BF16 convert the graph to mixed precision (ModelOpt AutoCast, or `onnxdoctor fix "
-            "--precision fp16`, coming); ignore PRC303 if FP32 is intended",
+            "--precision fp16 --unsafe-fixes`); ignore PRC303 if FP32 is intended",
         )
