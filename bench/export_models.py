@@ -25,6 +25,10 @@ Batch and sequence are dynamic (pixel_values: batch) in every variant; for dynam
 dynamic_axes are translated by torch. If a dynamic dynamo export fails, the model is exported
 with static shapes and that is printed (and recorded in MODEL-VARIANT.json beside the model).
 Every model is saved as one file (all are below protobuf's 2 GB limit).
+
+--perturb adds N(0, 0.02) noise to every parameter: transformers initialises biases to 0 and
+norm weights to 1, which trained weights never are (tools could delete x + 0 or merge the
+identical biases). Use another --out for perturbed models.
 """
 
 from __future__ import annotations
@@ -88,16 +92,30 @@ def _wrap(model):
     return Wrapped(model).eval()
 
 
-def export(name: str, variant: str, out: Path) -> dict:
+def _perturb(model) -> None:
+    """Make the weights look trained: transformers initialises biases to 0 and norm weights to 1,
+    which lets tools delete `x + 0` / `x * 1` and merge identical bias tensors - savings that trained
+    weights never allow. Adds N(0, 0.02) noise to every parameter (fixed seed)."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+def export(name: str, variant: str, out: Path, perturb: bool = False) -> dict:
     import torch
 
     spec = VARIANTS[variant]
     model, inputs, input_names = _model(name)
+    if perturb:
+        _perturb(model)
     wrapped = _wrap(model)
     path = out / f"{name}-{variant}.onnx"
     dyn_axes = {n: ({0: "batch"} if n == "pixel_values" else {0: "batch", 1: "sequence"}) for n in input_names}
     info = dict(model=name, variant=variant, path=str(path), opset=spec["opset"], dynamo=spec["dynamo"],
-                dynamic=True, torch=torch.__version__)
+                dynamic=True, perturbed=perturb, torch=torch.__version__)
     t0 = time.perf_counter()
     with torch.no_grad():
         if not spec["dynamo"]:
@@ -132,6 +150,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--models", default="bert,gpt2,vit,llama")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--force", action="store_true", help="re-export models that already exist")
+    ap.add_argument("--perturb", action="store_true",
+                    help="add N(0, 0.02) noise to every parameter (no zero biases / unit norm weights, as in trained models)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore")
@@ -146,7 +166,7 @@ def main(argv: list[str]) -> int:
                 print(f"exists {path}")
                 continue
             try:
-                info = export(name, variant, args.out)
+                info = export(name, variant, args.out, args.perturb)
                 print(f"wrote {path}: {info['nodes']} nodes, {info['bytes'] / 1e6:.0f} MB, "
                       f"{info['export_s']} s{'' if info['dynamic'] else ' (static shapes)'}", flush=True)
             except Exception as e:  # noqa: BLE001 - report and go on with the other models

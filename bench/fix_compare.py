@@ -47,7 +47,7 @@ ATOL, RTOL = 1e-4, 1e-3
 # (ru_maxrss of RUSAGE_CHILDREN is the peak of the largest waited-for descendant, KiB on Linux).
 WRAPPER = r"""
 import json, os, resource, subprocess, sys, time
-cmd = json.loads(sys.argv[1]); out = sys.argv[2]
+cmd = json.loads(sys.argv[1]); out = sys.argv[2]; load1 = os.getloadavg()[0]
 t0 = time.perf_counter()
 with open(out + ".stdout", "wb") as so, open(out + ".stderr", "wb") as se:
     try:
@@ -57,7 +57,7 @@ with open(out + ".stdout", "wb") as so, open(out + ".stderr", "wb") as se:
         rc = "timeout"
 wall = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"wall": wall, "maxrss_kb": ru.ru_maxrss, "user": ru.ru_utime, "sys": ru.ru_stime, "rc": rc}))
+print(json.dumps({"load1_before": load1, "wall": wall, "maxrss_kb": ru.ru_maxrss, "user": ru.ru_utime, "sys": ru.ru_stime, "rc": rc}))
 """
 
 
@@ -215,7 +215,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--trt", default="10.15")
     ap.add_argument("--onnxdoctor", default="", help="command for onnxdoctor (default: /work/venv/bin/onnxdoctor)")
     ap.add_argument("--tag", default="", help="label stored in results.json (e.g. 'before fusions')")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other models of an existing --out/results.json and replace only those run now "
+                         "(with --tools, replace only those tools)")
+    ap.add_argument("--table-only", action="store_true", help="re-print the table of --out/results.json")
     args = ap.parse_args(argv)
+    if args.table_only:
+        print(markdown(json.loads((args.out / "results.json").read_text())))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     cmds = commands(args)
     tools = args.tools.split(",")
@@ -225,6 +232,11 @@ def main(argv: list[str]) -> int:
         models = [m for m in models if m.stem in keep]
     results = {"machine": machine(), "tag": args.tag, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                "tolerance": {"atol": ATOL, "rtol": RTOL}, "commands": cmds, "models": []}
+    old = {}
+    if args.merge and (args.out / "results.json").exists():
+        prev = json.loads((args.out / "results.json").read_text())
+        old = {e["model"]: e for e in prev["models"]}
+        results["merged_from"] = prev.get("merged_from", []) + [{"tag": prev.get("tag"), "started": prev.get("started")}]
     for model in models:
         meta_p = model.with_suffix(".json")
         meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
@@ -269,9 +281,14 @@ def main(argv: list[str]) -> int:
                 t["nodes_after"] = None
                 t["compare"] = {"equal": False, "error": "no output written"}
             entry["tools"][tool] = t
+        if model.stem in old:  # keep the tools not re-run now
+            entry["tools"] = {**old.pop(model.stem)["tools"], **entry["tools"]}
         results["models"].append(entry)
         # write after every model so a partial run leaves results
-        (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        partial = dict(results, models=sorted(results["models"] + list(old.values()), key=lambda e: e["model"]))
+        (args.out / "results.json").write_text(json.dumps(partial, indent=1) + "\n")
+    results["models"] += list(old.values())
+    results["models"].sort(key=lambda e: e["model"])
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     text = json.dumps(results, indent=1) + "\n"
     (args.out / "results.json").write_text(text)
@@ -283,7 +300,7 @@ def main(argv: list[str]) -> int:
 
 
 def markdown(results: dict) -> str:
-    rows = ["| model | nodes before | tool | nodes after | time (s) | peak RSS (MB) | outputs equal (max abs diff) | notes |",
+    rows = ["| model | nodes before | tool | nodes after | time (s) | peak RSS (MiB) | outputs equal (max abs diff) | notes |",
             "|---|---:|---|---:|---:|---:|---|---|"]
     for e in results["models"]:
         for tool, t in e["tools"].items():
@@ -291,8 +308,8 @@ def markdown(results: dict) -> str:
             eq = ("yes" if c.get("equal") else "**no**") + (f" ({c['max_abs_diff']:.1e})" if "max_abs_diff" in c else
                                                            f" ({c.get('error', '')[:60]})")
             notes = []
-            if t["runs"] == 1:
-                notes.append("1 run")
+            if t["runs"] < 3:
+                notes.append(f"{t['runs']} run{'s' if t['runs'] > 1 else ''}")
             if t["rc"] not in (0,):
                 notes.append(f"rc={t['rc']}")
             rep = t.get("report")
