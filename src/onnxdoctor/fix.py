@@ -142,7 +142,9 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     rules = all_rules()
 
     def check(p: onnx.ModelProto) -> list[Finding]:
-        return analyze(from_proto(p), target, rules)
+        # Analysis reads structure and small constants only: check a copy without the big weights,
+        # so shape inference does not serialize hundreds of MB on every re-check.
+        return analyze(from_proto(weightless(p)), target, rules)
 
     before = check(proto)
     feeds = reference = None
@@ -203,7 +205,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                 continue
             try:
                 candidate = cleaned(outcome.model)
-                onnx.checker.check_model(candidate, full_check=False)
+                onnx.checker.check_model(weightless(candidate), full_check=False)
             except Exception as e:  # noqa: BLE001
                 steps.append(Step(rw.name, iteration, "rolled-back", outcome.changes, outcome.skipped,
                                   reason=f"result is not a valid ONNX model: {' '.join(str(e).split())[:200]}",
@@ -244,6 +246,41 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     if options.prove and current is not proto:
         final_proof = proving.prove(reference, runnable(current), feeds, *tol)
     return FixResult(proto, current, target, before, after, steps, iteration, final_proof, tol)
+
+
+# Initializers above this size are replaced by external-data stubs in `weightless` copies.
+_WEIGHTLESS_MIN_BYTES = 1 << 16
+
+
+def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose big initializers are external-data stubs (name, type, dims only): enough for
+    shape inference, the checker and every rule, at a fraction of the cost. Returns `model` itself
+    when nothing is big."""
+    big = [i for i, t in enumerate(model.graph.initializer) if len(t.raw_data) > _WEIGHTLESS_MIN_BYTES] \
+        if model.ByteSize() > 8 * _WEIGHTLESS_MIN_BYTES else []
+    if not big:
+        return model
+    out = onnx.ModelProto()
+    graph = model.graph
+    # Copy everything but the initializers, then add stubs or real copies.
+    held = list(graph.initializer)
+    del graph.initializer[:]
+    try:
+        out.CopyFrom(model)
+    finally:
+        graph.initializer.extend(held)
+    bigset = set(big)
+    for i, t in enumerate(held):
+        if i in bigset:
+            stub = out.graph.initializer.add()
+            stub.name, stub.data_type = t.name, t.data_type
+            stub.dims.extend(t.dims)
+            stub.data_location = onnx.TensorProto.EXTERNAL
+            e = stub.external_data.add()
+            e.key, e.value = "location", "in-memory-weights"
+        else:
+            out.graph.initializer.add().CopyFrom(t)
+    return out
 
 
 def node_diff(before: onnx.ModelProto, after: onnx.ModelProto) -> dict[str, list[str]]:

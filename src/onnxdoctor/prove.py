@@ -128,8 +128,12 @@ def session(model: onnx.ModelProto, *, optimize: bool = False, workdir: Path | N
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
-    if model.ByteSize() < 2**31 - 2**20:
-        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    try:  # one serialization; protobuf refuses messages over 2 GB, which then go through a file
+        data = model.SerializeToString()
+    except ValueError:
+        data = None
+    if data is not None:
+        return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     import tempfile
 
     d = Path(tempfile.mkdtemp(dir=workdir))

@@ -8,7 +8,19 @@ import onnx
 def import_graph(model: onnx.ModelProto):
     import onnx_graphsurgeon as gs
 
+    _quiet_onnxruntime()
+
     return gs.import_onnx(model)
+
+
+def _quiet_onnxruntime() -> None:
+    """graphsurgeon folds through ONNX Runtime, whose optimizer warnings would leak to the user."""
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+    except Exception:  # noqa: BLE001 - logging setup is best effort
+        pass
 
 
 def export_model(graph, like: onnx.ModelProto) -> onnx.ModelProto:
@@ -36,10 +48,34 @@ def node_count(model: onnx.ModelProto) -> int:
 
 
 def cleaned(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Remove dead nodes and unused initializers, sort topologically."""
+    """Remove dead nodes and unused initializers, sort topologically, and store the values of
+    main-graph `Constant` nodes as initializers (the same tensors, one node fewer each)."""
     g = import_graph(model)
     g.cleanup(remove_unused_graph_inputs=False).toposort()
-    return export_model(g, model)
+    out = export_model(g, model)
+    _constants_to_initializers(out)
+    return out
+
+
+def _constants_to_initializers(model: onnx.ModelProto) -> None:
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    keep = []
+    moved = False
+    for n in g.node:
+        attr = n.attribute[0] if n.op_type == "Constant" and len(n.attribute) == 1 else None
+        if (attr is not None and attr.name == "value" and n.domain in ("", "ai.onnx") and len(n.output) == 1
+                and n.output[0] not in outputs):
+            t = onnx.TensorProto()
+            t.CopyFrom(attr.t)
+            t.name = n.output[0]
+            g.initializer.append(t)
+            moved = True
+        else:
+            keep.append(n)
+    if moved:
+        del g.node[:]
+        g.node.extend(keep)
 
 
 def unique_name(taken: set[str], base: str) -> str:
