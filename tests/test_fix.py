@@ -223,3 +223,28 @@ def test_old_opset_is_upgraded_to_release_minimum():
     assert any(s.rewrite == "upgrade-opset" and s.status == "applied" for s in res.steps)
     assert next(o.version for o in res.model.opset_import if o.domain in ("", "ai.onnx")) >= 9
     assert not any(f.code == "TRT132" for f in res.after)
+
+
+def test_big_weights_go_through_the_pipeline():
+    """Weights above the weight-free threshold: re-checks use stubs, the checker and proofs the real model."""
+    m = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 14]>
+        g (float[2,256] x) => (float[2,256] y) {
+          mu = ReduceMean<axes = [-1]>(x)
+          d = Sub(x, mu)
+          two = Constant<value = float {2.0}>()
+          sq = Pow(d, two)
+          var = ReduceMean<axes = [-1]>(sq)
+          eps = Constant<value = float {1e-5}>()
+          ve = Add(var, eps)
+          sd = Sqrt(ve)
+          n = Div(d, sd)
+          h = MatMul(n, w)
+          y = Relu(h)
+        }
+    """)
+    m.graph.initializer.append(numpy_helper.from_array(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32), "w"))
+    res = fix_model(m, FixOptions(trt="10.15"))
+    applied = [s.rewrite for s in res.steps if s.status == "applied"]
+    assert "fuse-layer-norm" in applied, [(s.rewrite, s.status, s.reason) for s in res.steps]
+    assert res.proof.passed
