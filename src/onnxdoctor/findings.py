@@ -71,9 +71,6 @@ class Finding:
     fix: Fix | None = None
     hint: str | None = None
 
-    def sort_key(self) -> tuple:
-        return (self.location.subgraph, self.location.node or "", self.code, self.message)
-
     def to_dict(self) -> dict:
         loc = self.location
         return {
@@ -121,9 +118,6 @@ class Report:
         for f in self.findings:
             out[str(f.severity)] += 1
         return out
-
-    def max_severity(self) -> Severity | None:
-        return max((f.severity for f in self.findings), default=None)
 
     def exit_code(self, fail_on: Severity | None = None) -> int:
         """2 if a model could not be read; 1 if any model has a finding at or above its fail-on level

@@ -10,7 +10,6 @@ error (a pair of rewrites undoing each other must not loop forever).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,10 +295,6 @@ def node_diff(before: onnx.ModelProto, after: onnx.ModelProto) -> dict[str, list
     added = [f"{k} ({b[k].op_type})" for k in b if k not in a]
     modified = [f"{k} ({b[k].op_type})" for k in a if k in b and a[k].SerializeToString() != b[k].SerializeToString()]
     return {"removed": removed, "added": added, "modified": modified}
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
 
 
 def load_for_fix(path: str | Path):

@@ -52,34 +52,6 @@ def input_dim_names(model: Model) -> frozenset[str]:
     return frozenset(names)
 
 
-def topo_order(g: Graph) -> list[int]:
-    """Node indices in an order where producers come first (the loader guarantees acyclicity)."""
-    seen = set(g.inputs) | set(g.initializers)
-    in_order = True
-    for ins, outs in zip(g.node_inputs, g.node_outputs):
-        for inp in ins:
-            if inp and inp not in seen and inp in g.producers:
-                in_order = False
-                break
-        if not in_order:
-            break
-        seen.update(outs)
-    if in_order:
-        return list(range(len(g.nodes)))
-    indeg = [sum(1 for inp in ins if inp in g.producers) for ins in g.node_inputs]
-    ready = [i for i, d in enumerate(indeg) if d == 0]
-    order: list[int] = []
-    while ready:
-        i = ready.pop()
-        order.append(i)
-        for out in g.node_outputs[i]:
-            for c in g.consumers.get(out, ()):
-                indeg[c] -= 1
-                if indeg[c] == 0:
-                    ready.append(c)
-    return order
-
-
 class ValueClasses:
     """Per graph, computed on demand: the class (CONST/FREEZABLE/SHAPE/DATA) of a tensor, the
     FREEZABLE tensors, and the constants that exist only thanks to `--shape`-frozen inputs.

@@ -190,11 +190,6 @@ class Builder:
             return self.op("Squeeze", [x, self.ints(list(axes))], out)
         return self.op("Squeeze", [x], out, axes=list(axes))
 
-    def unsqueeze(self, x: str, axes, out: str | None = None) -> str:
-        if self.opset >= 13:
-            return self.op("Unsqueeze", [x, self.ints(list(axes))], out)
-        return self.op("Unsqueeze", [x], out, axes=list(axes))
-
     def cast(self, x: str, to: int, out: str | None = None, **attrs) -> str:
         return self.op("Cast", [x], out, to=to, **attrs)
 
