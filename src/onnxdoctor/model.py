@@ -267,25 +267,26 @@ class Graph:
         return bool(self.consumers.get(tensor)) or tensor in self.outputs
 
 
-@dataclass(slots=True, eq=False)
 class NodeRef:
-    """A node and where it lives."""
+    """A node and where it lives. `op_type` and `domain` ('' for the standard domain, also when written
+    'ai.onnx') are read from the proto once: rules test them for every node, many times."""
 
-    node: NodeProto
-    graph: Graph
-    index: int
+    __slots__ = ("node", "graph", "index", "op_type", "domain")
+
+    def __init__(self, node: NodeProto, graph: Graph, index: int) -> None:
+        self.node = node
+        self.graph = graph
+        self.index = index
+        self.op_type: str = node.op_type
+        d = node.domain
+        self.domain: str = "" if d == "ai.onnx" else d
+
+    def __repr__(self) -> str:
+        return f"NodeRef({self.name!r}, {self.op_type}, index={self.index}, path={self.graph.path})"
 
     @property
     def name(self) -> str:
-        return self.node.name or f"{self.node.op_type}#{self.index}"
-
-    @property
-    def op_type(self) -> str:
-        return self.node.op_type
-
-    @property
-    def domain(self) -> str:
-        return self.node.domain if self.node.domain not in ("", "ai.onnx") else ""
+        return self.node.name or f"{self.op_type}#{self.index}"
 
     @property
     def path(self) -> tuple[str, ...]:

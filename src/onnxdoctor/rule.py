@@ -125,6 +125,34 @@ class Context:
         """Every node of every graph (built once per run: rules iterate it many times)."""
         return self.memo("nodes", lambda: list(self.model.iter_nodes()))
 
+    def op_index(self) -> dict[tuple[str, str], list[NodeRef]]:
+        """(domain, op_type) -> nodes, in graph order ('' is the standard domain). Built once per run, so a
+        rule about a few op types visits those nodes only, not the whole graph."""
+
+        def build() -> dict[tuple[str, str], list[NodeRef]]:
+            index: dict[tuple[str, str], list[NodeRef]] = {}
+            for ref in self.nodes():
+                key = (ref.domain, ref.op_type)
+                hit = index.get(key)
+                if hit is None:
+                    index[key] = [ref]
+                else:
+                    hit.append(ref)
+            return index
+
+        return self.memo("op-index", build)
+
+    def nodes_of(self, *op_types: str) -> list[NodeRef]:
+        """Standard-domain nodes of the given op types, in graph order."""
+        index = self.op_index()
+        if len(op_types) == 1:
+            return index.get(("", op_types[0]), [])
+        hits = [ref for op in op_types for ref in index.get(("", op), ())]
+        if len(hits) > 1:
+            order = {id(g): k for k, g in enumerate(self.model.graphs)}
+            hits.sort(key=lambda r: (order[id(r.graph)], r.index))
+        return hits
+
     def memo(self, key, compute):
         if key not in self.cache:
             self.cache[key] = compute()

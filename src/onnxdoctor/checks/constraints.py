@@ -40,24 +40,20 @@ def constraint_versions(ctx: Context, c: Constraint) -> tuple[str, ...]:
 def _evaluate(ctx: Context) -> list[Violation]:
     by_op = ctx.kb.constraints_for(ctx.target.trt)
     out: list[Violation] = []
-    for node in ctx.nodes():
-        if node.domain:  # constraints describe the ai.onnx importers
-            continue
-        cs = by_op.get(node.op_type)
-        if not cs:
-            continue
-        opv = ctx.model.op_version(node)
-        for c in cs:
-            if "opset_min" in c.params and opv < c.params["opset_min"]:
-                continue
-            if "opset_max" in c.params and opv > c.params["opset_max"]:
-                continue
-            detail = _check(ctx, c, node)
-            if isinstance(detail, _Foldable):
-                out.append(Violation(c, node, str(detail), "warning", Fix("fold-constants", Applicability.SAFE)))
-            elif detail is not None:
-                fix = Fix(c.params["fix"], Applicability.SAFE) if "fix" in c.params else None
-                out.append(Violation(c, node, detail, fix=fix))
+    opv = ctx.model.opset  # constraints describe the ai.onnx importers
+    for op, cs in by_op.items():
+        for node in ctx.nodes_of(op):
+            for c in cs:
+                if "opset_min" in c.params and opv < c.params["opset_min"]:
+                    continue
+                if "opset_max" in c.params and opv > c.params["opset_max"]:
+                    continue
+                detail = _check(ctx, c, node)
+                if isinstance(detail, _Foldable):
+                    out.append(Violation(c, node, str(detail), "warning", Fix("fold-constants", Applicability.SAFE)))
+                elif detail is not None:
+                    fix = Fix(c.params["fix"], Applicability.SAFE) if "fix" in c.params else None
+                    out.append(Violation(c, node, detail, fix=fix))
     return out
 
 

@@ -79,9 +79,7 @@ class CancellingCasts(Rule):
     fix = Fix("remove-noops", Applicability.SAFE)
 
     def check(self, ctx: Context):
-        for node in ctx.nodes():
-            if node.op_type != "Cast" or node.domain:
-                continue
+        for node in ctx.nodes_of("Cast"):
             g = node.graph
             hit = g.producers.get(node.input(0))
             if hit is None:

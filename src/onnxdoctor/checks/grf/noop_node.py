@@ -54,10 +54,8 @@ class NoopNode(Rule):
 
     def check(self, ctx: Context):
         model = ctx.model
-        for node in ctx.nodes():
+        for node in ctx.nodes_of("Identity", "Dropout", "Cast"):
             op = node.op_type
-            if op not in ("Identity", "Dropout", "Cast") or node.domain:
-                continue
             g = node.graph
             x, y = node.input(0), node.output(0)
             if not x or not y:

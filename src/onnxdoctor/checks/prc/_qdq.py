@@ -45,6 +45,6 @@ def any_qdq(ctx) -> bool:
 
     def compute() -> bool:
         # endswith: also TensorRT's own TRT_INT4QuantizeLinear / TRT_FP8DequantizeLinear-style custom ops
-        return any(n.op_type.endswith(("QuantizeLinear", "DequantizeLinear")) for g in ctx.model.graphs for n in g.nodes)
+        return any(op.endswith(("QuantizeLinear", "DequantizeLinear")) for _, op in ctx.op_index())
 
     return ctx.memo("prc:any_qdq", compute)

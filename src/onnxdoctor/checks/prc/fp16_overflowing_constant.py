@@ -112,10 +112,8 @@ class Fp16OverflowingConstant(Rule):
         fp32_converted = not ctx.release.strongly_typed or ctx.precision_source == "flag"
         views: dict[int, object] = {}
         verdicts: dict[tuple, str | None] = {}  # a constant shared by many nodes is judged once
-        for ref in ctx.nodes():
+        for ref in ctx.nodes_of(*ARITHMETIC):
             node = ref.node
-            if node.op_type not in ARITHMETIC or not is_std(node):
-                continue
             g = ref.graph
             cv = views.get(id(g))
             if cv is None:

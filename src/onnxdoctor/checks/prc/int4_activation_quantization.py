@@ -6,7 +6,7 @@ from onnx import TensorProto
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._qdq import any_qdq, is_std
+from ._qdq import any_qdq
 
 
 class Int4ActivationQuantization(Rule):
@@ -60,9 +60,9 @@ class Int4ActivationQuantization(Rule):
         if "INT4" not in ctx.release.types or not any_qdq(ctx):
             return
         versions = ctx.kb.versions_where(lambda r: "INT4" in r.types)
-        for ref in ctx.nodes():
+        for ref in ctx.nodes_of("QuantizeLinear"):
             node = ref.node
-            if node.op_type != "QuantizeLinear" or not is_std(node) or not node.input:
+            if not node.input:
                 continue
             g = ref.graph
             qtype = ref.attr("output_dtype", 0) or 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._qdq import any_qdq, comes_from_dq, is_std, source_through_movement
+from ._qdq import any_qdq, comes_from_dq, source_through_movement
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 
@@ -56,9 +56,9 @@ class PartiallyQuantizedWeightedOperation(Rule):
     def check(self, ctx: Context):
         if not any_qdq(ctx):
             return
-        for ref in ctx.nodes():
+        for ref in ctx.nodes_of(*WEIGHTED):
             node = ref.node
-            if node.op_type not in WEIGHTED or not is_std(node) or len(node.input) < 2:
+            if len(node.input) < 2:
                 continue
             g = ref.graph
             a, b = node.input[0], node.input[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._qdq import any_qdq, is_std
+from ._qdq import any_qdq
 
 
 class QuantizationAxisMismatch(Rule):
@@ -54,9 +54,9 @@ class QuantizationAxisMismatch(Rule):
     def check(self, ctx: Context):
         if not any_qdq(ctx):
             return
-        for ref in ctx.nodes():
+        for ref in ctx.nodes_of("QuantizeLinear", "DequantizeLinear"):
             node = ref.node
-            if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or not is_std(node) or len(node.input) < 2:
+            if len(node.input) < 2:
                 continue
             if ref.attr("block_size", 0):
                 continue

@@ -58,9 +58,9 @@ class UnpairedQuantizeDequantize(Rule):
     def check(self, ctx: Context):
         if not any_qdq(ctx):
             return
-        for ref in ctx.nodes():
+        for ref in ctx.nodes_of("QuantizeLinear", "DequantizeLinear"):
             node = ref.node
-            if not is_std(node) or not node.output:
+            if not node.output:
                 continue
             g = ref.graph
             if node.op_type == "QuantizeLinear":

@@ -64,9 +64,9 @@ class UnquantizedResidualInput(Rule):
     def check(self, ctx: Context):
         if not any_qdq(ctx):
             return
-        for ref in ctx.nodes():
+        for ref in ctx.nodes_of("Add"):
             node = ref.node
-            if node.op_type != "Add" or not is_std(node) or len(node.input) != 2 or not node.output:
+            if len(node.input) != 2 or not node.output:
                 continue
             g = ref.graph
             if not _feeds_quantize(g, node.output[0]):

@@ -23,22 +23,6 @@ _VALUE_OPS = frozenset(
 )
 
 
-def nodes_of(ctx: Context, *ops: str) -> list[NodeRef]:
-    """Nodes (every graph, default domain) of the given op types, from an index built once per run."""
-    def build() -> dict[str, list[NodeRef]]:
-        index: dict[str, list[NodeRef]] = {}
-        for ref in ctx.nodes():
-            n = ref.node
-            if n.domain in ("", "ai.onnx"):
-                index.setdefault(n.op_type, []).append(ref)
-        return index
-
-    index = ctx.memo("shp.nodes_by_op", build)
-    if len(ops) == 1:
-        return index.get(ops[0], [])
-    return sorted((r for op in ops for r in index.get(op, ())), key=lambda r: (id(r.graph), r.index))
-
-
 def input_dim_names(model: Model) -> frozenset[str]:
     """Symbolic dim names of the main graph's (non-initializer) inputs."""
     g = model.main
@@ -163,7 +147,7 @@ class ValueClasses:
 
     def _shape_nodes(self) -> list[NodeRef]:
         g = self.graph
-        return [r for r in nodes_of(self.ctx, "Shape", "Size") if r.graph is g]
+        return [r for r in self.ctx.nodes_of("Shape", "Size") if r.graph is g]
 
     def freezable(self) -> set[str]:
         """Every FREEZABLE tensor of this graph."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._analysis import nodes_of
 
 
 class AmbiguousReshapeZero(Rule):
@@ -51,7 +50,7 @@ class AmbiguousReshapeZero(Rule):
     summary = "Reshape copies a dim that can be 0 while inferring -1"
 
     def check(self, ctx: Context):
-        for node in nodes_of(ctx, "Reshape"):
+        for node in ctx.nodes_of("Reshape"):
             if len(node.node.input) < 2:
                 continue
             if node.attr("allowzero", 0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._analysis import CONST, DATA, nodes_of, value_classes
+from ._analysis import CONST, DATA, value_classes
 
 
 class DataDependentShape(Rule):
@@ -56,7 +56,7 @@ class DataDependentShape(Rule):
     summary = "output shape depends on tensor values"
 
     def check(self, ctx: Context):
-        for node in nodes_of(ctx, "NonZero", "NonMaxSuppression", "Unique", "Compress", "TopK", "Range"):
+        for node in ctx.nodes_of("NonZero", "NonMaxSuppression", "Unique", "Compress", "TopK", "Range"):
             op = node.op_type
             if not ctx.release.has_importer(op):
                 continue  # TRT101 reports the missing importer

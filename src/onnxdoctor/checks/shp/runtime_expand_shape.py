@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
-from ._analysis import CONST, DATA, FREEZABLE, nodes_of, value_classes
+from ._analysis import CONST, DATA, FREEZABLE, value_classes
 
 
 class RuntimeExpandShape(Rule):
@@ -59,7 +59,7 @@ class RuntimeExpandShape(Rule):
     summary = "Expand/Tile shape known only at runtime"
 
     def check(self, ctx: Context):
-        for node in nodes_of(ctx, "Expand", "Tile"):
+        for node in ctx.nodes_of("Expand", "Tile"):
             op = node.op_type
             if node.graph.function is not None:
                 continue

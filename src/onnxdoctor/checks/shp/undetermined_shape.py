@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._analysis import nodes_of, shape_length
+from ._analysis import shape_length
 
 # op type -> index of the input whose *length* decides the output rank
 _SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0, "Resize": 3}
@@ -75,7 +75,7 @@ class UndeterminedShape(Rule):
                 )
         if model.shape_inference_error:
             return
-        for node in nodes_of(ctx, *_SHAPE_INPUTS):
+        for node in ctx.nodes_of(*_SHAPE_INPUTS):
             idx = _SHAPE_INPUTS[node.op_type]
             if node.graph.function is not None:
                 continue

@@ -58,10 +58,9 @@ class CustomDomainOperator(Rule):
     summary = "custom-domain operator without an importer or plugin"
 
     def check(self, ctx: Context):
-        for node in ctx.nodes():
+        custom = [ref for (domain, _), refs in ctx.op_index().items() if domain for ref in refs]
+        for node in custom:
             domain = node.domain
-            if not domain:
-                continue
             how = resolve(ctx.release, ctx.target, ctx.model, node)
             op = node.op_type
             if how is Resolution.NONE:

@@ -47,14 +47,16 @@ class PluginOperator(Rule):
     summary = "node imported through a TensorRT plugin"
 
     def check(self, ctx: Context):
-        for node in ctx.nodes():
-            if resolve(ctx.release, ctx.target, ctx.model, node) is not Resolution.PLUGIN:
+        for (_, op), refs in ctx.op_index().items():
+            if resolve(ctx.release, ctx.target, ctx.model, refs[0]) is not Resolution.PLUGIN:
                 continue
-            src = "named with --plugin" if node.op_type in ctx.target.plugins else "built-in"
-            yield self.finding(
-                ctx,
-                f"{node.op_type} is imported through the {src} TensorRT plugin of that name; it must be registered before parsing",
-                node=node,
-                hint="trtexec loads built-in plugins; in your own code call initLibNvInferPlugins or load the plugin library",
-                versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.PLUGIN}),
-            )
+            src = "named with --plugin" if op in ctx.target.plugins else "built-in"
+            versions = versions_resolving(ctx.target, ctx.model, refs[0], {Resolution.PLUGIN})
+            for node in refs:
+                yield self.finding(
+                    ctx,
+                    f"{op} is imported through the {src} TensorRT plugin of that name; it must be registered before parsing",
+                    node=node,
+                    hint="trtexec loads built-in plugins; in your own code call initLibNvInferPlugins or load the plugin library",
+                    versions=versions,
+                )

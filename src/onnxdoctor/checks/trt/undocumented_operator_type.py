@@ -51,17 +51,16 @@ class UndocumentedOperatorType(Rule):
         rel = ctx.release
         present = {dtype_name(e) for g in ctx.model.graphs for kind, e in g.type_summary[0] if kind == "tensor" and e}
         # An op whose documented types cover every type in the model cannot be reported: skip it.
-        covered: dict[str, bool] = {}
-        for node in ctx.nodes():
-            op = node.op_type
-            skip = covered.get(op)
-            if skip is None:
-                documented = rel.ops.get(op)
-                eff = {"FLOAT" if t == "DOUBLE" else "INT32" if t == "INT64" and rel.int64 == "cast" else t for t in present}
-                skip = covered[op] = op in _SKIP or not documented or eff <= set(documented) | {"UINT8"}
-            if skip or node.domain:
+        eff = {"FLOAT" if t == "DOUBLE" else "INT32" if t == "INT64" and rel.int64 == "cast" else t for t in present}
+        for (domain, op), refs in ctx.op_index().items():
+            documented = rel.ops.get(op)
+            if domain or op in _SKIP or not documented or eff <= set(documented) | {"UINT8"}:
                 continue
-            documented = rel.ops[op]
+            yield from self._check_op(ctx, refs, documented)
+
+    def _check_op(self, ctx: Context, refs, documented):
+        rel = ctx.release
+        for node in refs:
             name = node.input(0)
             elem = node.graph.elem_type_of(name) if name else 0
             if elem == 0:

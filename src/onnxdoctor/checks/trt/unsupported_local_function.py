@@ -47,13 +47,15 @@ class UnsupportedLocalFunction(Rule):
     def check(self, ctx: Context):
         if not ctx.model.local_functions:
             return
-        for node in ctx.nodes():
-            if resolve(ctx.release, ctx.target, ctx.model, node) is not Resolution.FUNCTION_UNSUPPORTED:
+        for (_, op), refs in ctx.op_index().items():
+            if resolve(ctx.release, ctx.target, ctx.model, refs[0]) is not Resolution.FUNCTION_UNSUPPORTED:
                 continue
-            yield self.finding(
-                ctx,
-                f"calls local function {node.op_type!r}, which TensorRT {ctx.release.version} cannot import (local functions need 9.0+)",
-                node=node,
-                hint="inline local functions (onnx.inliner.inline_local_functions) or target TensorRT >= 9.0",
-                versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.FUNCTION_UNSUPPORTED}),
-            )
+            versions = versions_resolving(ctx.target, ctx.model, refs[0], {Resolution.FUNCTION_UNSUPPORTED})
+            for node in refs:
+                yield self.finding(
+                    ctx,
+                    f"calls local function {op!r}, which TensorRT {ctx.release.version} cannot import (local functions need 9.0+)",
+                    node=node,
+                    hint="inline local functions (onnx.inliner.inline_local_functions) or target TensorRT >= 9.0",
+                    versions=versions,
+                )

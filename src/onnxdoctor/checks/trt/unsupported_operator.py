@@ -57,27 +57,26 @@ class UnsupportedOperator(Rule):
     summary = "ONNX operator without an importer in this TensorRT release"
 
     def check(self, ctx: Context):
-        for node in ctx.nodes():
-            if node.domain:
+        for (domain, op), refs in ctx.op_index().items():
+            if domain or resolve(ctx.release, ctx.target, ctx.model, refs[0]) is not Resolution.NONE:
                 continue
-            if resolve(ctx.release, ctx.target, ctx.model, node) is not Resolution.NONE:
-                continue
-            op = node.op_type
-            first = first_supporting(ctx.target, op)
-            if op in ctx.release.removed_plugins:
-                msg = f"{op} has no importer, and the plugin of that name was removed in TensorRT {ctx.release.version.split('.')[0]}.x"
-                hint = "use the equivalent ONNX operators, or build and load the plugin yourself (--plugin)"
-            elif first and ctx.kb.release(first).key > ctx.release.key:
-                msg = f"{op} has no importer in TensorRT {ctx.release.version}; supported from {first}"
-                hint = f"target TensorRT >= {first}, or replace {op} with supported operators"
-            elif first:
-                msg = f"{op} has no importer in TensorRT {ctx.release.version} (it had one up to an earlier release)"
-                hint = f"replace {op} with supported operators"
-            else:
-                msg = f"{op} is not supported by any TensorRT release's ONNX parser"
-                hint = f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
-            yield self.finding(
-                ctx, msg, node=node, hint=hint,
-                versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.NONE}),
-                fix=_substitution(op, node.domain),
-            )
+            yield from self._report(ctx, op, refs)
+
+    def _report(self, ctx: Context, op: str, refs):
+        first = first_supporting(ctx.target, op)
+        if op in ctx.release.removed_plugins:
+            msg = f"{op} has no importer, and the plugin of that name was removed in TensorRT {ctx.release.version.split('.')[0]}.x"
+            hint = "use the equivalent ONNX operators, or build and load the plugin yourself (--plugin)"
+        elif first and ctx.kb.release(first).key > ctx.release.key:
+            msg = f"{op} has no importer in TensorRT {ctx.release.version}; supported from {first}"
+            hint = f"target TensorRT >= {first}, or replace {op} with supported operators"
+        elif first:
+            msg = f"{op} has no importer in TensorRT {ctx.release.version} (it had one up to an earlier release)"
+            hint = f"replace {op} with supported operators"
+        else:
+            msg = f"{op} is not supported by any TensorRT release's ONNX parser"
+            hint = f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
+        versions = versions_resolving(ctx.target, ctx.model, refs[0], {Resolution.NONE})
+        fix = _substitution(op, "")
+        for node in refs:
+            yield self.finding(ctx, msg, node=node, hint=hint, versions=versions, fix=fix)
