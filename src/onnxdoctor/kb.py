@@ -7,6 +7,7 @@ release: adding one is a change to the data files only.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from . import kbcompile
 from .errors import UsageError
 
 
@@ -29,8 +31,34 @@ def rules_dir() -> Path:
 
 
 def _load_toml(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
+    """A TOML file of `rules/`: from the wheel's pre-parsed copy while its hash matches, else parsed."""
+    raw = path.read_bytes()
+    entry = _compiled_entry(path)
+    if entry is not None and entry["sha256"] == kbcompile.digest(raw):
+        return entry["data"]
+    return tomllib.loads(raw.decode("utf-8"))
+
+
+def _compiled_entry(path: Path) -> dict | None:
+    """The entry of `path` in the compiled.json of the enclosing `rules/` folder, if there is one."""
+    for root in path.parents:
+        compiled = root / kbcompile.COMPILED_NAME
+        if compiled.is_file():
+            return _compiled_files(compiled).get(path.relative_to(root).as_posix())
+        if root.name == "rules":
+            break
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled_files(path: Path) -> dict[str, dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != kbcompile.FORMAT:
+        return {}
+    return data.get("files", {})
 
 
 @functools.lru_cache(maxsize=256)

@@ -30,6 +30,8 @@ MAX_ELEMENTS = 2**40
 # Values of constants bigger than this are never materialized by the analysis.
 MAX_VALUE_ELEMENTS = 1 << 16
 
+# Standard ops that carry graph attributes (others may only on custom domains).
+GRAPH_ATTR_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 CONTROL_FLOW_GRAPH_ATTRS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
 
 
@@ -200,8 +202,9 @@ class Graph:
     topo_sorted: bool = False
 
     def __post_init__(self) -> None:
-        self.node_inputs = ins = [list(n.input) for n in self.nodes]
-        self.node_outputs = outs = [list(n.output) for n in self.nodes]
+        # slicing a repeated field is about twice as fast as list() on it
+        self.node_inputs = ins = [n.input[:] for n in self.nodes]
+        self.node_outputs = outs = [n.output[:] for n in self.nodes]
         self.producers = {o: (i, j) for i, os_ in enumerate(outs) for j, o in enumerate(os_) if o}
         consumers = self.consumers = collections.defaultdict(list)
         for i, names in enumerate(ins):
@@ -263,6 +266,15 @@ class Graph:
             max_rank = max(max_rank, len(t.dims))
         return frozenset(kinds), max_rank
 
+    @functools.cached_property
+    def op_positions(self) -> dict[str, list[int]]:
+        """op_type -> indices of this graph's standard-domain nodes of that type."""
+        out: dict[str, list[int]] = {}
+        for i, n in enumerate(self.nodes):
+            if n.domain in ("", "ai.onnx"):
+                out.setdefault(n.op_type, []).append(i)
+        return out
+
     def is_used(self, tensor: str) -> bool:
         return bool(self.consumers.get(tensor)) or tensor in self.outputs
 
@@ -303,10 +315,12 @@ class NodeRef:
 
     def input(self, i: int) -> str:
         """Name of input i, or '' when absent."""
-        return self.node.input[i] if i < len(self.node.input) else ""
+        ins = self.graph.node_inputs[self.index]
+        return ins[i] if i < len(ins) else ""
 
     def output(self, i: int) -> str:
-        return self.node.output[i] if i < len(self.node.output) else ""
+        outs = self.graph.node_outputs[self.index]
+        return outs[i] if i < len(outs) else ""
 
 
 def attribute_value(a: AttributeProto):
@@ -401,6 +415,10 @@ class Model:
             out.append(g)
             children = []
             for i, node in enumerate(g.nodes):
+                # Graph attributes exist on control-flow ops and, possibly, custom ops only: skip the
+                # attribute walk for the other standard ops.
+                if node.op_type not in GRAPH_ATTR_OPS and node.domain in ("", "ai.onnx"):
+                    continue
                 for a in node.attribute:
                     subs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
                     for k, sub in enumerate(subs):
@@ -468,7 +486,7 @@ def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, d
         raw.update((vi.name, vi.type) for vi in vis)
     inits = {t.name: t for t in proto.initializer}
     for t in proto.initializer:
-        types.setdefault(t.name, TensorType(t.data_type, tuple(int(d) for d in t.dims)))
+        types.setdefault(t.name, TensorType(t.data_type, tuple(t.dims)))
     for st in proto.sparse_initializer:
         inits.setdefault(st.values.name, st.values)
     return Graph(
@@ -935,11 +953,11 @@ def _check_external(model: Model, ref: ExternalRef) -> None:
     if base is None:
         model.external.append(ref)
         return
-    if os.path.isabs(loc) or Path(loc).drive:
-        raise ModelLoadError(shown, f"external data of {ref.tensor!r} points to an absolute path {loc!r}; refused (must be inside the model's folder)")
-    # Thousands of tensors usually share one data file: resolve and stat each location once.
+    # Thousands of tensors usually share one data file: check, resolve and stat each location once.
     files = model.__dict__.setdefault("_external_files", {})
     if loc not in files:
+        if os.path.isabs(loc) or Path(loc).drive:
+            raise ModelLoadError(shown, f"external data of {ref.tensor!r} points to an absolute path {loc!r}; refused (must be inside the model's folder)")
         target = (base / loc).resolve()
         if base not in target.parents:
             raise ModelLoadError(shown, f"external data of {ref.tensor!r} points outside the model's folder ({loc!r}); refused")

@@ -7,7 +7,7 @@ import math
 from onnx import AttributeProto, GraphProto
 
 from ...kb import Release
-from ...model import Graph, Model, dtype_name
+from ...model import GRAPH_ATTR_OPS, Graph, Model, dtype_name
 from ...rule import Context
 from . import patterns
 
@@ -61,13 +61,10 @@ def subgraph_names(node) -> set[str]:
     return names
 
 
-_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
-
-
 def has_subgraph(node) -> bool:
     # Only control-flow ops (and custom ops, rarely) carry graph attributes: skip the attribute scan
     # for the common case of a standard op without one.
-    if node.op_type not in _CONTROL_FLOW and node.domain in ("", "ai.onnx"):
+    if node.op_type not in GRAPH_ATTR_OPS and node.domain in ("", "ai.onnx"):
         return False
     return any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute)
 

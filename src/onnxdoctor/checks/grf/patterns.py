@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Union
 
-import numpy as np
 from onnx import TensorProto
 
 from ...model import Graph, Model, NodeRef
@@ -121,7 +120,7 @@ class _View:
         if not self.cv.is_constant(tensor):
             return None
         v = self.cv.value(tensor)
-        if v is None or v.size != 1 or not np.issubdtype(v.dtype, np.number):
+        if v is None or v.size != 1 or v.dtype.kind not in "biufc":
             return None
         return float(v.reshape(-1)[0])
 
@@ -241,7 +240,25 @@ def _square_of(v: _View, tensor: str) -> tuple[NodeRef, str]:
 
 
 def _variance_chain(v: _View, sqrt: NodeRef) -> tuple[list[NodeRef], str, str, float, tuple[int, ...]]:
-    """Sqrt ← Add(eps) ← ReduceMean ← square(d). Returns (nodes in order, d, eps name, eps, axes)."""
+    """Sqrt ← Add(eps) ← ReduceMean ← square(d). Returns (nodes in order, d, eps name, eps, axes).
+    The LayerNorm and RMSNorm matchers both start here at every Sqrt: the outcome (or the failure) is
+    kept per model view, so the chain is walked once."""
+    memo = v.model.__dict__.setdefault("_variance_chains", {})
+    key = (id(v.g), sqrt.index)
+    hit = memo.get(key)
+    if hit is None:
+        try:
+            hit = memo[key] = _walk_variance_chain(v, sqrt)
+        except _Fail as e:
+            memo[key] = e
+            raise
+    if isinstance(hit, _Fail):
+        raise _Fail(hit.reason, hit.node)
+    chain, d, eps_name, eps, axes = hit
+    return list(chain), d, eps_name, eps, axes
+
+
+def _walk_variance_chain(v: _View, sqrt: NodeRef) -> tuple[list[NodeRef], str, str, float, tuple[int, ...]]:
     if sqrt.op_type != "Sqrt":
         raise _Fail(f"anchor {sqrt.name!r} is a {sqrt.op_type}, not a Sqrt", sqrt)
     add = v.producer(sqrt.input(0), "Add")
@@ -569,11 +586,11 @@ ANCHORS: dict[Callable, tuple[str, ...]] = {
 
 def iter_matches(model: Model, graph: Graph, matcher: Callable[..., MatchResult]) -> Iterator[tuple[NodeRef, MatchResult]]:
     """(anchor, result) for every anchor node of `matcher` in `graph`, in graph order."""
-    ops = ANCHORS[matcher]
-    for i, node in enumerate(graph.nodes):
-        if node.op_type in ops and node.domain in ("", "ai.onnx"):
-            ref = NodeRef(node, graph, i)
-            yield ref, matcher(model, graph, ref)
+    positions = graph.op_positions
+    anchors = sorted(i for op in ANCHORS[matcher] for i in positions.get(op, ()))
+    for i in anchors:
+        ref = NodeRef(graph.nodes[i], graph, i)
+        yield ref, matcher(model, graph, ref)
 
 
 __all__ = [

@@ -1,0 +1,91 @@
+"""Where `onnxdoctor check` spends its time, phase by phase and rule by rule.
+
+Runs the check pipeline's steps one after another in a fresh interpreter per run (so imports are
+measured cold) and reports the median CPU time of each phase over the runs, plus the slowest rules.
+CPU time (time.process_time) is used because wall time on a shared VM is noisy; on an idle machine
+the two agree for these single-threaded steps.
+
+    python bench/check_phases.py [MODEL] [--runs 5] [--trt 11.5]
+
+MODEL defaults to bench/out/model.onnx (built by check_speed.py). Timings are of the steps run
+serially in one process: the CLI may overlap some of them (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+_CHILD = r"""
+import json, sys, time, gc
+clock = time.process_time
+t0 = clock()
+import onnx  # noqa: F401
+t1 = clock()
+from onnxdoctor import api, engine, model as M
+from onnxdoctor.rule import Context
+t2 = clock()
+gc.disable()
+settings = api.Settings(trt=sys.argv[2], select=None, ignore=(), plugins=(), precision=None, shapes=(), fail_on="error")
+target, rules = settings.target(), settings.rules()
+t3 = clock()
+path = sys.argv[1]
+data = open(path, "rb").read()
+proto = M._parse(path, data)
+t4 = clock()
+from pathlib import Path
+m = M.Model(proto, path, base_dir=Path(path).resolve().parent)
+M._validate_tensors(m, proto.graph, "the main graph", 0)
+t5 = clock()
+M.run_shape_inference(m)
+t6 = clock()
+m.graphs
+M._validate(m)
+t7 = clock()
+ctx = Context(m, target)
+per_rule = {}
+findings = 0
+for r in rules:
+    a = clock()
+    findings += len(list(r.check(ctx)))
+    per_rule[r.code] = clock() - a
+t8 = clock()
+print(json.dumps({"phases": {"import onnx": t1 - t0, "import onnxdoctor": t2 - t1, "settings": t3 - t2,
+                             "read + parse": t4 - t3, "tensor/external-data validation": t5 - t4,
+                             "shape inference": t6 - t5, "graph views + structure": t7 - t6,
+                             "rules": t8 - t7, "total": t8 - t0},
+                  "rules": per_rule, "findings": findings}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", nargs="?", default=str(HERE / "out" / "model.onnx"))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--trt", default="latest")
+    ap.add_argument("--top", type=int, default=12, help="how many of the slowest rules to list")
+    args = ap.parse_args()
+    samples = []
+    for _ in range(args.runs):
+        out = subprocess.run([sys.executable, "-c", _CHILD, args.model, args.trt], capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(out.stderr)
+        samples.append(json.loads(out.stdout))
+    print(f"{args.model}: median CPU seconds over {args.runs} runs ({samples[0]['findings']} findings)\n")
+    print("| phase | CPU median (s) | min (s) |\n|---|---:|---:|")
+    for phase in samples[0]["phases"]:
+        vals = [s["phases"][phase] for s in samples]
+        print(f"| {phase} | {statistics.median(vals):.3f} | {min(vals):.3f} |")
+    med = {c: statistics.median(s["rules"][c] for s in samples) for c in samples[0]["rules"]}
+    print("\nslowest rules (median ms; a rule that first builds a shared cache pays for it):")
+    print(", ".join(f"{c} {v * 1000:.0f}" for c, v in sorted(med.items(), key=lambda kv: -kv[1])[: args.top]))
+
+
+if __name__ == "__main__":
+    main()
