@@ -48,7 +48,7 @@ def check(
     shapes: Iterable[str] | None = None,
     fail_on: str | None = None,
     config: str | os.PathLike | bool | None = None,
-    jobs: int = 1,
+    jobs: int | None = None,
     progress: bool = False,
 ) -> Report:
     """Check one or more models (paths, directories, ModelProtos or loaded Models) for a TensorRT release.
@@ -59,6 +59,11 @@ def check(
 
     A single unreadable model raises ModelLoadError; with several, unreadable ones are reported in
     `Report.models[i].error` and the others are still checked.
+
+    `jobs`: with several files and jobs > 1, that many files are checked at once in worker processes.
+    Otherwise files are checked one at a time, and a big model (thousands of nodes) uses a second
+    core through a forked helper process (Linux, no other threads running) unless jobs == 1, which
+    keeps all work in this process. The findings are identical in every mode.
     """
     from .config import DEFAULT, Discovery
 
@@ -147,15 +152,16 @@ def _opt_tuple(value) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _run(plans, jobs: int, progress: bool, single: bool) -> list[ModelReport]:
-    if jobs > 1 and len(plans) > 1 and all(isinstance(item, (str, os.PathLike)) for item, _ in plans):
+def _run(plans, jobs: int | None, progress: bool, single: bool) -> list[ModelReport]:
+    if jobs is not None and jobs > 1 and len(plans) > 1 and all(isinstance(item, (str, os.PathLike)) for item, _ in plans):
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_check_path, str(item), settings) for item, settings in plans]
             return _collect(futures, progress, lambda f: f.result())
+    helpers = jobs != 1
     return _collect([(item, settings) for item, settings in plans], progress,
-                    lambda p: _check_item(p[0], p[1], single))
+                    lambda p: _check_item(p[0], p[1], single, helpers))
 
 
 def _collect(work, progress: bool, get) -> list[ModelReport]:
@@ -184,9 +190,9 @@ def _check_path(path: str, settings: Settings) -> ModelReport:
     return _check_item(path, settings, single=False)
 
 
-def _check_item(item, settings: Settings, single: bool) -> ModelReport:
+def _check_item(item, settings: Settings, single: bool, parallel: bool = False) -> ModelReport:
     try:
-        report = check_one(item, settings.target(), settings.rules())
+        report = check_one(item, settings.target(), settings.rules(), parallel=parallel)
     except ModelLoadError as e:
         if single:
             raise
@@ -209,12 +215,13 @@ def _gc_paused():
             gc.enable()
 
 
-def check_one(item, target: Target, rules: Sequence[Rule]) -> ModelReport:
+def check_one(item, target: Target, rules: Sequence[Rule], *, parallel: bool = False) -> ModelReport:
+    """Check one model. `parallel`: a big model may use a helper process (see `check`)."""
     with _gc_paused():
-        return _check_one(item, target, rules)
+        return _check_one(item, target, rules, parallel)
 
 
-def _check_one(item, target: Target, rules: Sequence[Rule]) -> ModelReport:
+def _check_one(item, target: Target, rules: Sequence[Rule], parallel: bool) -> ModelReport:
     # Analysis freezes each input at its OPT dims (for a single --shape NAME:DIMS, those dims).
     frozen = {name: spec.opt for name, spec in target.shapes.items()} or None
     if isinstance(item, Model):
@@ -222,8 +229,8 @@ def _check_one(item, target: Target, rules: Sequence[Rule]) -> ModelReport:
     elif isinstance(item, onnx.ModelProto):
         model = from_proto(item, shapes=frozen)
     else:
-        model = load(item, shapes=frozen)
-    return ModelReport(path=model.path, findings=analyze(model, target, rules))
+        model = load(item, shapes=frozen, parallel=parallel)
+    return ModelReport(path=model.path, findings=analyze(model, target, rules, parallel=parallel))
 
 
 def list_rules(trt: str | None = None) -> list[Rule]:

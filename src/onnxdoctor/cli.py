@@ -78,7 +78,9 @@ def main() -> None:
 @click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
 @click.option("--baseline", type=click.Path(dir_okay=False), default=None, help="Report only findings that are not in this baseline file.")
 @click.option("--write-baseline", type=click.Path(dir_okay=False), default=None, help="Record the current findings in FILE (then exit 0) for later --baseline runs.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Check files in parallel processes.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
+              help="Processes: with several files, check N at once. Default: files one at a time, a big model "
+                   "using a second core; 1: everything in one process.")
 @click.option("--color/--no-color", default=None, help="Colour the text report (default: when stdout is a terminal).")
 def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, config, isolated, baseline,
           write_baseline, jobs, color) -> None:

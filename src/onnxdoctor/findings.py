@@ -70,6 +70,8 @@ class Finding:
     trt_versions: tuple[str, ...] = ()
     fix: Fix | None = None
     hint: str | None = None
+    # (graph position, node index) of the node, for sorting findings in graph order; () when unknown.
+    order: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict:
         loc = self.location

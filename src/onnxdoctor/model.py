@@ -396,6 +396,11 @@ class Model:
             domain = "" if o.domain in ("", "ai.onnx") else o.domain
             self.opsets[domain] = int(o.version)
 
+    @functools.cached_property
+    def external_refs(self) -> dict[str, ExternalRef]:
+        """tensor name -> its external-data reference, as validated at load time."""
+        return {ref.tensor: ref for ref in self.external}
+
     @property
     def opset(self) -> int:
         return self.opsets.get("", 0)
@@ -406,30 +411,26 @@ class Model:
     # -- graphs ---------------------------------------------------------------
     @functools.cached_property
     def graphs(self) -> list[Graph]:
-        """Every graph: main graph first, then subgraphs depth-first, then local function bodies."""
+        """Every graph: main graph first, then subgraphs depth-first, then local function bodies.
+        Structure comes from `proto`; value types from `inferred` (see `attach_types`)."""
         out: list[Graph] = []
-        main = _make_graph(self.inferred.graph, (), None, 0)
+        main = _make_graph(self.proto.graph, (), None, 0)
         stack = [main]
         while stack:
             g = stack.pop()
             out.append(g)
-            children = []
-            for i, node in enumerate(g.nodes):
-                # Graph attributes exist on control-flow ops and, possibly, custom ops only: skip the
-                # attribute walk for the other standard ops.
-                if node.op_type not in GRAPH_ATTR_OPS and node.domain in ("", "ai.onnx"):
-                    continue
-                for a in node.attribute:
-                    subs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
-                    for k, sub in enumerate(subs):
-                        label = a.name if len(subs) == 1 else f"{a.name}[{k}]"
-                        nodename = node.name or f"{node.op_type}#{i}"
-                        children.append(_make_graph(sub, g.path + (f"{nodename}/{label}",), g, g.depth + 1))
+            children = [_make_graph(sub, g.path + (label,), g, g.depth + 1) for label, sub in _subgraphs_of(g.nodes)]
             stack.extend(reversed(children))
-        for f in self.inferred.functions:
-            fg = _make_function_graph(f)
-            out.append(fg)
+        out.extend(_make_function_graph(f) for f in self.proto.functions)
+        _fill_types(out, _graph_protos(self.inferred, out))
         return out
+
+    def attach_types(self, inferred: ModelProto) -> None:
+        """Use the value types of `inferred` (the same model after shape inference), also when the
+        graph views were built before inference finished."""
+        self.inferred = inferred
+        if "graphs" in self.__dict__:
+            _fill_types(self.graphs, _graph_protos(inferred, self.graphs))
 
     @property
     def main(self) -> Graph:
@@ -477,16 +478,61 @@ def _constant_view(model: Model, graph: Graph) -> ConstantView:
     return cache[key]
 
 
+def _subgraphs_of(nodes) -> Iterator[tuple[str, GraphProto]]:
+    """(path label, GraphProto) of each graph attribute of `nodes`, in node and attribute order."""
+    for i, node in enumerate(nodes):
+        # Graph attributes exist on control-flow ops and, possibly, custom ops only: skip the
+        # attribute walk for the other standard ops.
+        if node.op_type not in GRAPH_ATTR_OPS and node.domain in ("", "ai.onnx"):
+            continue
+        for a in node.attribute:
+            subs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
+            for k, sub in enumerate(subs):
+                label = a.name if len(subs) == 1 else f"{a.name}[{k}]"
+                yield f"{node.name or f'{node.op_type}#{i}'}/{label}", sub
+
+
+def _graph_protos(proto: ModelProto, views: list[Graph]) -> list[GraphProto | onnx.FunctionProto]:
+    """The graphs and functions of `proto` in the order of `views`, which were built from a model of
+    the same structure (e.g. before shape inference): graphs are matched by path."""
+    out: list = []
+    pending = {(): proto.graph}
+    for v in views:
+        if v.function is not None:
+            continue
+        gp = pending.get(v.path)
+        if gp is None:
+            raise ValueError(f"graph {'/'.join(v.path)} is missing from the inferred model")
+        out.append(gp)
+        pending.update((v.path + (label,), sub) for label, sub in _subgraphs_of(gp.node))
+    out.extend(proto.functions)
+    return out
+
+
+def _fill_types(views: list[Graph], protos: list) -> None:
+    """(Re)build each view's TypeTable from the matching graph or function proto."""
+    for g, gp in zip(views, protos):
+        types = g.types
+        types.raw.clear()
+        types._parsed.clear()
+        raw = types.raw
+        if isinstance(gp, onnx.FunctionProto):
+            for vi in gp.value_info:
+                if vi.HasField("type"):
+                    raw[vi.name] = vi.type
+            continue
+        for vis in (gp.value_info, gp.input, gp.output):
+            raw.update((vi.name, vi.type) for vi in vis)
+        for t in gp.initializer:
+            if t.name not in raw:
+                types._parsed[t.name] = TensorType(t.data_type, tuple(t.dims))
+        g.__dict__.pop("type_summary", None)
+
+
 def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, depth: int) -> Graph:
     if depth > MAX_SUBGRAPH_DEPTH:
         raise _TooDeep()
-    types = TypeTable()
-    raw = types.raw
-    for vis in (proto.value_info, proto.input, proto.output):
-        raw.update((vi.name, vi.type) for vi in vis)
     inits = {t.name: t for t in proto.initializer}
-    for t in proto.initializer:
-        types.setdefault(t.name, TensorType(t.data_type, tuple(t.dims)))
     for st in proto.sparse_initializer:
         inits.setdefault(st.values.name, st.values)
     return Graph(
@@ -496,17 +542,13 @@ def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, d
         inputs=[vi.name for vi in proto.input],
         outputs=[vi.name for vi in proto.output],
         initializers=inits,
-        types=types,
+        types=TypeTable(),
         outer=outer,
         depth=depth,
     )
 
 
 def _make_function_graph(f: onnx.FunctionProto) -> Graph:
-    types = TypeTable()
-    for vi in f.value_info:
-        if vi.HasField("type"):
-            types.set(vi.name, vi.type)
     return Graph(
         proto=None,
         path=(f"function:{f.domain + '.' if f.domain else ''}{f.name}",),
@@ -514,7 +556,7 @@ def _make_function_graph(f: onnx.FunctionProto) -> Graph:
         inputs=list(f.input),
         outputs=list(f.output),
         initializers={},
-        types=types,
+        types=TypeTable(),
         function=f,
     )
 
@@ -796,9 +838,11 @@ def tensor_value(t: TensorProto) -> np.ndarray | None:
 _LFS_PREFIX = b"version https://git-lfs.github.com/spec"
 
 
-def load(path: str | os.PathLike, *, infer_shapes: bool = True, shapes: dict | None = None) -> Model:
+def load(path: str | os.PathLike, *, infer_shapes: bool = True, shapes: dict | None = None,
+         parallel: bool = False) -> Model:
     """Read a model file: graph structure only, external weights untouched. Raises ModelLoadError.
-    `shapes` ({input: dims}) freezes graph-input dimensions before shape inference."""
+    `shapes` ({input: dims}) freezes graph-input dimensions before shape inference. With `parallel`,
+    a big model's shape inference runs in a helper process while this one validates and indexes."""
     p = Path(path)
     shown = str(path)
     if not p.exists():
@@ -818,9 +862,8 @@ def load(path: str | os.PathLike, *, infer_shapes: bool = True, shapes: dict | N
     if data.startswith(_LFS_PREFIX):
         raise ModelLoadError(shown, "is a Git LFS pointer, not the model itself; run `git lfs pull` to fetch it")
     proto = _parse(shown, data)
-    del data
     model = Model(proto, shown, base_dir=p.resolve().parent)
-    _prepare(model, infer_shapes, shapes)
+    _prepare(model, infer_shapes, shapes, data if parallel else None)
     return model
 
 
@@ -841,18 +884,34 @@ def from_proto(
     return model
 
 
-def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None) -> None:
-    """Validate tensors, freeze input shapes, run shape inference, then build the graph views once and
+def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, data: bytes | None = None) -> None:
+    """Freeze input shapes, validate tensors, run shape inference, build the graph views once and
     validate structure. Inference runs on the unvalidated graph: it is linear without data propagation
-    and survives cycles."""
-    _validate_tensors(model, model.proto.graph, "the main graph", 0)
+    and survives cycles. Given the file's bytes (`data`) and a big enough model, inference runs in a
+    helper process (parallel.py) during validation and view building."""
     if shapes:
         from .shapes import freeze_inputs
 
         model.frozen_inputs = tuple(freeze_inputs(model.proto, shapes, model.path))
-    if infer_shapes:
-        run_shape_inference(model)
-    _validate(model)
+    helper = None
+    if infer_shapes and data is not None:
+        from . import parallel
+
+        if parallel.worth_it(len(model.proto.graph.node)):
+            src = model.proto.SerializeToString() if shapes else data
+            helper = parallel.Helper(lambda: _infer_bytes(src))
+    try:
+        _validate_tensors(model, model.proto.graph, "the main graph", 0)
+        if helper is None:
+            if infer_shapes:
+                run_shape_inference(model)
+            _validate(model)
+        else:
+            _validate(model)
+            _collect_inference(model, helper)
+    finally:
+        if helper is not None:
+            helper.close()
 
 
 def _parse(shown: str, data: bytes) -> ModelProto:
@@ -878,6 +937,8 @@ def _validate_tensors(model: Model, graph: GraphProto, where: str, depth: int) -
     for t in graph.initializer:
         _check_tensor(model, t, where)
     for i, node in enumerate(graph.node):
+        if not _may_hold_tensors(node.op_type, node.domain):
+            continue
         for a in node.attribute:
             if a.type == AttributeProto.TENSOR:
                 _check_tensor(model, a.t, where)
@@ -885,6 +946,21 @@ def _validate_tensors(model: Model, graph: GraphProto, where: str, depth: int) -
                 for sub in [a.g] if a.type == AttributeProto.GRAPH else a.graphs:
                     label = f"subgraph {node.name or node.op_type + '#' + str(i)}/{a.name}"
                     _validate_tensors(model, sub, label, depth + 1)
+
+
+_HOLDER_ATTR_TYPES = frozenset({AttributeProto.TENSOR, AttributeProto.SPARSE_TENSOR, AttributeProto.TENSORS,
+                                 AttributeProto.SPARSE_TENSORS, AttributeProto.GRAPH, AttributeProto.GRAPHS})
+
+
+@functools.lru_cache(maxsize=None)
+def _may_hold_tensors(op_type: str, domain: str) -> bool:
+    """Whether a node can carry tensor or graph attributes: ops of other domains and unknown ops may;
+    a standard op only if its schema declares such an attribute (Constant, ConstantOfShape, If...).
+    Skips the attribute walk for the thousands of nodes that cannot."""
+    if domain not in ("", "ai.onnx") or not onnx.defs.has(op_type):
+        return True
+    schema = onnx.defs.get_schema(op_type)
+    return any(a.type in _HOLDER_ATTR_TYPES for a in schema.attributes.values())
 
 
 def _validate(model: Model) -> None:
@@ -1031,13 +1107,50 @@ def run_shape_inference(model: Model) -> None:
     """ONNX shape inference, once in the common case. Strict mode surfaces node-level inconsistencies
     (recorded, reported as a finding); on failure a lenient pass still gives the views what it can."""
     try:
-        model.inferred = _infer(model.proto, strict=True)
+        inferred = _infer(model.proto, strict=True)
     except Exception as e:  # noqa: BLE001 - any failure of the inferencer is a finding, not a crash
-        model.shape_inference_error = " ".join(str(e).split())[:300] or type(e).__name__
-        try:
-            model.inferred = _infer(model.proto, strict=False)
-        except Exception:  # noqa: BLE001
-            model.inferred = model.proto
+        model.shape_inference_error = _inference_message(e)
+        inferred = _lenient(model)
+    model.attach_types(inferred)
+
+
+def _inference_message(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+def _lenient(model: Model) -> ModelProto:
+    try:
+        return _infer(model.proto, strict=False)
+    except Exception:  # noqa: BLE001
+        return model.proto
+
+
+def _infer_bytes(data: bytes) -> tuple[bool, bytes | str]:
+    """Strict shape inference on a serialized model, in a helper process: (True, inferred model bytes)
+    or (False, the inferencer's message)."""
+    from onnx.onnx_cpp2py_export import shape_inference as c_inference
+
+    try:
+        return True, c_inference.infer_shapes(data, False, True, False)
+    except Exception as e:  # noqa: BLE001 - same handling as run_shape_inference
+        return False, _inference_message(e)
+
+
+def _collect_inference(model: Model, helper) -> None:
+    from .parallel import HelperFailed
+
+    try:
+        ok, out = helper.result()
+    except HelperFailed:
+        run_shape_inference(model)  # the helper died or could not run: do it here
+        return
+    if ok:
+        inferred = ModelProto()
+        inferred.ParseFromString(out)
+    else:
+        model.shape_inference_error = out
+        inferred = _lenient(model)
+    model.attach_types(inferred)
 
 
 def _infer(proto: ModelProto, *, strict: bool) -> ModelProto:

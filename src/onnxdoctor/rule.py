@@ -81,6 +81,7 @@ class Rule:
             trt_versions=tuple(versions) if versions is not None else (ctx.target.trt,),
             fix=fix if fix is not None else self.fix,
             hint=hint,
+            order=(ctx.graph_position(node.graph), node.index) if node else (),
         )
 
 
@@ -149,9 +150,13 @@ class Context:
             return index.get(("", op_types[0]), [])
         hits = [ref for op in op_types for ref in index.get(("", op), ())]
         if len(hits) > 1:
-            order = {id(g): k for k, g in enumerate(self.model.graphs)}
-            hits.sort(key=lambda r: (order[id(r.graph)], r.index))
+            hits.sort(key=lambda r: (self.graph_position(r.graph), r.index))
         return hits
+
+    def graph_position(self, graph) -> int:
+        """Index of `graph` in `model.graphs` (main graph first)."""
+        positions = self.memo("graph-positions", lambda: {id(g): k for k, g in enumerate(self.model.graphs)})
+        return positions[id(graph)]
 
     def memo(self, key, compute):
         if key not in self.cache:

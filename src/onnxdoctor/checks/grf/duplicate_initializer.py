@@ -71,7 +71,7 @@ class DuplicateInitializer(Rule):
                     group = _sample_collisions(group)
                 first: dict[object, str] = {}
                 for t in group:
-                    key = _content_key(t, external)
+                    key = _content_key(t, external, ctx.model.external_refs)
                     if key is None:
                         continue
                     if key not in first:
@@ -105,12 +105,14 @@ def _sample_collisions(group: list[TensorProto]) -> list[TensorProto]:
     return [t for members in by_sample.values() if len(members) > 1 for t in members]
 
 
-def _content_key(t: TensorProto, external: bool):
+def _content_key(t: TensorProto, external: bool, known: dict | None = None):
     if external:
-        try:
-            ref = _external_ref(t)
-        except ValueError:
-            return None
+        ref = known.get(t.name) if known else None
+        if ref is None:
+            try:
+                ref = _external_ref(t)
+            except ValueError:
+                return None
         if ref.length is None:
             return None  # "to the end of the file": the region's extent is not known without a stat
         return ("external", ref.location, ref.offset, ref.length)
