@@ -265,7 +265,6 @@ def plan(nodes: int, weights_gb: float) -> dict:
 
 def build_model(out_dir: Path, nodes: int, weights_gb: float, name: str = "model") -> tuple[Path, dict]:
     """Build (or reuse) `out_dir/name.onnx` + `name.onnx.data`. Returns (model path, params)."""
-    import onnx
     from onnx import TensorProto, helper
 
     out_dir.mkdir(parents=True, exist_ok=True)

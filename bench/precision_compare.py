@@ -37,7 +37,6 @@ OCC_BLOCK = ["Pow", "ReduceMean", "Sqrt", "Softmax", "Range"]
 def stress_inputs(model, seed: int = 0, scale: float = 30.0):
     """Inputs that exercise the ranges FP16 breaks on: padded attention masks (the last 3 positions
     masked, so mask arithmetic runs) and float inputs scaled up (a large residual stream)."""
-    import numpy as np
 
     from onnxdoctor import prove as proving
 
