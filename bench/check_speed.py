@@ -332,21 +332,52 @@ def build_model(out_dir: Path, nodes: int, weights_gb: float, name: str = "model
 # Measurement
 # ----------------------------------------------------------------------------
 
-# Runs ONE command in a child process and reports that child's wall time and peak RSS.
-# Each measurement gets its own wrapper process, so RUSAGE_CHILDREN covers exactly one run
-# (ru_maxrss of RUSAGE_CHILDREN is the peak of the largest waited-for descendant, in KiB on Linux).
+# Runs ONE command in a child process and reports that child's wall time and peak memory.
+# Each measurement gets its own wrapper process, so RUSAGE_CHILDREN covers exactly one run.
+# ru_maxrss of RUSAGE_CHILDREN is the peak of the LARGEST waited-for descendant (KiB on Linux), not a
+# sum: `onnxdoctor check` runs shape inference in a helper process, so the wrapper also samples, every
+# 2 ms, the summed RSS of the command's whole process tree (/proc) and reports its peak.
 WRAPPER = r"""
-import json, os, resource, subprocess, sys, time
+import json, os, resource, subprocess, sys, threading, time
 cmd = json.loads(sys.argv[1])
+
+def tree_rss_kb(pid):
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return total
+
 load1 = os.getloadavg()[0]
+peak = [0]
 t0 = time.perf_counter()
-p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+done = threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], tree_rss_kb(p.pid))
+        time.sleep(0.002)
+th = threading.Thread(target=sample, daemon=True)
+th.start()
+out, err = p.communicate()
 wall = time.perf_counter() - t0
+done.set()
+th.join()
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"wall": wall, "loadavg_1min_before": load1, "maxrss_kb": ru.ru_maxrss, "user": ru.ru_utime, "sys": ru.ru_stime,
-                  "rc": p.returncode, "stdout_bytes": len(p.stdout),
-                  "stdout_tail": p.stdout.decode(errors="replace")[-2000:],
-                  "stderr_tail": p.stderr.decode(errors="replace")[-2000:]}))
+print(json.dumps({"wall": wall, "loadavg_1min_before": load1, "maxrss_kb": ru.ru_maxrss, "tree_rss_peak_kb": peak[0],
+                  "user": ru.ru_utime, "sys": ru.ru_stime,
+                  "rc": p.returncode, "stdout_bytes": len(out),
+                  "stdout_tail": out.decode(errors="replace")[-2000:],
+                  "stderr_tail": err.decode(errors="replace")[-2000:]}))
 """
 
 FLOOR_SRC = (
@@ -371,6 +402,7 @@ def measure(cmd: list[str], runs: int, warmup: int = 1, label: str = "") -> dict
         )
     walls = [s["wall"] for s in samples]
     rss = [s["maxrss_kb"] * 1024 / 1e6 for s in samples]  # MB (10^6 bytes), as in the target
+    tree = [s["tree_rss_peak_kb"] * 1024 / 1e6 for s in samples]
     return {
         "cmd": cmd,
         "runs": runs,
@@ -378,6 +410,8 @@ def measure(cmd: list[str], runs: int, warmup: int = 1, label: str = "") -> dict
         "wall_min_s": min(walls),
         "rss_median_mb": statistics.median(rss),
         "rss_max_mb": max(rss),
+        "tree_rss_median_mb": statistics.median(tree),
+        "tree_rss_max_mb": max(tree),
         "cpu_median_s": statistics.median(s["user"] + s["sys"] for s in samples),
         "user_median_s": statistics.median(s["user"] for s in samples),
         "sys_median_s": statistics.median(s["sys"] for s in samples),
@@ -447,14 +481,16 @@ def find_tool(name: str, override: str | None) -> list[str] | None:
 
 def fmt_row(name: str, r: dict | None) -> str:
     if r is None:
-        return f"| {name} | skipped | | | | | | |"
+        return f"| {name} | skipped | | | | | | | |"
     return (
         f"| {name} | {r['wall_median_s']:.3f} | {r['wall_min_s']:.3f} | {r['cpu_median_s']:.3f} | {r['rss_median_mb']:.0f} | "
-        f"{r['rss_max_mb']:.0f} | {r['runs']} | {r['loadavg_1min_max']:.2f} |"
+        f"{r['rss_max_mb']:.0f} | {r['tree_rss_max_mb']:.0f} | {r['runs']} | {r['loadavg_1min_max']:.2f} |"
     )
 
 
-HEADER = "| command | wall median (s) | wall min (s) | CPU user+sys median (s) | peak RSS median (MB) | peak RSS max (MB) | runs | max load avg before a run |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+HEADER = ("| command | wall median (s) | wall min (s) | CPU user+sys median (s) | peak RSS median (MB) | peak RSS max (MB) "
+          "| all processes: peak summed RSS max (MB) | runs | max load avg before a run |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def _write(out: Path, stem: str, results: dict) -> None:
@@ -545,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if od:
         m["onnxdoctor check --format json"] = measure(od + ["check", str(path), "--format", "json"], args.runs, args.warmup, "check")
+        m["onnxdoctor check --format json -j 1 (one process)"] = measure(
+            od + ["check", str(path), "--format", "json", "-j", "1"], args.runs, args.warmup, "check -j 1"
+        )
     poly = find_tool("polygraphy", args.polygraphy)
     if poly and args.poly_runs > 0:
         m["polygraphy check lint"] = measure(poly + ["check", "lint", str(path)], args.poly_runs, 0, "polygraphy lint")
@@ -562,9 +601,10 @@ def main(argv: list[str] | None = None) -> int:
     c = m.get("onnxdoctor check --format json")
     if c:
         ok_t = c["wall_median_s"] < 1.0
-        ok_m = c["rss_max_mb"] < 300
+        mem = max(c["rss_max_mb"], c["tree_rss_max_mb"])  # the helper process counts too
+        ok_m = mem < 300
         print(f"\ntarget (<1 s, <300 MB): wall {'PASS' if ok_t else 'FAIL'} ({c['wall_median_s']:.3f} s), "
-              f"memory {'PASS' if ok_m else 'FAIL'} ({c['rss_max_mb']:.0f} MB); exit codes {c['rc']}")
+              f"memory {'PASS' if ok_m else 'FAIL'} ({mem:.0f} MB, all processes); exit codes {c['rc']}")
     print(f"\nresults: {out / 'results.json'}", file=sys.stderr)
     return 0
 

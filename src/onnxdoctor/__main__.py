@@ -1,4 +1,4 @@
-from onnxdoctor.cli import main
+from onnxdoctor.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import onnx
 
+from . import prefetch
 from .engine import analyze
 from .errors import ModelLoadError, UsageError
 from .findings import ModelReport, Report, Severity
@@ -61,9 +62,9 @@ def check(
     `Report.models[i].error` and the others are still checked.
 
     `jobs`: with several files and jobs > 1, that many files are checked at once in worker processes.
-    Otherwise files are checked one at a time, and a big model (thousands of nodes) uses a second
-    core through a forked helper process (Linux, no other threads running) unless jobs == 1, which
-    keeps all work in this process. The findings are identical in every mode.
+    Otherwise files are checked one at a time, and the shape inference of big files (this one and
+    the next) runs in a helper process on another core (prefetch.py), unless jobs == 1, which keeps
+    all work in this process. The findings are identical in every mode.
     """
     from .config import DEFAULT, Discovery
 
@@ -160,8 +161,17 @@ def _run(plans, jobs: int | None, progress: bool, single: bool) -> list[ModelRep
             futures = [pool.submit(_check_path, str(item), settings) for item, settings in plans]
             return _collect(futures, progress, lambda f: f.result())
     helpers = jobs != 1
-    return _collect([(item, settings) for item, settings in plans], progress,
-                    lambda p: _check_item(p[0], p[1], single, helpers))
+    work = [(k, item, settings) for k, (item, settings) in enumerate(plans)]
+
+    def run(w):
+        k, item, settings = w
+        if helpers:  # shape inference of this file and the next in helper processes (prefetch.py)
+            for upcoming, _ in plans[k:k + 2]:
+                if isinstance(upcoming, (str, os.PathLike)):
+                    prefetch.start(upcoming)
+        return _check_item(item, settings, single, helpers)
+
+    return _collect(work, progress, run)
 
 
 def _collect(work, progress: bool, get) -> list[ModelReport]:
@@ -190,9 +200,9 @@ def _check_path(path: str, settings: Settings) -> ModelReport:
     return _check_item(path, settings, single=False)
 
 
-def _check_item(item, settings: Settings, single: bool, parallel: bool = False) -> ModelReport:
+def _check_item(item, settings: Settings, single: bool, use_prefetch: bool = False) -> ModelReport:
     try:
-        report = check_one(item, settings.target(), settings.rules(), parallel=parallel)
+        report = check_one(item, settings.target(), settings.rules(), use_prefetch=use_prefetch)
     except ModelLoadError as e:
         if single:
             raise
@@ -215,13 +225,14 @@ def _gc_paused():
             gc.enable()
 
 
-def check_one(item, target: Target, rules: Sequence[Rule], *, parallel: bool = False) -> ModelReport:
-    """Check one model. `parallel`: a big model may use a helper process (see `check`)."""
+def check_one(item, target: Target, rules: Sequence[Rule], *, use_prefetch: bool = False) -> ModelReport:
+    """Check one model. `use_prefetch`: use the helper process's shape inference, if one was started
+    (prefetch.start)."""
     with _gc_paused():
-        return _check_one(item, target, rules, parallel)
+        return _check_one(item, target, rules, use_prefetch)
 
 
-def _check_one(item, target: Target, rules: Sequence[Rule], parallel: bool) -> ModelReport:
+def _check_one(item, target: Target, rules: Sequence[Rule], use_prefetch: bool) -> ModelReport:
     # Analysis freezes each input at its OPT dims (for a single --shape NAME:DIMS, those dims).
     frozen = {name: spec.opt for name, spec in target.shapes.items()} or None
     if isinstance(item, Model):
@@ -229,8 +240,8 @@ def _check_one(item, target: Target, rules: Sequence[Rule], parallel: bool) -> M
     elif isinstance(item, onnx.ModelProto):
         model = from_proto(item, shapes=frozen)
     else:
-        model = load(item, shapes=frozen, parallel=parallel)
-    return ModelReport(path=model.path, findings=analyze(model, target, rules, parallel=parallel))
+        model = load(item, shapes=frozen, use_prefetch=use_prefetch)
+    return ModelReport(path=model.path, findings=analyze(model, target, rules))
 
 
 def list_rules(trt: str | None = None) -> list[Rule]:

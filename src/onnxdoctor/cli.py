@@ -79,12 +79,16 @@ def main() -> None:
 @click.option("--baseline", type=click.Path(dir_okay=False), default=None, help="Report only findings that are not in this baseline file.")
 @click.option("--write-baseline", type=click.Path(dir_okay=False), default=None, help="Record the current findings in FILE (then exit 0) for later --baseline runs.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
-              help="Processes: with several files, check N at once. Default: files one at a time, a big model "
-                   "using a second core; 1: everything in one process.")
+              help="Processes: with several files, check N at once. Default: files one at a time, shape "
+                   "inference of big ones on a second core; 1: everything in one process.")
 @click.option("--color/--no-color", default=None, help="Colour the text report (default: when stdout is a terminal).")
 def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, config, isolated, baseline,
           write_baseline, jobs, color) -> None:
     """Check ONNX models (files or directories, searched for *.onnx) for a TensorRT release."""
+    if jobs != 1 and len(paths) == 1:
+        from . import prefetch
+
+        prefetch.start(paths[0])  # shape inference on the second core while onnx is imported
     from .api import check as api_check
     from .findings import Severity
     from .report import render
@@ -124,7 +128,31 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
     for m in report.models:
         if m.error and fmt != "text":
             click.echo(f"onnxdoctor: {m.error}", err=True)
-    sys.exit(report.exit_code(Severity.parse(fail_on) if fail_on else None))
+    _fast_exit(report.exit_code(Severity.parse(fail_on) if fail_on else None))
+
+
+def _fast_exit(code: int) -> None:
+    """Leave without the interpreter's teardown, which frees every object of the loaded graph one by
+    one (~0.07 s on a 20,000-node model); mypy's --fast-exit does the same. Only for `check`, whose
+    output is complete here and which leaves no temporary files to clean up."""
+    if not _standalone:  # called in-process (click's CliRunner, an embedding program): exit normally
+        sys.exit(code)
+    from . import prefetch
+
+    prefetch.discard_all()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+_standalone = False
+
+
+def entry() -> None:
+    """The `onnxdoctor` console script and `python -m onnxdoctor`: this process is ours to end."""
+    global _standalone
+    _standalone = True
+    main()
 
 
 @main.command()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from . import parallel as par
 from . import suppressions
 from .checks.mod.unused_suppression import UnusedSuppression
 from .findings import Finding
@@ -13,17 +12,12 @@ from .rule import Context, Rule
 from .target import Target
 
 
-# Rules run by the helper process in a parallel check: the graph-hygiene family (pattern matching,
-# constant folding analysis) costs about as much as all the others together on big models.
-OFFLOADED_FAMILIES = frozenset({"GRF"})
-
-
-def analyze(model: Model, target: Target, rules: Iterable[Rule], *, parallel: bool = False) -> list[Finding]:
-    """Findings of `rules` on `model`. With `parallel`, a big model's GRF rules run in a helper
-    process (parallel.py) while this one runs the others; the findings are the same either way."""
+def analyze(model: Model, target: Target, rules: Iterable[Rule]) -> list[Finding]:
     ctx = Context(model, target)
+    findings: list[Finding] = []
     rules = list(rules)
-    findings = _run_rules(ctx, rules, parallel)
+    for rule in rules:
+        findings.extend(rule.check(ctx))
     entries = suppressions.entries_of(model.proto)
     if entries:
         findings, unused = suppressions.apply(findings, entries)
@@ -44,26 +38,6 @@ def analyze(model: Model, target: Target, rules: Iterable[Rule], *, parallel: bo
     # their node's position; the name lookup (a walk over every node) is only for others.
     order = _node_order(model) if any(not f.order and f.location.node is not None for f in findings) else {}
     findings.sort(key=lambda f: (f.order or order.get((f.location.subgraph, f.location.node), (-1,)), f.code, f.message))
-    return findings
-
-
-def _run_rules(ctx: Context, rules: list[Rule], parallel: bool) -> list[Finding]:
-    findings: list[Finding] = []
-    offload = [r for r in rules if r.family in OFFLOADED_FAMILIES]
-    if not (parallel and offload and len(offload) < len(rules) and par.worth_it(ctx.model.node_count)):
-        for rule in rules:
-            findings.extend(rule.check(ctx))
-        return findings
-    ctx.op_index()  # shared: built once, before the fork
-    with par.Helper(lambda: [f for r in offload for f in r.check(ctx)]) as helper:
-        for rule in rules:
-            if rule not in offload:
-                findings.extend(rule.check(ctx))
-        try:
-            findings.extend(helper.result())
-        except par.HelperFailed:
-            for rule in offload:  # run them here; a rule's own exception then surfaces with its traceback
-                findings.extend(rule.check(ctx))
     return findings
 
 

@@ -230,6 +230,17 @@ class Graph:
             g = g.outer
         return None
 
+    def rank_of(self, tensor: str) -> int | None:
+        """Rank only (None = unknown), without parsing the shape."""
+        g: Graph | None = self
+        while g is not None:
+            if tensor in g.types:
+                return g.types.rank(tensor)
+            if tensor in g.producers or tensor in g.initializers or tensor in g.inputs:
+                return None
+            g = g.outer
+        return None
+
     def elem_type_of(self, tensor: str) -> int:
         """Element type only (0 = unknown): much cheaper than type_of for rules that need nothing else."""
         g: Graph | None = self
@@ -270,9 +281,13 @@ class Graph:
     def op_positions(self) -> dict[str, list[int]]:
         """op_type -> indices of this graph's standard-domain nodes of that type."""
         out: dict[str, list[int]] = {}
-        for i, n in enumerate(self.nodes):
-            if n.domain in ("", "ai.onnx"):
-                out.setdefault(n.op_type, []).append(i)
+        for i, (op, domain) in enumerate(zip([n.op_type for n in self.nodes], [n.domain for n in self.nodes])):
+            if domain in ("", "ai.onnx"):
+                hit = out.get(op)
+                if hit is None:
+                    out[op] = [i]
+                else:
+                    hit.append(i)
         return out
 
     def is_used(self, tensor: str) -> bool:
@@ -361,15 +376,8 @@ class ExternalRef(NamedTuple):
 
 
 def _external_ref(t: TensorProto) -> ExternalRef:
-    loc, offset, length = "", "0", ""
-    for e in t.external_data:
-        k = e.key
-        if k == "location":
-            loc = e.value
-        elif k == "offset":
-            offset = e.value
-        elif k == "length":
-            length = e.value
+    entries = {e.key: e.value for e in t.external_data}
+    loc, offset, length = entries.get("location", ""), entries.get("offset", "0"), entries.get("length", "")
     try:
         return ExternalRef(t.name, loc, int(offset or 0), int(length) if length else None)
     except ValueError:
@@ -839,18 +847,26 @@ _LFS_PREFIX = b"version https://git-lfs.github.com/spec"
 
 
 def load(path: str | os.PathLike, *, infer_shapes: bool = True, shapes: dict | None = None,
-         parallel: bool = False) -> Model:
+         use_prefetch: bool = False) -> Model:
     """Read a model file: graph structure only, external weights untouched. Raises ModelLoadError.
-    `shapes` ({input: dims}) freezes graph-input dimensions before shape inference. With `parallel`,
-    a big model's shape inference runs in a helper process while this one validates and indexes."""
-    p = Path(path)
-    shown = str(path)
+    `shapes` ({input: dims}) freezes graph-input dimensions before shape inference. With `use_prefetch`,
+    the shape inference started by `prefetch.start(path)` in a helper process is used, if any."""
+    from . import prefetch
+
+    try:
+        return _load(Path(path), str(path), infer_shapes, shapes, use_prefetch)
+    finally:
+        prefetch.discard(path)  # a result not taken (error, frozen shapes, no inference) is not wanted
+
+
+def _load(p: Path, shown: str, infer_shapes: bool, shapes: dict | None, use_prefetch: bool) -> Model:
     if not p.exists():
         raise ModelLoadError(shown, "no such file")
     if p.is_dir():
         raise ModelLoadError(shown, "is a directory, not a model file")
     try:
-        size = p.stat().st_size
+        st = p.stat()
+        size = st.st_size
         if size == 0:
             raise ModelLoadError(shown, "empty file")
         if size > PROTOBUF_LIMIT:
@@ -862,8 +878,14 @@ def load(path: str | os.PathLike, *, infer_shapes: bool = True, shapes: dict | N
     if data.startswith(_LFS_PREFIX):
         raise ModelLoadError(shown, "is a Git LFS pointer, not the model itself; run `git lfs pull` to fetch it")
     proto = _parse(shown, data)
+    del data
     model = Model(proto, shown, base_dir=p.resolve().parent)
-    _prepare(model, infer_shapes, shapes, data if parallel else None)
+    if use_prefetch and infer_shapes and not shapes:  # frozen shapes change the graph before inference
+        from . import prefetch
+
+        _prepare(model, infer_shapes, shapes, lambda: prefetch.take(p, st))
+    else:
+        _prepare(model, infer_shapes, shapes)
     return model
 
 
@@ -884,34 +906,38 @@ def from_proto(
     return model
 
 
-def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, data: bytes | None = None) -> None:
+def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, inferred_elsewhere=None) -> None:
     """Freeze input shapes, validate tensors, run shape inference, build the graph views once and
     validate structure. Inference runs on the unvalidated graph: it is linear without data propagation
-    and survives cycles. Given the file's bytes (`data`) and a big enough model, inference runs in a
-    helper process (parallel.py) during validation and view building."""
+    and survives cycles. `inferred_elsewhere()` returns a helper process's inference result, if any
+    (prefetch.take): then the views are built first and typed when it is collected."""
+    _validate_tensors(model, model.proto.graph, "the main graph", 0)
     if shapes:
         from .shapes import freeze_inputs
 
         model.frozen_inputs = tuple(freeze_inputs(model.proto, shapes, model.path))
-    helper = None
-    if infer_shapes and data is not None:
-        from . import parallel
-
-        if parallel.worth_it(len(model.proto.graph.node)):
-            src = model.proto.SerializeToString() if shapes else data
-            helper = parallel.Helper(lambda: _infer_bytes(src))
-    try:
-        _validate_tensors(model, model.proto.graph, "the main graph", 0)
-        if helper is None:
-            if infer_shapes:
-                run_shape_inference(model)
-            _validate(model)
-        else:
-            _validate(model)
-            _collect_inference(model, helper)
-    finally:
-        if helper is not None:
-            helper.close()
+    if inferred_elsewhere is None:
+        if infer_shapes:
+            run_shape_inference(model)
+        _validate(model)
+        return
+    _validate(model)
+    result = inferred_elsewhere()
+    if result is None:
+        run_shape_inference(model)
+        return
+    ok, payload = result
+    if ok:
+        inferred = ModelProto()
+        try:
+            inferred.ParseFromString(payload)
+        except DecodeError:
+            run_shape_inference(model)
+            return
+    else:
+        model.shape_inference_error = payload.decode("utf-8", "replace")
+        inferred = _lenient(model)
+    model.attach_types(inferred)
 
 
 def _parse(shown: str, data: bytes) -> ModelProto:
@@ -989,7 +1015,7 @@ def _where(g: Graph) -> str:
 
 def _check_tensor(model: Model, t: TensorProto, where: str) -> None:
     shown = model.path
-    dims = t.dims
+    dims = t.dims[:]
     n = math.prod(dims)
     if dims and min(dims) < 0:
         raise ModelLoadError(shown, f"initializer {t.name!r} in {where} has a negative dimension {list(dims)}")
@@ -1123,34 +1149,6 @@ def _lenient(model: Model) -> ModelProto:
         return _infer(model.proto, strict=False)
     except Exception:  # noqa: BLE001
         return model.proto
-
-
-def _infer_bytes(data: bytes) -> tuple[bool, bytes | str]:
-    """Strict shape inference on a serialized model, in a helper process: (True, inferred model bytes)
-    or (False, the inferencer's message)."""
-    from onnx.onnx_cpp2py_export import shape_inference as c_inference
-
-    try:
-        return True, c_inference.infer_shapes(data, False, True, False)
-    except Exception as e:  # noqa: BLE001 - same handling as run_shape_inference
-        return False, _inference_message(e)
-
-
-def _collect_inference(model: Model, helper) -> None:
-    from .parallel import HelperFailed
-
-    try:
-        ok, out = helper.result()
-    except HelperFailed:
-        run_shape_inference(model)  # the helper died or could not run: do it here
-        return
-    if ok:
-        inferred = ModelProto()
-        inferred.ParseFromString(out)
-    else:
-        model.shape_inference_error = out
-        inferred = _lenient(model)
-    model.attach_types(inferred)
 
 
 def _infer(proto: ModelProto, *, strict: bool) -> ModelProto:

@@ -135,8 +135,7 @@ class _View:
         return None if v is None else tuple(v.shape)
 
     def rank(self, tensor: str) -> int | None:
-        t = self.g.type_of(tensor)
-        return None if t is None else t.rank
+        return self.g.rank_of(tensor)
 
 
 def _close(value: float | None, expected: float, tensor_dtype: int = 0) -> bool:
