@@ -290,6 +290,12 @@ class Graph:
                     hit.append(i)
         return out
 
+    @functools.cached_property
+    def may_nest(self) -> bool:
+        """Whether any node can carry a subgraph: a control-flow op, or an op of another domain."""
+        positions = self.op_positions
+        return any(op in positions for op in GRAPH_ATTR_OPS) or sum(map(len, positions.values())) != len(self.nodes)
+
     def is_used(self, tensor: str) -> bool:
         return bool(self.consumers.get(tensor)) or tensor in self.outputs
 
@@ -592,6 +598,9 @@ class ConstantView:
         self.graph = graph
         self._const: dict[str, bool] = {}
         self._value: dict[str, np.ndarray | None] = {}
+        # Indices of the nodes (other than Constant) whose outputs are all constant; known after the
+        # forward pass, None when the graph needed the per-tensor search instead.
+        self.computed_constants: list[int] | None = None
         if graph.topo_sorted:
             self._forward()
 
@@ -605,7 +614,8 @@ class ConstantView:
         for name in g.initializers:
             const[name] = True
         outer = None
-        for node, ins, outs in zip(g.nodes, g.node_inputs, g.node_outputs):
+        computed: list[int] = []
+        for k, (node, ins, outs) in enumerate(zip(g.nodes, g.node_inputs, g.node_outputs)):
             op = node.op_type
             if node.domain not in ("", "ai.onnx"):
                 value = False
@@ -633,6 +643,9 @@ class ConstantView:
             for o in outs:
                 if o:
                     const[o] = value
+            if value and op != "Constant" and any(outs):
+                computed.append(k)
+        self.computed_constants = computed
 
     def _owner(self, tensor: str) -> tuple[Graph, ConstantView] | None:
         g: Graph | None = self.graph
@@ -1086,28 +1099,24 @@ def _check_structure(model: Model, g: Graph, where: str) -> None:
         outer_names |= set(o.inputs) | set(o.initializers) | set(o.producers)
         o = o.outer
     # subgraph-implicit inputs: a body may reference anything in an enclosing scope
-    defined = known | g.producers.keys() | outer_names
-    for i, ins in enumerate(g.node_inputs):
-        for inp in ins:
-            if inp and inp not in defined:
-                node = g.nodes[i]
-                label = node.name or f"{node.op_type}#{i}"
-                raise ModelLoadError(shown, f"node {label!r} ({node.op_type}) in {where} reads {inp!r}, which no node, input or initializer defines")
-    for out in g.outputs:
-        if out and out not in defined:
-            raise ModelLoadError(shown, f"graph output {out!r} of {where} is not produced by any node, input or initializer")
-    # onnx-tensorrt sorts nodes itself, so only a cycle is fatal. Most graphs are already sorted:
-    # one pass proves it; Kahn's algorithm runs only when they are not.
+    producers = g.producers
+    # One pass: every input must be defined somewhere (in this graph or an enclosing one), and most
+    # graphs are already topologically sorted, which the same pass proves. onnx-tensorrt sorts nodes
+    # itself, so only a cycle is fatal: Kahn's algorithm runs only for unsorted graphs.
     seen = set(known) | outer_names
     in_order = True
-    for ins, outs in zip(g.node_inputs, g.node_outputs):
+    for i, (ins, outs) in enumerate(zip(g.node_inputs, g.node_outputs)):
         for inp in ins:
             if inp and inp not in seen:
+                if inp not in producers:
+                    node = g.nodes[i]
+                    label = node.name or f"{node.op_type}#{i}"
+                    raise ModelLoadError(shown, f"node {label!r} ({node.op_type}) in {where} reads {inp!r}, which no node, input or initializer defines")
                 in_order = False
-                break
-        if not in_order:
-            break
         seen.update(outs)
+    for out in g.outputs:
+        if out and out not in seen:
+            raise ModelLoadError(shown, f"graph output {out!r} of {where} is not produced by any node, input or initializer")
     if in_order:
         g.topo_sorted = True
         return

@@ -69,12 +69,15 @@ class ConstantFoldableSubgraph(Rule):
             cv = ctx.model.constants(g)
             nodes = g.nodes
             foldable: set[int] = set()
-            for i, node in enumerate(nodes):
-                if node.op_type == "Constant" or node.domain not in ("", "ai.onnx"):
-                    continue
-                outs = [o for o in g.node_outputs[i] if o]
-                if outs and all(cv.is_constant(o) for o in outs):
-                    foldable.add(i)
+            if cv.computed_constants is not None:
+                foldable.update(cv.computed_constants)
+            else:
+                for i, node in enumerate(nodes):
+                    if node.op_type == "Constant" or node.domain not in ("", "ai.onnx"):
+                        continue
+                    outs = [o for o in g.node_outputs[i] if o]
+                    if outs and all(cv.is_constant(o) for o in outs):
+                        foldable.add(i)
             if not foldable:
                 continue
             parent = {i: i for i in foldable}

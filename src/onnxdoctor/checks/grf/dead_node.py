@@ -52,6 +52,7 @@ class DeadNode(Rule):
     def check(self, ctx: Context):
         for g in ctx.model.graphs:
             nodes = g.nodes
+            nests = g.may_nest
             live: set[int] = set()
             stack = [g.producers[o][0] for o in g.outputs if o in g.producers]
             while stack:
@@ -60,7 +61,7 @@ class DeadNode(Rule):
                     continue
                 live.add(i)
                 reads = g.node_inputs[i]
-                if has_subgraph(nodes[i]):
+                if nests and has_subgraph(nodes[i]):
                     reads = [*reads, *subgraph_names(nodes[i])]
                 for inp in reads:
                     hit = g.producers.get(inp)
