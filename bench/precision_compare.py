@@ -143,7 +143,7 @@ def main() -> int:
     ap.add_argument("--synthetic", action="store_true", help="add the transformer block of tests/test_mixed_precision.py")
     ap.add_argument("--target", default="fp16")
     ap.add_argument("--models", default=str(ROOT / "fixtures/models/real/*-torchscript-opset14.onnx"))
-    ap.add_argument("--tools", default="onnxdoctor,onnxdoctor-lean,autocast,occ")
+    ap.add_argument("--tools", default="onnxdoctor,onnxdoctor-keepnorm,autocast,occ")
     ap.add_argument("--json", default=str(OUT / "results.json"))
     args = ap.parse_args()
     if args.worker:
@@ -175,10 +175,10 @@ def main() -> int:
         for tool in args.tools.split(","):
             dst = OUT / f"{name}.{tool}.{args.target}{'.stress' if args.stress else ''}.onnx"
             row = {"model": name, "tool": tool}
-            if tool in ("onnxdoctor", "onnxdoctor-lean"):
-                # lean: LayerNorm/RMSNorm statistics left to evidence (keep_norm_stats=False)
+            if tool in ("onnxdoctor", "onnxdoctor-keepnorm"):
+                # keepnorm: decomposed LayerNorm/RMSNorm statistics kept FP32 regardless of evidence
                 t0 = time.perf_counter()
-                res = mp.convert(original, args.target, feeds=feeds, keep_norm_stats=tool == "onnxdoctor")
+                res = mp.convert(original, args.target, feeds=feeds, keep_norm_stats=tool == "onnxdoctor-keepnorm")
                 row["seconds"] = time.perf_counter() - t0
                 row["proof"] = "pass" if res.passed else "FAIL"
                 row["retries"] = res.retries

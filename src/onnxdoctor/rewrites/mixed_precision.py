@@ -283,10 +283,14 @@ def _norm_nodes(model: onnx.ModelProto) -> dict[str, str]:
 
 def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[str, ...] = (), max_abs: float | None = None,
          observed: dict[str, Stat] | None = None, extra_keep: dict[str, str] | None = None,
-         types: dict[str, int] | None = None, keep_norm_stats: bool = True) -> list[Decision]:
+         types: dict[str, int] | None = None, keep_norm_stats: bool = False) -> list[Decision]:
     """Decide, for every node of the main graph that touches FLOAT tensors, whether it stays FP32.
     `model` must have named nodes (convert names unnamed ones). Movement ops and Casts are decided
-    after compute nodes: they follow their data input / their consumers."""
+    after compute nodes: they follow their data input / their consumers.
+
+    Sensitivity rules that guard against unknown values (decomposed LayerNorm/RMSNorm statistics, Pow)
+    apply only to nodes the reference run did not observe: where it did, its ranges decide. With
+    `keep_norm_stats` the normalization statistics stay FP32 regardless."""
     tt = TARGETS[target_type]
     T = target_type.upper()
     limit = FP16_MAX if tt == TP.FLOAT16 else BF16_MAX
@@ -297,7 +301,7 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
     g = model.graph
     opset = _opset(model)
     consts = _constants(model)
-    norms = _norm_nodes(model) if keep_norm_stats else {}
+    norms = _norm_nodes(model)
 
     def is_float(t: str) -> bool:
         return bool(t) and types.get(t) == TP.FLOAT
@@ -354,7 +358,7 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
             decisions.append(Decision(n.name, n.op_type, False, "data movement: follows its input", "movement"))
             continue
         reason = _keep_reason(n, opset, tt, T, max_abs, keep_fp32, observed, huge, static, consts, norms, extra_keep,
-                              floats_in, floats_out)
+                              floats_in, floats_out, keep_norm_stats)
         kind = "shape" if reason and reason.startswith("shape") else "compute"
         if reason:
             decisions.append(Decision(n.name, n.op_type, True, reason.replace("{T}", T), kind))
@@ -373,8 +377,9 @@ def _extreme(v: np.ndarray) -> float:
 
 
 def _keep_reason(n, opset, tt, T, max_abs, keep_fp32, observed, huge, static, consts, norms, extra_keep,
-                 floats_in, floats_out) -> str | None:
-    """Why node `n` must stay FP32, or None. Checked in order: user, schema, static data, range, sensitivity."""
+                 floats_in, floats_out, keep_norm_stats=False) -> str | None:
+    """Why node `n` must stay FP32, or None. Checked in order: user, schema, static data, range, sensitivity.
+    Sensitivity rules stand in for evidence: they apply where the reference run observed nothing."""
     for pat in keep_fp32:
         if fnmatch.fnmatchcase(n.op_type, pat) or fnmatch.fnmatchcase(n.name, pat):
             return f"user override --keep-fp32 {pat}"
@@ -394,8 +399,9 @@ def _keep_reason(n, opset, tt, T, max_abs, keep_fp32, observed, huge, static, co
                 return f"{n.op_type} has no {T} input type in opset {opset}"
     if all(i in static for i in n.input if i):
         return "shape/constant arithmetic: no runtime data (TensorRT folds it), kept exact"
-    if n.name in norms:
-        return norms[n.name]
+    seen = bool(floats_out) and all(t in observed for t in floats_out)
+    if n.name in norms and (keep_norm_stats or not seen):
+        return norms[n.name] + ("" if keep_norm_stats else " (not observed by the reference run)")
     for t in (*floats_in, *floats_out):
         if t in huge:
             return huge[t] if t in consts else f"{'input' if t in floats_in else 'output'} {t!r} {huge[t]}"
@@ -411,8 +417,9 @@ def _keep_reason(n, opset, tt, T, max_abs, keep_fp32, observed, huge, static, co
                 if nz.size and float((nz < FP16_TINY).mean()) > 0.1:
                     return f"constant {t!r} ({float(nz.min()):.3g}) flushes to 0 in FP16"
     op = n.op_type
-    if op == "Pow":
-        return "Pow: x**p leaves the {T} range quickly (x**2 > 65504 from |x| > 256)" if tt == TP.FLOAT16 else "Pow: sensitive power, kept FP32"
+    if op == "Pow" and not seen:
+        return ("Pow on values the reference run did not observe: x**p leaves the {T} range quickly (x**2 > 65504 from |x| > 256)"
+                if tt == TP.FLOAT16 else "Pow on values the reference run did not observe: sensitive power, kept FP32")
     if op in _REDUCTIONS and floats_in:
         st_in, st_out = observed.get(floats_in[0]), observed.get(floats_out[0]) if floats_out else None
         if st_in is not None and st_out is not None:
@@ -878,12 +885,14 @@ def _widen(model: onnx.ModelProto, around: str, radius: int, decisions: list[Dec
 def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types: bool = True, keep_fp32: tuple[str, ...] = (),
             max_abs: float | None = None, feeds: dict[str, np.ndarray] | None = None, reference: dict | None = None,
             tolerance: tuple[float, float] | None = None, prove: bool = True, observe_activations: bool = True,
-            max_retries: int = MAX_RETRIES, seed: int = 0, shapes: dict | None = None, keep_norm_stats: bool = True,
+            max_retries: int = MAX_RETRIES, seed: int = 0, shapes: dict | None = None, keep_norm_stats: bool = False,
             log=None) -> ConversionResult:
     """Convert an FP32 model to mixed FP16/BF16. With `observe_activations`/`prove` (default) the model
     runs in ONNX Runtime on `feeds` (generated when None); `reference` (outputs of the original) is
     accepted for API symmetry with fix — the layerwise proof reruns the reference chunk by chunk.
-    `keep_norm_stats=False` lets LayerNorm/RMSNorm statistics convert unless other evidence keeps them."""
+    LayerNorm/RMSNorm statistics and Pow convert unless evidence keeps them (observed ranges beyond
+    `max_abs`, large reductions, tiny constants, a failed proof); `keep_norm_stats=True` keeps the
+    statistics FP32 regardless."""
     from .. import prove as proving
 
     if target_type not in TARGETS:
@@ -948,9 +957,9 @@ class ConvertPrecision(Rewrite):
     Converts float tensors, initializers and constants to the `--precision` type (fp16 or bf16), keeping
     in FP32 the nodes that evidence says need it, each with its reason: constants beyond the target's
     range (attention masks of -1e9) and everything they reach up to a bounded op such as Softmax;
-    constants that flush to zero (epsilons); decomposed LayerNorm/RMSNorm statistics; Pow; large
-    reductions; Exp/Log on unknown ranges; activations that a reference run in ONNX Runtime sees beyond
-    `max_abs` (8192 for FP16). Casts are inserted at the boundaries of FP32 regions (one per tensor and
+    constants that flush to zero (epsilons); large reductions; Exp/Log on unknown ranges; activations
+    that a reference run in ONNX Runtime sees beyond `max_abs` (8192 for FP16); and, where that run
+    observed nothing, decomposed LayerNorm/RMSNorm statistics and Pow. Casts are inserted at the boundaries of FP32 regions (one per tensor and
     type, widen-narrow pairs cancelled); graph inputs and outputs keep their types. The result is proven
     layer by layer against the FP32 model; if outputs leave the tolerance, the FP32 set widens around the
     first divergence and the conversion is retried (at most 4 times).
