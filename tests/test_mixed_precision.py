@@ -127,16 +127,32 @@ def test_transformer_block_keeps_mask_and_unfused_layernorm_where_evidence_says(
     # the -1e9 mask: where it is made, where it meets the scores, and the Softmax reading it
     assert {"m", "sm", "p"} <= set(reasons)
     assert "-1e+09" in reasons["m"] and "FP16 range" in reasons["m"]
-    # the unfused LayerNorm: its epsilon (1e-12) flushes to zero in FP16, so the Add of it stays FP32;
-    # the statistics themselves are tame on these inputs (observed) and convert
-    assert "flushes to 0" in reasons["ve"]
-    assert set(reasons) == {"m", "sm", "p", "ve"}
+    # the unfused LayerNorm: its statistics are tame on these inputs (observed) and convert; its epsilon
+    # (1e-12) flushes to zero in FP16, but every observed variance is so large that adding it changes
+    # nothing even in FP32
+    assert set(reasons) == {"m", "sm", "p"}
+    assert "observed" in {d.node: d.reason for d in res.decisions}["ve"]
     # the matrix multiplications run in FP16, with FP16 weights
     inits = {t.name: t.data_type for t in res.model.graph.initializer}
     assert inits["wq"] == TP.FLOAT16 and inits["neg"] == TP.FLOAT
     assert_strongly_typed(res.model)
     w = res.outputs[0]
     assert w.tensor == "y" and w.max_abs_diff < 1e-2
+
+
+def test_flushing_epsilon_stays_fp32_where_the_variance_reaches_zero():
+    """FP16 flushes the epsilon 1e-12 to 0. It is negligible next to every variance the reference run
+    saw, so its Add converts; if a variance of 0 had been seen (a row of identical values), epsilon is
+    all that keeps 1/sqrt finite and the Add stays FP32."""
+    m = block_model()
+    observed = mp.observe(m, block_feeds())
+    assert observed["var"].floor > 1e-6
+    kept_nodes = {d.node: d.reason for d in mp.plan(m, "fp16", observed=observed) if d.kept_fp32}
+    assert "ve" not in kept_nodes
+    v = observed["var"]
+    observed["var"] = mp.Stat(v.peak, v.shape, v.dtype, 0.0)
+    kept_nodes = {d.node: d.reason for d in mp.plan(m, "fp16", observed=observed) if d.kept_fp32}
+    assert "flushes to 0" in kept_nodes["ve"]
 
 
 def test_keep_norm_stats_keeps_the_layernorm_statistics_fp32_regardless():

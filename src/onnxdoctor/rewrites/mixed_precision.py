@@ -65,6 +65,7 @@ class Stat:
     peak: float
     shape: tuple[int, ...]
     dtype: str
+    floor: float = 0.0  # smallest finite |x| seen (0.0 when a zero, or nothing finite, was seen)
 
 
 @dataclass
@@ -246,12 +247,13 @@ def observe(model: onnx.ModelProto, feeds: dict[str, np.ndarray], *, progress=No
 
 
 def _stat(arr: np.ndarray) -> Stat:
-    peak = 0.0
+    peak = floor = 0.0
     if arr.dtype.kind == "f" and arr.size:
         # ±inf stays ±inf in FP16/BF16 (a -inf mask behaves the same): only finite magnitudes count.
         a = np.abs(arr[np.isfinite(arr)])
-        peak = float(a.max()) if a.size else 0.0
-    return Stat(peak, tuple(int(d) for d in arr.shape), str(arr.dtype))
+        if a.size:
+            peak, floor = float(a.max()), float(a.min())
+    return Stat(peak, tuple(int(d) for d in arr.shape), str(arr.dtype), floor)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,6 +371,16 @@ def plan(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[
     return decisions
 
 
+def _negligible_addend(n, const: str, magnitude: float, observed: dict[str, Stat]) -> bool:
+    """An added constant (a LayerNorm epsilon) that flushes to 0 in FP16 matters only where the other
+    operand comes near 0. True when every observed |other| is so large that the constant is below half
+    an FP32 ulp of it: adding it changes nothing even in FP32, so losing it in FP16 changes nothing."""
+    others = [i for i in n.input if i and i != const]
+    if len(others) != 1 or others[0] not in observed:
+        return False
+    return magnitude < observed[others[0]].floor * 2.0**-25
+
+
 def _extreme(v: np.ndarray) -> float:
     f = v[np.isfinite(v)]
     if f.size != v.size:
@@ -415,6 +427,8 @@ def _keep_reason(n, opset, tt, T, max_abs, keep_fp32, observed, huge, static, co
                 a = np.abs(v[np.isfinite(v)])
                 nz = a[a > 0]
                 if nz.size and float((nz < FP16_TINY).mean()) > 0.1:
+                    if n.op_type in ("Add", "Sub") and _negligible_addend(n, t, float(nz.max()), observed):
+                        continue
                     return f"constant {t!r} ({float(nz.min()):.3g}) flushes to 0 in FP16"
     op = n.op_type
     if op == "Pow" and not seen:
