@@ -1,0 +1,111 @@
+"""Shape inference in a helper process (prefetch.py, _infer_worker.py): same result as in-process,
+used only for the very file it read, and never required."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxdoctor import api, model as model_mod, prefetch
+
+pytestmark = pytest.mark.skipif(not prefetch.usable(), reason="needs two usable cores")
+
+
+def _big_model(path, *, inconsistent: bool = False):
+    """Big enough for the helper (an inline weight of ~600 KiB), with shapes to infer through a
+    Shape -> Gather -> Concat -> Reshape chain."""
+    w = numpy_helper.from_array(np.ones((400, 400), np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+        helper.make_node("Shape", ["h"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["b"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["b", "zero1"], ["b1"], name="unsq"),
+        helper.make_node("Concat", ["b1", "tail"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["h", "target"], ["r"], name="reshape"),
+        helper.make_node("Relu", ["r"], ["y"], name="relu"),
+    ]
+    inits = [w, numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero1"),
+             numpy_helper.from_array(np.array([20, 20], np.int64), "tail")]
+    x_shape = ["batch", 400]
+    if inconsistent:  # strict shape inference fails: the MatMul inner dims disagree
+        x_shape = ["batch", 399]
+    g = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(m, path)
+    assert os.path.getsize(path) >= prefetch.MIN_BYTES
+    return path
+
+
+def _types(m: model_mod.Model) -> dict:
+    return {name: m.main.types.get(name) for name in sorted(m.main.types.names())}
+
+
+def test_helper_inference_is_used_and_equals_in_process(tmp_path):
+    path = str(_big_model(tmp_path / "big.onnx"))
+    prefetch.start(path)
+    assert prefetch._key(path) in prefetch._pending
+    got = model_mod.load(path, use_prefetch=True)
+    assert prefetch._key(path) not in prefetch._pending  # taken
+    ref = model_mod.load(path)
+    assert _types(got) == _types(ref)
+    assert got.main.types.get("h").shape == ("batch", 400) and got.main.types.get("r").rank == 3
+    assert got.shape_inference_error is None and ref.shape_inference_error is None
+
+
+def test_inference_error_from_the_helper_is_the_same_finding(tmp_path):
+    path = str(_big_model(tmp_path / "bad.onnx", inconsistent=True))
+    prefetch.start(path)
+    got = model_mod.load(path, use_prefetch=True)
+    ref = model_mod.load(path)
+    assert ref.shape_inference_error and got.shape_inference_error == ref.shape_inference_error
+    assert _types(got) == _types(ref)
+
+
+def test_a_file_changed_after_the_helper_read_it_is_inferred_again(tmp_path):
+    path = str(_big_model(tmp_path / "big.onnx"))
+    prefetch.start(path)
+    _big_model(tmp_path / "big.onnx", inconsistent=True)  # rewritten: new size or mtime
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    got = model_mod.load(path, use_prefetch=True)
+    assert got.shape_inference_error  # inferred from the new content, not the helper's old result
+
+
+def test_a_failing_helper_is_not_needed(tmp_path, monkeypatch):
+    broken = tmp_path / "worker.py"
+    broken.write_text("import sys; sys.exit(3)\n")
+    monkeypatch.setattr(prefetch, "_WORKER", str(broken))
+    path = str(_big_model(tmp_path / "big.onnx"))
+    prefetch.start(path)
+    got = model_mod.load(path, use_prefetch=True)
+    assert _types(got) == _types(model_mod.load(path))
+
+
+def test_small_files_and_frozen_shapes_do_not_use_a_helper(tmp_path):
+    small = tmp_path / "small.onnx"
+    onnx.save(helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]), opset_imports=[helper.make_opsetid("", 17)]), small)
+    prefetch.start(small)
+    assert prefetch._key(small) not in prefetch._pending
+    path = str(_big_model(tmp_path / "big.onnx"))
+    prefetch.start(path)
+    m = model_mod.load(path, use_prefetch=True, shapes={"x": [2, 400]})
+    assert prefetch._key(path) not in prefetch._pending  # discarded: the frozen graph is inferred here
+    assert m.main.types.get("h").shape == (2, 400)
+
+
+def test_check_reports_the_same_with_and_without_helper(tmp_path, run_cli):
+    path = _big_model(tmp_path / "big.onnx")
+    with_helper = run_cli("check", path, "--format", "json")
+    alone = run_cli("check", path, "--format", "json", "-j", "1")
+    assert with_helper.returncode == alone.returncode
+    assert json.loads(with_helper.stdout) == json.loads(alone.stdout)
+    assert api.check(str(path), jobs=None).models[0].findings == api.check(str(path), jobs=1).models[0].findings
