@@ -56,3 +56,13 @@ def first_supporting(target: Target, op: str) -> str | None:
 def versions_resolving(target: Target, model: Model, node: NodeRef, wanted: set[Resolution]) -> tuple[str, ...]:
     kb = target.kb
     return tuple(v for v in kb.versions if resolve(kb.release(v), target, model, node) in wanted)
+
+
+def groups_resolving(ctx, wanted: Resolution, *, standard_only: bool = False):
+    """(op_type, its nodes, releases where it resolves the same way) for each (domain, op_type) of the
+    model that the target release resolves as `wanted`; resolution depends on the pair only."""
+    for (domain, op), refs in ctx.op_index().items():
+        if standard_only and domain:
+            continue
+        if resolve(ctx.release, ctx.target, ctx.model, refs[0]) is wanted:
+            yield op, refs, versions_resolving(ctx.target, ctx.model, refs[0], {wanted})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._support import Resolution, resolve, versions_resolving
+from ._support import Resolution, groups_resolving
 
 
 class PluginOperator(Rule):
@@ -47,11 +47,8 @@ class PluginOperator(Rule):
     summary = "node imported through a TensorRT plugin"
 
     def check(self, ctx: Context):
-        for (_, op), refs in ctx.op_index().items():
-            if resolve(ctx.release, ctx.target, ctx.model, refs[0]) is not Resolution.PLUGIN:
-                continue
+        for op, refs, versions in groups_resolving(ctx, Resolution.PLUGIN):
             src = "named with --plugin" if op in ctx.target.plugins else "built-in"
-            versions = versions_resolving(ctx.target, ctx.model, refs[0], {Resolution.PLUGIN})
             for node in refs:
                 yield self.finding(
                     ctx,

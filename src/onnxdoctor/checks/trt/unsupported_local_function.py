@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._support import Resolution, resolve, versions_resolving
+from ._support import Resolution, groups_resolving
 
 
 class UnsupportedLocalFunction(Rule):
@@ -47,10 +47,7 @@ class UnsupportedLocalFunction(Rule):
     def check(self, ctx: Context):
         if not ctx.model.local_functions:
             return
-        for (_, op), refs in ctx.op_index().items():
-            if resolve(ctx.release, ctx.target, ctx.model, refs[0]) is not Resolution.FUNCTION_UNSUPPORTED:
-                continue
-            versions = versions_resolving(ctx.target, ctx.model, refs[0], {Resolution.FUNCTION_UNSUPPORTED})
+        for op, refs, versions in groups_resolving(ctx, Resolution.FUNCTION_UNSUPPORTED):
             for node in refs:
                 yield self.finding(
                     ctx,

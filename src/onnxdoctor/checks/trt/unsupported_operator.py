@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
-from ._support import Resolution, first_supporting, resolve, versions_resolving
+from ._support import Resolution, first_supporting, groups_resolving
 
 
 def _substitution(op: str, domain: str) -> Fix | None:
@@ -57,12 +57,10 @@ class UnsupportedOperator(Rule):
     summary = "ONNX operator without an importer in this TensorRT release"
 
     def check(self, ctx: Context):
-        for (domain, op), refs in ctx.op_index().items():
-            if domain or resolve(ctx.release, ctx.target, ctx.model, refs[0]) is not Resolution.NONE:
-                continue
-            yield from self._report(ctx, op, refs)
+        for op, refs, versions in groups_resolving(ctx, Resolution.NONE, standard_only=True):
+            yield from self._report(ctx, op, refs, versions)
 
-    def _report(self, ctx: Context, op: str, refs):
+    def _report(self, ctx: Context, op: str, refs, versions):
         first = first_supporting(ctx.target, op)
         if op in ctx.release.removed_plugins:
             msg = f"{op} has no importer, and the plugin of that name was removed in TensorRT {ctx.release.version.split('.')[0]}.x"
@@ -76,7 +74,6 @@ class UnsupportedOperator(Rule):
         else:
             msg = f"{op} is not supported by any TensorRT release's ONNX parser"
             hint = f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
-        versions = versions_resolving(ctx.target, ctx.model, refs[0], {Resolution.NONE})
         fix = _substitution(op, "")
         for node in refs:
             yield self.finding(ctx, msg, node=node, hint=hint, versions=versions, fix=fix)
