@@ -143,7 +143,7 @@ def main() -> int:
     ap.add_argument("--synthetic", action="store_true", help="add the transformer block of tests/test_mixed_precision.py")
     ap.add_argument("--target", default="fp16")
     ap.add_argument("--models", default=str(ROOT / "fixtures/models/real/*-torchscript-opset14.onnx"))
-    ap.add_argument("--tools", default="onnxdoctor,onnxdoctor-keepnorm,autocast,occ")
+    ap.add_argument("--tools", default="onnxdoctor,onnxdoctor-fix,onnxdoctor-keepnorm,autocast,occ")
     ap.add_argument("--json", default=str(OUT / "results.json"))
     args = ap.parse_args()
     if args.worker:
@@ -184,6 +184,20 @@ def main() -> int:
                 row["retries"] = res.retries
                 onnx.save(res.model, dst)
                 converted = res.model
+            elif tool == "onnxdoctor-fix":
+                # what users run: the whole fix pipeline (fusions first, then convert-precision), same inputs
+                exe = str(Path(sys.executable).with_name("onnxdoctor"))
+                t0 = time.perf_counter()
+                p = subprocess.run([exe, "fix", path, "-o", str(dst), "--precision", args.target, "--trt", "11.5",
+                                    "--data", str(calib)], capture_output=True, text=True)
+                row["seconds"] = time.perf_counter() - t0
+                if p.returncode not in (0, 1):
+                    row["error"] = (p.stderr.strip().splitlines() or ["failed"])[-1][:200]
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    continue
+                row["proof"] = "pass" if "convert-precision (unsafe)" in p.stdout and "applied" in p.stdout else "not applied"
+                converted = onnx.load(dst)
             else:
                 p = subprocess.run([OTHER_PY, __file__, "--worker", tool, path, str(dst), args.target, str(calib)], capture_output=True, text=True)
                 if p.returncode != 0:
