@@ -304,7 +304,7 @@ class NodeRef:
     """A node and where it lives. `op_type` and `domain` ('' for the standard domain, also when written
     'ai.onnx') are read from the proto once: rules test them for every node, many times."""
 
-    __slots__ = ("node", "graph", "index", "op_type", "domain")
+    __slots__ = ("node", "graph", "index", "op_type", "domain", "_attrs")
 
     def __init__(self, node: NodeProto, graph: Graph, index: int) -> None:
         self.node = node
@@ -313,6 +313,7 @@ class NodeRef:
         self.op_type: str = node.op_type
         d = node.domain
         self.domain: str = "" if d == "ai.onnx" else d
+        self._attrs: dict[str, AttributeProto] | None = None
 
     def __repr__(self) -> str:
         return f"NodeRef({self.name!r}, {self.op_type}, index={self.index}, path={self.graph.path})"
@@ -325,14 +326,20 @@ class NodeRef:
     def path(self) -> tuple[str, ...]:
         return self.graph.path
 
+    def _attributes(self) -> dict[str, AttributeProto]:
+        attrs = self._attrs
+        if attrs is None:
+            attrs = self._attrs = {}
+            for a in self.node.attribute:
+                attrs.setdefault(a.name, a)  # a (malformed) repeated name: the first one counts
+        return attrs
+
     def attr(self, name: str, default=None):
-        for a in self.node.attribute:
-            if a.name == name:
-                return attribute_value(a)
-        return default
+        a = self._attributes().get(name)
+        return default if a is None else attribute_value(a)
 
     def has_attr(self, name: str) -> bool:
-        return any(a.name == name for a in self.node.attribute)
+        return name in self._attributes()
 
     def input(self, i: int) -> str:
         """Name of input i, or '' when absent."""
@@ -891,14 +898,15 @@ def _load(p: Path, shown: str, infer_shapes: bool, shapes: dict | None, use_pref
     if data.startswith(_LFS_PREFIX):
         raise ModelLoadError(shown, "is a Git LFS pointer, not the model itself; run `git lfs pull` to fetch it")
     proto = _parse(shown, data)
-    del data
     model = Model(proto, shown, base_dir=p.resolve().parent)
     if use_prefetch and infer_shapes and not shapes:  # frozen shapes change the graph before inference
         from . import prefetch
 
+        del data
         _prepare(model, infer_shapes, shapes, lambda: prefetch.take(p, st))
     else:
-        _prepare(model, infer_shapes, shapes)
+        # The file's bytes are what shape inference needs: no second serialization of the graph.
+        _prepare(model, infer_shapes, shapes, serialized=None if shapes else data)
     return model
 
 
@@ -919,7 +927,8 @@ def from_proto(
     return model
 
 
-def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, inferred_elsewhere=None) -> None:
+def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, inferred_elsewhere=None,
+             serialized: bytes | None = None) -> None:
     """Freeze input shapes, validate tensors, run shape inference, build the graph views once and
     validate structure. Inference runs on the unvalidated graph: it is linear without data propagation
     and survives cycles. `inferred_elsewhere()` returns a helper process's inference result, if any
@@ -931,7 +940,7 @@ def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, infer
         model.frozen_inputs = tuple(freeze_inputs(model.proto, shapes, model.path))
     if inferred_elsewhere is None:
         if infer_shapes:
-            run_shape_inference(model)
+            run_shape_inference(model, serialized)
         _validate(model)
         return
     _validate(model)
@@ -1138,11 +1147,12 @@ def _check_structure(model: Model, g: Graph, where: str) -> None:
         raise ModelLoadError(shown, f"{where} has a cycle through node {label!r} ({node.op_type})")
 
 
-def run_shape_inference(model: Model) -> None:
+def run_shape_inference(model: Model, serialized: bytes | None = None) -> None:
     """ONNX shape inference, once in the common case. Strict mode surfaces node-level inconsistencies
-    (recorded, reported as a finding); on failure a lenient pass still gives the views what it can."""
+    (recorded, reported as a finding); on failure a lenient pass still gives the views what it can.
+    `serialized`: the model's bytes as read from its file, when the proto is unchanged since."""
     try:
-        inferred = _infer(model.proto, strict=True)
+        inferred = _infer_serialized(serialized) if serialized is not None else _infer(model.proto, strict=True)
     except Exception as e:  # noqa: BLE001 - any failure of the inferencer is a finding, not a crash
         model.shape_inference_error = _inference_message(e)
         inferred = _lenient(model)
@@ -1158,6 +1168,18 @@ def _lenient(model: Model) -> ModelProto:
         return _infer(model.proto, strict=False)
     except Exception:  # noqa: BLE001
         return model.proto
+
+
+def _infer_serialized(data: bytes) -> ModelProto:
+    """Strict inference straight from a file's bytes (what onnx.shape_inference.infer_shapes does
+    after serializing a proto), with the same options as `_infer`."""
+    try:
+        from onnx.onnx_cpp2py_export import shape_inference as c_inference
+    except ImportError:  # pragma: no cover - a future onnx layout: the public wrapper does the same
+        return onnx.shape_inference.infer_shapes(data, check_type=False, strict_mode=True, data_prop=False)
+    out = ModelProto()
+    out.ParseFromString(c_inference.infer_shapes(data, False, True, False))
+    return out
 
 
 def _infer(proto: ModelProto, *, strict: bool) -> ModelProto:
