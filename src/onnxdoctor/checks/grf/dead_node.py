@@ -52,21 +52,7 @@ class DeadNode(Rule):
     def check(self, ctx: Context):
         for g in ctx.model.graphs:
             nodes = g.nodes
-            nests = g.may_nest
-            live: set[int] = set()
-            stack = [g.producers[o][0] for o in g.outputs if o in g.producers]
-            while stack:
-                i = stack.pop()
-                if i in live:
-                    continue
-                live.add(i)
-                reads = g.node_inputs[i]
-                if nests and has_subgraph(nodes[i]):
-                    reads = [*reads, *subgraph_names(nodes[i])]
-                for inp in reads:
-                    hit = g.producers.get(inp)
-                    if hit is not None and hit[0] not in live:
-                        stack.append(hit[0])
+            live = _live_nodes(g)
             if len(live) == len(nodes):
                 continue
             for i, node in enumerate(nodes):
@@ -79,3 +65,37 @@ class DeadNode(Rule):
                     node=NodeRef(node, g, i), tensor=outs[0] if outs else None, versions=ctx.kb.versions,
                     hint="onnxdoctor fix removes it",
                 )
+
+
+def _live_nodes(g) -> set[int]:
+    """Indices of the nodes whose outputs reach a graph output (or a subgraph that reads them)."""
+    nodes, ins, outs = g.nodes, g.node_inputs, g.node_outputs
+    nests = g.may_nest
+    live: set[int] = set()
+    if g.topo_sorted:  # one backward pass: a node is live when something live (or an output) reads it
+        needed = set(g.outputs)
+        for i in range(len(nodes) - 1, -1, -1):
+            for o in outs[i]:
+                if o in needed:
+                    break
+            else:
+                continue
+            live.add(i)
+            needed.update(ins[i])
+            if nests and has_subgraph(nodes[i]):
+                needed.update(subgraph_names(nodes[i]))
+        return live
+    stack = [g.producers[o][0] for o in g.outputs if o in g.producers]
+    while stack:
+        i = stack.pop()
+        if i in live:
+            continue
+        live.add(i)
+        reads = ins[i]
+        if nests and has_subgraph(nodes[i]):
+            reads = [*reads, *subgraph_names(nodes[i])]
+        for inp in reads:
+            hit = g.producers.get(inp)
+            if hit is not None and hit[0] not in live:
+                stack.append(hit[0])
+    return live
