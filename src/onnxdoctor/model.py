@@ -306,13 +306,17 @@ class NodeRef:
 
     __slots__ = ("node", "graph", "index", "op_type", "domain", "_attrs")
 
-    def __init__(self, node: NodeProto, graph: Graph, index: int) -> None:
+    def __init__(self, node: NodeProto, graph: Graph, index: int, op_type: str | None = None) -> None:
+        """`op_type`, when the caller already read it, must be node.op_type of a standard-domain node."""
         self.node = node
         self.graph = graph
         self.index = index
-        self.op_type: str = node.op_type
-        d = node.domain
-        self.domain: str = "" if d == "ai.onnx" else d
+        if op_type is not None:
+            self.op_type, self.domain = op_type, ""
+        else:
+            self.op_type = node.op_type
+            d = node.domain
+            self.domain = "" if d == "ai.onnx" else d
         self._attrs: dict[str, AttributeProto] | None = None
 
     def __repr__(self) -> str:

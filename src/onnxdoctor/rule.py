@@ -131,14 +131,19 @@ class Context:
         rule about a few op types visits those nodes only, not the whole graph."""
 
         def build() -> dict[tuple[str, str], list[NodeRef]]:
+            # From each graph's standard-op positions (read from the protos once); other domains node by node.
             index: dict[tuple[str, str], list[NodeRef]] = {}
-            for ref in self.nodes():
-                key = (ref.domain, ref.op_type)
-                hit = index.get(key)
-                if hit is None:
-                    index[key] = [ref]
-                else:
-                    hit.append(ref)
+            for g in self.model.graphs:
+                nodes = g.nodes
+                positions = g.op_positions
+                for op, idxs in positions.items():
+                    index.setdefault(("", op), []).extend(NodeRef(nodes[i], g, i, op) for i in idxs)
+                if sum(map(len, positions.values())) != len(nodes):
+                    standard = {i for idxs in positions.values() for i in idxs}
+                    for i, n in enumerate(nodes):
+                        if i not in standard:
+                            ref = NodeRef(n, g, i)
+                            index.setdefault((ref.domain, ref.op_type), []).append(ref)
             return index
 
         return self.memo("op-index", build)
