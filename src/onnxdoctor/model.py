@@ -278,11 +278,21 @@ class Graph:
         return frozenset(kinds), max_rank
 
     @functools.cached_property
+    def op_types(self) -> list[str]:
+        """op_type of node i, read from the protos once."""
+        return [n.op_type for n in self.nodes]
+
+    @functools.cached_property
+    def standard(self) -> list[bool]:
+        """Whether node i is of the standard ONNX domain ('' or 'ai.onnx')."""
+        return [n.domain in ("", "ai.onnx") for n in self.nodes]
+
+    @functools.cached_property
     def op_positions(self) -> dict[str, list[int]]:
         """op_type -> indices of this graph's standard-domain nodes of that type."""
         out: dict[str, list[int]] = {}
-        for i, (op, domain) in enumerate(zip([n.op_type for n in self.nodes], [n.domain for n in self.nodes])):
-            if domain in ("", "ai.onnx"):
+        for i, (op, std) in enumerate(zip(self.op_types, self.standard)):
+            if std:
                 hit = out.get(op)
                 if hit is None:
                     out[op] = [i]

@@ -95,15 +95,17 @@ class _View:
         return NodeRef(self.g.nodes[index], self.g, index)
 
     def producer(self, tensor: str, op: str | tuple[str, ...] | None = None) -> NodeRef | None:
-        hit = self.g.producers.get(tensor)
+        g = self.g
+        hit = g.producers.get(tensor)
         if hit is None:
             return None
-        node = self.g.nodes[hit[0]]
-        if node.domain not in ("", "ai.onnx"):
+        i = hit[0]
+        if not g.standard[i]:
             return None
-        if op is not None and node.op_type not in ((op,) if isinstance(op, str) else op):
+        op_type = g.op_types[i]
+        if op is not None and op_type != op and (isinstance(op, str) or op_type not in op):
             return None
-        return NodeRef(node, self.g, hit[0])
+        return NodeRef(g.nodes[i], g, i, op_type)
 
     def consumers(self, tensor: str) -> list[NodeRef]:
         return [self.ref(i) for i in self.g.consumers.get(tensor, ())]
@@ -171,18 +173,19 @@ def _split_const(v: _View, node: NodeRef, what: str) -> tuple[str, str, float]:
 
 def _check_closed(v: _View, nodes: list[NodeRef]) -> None:
     """Every tensor produced inside the pattern, except the last node's output, is read only inside it."""
+    g = v.g
     inside = {n.index for n in nodes}
     for n in nodes[:-1]:
-        for out in n.node.output:
+        for out in g.node_outputs[n.index]:
             if not out:
                 continue
-            if out in v.g.outputs:
+            if out in g.outputs:
                 raise _Fail(f"intermediate tensor {out!r} is a graph output", n)
-            extra = [i for i in v.g.consumers.get(out, ()) if i not in inside]
-            if extra:
-                raise _Fail(f"intermediate tensor {out!r} is also read outside the pattern (by {v.ref(extra[0]).name!r})", n)
+            for i in g.consumers.get(out, ()):
+                if i not in inside:
+                    raise _Fail(f"intermediate tensor {out!r} is also read outside the pattern (by {v.ref(i).name!r})", n)
     last = nodes[-1]
-    if len([o for o in last.node.output if o]) != 1:
+    if len([o for o in g.node_outputs[last.index] if o]) != 1:
         raise _Fail("the last node of the pattern has more than one output", last)
 
 
