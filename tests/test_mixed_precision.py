@@ -180,8 +180,10 @@ def test_without_a_reference_run_sensitivity_rules_stand_in_for_evidence():
 
 
 def test_keep_set_is_what_makes_a_large_residual_stream_work():
-    """With a residual stream of magnitude ~400 (as in large LLMs), LayerNorm's variance overflows FP16:
-    forcing every node to FP16 breaks the block; the planned conversion passes."""
+    """The transformer block with a -1e9 mask and an unfused LayerNorm, on a residual stream of magnitude
+    ~400 (as in large LLMs): LayerNorm's variance overflows FP16, so forcing every node to FP16 breaks
+    the block; the planned conversion keeps the mask region and the LayerNorm variance in FP32 and its
+    outputs stay within tolerance."""
     m = block_model()
     feeds = block_feeds()
     feeds["x"] = feeds["x"] * 400
@@ -194,7 +196,13 @@ def test_keep_set_is_what_makes_a_large_residual_stream_work():
     assert not np.allclose(got, ref, atol=1e-1, rtol=1e-1)
     res = mp.convert(m, "fp16", feeds=feeds)
     assert res.passed, res.render_text()
-    assert {"d2", "var"} <= kept(res)
+    assert {"m", "sm", "p"} <= kept(res)  # the mask region
+    assert {"d2", "var"} <= kept(res)  # the LayerNorm variance, by evidence: observed beyond max_abs
+    reasons = {d.node: d.reason for d in res.kept}
+    assert "max_abs" in reasons["var"] and "-1e+09" in reasons["m"]
+    y = res.outputs[0]
+    assert y.tensor == "y" and y.passed
+    assert_strongly_typed(res.model)
 
 
 def test_bert_converts_with_layernorm_fp32_and_its_inf_mask_in_fp16():
@@ -378,3 +386,22 @@ def test_cli_precision_conversion_end_to_end(run_cli, tmp_path):
     onnx.checker.check_model(m, full_check=True)
     chk = run_cli("check", out, "--trt", "11.5", "--select", "PRC305,PRC303", "--format", "json", "--isolated")
     assert json.loads(chk.stdout)["models"][0]["findings"] == []
+
+
+def test_cli_keep_norm_stats_keeps_the_statistics_of_a_tame_layernorm(run_cli, tmp_path):
+    """The fix pipeline fuses a decomposed LayerNorm first; without the fusion (rules that exclude it)
+    the statistics convert on tame inputs, and --keep-norm-stats keeps them FP32."""
+    import json
+
+    src = tmp_path / "block.onnx"
+    onnx.save(block_model(), src)
+    kept_by = {}
+    for flag in ((), ("--keep-norm-stats",)):
+        out, report = tmp_path / f"out{len(flag)}.onnx", tmp_path / f"r{len(flag)}.json"
+        proc = run_cli("fix", src, "-o", out, "--trt", "11.5", "--precision", "fp16", "--rules", "PRC303",
+                       "--report", report, "--isolated", *flag)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        step = next(s for s in json.loads(report.read_text())["steps"] if s["rewrite"] == "convert-precision")
+        kept_by[flag] = {d["node"] for d in step["details"]["decisions"] if d["kept_fp32"]}
+    assert not {"mu", "var", "sd"} & kept_by[()]
+    assert {"mu", "d", "d2", "var", "ve", "sd", "n"} <= kept_by[("--keep-norm-stats",)]

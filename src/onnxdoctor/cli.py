@@ -177,12 +177,14 @@ def entry() -> None:
 @click.option("--keep-io-types/--no-keep-io-types", default=True, show_default=True, help="--precision conversion: keep graph inputs/outputs in their original types.")
 @click.option("--keep-fp32", "keep_fp32", multiple=True, metavar="OP_OR_NODE_GLOB", help="--precision conversion: keep these op types or node names (globs) in FP32; repeatable.")
 @click.option("--max-abs", type=float, default=None, help="--precision conversion: keep in FP32 nodes whose observed activations exceed this magnitude.")
+@click.option("--keep-norm-stats", is_flag=True, help="--precision conversion: keep decomposed LayerNorm/RMSNorm statistics in FP32 even where the reference run saw them in range.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write the full JSON report (every step, every conversion decision with its reason) to FILE.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Configuration file to use instead of discovery.")
 @click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
 def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, dry_run, show_diff, explain, no_prove, atol,
-        rtol, shapes, data, seed, fail_on, keep_io_types, keep_fp32, max_abs, report_path, fmt, config, isolated) -> None:
+        rtol, shapes, data, seed, fail_on, keep_io_types, keep_fp32, max_abs, keep_norm_stats, report_path, fmt, config,
+        isolated) -> None:
     """Rewrite MODEL so that it parses and builds on your TensorRT release, prove in ONNX Runtime
     that the outputs did not change, re-check it, and write it to -o.
 
@@ -222,7 +224,8 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
             seed=seed,
             progress=sys.stderr.isatty(),
             precision_options={"keep_io_types": keep_io_types, "keep_fp32": tuple(keep_fp32),
-                               **({"max_abs": max_abs} if max_abs is not None else {})},
+                               **({"max_abs": max_abs} if max_abs is not None else {}),
+                               **({"keep_norm_stats": True} if keep_norm_stats else {})},
         )
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() and fmt == "text" else None
         result = fixing.fix_model(proto, opts, log=log)
