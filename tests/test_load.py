@@ -156,3 +156,19 @@ def test_subgraph_nodes_are_reported_with_their_path():
     m.graph.node[0].name = "cond"
     f = onnxdoctor.check(m, trt="8.6", select=["TRT101"]).findings
     assert [(x.location.subgraph, x.location.op_type) for x in f] == [(("cond/then_branch",), "Hardmax")]
+
+
+def test_ops_with_tensor_or_graph_attributes_match_the_onnx_schemas():
+    """Load-time validation walks the attributes only of these standard ops (and of unknown or
+    custom-domain ones): the set must cover every schema version onnx knows."""
+    import onnx
+    from onnx import AttributeProto as A
+
+    from onnxdoctor.model import TENSOR_OR_GRAPH_ATTR_OPS, _may_hold_tensors
+
+    kinds = {A.TENSOR, A.SPARSE_TENSOR, A.TENSORS, A.SPARSE_TENSORS, A.GRAPH, A.GRAPHS}
+    holders = {s.name for s in onnx.defs.get_all_schemas_with_history()
+               if s.domain in ("", "ai.onnx") and any(a.type in kinds for a in s.attributes.values())}
+    assert holders == set(TENSOR_OR_GRAPH_ATTR_OPS)
+    assert _may_hold_tensors("NotAnOnnxOp", "") and _may_hold_tensors("Add", "com.example")
+    assert not _may_hold_tensors("Add", "") and _may_hold_tensors("Constant", "ai.onnx")

@@ -32,6 +32,8 @@ MAX_VALUE_ELEMENTS = 1 << 16
 
 # Standard ops that carry graph attributes (others may only on custom domains).
 GRAPH_ATTR_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+# Standard ops whose schema (any version) has a tensor or graph attribute (tests/test_load.py checks it).
+TENSOR_OR_GRAPH_ATTR_OPS = GRAPH_ATTR_OPS | {"Constant", "ConstantOfShape"}
 CONTROL_FLOW_GRAPH_ATTRS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
 
 
@@ -454,7 +456,7 @@ class Model:
         while stack:
             g = stack.pop()
             out.append(g)
-            children = [_make_graph(sub, g.path + (label,), g, g.depth + 1) for label, sub in _subgraphs_of(g.nodes)]
+            children = [_make_graph(sub, g.path + (label,), g, g.depth + 1) for label, sub in _subgraphs_of(g.nodes, g.op_types, g.standard)]
             stack.extend(reversed(children))
         out.extend(_make_function_graph(f) for f in self.proto.functions)
         _fill_types(out, _graph_protos(self.inferred, out))
@@ -513,12 +515,16 @@ def _constant_view(model: Model, graph: Graph) -> ConstantView:
     return cache[key]
 
 
-def _subgraphs_of(nodes) -> Iterator[tuple[str, GraphProto]]:
-    """(path label, GraphProto) of each graph attribute of `nodes`, in node and attribute order."""
+def _subgraphs_of(nodes, op_types: list[str] | None = None, standard: list[bool] | None = None) -> Iterator[tuple[str, GraphProto]]:
+    """(path label, GraphProto) of each graph attribute of `nodes`, in node and attribute order.
+    `op_types`/`standard`: the nodes' op types and standard-domain flags, when already read."""
+    if op_types is None or standard is None:
+        op_types = [n.op_type for n in nodes]
+        standard = [n.domain in ("", "ai.onnx") for n in nodes]
     for i, node in enumerate(nodes):
         # Graph attributes exist on control-flow ops and, possibly, custom ops only: skip the
         # attribute walk for the other standard ops.
-        if node.op_type not in GRAPH_ATTR_OPS and node.domain in ("", "ai.onnx"):
+        if standard[i] and op_types[i] not in GRAPH_ATTR_OPS:
             continue
         for a in node.attribute:
             subs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
@@ -532,6 +538,7 @@ def _graph_protos(proto: ModelProto, views: list[Graph]) -> list[GraphProto | on
     the same structure (e.g. before shape inference): graphs are matched by path."""
     out: list = []
     pending = {(): proto.graph}
+    nested = any(v.path and v.function is None for v in views)
     for v in views:
         if v.function is not None:
             continue
@@ -539,7 +546,8 @@ def _graph_protos(proto: ModelProto, views: list[Graph]) -> list[GraphProto | on
         if gp is None:
             raise ValueError(f"graph {'/'.join(v.path)} is missing from the inferred model")
         out.append(gp)
-        pending.update((v.path + (label,), sub) for label, sub in _subgraphs_of(gp.node))
+        if nested:
+            pending.update((v.path + (label,), sub) for label, sub in _subgraphs_of(gp.node))
     out.extend(proto.functions)
     return out
 
@@ -1010,19 +1018,14 @@ def _validate_tensors(model: Model, graph: GraphProto, where: str, depth: int) -
                     _validate_tensors(model, sub, label, depth + 1)
 
 
-_HOLDER_ATTR_TYPES = frozenset({AttributeProto.TENSOR, AttributeProto.SPARSE_TENSOR, AttributeProto.TENSORS,
-                                 AttributeProto.SPARSE_TENSORS, AttributeProto.GRAPH, AttributeProto.GRAPHS})
-
-
 @functools.lru_cache(maxsize=None)
 def _may_hold_tensors(op_type: str, domain: str) -> bool:
     """Whether a node can carry tensor or graph attributes: ops of other domains and unknown ops may;
     a standard op only if its schema declares such an attribute (Constant, ConstantOfShape, If...).
     Skips the attribute walk for the thousands of nodes that cannot."""
-    if domain not in ("", "ai.onnx") or not onnx.defs.has(op_type):
+    if domain not in ("", "ai.onnx") or op_type in TENSOR_OR_GRAPH_ATTR_OPS:
         return True
-    schema = onnx.defs.get_schema(op_type)
-    return any(a.type in _HOLDER_ATTR_TYPES for a in schema.attributes.values())
+    return not onnx.defs.has(op_type)
 
 
 def _validate(model: Model) -> None:
