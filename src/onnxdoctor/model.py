@@ -644,9 +644,8 @@ class ConstantView:
             const[name] = True
         outer = None
         computed: list[int] = []
-        for k, (node, ins, outs) in enumerate(zip(g.nodes, g.node_inputs, g.node_outputs)):
-            op = node.op_type
-            if node.domain not in ("", "ai.onnx"):
+        for k, (op, std, ins, outs) in enumerate(zip(g.op_types, g.standard, g.node_inputs, g.node_outputs)):
+            if not std:
                 value = False
             elif op == "Constant":
                 value = True
