@@ -161,18 +161,16 @@ def _run(plans, jobs: int | None, progress: bool, single: bool) -> list[ModelRep
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_check_path, str(item), settings) for item, settings in plans]
             return _collect(futures, progress, lambda f: f.result())
+    # Here with one file (or in-memory models): jobs > 1 then buys a helper process for shape inference.
     helpers = jobs is not None and jobs > 1
-    work = [(k, item, settings) for k, (item, settings) in enumerate(plans)]
 
-    def run(w):
-        k, item, settings = w
-        if helpers:  # shape inference of this file and the next in helper processes (prefetch.py)
-            for upcoming, _ in plans[k:k + 2]:
-                if isinstance(upcoming, (str, os.PathLike)):
-                    prefetch.start(upcoming)
+    def run(plan):
+        item, settings = plan
+        if helpers and isinstance(item, (str, os.PathLike)):
+            prefetch.start(item)
         return _check_item(item, settings, single, helpers)
 
-    return _collect(work, progress, run)
+    return _collect(list(plans), progress, run)
 
 
 def _collect(work, progress: bool, get) -> list[ModelReport]:
