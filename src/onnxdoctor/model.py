@@ -221,6 +221,10 @@ class Graph:
         hit = self.producers.get(tensor)
         return self.nodes[hit[0]] if hit else None
 
+    def producer_ref(self, tensor: str) -> NodeRef | None:
+        hit = self.producers.get(tensor)
+        return NodeRef(self.nodes[hit[0]], self, hit[0]) if hit else None
+
     def type_of(self, tensor: str) -> TensorType | None:
         g: Graph | None = self
         while g is not None:
@@ -788,10 +792,10 @@ class ConstantView:
     def _evaluate(self, g: Graph, tensor: str) -> np.ndarray | None:
         if tensor in g.initializers:
             return tensor_value(g.initializers[tensor])
-        node = g.producer(tensor)
-        if node is None:
+        ref = g.producer_ref(tensor)
+        if ref is None:
             return None
-        op = node.op_type
+        node, op = ref.node, ref.op_type
         if op == "Constant":
             for a in node.attribute:
                 if a.name == "value":
@@ -806,7 +810,6 @@ class ConstantView:
             if not (st and st.is_static):
                 return None
             shape = np.array(st.shape, dtype=np.int64)
-            ref = NodeRef(node, g, 0)
             start, end = ref.attr("start", 0), ref.attr("end", None)
             return shape[start:end]
         if op == "Size":
@@ -815,7 +818,6 @@ class ConstantView:
         args = [self.value(i) if i else None for i in node.input]
         if any(a is None for a, name in zip(args, node.input) if name):
             return None
-        ref = NodeRef(node, g, 0)
         if op == "Identity":
             return args[0]
         if op == "Cast":

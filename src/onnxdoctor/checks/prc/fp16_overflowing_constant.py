@@ -8,9 +8,8 @@ import numpy as np
 from onnx import TensorProto
 
 from ...findings import Applicability, Fix, Severity
-from ...model import Graph, NodeRef, tensor_value
+from ...model import Graph, tensor_value
 from ...rule import Context, Rule
-from ._qdq import is_std
 
 FP16_MAX = 65504.0
 BF16_MAX = float(np.float32(3.3895313892515355e38))  # (2 - 2**-7) * 2**127
@@ -182,11 +181,12 @@ def _constant_value(ctx: Context, g: Graph, tensor: str, consumer_op: str) -> np
             if val is None and consumer_op in _MASK_OPS:
                 val = _big_initializer(g, tensor)
             return val
-        node = g.producer(tensor)
-        if node is None or not is_std(node):
+        ref = g.producer_ref(tensor)
+        if ref is None or ref.domain:
             return None
+        node = ref.node
         if node.op_type == "ConstantOfShape":
-            fill = NodeRef(node, g, 0).attr("value")
+            fill = ref.attr("value")
             return tensor_value(fill) if fill is not None else None
         if node.op_type in _CARRIERS and node.input:
             tensor = node.input[0]
@@ -199,7 +199,7 @@ def _constant_value(ctx: Context, g: Graph, tensor: str, consumer_op: str) -> np
                 import onnx
 
                 with np.errstate(over="ignore", invalid="ignore"):
-                    return inner.astype(onnx.helper.tensor_dtype_to_np_dtype(NodeRef(node, g, 0).attr("to")))
+                    return inner.astype(onnx.helper.tensor_dtype_to_np_dtype(ref.attr("to")))
             except Exception:  # noqa: BLE001 - odd target type: unknown
                 return None
         return None
