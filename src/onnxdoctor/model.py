@@ -8,7 +8,6 @@ once. Every malformed input becomes a `ModelLoadError` with one clear line.
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
 import os
@@ -207,15 +206,24 @@ class Graph:
         # slicing a repeated field is about twice as fast as list() on it
         self.node_inputs = ins = [n.input[:] for n in self.nodes]
         self.node_outputs = outs = [n.output[:] for n in self.nodes]
-        self.producers = {o: (i, j) for i, os_ in enumerate(outs) for j, o in enumerate(os_) if o}
-        consumers = self.consumers = collections.defaultdict(list)
+        producers: dict[str, tuple[int, int]] = {}
+        for i, os_ in enumerate(outs):
+            for j, o in enumerate(os_):
+                if o:
+                    producers[o] = (i, j)
+        self.producers = producers
+        consumers: dict[str, list[int]] = {}
         for i, names in enumerate(ins):
             for inp in names:
                 if inp:
-                    consumers[inp].append(i)
-        self.consumers = dict(consumers)
+                    hit = consumers.get(inp)
+                    if hit is None:
+                        consumers[inp] = [i]
+                    else:
+                        hit.append(i)
         for out in self.outputs:
-            self.consumers.setdefault(out, [])
+            consumers.setdefault(out, [])
+        self.consumers = consumers
 
     def producer(self, tensor: str) -> NodeProto | None:
         hit = self.producers.get(tensor)
