@@ -170,5 +170,11 @@ def test_ops_with_tensor_or_graph_attributes_match_the_onnx_schemas():
     holders = {s.name for s in onnx.defs.get_all_schemas_with_history()
                if s.domain in ("", "ai.onnx") and any(a.type in kinds for a in s.attributes.values())}
     assert holders == set(TENSOR_OR_GRAPH_ATTR_OPS)
+    from onnxdoctor._onnx_ops import PLAIN_STANDARD_OPS
+
+    standard = {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain in ("", "ai.onnx")}
+    assert not PLAIN_STANDARD_OPS & holders
+    # every name is an ONNX op (an older onnx may lack the newest few: those are then simply walked)
+    assert len(PLAIN_STANDARD_OPS - standard) <= 15 and len(PLAIN_STANDARD_OPS & standard) > 150
     assert _may_hold_tensors("NotAnOnnxOp", "") and _may_hold_tensors("Add", "com.example")
     assert not _may_hold_tensors("Add", "") and _may_hold_tensors("Constant", "ai.onnx")

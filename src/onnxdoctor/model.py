@@ -1032,9 +1032,11 @@ def _may_hold_tensors(op_type: str, domain: str) -> bool:
     """Whether a node can carry tensor or graph attributes: ops of other domains and unknown ops may;
     a standard op only if its schema declares such an attribute (Constant, ConstantOfShape, If...).
     Skips the attribute walk for the thousands of nodes that cannot."""
+    from ._onnx_ops import PLAIN_STANDARD_OPS
+
     if domain not in ("", "ai.onnx") or op_type in TENSOR_OR_GRAPH_ATTR_OPS:
         return True
-    return not onnx.defs.has(op_type)
+    return op_type not in PLAIN_STANDARD_OPS
 
 
 def _validate(model: Model) -> None:
