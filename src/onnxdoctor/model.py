@@ -272,7 +272,14 @@ class Graph:
         Lets whole-graph type rules skip their per-tensor walk when nothing can match."""
         kinds: set[tuple[str, int]] = set()
         max_rank = 0
+        seen: set[bytes] = set()
         for tp in self.types.raw.values():
+            # Thousands of values share a few thousand distinct types: serializing (C) to skip the
+            # repeats is cheaper than reading every one's fields from Python.
+            key = tp.SerializeToString()
+            if key in seen:
+                continue
+            seen.add(key)
             which = tp.WhichOneof("value")
             if which == "tensor_type":
                 tt = tp.tensor_type
@@ -286,7 +293,10 @@ class Graph:
             t = self.types._parsed[name]
             kinds.add((t.kind, t.elem_type))
             max_rank = max(max_rank, t.rank or 0)
-        for t in self.initializers.values():
+        raw, parsed = self.types.raw, self.types._parsed
+        for name, t in self.initializers.items():
+            if name in parsed and name not in raw:
+                continue  # its type was taken from this very tensor (_fill_types): counted above
             kinds.add(("tensor", t.data_type))
             max_rank = max(max_rank, len(t.dims))
         return frozenset(kinds), max_rank
