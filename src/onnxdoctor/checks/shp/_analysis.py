@@ -76,10 +76,9 @@ class ValueClasses:
                 stack.pop()
                 continue
             i = hit[0]
-            node = g.nodes[i]
-            op = node.op_type
+            op = g.op_types[i]
             outs = g.node_outputs[i]
-            if node.domain not in ("", "ai.onnx"):
+            if not g.standard[i]:
                 c = DATA
             elif op == "Constant":
                 c = CONST
@@ -89,7 +88,7 @@ class ValueClasses:
                 if self.consts.is_constant(x):
                     c = CONST
                 else:
-                    read = _dims_read(g, NodeRef(node, g, i), src) if src else None
+                    read = _dims_read(g, NodeRef(g.nodes[i], g, i, op), src) if src else None
                     if read is not None and all(isinstance(d, int) or d in self.dim_names for d in read):
                         c = FREEZABLE
                         self.dims_read.update((o, frozenset(d for d in read if isinstance(d, str))) for o in outs if o)
@@ -136,8 +135,8 @@ class ValueClasses:
         while queue:
             t = queue.pop()
             for c in g.consumers.get(t, ()):
-                node = g.nodes[c]
-                if node.domain not in ("", "ai.onnx") or not (node.op_type in _VALUE_OPS or node.op_type in ("Shape", "Size")):
+                op = g.op_types[c]
+                if not g.standard[c] or not (op in _VALUE_OPS or op in ("Shape", "Size")):
                     continue
                 for o in g.node_outputs[c]:
                     if o and o not in out and keep(o):
