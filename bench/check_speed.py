@@ -388,18 +388,33 @@ FLOOR_SRC = (
 )
 
 
+def _one_run(cmd: list[str], label: str, tag: str) -> dict:
+    p = subprocess.run([sys.executable, "-c", WRAPPER, json.dumps(cmd)], capture_output=True, text=True, check=True)
+    r = json.loads(p.stdout)
+    print(f"  {label or cmd[0]}: {tag}: {r['wall']:.3f} s, {r['maxrss_kb'] * 1024 / 1e6:.0f} MB, rc={r['rc']}", file=sys.stderr)
+    return r
+
+
 def measure(cmd: list[str], runs: int, warmup: int = 1, label: str = "") -> dict:
-    samples = []
-    for i in range(warmup + runs):
-        p = subprocess.run([sys.executable, "-c", WRAPPER, json.dumps(cmd)], capture_output=True, text=True, check=True)
-        r = json.loads(p.stdout)
-        if i >= warmup:
-            samples.append(r)
-        print(
-            f"  {label or cmd[0]}: {'warmup' if i < warmup else 'run'} {i - warmup + 1 if i >= warmup else i + 1}: "
-            f"{r['wall']:.3f} s, {r['maxrss_kb'] * 1024 / 1e6:.0f} MB, rc={r['rc']}",
-            file=sys.stderr,
-        )
+    for i in range(warmup):
+        _one_run(cmd, label, f"warmup {i + 1}")
+    return _summary(cmd, [_one_run(cmd, label, f"run {i + 1}") for i in range(runs)], runs)
+
+
+def measure_interleaved(cmds: dict[str, list[str]], runs: int, warmup: int = 1) -> dict[str, dict]:
+    """The commands in turn, round after round: on a machine whose speed drifts, every command sees
+    the same conditions, so their ratios mean something."""
+    for i in range(warmup):
+        for label, cmd in cmds.items():
+            _one_run(cmd, label, f"warmup {i + 1}")
+    samples: dict[str, list[dict]] = {label: [] for label in cmds}
+    for i in range(runs):
+        for label, cmd in cmds.items():
+            samples[label].append(_one_run(cmd, label, f"round {i + 1}"))
+    return {label: _summary(cmds[label], samples[label], runs) for label in cmds}
+
+
+def _summary(cmd: list[str], samples: list[dict], runs: int) -> dict:
     walls = [s["wall"] for s in samples]
     rss = [s["maxrss_kb"] * 1024 / 1e6 for s in samples]  # MB (10^6 bytes), as in the target
     tree = [s["tree_rss_peak_kb"] * 1024 / 1e6 for s in samples]
@@ -574,16 +589,15 @@ def main(argv: list[str] | None = None) -> int:
     results["model"] = minfo
     if args.build_only:
         return 0
-    m = {}
-    m["python -c 'import onnx'"] = measure([sys.executable, "-c", "import onnx"], args.runs, args.warmup, "import onnx")
-    m["floor: onnx.load(no ext data) + infer_shapes"] = measure(
-        [sys.executable, "-c", FLOOR_SRC, str(path)], args.runs, args.warmup, "floor"
-    )
+    cmds = {
+        "python -c 'import onnx'": [sys.executable, "-c", "import onnx"],
+        "floor: onnx.load(no ext data) + infer_shapes": [sys.executable, "-c", FLOOR_SRC, str(path)],
+    }
     if od:
-        m["onnxdoctor check --format json"] = measure(od + ["check", str(path), "--format", "json"], args.runs, args.warmup, "check")
-        m["onnxdoctor check --format json -j 2 (shape inference in a helper process)"] = measure(
-            od + ["check", str(path), "--format", "json", "-j", "2"], args.runs, args.warmup, "check -j 2"
-        )
+        cmds["onnxdoctor check --format json"] = od + ["check", str(path), "--format", "json"]
+        cmds["onnxdoctor check --format json -j 2 (shape inference in a helper process)"] = (
+            od + ["check", str(path), "--format", "json", "-j", "2"])
+    m = measure_interleaved(cmds, args.runs, args.warmup)
     poly = find_tool("polygraphy", args.polygraphy)
     if poly and args.poly_runs > 0:
         m["polygraphy check lint"] = measure(poly + ["check", "lint", str(path)], args.poly_runs, 0, "polygraphy lint")
