@@ -595,8 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if od:
         cmds["onnxdoctor check --format json"] = od + ["check", str(path), "--format", "json"]
-        cmds["onnxdoctor check --format json -j 2 (shape inference in a helper process)"] = (
-            od + ["check", str(path), "--format", "json", "-j", "2"])
+        cmds["onnxdoctor check --format json -j 1 (one process, no helper)"] = (
+            od + ["check", str(path), "--format", "json", "-j", "1"])
     m = measure_interleaved(cmds, args.runs, args.warmup)
     poly = find_tool("polygraphy", args.polygraphy)
     if poly and args.poly_runs > 0:

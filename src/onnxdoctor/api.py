@@ -61,11 +61,10 @@ def check(
     A single unreadable model raises ModelLoadError; with several, unreadable ones are reported in
     `Report.models[i].error` and the others are still checked.
 
-    `jobs`: with several files and jobs > 1, that many files are checked at once in worker processes;
-    with one file and jobs > 1, its shape inference (if the file is big) runs in a helper process on
-    another core (prefetch.py). By default everything runs in this process: on the 2-vCPU machines
-    measured (docs/benchmarks.md) the helper made a single check slower, not faster. The findings are
-    identical in every mode.
+    `jobs`: with several files and jobs > 1, that many files are checked at once in worker processes.
+    Otherwise files are checked one at a time, and the shape inference of a big file runs in a light
+    helper process on another core while this one parses and indexes it (prefetch.py); jobs == 1
+    keeps all work in this process. The findings are identical in every mode.
     """
     from .config import DEFAULT, Discovery
 
@@ -161,8 +160,9 @@ def _run(plans, jobs: int | None, progress: bool, single: bool) -> list[ModelRep
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_check_path, str(item), settings) for item, settings in plans]
             return _collect(futures, progress, lambda f: f.result())
-    # Here with one file (or in-memory models): jobs > 1 then buys a helper process for shape inference.
-    helpers = jobs is not None and jobs > 1
+    # Here with one file (or in-memory models): unless jobs == 1, a big file's shape inference runs in
+    # a helper process (prefetch.py).
+    helpers = jobs != 1
 
     def run(plan):
         item, settings = plan

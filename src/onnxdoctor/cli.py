@@ -79,8 +79,8 @@ def main() -> None:
 @click.option("--baseline", type=click.Path(dir_okay=False), default=None, help="Report only findings that are not in this baseline file.")
 @click.option("--write-baseline", type=click.Path(dir_okay=False), default=None, help="Record the current findings in FILE (then exit 0) for later --baseline runs.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
-              help="Processes: with several files, check N at once; with one big file, run its shape "
-                   "inference on a second core. Default: everything in one process.")
+              help="Processes: with several files, check N at once. Default: files one at a time, the shape "
+                   "inference of a big one on a second core; 1: everything in one process.")
 @click.option("--color/--no-color", default=None, help="Colour the text report (default: when stdout is a terminal).")
 def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, config, isolated, baseline,
           write_baseline, jobs, color) -> None:
@@ -92,7 +92,7 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
         import gc
 
         gc.disable()
-    if jobs is not None and jobs > 1 and len(paths) == 1:
+    if jobs != 1 and len(paths) == 1:
         from . import prefetch
 
         prefetch.start(paths[0])  # shape inference on the second core while onnx is imported
