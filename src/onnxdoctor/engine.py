@@ -34,17 +34,6 @@ def analyze(model: Model, target: Target, rules: Iterable[Rule]) -> list[Finding
             findings.extend(reporter.report_unused(ctx, unused))
     if not findings:
         return findings
-    # Stable order: model graph order of the location, then code. Findings made by Rule.finding carry
-    # their node's position; the name lookup (a walk over every node) is only for others.
-    order = _node_order(model) if any(not f.order and f.location.node is not None for f in findings) else {}
-    findings.sort(key=lambda f: (f.order or order.get((f.location.subgraph, f.location.node), (-1,)), f.code, f.message))
+    # Stable order: graph order of the node (Rule.finding records it; model-level findings first), then code.
+    findings.sort(key=lambda f: (f.order or (-1,), f.code, f.message))
     return findings
-
-
-def _node_order(model: Model) -> dict:
-    order = {}
-    for gi, g in enumerate(model.graphs):
-        for i, node in enumerate(g.nodes):
-            name = node.name or f"{node.op_type}#{i}"
-            order.setdefault((g.path, name), (gi, i))
-    return order

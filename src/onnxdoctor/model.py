@@ -20,6 +20,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 
+from ._onnx_ops import PLAIN_STANDARD_OPS
 from .errors import ModelLoadError
 
 PROTOBUF_LIMIT = 2**31 - 1
@@ -325,10 +326,14 @@ class Graph:
         return out
 
     @functools.cached_property
+    def all_standard(self) -> bool:
+        """Whether every node is of the standard domain."""
+        return all(self.standard)
+
+    @functools.cached_property
     def may_nest(self) -> bool:
         """Whether any node can carry a subgraph: a control-flow op, or an op of another domain."""
-        positions = self.op_positions
-        return any(op in positions for op in GRAPH_ATTR_OPS) or sum(map(len, positions.values())) != len(self.nodes)
+        return any(op in self.op_positions for op in GRAPH_ATTR_OPS) or not self.all_standard
 
     def is_used(self, tensor: str) -> bool:
         return bool(self.consumers.get(tensor)) or tensor in self.outputs
@@ -1042,8 +1047,6 @@ def _may_hold_tensors(op_type: str, domain: str) -> bool:
     """Whether a node can carry tensor or graph attributes: ops of other domains and unknown ops may;
     a standard op only if its schema declares such an attribute (Constant, ConstantOfShape, If...).
     Skips the attribute walk for the thousands of nodes that cannot."""
-    from ._onnx_ops import PLAIN_STANDARD_OPS
-
     if domain not in ("", "ai.onnx") or op_type in TENSOR_OR_GRAPH_ATTR_OPS:
         return True
     return op_type not in PLAIN_STANDARD_OPS

@@ -138,10 +138,9 @@ class Context:
                 positions = g.op_positions
                 for op, idxs in positions.items():
                     index.setdefault(("", op), []).extend(NodeRef(nodes[i], g, i, op) for i in idxs)
-                if sum(map(len, positions.values())) != len(nodes):
-                    standard = {i for idxs in positions.values() for i in idxs}
-                    for i, n in enumerate(nodes):
-                        if i not in standard:
+                if not g.all_standard:
+                    for i, (n, std) in enumerate(zip(nodes, g.standard)):
+                        if not std:
                             ref = NodeRef(n, g, i)
                             index.setdefault((ref.domain, ref.op_type), []).append(ref)
             return index
