@@ -43,6 +43,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -486,7 +487,7 @@ def machine_info(python: str) -> dict:
 
 def find_tool(name: str, override: str | None) -> list[str] | None:
     if override:
-        return override.split()
+        return shlex.split(override)
     here = Path(sys.executable).parent / name
     if here.exists():
         return [str(here)]
@@ -526,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poly-runs", type=int, default=1, help="timed runs of polygraphy check lint (default 1; 0 skips)")
     ap.add_argument("--onnxdoctor", default=None, help="command for onnxdoctor (default: console script beside this python, or on PATH)")
     ap.add_argument("--polygraphy", default=None, help="command for polygraphy (default: console script beside this python, or on PATH)")
+    ap.add_argument("--compare", default=None, metavar="CMD",
+                    help="another onnxdoctor command (e.g. an older build: 'env PYTHONPATH=DIR python -m onnxdoctor') "
+                         "whose check is measured in the same rounds, for an A/B comparison on a drifting machine")
     ap.add_argument("--skip-check", action="store_true", help="do not run onnxdoctor (e.g. before the CLI exists)")
     ap.add_argument("--build-only", action="store_true", help="only build the model(s)")
     ap.add_argument("--scaling", action="store_true", help="time check at --scaling-nodes with small weights instead")
@@ -597,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         cmds["onnxdoctor check --format json"] = od + ["check", str(path), "--format", "json"]
         cmds["onnxdoctor check --format json -j 1 (one process, no helper)"] = (
             od + ["check", str(path), "--format", "json", "-j", "1"])
+    if args.compare:
+        cmds["compared: " + args.compare + " check --format json"] = shlex.split(args.compare) + [
+            "check", str(path), "--format", "json"]
     m = measure_interleaved(cmds, args.runs, args.warmup)
     poly = find_tool("polygraphy", args.polygraphy)
     if poly and args.poly_runs > 0:

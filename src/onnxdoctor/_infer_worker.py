@@ -6,34 +6,24 @@ data propagation: the same call as model.run_shape_inference). stdout gets one s
 inferred model's bytes (b"1") or the inferencer's message (b"0"). Any other outcome (exit code,
 missing output) means "no result": the caller infers in its own process.
 
-This file must import nothing from onnxdoctor or onnx (their package imports are what it avoids).
+It imports only onnxdoctor._onnx, which loads the extension by file location (and onnxdoctor's
+`__init__`, which imports nothing); not the onnx package, whose import is what it avoids.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import sys
 
+# Run as a script, this file's folder (the onnxdoctor package, whose io.py and profile.py would shadow
+# the standard library's) is sys.path[0]; its parent holds the package.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def _load_extension():
-    spec = importlib.util.find_spec("onnx")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("onnx is not installed")
-    folder = list(spec.submodule_search_locations)[0]
-    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    names = [f for f in os.listdir(folder) if f.startswith("onnx_cpp2py_export") and f.endswith(suffixes)]
-    if not names:
-        raise ImportError("onnx's C++ extension was not found")
-    ext = importlib.util.spec_from_file_location("onnx.onnx_cpp2py_export", os.path.join(folder, names[0]))
-    module = importlib.util.module_from_spec(ext)
-    ext.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+from onnxdoctor._onnx import load_extension  # noqa: E402 - the path above first
 
 
 def main(path: str) -> int:
-    c = _load_extension()
+    c = load_extension()
     with open(path, "rb") as fh:
         data = fh.read()
     try:

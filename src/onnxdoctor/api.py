@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import onnx
-
 from . import prefetch
+from ._onnx import ModelProto
 from .engine import analyze
 from .errors import ModelLoadError, UsageError
 from .findings import ModelReport, Report, Severity
@@ -39,7 +38,7 @@ def collect_model_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
 
 
 def check(
-    models: str | os.PathLike | onnx.ModelProto | Model | Sequence,
+    models: str | os.PathLike | ModelProto | Model | Sequence,
     trt: str | None = None,
     *,
     select: list[str] | None = None,
@@ -236,7 +235,7 @@ def _check_one(item, target: Target, rules: Sequence[Rule], use_prefetch: bool) 
     frozen = {name: spec.opt for name, spec in target.shapes.items()} or None
     if isinstance(item, Model):
         model = item
-    elif isinstance(item, onnx.ModelProto):
+    elif isinstance(item, ModelProto):
         model = from_proto(item, shapes=frozen)
     else:
         model = load(item, shapes=frozen, use_prefetch=use_prefetch)

@@ -96,6 +96,13 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
         from . import prefetch
 
         prefetch.start(paths[0])  # shape inference on the second core while onnx is imported
+    if _standalone:
+        from . import _onnx
+
+        _onnx.use_light()  # onnx's protobuf classes and C++ extension, not its whole package (~0.15 s)
+        # numpy's OpenBLAS starts a thread per core at import, which spins on the core the helper
+        # process infers on; a check does no linear algebra.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .api import check as api_check
     from .findings import Severity
     from .report import render

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
-import onnx
 from google.protobuf.message import DecodeError
-from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
+
+from . import _onnx
+from ._onnx import AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto
 
 from ._onnx_ops import PLAIN_STANDARD_OPS
 from .errors import ModelLoadError
@@ -68,7 +69,7 @@ def dtype_name(elem_type: int) -> str:
     return _DTYPE_NAMES.get(elem_type) or f"type#{elem_type}"
 
 
-def _type_from_proto(tp: onnx.TypeProto) -> TensorType:
+def _type_from_proto(tp: TypeProto) -> TensorType:
     which = tp.WhichOneof("value")
     if which == "tensor_type":
         tt = tp.tensor_type
@@ -98,10 +99,10 @@ class TypeTable:
     __slots__ = ("raw", "_parsed")
 
     def __init__(self) -> None:
-        self.raw: dict[str, onnx.TypeProto] = {}
+        self.raw: dict[str, TypeProto] = {}
         self._parsed: dict[str, TensorType] = {}
 
-    def set(self, name: str, tp: onnx.TypeProto | TensorType) -> None:
+    def set(self, name: str, tp: TypeProto | TensorType) -> None:
         if isinstance(tp, TensorType):
             self._parsed[name] = tp
             self.raw.pop(name, None)
@@ -193,7 +194,7 @@ class Graph:
     initializers: dict[str, TensorProto]
     types: TypeTable
     outer: Graph | None = None
-    function: onnx.FunctionProto | None = None
+    function: FunctionProto | None = None
     depth: int = 0
     producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (node index, output index)
     consumers: dict[str, list[int]] = field(default_factory=dict)
@@ -510,7 +511,7 @@ class Model:
         return sum(len(g.nodes) for g in self.graphs)
 
     @functools.cached_property
-    def local_functions(self) -> dict[tuple[str, str], onnx.FunctionProto]:
+    def local_functions(self) -> dict[tuple[str, str], FunctionProto]:
         return {(f.domain, f.name): f for f in self.proto.functions}
 
     # -- constants --------------------------------------------------------------
@@ -560,7 +561,7 @@ def _subgraphs_of(nodes, op_types: list[str] | None = None, standard: list[bool]
                 yield f"{node.name or f'{node.op_type}#{i}'}/{label}", sub
 
 
-def _graph_protos(proto: ModelProto, views: list[Graph]) -> list[GraphProto | onnx.FunctionProto]:
+def _graph_protos(proto: ModelProto, views: list[Graph]) -> list[GraphProto | FunctionProto]:
     """The graphs and functions of `proto` in the order of `views`, which were built from a model of
     the same structure (e.g. before shape inference): graphs are matched by path."""
     out: list = []
@@ -586,7 +587,7 @@ def _fill_types(views: list[Graph], protos: list) -> None:
         types.raw.clear()
         types._parsed.clear()
         raw = types.raw
-        if isinstance(gp, onnx.FunctionProto):
+        if isinstance(gp, FunctionProto):
             for vi in gp.value_info:
                 if vi.HasField("type"):
                     raw[vi.name] = vi.type
@@ -618,7 +619,7 @@ def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, d
     )
 
 
-def _make_function_graph(f: onnx.FunctionProto) -> Graph:
+def _make_function_graph(f: FunctionProto) -> Graph:
     return Graph(
         proto=None,
         path=(f"function:{f.domain + '.' if f.domain else ''}{f.name}",),
@@ -845,7 +846,7 @@ class ConstantView:
             return args[0]
         if op == "Cast":
             to = ref.attr("to")
-            return args[0].astype(onnx.helper.tensor_dtype_to_np_dtype(to))
+            return args[0].astype(_onnx.np_dtype(to))
         if op == "Unsqueeze":
             axes = ref.attr("axes") if ref.has_attr("axes") else (args[1].tolist() if len(args) > 1 else [])
             out = args[0]
@@ -901,7 +902,7 @@ def tensor_value(t: TensorProto) -> np.ndarray | None:
     if n > MAX_VALUE_ELEMENTS:
         return None
     try:
-        return onnx.numpy_helper.to_array(t)
+        return _onnx.to_array(t)
     except Exception:  # noqa: BLE001 - odd dtypes: value unknown
         return None
 
@@ -1214,17 +1215,11 @@ def _lenient(model: Model) -> ModelProto:
 def _infer_serialized(data: bytes) -> ModelProto:
     """Strict inference straight from a file's bytes (what onnx.shape_inference.infer_shapes does
     after serializing a proto), with the same options as `_infer`."""
-    try:
-        from onnx.onnx_cpp2py_export import shape_inference as c_inference
-    except ImportError:  # pragma: no cover - a future onnx layout: the public wrapper does the same
-        return onnx.shape_inference.infer_shapes(data, check_type=False, strict_mode=True, data_prop=False)
-    out = ModelProto()
-    out.ParseFromString(c_inference.infer_shapes(data, False, True, False))
-    return out
+    return ModelProto.FromString(_onnx.infer_shapes(data, strict=True))
 
 
 def _infer(proto: ModelProto, *, strict: bool) -> ModelProto:
     # data_prop stays off: onnx's data propagation allocates per element of 1-D tensors (a 2^24-element
     # input costs 9 s and 3.6 GB), so a hostile or merely large file could hang the check. Constant
     # shape chains are evaluated by ConstantView instead.
-    return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=strict, data_prop=False)
+    return ModelProto.FromString(_onnx.infer_shapes(proto.SerializeToString(), strict=strict))

@@ -115,7 +115,7 @@ class Context:
             return frozenset({self.target.precision})
         if not self.release.strongly_typed:
             return frozenset({"fp32"})
-        from onnx import TensorProto
+        from ._onnx import TensorProto
 
         names = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16",
                  TensorProto.FLOAT8E4M3FN: "fp8", TensorProto.INT8: "int8"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onnx import ModelProto
+from ._onnx import ModelProto
 
 from .errors import UsageError
 

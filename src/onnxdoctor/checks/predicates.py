@@ -11,7 +11,7 @@ import re
 from typing import Callable
 
 import numpy as np
-from onnx import TensorProto
+from .._onnx import TensorProto
 
 from ..model import Model, NodeRef, TensorType
 

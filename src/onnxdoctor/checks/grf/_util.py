@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from onnx import AttributeProto, GraphProto
+from ..._onnx import AttributeProto, GraphProto
 
 from ...kb import Release
 from ...model import GRAPH_ATTR_OPS, Graph, Model, dtype_name

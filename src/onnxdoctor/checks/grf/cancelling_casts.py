@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnx import TensorProto as T
+from ..._onnx import TensorProto as T
 
 from ...findings import Applicability, Fix, Severity
 from ...model import dtype_name

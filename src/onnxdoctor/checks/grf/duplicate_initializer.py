@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from onnx import TensorProto
+from ..._onnx import TensorProto
 
 from ...findings import Applicability, Fix, Severity
 from ...model import _external_ref

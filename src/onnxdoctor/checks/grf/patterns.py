@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Union
 
-from onnx import TensorProto
+from ..._onnx import TensorProto
 
 from ...model import Graph, Model, NodeRef
 

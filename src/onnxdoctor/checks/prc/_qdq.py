@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnx import NodeProto
+from ..._onnx import NodeProto
 
 from ...model import Graph
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import TensorProto
+from ..._onnx import TensorProto, np_dtype
 
 from ...findings import Applicability, Fix, Severity
 from ...model import Graph, tensor_value
@@ -196,10 +196,8 @@ def _constant_value(ctx: Context, g: Graph, tensor: str, consumer_op: str) -> np
             if inner is None:
                 return None
             try:
-                import onnx
-
                 with np.errstate(over="ignore", invalid="ignore"):
-                    return inner.astype(onnx.helper.tensor_dtype_to_np_dtype(ref.attr("to")))
+                    return inner.astype(np_dtype(ref.attr("to")))
             except Exception:  # noqa: BLE001 - odd target type: unknown
                 return None
         return None

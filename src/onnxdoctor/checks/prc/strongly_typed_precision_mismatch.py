@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import onnx
-from onnx import TensorProto
+from ..._onnx import TensorProto, get_schema
 
 from ...findings import Severity
 from ...kb import version_key
@@ -80,7 +79,7 @@ class StronglyTypedPrecisionMismatch(Rule):
 
     def _reason(self, ctx: Context, node, floats, bn_ok: bool) -> str | None:
         try:
-            schema = onnx.defs.get_schema(node.op_type, max(ctx.model.op_version(node), 1), "")
+            schema = get_schema(node.op_type, max(ctx.model.op_version(node), 1), "")
         except Exception:  # noqa: BLE001 - unknown op: other rules report it
             return None
         params: dict[str, set[int]] = {}

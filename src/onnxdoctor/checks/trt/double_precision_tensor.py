@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto
+from ..._onnx import TensorProto
 
 from ...findings import Applicability, Fix, Severity
 from ...model import tensor_value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onnx import TensorProto
+from ..._onnx import TensorProto
 
 from ...findings import Severity
 from ...kb import version_key
