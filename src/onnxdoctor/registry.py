@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 
 from .checks import grf, mod, prc, shp, trt
 from .errors import UsageError
@@ -27,6 +29,8 @@ def all_rules() -> tuple[Rule, ...]:
 
 
 def _plugin_rules() -> list[Rule]:
+    if not _may_declare_plugins():
+        return []
     from importlib.metadata import entry_points
 
     out: list[Rule] = []
@@ -34,6 +38,36 @@ def _plugin_rules() -> list[Rule]:
         for cls in ep.load():
             out.append(cls())
     return out
+
+
+def _may_declare_plugins() -> bool:
+    """Whether an installed distribution may declare an `onnxdoctor.rules` entry point: a scan of the
+    sys.path folders' *.dist-info/*.egg-info/EGG-INFO entry_points.txt files for the group's name
+    (~1 ms), so that the usual case, no plugin, does not import importlib.metadata (0.03-0.06 s, a
+    twentieth of a check). Whatever the scan cannot see (a zip file on sys.path, a custom distribution
+    finder) answers True and importlib.metadata decides."""
+    import importlib.machinery
+
+    for finder in sys.meta_path:
+        if hasattr(finder, "find_distributions") and finder is not importlib.machinery.PathFinder:
+            return True
+    for entry in sys.path:
+        folder = entry or "."
+        try:
+            names = os.listdir(folder)
+        except NotADirectoryError:
+            return True  # a zip file on sys.path
+        except OSError:
+            continue  # missing folders (e.g. pythonXY.zip) hold no distributions
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")) or name == "EGG-INFO":
+                try:
+                    with open(os.path.join(folder, name, "entry_points.txt"), "rb") as fh:
+                        if b"onnxdoctor.rules" in fh.read():
+                            return True
+                except OSError:
+                    continue
+    return False
 
 
 def get_rule(code_or_name: str) -> Rule:
