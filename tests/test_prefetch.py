@@ -112,3 +112,34 @@ def test_check_reports_the_same_with_and_without_helper(tmp_path, run_cli, monke
     monkeypatch.setattr(prefetch, "start", lambda p, _real=prefetch.start: (started.append(p), _real(p)))
     assert api.check(str(path)).models[0].findings == api.check(str(path), jobs=1).models[0].findings
     assert started == [str(path)]  # the default used the helper; jobs=1 did not
+
+
+def test_launcher_knows_which_check_options_take_a_value():
+    import click
+
+    from onnxdoctor import _launch, cli
+
+    takes_value = set()
+    for p in cli.check.params:
+        if isinstance(p, click.Option) and not p.is_flag and not p.count:
+            takes_value.update(p.opts + p.secondary_opts)
+    assert takes_value == _launch.CHECK_VALUE_OPTIONS
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["m.onnx"], "m.onnx"),
+    (["--trt", "8.6", "m.onnx", "--format", "json", "-o", "out.json"], "m.onnx"),
+    (["--trt=10", "-oout.json", "--isolated", "--no-color", "m.onnx", "-j", "2"], "m.onnx"),
+    (["--format", "json", "--", "-odd-name.onnx"], "-odd-name.onnx"),
+    (["m.onnx", "-j", "1"], None),        # one process asked for
+    (["m.onnx", "-j1"], None),
+    (["m.onnx", "--jobs=1"], None),
+    (["m.onnx", "--shape", "x:1x3"], None),  # frozen shapes change the graph before inference
+    (["a.onnx", "b.onnx"], None),          # several models: no helper
+    (["--trt"], None),
+    ([], None),
+])
+def test_launcher_finds_the_single_model(args, expected):
+    from onnxdoctor._launch import single_model
+
+    assert single_model(args) == expected

@@ -1,4 +1,4 @@
-from onnxdoctor.cli import entry
+from onnxdoctor._launch import main
 
 if __name__ == "__main__":
-    entry()
+    main()

@@ -433,8 +433,15 @@ class ExternalRef(NamedTuple):
 
 
 def _external_ref(t: TensorProto) -> ExternalRef:
-    entries = {e.key: e.value for e in t.external_data}
-    loc, offset, length = entries.get("location", ""), entries.get("offset", "0"), entries.get("length", "")
+    loc, offset, length = "", "0", ""
+    for e in t.external_data:
+        key = e.key
+        if key == "location":
+            loc = e.value
+        elif key == "offset":
+            offset = e.value
+        elif key == "length":
+            length = e.value
     try:
         return ExternalRef(t.name, loc, int(offset or 0), int(length) if length else None)
     except ValueError:
@@ -453,6 +460,7 @@ class Model:
         self.base_dir = base_dir.resolve() if base_dir is not None else None
         self.external: list[ExternalRef] = []
         self.external_problems: list[tuple[str, str]] = []  # (tensor, problem) for missing/short data files
+        self._external_files: dict[str, int | None] = {}  # location -> file size (None: missing), checked once
         self.shape_inference_error: str | None = None
         self.frozen_inputs: tuple[str, ...] = ()  # graph inputs whose dims --shape fixed
         self.inferred: ModelProto = proto
@@ -1078,28 +1086,30 @@ def _where(g: Graph) -> str:
 
 
 def _check_tensor(model: Model, t: TensorProto, where: str) -> None:
-    shown = model.path
     dims = t.dims[:]
     n = math.prod(dims)
-    if dims and min(dims) < 0:
-        raise ModelLoadError(shown, f"initializer {t.name!r} in {where} has a negative dimension {list(dims)}")
-    if n > MAX_ELEMENTS:
+    if n > MAX_ELEMENTS or (dims and min(dims) < 0):
+        shown = model.path
+        if min(dims) < 0:
+            raise ModelLoadError(shown, f"initializer {t.name!r} in {where} has a negative dimension {list(dims)}")
         raise ModelLoadError(shown, f"initializer {t.name!r} in {where} claims {n:.3g} elements (dims {list(t.dims)}): absurd size")
-    if t.data_location == TensorProto.EXTERNAL:
+    if t.data_location == _EXTERNAL:
         try:
             ref = _external_ref(t)
         except ValueError as e:
-            raise ModelLoadError(shown, str(e)) from None
+            raise ModelLoadError(model.path, str(e)) from None
         _check_external(model, ref)
         return
-    if t.data_type in _FIXED_SIZES and t.HasField("raw_data"):
-        expected = math.ceil(n * _FIXED_SIZES[t.data_type])
+    size = _FIXED_SIZES.get(t.data_type)
+    if size is not None and t.HasField("raw_data"):
+        expected = math.ceil(n * size)
         if len(t.raw_data) != expected:
             raise ModelLoadError(
-                shown, f"initializer {t.name!r} in {where} holds {len(t.raw_data)} bytes but dims {list(t.dims)} need {expected}"
+                model.path, f"initializer {t.name!r} in {where} holds {len(t.raw_data)} bytes but dims {list(t.dims)} need {expected}"
             )
 
 
+_EXTERNAL = TensorProto.EXTERNAL
 # bytes per element of types stored in raw_data
 _FIXED_SIZES = {
     TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1, TensorProto.UINT16: 2, TensorProto.INT16: 2,
@@ -1120,7 +1130,7 @@ def _check_external(model: Model, ref: ExternalRef) -> None:
         model.external.append(ref)
         return
     # Thousands of tensors usually share one data file: check, resolve and stat each location once.
-    files = model.__dict__.setdefault("_external_files", {})
+    files = model._external_files
     if loc not in files:
         if os.path.isabs(loc) or Path(loc).drive:
             raise ModelLoadError(shown, f"external data of {ref.tensor!r} points to an absolute path {loc!r}; refused (must be inside the model's folder)")

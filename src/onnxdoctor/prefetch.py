@@ -20,10 +20,9 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 MIN_BYTES = 512 * 1024
-_WORKER = str(Path(__file__).with_name("_infer_worker.py"))
+_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_infer_worker.py")
 
 
 class _Pending:
