@@ -5,6 +5,8 @@ ONNX shape inference is C++ that holds the GIL: ~0.2 s on a 20,000-node model, a
 extension) on the file, so inference runs on the second core while this process imports onnx and
 onnxdoctor, parses, validates and indexes the graph. `load(path, use_prefetch=True)` then `take`s the
 result, after checking that the file is the one the helper read (size and modification time).
+The helper writes its result into an anonymous file, not a pipe: it finishes (and a pipe's 64 KiB
+would have held it up) whether or not this process is ready to read yet.
 
 No result — the helper failed, was not started, or the file changed — means inference in-process,
 as without a helper; the findings are the same either way. Not used with `--jobs 1`, for files under
@@ -26,17 +28,48 @@ _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_infer_worke
 
 
 class _Pending:
-    def __init__(self, proc: subprocess.Popen, signature: tuple[int, int]) -> None:
+    def __init__(self, proc: subprocess.Popen, out: int, signature: tuple[int, int]) -> None:
         self.proc = proc
+        self.out = out  # file descriptor of the anonymous file the helper writes to
         self.signature = signature
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+    def result(self) -> bytes | None:
+        """Wait for the helper; its output, or None if it failed."""
         try:
-            self.proc.communicate(timeout=5)
-        except (subprocess.TimeoutExpired, OSError, ValueError):
+            code = self.proc.wait()
+            if code != 0:
+                return None
+            size = os.fstat(self.out).st_size
+            return os.pread(self.out, size, 0) if size else None
+        except OSError:
+            return None
+        finally:
+            os.close(self.out)
+
+    def kill(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=5)
+        except (subprocess.TimeoutExpired, OSError):
             pass
+        try:
+            os.close(self.out)
+        except OSError:
+            pass
+
+
+def _anonymous_file() -> int:
+    """A read-write file descriptor of a file with no name (nothing to clean up)."""
+    if hasattr(os, "memfd_create"):  # Linux
+        try:
+            return os.memfd_create("onnxdoctor-inference", os.MFD_CLOEXEC)
+        except OSError:
+            pass
+    import tempfile
+
+    with tempfile.TemporaryFile() as fh:  # unlinked at once (O_TMPFILE where available)
+        return os.dup(fh.fileno())
 
 
 _pending: dict[str, _Pending] = {}
@@ -66,14 +99,19 @@ def start(path: str | os.PathLike) -> None:
     if not stat.S_ISREG(st.st_mode) or st.st_size < MIN_BYTES or not usable():
         return
     try:
+        out = _anonymous_file()
+    except OSError:
+        return
+    try:
         proc = subprocess.Popen(
-            [sys.executable, _WORKER, key], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            [sys.executable, _WORKER, key], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL
         )
     except OSError:
+        os.close(out)
         return
     if not _pending:
         atexit.register(discard_all)
-    _pending[key] = _Pending(proc, (st.st_size, st.st_mtime_ns))
+    _pending[key] = _Pending(proc, out, (st.st_size, st.st_mtime_ns))
 
 
 def take(path: str | os.PathLike, st: os.stat_result) -> tuple[bool, bytes] | None:
@@ -85,12 +123,8 @@ def take(path: str | os.PathLike, st: os.stat_result) -> tuple[bool, bytes] | No
     if pending.signature != (st.st_size, st.st_mtime_ns):
         pending.kill()
         return None
-    try:
-        out, _ = pending.proc.communicate()
-    except (OSError, ValueError):
-        pending.kill()
-        return None
-    if pending.proc.returncode != 0 or not out or out[:1] not in (b"0", b"1"):
+    out = pending.result()
+    if not out or out[:1] not in (b"0", b"1"):
         return None
     return out[:1] == b"1", out[1:]
 
