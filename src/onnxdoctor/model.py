@@ -233,7 +233,19 @@ class Graph:
 
     def producer_ref(self, tensor: str) -> NodeRef | None:
         hit = self.producers.get(tensor)
-        return NodeRef(self.nodes[hit[0]], self, hit[0]) if hit else None
+        return self.ref(hit[0]) if hit else None
+
+    def ref(self, i: int) -> NodeRef:
+        """The NodeRef of node i: one per node, shared by every rule (with its parsed attributes)."""
+        refs = self._refs
+        r = refs[i]
+        if r is None:
+            r = refs[i] = NodeRef(self.nodes[i], self, i, self.op_types[i] if self.standard[i] else None)
+        return r
+
+    @functools.cached_property
+    def _refs(self) -> list[NodeRef | None]:
+        return [None] * len(self.nodes)
 
     def type_of(self, tensor: str) -> TensorType | None:
         g: Graph | None = self
@@ -511,8 +523,8 @@ class Model:
 
     def iter_nodes(self) -> Iterator[NodeRef]:
         for g in self.graphs:
-            for i, n in enumerate(g.nodes):
-                yield NodeRef(n, g, i)
+            for i in range(len(g.nodes)):
+                yield g.ref(i)
 
     @functools.cached_property
     def node_count(self) -> int:

@@ -134,15 +134,14 @@ class Context:
             # From each graph's standard-op positions (read from the protos once); other domains node by node.
             index: dict[tuple[str, str], list[NodeRef]] = {}
             for g in self.model.graphs:
-                nodes = g.nodes
-                positions = g.op_positions
-                for op, idxs in positions.items():
-                    index.setdefault(("", op), []).extend(NodeRef(nodes[i], g, i, op) for i in idxs)
+                ref = g.ref
+                for op, idxs in g.op_positions.items():
+                    index.setdefault(("", op), []).extend(map(ref, idxs))
                 if not g.all_standard:
-                    for i, (n, std) in enumerate(zip(nodes, g.standard)):
+                    for i, std in enumerate(g.standard):
                         if not std:
-                            ref = NodeRef(n, g, i)
-                            index.setdefault((ref.domain, ref.op_type), []).append(ref)
+                            r = ref(i)
+                            index.setdefault((r.domain, r.op_type), []).append(r)
             return index
 
         return self.memo("op-index", build)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 
 from ...findings import Applicability, Fix, Severity
-from ...model import NodeRef
 from ...rule import Context, Rule
 from ._util import human_bytes, nbytes
 
@@ -132,6 +131,6 @@ class ConstantFoldableSubgraph(Rule):
                     fix = self.fix
                     msg = f"{head}: folding stores {len(produced)} tensor{'s' if len(produced) > 1 else ''}, {size}"
                 yield self.finding(
-                    ctx, msg, node=NodeRef(nodes[last], g, last), tensor=produced[0], versions=ctx.kb.versions,
+                    ctx, msg, node=g.ref(last), tensor=produced[0], versions=ctx.kb.versions,
                     fix=fix, hint=None if fix is None else "onnxdoctor fix folds it into initializers",
                 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ...findings import Applicability, Fix, Severity
-from ...model import NodeRef
 from ...rule import Context, Rule
 from ._util import has_subgraph, subgraph_names
 
@@ -62,7 +61,7 @@ class DeadNode(Rule):
                 what = "its outputs reach" if len(outs) > 1 else "its output reaches"
                 yield self.finding(
                     ctx, f"{node.op_type} is dead: {what} no graph output",
-                    node=NodeRef(node, g, i), tensor=outs[0] if outs else None, versions=ctx.kb.versions,
+                    node=g.ref(i), tensor=outs[0] if outs else None, versions=ctx.kb.versions,
                     hint="onnxdoctor fix removes it",
                 )
 

@@ -92,7 +92,7 @@ class _View:
         self.cv = model.constants(graph)
 
     def ref(self, index: int) -> NodeRef:
-        return NodeRef(self.g.nodes[index], self.g, index)
+        return self.g.ref(index)
 
     def producer(self, tensor: str, op: str | tuple[str, ...] | None = None) -> NodeRef | None:
         g = self.g
@@ -105,7 +105,7 @@ class _View:
         op_type = g.op_types[i]
         if op is not None and op_type != op and (isinstance(op, str) or op_type not in op):
             return None
-        return NodeRef(g.nodes[i], g, i, op_type)
+        return g.ref(i)
 
     def consumers(self, tensor: str) -> list[NodeRef]:
         return [self.ref(i) for i in self.g.consumers.get(tensor, ())]
@@ -591,7 +591,7 @@ def iter_matches(model: Model, graph: Graph, matcher: Callable[..., MatchResult]
     positions = graph.op_positions
     anchors = sorted(i for op in ANCHORS[matcher] for i in positions.get(op, ()))
     for i in anchors:
-        ref = NodeRef(graph.nodes[i], graph, i)
+        ref = graph.ref(i)
         yield ref, matcher(model, graph, ref)
 
 

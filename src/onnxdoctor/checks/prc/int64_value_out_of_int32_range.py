@@ -75,7 +75,7 @@ class Int64ValueOutOfInt32Range(Rule):
             for i, node in enumerate(g.nodes):
                 if not is_std(node) or node.op_type not in ("Constant", "ConstantOfShape") or not node.output:
                     continue
-                ref = NodeRef(node, g, i)
+                ref = g.ref(i)
                 if node.op_type == "Constant":
                     val = ctx.model.constants(g).value(node.output[0])
                 else:

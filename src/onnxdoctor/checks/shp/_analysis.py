@@ -88,7 +88,7 @@ class ValueClasses:
                 if self.consts.is_constant(x):
                     c = CONST
                 else:
-                    read = _dims_read(g, NodeRef(g.nodes[i], g, i, op), src) if src else None
+                    read = _dims_read(g, g.ref(i), src) if src else None
                     if read is not None and all(isinstance(d, int) or d in self.dim_names for d in read):
                         c = FREEZABLE
                         self.dims_read.update((o, frozenset(d for d in read if isinstance(d, str))) for o in outs if o)
@@ -256,7 +256,7 @@ def _compute_length(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> i
     ins = g.node_inputs[i]
     op = node.op_type
     rec: Callable[[str], int | None] = lambda x: _length(ctx, g, x, memo, depth + 1)  # noqa: E731
-    ref = NodeRef(node, g, i)
+    ref = g.ref(i)
     if op == "Shape" and ins:
         st = g.type_of(ins[0])
         if st is None or st.shape is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 
 from ...findings import Applicability, Fix, Severity
-from ...model import Graph, NodeRef
+from ...model import Graph
 from ...rule import Context, Rule
 from ._analysis import ValueClasses, value_classes
 
@@ -129,7 +129,7 @@ class RuntimeShapeComputation(Rule):
             n = len(nodes)
             head = f"{n}-node shape computation ({summary})"
             if sinks:
-                first = NodeRef(g.nodes[sinks[0]], g, sinks[0])
+                first = g.ref(sinks[0])
                 more = f" (and {len(sinks) - 1} more)" if len(sinks) > 1 else ""
                 where = f"feeding {first.op_type} {first.name!r}{more}"
             else:

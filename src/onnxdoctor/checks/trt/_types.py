@@ -65,7 +65,7 @@ def _walk(ctx: Context) -> Iterator[Site]:
             for out in outs:
                 if out and out not in seen and out in types:
                     seen.add(out)
-                    ref = ref or NodeRef(g.nodes[i], g, i)
+                    ref = ref or g.ref(i)
                     yield site(out, "output" if is_main and out in outputs else "value", ref)
         if is_main:
             for name in g.outputs:

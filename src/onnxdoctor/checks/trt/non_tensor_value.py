@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ...findings import Severity
-from ...model import NodeRef
 from ...rule import Context, Rule
 
 
@@ -53,7 +52,7 @@ class NonTensorValue(Rule):
                     continue
                 reported.add(name)
                 hit = g.producers.get(name)
-                node = NodeRef(g.nodes[hit[0]], g, hit[0]) if hit else None
+                node = g.ref(hit[0]) if hit else None
                 role = "input" if name in g.inputs else "output" if name in g.outputs else "value"
                 yield self.finding(
                     ctx,
