@@ -94,33 +94,28 @@ def _type_from_proto(tp: TypeProto) -> TensorType:
 
 
 class TypeTable:
-    """name -> TensorType, parsed from the graph's TypeProtos on first use (most are never asked for)."""
+    """name -> TensorType, parsed on first use (most are never asked for) from the graph's TypeProtos
+    (`raw`: value_info, inputs, outputs) or, for a value they do not type, from its initializer
+    (`inits`, the graph's own initializer table)."""
 
-    __slots__ = ("raw", "_parsed")
+    __slots__ = ("raw", "inits", "_parsed")
 
-    def __init__(self) -> None:
+    def __init__(self, inits: dict[str, TensorProto] | None = None) -> None:
         self.raw: dict[str, TypeProto] = {}
+        self.inits: dict[str, TensorProto] = inits if inits is not None else {}
         self._parsed: dict[str, TensorType] = {}
-
-    def set(self, name: str, tp: TypeProto | TensorType) -> None:
-        if isinstance(tp, TensorType):
-            self._parsed[name] = tp
-            self.raw.pop(name, None)
-        else:
-            self.raw[name] = tp
-            self._parsed.pop(name, None)
-
-    def setdefault(self, name: str, t: TensorType) -> None:
-        if name not in self:
-            self._parsed[name] = t
 
     def get(self, name: str) -> TensorType | None:
         t = self._parsed.get(name)
         if t is None:
             tp = self.raw.get(name)
-            if tp is None:
-                return None
-            t = self._parsed[name] = _type_from_proto(tp)
+            if tp is not None:
+                t = self._parsed[name] = _type_from_proto(tp)
+            else:
+                init = self.inits.get(name)
+                if init is None:
+                    return None
+                t = self._parsed[name] = TensorType(init.data_type, tuple(init.dims))
         return t
 
     def __getitem__(self, name: str) -> TensorType:
@@ -130,10 +125,10 @@ class TypeTable:
         return t
 
     def __contains__(self, name: str) -> bool:
-        return name in self._parsed or name in self.raw
+        return name in self.raw or name in self.inits
 
     def names(self) -> list[str]:
-        return list(self.raw.keys() | self._parsed.keys())
+        return list(self.raw.keys() | self.inits.keys())
 
     def items(self):
         for name in self.names():
@@ -141,12 +136,9 @@ class TypeTable:
 
     def kind(self, name: str) -> str | None:
         """Cheap: the value kind without parsing the shape."""
-        t = self._parsed.get(name)
-        if t is not None:
-            return t.kind
         tp = self.raw.get(name)
         if tp is None:
-            return None
+            return "tensor" if name in self.inits else None
         return _KINDS.get(tp.WhichOneof("value"), "unknown")
 
     def elem_type(self, name: str) -> int:
@@ -154,14 +146,20 @@ class TypeTable:
         if t is not None:
             return t.elem_type
         tp = self.raw.get(name)
-        return tp.tensor_type.elem_type if tp is not None and tp.HasField("tensor_type") else 0
+        if tp is None:
+            init = self.inits.get(name)
+            return init.data_type if init is not None else 0
+        return tp.tensor_type.elem_type if tp.HasField("tensor_type") else 0
 
     def summary(self, name: str) -> tuple[str, int, int | None]:
         """(kind, elem_type, rank) with one lookup and no shape parsing."""
         t = self._parsed.get(name)
         if t is not None:
             return t.kind, t.elem_type, t.rank
-        tp = self.raw[name]
+        tp = self.raw.get(name)
+        if tp is None:
+            init = self.inits[name]
+            return "tensor", init.data_type, len(init.dims)
         which = tp.WhichOneof("value")
         if which != "tensor_type":
             return _KINDS.get(which, "unknown"), 0, None
@@ -173,7 +171,10 @@ class TypeTable:
         if t is not None:
             return t.rank
         tp = self.raw.get(name)
-        if tp is None or not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
+        if tp is None:
+            init = self.inits.get(name)
+            return len(init.dims) if init is not None else None
+        if not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
             return None
         return len(tp.tensor_type.shape.dim)
 
@@ -303,16 +304,11 @@ class Graph:
                     max_rank = r
             else:
                 kinds.add((_KINDS.get(which, "unknown"), 0))
-        for name in list(self.types._parsed):
-            t = self.types._parsed[name]
-            kinds.add((t.kind, t.elem_type))
-            max_rank = max(max_rank, t.rank or 0)
-        raw, parsed = self.types.raw, self.types._parsed
+        raw = self.types.raw
         for name, t in self.initializers.items():
-            if name in parsed and name not in raw:
-                continue  # its type was taken from this very tensor (_fill_types): counted above
-            kinds.add(("tensor", t.data_type))
-            max_rank = max(max_rank, len(t.dims))
+            if name not in raw:  # typed by the initializer itself
+                kinds.add(("tensor", t.data_type))
+                max_rank = max(max_rank, len(t.dims))
         return frozenset(kinds), max_rank
 
     @functools.cached_property
@@ -614,18 +610,17 @@ def _fill_types(views: list[Graph], protos: list) -> None:
             continue
         for vis in (gp.value_info, gp.input, gp.output):
             raw.update((vi.name, vi.type) for vi in vis)
-        for t in gp.initializer:
-            if t.name not in raw:
-                types._parsed[t.name] = TensorType(t.data_type, tuple(t.dims))
         g.__dict__.pop("type_summary", None)
 
 
 def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, depth: int) -> Graph:
     if depth > MAX_SUBGRAPH_DEPTH:
         raise _TooDeep()
-    inits = {t.name: t for t in proto.initializer}
-    for st in proto.sparse_initializer:
-        inits.setdefault(st.values.name, st.values)
+    dense = inits = {t.name: t for t in proto.initializer}
+    if len(proto.sparse_initializer):
+        inits = dict(dense)
+        for st in proto.sparse_initializer:
+            inits.setdefault(st.values.name, st.values)
     return Graph(
         proto=proto,
         path=path,
@@ -633,7 +628,7 @@ def _make_graph(proto: GraphProto, path: tuple[str, ...], outer: Graph | None, d
         inputs=[vi.name for vi in proto.input],
         outputs=[vi.name for vi in proto.output],
         initializers=inits,
-        types=TypeTable(),
+        types=TypeTable(dense),  # a sparse initializer's values tensor does not have its shape
         outer=outer,
         depth=depth,
     )
