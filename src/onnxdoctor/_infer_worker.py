@@ -2,8 +2,11 @@
 
 Run as a script: `python _infer_worker.py MODEL`. It loads only onnx's C++ extension — not the onnx
 package, whose import costs ~0.2 s — reads MODEL and runs strict shape inference (no type check, no
-data propagation: the same call as model.run_shape_inference). stdout gets one status byte, then the
-inferred model's bytes (b"1") or the inferencer's message (b"0"). Any other outcome (exit code,
+data propagation: the same call as model.run_shape_inference). Then, while the checking process is
+still busy with its own part, it loads onnx's protobuf classes and packs the inferred value types
+(_typeinfo.pack: what the checking process would otherwise read from the inferred model itself).
+stdout gets one status byte, then the packed types, marshalled (b"2"), the inferred model's bytes
+when packing failed (b"1"), or the inferencer's message (b"0"). Any other outcome (exit code,
 missing output) means "no result": the caller infers in its own process.
 
 It imports only onnxdoctor._onnx, which loads the extension by file location (and onnxdoctor's
@@ -19,17 +22,31 @@ import sys
 # the standard library's) is sys.path[0]; its parent holds the package.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from onnxdoctor._onnx import load_extension  # noqa: E402 - the path above first
+from onnxdoctor import _onnx  # noqa: E402 - the path above first
+
+
+def _pack(inferred: bytes) -> bytes:
+    import marshal
+
+    from onnxdoctor import _typeinfo
+
+    _onnx.use_light()
+    return marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred)))
 
 
 def main(path: str) -> int:
-    c = load_extension()
+    c = _onnx.load_extension()
     with open(path, "rb") as fh:
         data = fh.read()
     try:
         status, payload = b"1", c.shape_inference.infer_shapes(data, False, True, False)
     except Exception as e:  # noqa: BLE001 - the inferencer's message is a result too
         status, payload = b"0", (" ".join(str(e).split())[:300] or type(e).__name__).encode("utf-8", "replace")
+    if status == b"1":
+        try:
+            status, payload = b"2", _pack(payload)
+        except Exception:  # noqa: BLE001 - the inferred model itself is a result too
+            pass
     out = sys.stdout.buffer
     out.write(status)
     out.write(payload)

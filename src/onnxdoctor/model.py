@@ -9,6 +9,7 @@ once. Every malformed input becomes a `ModelLoadError` with one clear line.
 from __future__ import annotations
 
 import functools
+import marshal
 import math
 import os
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from . import _onnx
 from ._onnx import AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto
 
 from ._onnx_ops import PLAIN_STANDARD_OPS
+from ._typeinfo import GRAPH_ATTR_OPS, KINDS as _KINDS, graph_order, subgraphs_of, type_tuple, value_types
 from .errors import ModelLoadError
 
 PROTOBUF_LIMIT = 2**31 - 1
@@ -31,8 +33,6 @@ MAX_ELEMENTS = 2**40
 # Values of constants bigger than this are never materialized by the analysis.
 MAX_VALUE_ELEMENTS = 1 << 16
 
-# Standard ops that carry graph attributes (others may only on custom domains).
-GRAPH_ATTR_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 # Standard ops whose schema (any version) has a tensor or graph attribute (tests/test_load.py checks it).
 TENSOR_OR_GRAPH_ATTR_OPS = GRAPH_ATTR_OPS | {"Constant", "ConstantOfShape"}
 CONTROL_FLOW_GRAPH_ATTRS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
@@ -70,52 +70,45 @@ def dtype_name(elem_type: int) -> str:
 
 
 def _type_from_proto(tp: TypeProto) -> TensorType:
-    which = tp.WhichOneof("value")
-    if which == "tensor_type":
-        tt = tp.tensor_type
-        shape = None
-        if tt.HasField("shape"):
-            dims: list[int | str | None] = []
-            for d in tt.shape.dim:
-                w = d.WhichOneof("value")
-                # a negative dim in value_info is meaningless: unknown (graph I/O is validated at load)
-                dims.append((d.dim_value if d.dim_value >= 0 else None) if w == "dim_value" else (d.dim_param or None) if w == "dim_param" else None)
-            shape = tuple(dims)
-        return TensorType(tt.elem_type, shape, "tensor")
-    if which == "sparse_tensor_type":
-        return TensorType(tp.sparse_tensor_type.elem_type, None, "sparse_tensor")
-    if which == "sequence_type":
-        return TensorType(0, None, "sequence")
-    if which == "optional_type":
-        return TensorType(0, None, "optional")
-    if which == "map_type":
-        return TensorType(0, None, "map")
-    return TensorType(0, None, "unknown")
+    kind, elem, shape = type_tuple(tp)
+    return TensorType(elem, shape, kind)
 
 
 class TypeTable:
     """name -> TensorType, parsed on first use (most are never asked for) from the graph's TypeProtos
-    (`raw`: value_info, inputs, outputs) or, for a value they do not type, from its initializer
-    (`inits`, the graph's own initializer table)."""
+    (`raw`: value_info, inputs, outputs), or from the helper's packed type tuples (`packed`, see
+    _typeinfo.pack), or, for a value they do not type, from its initializer (`inits`, the graph's own
+    initializer table)."""
 
-    __slots__ = ("raw", "inits", "_parsed")
+    __slots__ = ("raw", "packed", "inits", "_parsed")
 
     def __init__(self, inits: dict[str, TensorProto] | None = None) -> None:
         self.raw: dict[str, TypeProto] = {}
+        self.packed: dict[str, tuple] = {}
         self.inits: dict[str, TensorProto] = inits if inits is not None else {}
         self._parsed: dict[str, TensorType] = {}
+
+    def reset(self, *, raw: dict[str, TypeProto] | None = None, packed: dict[str, tuple] | None = None) -> None:
+        self.raw = raw if raw is not None else {}
+        self.packed = packed if packed is not None else {}
+        self._parsed = {}
 
     def get(self, name: str) -> TensorType | None:
         t = self._parsed.get(name)
         if t is None:
-            tp = self.raw.get(name)
-            if tp is not None:
-                t = self._parsed[name] = _type_from_proto(tp)
+            p = self.packed.get(name)
+            if p is not None:
+                t = TensorType(p[1], p[2], p[0])
             else:
-                init = self.inits.get(name)
-                if init is None:
-                    return None
-                t = self._parsed[name] = TensorType(init.data_type, tuple(init.dims))
+                tp = self.raw.get(name)
+                if tp is not None:
+                    t = _type_from_proto(tp)
+                else:
+                    init = self.inits.get(name)
+                    if init is None:
+                        return None
+                    t = TensorType(init.data_type, tuple(init.dims))
+            self._parsed[name] = t
         return t
 
     def __getitem__(self, name: str) -> TensorType:
@@ -125,10 +118,10 @@ class TypeTable:
         return t
 
     def __contains__(self, name: str) -> bool:
-        return name in self.raw or name in self.inits
+        return name in self.packed or name in self.raw or name in self.inits
 
     def names(self) -> list[str]:
-        return list(self.raw.keys() | self.inits.keys())
+        return list(self.packed.keys() | self.raw.keys() | self.inits.keys())
 
     def items(self):
         for name in self.names():
@@ -136,6 +129,9 @@ class TypeTable:
 
     def kind(self, name: str) -> str | None:
         """Cheap: the value kind without parsing the shape."""
+        p = self.packed.get(name)
+        if p is not None:
+            return p[0]
         tp = self.raw.get(name)
         if tp is None:
             return "tensor" if name in self.inits else None
@@ -145,6 +141,9 @@ class TypeTable:
         t = self._parsed.get(name)
         if t is not None:
             return t.elem_type
+        p = self.packed.get(name)
+        if p is not None:
+            return p[1]
         tp = self.raw.get(name)
         if tp is None:
             init = self.inits.get(name)
@@ -156,6 +155,9 @@ class TypeTable:
         t = self._parsed.get(name)
         if t is not None:
             return t.kind, t.elem_type, t.rank
+        p = self.packed.get(name)
+        if p is not None:
+            return p[0], p[1], None if p[2] is None else len(p[2])
         tp = self.raw.get(name)
         if tp is None:
             init = self.inits[name]
@@ -170,6 +172,9 @@ class TypeTable:
         t = self._parsed.get(name)
         if t is not None:
             return t.rank
+        p = self.packed.get(name)
+        if p is not None:
+            return None if p[2] is None else len(p[2])
         tp = self.raw.get(name)
         if tp is None:
             init = self.inits.get(name)
@@ -177,10 +182,6 @@ class TypeTable:
         if not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
             return None
         return len(tp.tensor_type.shape.dim)
-
-
-_KINDS = {"tensor_type": "tensor", "sparse_tensor_type": "sparse_tensor", "sequence_type": "sequence",
-          "optional_type": "optional", "map_type": "map"}
 
 
 @dataclass
@@ -287,6 +288,10 @@ class Graph:
         Lets whole-graph type rules skip their per-tensor walk when nothing can match."""
         kinds: set[tuple[str, int]] = set()
         max_rank = 0
+        for kind, elem, shape in set(self.types.packed.values()):
+            kinds.add((kind, elem if kind == "tensor" else 0))
+            if shape is not None and len(shape) > max_rank:
+                max_rank = len(shape)
         seen: set[bytes] = set()
         for tp in self.types.raw.values():
             # Thousands of values share a few thousand distinct types: serializing (C) to skip the
@@ -304,9 +309,9 @@ class Graph:
                     max_rank = r
             else:
                 kinds.add((_KINDS.get(which, "unknown"), 0))
-        raw = self.types.raw
+        raw, packed = self.types.raw, self.types.packed
         for name, t in self.initializers.items():
-            if name not in raw:  # typed by the initializer itself
+            if name not in raw and name not in packed:  # typed by the initializer itself
                 kinds.add(("tensor", t.data_type))
                 max_rank = max(max_rank, len(t.dims))
         return frozenset(kinds), max_rank
@@ -559,57 +564,31 @@ def _constant_view(model: Model, graph: Graph) -> ConstantView:
     return cache[key]
 
 
-def _subgraphs_of(nodes, op_types: list[str] | None = None, standard: list[bool] | None = None) -> Iterator[tuple[str, GraphProto]]:
-    """(path label, GraphProto) of each graph attribute of `nodes`, in node and attribute order.
-    `op_types`/`standard`: the nodes' op types and standard-domain flags, when already read."""
-    if op_types is None or standard is None:
-        op_types = [n.op_type for n in nodes]
-        standard = [n.domain in ("", "ai.onnx") for n in nodes]
-    for i, node in enumerate(nodes):
-        # Graph attributes exist on control-flow ops and, possibly, custom ops only: skip the
-        # attribute walk for the other standard ops.
-        if standard[i] and op_types[i] not in GRAPH_ATTR_OPS:
-            continue
-        for a in node.attribute:
-            subs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
-            for k, sub in enumerate(subs):
-                label = a.name if len(subs) == 1 else f"{a.name}[{k}]"
-                yield f"{node.name or f'{node.op_type}#{i}'}/{label}", sub
+_subgraphs_of = subgraphs_of
 
 
 def _graph_protos(proto: ModelProto, views: list[Graph]) -> list[GraphProto | FunctionProto]:
     """The graphs and functions of `proto` in the order of `views`, which were built from a model of
-    the same structure (e.g. before shape inference): graphs are matched by path."""
-    out: list = []
-    pending = {(): proto.graph}
-    nested = any(v.path and v.function is None for v in views)
-    for v in views:
-        if v.function is not None:
-            continue
-        gp = pending.get(v.path)
-        if gp is None:
-            raise ValueError(f"graph {'/'.join(v.path)} is missing from the inferred model")
-        out.append(gp)
-        if nested:
-            pending.update((v.path + (label,), sub) for label, sub in _subgraphs_of(gp.node))
-    out.extend(proto.functions)
+    the same structure (e.g. before shape inference)."""
+    out = graph_order(proto)
+    if len(out) != len(views):
+        raise ValueError(f"the inferred model has {len(out)} graphs and functions, the model {len(views)}")
     return out
 
 
 def _fill_types(views: list[Graph], protos: list) -> None:
     """(Re)build each view's TypeTable from the matching graph or function proto."""
     for g, gp in zip(views, protos):
-        types = g.types
-        types.raw.clear()
-        types._parsed.clear()
-        raw = types.raw
-        if isinstance(gp, FunctionProto):
-            for vi in gp.value_info:
-                if vi.HasField("type"):
-                    raw[vi.name] = vi.type
-            continue
-        for vis in (gp.value_info, gp.input, gp.output):
-            raw.update((vi.name, vi.type) for vi in vis)
+        g.types.reset(raw=value_types(gp, g.function is not None))
+        g.__dict__.pop("type_summary", None)
+
+
+def _fill_packed(views: list[Graph], tables: list[dict[str, tuple]]) -> None:
+    """(Re)build each view's TypeTable from the helper's packed types (_typeinfo.pack)."""
+    if not isinstance(tables, list) or len(tables) != len(views):
+        raise ValueError(f"the packed types do not cover the model's {len(views)} graphs and functions")
+    for g, table in zip(views, tables):
+        g.types.reset(packed=table)
         g.__dict__.pop("type_summary", None)
 
 
@@ -1010,8 +989,14 @@ def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, infer
     if result is None:
         run_shape_inference(model)
         return
-    ok, payload = result
-    if ok:
+    kind, payload = result
+    if kind == "packed":
+        try:
+            _fill_packed(model.graphs, marshal.loads(payload))
+        except (ValueError, EOFError, TypeError):
+            run_shape_inference(model)
+        return
+    if kind == "inferred":
         inferred = ModelProto()
         try:
             inferred.ParseFromString(payload)

@@ -114,9 +114,10 @@ def start(path: str | os.PathLike) -> None:
     _pending[key] = _Pending(proc, out, (st.st_size, st.st_mtime_ns))
 
 
-def take(path: str | os.PathLike, st: os.stat_result) -> tuple[bool, bytes] | None:
-    """The helper's result for `path` — (True, inferred model bytes) or (False, the inferencer's
-    message as UTF-8) — or None when there is none for this very file."""
+def take(path: str | os.PathLike, st: os.stat_result) -> tuple[str, bytes] | None:
+    """The helper's result for `path` — ("packed", marshalled _typeinfo.pack tables), ("inferred",
+    the inferred model's bytes) or ("error", the inferencer's message as UTF-8) — or None when there
+    is none for this very file."""
     pending = _pending.pop(_key(path), None)
     if pending is None:
         return None
@@ -124,9 +125,11 @@ def take(path: str | os.PathLike, st: os.stat_result) -> tuple[bool, bytes] | No
         pending.kill()
         return None
     out = pending.result()
-    if not out or out[:1] not in (b"0", b"1"):
-        return None
-    return out[:1] == b"1", out[1:]
+    kind = _KINDS.get(out[:1]) if out else None
+    return (kind, out[1:]) if kind else None
+
+
+_KINDS = {b"0": "error", b"1": "inferred", b"2": "packed"}
 
 
 def discard(path: str | os.PathLike) -> None:

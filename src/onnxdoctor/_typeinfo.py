@@ -1,0 +1,102 @@
+"""Value types as plain tuples, and the order of a model's graphs: shared by the model views and the
+shape-inference helper process, so this module imports neither numpy nor onnxdoctor's model.
+
+A value type is (kind, elem_type, shape): kind is tensor | sparse_tensor | sequence | optional | map |
+unknown, elem_type the ONNX element type (0 = unknown), shape None when the rank is unknown, else a
+tuple of dims, each an int, a symbolic name, or None (unknown).
+
+`pack` is what the helper sends back instead of the inferred model: for each graph in `graph_order`,
+its value types by name (what model._fill_types reads from the protos), with each distinct type
+decoded once. Unpacking it (marshal) costs the checking process a few milliseconds instead of parsing
+the inferred model and wrapping 20,000 value_info protos (~0.05 s on the 20,000-node benchmark).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+KINDS = {"tensor_type": "tensor", "sparse_tensor_type": "sparse_tensor", "sequence_type": "sequence",
+         "optional_type": "optional", "map_type": "map"}
+
+# Standard ops that carry graph attributes (others may only on custom domains).
+GRAPH_ATTR_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+_GRAPH, _GRAPHS = 5, 10  # AttributeProto.GRAPH, AttributeProto.GRAPHS
+
+
+def type_tuple(tp) -> tuple:  # tp: a TypeProto
+    which = tp.WhichOneof("value")
+    if which == "tensor_type":
+        tt = tp.tensor_type
+        shape = None
+        if tt.HasField("shape"):
+            dims: list[int | str | None] = []
+            for d in tt.shape.dim:
+                w = d.WhichOneof("value")
+                # a negative dim in value_info is meaningless: unknown (graph I/O is validated at load)
+                dims.append((d.dim_value if d.dim_value >= 0 else None) if w == "dim_value"
+                            else (d.dim_param or None) if w == "dim_param" else None)
+            shape = tuple(dims)
+        return ("tensor", tt.elem_type, shape)
+    if which == "sparse_tensor_type":
+        return ("sparse_tensor", tp.sparse_tensor_type.elem_type, None)
+    return (KINDS.get(which, "unknown"), 0, None)
+
+
+def subgraphs_of(nodes, op_types: list[str] | None = None, standard: list[bool] | None = None) -> Iterator[tuple[str, object]]:
+    """(path label, GraphProto) of each graph attribute of `nodes`, in node and attribute order.
+    `op_types`/`standard`: the nodes' op types and standard-domain flags, when already read."""
+    if op_types is None or standard is None:
+        op_types = [n.op_type for n in nodes]
+        standard = [n.domain in ("", "ai.onnx") for n in nodes]
+    for i, node in enumerate(nodes):
+        # Graph attributes exist on control-flow ops and, possibly, custom ops only: skip the
+        # attribute walk for the other standard ops.
+        if standard[i] and op_types[i] not in GRAPH_ATTR_OPS:
+            continue
+        for a in node.attribute:
+            subs = [a.g] if a.type == _GRAPH else list(a.graphs) if a.type == _GRAPHS else []
+            for k, sub in enumerate(subs):
+                label = a.name if len(subs) == 1 else f"{a.name}[{k}]"
+                yield f"{node.name or f'{node.op_type}#{i}'}/{label}", sub
+
+
+def graph_order(model) -> list:  # model: a ModelProto
+    """The graphs of `model` in the order of Model.graphs: main graph, subgraphs depth-first (in node
+    and attribute order), then the local functions."""
+    out = []
+    stack = [model.graph]
+    while stack:
+        gp = stack.pop()
+        out.append(gp)
+        stack.extend(reversed([sub for _, sub in subgraphs_of(gp.node)]))
+    out.extend(model.functions)
+    return out
+
+
+def value_types(gp, is_function: bool) -> dict:
+    """name -> TypeProto of a graph's (value_info, inputs, outputs; later ones win) or a function's
+    typed value_info."""
+    if is_function:
+        return {vi.name: vi.type for vi in gp.value_info if vi.HasField("type")}
+    raw: dict = {}
+    for vis in (gp.value_info, gp.input, gp.output):
+        raw.update((vi.name, vi.type) for vi in vis)
+    return raw
+
+
+def pack(model) -> list[dict[str, tuple]]:  # model: a ModelProto
+    """For each graph of graph_order(model): name -> type tuple."""
+    decoded: dict[bytes, tuple] = {}
+    tables = []
+    order = graph_order(model)
+    first_function = len(order) - len(model.functions)
+    for k, gp in enumerate(order):
+        table = {}
+        for name, tp in value_types(gp, k >= first_function).items():
+            key = tp.SerializeToString()  # thousands of values share a few thousand distinct types
+            t = decoded.get(key)
+            if t is None:
+                t = decoded[key] = type_tuple(tp)
+            table[name] = t
+        tables.append(table)
+    return tables

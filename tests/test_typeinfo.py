@@ -1,0 +1,98 @@
+"""The shape-inference helper's packed types (_typeinfo.pack) type every graph exactly as the
+inferred model's protos do: on every rule case model (subgraphs, functions, sequences, sparse
+tensors included) and the real exported models."""
+
+from __future__ import annotations
+
+import marshal
+
+import onnx
+import onnx.parser
+import pytest
+import yaml
+
+from onnxdoctor import _typeinfo, model as model_mod
+from onnxdoctor.engine import analyze
+from onnxdoctor.registry import all_rules
+
+from ._fixtures import MODELS
+
+
+def _case_models():
+    from .test_cases import CASES_DIR
+
+    out = []
+    for path in sorted(CASES_DIR.glob("*.yaml")):
+        for case in yaml.safe_load(path.read_text())["cases"]:
+            out.append(pytest.param(case["model"], id=f"{path.stem}-{case['id']}"))
+    return out
+
+
+def _pair(proto: onnx.ModelProto):
+    raw = model_mod.from_proto(proto)
+    packed = model_mod.from_proto(proto)
+    tables = marshal.loads(marshal.dumps(_typeinfo.pack(packed.inferred)))
+    model_mod._fill_packed(packed.graphs, tables)
+    assert all(not g.types.raw for g in packed.graphs)
+    return raw, packed
+
+
+def _assert_same_types(raw: model_mod.Model, packed: model_mod.Model):
+    assert [g.path for g in raw.graphs] == [g.path for g in packed.graphs]
+    for a, b in zip(raw.graphs, packed.graphs):
+        names = sorted(a.types.names())
+        assert names == sorted(b.types.names())
+        for name in names:
+            assert a.types.kind(name) == b.types.kind(name), name
+            assert a.types.elem_type(name) == b.types.elem_type(name), name
+            assert a.types.summary(name) == b.types.summary(name), name
+            assert a.types.rank(name) == b.types.rank(name), name
+            assert a.types.get(name) == b.types.get(name), name
+        assert a.type_summary == b.type_summary
+
+
+@pytest.mark.parametrize("text", _case_models())
+def test_packed_types_equal_proto_types_on_case_models(text):
+    proto = onnx.parser.parse_model(text)
+    raw, packed = _pair(proto)
+    _assert_same_types(raw, packed)
+
+
+@pytest.mark.parametrize("path", sorted((MODELS / "real").glob("*.onnx")) + [MODELS / "example.onnx"],
+                         ids=lambda p: p.stem)
+def test_packed_types_give_the_same_findings_on_real_models(path):
+    raw, packed = _pair(onnx.load(str(path)))
+    _assert_same_types(raw, packed)
+    for trt in ("8.6", "latest"):
+        rules = list(all_rules())
+        a = analyze(raw, _target(trt), rules)
+        b = analyze(packed, _target(trt), rules)
+        assert [f.to_dict() for f in a] == [f.to_dict() for f in b]
+
+
+def _target(trt):
+    from onnxdoctor.api import Settings
+
+    return Settings(trt=trt, select=None, ignore=(), plugins=(), precision="fp16", shapes=(), fail_on="error").target()
+
+
+def test_graph_order_matches_the_views_with_nested_and_duplicate_named_subgraphs():
+    # Two If nodes with the same name: their branches get the same path label; order decides.
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (bool c, float[2] x) => (float[2] y, float[3] z) {
+      y = If <then_branch = t1 () => (float[2] a) { a = Relu(x) },
+              else_branch = e1 () => (float[2] b) { b = Neg(x) }> (c)
+      z = If <then_branch = t2 () => (float[3] a3) { k = Constant<value = float[3] {1,2,3}>() a3 = Identity(k) },
+              else_branch = e2 () => (float[3] b3) { k2 = Constant<value = float[3] {4,5,6}>() b3 = Abs(k2) }> (c)
+    }
+    """
+    proto = onnx.parser.parse_model(text)
+    for n in proto.graph.node:
+        n.name = "same"
+    raw, packed = _pair(proto)
+    assert len(raw.graphs) == 5
+    assert [len(g.nodes) for g in raw.graphs] == [len(gp.node) for gp in _typeinfo.graph_order(raw.inferred)]
+    _assert_same_types(raw, packed)
+    # the second If's branches are typed with their own tensors (float[3]), not the first's
+    assert raw.graphs[3].types.get("a3").shape == (3,) and packed.graphs[3].types.get("a3").shape == (3,)
