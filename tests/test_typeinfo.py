@@ -11,7 +11,8 @@ import onnx.parser
 import pytest
 import yaml
 
-from onnxdoctor import _typeinfo, model as model_mod
+from onnxdoctor import _typeinfo
+from onnxdoctor import model as model_mod
 from onnxdoctor.engine import analyze
 from onnxdoctor.registry import all_rules
 
