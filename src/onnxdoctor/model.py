@@ -505,7 +505,7 @@ class Model:
         while stack:
             g = stack.pop()
             out.append(g)
-            children = [_make_graph(sub, g.path + (label,), g, g.depth + 1) for label, sub in _subgraphs_of(g.nodes, g.op_types, g.standard)]
+            children = [_make_graph(sub, g.path + (label,), g, g.depth + 1) for label, sub in subgraphs_of(g.nodes, g.op_types, g.standard)]
             stack.extend(reversed(children))
         out.extend(_make_function_graph(f) for f in self.proto.functions)
         _fill_types(out, _graph_protos(self.inferred, out))
@@ -562,9 +562,6 @@ def _constant_view(model: Model, graph: Graph) -> ConstantView:
     if key not in cache:
         cache[key] = ConstantView(model, graph)
     return cache[key]
-
-
-_subgraphs_of = subgraphs_of
 
 
 def _graph_protos(proto: ModelProto, views: list[Graph]) -> list[GraphProto | FunctionProto]:
