@@ -143,3 +143,48 @@ def test_launcher_finds_the_single_model(args, expected):
     from onnxdoctor._launch import single_model
 
     assert single_model(args) == expected
+
+
+def _big_nested_model(path):
+    """Over MIN_BYTES, with an If (two branches) and a model-local function: every graph the views
+    have must be typed from the helper's packed types."""
+    text = """
+    <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+    g (bool c, float[N, 400] x) => (float[N, 400] y, float[N, 400] z) {
+      h = MatMul(x, w)
+      y = If <then_branch = t () => (float[N, 400] a) { a = Relu(h) },
+              else_branch = e () => (float[N, 400] b) { b = Neg(h) }> (c)
+      z = local.Twice(h)
+    }
+    <domain: "local", opset_import: ["" : 17]>
+    Twice (v) => (out) { s = Add(v, v) out = Identity(s) }
+    """
+    m = onnx.parser.parse_model(text)
+    m.graph.initializer.append(numpy_helper.from_array(np.ones((400, 400), np.float32), "w"))
+    onnx.save(m, path)
+    assert os.path.getsize(path) >= prefetch.MIN_BYTES
+    return str(path)
+
+
+def test_helper_types_every_graph_and_function(tmp_path):
+    path = _big_nested_model(tmp_path / "nested.onnx")
+    prefetch.start(path)
+    got = model_mod.load(path, use_prefetch=True)
+    ref = model_mod.load(path)
+    assert len(got.graphs) == len(ref.graphs) == 4  # main, two branches, the function
+    assert all(g.types.packed and not g.types.raw for g in got.graphs[:3])  # the helper's types were used
+    for a, b in zip(got.graphs, ref.graphs):
+        names = sorted(b.types.names())
+        assert sorted(a.types.names()) == names
+        assert [a.types.get(n) for n in names] == [b.types.get(n) for n in names]
+    assert got.graphs[1].types.get("a").shape == ("N", 400)
+
+
+def test_unusable_packed_types_mean_inference_here(tmp_path, monkeypatch):
+    import marshal
+
+    path = _big_nested_model(tmp_path / "nested.onnx")
+    monkeypatch.setattr(prefetch, "take", lambda p, st: ("packed", marshal.dumps([{}])))  # one table for 4 graphs
+    got = model_mod.load(path, use_prefetch=True)
+    ref = model_mod.load(path)
+    assert got.graphs[1].types.get("a") == ref.graphs[1].types.get("a") is not None
