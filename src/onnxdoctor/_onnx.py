@@ -143,6 +143,9 @@ _NUMERIC = {
     12: ("uint32", "uint64_data"),
     13: ("uint64", "uint64_data"),
 }
+# numpy type of each repeated field's values
+_STORAGE = {"float_data": "float32", "int32_data": "int32", "int64_data": "int64", "double_data": "float64",
+            "uint64_data": "uint64"}
 
 
 def np_dtype(elem_type: int) -> object:
@@ -170,6 +173,4 @@ def to_array(t) -> object:  # t: a TensorProto
     if t.data_type in (4, 5, 9, 10):  # 16-bit and bool values: bit patterns in int32_data
         bits = np.array(values, dtype=np.int32).view(np.uint32)
         return bits.astype(np.uint8 if dtype.itemsize == 1 else np.uint16).view(dtype).reshape(dims)
-    storage = {"float_data": np.float32, "int32_data": np.int32, "int64_data": np.int64,
-               "double_data": np.float64, "uint64_data": np.uint64}[entry[1]]
-    return np.asarray(values, dtype=storage).astype(dtype).reshape(dims)
+    return np.asarray(values, dtype=_STORAGE[entry[1]]).astype(dtype).reshape(dims)
