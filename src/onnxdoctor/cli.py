@@ -95,7 +95,7 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
     if jobs != 1 and len(paths) == 1:
         from . import prefetch
 
-        prefetch.start(paths[0])  # shape inference on the second core while onnx is imported
+        prefetch.start(paths[0])  # shape inference on the second core (the console script started it already)
     if _standalone:
         from . import _onnx
 

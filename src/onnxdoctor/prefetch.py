@@ -2,8 +2,9 @@
 
 ONNX shape inference is C++ that holds the GIL: ~0.2 s on a 20,000-node model, a quarter of a whole
 `check`. `start(path)` launches `_infer_worker.py` (a fresh interpreter that loads only onnx's C++
-extension) on the file, so inference runs on the second core while this process imports onnx and
-onnxdoctor, parses, validates and indexes the graph. `load(path, use_prefetch=True)` then `take`s the
+extension) on the file, so inference runs on the second core while this process imports
+onnxdoctor, parses, validates and indexes the graph; the helper then packs the value types
+(_typeinfo.pack) so that this process does not read them from an inferred model. `load(path, use_prefetch=True)` then `take`s the
 result, after checking that the file is the one the helper read (size and modification time).
 The helper writes its result into an anonymous file, not a pipe: it finishes (and a pipe's 64 KiB
 would have held it up) whether or not this process is ready to read yet.
@@ -11,8 +12,9 @@ would have held it up) whether or not this process is ready to read yet.
 No result — the helper failed, was not started, or the file changed — means inference in-process,
 as without a helper; the findings are the same either way. Not used with `--jobs 1`, for files under
 MIN_BYTES (the helper's start-up would cost more than it saves), or on a single-core machine.
-Measured in docs/benchmarks.md (interleaved rounds: 0.03–0.17 s faster on the 20,000-node model).
-This module imports nothing heavy: the CLI calls `start` before importing onnx.
+Measured in docs/benchmarks.md (interleaved rounds: 0.08–0.24 s faster than `-j 1` on the
+20,000-node model).
+This module imports nothing heavy: the console script calls `start` first (_launch.py).
 """
 
 from __future__ import annotations
