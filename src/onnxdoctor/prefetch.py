@@ -4,8 +4,9 @@ ONNX shape inference is C++ that holds the GIL: ~0.2 s on a 20,000-node model, a
 `check`. `start(path)` launches `_infer_worker.py` (a fresh interpreter that loads only onnx's C++
 extension) on the file, so inference runs on the second core while this process imports
 onnxdoctor, parses, validates and indexes the graph; the helper then packs the value types
-(_typeinfo.pack) so that this process does not read them from an inferred model. `load(path, use_prefetch=True)` then `take`s the
-result, after checking that the file is the one the helper read (size and modification time).
+(_typeinfo.pack), so that this process does not read them from an inferred model.
+`load(path, use_prefetch=True)` then `take`s the result, after checking that the file is the one
+the helper read (size and modification time).
 The helper writes its result into an anonymous file, not a pipe: it finishes (and a pipe's 64 KiB
 would have held it up) whether or not this process is ready to read yet.
 
