@@ -42,8 +42,9 @@ class _Pending:
             code = self.proc.wait()
             if code != 0:
                 return None
-            size = os.fstat(self.out).st_size
-            return os.pread(self.out, size, 0) if size else None
+            os.lseek(self.out, 0, os.SEEK_SET)
+            with os.fdopen(os.dup(self.out), "rb") as fh:
+                return fh.read() or None
         except OSError:
             return None
         finally:
