@@ -9,8 +9,9 @@ stdout gets one status byte, then the packed types, marshalled (b"2"), the infer
 when packing failed (b"1"), or the inferencer's message (b"0"). Any other outcome (exit code,
 missing output) means "no result": the caller infers in its own process.
 
-It imports only onnxdoctor._onnx, which loads the extension by file location (and onnxdoctor's
-`__init__`, which imports nothing); not the onnx package, whose import is what it avoids.
+It imports onnxdoctor._onnx, which loads the extension by file location, and _wire (standard library
+only), and onnxdoctor's `__init__`, which imports nothing; not the onnx package, whose import is
+what it avoids.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 # the standard library's) is sys.path[0]; its parent holds the package.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from onnxdoctor import _onnx  # noqa: E402 - the path above first
+from onnxdoctor import _onnx, _wire  # noqa: E402 - the path above first
 
 
 def _pack(inferred: bytes) -> bytes:
@@ -34,10 +35,23 @@ def _pack(inferred: bytes) -> bytes:
     return marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred)))
 
 
+def _read(path: str) -> bytes:
+    """The model's bytes; for a big file, without its big inline weights (_wire.split: shape
+    inference then parses, infers and writes back a few MB instead of the whole file)."""
+    if os.path.getsize(path) < _wire.MIN_FILE_BYTES:
+        with open(path, "rb") as fh:
+            return fh.read()
+    view = _wire.FileView.open(path)
+    try:
+        split = _wire.split(view)
+        return view[0:len(view)] if split is None else split[0]
+    finally:
+        view.close()
+
+
 def main(path: str) -> int:
     c = _onnx.load_extension()
-    with open(path, "rb") as fh:
-        data = fh.read()
+    data = _read(path)
     try:
         status, payload = b"1", c.shape_inference.infer_shapes(data, False, True, False)
     except Exception as e:  # noqa: BLE001 - the inferencer's message is a result too

@@ -238,7 +238,7 @@ def _check_one(item, target: Target, rules: Sequence[Rule], use_prefetch: bool) 
     elif isinstance(item, ModelProto):
         model = from_proto(item, shapes=frozen)
     else:
-        model = load(item, shapes=frozen, use_prefetch=use_prefetch)
+        model = load(item, shapes=frozen, use_prefetch=use_prefetch, lazy_weights=True)
     return ModelReport(path=model.path, findings=analyze(model, target, rules))
 
 

@@ -19,7 +19,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from . import _onnx
+from . import _onnx, _wire
 from ._onnx import AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto
 
 from ._onnx_ops import PLAIN_STANDARD_OPS
@@ -205,6 +205,8 @@ class Graph:
     node_outputs: list[list[str]] = field(default_factory=list)
     # Set by load-time validation when every node reads only values defined before it.
     topo_sorted: bool = False
+    # Initializers whose raw_data `load(lazy_weights=True)` left in the file (main graph only).
+    lazy_raw: dict[str, LazyBytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # slicing a repeated field is about twice as fast as list() on it
@@ -232,6 +234,28 @@ class Graph:
     def producer(self, tensor: str) -> NodeProto | None:
         hit = self.producers.get(tensor)
         return self.nodes[hit[0]] if hit else None
+
+    def raw_data(self, name: str) -> bytes | None:
+        """raw_data of this graph's initializer `name`, also when the check left it in the file;
+        None when it has none (typed fields, external data)."""
+        lazy = self.lazy_raw.get(name)
+        if lazy is not None:
+            return lazy.read()
+        t = self.initializers.get(name)
+        return t.raw_data if t is not None and t.HasField("raw_data") else None
+
+    def initializer_value(self, name: str) -> np.ndarray | None:
+        """tensor_value of this graph's initializer `name` (read from the file if it was left there)."""
+        t = self.initializers[name]
+        lazy = self.lazy_raw.get(name)
+        if lazy is None:
+            return tensor_value(t)
+        if math.prod(int(d) for d in t.dims) > MAX_VALUE_ELEMENTS:
+            return None
+        whole = TensorProto()
+        whole.CopyFrom(t)
+        whole.raw_data = lazy.read()
+        return tensor_value(whole)
 
     def producer_ref(self, tensor: str) -> NodeRef | None:
         hit = self.producers.get(tensor)
@@ -445,6 +469,18 @@ class ExternalRef(NamedTuple):
     length: int | None
 
 
+class LazyBytes(NamedTuple):
+    """An initializer's raw_data that `load(lazy_weights=True)` left in the model file (_wire.split)."""
+
+    file: _wire.FileView  # the model file, open while the model lives
+    offset: int
+    length: int
+
+    def read(self, start: int = 0, size: int | None = None) -> bytes:
+        end = self.length if size is None else min(self.length, start + size)
+        return self.file[self.offset + start:self.offset + end]
+
+
 def _external_ref(t: TensorProto) -> ExternalRef:
     loc, offset, length = "", "0", ""
     for e in t.external_data:
@@ -474,6 +510,7 @@ class Model:
         self.external: list[ExternalRef] = []
         self.external_problems: list[tuple[str, str]] = []  # (tensor, problem) for missing/short data files
         self._external_files: dict[str, int | None] = {}  # location -> file size (None: missing), checked once
+        self.lazy_raw: dict[str, LazyBytes] = {}  # main-graph raw_data left in the file (load(lazy_weights=True))
         self.shape_inference_error: str | None = None
         self.frozen_inputs: tuple[str, ...] = ()  # graph inputs whose dims --shape fixed
         self.inferred: ModelProto = proto
@@ -501,6 +538,7 @@ class Model:
         Structure comes from `proto`; value types from `inferred` (see `attach_types`)."""
         out: list[Graph] = []
         main = _make_graph(self.proto.graph, (), None, 0)
+        main.lazy_raw = self.lazy_raw
         stack = [main]
         while stack:
             g = stack.pop()
@@ -806,7 +844,7 @@ class ConstantView:
 
     def _evaluate(self, g: Graph, tensor: str) -> np.ndarray | None:
         if tensor in g.initializers:
-            return tensor_value(g.initializers[tensor])
+            return g.initializer_value(tensor)
         ref = g.producer_ref(tensor)
         if ref is None:
             return None
@@ -905,19 +943,23 @@ _LFS_PREFIX = b"version https://git-lfs.github.com/spec"
 
 
 def load(path: str | os.PathLike, *, infer_shapes: bool = True, shapes: dict | None = None,
-         use_prefetch: bool = False) -> Model:
+         use_prefetch: bool = False, lazy_weights: bool = False) -> Model:
     """Read a model file: graph structure only, external weights untouched. Raises ModelLoadError.
     `shapes` ({input: dims}) freezes graph-input dimensions before shape inference. With `use_prefetch`,
-    the shape inference started by `prefetch.start(path)` in a helper process is used, if any."""
+    the shape inference started by `prefetch.start(path)` in a helper process is used, if any.
+    With `lazy_weights` (for analysis only: `model.proto` then lacks them), the big inline weights of
+    a big file stay in the file, which stays open (_wire.split); Graph.raw_data and
+    Graph.initializer_value read them when a rule asks."""
     from . import prefetch
 
     try:
-        return _load(Path(path), str(path), infer_shapes, shapes, use_prefetch)
+        return _load(Path(path), str(path), infer_shapes, shapes, use_prefetch, lazy_weights)
     finally:
         prefetch.discard(path)  # a result not taken (error, frozen shapes, no inference) is not wanted
 
 
-def _load(p: Path, shown: str, infer_shapes: bool, shapes: dict | None, use_prefetch: bool) -> Model:
+def _load(p: Path, shown: str, infer_shapes: bool, shapes: dict | None, use_prefetch: bool,
+          lazy_weights: bool = False) -> Model:
     if not p.exists():
         raise ModelLoadError(shown, "no such file")
     if p.is_dir():
@@ -929,14 +971,25 @@ def _load(p: Path, shown: str, infer_shapes: bool, shapes: dict | None, use_pref
             raise ModelLoadError(shown, "empty file")
         if size > PROTOBUF_LIMIT:
             raise ModelLoadError(shown, f"file is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit for one message; save the weights as external data")
-        with open(p, "rb") as fh:
-            data = fh.read()
+        left_out: dict[str, tuple[int, int]] = {}
+        if lazy_weights and size >= _wire.MIN_FILE_BYTES:
+            view = _wire.FileView.open(p)
+            split = _wire.split(view)
+            if split is None:
+                data = view[0:size]
+                view.close()
+            else:
+                data, left_out = split
+        else:
+            with open(p, "rb") as fh:
+                data = fh.read()
     except OSError as e:
         raise ModelLoadError(shown, f"cannot read: {e.strerror or e}") from None
     if data.startswith(_LFS_PREFIX):
         raise ModelLoadError(shown, "is a Git LFS pointer, not the model itself; run `git lfs pull` to fetch it")
     proto = _parse(shown, data)
     model = Model(proto, shown, base_dir=p.resolve().parent)
+    model.lazy_raw.update((name, LazyBytes(view, offset, length)) for name, (offset, length) in left_out.items())
     if use_prefetch and infer_shapes and not shapes:  # frozen shapes change the graph before inference
         from . import prefetch
 
@@ -1026,8 +1079,9 @@ def _validate_tensors(model: Model, graph: GraphProto, where: str, depth: int) -
     """Initializers and Constant tensors of a graph and its subgraphs: sizes, external references."""
     if depth > MAX_SUBGRAPH_DEPTH:
         raise ModelLoadError(model.path, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep")
+    lazy = model.lazy_raw if depth == 0 else {}
     for t in graph.initializer:
-        _check_tensor(model, t, where)
+        _check_tensor(model, t, where, lazy.get(t.name))
     for i, node in enumerate(graph.node):
         if not _may_hold_tensors(node.op_type, node.domain):
             continue
@@ -1074,7 +1128,7 @@ def _where(g: Graph) -> str:
     return f"subgraph {'/'.join(g.path)}"
 
 
-def _check_tensor(model: Model, t: TensorProto, where: str) -> None:
+def _check_tensor(model: Model, t: TensorProto, where: str, lazy: LazyBytes | None = None) -> None:
     dims = t.dims[:]
     n = math.prod(dims)
     if n > MAX_ELEMENTS or (dims and min(dims) < 0):
@@ -1090,11 +1144,12 @@ def _check_tensor(model: Model, t: TensorProto, where: str) -> None:
         _check_external(model, ref)
         return
     size = _FIXED_SIZES.get(t.data_type)
-    if size is not None and t.HasField("raw_data"):
+    if size is not None and (lazy is not None or t.HasField("raw_data")):
         expected = math.ceil(n * size)
-        if len(t.raw_data) != expected:
+        held = lazy.length if lazy is not None else len(t.raw_data)
+        if held != expected:
             raise ModelLoadError(
-                model.path, f"initializer {t.name!r} in {where} holds {len(t.raw_data)} bytes but dims {list(t.dims)} need {expected}"
+                model.path, f"initializer {t.name!r} in {where} holds {held} bytes but dims {list(t.dims)} need {expected}"
             )
 
 

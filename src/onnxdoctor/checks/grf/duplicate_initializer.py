@@ -7,7 +7,7 @@ import hashlib
 from ..._onnx import TensorProto
 
 from ...findings import Applicability, Fix, Severity
-from ...model import _external_ref
+from ...model import Graph, LazyBytes, _external_ref
 from ...rule import Context, Rule
 from ._util import ITEMSIZE, human_bytes, type_text
 
@@ -68,10 +68,10 @@ class DuplicateInitializer(Rule):
                 if len(group) < 2:
                     continue
                 if not external:
-                    group = _sample_collisions(group)
+                    group = _sample_collisions(g, group)
                 first: dict[object, str] = {}
                 for t in group:
-                    key = _content_key(t, external, ctx.model.external_refs)
+                    key = _content_key(t, external, ctx.model.external_refs, g.lazy_raw.get(t.name))
                     if key is None:
                         continue
                     if key not in first:
@@ -90,22 +90,27 @@ class DuplicateInitializer(Rule):
                     )
 
 
-def _sample_collisions(group: list[TensorProto]) -> list[TensorProto]:
+def _sample_collisions(g: Graph, group: list[TensorProto]) -> list[TensorProto]:
     """The members whose length and sampled bytes (head, middle, tail) equal another member's: only
-    those can be duplicates, so real weights of equal shape are rarely hashed in full."""
+    those can be duplicates, so real weights of equal shape are rarely hashed (or read) in full."""
     by_sample: dict[tuple, list[TensorProto]] = {}
     for t in group:
-        data = t.raw_data if t.HasField("raw_data") else None
-        if data is None:
-            key: tuple = ("typed",)
-        else:
+        lazy = g.lazy_raw.get(t.name)
+        if lazy is not None:
+            n, mid = lazy.length, lazy.length // 2
+            key: tuple = (n, lazy.read(0, 64), lazy.read(mid, 64), lazy.read(max(n - 64, 0), 64))
+        elif t.HasField("raw_data"):
+            data = t.raw_data
             n, mid = len(data), len(data) // 2
             key = (n, data[:64], data[mid:mid + 64], data[-64:])
+        else:
+            key = ("typed",)
         by_sample.setdefault(key, []).append(t)
     return [t for members in by_sample.values() if len(members) > 1 for t in members]
 
 
-def _content_key(t: TensorProto, external: bool, known: dict | None = None):
+def _content_key(t: TensorProto, external: bool, known: dict | None = None, lazy: LazyBytes | None = None):
+    """What identifies the tensor's content; `lazy`: its raw_data, when the check left it in the file."""
     if external:
         ref = known.get(t.name) if known else None
         if ref is None:
@@ -116,7 +121,9 @@ def _content_key(t: TensorProto, external: bool, known: dict | None = None):
         if ref.length is None:
             return None  # "to the end of the file": the region's extent is not known without a stat
         return ("external", ref.location, ref.offset, ref.length)
-    if t.HasField("raw_data"):
+    if lazy is not None:
+        data = lazy.read()
+    elif t.HasField("raw_data"):
         data = t.raw_data
     else:
         copy = TensorProto()

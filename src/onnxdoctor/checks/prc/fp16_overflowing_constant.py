@@ -213,12 +213,13 @@ def _big_initializer(g: Graph, tensor: str) -> np.ndarray | None:
     if g is None:
         return None
     t = g.initializers[tensor]
-    if t.data_location == TensorProto.EXTERNAL or t.data_type not in _FLOAT or not t.raw_data:
+    if t.data_location == TensorProto.EXTERNAL or t.data_type not in _FLOAT:
         return None
     n = math.prod(int(d) for d in t.dims)
     if n > _BIG_SCAN:
         return None
+    raw = g.raw_data(tensor)
     dtype = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.FLOAT16: np.float16}.get(t.data_type)
-    if dtype is None or len(t.raw_data) != n * np.dtype(dtype).itemsize:
+    if not raw or dtype is None or len(raw) != n * np.dtype(dtype).itemsize:
         return None
-    return np.frombuffer(t.raw_data, dtype=dtype)
+    return np.frombuffer(raw, dtype=dtype)

@@ -71,7 +71,7 @@ class Int64ValueOutOfInt32Range(Rule):
             candidates: list[tuple[str, np.ndarray, NodeRef | None, str]] = []
             for name, t in g.initializers.items():
                 if t.data_type == TensorProto.INT64:
-                    candidates.append((name, tensor_value(t), None, "initializer"))
+                    candidates.append((name, g.initializer_value(name), None, "initializer"))
             for i, node in enumerate(g.nodes):
                 if not is_std(node) or node.op_type not in ("Constant", "ConstantOfShape") or not node.output:
                     continue

@@ -6,7 +6,6 @@ import numpy as np
 from ..._onnx import TensorProto
 
 from ...findings import Applicability, Fix, Severity
-from ...model import tensor_value
 from ...rule import Context, Rule
 from ._types import may_have, sites
 
@@ -57,7 +56,7 @@ class DoublePrecisionTensor(Rule):
                 continue
             extra = ""
             if site.role == "initializer":
-                val = tensor_value(site.graph.initializers[site.tensor])
+                val = site.graph.initializer_value(site.tensor)
                 if val is not None and val.size and np.nanmax(np.abs(val)) > _FLT_MAX:
                     extra = "; some values exceed the FLOAT range and will be clamped"
             yield self.finding(
