@@ -382,7 +382,7 @@ def profile(model, shapes, trt, precision, engine, fmt, config, isolated) -> Non
         cfg = DEFAULT if isolated else Discovery(config).for_model(model)
         specs = parse_shapes(list(shapes) or list(cfg.shapes))
         target = Target.make(trt or cfg.trt, precision=precision or cfg.precision)
-        m = load(model)
+        m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
         prof = build_profile(m, target, specs, engine=engine or str(Path(model).with_suffix(".engine")))
     except OnnxDoctorError as e:
         _fail(str(e))
