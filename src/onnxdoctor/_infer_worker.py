@@ -35,23 +35,11 @@ def _pack(inferred: bytes) -> bytes:
     return marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred)))
 
 
-def _read(path: str) -> bytes:
-    """The model's bytes; for a big file, without its big inline weights (_wire.split: shape
-    inference then parses, infers and writes back a few MB instead of the whole file)."""
-    if os.path.getsize(path) < _wire.MIN_FILE_BYTES:
-        with open(path, "rb") as fh:
-            return fh.read()
-    view = _wire.FileView.open(path)
-    try:
-        split = _wire.split(view)
-        return view[0:len(view)] if split is None else split[0]
-    finally:
-        view.close()
-
-
 def main(path: str) -> int:
     c = _onnx.load_extension()
-    data = _read(path)
+    data, _, view = _wire.read_model(path)  # a big file without its big inline weights
+    if view is not None:
+        view.close()
     try:
         status, payload = b"1", c.shape_inference.infer_shapes(data, False, True, False)
     except Exception as e:  # noqa: BLE001 - the inferencer's message is a result too

@@ -212,3 +212,23 @@ def _split(buf: memoryview, min_bytes: int):
     graph_bytes = b"".join(parts)
     model = bytes(buf[:gstart]) + _length_prefixed(_MODEL_GRAPH, graph_bytes) + bytes(buf[gend:])
     return model, left_out
+
+
+def read_model(path: str | os.PathLike) -> tuple[bytes, dict[str, tuple[int, int]], FileView | None]:
+    """A model file's bytes for analysis: a file of MIN_FILE_BYTES or more without its big inline
+    weights (`split`), with where they lie and the open FileView to read them from (None when
+    nothing was left out: the file is read whole and closed). Raises OSError."""
+    if os.path.getsize(path) < MIN_FILE_BYTES:
+        with open(path, "rb") as fh:
+            return fh.read(), {}, None
+    view = FileView.open(path)
+    try:
+        done = split(view)
+        if done is not None:
+            return done[0], done[1], view
+        data = view[0:len(view)]
+    except BaseException:
+        view.close()
+        raise
+    view.close()
+    return data, {}, None

@@ -971,16 +971,10 @@ def _load(p: Path, shown: str, infer_shapes: bool, shapes: dict | None, use_pref
             raise ModelLoadError(shown, "empty file")
         if size > PROTOBUF_LIMIT:
             raise ModelLoadError(shown, f"file is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit for one message; save the weights as external data")
-        left_out: dict[str, tuple[int, int]] = {}
-        if lazy_weights and size >= _wire.MIN_FILE_BYTES:
-            view = _wire.FileView.open(p)
-            split = _wire.split(view)
-            if split is None:
-                data = view[0:size]
-                view.close()
-            else:
-                data, left_out = split
+        if lazy_weights:
+            data, left_out, view = _wire.read_model(p)
         else:
+            left_out, view = {}, None
             with open(p, "rb") as fh:
                 data = fh.read()
     except OSError as e:
