@@ -2,6 +2,7 @@
 
     /work/venv-torch/bin/python bench/export_models.py [--out bench/out/fix-models]
         [--models bert,gpt2,vit,llama] [--variants torchscript,dynamo,torchscript-opset14]
+        [--size base|small] [--token-type-ids] [--dynamic-shapes]
 
 Needs torch and transformers. Nothing is downloaded: every model is built from a config with
 random weights (fixed seed), at realistic sizes, so the graphs are the exporters' real patterns
@@ -13,6 +14,14 @@ at real depth:
 - llama: a Llama-style decoder, 4 layers, hidden 1024, 16 heads, FFN 2816, vocab 32000.
   num_key_value_heads == num_attention_heads: the TorchScript exporter cannot convert
   grouped-query SDPA (same as fixtures/export_real.py).
+
+--size small keeps each architecture and exporter pattern but shrinks it to 2 layers, hidden 128, 2 heads,
+FFN 512 (vocabularies, positions and image size stay as above); bench/corpus.py uses it.
+--token-type-ids gives BERT a third input, token_type_ids (as Hugging Face's own BERT exports have), whose
+values index the 2-row token-type embedding.
+--dynamic-shapes: dynamo exports get torch.export's own `dynamic_shapes` (Dim "batch", Dim "sequence") and
+batch-2 example inputs (torch.export specialises a dimension traced at size 1), as a user of the new exporter
+writes it, instead of the translated `dynamic_axes` that fails for these models.
 
 Variants (file name MODEL-VARIANT.onnx):
 
@@ -49,28 +58,46 @@ VARIANTS = {
 }
 
 
-def _model(name: str):
+# Per-size overrides of the architecture (layers, width, heads, FFN); vocabularies, positions and image size
+# stay as in the real models, so embedding tables and position limits are the real ones.
+SIZES = {
+    "base": {},
+    "small": dict(layers=2, hidden=128, heads=2, ffn=512),
+}
+
+
+def _model(name: str, size: str = "base", token_type_ids: bool = False):
     import torch
     from transformers import (BertConfig, BertModel, GPT2Config, GPT2Model, LlamaConfig, LlamaModel, ViTConfig,
                               ViTModel)
 
+    sz = SIZES[size]
+    layers, hidden, heads, ffn = (sz.get("layers", 12), sz.get("hidden", 768), sz.get("heads", 12),
+                                  sz.get("ffn", 3072))
     torch.manual_seed(0)
     if name == "vit":
-        cfg = ViTConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                        image_size=224, patch_size=16, num_channels=3)
+        cfg = ViTConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=ffn, image_size=224, patch_size=16, num_channels=3)
         return ViTModel(cfg, add_pooling_layer=False), (torch.randn(1, 3, 224, 224),), ["pixel_values"]
     if name == "bert":
-        cfg = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                         intermediate_size=3072, max_position_embeddings=512)
+        cfg = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                         intermediate_size=ffn, max_position_embeddings=512)
         ids = torch.randint(0, cfg.vocab_size, (1, SEQ))
         mask = torch.ones(1, SEQ, dtype=torch.int64)
+        if token_type_ids:
+            types = torch.zeros(1, SEQ, dtype=torch.int64)
+            types[:, SEQ // 2:] = 1
+            return (BertModel(cfg, add_pooling_layer=False), (ids, mask, types),
+                    ["input_ids", "attention_mask", "token_type_ids"])
         return BertModel(cfg, add_pooling_layer=False), (ids, mask), ["input_ids", "attention_mask"]
     if name == "gpt2":
-        cfg = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
+        cfg = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=hidden, n_layer=layers, n_head=heads)
         return GPT2Model(cfg), (torch.randint(0, cfg.vocab_size, (1, SEQ)),), ["input_ids"]
     if name == "llama":
-        cfg = LlamaConfig(vocab_size=32000, hidden_size=1024, num_hidden_layers=4, num_attention_heads=16,
-                          num_key_value_heads=16, intermediate_size=2816, max_position_embeddings=2048)
+        if size == "base":  # the Llama-style decoder has a base size of its own (see above)
+            layers, hidden, heads, ffn = 4, 1024, 16, 2816
+        cfg = LlamaConfig(vocab_size=32000, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                          num_key_value_heads=heads, intermediate_size=ffn, max_position_embeddings=2048)
         return LlamaModel(cfg), (torch.randint(0, cfg.vocab_size, (1, SEQ)),), ["input_ids"]
     raise ValueError(name)
 
@@ -104,18 +131,26 @@ def _perturb(model) -> None:
             p.add_(torch.randn(p.shape, generator=g) * 0.02)
 
 
-def export(name: str, variant: str, out: Path, perturb: bool = False) -> dict:
+def export(name: str, variant: str, out: Path, perturb: bool = False, size: str = "base",
+           token_type_ids: bool = False, dynamic_shapes: bool = False) -> dict:
     import torch
 
     spec = VARIANTS[variant]
-    model, inputs, input_names = _model(name)
+    model, inputs, input_names = _model(name, size, token_type_ids)
     if perturb:
         _perturb(model)
     wrapped = _wrap(model)
     path = out / f"{name}-{variant}.onnx"
     dyn_axes = {n: ({0: "batch"} if n == "pixel_values" else {0: "batch", 1: "sequence"}) for n in input_names}
+    kw = dict(dynamic_axes=dyn_axes)
+    if spec["dynamo"] and dynamic_shapes:
+        inputs = tuple(torch.cat([x, x]) for x in inputs)
+        dims = {"batch": torch.export.Dim("batch"),
+                "sequence": torch.export.Dim("sequence", max=512 if name == "bert" else 1024)}
+        kw = dict(dynamic_shapes=(tuple({ax: dims[d] for ax, d in dyn_axes[n].items()} for n in input_names),))
     info = dict(model=name, variant=variant, path=str(path), opset=spec["opset"], dynamo=spec["dynamo"],
-                dynamic=True, perturbed=perturb, torch=torch.__version__)
+                dynamic=True, perturbed=perturb, size=size, token_type_ids=token_type_ids,
+                dynamic_shapes=bool(spec["dynamo"] and dynamic_shapes), torch=torch.__version__)
     t0 = time.perf_counter()
     with torch.no_grad():
         if not spec["dynamo"]:
@@ -124,7 +159,7 @@ def export(name: str, variant: str, out: Path, perturb: bool = False) -> dict:
         else:
             try:
                 prog = torch.onnx.export(wrapped, inputs, input_names=input_names,
-                                         output_names=["last_hidden_state"], dynamic_axes=dyn_axes,
+                                         output_names=["last_hidden_state"], **kw,
                                          opset_version=spec["opset"], dynamo=True, optimize=True)
             except Exception as e:  # noqa: BLE001 - fall back to static shapes, and say so
                 print(f"  dynamic dynamo export of {name} failed ({type(e).__name__}); exporting static shapes")
@@ -149,6 +184,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "fix-models")
     ap.add_argument("--models", default="bert,gpt2,vit,llama")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--size", choices=sorted(SIZES), default="base",
+                    help="base: the real depth and width; small: 2 layers, hidden 128 (same patterns)")
+    ap.add_argument("--token-type-ids", action="store_true", help="BERT: also take token_type_ids as an input")
+    ap.add_argument("--dynamic-shapes", action="store_true",
+                    help="dynamo: torch.export dynamic_shapes with batch-2 examples instead of dynamic_axes")
     ap.add_argument("--force", action="store_true", help="re-export models that already exist")
     ap.add_argument("--perturb", action="store_true",
                     help="add N(0, 0.02) noise to every parameter (no zero biases / unit norm weights, as in trained models)")
@@ -166,7 +206,8 @@ def main(argv: list[str]) -> int:
                 print(f"exists {path}")
                 continue
             try:
-                info = export(name, variant, args.out, args.perturb)
+                info = export(name, variant, args.out, args.perturb, args.size, args.token_type_ids,
+                              args.dynamic_shapes)
                 print(f"wrote {path}: {info['nodes']} nodes, {info['bytes'] / 1e6:.0f} MB, "
                       f"{info['export_s']} s{'' if info['dynamic'] else ' (static shapes)'}", flush=True)
             except Exception as e:  # noqa: BLE001 - report and go on with the other models
