@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -376,6 +376,29 @@ class Graph:
     def is_used(self, tensor: str) -> bool:
         return bool(self.consumers.get(tensor)) or tensor in self.outputs
 
+    @functools.cached_property
+    def topo_order(self) -> Sequence[int]:
+        """Node indices, each after the producers of its inputs: node order when load validation
+        found the file sorted (the common case, free), else Kahn's order. Nodes on a cycle (which
+        load refuses) are left out."""
+        n = len(self.nodes)
+        if self.topo_sorted:
+            return range(n)
+        producers, consumers = self.producers, self.consumers
+        # a node reading a tensor twice counts it twice, as `consumers` lists it twice
+        indeg = [sum(1 for i in names if i in producers) for names in self.node_inputs]
+        ready = [k for k in range(n - 1, -1, -1) if indeg[k] == 0]
+        order: list[int] = []
+        while ready:
+            k = ready.pop()
+            order.append(k)
+            for out in self.node_outputs[k]:
+                for c in consumers.get(out, ()) if out else ():
+                    indeg[c] -= 1
+                    if indeg[c] == 0:
+                        ready.append(c)
+        return order
+
 
 class NodeRef:
     """A node and where it lives. `op_type` and `domain` ('' for the standard domain, also when written
@@ -668,58 +691,74 @@ class _TooDeep(Exception):
 # ----------------------------------------------------------------------------
 # Constant propagation
 # ----------------------------------------------------------------------------
-# Ops whose output is a build-time constant when all their (present) inputs are.
-_FOLDABLE = frozenset(
+# Ops whose output is a build-time constant when all their (present) inputs are (Shape and Size also
+# when their input's shape is static). The SHP analyses classify values through the same ops.
+FOLDABLE_OPS = frozenset(
     """Identity Cast CastLike Reshape Flatten Squeeze Unsqueeze Concat Gather Slice Transpose Expand Tile
     Add Sub Mul Div Neg Abs Floor Ceil Min Max Mod Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Where
     Range ConstantOfShape ReduceProd ReduceSum ReduceMin ReduceMax Sqrt Pow Clip Split Size Shape""".split()
 )
+_SHAPE_OPS = frozenset({"Shape", "Size"})
+# Ops whose output value does not need their inputs' values.
+_VALUE_FREE_OPS = frozenset({"Constant", "Shape", "Size"})
+_PENDING = object()
 
 
 class ConstantView:
-    """Answers 'is this tensor a build-time constant?' and, for small constants, 'what is its value?'."""
+    """Answers 'is this tensor a build-time constant?' and, for small constants, 'what is its value?'.
+
+    One forward pass over the graph's nodes in topological order (`Graph.topo_order`: node order when
+    the file is sorted) decides every node output's constant-ness from its inputs', so the answer does
+    not depend on the order the file lists the nodes in. Values are computed on demand, inputs first."""
 
     def __init__(self, model: Model, graph: Graph) -> None:
         self.model = model
         self.graph = graph
         self._const: dict[str, bool] = {}
         self._value: dict[str, np.ndarray | None] = {}
-        # Indices of the nodes (other than Constant) whose outputs are all constant; known after the
-        # forward pass, None when the graph needed the per-tensor search instead.
-        self.computed_constants: list[int] | None = None
-        if graph.topo_sorted:
-            self._forward()
+        # Indices of the nodes (other than Constant) whose outputs are all constant.
+        self.computed_constants: list[int] = []
+        self._forward()
 
     def _forward(self) -> None:
-        """One pass in node order (the graph is topologically sorted): every node output's
-        constant-ness from its inputs'. Much cheaper than a search per tensor on big graphs."""
         g = self.graph
         const = self._const
         for name in g.inputs:
             const[name] = name in g.initializers
         for name in g.initializers:
             const[name] = True
-        outer = None
-        computed: list[int] = []
-        for k, (op, std, ins, outs) in enumerate(zip(g.op_types, g.standard, g.node_inputs, g.node_outputs)):
+        outer = g.outer
+        outer_view: ConstantView | None = None
+        computed = self.computed_constants
+        ops, std_, ins_, outs_ = g.op_types, g.standard, g.node_inputs, g.node_outputs
+        nodes = zip(range(len(ops)), ops, std_, ins_, outs_) if g.topo_sorted else \
+            ((k, ops[k], std_[k], ins_[k], outs_[k]) for k in g.topo_order)
+        for k, op, std, ins, outs in nodes:
             if not std:
                 value = False
             elif op == "Constant":
                 value = True
-            elif op in ("Shape", "Size"):
-                src = ins[0] if ins else ""
-                st = g.type_of(src) if src else None
-                value = bool(st and st.is_static) or const.get(src, False)
-            elif op in _FOLDABLE:
+            elif op in FOLDABLE_OPS:
+                # Shape and Size also fold when their input's shape is static, whatever its value.
                 value = True
+                if op in _SHAPE_OPS:
+                    src = ins[0] if ins else ""
+                    st = g.type_of(src) if src else None
+                    if st is not None and st.is_static:
+                        ins = ()
+                    elif not src:
+                        value = False
                 for i in ins:
                     if not i:
                         continue
                     c = const.get(i)
-                    if c is None:  # defined in an enclosing graph
+                    if c is None:  # defined in an enclosing graph (every local producer came before)
                         if outer is None:
-                            outer = g.outer
-                        c = _constant_view(self.model, outer).is_constant(i) if outer is not None else False
+                            c = False
+                        else:
+                            if outer_view is None:
+                                outer_view = _constant_view(self.model, outer)
+                            c = outer_view.is_constant(i)
                     if not c:
                         value = False
                         break
@@ -730,7 +769,6 @@ class ConstantView:
                     const[o] = value
             if value and op != "Constant" and any(outs):
                 computed.append(k)
-        self.computed_constants = computed
 
     def _owner(self, tensor: str) -> tuple[Graph, ConstantView] | None:
         g: Graph | None = self.graph
@@ -745,68 +783,10 @@ class ConstantView:
         hit = self._const.get(tensor)
         if hit is not None:
             return hit
-        if not tensor:
+        owner = self._owner(tensor) if tensor else None
+        if owner is None or owner[1] is self:  # unknown, or (only in a graph with a cycle) never reached
             return False
-        owner = self._owner(tensor)
-        if owner is None:
-            return False
-        g, view = owner
-        if view is not self:
-            return view.is_constant(tensor)
-        if tensor in self._const:
-            return self._const[tensor]
-        # Iterative DFS: models can be long chains, and recursion would overflow.
-        stack = [tensor]
-        while stack:
-            t = stack[-1]
-            if t in self._const:
-                stack.pop()
-                continue
-            own = self._owner(t)
-            if own is None:
-                self._const[t] = False
-                stack.pop()
-                continue
-            og, oview = own
-            if oview is not self:
-                self._const[t] = oview.is_constant(t)
-                stack.pop()
-                continue
-            if t in og.initializers:
-                self._const[t] = True
-                stack.pop()
-                continue
-            if t in og.inputs:
-                self._const[t] = False
-                stack.pop()
-                continue
-            node = og.producer(t)
-            op = node.op_type
-            if node.domain not in ("", "ai.onnx"):
-                self._const[t] = False
-                stack.pop()
-                continue
-            if op == "Constant":
-                self._const[t] = True
-                stack.pop()
-                continue
-            if op in ("Shape", "Size"):
-                src = node.input[0] if node.input else ""
-                st = og.type_of(src)
-                self._const[t] = bool(st and st.is_static) or self._is_const_shallow(src)
-                stack.pop()
-                continue
-            if op not in _FOLDABLE:
-                self._const[t] = False
-                stack.pop()
-                continue
-            pending = [i for i in node.input if i and i not in self._const]
-            if pending:
-                stack.extend(pending)
-                continue
-            self._const[t] = all(self._const.get(i, False) for i in node.input if i)
-            stack.pop()
-        return self._const[tensor]
+        return owner[1].is_constant(tensor)
 
     def is_weights(self, tensor: str) -> bool:
         """What the parser itself treats as weights: an initializer or a Constant node's output."""
@@ -819,28 +799,50 @@ class ConstantView:
         node = g.producer(tensor)
         return node is not None and node.op_type == "Constant" and node.domain in ("", "ai.onnx")
 
-    def _is_const_shallow(self, tensor: str) -> bool:
-        return tensor in self._const and self._const[tensor]
-
     def value(self, tensor: str) -> np.ndarray | None:
         """The value of a small constant, or None when unknown (non-constant, external, big, or not evaluable)."""
         if not tensor or not self.is_constant(tensor):
             return None
-        owner = self._owner(tensor)
-        g, view = owner  # type: ignore[misc]
+        hit = self._value.get(tensor, _PENDING)
+        if hit is not _PENDING:
+            return hit
+        g, view = self._owner(tensor)  # type: ignore[misc]
         if view is not self:
             return view.value(tensor)
-        if tensor in self._value:
-            return self._value[tensor]
-        self._value[tensor] = None  # guards cycles
-        try:
-            val = self._evaluate(g, tensor)
-        except Exception:  # noqa: BLE001 - evaluation is best effort; unknown is a valid answer
-            val = None
-        if val is not None and val.size > MAX_VALUE_ELEMENTS:
-            val = None
-        self._value[tensor] = val
-        return val
+        # The local constants it is computed from first, deepest first: no recursion, for constant
+        # chains are as long as models are deep.
+        values = self._value
+        stack = [tensor]
+        expanded: set[str] = set()
+        while stack:
+            t = stack[-1]
+            if t in values:
+                stack.pop()
+                continue
+            if t not in expanded:
+                expanded.add(t)
+                pending = [i for i in self._computed_from(g, t) if i not in values and i not in expanded]
+                if pending:
+                    stack.extend(pending)
+                    continue
+            stack.pop()
+            try:
+                val = self._evaluate(g, t)
+            except Exception:  # noqa: BLE001 - evaluation is best effort; unknown is a valid answer
+                val = None
+            values[t] = val if val is None or val.size <= MAX_VALUE_ELEMENTS else None
+        return values[tensor]
+
+    def _computed_from(self, g: Graph, tensor: str) -> list[str]:
+        """The constant inputs produced by this graph's nodes whose values `tensor`'s value needs."""
+        hit = g.producers.get(tensor)
+        if hit is None or tensor in g.initializers:
+            return []
+        k = hit[0]
+        if g.op_types[k] in _VALUE_FREE_OPS:
+            return []
+        const, producers = self._const, g.producers
+        return [i for i in g.node_inputs[k] if i and i in producers and const.get(i)]
 
     def _evaluate(self, g: Graph, tensor: str) -> np.ndarray | None:
         if tensor in g.initializers:
@@ -868,7 +870,8 @@ class ConstantView:
         if op == "Size":
             st = g.type_of(node.input[0])
             return np.array(math.prod(st.shape), dtype=np.int64) if st and st.is_static else None
-        args = [self.value(i) if i else None for i in node.input]
+        values = self._value
+        args = [(values[i] if i in values else self.value(i)) if i else None for i in node.input]
         if any(a is None for a, name in zip(args, node.input) if name):
             return None
         if op == "Identity":
@@ -1219,19 +1222,10 @@ def _check_structure(model: Model, g: Graph, where: str) -> None:
     if in_order:
         g.topo_sorted = True
         return
-    indeg = [sum(1 for inp in node.input if inp in g.producers) for node in g.nodes]
-    ready = [i for i, d in enumerate(indeg) if d == 0]
-    done = 0
-    while ready:
-        i = ready.pop()
-        done += 1
-        for out in g.nodes[i].output:
-            for c in g.consumers.get(out, ()):
-                indeg[c] -= 1  # a node reading a tensor twice was counted twice
-                if indeg[c] == 0:
-                    ready.append(c)
-    if done != len(g.nodes):
-        stuck = next(i for i, d in enumerate(indeg) if d > 0)
+    order = g.topo_order
+    if len(order) != len(g.nodes):
+        placed = set(order)
+        stuck = next(i for i in range(len(g.nodes)) if i not in placed)
         node = g.nodes[stuck]
         label = node.name or f"{node.op_type}#{stuck}"
         raise ModelLoadError(shown, f"{where} has a cycle through node {label!r} ({node.op_type})")

@@ -65,18 +65,9 @@ class ConstantFoldableSubgraph(Rule):
 
     def check(self, ctx: Context):
         for g in ctx.model.graphs:
-            cv = ctx.model.constants(g)
             nodes = g.nodes
-            foldable: set[int] = set()
-            if cv.computed_constants is not None:
-                foldable.update(cv.computed_constants)
-            else:
-                for i, node in enumerate(nodes):
-                    if node.op_type == "Constant" or node.domain not in ("", "ai.onnx"):
-                        continue
-                    outs = [o for o in g.node_outputs[i] if o]
-                    if outs and all(cv.is_constant(o) for o in outs):
-                        foldable.add(i)
+            cv = ctx.model.constants(g)
+            foldable = set(cv.computed_constants)
             if not foldable:
                 continue
             parent = {i: i for i in foldable}
@@ -95,7 +86,9 @@ class ConstantFoldableSubgraph(Rule):
                         if a != b:
                             parent[a] = b
             groups: dict[int, list[int]] = {}
-            for i in sorted(foldable):
+            # members in topological order, so that a group's last node is the same whatever the file's order
+            order = sorted(foldable) if g.topo_sorted else [i for i in g.topo_order if i in foldable]
+            for i in order:
                 groups.setdefault(find(i), []).append(i)
             outputs = set(g.outputs)
             for members in groups.values():

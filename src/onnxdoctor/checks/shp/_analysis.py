@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ...model import Graph, Model, NodeRef
+from ...model import FOLDABLE_OPS, Graph, Model, NodeRef
 from ...rule import Context
 
 # Value classes, ordered: the class of a computed value is the highest class among its inputs.
@@ -16,11 +16,7 @@ DATA = 3  # depends on tensor values
 
 # Ops whose output value is a function of their input values only (what ConstantView folds), minus
 # Shape/Size, which read shapes and are classified on their own.
-_VALUE_OPS = frozenset(
-    """Identity Cast CastLike Reshape Flatten Squeeze Unsqueeze Concat Gather Slice Transpose Expand Tile
-    Add Sub Mul Div Neg Abs Floor Ceil Min Max Mod Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Where
-    Range ConstantOfShape ReduceProd ReduceSum ReduceMin ReduceMax Sqrt Pow Clip Split""".split()
-)
+_VALUE_OPS = FOLDABLE_OPS - {"Shape", "Size"}
 
 
 def input_dim_names(model: Model) -> frozenset[str]:
@@ -70,9 +66,13 @@ class ValueClasses:
             if x in cls:
                 stack.pop()
                 continue
+            if self.consts.is_constant(x):  # CONST is what the one constant evaluator says
+                cls[x] = CONST
+                stack.pop()
+                continue
             hit = g.producers.get(x)
             if hit is None:
-                cls[x] = CONST if x in g.initializers else DATA
+                cls[x] = DATA
                 stack.pop()
                 continue
             i = hit[0]
@@ -80,28 +80,23 @@ class ValueClasses:
             outs = g.node_outputs[i]
             if not g.standard[i]:
                 c = DATA
-            elif op == "Constant":
-                c = CONST
             elif op in ("Shape", "Size"):
                 ins = g.node_inputs[i]
                 src = ins[0] if ins else ""
-                if self.consts.is_constant(x):
-                    c = CONST
+                read = _dims_read(g, g.ref(i), src) if src else None
+                if read is not None and all(isinstance(d, int) or d in self.dim_names for d in read):
+                    c = FREEZABLE
+                    self.dims_read.update((o, frozenset(d for d in read if isinstance(d, str))) for o in outs if o)
+                elif not src:
+                    c = DATA
                 else:
-                    read = _dims_read(g, g.ref(i), src) if src else None
-                    if read is not None and all(isinstance(d, int) or d in self.dim_names for d in read):
-                        c = FREEZABLE
-                        self.dims_read.update((o, frozenset(d for d in read if isinstance(d, str))) for o in outs if o)
-                    elif not src:
-                        c = DATA
-                    else:
-                        sc = cls.get(src) if self._local(src) else self.class_of(src)
-                        if sc is None:
-                            stack.append(src)
-                            continue
-                        # the shape of a foldable value is foldable; of a value fixed by the input
-                        # shapes, fixed by them too
-                        c = sc if sc <= FREEZABLE else SHAPE
+                    sc = cls.get(src) if self._local(src) else self.class_of(src)
+                    if sc is None:
+                        stack.append(src)
+                        continue
+                    # the shape of a foldable value is foldable; of a value fixed by the input
+                    # shapes, fixed by them too
+                    c = sc if sc <= FREEZABLE else SHAPE
             elif op in _VALUE_OPS:
                 known, pending = [], []
                 for s in g.node_inputs[i]:
