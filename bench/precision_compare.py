@@ -89,7 +89,7 @@ def measure(original, converted, feeds) -> dict:
     except Exception as e:  # noqa: BLE001
         return {"error": " ".join(str(e).split())[:200]}
     # ORT's CPU FP16 kernels compute in FP32 inside a node, so an overflow inside a node never shows.
-    # The emulation rounds every FP16 tensor as TensorRT stores it (inf beyond 65504).
+    # The emulation rounds every FP16 tensor as TensorRT stores it (inf from 65520 on, past the largest finite 65504).
     try:
         emu = proving.run(mp.emulated(converted, "fp16"), feeds, list(ref))
         emu_err = max(float(np.nanmax(np.abs(ref[k].astype(np.float64) - emu[k].astype(np.float64)))) if np.all(np.isfinite(emu[k]))

@@ -22,10 +22,9 @@ import numpy as np
 import onnx
 
 from . import prove as proving
+from .dtype_limits import FP16_OVERFLOW, FP16_TINY
 from .errors import OnnxDoctorError, UsageError
 
-FP16_OVERFLOW = 65520.0  # values at or beyond this magnitude round to inf in FP16
-FP16_TINY = 2.0**-24  # smallest positive FP16 subnormal: anything smaller flushes to zero
 CHUNK = 256  # tensors marked as outputs per run
 
 

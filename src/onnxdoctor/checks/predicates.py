@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 from .._onnx import TensorProto
 
+from ..dtype_limits import INT32_MAX
 from ..model import Model, NodeRef, TensorType
 
 Predicate = Callable[[NodeRef, Model], "str | None"]
@@ -21,7 +22,6 @@ PREDICATES: dict[str, Predicate] = {}
 FLOAT_TYPES = {
     TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE,
 }
-INT32_MAX = 2**31 - 1
 
 
 def predicate(fn: Predicate) -> Predicate:

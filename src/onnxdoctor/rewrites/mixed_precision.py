@@ -17,15 +17,13 @@ import onnx
 from onnx import TensorProto as TP
 from onnx import numpy_helper
 
+from ..dtype_limits import BF16_MAX, FP16_MAX, FP16_TINY
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
 
 TARGETS = {"fp16": TP.FLOAT16, "bf16": TP.BFLOAT16}
 _TYPE_STR = {TP.FLOAT16: "tensor(float16)", TP.BFLOAT16: "tensor(bfloat16)"}
 _SHORT = {TP.FLOAT: "fp32", TP.FLOAT16: "fp16", TP.BFLOAT16: "bf16"}
-FP16_MAX = 65504.0
-BF16_MAX = 3.3895313892515355e38
-FP16_TINY = 2.0**-24
 # Activations beyond this stay FP32: well below 65504, so that a different input does not overflow.
 DEFAULT_MAX_ABS = {"fp16": 8192.0, "bf16": 1e30}
 # Final-output tolerances of the proof (FP16 keeps ~3 decimal digits, BF16 ~2).

@@ -6,12 +6,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from ..dtype_limits import BF16_MAX, FP16_MAX, FP32_MAX
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
 
-FP16_MAX = 65504.0
-BF16_MAX = float(np.finfo(np.float32).max) * (1 - 2**-8)  # largest finite bfloat16 (~3.39e38)
-_FLT_MAX = float(np.finfo(np.float32).max)
 # Ops through which a constant reaches the arithmetic that PRC301 names, unchanged in value.
 _CARRIERS = {"Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Expand", "Flatten", "Transpose", "Tile"}
 
@@ -90,7 +88,7 @@ class CastDoubleToFloat(Rewrite):
 
 def _to_float(t: TensorProto) -> TensorProto:
     arr = numpy_helper.to_array(t).astype(np.float64)
-    arr = np.clip(arr, -_FLT_MAX, _FLT_MAX, where=np.isfinite(arr), out=arr)
+    arr = np.clip(arr, -FP32_MAX, FP32_MAX, where=np.isfinite(arr), out=arr)
     return numpy_helper.from_array(arr.astype(np.float32), t.name)
 
 

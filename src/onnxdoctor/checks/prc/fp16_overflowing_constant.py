@@ -7,12 +7,11 @@ import math
 import numpy as np
 from ..._onnx import TensorProto, np_dtype
 
+from ...dtype_limits import BF16_MAX, BF16_OVERFLOW, FP16_MAX, FP16_OVERFLOW
 from ...findings import Applicability, Fix, Severity
 from ...model import Graph, tensor_value
 from ...rule import Context, Rule
 
-FP16_MAX = 65504.0
-BF16_MAX = float(np.float32(3.3895313892515355e38))  # (2 - 2**-7) * 2**127
 # Ops where a constant meets runtime data arithmetically: an overflowed operand turns results into
 # inf or NaN (inf * 0, inf - inf). Clip/comparison bounds are left out: an infinite bound is harmless.
 ARITHMETIC = frozenset(
@@ -36,16 +35,17 @@ class Fp16OverflowingConstant(Rule):
     Looks at every constant operand of an arithmetic node (Add, Sub, Mul, Div, Where, Max, Min,
     MatMul, Gemm, Conv, ...) whose value is known without running the model: initializers,
     Constant nodes, constant-foldable chains, ConstantOfShape fills, and constants carried by
-    Expand/Tile/Reshape. It reports values with |x| > 65504 or ±inf when the precision intent
-    includes FP16, and values beyond the BF16 range (~3.39e38, e.g. `torch.finfo(float32).min`) or
-    ±inf when it includes BF16. On TensorRT 11 (strongly typed) the tensor types decide: an FP32
+    Expand/Tile/Reshape. It reports values that round to ±inf in FP16 (|x| ≥ 65520, just beyond the
+    largest finite 65504) or are ±inf when the precision intent includes FP16, and values that round
+    to ±inf in BF16 (|x| ≥ ~3.396e38, e.g. `torch.finfo(float32).min`) or are ±inf when it includes
+    BF16. On TensorRT 11 (strongly typed) the tensor types decide: an FP32
     constant stays FP32 unless the user states `--precision fp16`/`bf16`, so only constants that are
     already FP16/BF16 in the graph (typically a Cast of -1e9 to FP16, which is -inf) are reported
     there. External weights are never read: their values are unknown and the rule stays silent.
 
     ## Why it breaks TensorRT
     With FP16 enabled, TensorRT stores weights and runs layers in FP16 where it is faster. A value
-    beyond ±65504 becomes ±inf. Attention masks are the classic case: exporters write `-1e9`,
+    of magnitude 65520 or more (beyond the largest finite 65504) becomes ±inf. Attention masks are the classic case: exporters write `-1e9`,
     `-inf` or `torch.finfo(float32).min` (-3.4e38) and add it to the scores before Softmax, or
     compute `(1 - mask) * finfo.min`. In FP16 `inf * 0`, `inf - inf` and a Softmax over a row of
     -inf give NaN, so the engine builds and runs but outputs NaN or garbage that ONNX Runtime in
@@ -76,7 +76,8 @@ class Fp16OverflowingConstant(Rule):
     tensors in the graph on 11.x).
 
     ## Sources
-    IEEE 754 binary16 range (max finite 65504) and bfloat16 range (max finite ~3.3895e38); NVIDIA
+    IEEE 754 binary16 range (max finite 65504; round to nearest even gives inf from 65520) and
+    bfloat16 range (max finite ~3.3895e38, inf from ~3.3962e38); NVIDIA
     TensorRT developer guide, "Reduced Precision" (FP16 weights and layers when FP16 is enabled);
     shared/trt-operators/VERSIONS.md §2.2 (11.x: precision follows the ONNX tensor types); the
     `finfo.min` / `-inf` masks in the BERT, GPT-2 and Llama exports of fixtures/models/real.
@@ -102,9 +103,9 @@ class Fp16OverflowingConstant(Rule):
         precisions = ctx.precisions
         limits = []
         if "fp16" in precisions:
-            limits.append(("FP16", FP16_MAX))
+            limits.append(("FP16", FP16_MAX, FP16_OVERFLOW))
         if "bf16" in precisions:
-            limits.append(("BF16", BF16_MAX))
+            limits.append(("BF16", BF16_MAX, BF16_OVERFLOW))
         if not limits:
             return
         # Strongly typed with a graph-derived intent: FP32 constants stay FP32.
@@ -135,7 +136,7 @@ class Fp16OverflowingConstant(Rule):
                     continue
                 yield self.finding(
                     ctx,
-                    f"{node.op_type} operand {inp!r} {msg}; in {'/'.join(n for n, _ in limits)} arithmetic "
+                    f"{node.op_type} operand {inp!r} {msg}; in {'/'.join(n for n, _, _ in limits)} arithmetic "
                     "it turns results into inf or NaN (inf*0, inf-inf, Softmax of an all -inf row)",
                     node=ref,
                     tensor=inp,
@@ -150,10 +151,11 @@ def _is_bf16(g: Graph, tensor: str) -> bool:
 
 
 def _overflow(val: np.ndarray, limits, reduced: bool) -> str | None:
-    """Describe what overflows, or None. `reduced`: the value is already FP16/BF16 (only inf counts)."""
+    """Describe what overflows, or None. `limits`: (name, largest finite, first magnitude that rounds
+    to inf). `reduced`: the value is already FP16/BF16 (only inf counts)."""
     if not reduced:
         peak = float(np.max(np.abs(val)))
-        if peak <= min(limit for _, limit in limits):  # the common case, one pass (NaN falls through)
+        if peak < min(overflow for _, _, overflow in limits):  # the common case, one pass (NaN falls through)
             return None
     has_inf = bool(np.isinf(val).any())
     if reduced:
@@ -161,8 +163,8 @@ def _overflow(val: np.ndarray, limits, reduced: bool) -> str | None:
     finite = val[np.isfinite(val)] if has_inf or np.isnan(val).any() else val
     lo = float(finite.min()) if finite.size else 0.0
     hi = float(finite.max()) if finite.size else 0.0
-    for name, limit in limits:
-        if max(abs(lo), abs(hi)) > limit:
+    for name, limit, overflow in limits:
+        if max(abs(lo), abs(hi)) >= overflow:
             extreme = lo if abs(lo) >= abs(hi) else hi
             return f"holds {extreme:.4g}, beyond the {name} range (±{limit:.6g}): it becomes {'-' if extreme < 0 else '+'}inf"
     if has_inf:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 from ..._onnx import TensorProto
 
+from ...dtype_limits import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN
 from ...findings import Severity
 from ...model import Graph, NodeRef, tensor_value
 from ...rule import Context, Rule
 from ._qdq import is_std
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Slice inputs the parser clamps to the dimension anyway: "slice to the end" sentinels are harmless.
 _SLICE_BOUNDS = {"Slice": (1, 2)}
 # Ops through which a sentinel travels on its way to a Slice (TorchScript builds ends with Concat/Unsqueeze).

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 from ..._onnx import TensorProto
 
+from ...dtype_limits import FP32_MAX
 from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
 from ._types import may_have, sites
-
-_FLT_MAX = float(np.finfo(np.float32).max)
 
 
 class DoublePrecisionTensor(Rule):
@@ -57,7 +56,7 @@ class DoublePrecisionTensor(Rule):
             extra = ""
             if site.role == "initializer":
                 val = site.graph.initializer_value(site.tensor)
-                if val is not None and val.size and np.nanmax(np.abs(val)) > _FLT_MAX:
+                if val is not None and val.size and np.nanmax(np.abs(val)) > FP32_MAX:
                     extra = "; some values exceed the FLOAT range and will be clamped"
             yield self.finding(
                 ctx,
