@@ -6,6 +6,31 @@ import json
 
 from .. import __version__
 from ..findings import Severity
+from ..rewrites._gs import node_count
+
+
+def _has_subgraphs(model) -> bool:
+    return node_count(model) != len(model.graph.node)
+
+
+def _merged_steps(steps):
+    """One entry per (rewrite, status), in order of first appearance: a rewrite applied in several
+    iterations of the fixpoint loop (or once per graph it reached) is one line, its changes joined."""
+    from dataclasses import replace
+
+    merged: dict[tuple[str, str], list] = {}
+    for s in steps:
+        key = (s.rewrite, s.status)
+        if key not in merged:
+            merged[key] = [replace(s, changes=list(s.changes), skipped=list(s.skipped)), 1]
+            continue
+        m = merged[key][0]
+        m.changes.extend(s.changes)
+        m.skipped.extend(x for x in s.skipped if x not in m.skipped)
+        if s.proof is not None:
+            m.proof = s.proof  # the last proof: it covers every earlier pass (proven against the original)
+        merged[key][1] += 1
+    return [(m, n) for m, n in merged.values()]
 
 
 def to_dict(result, model_path: str, written: list[str], *, diff=None, dry_run: bool = False) -> dict:
@@ -22,7 +47,8 @@ def to_dict(result, model_path: str, written: list[str], *, diff=None, dry_run: 
         "dry_run": dry_run,
         "target": result.target.to_dict(),
         "iterations": result.iterations,
-        "nodes": {"before": len(result.original.graph.node), "after": len(result.model.graph.node)},
+        # Every node, control-flow bodies included.
+        "nodes": {"before": node_count(result.original), "after": node_count(result.model)},
         "steps": [s.to_dict() for s in result.steps],
         "before": {"summary": summary(result.before)},
         "after": {"summary": summary(result.after), "findings": [f.to_dict() for f in result.after]},
@@ -41,10 +67,11 @@ def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=No
     if fmt == "json":
         return json.dumps(to_dict(result, model_path, written, diff=diff, dry_run=dry_run), indent=2) + "\n"
     lines = [f"{model_path} (TensorRT {result.target.trt})"]
-    for s in result.steps:
+    for s, passes in _merged_steps(result.steps):
         if s.status == "applied":
             proof = f"  [proof: {s.proof.summary()}]" if s.proof else "  [not proven: --no-prove]"
-            lines.append(f"  applied      {s.rewrite} ({s.applicability}){proof}")
+            times = f", {passes} passes" if passes > 1 else ""
+            lines.append(f"  applied      {s.rewrite} ({s.applicability}{times}){proof}")
             limit = len(s.changes) if explain else 5
             lines.extend(f"                 {c}" for c in s.changes[:limit])
             if len(s.changes) > limit:
@@ -60,7 +87,8 @@ def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=No
     b, a = len(result.before), len(result.after)
     be = sum(1 for f in result.before if f.severity == Severity.ERROR)
     ae = sum(1 for f in result.after if f.severity == Severity.ERROR)
-    lines.append(f"  findings: {b} -> {a} (errors {be} -> {ae}); nodes: {len(result.original.graph.node)} -> {len(result.model.graph.node)}")
+    lines.append(f"  findings: {b} -> {a} (errors {be} -> {ae}); nodes: {node_count(result.original)} -> {node_count(result.model)}"
+                 + (" (subgraphs included)" if _has_subgraphs(result.original) else ""))
     if result.proof is not None:
         lines.append(f"  proof of the result vs the original: {'pass' if result.proof.passed else 'FAIL'}, {result.proof.summary()}")
     shown = [f for f in result.after if explain or f.severity >= Severity.WARNING]

@@ -40,11 +40,77 @@ def export_model(graph, like: onnx.ModelProto) -> onnx.ModelProto:
     out.metadata_props.extend(like.metadata_props)
     del out.functions[:]
     out.functions.extend(like.functions)
+    _hoist_shared_constants(out)
     return out
 
 
+def _hoist_shared_constants(model: onnx.ModelProto) -> None:
+    """graphsurgeon exports a constant that control-flow bodies read from an enclosing graph as an
+    initializer of every body that reads it (nested bodies included): one copy per body. Keep one copy,
+    in the main graph, when every definition of the name is such an identical copy."""
+    defs: dict[str, list[tuple[onnx.GraphProto, onnx.TensorProto | None]]] = {}
+    stack = [(model.graph, True)]
+    while stack:
+        g, main = stack.pop()
+        for vi in g.input:
+            defs.setdefault(vi.name, []).append((g, None))
+        for t in g.initializer:
+            defs.setdefault(t.name, []).append((g, None if main else t))
+        for n in g.node:
+            for o in n.output:
+                defs.setdefault(o, []).append((g, None))
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    stack.append((a.g, False))
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend((sub, False) for sub in a.graphs)
+    drop: dict[int, set[str]] = {}
+    graphs: dict[int, onnx.GraphProto] = {}
+    for name, where in defs.items():
+        if len(where) < 2 or any(t is None for _, t in where):
+            continue
+        first = where[0][1]
+        key = (first.data_type, tuple(first.dims), first.SerializeToString(deterministic=True))
+        if any((t.data_type, tuple(t.dims), t.SerializeToString(deterministic=True)) != key for _, t in where[1:]):
+            continue
+        model.graph.initializer.append(first)  # appended copies the message
+        for g, _ in where:
+            drop.setdefault(id(g), set()).add(name)
+            graphs[id(g)] = g
+    for gid, names in drop.items():
+        g = graphs[gid]
+        keep = [t for t in g.initializer if t.name not in names]
+        del g.initializer[:]
+        g.initializer.extend(keep)
+
+
 def node_count(model: onnx.ModelProto) -> int:
-    return len(model.graph.node)
+    """Nodes of the main graph and of every control-flow body in it (If/Loop/Scan, nested)."""
+    total, stack = 0, [model.graph]
+    while stack:
+        g = stack.pop()
+        total += len(g.node)
+        for n in g.node:
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+    return total
+
+
+def fold(model: onnx.ModelProto, size_threshold: int) -> onnx.ModelProto:
+    """graphsurgeon's constant folding (values computed by ONNX Runtime), in the main graph and in
+    every control-flow body, then cleanup and a topological sort.
+
+    graphsurgeon's own flattening of constant-condition `If` nodes is off: it leaves readers of a
+    branch output inside the branch, and If outputs that the branch forwards from the outer scope,
+    without a producer ("... is not output of any previous nodes"). `inline-constant-if` inlines
+    those branches instead."""
+    g = import_graph(model)
+    g.fold_constants(size_threshold=size_threshold, error_ok=True, flatten_subgraphs=False)
+    g.cleanup(remove_unused_graph_inputs=False).toposort()
+    return export_model(g, model)
 
 
 def cleaned(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 
 from ..findings import Applicability
-from ._gs import cleaned, export_model, import_graph, node_count
+from ._gs import cleaned, fold, node_count
 from .base import Outcome, Rewrite, RewriteContext
 
 
@@ -40,10 +40,7 @@ class FoldConstants(Rewrite):
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         before = node_count(model)
-        g = import_graph(model)
-        g.fold_constants(size_threshold=ctx.max_constant_bytes, error_ok=True)
-        g.cleanup(remove_unused_graph_inputs=False).toposort()
-        out = export_model(g, model)
+        out = fold(model, ctx.max_constant_bytes)
         after = node_count(out)
         if after >= before:
             return Outcome(model, skipped=["no constant subgraph could be folded"])

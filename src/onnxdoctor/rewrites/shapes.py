@@ -6,7 +6,8 @@ import onnx
 
 from ..findings import Applicability
 from ..shapes import freeze_inputs
-from ._gs import export_model, import_graph, node_count
+from ._gs import node_count
+from .control_flow import fold_and_inline
 from .base import Outcome, Rewrite, RewriteContext
 
 
@@ -15,7 +16,10 @@ class FreezeShapes(Rewrite):
 
     ## What it does
     Writes the `--shape` dimensions into the graph inputs, re-runs shape inference and folds the
-    shape computations (Shape -> Gather -> Concat -> Reshape chains) that are now constant.
+    shape computations (Shape -> Gather -> Concat -> Reshape chains) that are now constant, in the
+    main graph and in control-flow bodies. An `If` whose condition became constant (`Shape(x)[0] == 1`)
+    is replaced by the branch that runs, as `inline-constant-if` does: the other branch may not even
+    be valid for the frozen shapes.
 
     ## When it applies
     Findings SHP204 (shape computation constant once inputs are fixed) and SHP202 (dynamic input),
@@ -55,13 +59,13 @@ class FreezeShapes(Rewrite):
         del out.graph.value_info[:]
         out = onnx.shape_inference.infer_shapes(out)
         before = node_count(out)
-        g = import_graph(out)
-        g.fold_constants(size_threshold=ctx.max_constant_bytes, error_ok=True)
-        g.cleanup(remove_unused_graph_inputs=False).toposort()
-        out = export_model(g, model)
+        # Conditions on shapes (`Shape(x)[k] == 1`) become constant: their If is inlined here, because
+        # the branch not taken may not even type-check for the frozen shapes.
+        out, inlined = fold_and_inline(out, ctx.max_constant_bytes)
         changes = [f"froze {name} to {'x'.join(map(str, todo[name]))}" for name in frozen]
+        changes += inlined
         if node_count(out) < before:
-            changes.append(f"folded {before - node_count(out)} shape node(s)")
+            changes.append(f"folded {before - node_count(out)} shape node(s)" + (" (and inlined branches)" if inlined else ""))
         return Outcome(out, changes)
 
 

@@ -6,8 +6,10 @@ from collections import Counter
 
 from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
-from ._util import human_bytes, nbytes
+from .._ifcond import condition_kind
+from ._util import human_bytes, nbytes, nested_uses
 
+INLINE = Fix("inline-constant-if", Applicability.SAFE)
 FOLD_CAP = 64 * 2**20  # fold-constants leaves results bigger than this unfolded
 _NOOPS = frozenset({"Identity"})
 
@@ -43,10 +45,12 @@ class ConstantFoldableSubgraph(Rule):
     `onnxdoctor fix` folds the group into one initializer per output it produces (Polygraphy's
     `fold_constants` or `onnxsim` do the same). A group whose result is larger than 64 MiB is
     reported without a fix: folding it would bloat the model file, and TensorRT computes it at build
-    time anyway.
+    time anyway. An `If` whose condition is constant is reported too: `inline-constant-if` replaces
+    it by the branch that runs.
 
     ## Fix safety
     `fold-constants` is safe: the values are computed by ONNX Runtime exactly as at run time.
+    `inline-constant-if` is safe: the condition has one value on every run.
 
     ## TensorRT versions
     All releases.
@@ -64,6 +68,7 @@ class ConstantFoldableSubgraph(Rule):
     fix = Fix("fold-constants", Applicability.SAFE)
 
     def check(self, ctx: Context):
+        yield from self._constant_ifs(ctx)
         for g in ctx.model.graphs:
             nodes = g.nodes
             cv = ctx.model.constants(g)
@@ -91,13 +96,16 @@ class ConstantFoldableSubgraph(Rule):
             for i in order:
                 groups.setdefault(find(i), []).append(i)
             outputs = set(g.outputs)
+            # Values read from inside control-flow bodies count as read: folding them is what lets
+            # the bodies fold too.
+            nested = nested_uses(ctx, g) if g.may_nest else set()
             for members in groups.values():
                 if all(nodes[i].op_type in _NOOPS for i in members):
                     continue
                 inside = set(members)
                 produced = [
                     o for i in members for o in g.node_outputs[i]
-                    if o and (o in outputs or any(c not in inside for c in g.consumers.get(o, ())))
+                    if o and (o in outputs or o in nested or any(c not in inside for c in g.consumers.get(o, ())))
                 ]
                 if not produced:
                     continue  # nothing reads the result: dead-node reports it
@@ -127,3 +135,16 @@ class ConstantFoldableSubgraph(Rule):
                     ctx, msg, node=g.ref(last), tensor=produced[0], versions=ctx.kb.versions,
                     fix=fix, hint=None if fix is None else "onnxdoctor fix folds it into initializers",
                 )
+
+    def _constant_ifs(self, ctx: Context):
+        for ref in ctx.nodes_of("If"):
+            kind = condition_kind(ctx.model, ref)
+            if kind is None:
+                continue
+            v = ctx.model.constants(ref.graph).value(ref.input(0))
+            which = "only one branch" if v is None or v.size != 1 else f"only the {'then' if bool(v.reshape(-1)[0]) else 'else'} branch"
+            yield self.finding(
+                ctx, f"If has a constant condition{' once folded' if kind == 'folded' else ''}: {which} ever runs",
+                node=ref, tensor=ref.input(0), versions=ctx.kb.versions, fix=INLINE,
+                hint="onnxdoctor fix replaces the If by the branch that runs",
+            )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ...findings import Severity
+from ...findings import Applicability, Fix, Severity
 from ...rule import Context
-from ._constraint_rule import ConstraintRule
+from .._ifcond import condition_kind
+from ..constraints import constraint_versions, violations
+from ._constraint_rule import CONTROL_FLOW_OPS, ConstraintRule
+
+INLINE = Fix("inline-constant-if", Applicability.SAFE)
 
 
 class ControlFlowRestriction(ConstraintRule):
@@ -27,12 +31,19 @@ class ControlFlowRestriction(ConstraintRule):
                      else_branch = e () => (float[6] b) { s = Constant<value = int64[1] {6}>() b = Reshape(x, s) }>
         }
 
+        An `If` whose condition is an initializer or a `Constant` is not reported for its branch
+    ranks: the parser then imports only the branch that runs.
+
     ## How to fix
     Make both branches return the same rank; give Loops a trip count; or, when the condition is
-    known at export, export the taken branch only (tracing instead of scripting).
+    known at export, export the taken branch only (tracing instead of scripting). When the condition
+    is constant once folded (`Shape(x)[0] == 1` on a static or `--shape`-frozen shape, as exported
+    RNN/VAD models have), `onnxdoctor fix` replaces the `If` by the branch that runs
+    (`inline-constant-if`).
 
     ## Fix safety
-    No automatic fix.
+    `inline-constant-if` is safe: the condition has one value on every run. Other control-flow
+    restrictions have no automatic fix.
 
     ## TensorRT versions
     Per constraint, listed in each finding; nesting limit from 10.0.
@@ -51,7 +62,21 @@ class ControlFlowRestriction(ConstraintRule):
     hint_text = "restructure the control flow as the message describes"
 
     def check(self, ctx: Context):
-        yield from super().check(ctx)
+        for v in violations(ctx):
+            c = v.constraint
+            if c.op not in CONTROL_FLOW_OPS:
+                continue
+            msg = f"{c.message} ({v.detail})" if v.detail and v.detail not in c.message else c.message
+            fix, hint = v.fix, self.hint_text
+            if c.op == "If":
+                kind = condition_kind(ctx.model, v.node)
+                if kind == "weights" and c.id == "If.branch_ranks":
+                    continue  # the parser imports only the branch the constant selects
+                if kind is not None:
+                    fix, hint = INLINE, "the condition is constant: onnxdoctor fix keeps only the branch that runs"
+                    msg += "; the condition is a build-time constant" + (" once folded" if kind == "folded" else "")
+            yield self.finding(ctx, msg, node=v.node, severity=Severity.parse(v.severity or c.severity), fix=fix,
+                               versions=constraint_versions(ctx, c), hint=hint)
         limit = ctx.release.max_subgraph_nesting
         if limit is None:
             return
