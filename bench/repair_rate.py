@@ -1,0 +1,309 @@
+"""Repair rate of `onnxdoctor fix` over the project's own rule case models (issue 14).
+
+    PYTHONPATH=src /work/venv/bin/python bench/repair_rate.py [--releases 8.6,10.15,latest]
+        [--only TRT101,TRT102] [--jobs 2] [--doc docs/repair-rate.md] [--unsafe-fixes]
+
+Models: every `kind: fail` case of tests/cases/*.yaml (the failing model of each rule, written per
+release boundary), de-duplicated by model text and case options (--precision, --plugin, --shape,
+external data). For each release V among --releases:
+
+1. `check --trt V` (all rules, the case's options, no configuration). A model with at least one
+   error at V is *flagged* at V; the others do not count at V.
+2. `fix --trt V` with the same options, the default ruleset and default safety (no
+   --unsafe-fixes unless asked), proving every rewrite in ONNX Runtime as the CLI does.
+3. *Repaired*: the fixed model has no error at V and the final proof passed (every output equal
+   to the original's in ONNX Runtime within fix's tolerance). A model whose original does not run
+   in ONNX Runtime cannot be proven, so it is never counted repaired.
+
+Also reported per release: the flagged models whose every error names an exact (safe) rewrite in
+its `fix` field — the issue's target is that all of them are repaired — and, for every model not
+repaired, why (remaining errors, rolled-back rewrites, an original ONNX Runtime cannot run).
+
+Writes bench/out/repair-rate/results.json; with --doc, also the markdown page (docs/repair-rate.md).
+Runs in-process through onnxdoctor's Python API (the same calls the CLI makes), one model at a time,
+or in --jobs worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CASES = REPO / "tests" / "cases"
+OUT = HERE / "out" / "repair-rate"
+
+
+def collect(only: set[str] | None) -> list[dict]:
+    """One entry per distinct failing model (text + options), with the cases it comes from."""
+    import yaml
+
+    models: dict[tuple, dict] = {}
+    for path in sorted(CASES.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        rule = data["rule"]
+        if only and rule not in only:
+            continue
+        for case in data["cases"]:
+            if case["kind"] != "fail":
+                continue
+            opts = {
+                "precision": case.get("precision"),
+                "plugins": sorted(case.get("plugins", ())),
+                "shapes": list(case.get("shapes", ())),
+                "external": case.get("external"),
+            }
+            key = (case["model"], json.dumps(opts, sort_keys=True))
+            entry = models.setdefault(key, {"model": case["model"], "options": opts, "cases": []})
+            entry["cases"].append(f"{rule}::{case['id']}")
+    return list(models.values())
+
+
+def _materialize(entry: dict, folder: Path) -> Path:
+    """Write the case model (with its external-data setup, as tests/test_cases.py does) to `folder`."""
+    import onnx
+    import onnx.numpy_helper
+    import onnx.parser
+
+    model = onnx.parser.parse_model(entry["model"])
+    for spec in entry["options"]["external"] or ():
+        t = next(t for t in model.graph.initializer if t.name == spec["tensor"])
+        nbytes = len(t.raw_data) if t.raw_data else onnx.numpy_helper.to_array(t).nbytes
+        t.ClearField("raw_data")
+        for field in ("float_data", "int32_data", "int64_data", "double_data"):
+            t.ClearField(field)
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for k, v in (("location", spec["location"]), ("offset", "0"), ("length", str(nbytes))):
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        if "file_bytes" in spec:
+            (folder / spec["location"]).write_bytes(b"\0" * spec["file_bytes"])
+    path = folder / "model.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def _errors(findings) -> list:
+    from onnxdoctor.findings import Severity
+
+    return [f for f in findings if f.severity == Severity.ERROR]
+
+
+def _describe(f) -> dict:
+    return {"code": f.code, "node": f.location.node or f.location.tensor or "model", "message": f.message,
+            "fix": f.fix.rewrite if f.fix else None, "applicability": str(f.fix.applicability) if f.fix else None}
+
+
+def _quiet() -> None:
+    """ONNX Runtime logs kernel failures of the originals it cannot run (the record says why)."""
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(4)
+    except ImportError:
+        pass
+
+
+def run_one(args: tuple[dict, str, bool]) -> dict:
+    """Check and fix one model for one release; the result record."""
+    entry, release, unsafe = args
+    _quiet()
+    import onnxdoctor
+    from onnxdoctor.errors import OnnxDoctorError
+    from onnxdoctor.findings import Applicability
+    from onnxdoctor.fix import FixOptions, fix_model, load_for_fix
+
+    opts = entry["options"]
+    rec = {"cases": entry["cases"], "release": release, "options": {k: v for k, v in opts.items() if v and k != "external"}}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = _materialize(entry, Path(tmp))
+            report = onnxdoctor.check(str(path), trt=release, plugins=opts["plugins"], precision=opts["precision"],
+                                      shapes=opts["shapes"] or None, config=False, select=None)
+        except OnnxDoctorError as e:
+            rec.update(flagged=True, repaired=False, exact=False, outcome="unreadable",
+                       reason=f"check cannot read the model: {' '.join(str(e).split())[:200]}", errors=[])
+            return rec
+        errors = _errors(report.findings)
+        rec["errors"] = [_describe(f) for f in errors]
+        rec["flagged"] = bool(errors)
+        rec["exact"] = bool(errors) and all(f.fix is not None and f.fix.applicability == Applicability.SAFE for f in errors)
+        if not errors:
+            rec.update(repaired=None, outcome="not flagged")
+            return rec
+        try:
+            proto, _external = load_for_fix(path)
+            res = fix_model(proto, FixOptions(trt=release, precision=opts["precision"], plugins=tuple(opts["plugins"]),
+                                              shapes=tuple(opts["shapes"]), unsafe=unsafe))
+        except OnnxDoctorError as e:
+            msg = " ".join(str(e).split())
+            outcome = "not provable" if "does not run in ONNX Runtime" in msg else "fix error"
+            rec.update(repaired=False, outcome=outcome, reason=msg[:300])
+            return rec
+        except Exception as e:  # noqa: BLE001 - a crash is a result to report, not a reason to stop
+            rec.update(repaired=False, outcome="crash", reason=f"{type(e).__name__}: {e}"[:300])
+            return rec
+        after = _errors(res.after)
+        rec["applied"] = sorted({s.rewrite for s in res.steps if s.status == "applied"})
+        rec["rolled_back"] = sorted({f"{s.rewrite}: {s.reason}"[:240] for s in res.steps if s.status == "rolled-back"})
+        rec["remaining"] = [_describe(f) for f in after]
+        proof_ok = res.proof is not None and res.proof.passed
+        rec["repaired"] = not after and proof_ok
+        if rec["repaired"]:
+            rec["outcome"] = "repaired"
+        elif not after:
+            rec["outcome"] = "proof failed"
+            rec["reason"] = res.proof.summary() if res.proof is not None else "nothing proven"
+        else:
+            rec["outcome"] = "errors remain"
+    rec["seconds"] = round(time.perf_counter() - t0, 3)
+    return rec
+
+
+def resolve_releases(spec: str) -> list[str]:
+    from onnxdoctor.kb import knowledge_base
+
+    kb = knowledge_base()
+    out = []
+    for r in spec.split(","):
+        r = r.strip()
+        out.append(kb.versions[-1] if r == "latest" else kb.resolve(r))
+    return list(dict.fromkeys(out))
+
+
+def summarize(records: list[dict], releases: list[str]) -> dict:
+    out = {}
+    for rel in releases:
+        recs = [r for r in records if r["release"] == rel and r.get("flagged")]
+        exact = [r for r in recs if r.get("exact")]
+        out[rel] = {
+            "flagged": len(recs),
+            "repaired": sum(1 for r in recs if r["repaired"]),
+            "exact_flagged": len(exact),
+            "exact_repaired": sum(1 for r in exact if r["repaired"]),
+            "outcomes": dict(Counter(r["outcome"] for r in recs)),
+        }
+    return out
+
+
+def _git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        return sha + ("+uncommitted changes" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def _why(r: dict) -> str:
+    if r["outcome"] in ("not provable", "fix error", "crash", "unreadable", "proof failed"):
+        return f"{r['outcome']}: {r.get('reason', '')}"
+    parts = []
+    codes = Counter(e["code"] for e in r.get("remaining", []))
+    for code, n in codes.items():
+        e = next(x for x in r["remaining"] if x["code"] == code)
+        fix = f" (names `{e['fix']}`)" if e["fix"] else " (no rewrite)"
+        parts.append(f"{code}{' ×' + str(n) if n > 1 else ''}{fix}: {e['message']}")
+    text = "; ".join(parts)
+    if r.get("rolled_back"):
+        text += " — rolled back: " + "; ".join(r["rolled_back"])
+    return text
+
+
+def render_doc(summary: dict, records: list[dict], releases: list[str], commit: str, unsafe: bool) -> str:
+    lines = [
+        "# Repair rate of `onnxdoctor fix`",
+        "",
+        "<!-- Generated by `bench/repair_rate.py --doc docs/repair-rate.md`; edit the script, not this page. -->",
+        "",
+        "How many of the models `check` flags with errors does `fix --trt V` turn into models with no",
+        "error at V whose outputs are equal in ONNX Runtime? Measured over the project's own rule case",
+        "models: every `kind: fail` case of `tests/cases/*.yaml` (one minimal model per rule and release",
+        "boundary; duplicates merged), checked and fixed with the case's options and the default ruleset"
+        + (" with `--unsafe-fixes`." if unsafe else " and default safety (no `--unsafe-fixes`)."),
+        "A model counts at release V when `check --trt V` reports at least one error for it; it is",
+        "*repaired* when the fixed model has no error at V and the final proof passed. *Exact rewrite",
+        "listed*: flagged models whose every error names a safe (exactly equivalent) rewrite in its fix.",
+        "",
+        f"Commit: `{commit}`. Reproduce: `PYTHONPATH=src python bench/repair_rate.py --doc docs/repair-rate.md`.",
+        "",
+        "| TensorRT | flagged models | repaired | rate | exact rewrite listed | of those repaired |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rel in releases:
+        s = summary[rel]
+        rate = s["repaired"] / s["flagged"] if s["flagged"] else 0.0
+        lines.append(f"| {rel} | {s['flagged']} | {s['repaired']} | {rate:.0%} | {s['exact_flagged']} | {s['exact_repaired']} |")
+    lines += ["", "Target (issue 14): at least half of the flagged models at 8.6 and at 10.15, and every model",
+              "whose errors all name an exact rewrite.", ""]
+    for rel in releases:
+        recs = [r for r in records if r["release"] == rel and r.get("flagged") and not r["repaired"]]
+        lines += [f"## Not repaired at {rel} ({len(recs)})", ""]
+        by_rule: dict[str, list[dict]] = defaultdict(list)
+        for r in recs:
+            by_rule[r["cases"][0].split("::")[0]].append(r)
+        for rule in sorted(by_rule):
+            lines.append(f"### {rule}")
+            lines.append("")
+            for r in sorted(by_rule[rule], key=lambda r: r["cases"][0]):
+                lines.append(f"- `{r['cases'][0]}`{' (+' + str(len(r['cases']) - 1) + ')' if len(r['cases']) > 1 else ''}: {_why(r)}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--releases", default="8.6,10.15,latest")
+    ap.add_argument("--only", default="", help="comma-separated rule codes (case files) to include")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--unsafe-fixes", action="store_true")
+    ap.add_argument("--doc", default=None, help="write the markdown page here (e.g. docs/repair-rate.md)")
+    ap.add_argument("--out", default=str(OUT))
+    ns = ap.parse_args(argv)
+    releases = resolve_releases(ns.releases)
+    entries = collect({c.strip().upper() for c in ns.only.split(",") if c.strip()} or None)
+    tasks = [(e, rel, ns.unsafe_fixes) for rel in releases for e in entries]
+    print(f"{len(entries)} distinct failing case models x {len(releases)} releases ({', '.join(releases)})", file=sys.stderr)
+    t0 = time.perf_counter()
+    records: list[dict] = []
+    if ns.jobs > 1:
+        with ProcessPoolExecutor(ns.jobs) as pool:
+            for i, rec in enumerate(pool.map(run_one, tasks, chunksize=4), 1):
+                records.append(rec)
+                if i % 50 == 0:
+                    print(f"  {i}/{len(tasks)}", file=sys.stderr)
+    else:
+        for i, t in enumerate(tasks, 1):
+            records.append(run_one(t))
+            if i % 50 == 0:
+                print(f"  {i}/{len(tasks)}", file=sys.stderr)
+    summary = summarize(records, releases)
+    commit = _git_commit()
+    out = Path(ns.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"commit": commit, "releases": releases, "unsafe_fixes": ns.unsafe_fixes,
+                                                  "seconds": round(time.perf_counter() - t0, 1), "summary": summary,
+                                                  "records": records}, indent=1))
+    for rel in releases:
+        s = summary[rel]
+        rate = s["repaired"] / s["flagged"] if s["flagged"] else 0.0
+        print(f"TensorRT {rel}: {s['repaired']}/{s['flagged']} flagged models repaired ({rate:.0%}); "
+              f"exact rewrite listed: {s['exact_repaired']}/{s['exact_flagged']}; {s['outcomes']}")
+    if ns.doc:
+        Path(ns.doc).write_text(render_doc(summary, records, releases, commit, ns.unsafe_fixes))
+        print(f"wrote {ns.doc}", file=sys.stderr)
+    print(f"results: {out / 'results.json'} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
