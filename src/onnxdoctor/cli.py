@@ -240,6 +240,7 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
             precision_options={"keep_io_types": keep_io_types, "keep_fp32": tuple(keep_fp32),
                                **({"max_abs": max_abs} if max_abs is not None else {}),
                                **({"keep_norm_stats": True} if keep_norm_stats else {})},
+            path=model,
         )
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() and fmt == "text" else None
         result = fixing.fix_model(proto, opts, log=log)
@@ -309,6 +310,7 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
     from . import prove as proving
     from . import verify as verifying
     from .fix import load_for_fix
+    from .inputs import plan_inputs
     from .shapes import parse_shapes
     from .target import Target
 
@@ -320,7 +322,10 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
         specs = parse_shapes(shapes)
         frozen = {n: s.opt for n, s in specs.items()}
         reference, _ = load_for_fix(model)
-        feeds = proving.load_inputs(data, reference) if data else proving.generate_inputs(reference, frozen, seed)
+        plan = plan_inputs(reference, path=model, shapes=frozen, data=data, seed=seed)
+        feeds = plan.feeds
+        if fmt == "text" and sys.stderr.isatty():
+            click.echo(f"onnxdoctor: {plan.describe()}", err=True)
         progress = _progress_printer() if sys.stderr.isatty() else None
         if backend == "trt":
             target = Target.make(trt)
@@ -331,7 +336,8 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
             result = verifying.verify_against(model, against, reference, other, feeds, layerwise=layerwise,
                                               atol=atol, rtol=rtol, progress=progress)
         else:
-            result = verifying.fp16_emulation(model, reference, feeds, progress=progress)
+            result = verifying.fp16_emulation(model, reference, feeds, rtol=rtol, progress=progress)
+        result.inputs = plan
     except OnnxDoctorError as e:
         _fail(str(e))
         return

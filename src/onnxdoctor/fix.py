@@ -18,6 +18,7 @@ import onnx
 from .engine import analyze
 from .errors import OnnxDoctorError, UsageError
 from .findings import Applicability, Finding, Severity
+from .inputs import InputPlan
 from .kb import _load_toml, rules_dir
 from .model import from_proto
 from .prove import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, ProofResult
@@ -46,6 +47,7 @@ class FixOptions:
     progress: bool = False
     # `--precision fp16|bf16` conversion options (convert-precision): keep_io_types, keep_fp32, max_abs.
     precision_options: dict = field(default_factory=dict)
+    path: str = "model"  # the model's file, for messages
 
 
 @dataclass
@@ -65,7 +67,8 @@ class Step:
              "changes": self.changes, "skipped": self.skipped}
         if self.proof is not None:
             w = self.proof.worst()
-            d["proof"] = {"pass": self.proof.passed, "summary": self.proof.summary(),
+            d["proof"] = {"pass": self.proof.passed, "inconclusive": self.proof.inconclusive is not None,
+                          "summary": self.proof.summary(),
                           "max_abs_diff": w.max_abs_diff if w else 0.0, "max_rel_diff": w.max_rel_diff if w else 0.0}
         if self.reason:
             d["reason"] = self.reason
@@ -85,6 +88,8 @@ class FixResult:
     iterations: int
     proof: ProofResult | None
     tolerance: tuple[float, float]
+    inputs: InputPlan | None = None  # what the proofs ran on, and why
+
 
     @property
     def changed(self) -> bool:
@@ -146,17 +151,20 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         return analyze(from_proto(weightless(p)), target, rules)
 
     before = check(proto)
-    feeds = reference = None
+    feeds = reference = plan = None
     if options.prove:
-        feeds = proving.load_inputs(options.data, proto) if options.data else proving.generate_inputs(proto, frozen, options.seed)
-        log("running the original model in ONNX Runtime for reference outputs")
-        try:
-            reference = proving.run(proto, feeds)
-        except Exception as e:  # noqa: BLE001
-            raise FixError(
-                "cannot prove rewrites: the original model does not run in ONNX Runtime "
-                f"({' '.join(str(e).split())[:200]}); fix it first or use --no-prove"
-            ) from None
+        from .inputs import plan_inputs
+
+        log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
+        plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed)
+        feeds, reference = plan.feeds, plan.outputs
+        if reference is None:
+            try:
+                reference = proving.run(proto, feeds)
+            except Exception as e:  # noqa: BLE001
+                raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
+                               f"--data inputs ({' '.join(str(e).split())[:200]}); check the data, or use --no-prove") from None
+        log(plan.describe())
 
     current = proto
     # Rewrites whose results ONNX Runtime can only run through their `proof_model` (BF16 conversion):
@@ -219,8 +227,8 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
             proof = None
             if options.prove:
                 log(f"proving {rw.name}")
-                proof = proving.prove(reference, runnable(candidate, rw, ctx), feeds, *step_tol)
-                if not proof.passed:
+                proof = proving.prove(reference, runnable(candidate, rw, ctx), feeds, *step_tol, reference_model=proto)
+                if not proof.passed and not proof.inconclusive:
                     steps.append(Step(rw.name, iteration, "rolled-back", outcome.changes, outcome.skipped, proof,
                                       reason=f"outputs differ: {proof.summary()}", applicability=str(rw.applicability)))
                     blocked.add(rw.name)
@@ -244,8 +252,8 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     after = findings  # the findings of `current`: every change above was followed by a re-check
     final_proof = None
     if options.prove and current is not proto:
-        final_proof = proving.prove(reference, runnable(current), feeds, *tol)
-    return FixResult(proto, current, target, before, after, steps, iteration, final_proof, tol)
+        final_proof = proving.prove(reference, runnable(current), feeds, *tol, reference_model=proto)
+    return FixResult(proto, current, target, before, after, steps, iteration, final_proof, tol, plan)
 
 
 # Initializers above this size are replaced by external-data stubs in `weightless` copies.

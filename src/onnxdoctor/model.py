@@ -1109,11 +1109,8 @@ def _validate(model: Model) -> None:
         raise ModelLoadError(shown, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep") from None
     for g in graphs:
         where = _where(g)
-        if g.proto is not None:
-            for vi in (*g.proto.input, *g.proto.output):
-                dims = [d.dim_value for d in vi.type.tensor_type.shape.dim] if vi.type.HasField("tensor_type") else []
-                if any(d < 0 for d in dims):
-                    raise ModelLoadError(shown, f"{'input' if vi in g.proto.input else 'output'} {vi.name!r} of {where} has a negative dimension {dims}")
+        # A negative dim_value on graph I/O is how some exporters (Paddle) write "dynamic"; ONNX Runtime,
+        # the TensorRT parser and onnxdoctor's type table all read it so.
         _check_structure(model, g, where)
 
 

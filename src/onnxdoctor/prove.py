@@ -14,6 +14,7 @@ fixed seed:
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ class ProofResult:
     passed: bool
     comparisons: list[Comparison] = field(default_factory=list)
     error: str | None = None  # the candidate could not run
+    # Set when output shapes differ only through a data-dependent size whose inputs agree: the
+    # rewrite is not refuted, but this input cannot prove it either.
+    inconclusive: str | None = None
 
     def worst(self) -> Comparison | None:
         fails = [c for c in self.comparisons if not c.passed]
@@ -58,12 +62,15 @@ class ProofResult:
     def summary(self) -> str:
         if self.error:
             return f"could not run: {self.error}"
+        if self.inconclusive:
+            return self.inconclusive
         w = self.worst()
         if w is None:
             return "no outputs compared"
         if w.shape_mismatch:
             return f"output {w.name!r}: {w.shape_mismatch}"
-        return f"max |diff| {w.max_abs_diff:.3g} (rel {w.max_rel_diff:.3g}) on {w.name!r} over {len(self.comparisons)} output(s)"
+        return (f"max |diff| {w.max_abs_diff:.3g} ({w.max_rel_diff:.3g} of its range) on {w.name!r} "
+                f"over {len(self.comparisons)} output(s)")
 
 
 def _dims(vi: onnx.ValueInfoProto, shapes: dict[str, tuple[int, ...]]) -> list[int]:
@@ -120,14 +127,25 @@ def load_inputs(path: str | Path, model: onnx.ModelProto) -> dict[str, np.ndarra
     return {n: feeds[n] for n in wanted}
 
 
+def onnxruntime():
+    """The onnxruntime module, quiet: no telemetry files under $HOME/.cache or $TMPDIR (decided when
+    the module is first imported), and no log lines of its own on stderr — a failed run surfaces
+    as the exception onnxdoctor turns into its one line."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+    return ort
+
+
 def session(model: onnx.ModelProto, *, optimize: bool = False, workdir: Path | None = None):
     """An ONNX Runtime CPU session. Graph optimizations are off by default so that what runs is the
     graph as written (the proof must not depend on ORT's own rewrites)."""
-    import onnxruntime as ort
+    ort = onnxruntime()
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
+    so.log_severity_level = 4
     try:  # one serialization; protobuf refuses messages over 2 GB, which then go through a file
         data = model.SerializeToString()
     except ValueError:
@@ -149,12 +167,16 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str]
 
 
 def compare_arrays(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> Comparison:
+    """Element-wise `|got - ref| <= atol + rtol * |ref|` (NaN = NaN, same-sign inf = inf). The relative
+    error reported is measured against the tensor's scale (its largest magnitude), never a division
+    by values near zero."""
     if ref.shape != got.shape:
         return Comparison(name, float("inf"), float("inf"), False, f"shape {got.shape} != reference {ref.shape}")
     if ref.dtype.kind in "biu" and got.dtype.kind in "biu" or ref.dtype == np.bool_:
         diff = np.abs(ref.astype(np.int64) - got.astype(np.int64)) if ref.size else np.zeros(0)
         mad = float(diff.max()) if diff.size else 0.0
-        return Comparison(name, mad, 0.0 if mad == 0 else float("inf"), mad == 0)
+        scale = float(np.abs(ref.astype(np.int64)).max()) if ref.size else 0.0
+        return Comparison(name, mad, _relative(mad, scale), mad == 0)
     r = ref.astype(np.float64)
     g = got.astype(np.float64)
     both_nan = np.isnan(r) & np.isnan(g)
@@ -163,11 +185,16 @@ def compare_arrays(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rto
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.where(ok_special, 0.0, np.abs(r - g))
         diff = np.where(np.isnan(diff), np.inf, diff)
-        rel = np.where(ok_special, 0.0, diff / np.maximum(np.abs(r), 1e-12))
     passed = bool(np.all(diff <= atol + rtol * np.abs(np.where(ok_special, 0.0, r))))
     mad = float(diff.max()) if diff.size else 0.0
-    mrd = float(rel.max()) if rel.size else 0.0
-    return Comparison(name, mad, mrd, passed)
+    finite = np.abs(r[np.isfinite(r)])
+    return Comparison(name, mad, _relative(mad, float(finite.max()) if finite.size else 0.0), passed)
+
+
+def _relative(diff: float, scale: float) -> float:
+    if diff == 0:
+        return 0.0
+    return diff / scale if scale > 0 else float("inf")
 
 
 def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], atol: float, rtol: float) -> ProofResult:
@@ -181,10 +208,94 @@ def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], 
 
 
 def prove(reference_outputs: dict[str, np.ndarray], candidate: onnx.ModelProto, feeds: dict[str, np.ndarray],
-          atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> ProofResult:
-    """Run `candidate` on `feeds` and compare every reference output by name."""
+          atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, *, reference_model: onnx.ModelProto | None = None) -> ProofResult:
+    """Run `candidate` on `feeds` and compare every reference output by name.
+
+    With `reference_model`: when an output's shape differs and that shape depends on data (NonZero,
+    Range, a rounded value that becomes a size...), the values the sizes are computed from are
+    compared instead; if they agree the result is *inconclusive on this input*, not a failure."""
     try:
         got = run(candidate, feeds, list(reference_outputs))
     except Exception as e:  # noqa: BLE001 - an unrunnable candidate fails its proof, with ORT's reason
         return ProofResult(False, [], " ".join(str(e).split())[:300])
-    return compare(reference_outputs, got, atol, rtol)
+    result = compare(reference_outputs, got, atol, rtol)
+    if not result.passed and reference_model is not None and any(c.shape_mismatch for c in result.comparisons):
+        _data_dependent(result, reference_model, candidate, feeds, atol, rtol)
+    return result
+
+
+# Inputs that set a size: (op type -> input positions).
+_SIZE_INPUTS = {"Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,), "Reshape": (1,),
+                "Resize": (2, 3), "Upsample": (1,), "Slice": (1, 2, 3, 4), "Pad": (1,), "TopK": (1,), "OneHot": (1,)}
+_DATA_SIZED = frozenset({"NonZero", "Compress", "Unique", "NonMaxSuppression"})
+
+
+def data_dependent_sizes(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, list[str]]]:
+    """Main-graph nodes whose output size depends on tensor *values* (not only on input shapes):
+    (node, the value inputs that decide the size). Values computed only from Shape/Size and
+    constants are not data."""
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {t.name for t in g.initializer}
+    memo: dict[str, bool] = {}
+
+    def from_data(name: str) -> bool:
+        if name in memo:
+            return memo[name]
+        memo[name] = False  # cycles and deep chains: assume not (iterative below)
+        stack, seen, found = [name], set(), False
+        while stack and not found:
+            t = stack.pop()
+            if t in seen or not t or t in inits:
+                continue
+            seen.add(t)
+            n = producer.get(t)
+            if n is None:
+                found = True  # a graph input's values
+            elif n.op_type in ("Shape", "Size", "Constant"):
+                continue
+            else:
+                stack.extend(n.input)
+        memo[name] = found
+        return found
+
+    out = []
+    for n in g.node:
+        if n.op_type in _DATA_SIZED:
+            out.append((n, [i for i in n.input if i]))
+            continue
+        picks = [n.input[k] for k in _SIZE_INPUTS.get(n.op_type, ()) if k < len(n.input) and n.input[k]]
+        sized = [i for i in picks if from_data(i)]
+        if sized:
+            out.append((n, sized))
+    return out
+
+
+def _data_dependent(result: ProofResult, reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds, atol, rtol) -> None:
+    points = data_dependent_sizes(reference)
+    if not points:
+        return
+    cand_names = {o for n in candidate.graph.node for o in n.output if o} | {i.name for i in candidate.graph.input}
+    watched = [i for _, ins in points for i in ins if i in cand_names and i not in feeds]
+    where = ", ".join(f"{n.op_type} {n.name!r}".rstrip(" ''") for n, _ in points[:3])
+    if not watched:
+        result.inconclusive = f"an output's size depends on data ({where}) and the values it is computed from are not in both models"
+        return
+    try:
+        ref = run(with_outputs(reference, watched), feeds, watched)
+        got = run(with_outputs(candidate, watched), feeds, watched)
+    except Exception:  # noqa: BLE001 - cannot look inside: the failure stands
+        return
+    comps = [compare_arrays(t, ref[t], got[t], atol, rtol) for t in watched]
+    if all(c.passed for c in comps):
+        worst = max(c.max_abs_diff for c in comps)
+        result.inconclusive = (f"not provable on this input: an output's size depends on data ({where}) and differs by "
+                               f"rounding; the {len(comps)} value(s) the sizes are computed from agree (max |diff| {worst:.3g})")
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.output[:]
+    m.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
+    return m

@@ -58,6 +58,7 @@ class VerifyResult:
     comparisons: list[LayerComparison] = field(default_factory=list)
     first_divergence: LayerComparison | None = None
     tolerance: tuple[float, float] = (proving.DEFAULT_ATOL, proving.DEFAULT_RTOL)
+    inputs: object | None = None  # the InputPlan the comparison ran on
 
     @property
     def passed(self) -> bool:
@@ -70,7 +71,8 @@ class VerifyResult:
         return {"pass": self.passed, "reference": self.reference, "candidate": self.candidate, "mode": self.mode,
                 "tolerance": {"atol": self.tolerance[0], "rtol": self.tolerance[1]},
                 "compared": len(self.comparisons), "failed": sum(1 for c in self.comparisons if not c.passed),
-                "comparisons": [c.to_dict() for c in self.comparisons], "first_divergence": fd}
+                "comparisons": [c.to_dict() for c in self.comparisons], "first_divergence": fd,
+                "inputs": self.inputs.to_dict() if self.inputs is not None else None}
 
 
 def _topo_tensors(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto, int]]:
@@ -90,14 +92,6 @@ def _topo_tensors(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto, int
     return out
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    del m.graph.output[:]
-    m.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
-    return m
-
-
 def _float_tensor_names(model: onnx.ModelProto, candidates: list[str]) -> list[str]:
     """Keep tensors that ORT can return (skip sequence/optional values) — types from shape inference."""
     try:
@@ -114,7 +108,7 @@ def _chunks(items: list, size: int):
 
 
 def _run_chunk(model: onnx.ModelProto, names: list[str], feeds) -> dict[str, np.ndarray]:
-    return proving.run(_with_outputs(model, names), feeds, names)
+    return proving.run(proving.with_outputs(model, names), feeds, names)
 
 
 def compare_layerwise(reference: onnx.ModelProto, candidate_run: Callable[[list[str]], dict[str, np.ndarray]],
@@ -180,11 +174,13 @@ def verify_against(model_path: str, other_path: str, reference: onnx.ModelProto,
     return res
 
 
-def fp16_emulation(model_path: str, reference: onnx.ModelProto, feeds, *, underflow_fraction: float = 0.1,
+def fp16_emulation(model_path: str, reference: onnx.ModelProto, feeds, *, rtol: float = proving.DEFAULT_RTOL,
                    progress=None) -> VerifyResult:
-    """Run the FP32 model with every tensor observed; flag float tensors that overflow FP16 (to inf) or
-    whose significant values would flush to zero (more than `underflow_fraction` of non-zeros below
-    the smallest FP16 subnormal)."""
+    """Run the FP32 model with every tensor observed and judge what storing each float tensor in FP16
+    does to it: FAIL for overflow (a finite value becomes inf), for NaN/inf that FP32 did not have,
+    and for a rounding error beyond `rtol` of the tensor's scale (its largest magnitude). Values
+    that underflow to zero fail only through that error: a Sigmoid output whose tail below 6e-8
+    flushes loses nothing that matters; a tensor that lies wholly below FP16's range does."""
     order = _topo_tensors(reference)
     names = _float_tensor_names(reference, [t for t, _, _ in order])
     producer = {t: n for t, n, _ in order}
@@ -197,27 +193,39 @@ def fp16_emulation(model_path: str, reference: onnx.ModelProto, feeds, *, underf
             if arr is None or arr.dtype.kind != "f" or arr.dtype == np.float16 or arr.size == 0:
                 continue
             n = producer[name]
-            a = np.abs(arr.astype(np.float64))
-            finite = a[np.isfinite(a)]
-            peak = float(finite.max()) if finite.size else 0.0
-            note, ok = None, True
-            if peak >= FP16_OVERFLOW:
-                ok = False
-                note = f"max |value| {peak:.4g} overflows FP16 (inf beyond {FP16_OVERFLOW:g})"
-            else:
-                nz = finite[finite > 0]
-                if nz.size:
-                    tiny = float((nz < FP16_TINY).mean())
-                    if tiny > underflow_fraction:
-                        ok = False
-                        note = f"{tiny:.0%} of non-zero values are below the smallest FP16 subnormal ({FP16_TINY:.3g}) and flush to 0"
-            comps.append(LayerComparison(name, n.name or None, n.op_type, peak, 0.0, ok, note))
+            comps.append(_fp16_judgement(name, n, arr, rtol))
         del got
         if progress:
             progress(k + 1, len(chunks))
-    res = VerifyResult(model_path, "fp16-emulation (ONNX Runtime, CPU)", "fp16-emulation", comps)
+    res = VerifyResult(model_path, "fp16-emulation (ONNX Runtime, CPU)", "fp16-emulation", comps,
+                       tolerance=(0.0, rtol))
     res.first_divergence = first_divergence(reference, comps)
     return res
+
+
+def _fp16_judgement(name: str, node: onnx.NodeProto, arr: np.ndarray, rtol: float) -> LayerComparison:
+    x = arr.astype(np.float64)
+    finite = np.isfinite(x)
+    a = np.abs(x[finite])
+    peak = float(a.max()) if a.size else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        h = x.astype(np.float16).astype(np.float64)
+    if peak >= FP16_OVERFLOW:
+        return LayerComparison(name, node.name or None, node.op_type, peak, float("inf"), False,
+                               f"max |value| {peak:.4g} overflows FP16 (inf beyond {FP16_OVERFLOW:g})")
+    if not np.all(np.isfinite(h[finite])):
+        return LayerComparison(name, node.name or None, node.op_type, peak, float("inf"), False, "becomes NaN/inf in FP16")
+    err = float(np.abs(h[finite] - x[finite]).max()) if a.size else 0.0
+    rel = err / peak if peak > 0 else 0.0
+    nz = a[a > 0]
+    tiny = float((nz < FP16_TINY).mean()) if nz.size else 0.0
+    note = None
+    if rel > rtol:
+        note = (f"FP16 loses {rel:.1%} of the tensor's range" +
+                (f" ({tiny:.0%} of non-zero values flush to 0 below {FP16_TINY:.3g})" if tiny else ""))
+    elif tiny:
+        note = f"{tiny:.0%} of non-zero values flush to 0 in FP16; error {rel:.2g} of the tensor's range (harmless)"
+    return LayerComparison(name, node.name or None, node.op_type, peak, rel, rel <= rtol, note)
 
 
 def verify_trt(model_path: str, feeds, *, layerwise: bool, fp16: bool, trt_version: str, strongly_typed: bool,
@@ -271,22 +279,24 @@ def verify_trt(model_path: str, feeds, *, layerwise: bool, fp16: bool, trt_versi
 
 def render_text(res: VerifyResult, *, show_all: bool = False) -> str:
     lines = [f"reference: {res.reference} (ONNX Runtime, CPU)", f"candidate: {res.candidate}"]
-    emul = res.mode == "fp16-emulation"
+    if res.inputs is not None:
+        lines.append(f"on {res.inputs.describe()}")
     fails = [c for c in res.comparisons if not c.passed]
     shown = res.comparisons if show_all else (fails[:20] if fails else [])
     emul = res.mode == "fp16-emulation"
     if shown:
-        lines.append(f"  {'tensor':<40} {'node':<28} {'op':<16} {'max |x|' if emul else 'max abs':>10} {'' if emul else 'max rel':>10}  result")
+        lines.append(f"  {'tensor':<40} {'node':<28} {'op':<16} {'max |x|' if emul else 'max abs':>10} "
+                     f"{'err/range' if emul else 'rel/range':>10}  result")
         for c in shown:
             lines.append(f"  {c.tensor[:40]:<40} {(c.node or '-')[:28]:<28} {(c.op_type or '-')[:16]:<16} "
-                         f"{c.max_abs_diff:>10.3g} {'' if emul else format(c.max_rel_diff, '.3g'):>10}  {'pass' if c.passed else 'FAIL'}"
+                         f"{c.max_abs_diff:>10.3g} {c.max_rel_diff:>10.3g}  {'pass' if c.passed else 'FAIL'}"
                          + (f"  {c.note}" if c.note else ""))
         if not show_all and len(fails) > 20:
             lines.append(f"  ... {len(fails) - 20} more failing tensor(s) (--format json lists all)")
     lines.append(f"compared {len(res.comparisons)} tensor(s) ({res.mode}), {len(fails)} failed")
     fd = res.first_divergence
     if fd is not None:
-        what = fd.note if emul else f"max |diff| {fd.max_abs_diff:.3g} (rel {fd.max_rel_diff:.3g})"
+        what = fd.note if emul else f"max |diff| {fd.max_abs_diff:.3g} ({fd.max_rel_diff:.3g} of the tensor's range)"
         lines.append(f"first divergence: tensor {fd.tensor!r} produced by {fd.node or '?'} ({fd.op_type}): {what}")
     lines.append("PASS" if res.passed else "FAIL")
     return "\n".join(lines) + "\n"

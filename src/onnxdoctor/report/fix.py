@@ -54,19 +54,27 @@ def to_dict(result, model_path: str, written: list[str], *, diff=None, dry_run: 
         "after": {"summary": summary(result.after), "findings": [f.to_dict() for f in result.after]},
         "proof": None,
         "tolerance": {"atol": result.tolerance[0], "rtol": result.tolerance[1]},
+        "inputs": result.inputs.to_dict() if getattr(result, "inputs", None) is not None else None,
     }
     if result.proof is not None:
-        d["proof"] = {"pass": result.proof.passed, "summary": result.proof.summary(),
+        d["proof"] = {"pass": result.proof.passed, "inconclusive": result.proof.inconclusive is not None,
+                      "summary": result.proof.summary(),
                       "outputs": [c.to_dict() for c in result.proof.comparisons]}
     if diff is not None:
         d["diff"] = diff
     return d
 
 
+def _verdict(proof) -> str:
+    return "pass" if proof.passed else "inconclusive" if proof.inconclusive else "FAIL"
+
+
 def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=None, explain=False, dry_run=False) -> str:
     if fmt == "json":
         return json.dumps(to_dict(result, model_path, written, diff=diff, dry_run=dry_run), indent=2) + "\n"
     lines = [f"{model_path} (TensorRT {result.target.trt})"]
+    if getattr(result, "inputs", None) is not None:
+        lines.append(f"  proofs ran on {result.inputs.describe()}")
     for s, passes in _merged_steps(result.steps):
         if s.status == "applied":
             proof = f"  [proof: {s.proof.summary()}]" if s.proof else "  [not proven: --no-prove]"
@@ -90,7 +98,7 @@ def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=No
     lines.append(f"  findings: {b} -> {a} (errors {be} -> {ae}); nodes: {node_count(result.original)} -> {node_count(result.model)}"
                  + (" (subgraphs included)" if _has_subgraphs(result.original) else ""))
     if result.proof is not None:
-        lines.append(f"  proof of the result vs the original: {'pass' if result.proof.passed else 'FAIL'}, {result.proof.summary()}")
+        lines.append(f"  proof of the result vs the original: {_verdict(result.proof)}, {result.proof.summary()}")
     shown = [f for f in result.after if explain or f.severity >= Severity.WARNING]
     for f in shown:
         where = f.location.node or f.location.tensor or "model"

@@ -16,9 +16,9 @@ def import_graph(model: onnx.ModelProto):
 def _quiet_onnxruntime() -> None:
     """graphsurgeon folds through ONNX Runtime, whose optimizer warnings would leak to the user."""
     try:
-        import onnxruntime
+        from ..prove import onnxruntime
 
-        onnxruntime.set_default_logger_severity(3)
+        onnxruntime()
     except Exception:  # noqa: BLE001 - logging setup is best effort
         pass
 
