@@ -364,11 +364,15 @@ def _progress_printer():
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision intent (adds the builder flag on releases that still have one).")
 @click.option("--engine", default=None, metavar="FILE", help="--saveEngine path in the trtexec command (default: MODEL with .engine).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--no-validate", is_flag=True, help="Do not run min/opt/max in ONNX Runtime (faster; the shapes are then name-based defaults and marked not validated).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Configuration file to use instead of discovery.")
 @click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
-def profile(model, shapes, trt, precision, engine, fmt, config, isolated) -> None:
+def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, isolated) -> None:
     """Print an optimization profile (min/opt/max) for every dynamic input of MODEL, and the
     ready-to-run trtexec command that builds the engine for your TensorRT release.
+
+    Shapes come from what the graph shows (shared and tied dims, strides, sizes in the metadata);
+    min, opt and max are each run in ONNX Runtime on CPU, and the output says which ran.
 
     \b
     Examples:
@@ -389,7 +393,12 @@ def profile(model, shapes, trt, precision, engine, fmt, config, isolated) -> Non
         specs = parse_shapes(list(shapes) or list(cfg.shapes))
         target = Target.make(trt or cfg.trt, precision=precision or cfg.precision)
         m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
-        prof = build_profile(m, target, specs, engine=engine or str(Path(model).with_suffix(".engine")))
+        proto = None
+        if not no_validate:
+            from .fix import load_for_fix
+
+            proto, _ = load_for_fix(model)  # the weights, to run min/opt/max in ONNX Runtime
+        prof = build_profile(m, target, specs, engine=engine or str(Path(model).with_suffix(".engine")), proto=proto)
     except OnnxDoctorError as e:
         _fail(str(e))
         return

@@ -5,7 +5,7 @@ sizes its strided convolutions divide, a voice-activity model needs a window its
 fits and a sample rate it compares against, BERT's `token_type_ids` index a two-row table. The
 oracle reads what the graph shows of that and proposes candidates, small sizes first:
 
-- **dims**: declared sizes are kept (a negative or zero `dim_value` on a graph input is dynamic, as
+- **dims**: declared sizes are kept (a negative `dim_value` on a graph input is dynamic, as
   ONNX Runtime and the TensorRT parser read it); a dim name shared across inputs is one variable,
   and anonymous dims that the graph ties together (broadcasting, Concat, MatMul, an RNN's state
   batch) are one variable too;
@@ -42,7 +42,7 @@ TIME_BUDGET_S = 120.0
 MAX_INPUT_ELEMENTS = 1 << 26
 MAX_TOTAL_BYTES = 1 << 30
 
-_BATCH_NAMES = re.compile(r"(?i)^(n|b|bs|batch.*|.*_batch|batch_size|num_images)$|batch")
+_BATCH_NAMES = re.compile(r"(?i)^(n|b|bs|num_images)$|batch")
 _SEQUENCE_NAMES = re.compile(r"(?i)seq|len|time|frame|token|sample|step|width|height|word|char|audio|past|total")
 _STATE_NAMES = re.compile(r"(?i)state|hidden|cache|^h$|^c$|^h0$|^c0$|_h$|_c$")
 # dim_param spellings that exporters use for "unknown", not a name shared across inputs
@@ -100,7 +100,7 @@ class DimVar:
             m = max(self.multiple, 1)
             sizes = {_round_up(s, m) for s in _SPATIAL_SIZES} | {m * k for k in (1, 2, 3, 4)}
             # tiny images prove little (a text line 8 pixels wide): 32 at least, unless the stride is larger
-            out = sorted(s for s in sizes if s >= min(32, m))
+            out = sorted(s for s in sizes if s >= max(32, m))
         else:
             out = list(_SEQUENCE_SIZES)
         if self.hint:
@@ -208,8 +208,9 @@ def _graphs(graph: onnx.GraphProto):
 
 
 def _is_dynamic(d) -> bool:
+    """No value, a name, or a negative value (Paddle's -1). A declared 0 is a real empty dim."""
     w = d.WhichOneof("value")
-    return w != "dim_value" or d.dim_value <= 0
+    return w != "dim_value" or d.dim_value < 0
 
 
 class InputOracle:
@@ -406,7 +407,7 @@ class InputOracle:
         for var in self.vars.values():
             names = " ".join(var.names)
             spatial = [(i, a) for i, a in var.places if (i, a) in strides]
-            if names and _BATCH_NAMES.search(names):
+            if names and (_BATCH_NAMES.search(names) and any(a == 0 for _, a in var.places) or "batch" in names.lower()):
                 var.role = "batch"
             elif spatial:
                 var.role = "spatial"

@@ -49,8 +49,13 @@ def _shown_dims(shape) -> list:
     return [d if isinstance(d, (int, str)) else "?" for d in shape]
 
 
-def build_profile(model: Model, target: Target, specs: dict[str, ShapeSpec], engine: str = "model.engine") -> dict:
+def build_profile(model: Model, target: Target, specs: dict[str, ShapeSpec], engine: str = "model.engine", *,
+                  proto=None) -> dict:
     """A min/opt/max profile for every dynamic input of `model` and the `trtexec` command that builds it.
+
+    With `proto` (the model with its weights), the shapes come from the input oracle and min, opt
+    and max are each run in ONNX Runtime; the profile says which ran (`validation`). Without it,
+    the name-based defaults above are used and the profile says it was not validated.
 
     Raises UsageError when `specs` name an input the model does not have, or disagree with its rank
     or fixed dims."""
@@ -121,13 +126,150 @@ def build_profile(model: Model, target: Target, specs: dict[str, ShapeSpec], eng
         inputs.append({"name": name, "dims": _shown_dims(t.shape), "min": lo, "opt": opt, "max": hi,
                        "source": "default" if "default" in sources else "shared-dim"})
 
+    validation: dict = {"validated": False, "reason": "not asked (no model weights given)"}
+    if proto is not None and inputs:
+        validation = _validate(proto, path, specs, inputs, notes)
+    elif proto is not None:
+        validation = {"validated": True, "reason": "all inputs are static"}
     return {
         "model": path,
         "trt": target.trt,
         "inputs": inputs,
         "trtexec": _trtexec(path, target, inputs, engine, notes),
+        "validation": validation,
         "notes": notes,
     }
+
+
+_TRIES_PER_DIM = 3
+
+
+def _validate(proto, path: str, specs: dict[str, ShapeSpec], inputs: list[dict], notes: list[str]) -> dict:
+    """Replace the default shapes by the input oracle's and run min, opt and max in ONNX Runtime.
+    Flagged shapes are kept as given and only run. `inputs` is updated in place."""
+    from . import prove as proving
+    from .errors import OnnxDoctorError
+    from .inputs import InputOracle
+
+    try:
+        oracle = InputOracle(proto, path=path)
+        sess = proving.session(proto)
+    except OnnxDoctorError as e:
+        return _unvalidated(notes, str(e))
+    except Exception as e:  # noqa: BLE001 - ONNX Runtime cannot load it: say so, keep the defaults
+        return _unvalidated(notes, f"ONNX Runtime cannot load the model ({' '.join(str(e).split())[:160]})")
+    names = [o.name for o in sess.get_outputs()]
+    flagged: dict[int, tuple[int, int, int]] = {}
+    for name, spec in specs.items():
+        for axis, slot in enumerate(oracle.slots.get(name, ())):
+            if not isinstance(slot, int):
+                flagged.setdefault(slot.key, (spec.min[axis], spec.opt[axis], spec.max[axis]))
+    tried: list[dict] = []
+
+    def run(point: dict[int, int], label: str) -> bool:
+        shapes = oracle.shapes_at(point)
+        err = oracle.try_run(sess, names, shapes)
+        tried.append({"point": label, "shapes": _shapes_text(shapes), "ran": err is None, **({"error": err} if err else {})})
+        return err is None
+
+    lo = None
+    for level in oracle.levels()[:10]:
+        point = {k: flagged[k][0] if k in flagged else v for k, v in level.items()}
+        if run(point, "min"):
+            lo = point
+            break
+    if lo is None:
+        return _unvalidated(notes, "no candidate shape ran in ONNX Runtime (see tried): the shapes are onnxdoctor's "
+                                   f"defaults; give them with --shape NAME:MIN:OPT:MAX", tried)
+    opt = _grow(oracle, lo, flagged, 1, _opt_choices, lambda p: run(p, "opt"))
+    hi = _grow(oracle, opt, flagged, 2, _max_choices, lambda p: run(p, "max"))
+    ran = {"min": True, "opt": True, "max": True}
+    for label, point, which in (("min", lo, 0), ("opt", opt, 1), ("max", hi, 2)):
+        if any(point.get(k) != v[which] for k, v in flagged.items()):
+            ran[label] = False
+    if not all(ran.values()):
+        notes.append("a --shape profile point did not run in ONNX Runtime (see validation.tried); "
+                     "the others are onnxdoctor's and ran")
+    by_name = {i["name"]: i for i in inputs}
+    mins, opts, maxs = oracle.shapes_at(lo), oracle.shapes_at(opt), oracle.shapes_at(hi)
+    for name, row in by_name.items():
+        if name not in mins or row["source"] == "flag":
+            continue
+        row["min"], row["opt"], row["max"] = list(mins[name]), list(opts[name]), list(maxs[name])
+        vars_ = [s for s in oracle.slots[name] if not isinstance(s, int)]
+        if vars_ and all(v.key in flagged for v in vars_):
+            row["source"] = "shared-dim"
+        else:
+            row["source"] = "oracle"
+            row["why"] = [f"dim {s.places[0][1] if s.places[0][0] == name else '?'}: {_role_text(s)}" for s in vars_]
+    return {"validated": all(ran.values()), "ran": ran, "tried": tried}
+
+
+def _role_text(var) -> str:
+    text = var.role
+    if var.role == "spatial" and var.multiple > 1:
+        text += f", multiple of {var.multiple} (total stride)"
+    if var.hint:
+        text += f", {var.hint_source}"
+    if len(var.places) > 1:
+        text += f", tied: {var.label()}"
+    return text
+
+
+def _unvalidated(notes: list[str], reason: str, tried: list | None = None) -> dict:
+    notes.append(f"shapes not validated: {reason}")
+    return {"validated": False, "reason": reason, **({"tried": tried} if tried else {})}
+
+
+def _opt_choices(var, start: int) -> list[int]:
+    """opt: the size the model carries (metadata), else a typical size that the stride divides."""
+    from .inputs import _TYPICAL_SEQUENCE, _TYPICAL_SPATIAL
+
+    if var.role == "batch":
+        return [1]
+    if var.hint:
+        return [var.hint]
+    want = _TYPICAL_SPATIAL if var.role == "spatial" else _TYPICAL_SEQUENCE
+    sizes = [c for c in var.candidates() if c >= start]
+    above = [c for c in sizes if c >= want]
+    below = sorted((c for c in sizes if c < want), reverse=True)
+    return above[:2] + below
+
+
+def _max_choices(var, start: int) -> list[int]:
+    """max: batch 8, 4, 2; other dims 4x, then 2x their opt (a multiple of the stride)."""
+    if var.role == "batch":
+        return [b for b in (8, 4, 2) if b > start]
+    m = max(var.multiple, 1)
+    grow = [-(-start * f // m) * m for f in (4, 2)]
+    return [g for g in grow if g > start]
+
+
+def _grow(oracle, base: dict[int, int], flagged: dict, which: int, choices, run) -> dict[int, int]:
+    """From `base` (a point that ran), move one free variable at a time (batch first) to the first of
+    its choices that still runs, at most `_TRIES_PER_DIM` tries each. Flagged variables take their
+    given value (`which`: 1 opt, 2 max) first; when that does not run, the point is kept and
+    the caller reports it."""
+    point = dict(base)
+    if flagged:
+        trial = {**point, **{k: flagged[k][which] for k in flagged if k in point}}
+        if run(trial):
+            point = trial
+    free = [k for k in base if k not in flagged]
+    # Batch dims move together: inputs that share a batch must agree even where the graph does not
+    # show the tie (an RNN state's batch inside a branch).
+    groups = [[k for k in free if oracle.vars[k].role == "batch"]] + [[k] for k in free if oracle.vars[k].role != "batch"]
+    for group in (g for g in groups if g):
+        lead = group[0]
+        for value in [c for c in choices(oracle.vars[lead], base[lead]) if c != point[lead]][:_TRIES_PER_DIM]:
+            if run({**point, **{k: value for k in group}}):
+                point.update({k: value for k in group})
+                break
+    return point
+
+
+def _shapes_text(shapes: dict) -> str:
+    return " ".join(f"{n}:{'x'.join(map(str, s)) or 'scalar'}" for n, s in shapes.items())
 
 
 def _mom(value) -> str:
@@ -178,6 +320,10 @@ def render_text(profile: dict) -> str:
             dims = ", ".join(str(d) for d in i["dims"]) if i["dims"] is not None else "rank unknown"
             shapes = "  ".join(f"{k} {'x'.join(str(d) for d in i[k])}" for k in ("min", "opt", "max"))
             lines.append(f"  {i['name']:<{width}}  [{dims}]  {shapes}  ({i['source']})")
+    v = profile.get("validation") or {}
+    if inputs and v.get("ran"):
+        ran = v["ran"]
+        lines.append("  ONNX Runtime: " + ", ".join(f"{k} {'ran' if ran[k] else 'did NOT run'}" for k in ("min", "opt", "max")))
     for note in profile.get("notes", ()):
         lines.append(f"  note: {note}")
     lines.append("")

@@ -276,7 +276,7 @@ def _data_dependent(result: ProofResult, reference: onnx.ModelProto, candidate: 
     if not points:
         return
     cand_names = {o for n in candidate.graph.node for o in n.output if o} | {i.name for i in candidate.graph.input}
-    watched = [i for _, ins in points for i in ins if i in cand_names and i not in feeds]
+    watched = [t for t in _before_rounding(reference, [i for _, ins in points for i in ins]) if t in cand_names and t not in feeds]
     where = ", ".join(f"{n.op_type} {n.name!r}".rstrip(" ''") for n, _ in points[:3])
     if not watched:
         result.inconclusive = f"an output's size depends on data ({where}) and the values it is computed from are not in both models"
@@ -291,6 +291,32 @@ def _data_dependent(result: ProofResult, reference: onnx.ModelProto, candidate: 
         worst = max(c.max_abs_diff for c in comps)
         result.inconclusive = (f"not provable on this input: an output's size depends on data ({where}) and differs by "
                                f"rounding; the {len(comps)} value(s) the sizes are computed from agree (max |diff| {worst:.3g})")
+
+
+_INTEGER_STEPS = frozenset({"Round", "Floor", "Ceil", "Cast", "Unsqueeze", "Squeeze", "Reshape", "Concat", "Identity",
+                            "Clip", "Max", "Min", "Gather", "Slice", "Expand"})
+
+
+def _before_rounding(model: onnx.ModelProto, sizes: list[str]) -> list[str]:
+    """The values a size is computed from, before it was rounded to an integer: walking back from each
+    size through Cast/Round/Floor/Ceil and reshaping ops to the tensors those roundings read."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out: list[str] = []
+    seen: set[str] = set()
+    todo = list(sizes)
+    while todo:
+        t = todo.pop()
+        if t in seen or not t:
+            continue
+        seen.add(t)
+        n = producer.get(t)
+        if n is None or n.op_type not in _INTEGER_STEPS:
+            out.append(t)
+        elif n.op_type in ("Round", "Floor", "Ceil"):
+            out.extend(i for i in n.input if i)
+        else:
+            todo.extend(n.input[:1] if n.op_type not in ("Concat", "Max", "Min") else n.input)
+    return list(dict.fromkeys(out))
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:

@@ -86,8 +86,8 @@ def freeze_inputs(proto: ModelProto, shapes: dict[str, tuple[int, ...]], path: s
         if vi.type.tensor_type.HasField("shape") and len(shape.dim) != len(dims):
             raise UsageError(f"{path}: --shape {name}: model input has rank {len(shape.dim)}, got {len(dims)} dims")
         for i, d in enumerate(shape.dim):
-            # dim_value <= 0 on a graph input is an exporter's "dynamic" (Paddle writes -1 and 0)
-            if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != dims[i]:
+            # a negative dim_value on a graph input is an exporter's "dynamic" (Paddle writes -1)
+            if d.HasField("dim_value") and d.dim_value >= 0 and d.dim_value != dims[i]:
                 raise UsageError(f"{path}: --shape {name}: dimension {i} is fixed to {d.dim_value} in the model, got {dims[i]}")
         del shape.dim[:]
         for d in dims:
