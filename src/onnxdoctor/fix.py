@@ -198,7 +198,8 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
             precision_options = dict(options.precision_options)
             if feeds is not None:
                 precision_options.setdefault("feeds", feeds)
-            ctx = RewriteContext(target=target, findings=mine, shapes=frozen, precision_options=precision_options)
+            ctx = RewriteContext(target=target, findings=mine, shapes=frozen, precision_options=precision_options,
+                                 reference=reference)
             try:
                 outcome = rw.apply(current, ctx)
             except Exception as e:  # noqa: BLE001 - a rewrite that crashes is rolled back, not fatal

@@ -38,6 +38,9 @@ class RewriteContext:
     max_constant_bytes: int = 64 * 2**20
     # Options of `fix --precision` conversion: keep_io_types, keep_fp32, max_abs, feeds.
     precision_options: dict = field(default_factory=dict)
+    # The original model's outputs the result is proven against (None without a proof), for
+    # rewrites whose tolerance scales with the outputs' magnitude.
+    reference: dict | None = None
 
 
 @dataclass
@@ -67,6 +70,9 @@ class Rewrite:
     phase: ClassVar[int] = 50
     # Rule codes whose findings this rewrite resolves (they name it in their `fix`).
     resolves: ClassVar[tuple[str, ...]] = ()
+    # (domain, op_type) of the nodes whose TRT101/TRT102 findings name this rewrite as their fix
+    # (listed for `check` in checks/trt/_substitutes.py).
+    ops: ClassVar[tuple[tuple[str, str], ...]] = ()
     # Tolerances for proving an UNSAFE rewrite (safe ones use the fix defaults).
     atol: ClassVar[float | None] = None
     rtol: ClassVar[float | None] = None

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
+from ._substitutes import substitute_fix
 from ._support import Resolution, resolve, versions_resolving
-
-
-def _substitution(op: str, domain: str) -> Fix | None:
-    from ...rewrites.substitutions import substitution_for
-
-    name = substitution_for(op, domain)
-    return Fix(name, Applicability.SAFE) if name else None
 
 
 class CustomDomainOperator(Rule):
@@ -42,7 +36,10 @@ class CustomDomainOperator(Rule):
     and pass `--plugin NAME`.
 
     ## Fix safety
-    Replacements of contrib ops by standard ops are exact (safe) where a rewrite exists.
+    Replacements of contrib ops by standard ops are exact (safe) where a rewrite exists; those of
+    ONNX Runtime's dynamic quantization ops (`DynamicQuantizeMatMul`, `DynamicQuantizeLSTM`,
+    `MatMulIntegerToFloat`) by float ops with dequantized weights are unsafe (proven within
+    tolerance, need `--unsafe-fixes`).
 
     ## TensorRT versions
     All. From 10.10 the parser also tries the node's domain as plugin namespace.
@@ -70,7 +67,7 @@ class CustomDomainOperator(Rule):
                     node=node,
                     hint=f"replace it with standard ONNX ops, or load a plugin and pass --plugin {op}",
                     versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.NONE}),
-                    fix=_substitution(op, domain),
+                    fix=substitute_fix(op, domain),
                 )
             elif how is Resolution.BUILTIN and domain != "trt":
                 yield self.finding(
@@ -81,5 +78,5 @@ class CustomDomainOperator(Rule):
                     severity=Severity.WARNING,
                     hint=f"replace it with the standard ai.onnx {op} (check attributes and inputs match)",
                     versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.BUILTIN}),
-                    fix=_substitution(op, domain),
+                    fix=substitute_fix(op, domain),
                 )

@@ -7,6 +7,7 @@ from ..._onnx import TensorProto
 from ...findings import Severity
 from ...kb import version_key
 from ...rule import Context, Rule
+from ._substitutes import substitute_fix
 from ._types import may_have, sites
 
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
@@ -38,7 +39,10 @@ class Uint8InsideNetwork(Rule):
     Cast UINT8 inputs to FLOAT/INT32 right at the network boundary and compute in that type.
 
     ## Fix safety
-    No automatic fix.
+    No automatic fix in general. UINT8 values of ONNX Runtime's dynamic quantization
+    (`DynamicQuantizeLinear` outputs, UINT8 weights of `MatMulInteger`, `ConvInteger` and their
+    contrib forms) go with the rewrite that replaces those ops by float ones
+    (`dynamic-quantization-to-float` and its kin, unsafe: proven within tolerance).
 
     ## TensorRT versions
     All; UINT8 Q/DQ constants are accepted from 10.10.
@@ -85,4 +89,14 @@ class Uint8InsideNetwork(Rule):
                 subgraph=site.graph.path,
                 hint="cast to FLOAT or INT32 at the network boundary",
                 versions=ctx.kb.versions,
+                fix=_quantized_op_fix(site.producer, consumers),
             )
+
+
+def _quantized_op_fix(producer, consumers):
+    """UINT8 values made or read only by integer quantized ops that a rewrite replaces (ONNX
+    Runtime's dynamic quantization) go with them: the finding names that rewrite."""
+    if producer is not None:
+        return substitute_fix(producer.op_type, producer.domain) if producer.op_type == "DynamicQuantizeLinear" else None
+    fixes = {substitute_fix(c.op_type, c.domain) for c in consumers}
+    return fixes.pop() if len(fixes) == 1 and None not in fixes else None

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
+from ._substitutes import substitute_fix
 from ._support import Resolution, first_supporting, groups_resolving
-
-
-def _substitution(op: str, domain: str) -> Fix | None:
-    from ...rewrites.substitutions import substitution_for
-
-    name = substitution_for(op, domain)
-    return Fix(name, Applicability.SAFE) if name else None
 
 
 class UnsupportedOperator(Rule):
@@ -40,7 +34,10 @@ class UnsupportedOperator(Rule):
     implement a TensorRT plugin with the op's name and pass `--plugin NAME`.
 
     ## Fix safety
-    Op substitutions are exact (safe) where a rewrite exists; otherwise no automatic fix.
+    Op substitutions are exact (safe) where a rewrite exists. ONNX Runtime's dynamic quantization
+    (`DynamicQuantizeLinear`, `MatMulInteger`, `ConvInteger`) is replaced by float ops with
+    dequantized weights, which is unsafe (activations are no longer rounded to 8 bits; proven within
+    tolerance, needs `--unsafe-fixes`). Otherwise no automatic fix.
 
     ## TensorRT versions
     Every release; the verdict per release comes from `rules/trt/operators/` and `releases.toml`.
@@ -74,6 +71,6 @@ class UnsupportedOperator(Rule):
         else:
             msg = f"{op} is not supported by any TensorRT release's ONNX parser"
             hint = f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
-        fix = _substitution(op, "")
+        fix = substitute_fix(op, "")
         for node in refs:
             yield self.finding(ctx, msg, node=node, hint=hint, versions=versions, fix=fix)

@@ -7,13 +7,14 @@ from . import contrib, standard
 
 REWRITES = (*standard.REWRITES, *contrib.REWRITES)
 
-# The substitutions TRT101 (missing importer) and TRT102 (custom-domain op) findings name as fix.
-_BY_OP = {(cls.domain, cls.op_type): cls.name for cls in REWRITES if {"TRT101", "TRT102"} & set(cls.resolves)}
-
 
 def substitution_for(op_type: str, domain: str = "") -> str | None:
-    """The name of the rewrite that replaces (`domain`, `op_type`), if there is one."""
-    return _BY_OP.get(("" if domain == "ai.onnx" else domain or "", op_type))
+    """The name of the rewrite that replaces (`domain`, `op_type`), if there is one (any rewrite
+    family: a rewrite lists the ops it replaces in `ops`)."""
+    from .. import all_rewrites
+
+    key = ("" if domain == "ai.onnx" else domain or "", op_type)
+    return next((r.name for r in all_rewrites() if key in r.ops), None)
 
 
 __all__ = ["REWRITES", "substitution_for"]

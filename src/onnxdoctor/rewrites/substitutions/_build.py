@@ -67,6 +67,8 @@ class ModelInfo:
                 self.taken.update(n.output)
                 self.read.update(n.input)
         self.functions = {(f.domain, f.name) for f in model.functions}
+        self._graph_list = list(_graphs(model.graph))
+        self._values: dict[int, dict[str, onnx.TensorProto]] = {}
         # Small constants already in each graph, by value: new scalars reuse them instead of adding
         # duplicate initializers (which GRF404 would report).
         self.constants: dict[tuple, str] = {}
@@ -85,6 +87,24 @@ class ModelInfo:
 
     def used(self, name: str) -> bool:
         return bool(name) and name in self.read
+
+    def value(self, graph_index: int, name: str) -> np.ndarray | None:
+        """The value of `name` when it is an initializer or a `Constant` node output of that graph
+        (inline data only), else None."""
+        if not name:
+            return None
+        table = self._values.get(graph_index)
+        if table is None:
+            g = self._graph_list[graph_index]
+            table = {t.name: t for t in g.initializer}
+            for n in g.node:
+                if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.attribute) == 1 and n.attribute[0].name == "value":
+                    table[n.output[0]] = n.attribute[0].t
+            self._values[graph_index] = table
+        t = table.get(name)
+        if t is None or t.data_location == TensorProto.EXTERNAL:
+            return None
+        return numpy_helper.to_array(t)
 
 
 def _const_key(graph_index: int, arr: np.ndarray, dtype: int) -> tuple:
@@ -163,6 +183,19 @@ class Builder:
         self.inits.append(t)
         self.info.types[name] = dtype
         self.info.shapes[name] = list(arr.shape)
+        return name
+
+    def value(self, name: str) -> np.ndarray | None:
+        """The constant value of `name` in this node's graph (initializer or Constant), if it is one."""
+        return self.info.value(self.graph_index, name)
+
+    def tensor(self, value: np.ndarray, base: str) -> str:
+        """A new initializer holding `value` (a weight: never shared with other constants)."""
+        name = self.info.unique(base)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        dtype = helper.np_dtype_to_tensor_dtype(value.dtype)
+        self.info.types[name] = dtype
+        self.info.shapes[name] = list(value.shape)
         return name
 
     def ints(self, values, suffix: str = "axes") -> str:
@@ -276,6 +309,11 @@ class Substitution(Rewrite):
     phase = 30
     applicability = Applicability.SAFE
     resolves = ("TRT101",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "op_type" in cls.__dict__ and "ops" not in cls.__dict__ and {"TRT101", "TRT102"} & set(cls.resolves):
+            cls.ops = ((cls.domain, cls.op_type),)
 
     def replace(self, b: Builder) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,0 +1,46 @@
+"""The rewrites that TRT101 (unsupported-operator), TRT102 (custom-domain-operator) and TRT113
+(uint8-inside-network) findings name as their fix, by the (domain, op_type) of the node.
+
+Kept as data here so that `check` does not import the rewrites (they import onnx and
+onnx-graphsurgeon); tests/test_substitutions.py checks it against every rewrite's own `ops`."""
+
+from __future__ import annotations
+
+from ...findings import Applicability, Fix
+
+_SAFE = Applicability.SAFE
+_UNSAFE = Applicability.UNSAFE
+_MS = "com.microsoft"
+
+SUBSTITUTES: dict[tuple[str, str], tuple[str, Applicability]] = {
+    ("", "CastLike"): ("castlike-to-cast", _SAFE),
+    ("", "Compress"): ("compress-to-gather-nonzero", _SAFE),
+    ("", "ConvInteger"): ("dynamic-quantization-to-float", _UNSAFE),
+    ("", "DynamicQuantizeLinear"): ("dynamic-quantization-to-float", _UNSAFE),
+    ("", "Gelu"): ("gelu-to-erf", _SAFE),
+    ("", "Hardmax"): ("hardmax-to-argmax-onehot", _SAFE),
+    ("", "MatMulInteger"): ("dynamic-quantization-to-float", _UNSAFE),
+    ("", "Mish"): ("mish-to-softplus-tanh", _SAFE),
+    ("", "RMSNormalization"): ("rms-normalization-to-reductions", _SAFE),
+    ("", "SimplifiedLayerNormalization"): ("simplified-layer-norm-to-reductions", _SAFE),
+    ("", "Swish"): ("swish-to-sigmoid-mul", _SAFE),
+    (_MS, "BiasAdd"): ("bias-add-to-add", _SAFE),
+    (_MS, "BiasGelu"): ("bias-gelu-to-add-erf", _SAFE),
+    (_MS, "DynamicQuantizeLSTM"): ("dynamic-quantize-lstm-to-lstm", _UNSAFE),
+    (_MS, "DynamicQuantizeMatMul"): ("dynamic-quantize-matmul-to-matmul", _UNSAFE),
+    (_MS, "FastGelu"): ("fast-gelu-to-tanh", _SAFE),
+    (_MS, "FusedConv"): ("fused-conv-to-conv-activation", _SAFE),
+    (_MS, "FusedGemm"): ("fused-gemm-to-gemm-activation", _SAFE),
+    (_MS, "FusedMatMul"): ("fused-matmul-to-matmul", _SAFE),
+    (_MS, "Gelu"): ("contrib-gelu-to-erf", _SAFE),
+    (_MS, "MatMulIntegerToFloat"): ("dynamic-quantization-to-float", _UNSAFE),
+    (_MS, "QuickGelu"): ("quick-gelu-to-sigmoid-mul", _SAFE),
+    (_MS, "SkipLayerNormalization"): ("skip-layer-norm-to-add-layer-norm", _SAFE),
+    (_MS, "SkipSimplifiedLayerNormalization"): ("skip-simplified-layer-norm-to-add-rms", _SAFE),
+}
+
+
+def substitute_fix(op_type: str, domain: str = "") -> Fix | None:
+    """The fix a finding on a (`domain`, `op_type`) node names, if a rewrite replaces that op."""
+    hit = SUBSTITUTES.get(("" if domain == "ai.onnx" else domain or "", op_type))
+    return Fix(*hit) if hit else None

@@ -1,0 +1,497 @@
+"""Integer quantized ops TensorRT cannot import — ONNX Runtime's dynamic quantization
+(`DynamicQuantizeLinear` + `MatMulInteger`/`ConvInteger`) and the contrib ops ONNX Runtime fuses it
+into — rewritten to float ops whose weights are dequantized when the rewrite runs.
+
+Why float and not Q/DQ: dynamic quantization computes the activation scale and zero point at run
+time (min/max of each tensor), and TensorRT's QuantizeLinear needs a build-time scale with a zero
+point of 0, so no Q/DQ form of the activations exists that TensorRT imports. The weights are
+constant: their dequantized values are what the integer kernel multiplies by, so the float op
+computes what ONNX Runtime computes, minus the rounding of the activations to 8 bits.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..findings import Applicability
+from .base import Outcome, Rewrite, RewriteContext
+from .substitutions._build import Builder, ModelInfo, Skip, Substitution, _graphs
+
+MS = "com.microsoft"
+
+# Proof tolerance of the rewrites that drop the 8-bit rounding of activations. The quantized model
+# differs from the float one by up to half a quantization step (range/255) per activation, summed
+# over each dot product: an error proportional to the scale of the values, so the absolute
+# tolerance is a share of the largest reference output (at least _ATOL).
+_ATOL = 2e-2
+_RTOL = 2e-2
+_SHARE_OF_PEAK = 3e-2
+
+
+def _tolerance(ctx: RewriteContext) -> tuple[float, float]:
+    peak = 0.0
+    for arr in (ctx.reference or {}).values():
+        a = np.asarray(arr)
+        if a.dtype.kind == "f" and a.size:
+            finite = a[np.isfinite(a)]
+            if finite.size:
+                peak = max(peak, float(np.max(np.abs(finite))))
+    return max(_ATOL, _SHARE_OF_PEAK * peak), _RTOL
+
+_CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+
+
+def _dequantized(q: np.ndarray, zero_point: np.ndarray | None, scale: np.ndarray) -> np.ndarray:
+    """(q - zero_point) * scale in float32, numpy broadcasting (the caller shapes zp and scale)."""
+    centred = q.astype(np.int32) - (0 if zero_point is None else zero_point.astype(np.int32))
+    return (centred.astype(np.float32) * scale.astype(np.float32)).astype(np.float32)
+
+
+def _weight_name(quantized: str) -> str:
+    base = quantized[: -len("_quantized")] if quantized.endswith("_quantized") else quantized
+    return f"{base}_dequantized"
+
+
+class _Graph:
+    """Readers of every value of one graph, for matching chains of nodes."""
+
+    def __init__(self, g: onnx.GraphProto):
+        self.g = g
+        self.readers: dict[str, list[int]] = {}
+        self.producer: dict[str, int] = {}
+        for i, n in enumerate(g.node):
+            for name in n.input:
+                if name:
+                    self.readers.setdefault(name, []).append(i)
+            for name in n.output:
+                if name:
+                    self.producer[name] = i
+        self.outputs = {o.name for o in g.output}
+
+    def only_reader(self, name: str) -> int | None:
+        """The index of the single node reading `name`, when exactly one does and it is not a graph output."""
+        r = self.readers.get(name, [])
+        if len(r) != 1 or name in self.outputs:
+            return None
+        return r[0]
+
+    def node(self, index: int | None) -> onnx.NodeProto | None:
+        return None if index is None else self.g.node[index]
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _is(node: onnx.NodeProto | None, op_type: str, domain: str = "") -> bool:
+    return node is not None and node.op_type == op_type and (node.domain or "") in ((domain,) if domain else ("", "ai.onnx"))
+
+
+class DynamicQuantizationToFloat(Rewrite):
+    """Replace ONNX Runtime's dynamic quantization chains by float `MatMul`/`Conv` with dequantized weights.
+
+    ## What it does
+    `onnxruntime.quantization.quantize_dynamic` writes every quantized MatMul/Gemm/Conv as
+
+        xq, xs, xz = DynamicQuantizeLinear(x)
+        acc = MatMulInteger(xq, Wq, xz, wz)        # or ConvInteger(xq, Wq, xz, wz)
+        y = Mul(Cast<to=FLOAT>(acc), Mul(xs, ws))
+
+    and ONNX Runtime's optimizer may fuse the last three into
+    `com.microsoft::MatMulIntegerToFloat(xq, Wq, xs, ws, xz, wz, bias)`. Each such chain becomes
+    `y = MatMul(x, W)` (or `Conv(x, W)` with the same attributes, or `MatMul` + `Add(bias)`) where
+    `W = (Wq - wz) * ws` is computed now and stored as a FLOAT initializer. A weight scale that does
+    not broadcast along the output columns (channels) stays a separate `Mul`. The
+    `DynamicQuantizeLinear` node goes when nothing else reads it.
+
+    This is the **float** form, not Q/DQ: the activation scale is computed at run time, and
+    TensorRT's QuantizeLinear needs a build-time scale and a zero point of 0, so the activations have
+    no Q/DQ form TensorRT imports. To run the layers in INT8 on TensorRT, quantize the float model
+    with Q/DQ and calibration data (e.g. NVIDIA ModelOpt).
+
+    ## When it applies
+    TRT101 on `DynamicQuantizeLinear`, `MatMulInteger` and `ConvInteger` (no TensorRT release
+    imports them), TRT102 on `com.microsoft::MatMulIntegerToFloat`, and TRT113 on the UINT8 values
+    `DynamicQuantizeLinear` produces. Skipped (with the reason) for a `MatMulInteger`/`ConvInteger`
+    whose input is not a `DynamicQuantizeLinear` output or whose zero point is not that node's, for
+    non-constant weights, scales or zero points, and when the integer result is read by anything
+    but one `Cast` to FLOAT followed by the scale `Mul`.
+
+    ## Example
+    `xq, xs, xz = DynamicQuantizeLinear(x); s = Mul(xs, ws); a = MatMulInteger(xq, Wq, xz, wz);
+    y = Mul(Cast<to=1>(a), s)` with `Wq: int8[128,16]`, `ws = 0.0007`, `wz = 0` becomes
+    `y = MatMul(x, W)` with `W: float[128,16] = Wq * 0.0007`.
+
+    ## Safety
+    Unsafe (within tolerance): the weights keep exactly their quantized values, but the activations
+    are no longer rounded to 8 bits, which changes outputs by up to half a quantization step
+    (range/255) per activation, summed over each dot product, so the error grows with the scale of
+    the values. Proven in ONNX Runtime against the quantized model with rtol 2e-2 and an atol of 3%
+    of the largest reference output value (at least 2e-2). The weights take 4 bytes per value
+    instead of 1.
+
+    ## Resolves
+    TRT101, TRT102, TRT113
+    """
+
+    name = "dynamic-quantization-to-float"
+    summary = "replace DynamicQuantizeLinear + MatMulInteger/ConvInteger chains by float MatMul/Conv"
+    applicability = Applicability.UNSAFE
+    phase = 30
+    resolves = ("TRT101", "TRT102", "TRT113")
+    ops: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("", "DynamicQuantizeLinear"), ("", "MatMulInteger"), ("", "ConvInteger"), (MS, "MatMulIntegerToFloat"),
+    )
+    atol = _ATOL
+    rtol = _RTOL
+
+    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
+        return _tolerance(ctx)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        info = ModelInfo(out)
+        changes: list[str] = []
+        skipped: list[str] = []
+        for gi, g in reversed(list(enumerate(_graphs(out.graph)))):
+            self._graph(info, gi, g, ctx, changes, skipped)
+        if not changes:
+            return Outcome(model, skipped=skipped or ["no DynamicQuantizeLinear, MatMulInteger or ConvInteger node"])
+        return Outcome(out, changes, skipped)
+
+    def _graph(self, info: ModelInfo, gi: int, g: onnx.GraphProto, ctx, changes: list[str], skipped: list[str]) -> None:
+        view = _Graph(g)
+        remove: set[int] = set()
+        insert: dict[int, list[onnx.NodeProto]] = {}  # new nodes, placed where the chain's last node was
+        matched: set[int] = set()
+        for di, d in enumerate(g.node):
+            if not _is(d, "DynamicQuantizeLinear"):
+                continue
+            q = d.output[0]
+            for ci in view.readers.get(q, []):
+                c = g.node[ci]
+                where = c.name or c.output[0]
+                b = Builder(info, gi, c, ctx)
+                try:
+                    if _is(c, "MatMulInteger") or _is(c, "ConvInteger"):
+                        chain = self._integer_chain(view, b, d, ci)
+                    elif _is(c, "MatMulIntegerToFloat", MS):
+                        chain = self._integer_to_float(b, d, ci)
+                    else:
+                        raise Skip(f"the quantized input is also read by {c.op_type}")
+                except Skip as e:
+                    skipped.append(f"{c.op_type} {where!r}: {e}")
+                    continue
+                matched.add(ci)
+                remove.update(chain)
+                insert.setdefault(max(chain), []).extend(b.nodes)
+                g.initializer.extend(b.inits)
+                info.constants.update(b.new_constants)
+                ops = ", ".join(dict.fromkeys(n.op_type for n in b.nodes))
+                changes.append(f"replaced {c.op_type} {where!r} ({len(chain)} node(s) fed by DynamicQuantizeLinear) by {ops} "
+                               "with dequantized FLOAT weights")
+        for i, n in enumerate(g.node):
+            if i not in matched and (_is(n, "MatMulInteger") or _is(n, "ConvInteger") or _is(n, "MatMulIntegerToFloat", MS)):
+                src = view.producer.get(n.input[0])
+                if src is None or not _is(g.node[src], "DynamicQuantizeLinear"):
+                    skipped.append(f"{n.op_type} {n.name or n.output[0]!r}: its input does not come from DynamicQuantizeLinear "
+                                   "(static integer quantization has no TensorRT form this rewrite knows)")
+        if not remove:
+            return
+        # What only the replaced chains read (the scale products, a run-time bias quantization,
+        # DynamicQuantizeLinear itself) goes too.
+        needed = {name for nodes in insert.values() for n in nodes for name in n.input}
+        changed = True
+        while changed:
+            changed = False
+            for i, n in enumerate(g.node):
+                if i in remove or any(o in view.outputs or o in needed for o in n.output):
+                    continue
+                read = [r for o in n.output for r in view.readers.get(o, [])]
+                if read and all(r in remove for r in read):
+                    remove.add(i)
+                    changed = True
+        new_nodes: list[onnx.NodeProto] = []
+        for i, n in enumerate(g.node):
+            if i not in remove:
+                new_nodes.append(n)
+            new_nodes.extend(insert.get(i, []))
+        del g.node[:]
+        g.node.extend(new_nodes)
+
+    def _integer_chain(self, view: _Graph, b: Builder, d: onnx.NodeProto, ci: int) -> list[int]:
+        """Match `Mul(Cast<to=FLOAT>(MatMulInteger|ConvInteger(xq, W, xz, wz) [+ quantized bias]), Mul(xs, ws))`
+        and emit the float op; returns the indexes of the nodes replaced."""
+        g = view.g
+        c = g.node[ci]
+        x, q, xs, xz = d.input[0], d.output[0], d.output[1], d.output[2]
+        conv = c.op_type == "ConvInteger"
+        if c.input[0] != q:
+            raise Skip("the quantized activation is not its first input")
+        if b.input(2) != xz:
+            raise Skip("its input zero point is not DynamicQuantizeLinear's")
+        w = b.value(c.input[1])
+        if w is None:
+            raise Skip("the weight is not a constant")
+        wz = b.value(b.input(3)) if b.input(3) else None
+        if b.input(3) and wz is None:
+            raise Skip("the weight zero point is not a constant")
+        replaced = [ci]
+        acc = c.output[0]
+        bias = None
+        at = view.only_reader(acc)
+        if _is(view.node(at), "Add"):
+            # Older ONNX Runtime quantizers add the bias in INT32, quantized at run time with the
+            # same scale: Cast<to=INT32>(Floor(Div(bias, Mul(xs, ws)))), reshaped to the output.
+            add = view.node(at)
+            bias, bias_scale = self._quantized_bias(view, b, add.input[1] if add.input[0] == acc else add.input[0], xs)
+            replaced.append(at)
+            acc = add.output[0]
+            at = view.only_reader(acc)
+        cast = view.node(at)
+        if not _is(cast, "Cast") or _attr(cast, "to") != TensorProto.FLOAT:
+            raise Skip("the integer result is not read by exactly one Cast to FLOAT")
+        replaced.append(at)
+        at = view.only_reader(cast.output[0])
+        mul = view.node(at)
+        if not _is(mul, "Mul"):
+            raise Skip("the FLOAT result is not read by exactly one Mul")
+        replaced.append(at)
+        ws = self._weight_scale(view, b, mul.input[1] if mul.input[0] == cast.output[0] else mul.input[0], xs)
+        if ws is None:
+            raise Skip("the output scale is not DynamicQuantizeLinear's scale times a constant weight scale")
+        if bias is not None and (bias_scale.shape != ws.shape or not np.array_equal(bias_scale, ws)):
+            raise Skip("the bias is quantized with another scale than the output")
+        y = mul.output[0]
+        if conv:
+            if wz is not None and wz.ndim == 1 and wz.size > 1:
+                wz = wz.reshape((-1,) + (1,) * (w.ndim - 1))
+            centred = _dequantized(w, wz, np.float32(1.0))
+            rank = w.ndim  # the output's rank
+            padded = (1,) * max(0, rank - ws.ndim) + tuple(ws.shape)
+            if ws.size == 1 and ws.ndim <= rank:
+                weight, rest = centred * np.float32(ws.reshape(-1)[0]), None
+            elif len(padded) == rank and padded[1] == w.shape[0] and all(n == 1 for k, n in enumerate(padded) if k != 1):
+                weight, rest = centred * ws.reshape((-1,) + (1,) * (rank - 1)).astype(np.float32), None
+            else:
+                weight, rest = centred, ws
+            attrs = {a: b.attr(a) for a in _CONV_ATTRS}
+            if isinstance(attrs["auto_pad"], bytes):
+                attrs["auto_pad"] = attrs["auto_pad"].decode()
+            inputs = [x, b.tensor(weight.astype(np.float32), _weight_name(c.input[1]))]
+            channel_bias = bias is not None and rest is None and bias.size == w.shape[0] and (
+                bias.ndim == 1 or (bias.ndim == rank and bias.shape[1] == w.shape[0]))
+            if channel_bias:
+                inputs.append(b.tensor(bias.reshape(-1), f"{b.base}/bias"))
+            last = y if (bias is None or channel_bias) and rest is None else None
+            out = b.op("Conv", inputs, last, **attrs)
+        else:
+            centred = _dequantized(w, wz, np.float32(1.0))
+            if ws.ndim < 2 or ws.shape[-2] == 1:
+                weight, rest = centred * ws.astype(np.float32), None
+            else:
+                weight, rest = centred, ws
+            last = y if bias is None and rest is None else None
+            out = b.op("MatMul", [x, b.tensor(weight.astype(np.float32), _weight_name(c.input[1]))], last)
+            channel_bias = False
+        if rest is not None:
+            out = b.mul(out, b.tensor(rest.astype(np.float32), f"{b.base}/weight_scale"), y if bias is None else None)
+        if bias is not None and not channel_bias:
+            b.add(out, b.tensor(bias, f"{b.base}/bias"), y)
+        return replaced
+
+    def _weight_scale(self, view: _Graph, b: Builder, scale: str, xs: str) -> np.ndarray | None:
+        """ws when `scale` is `Mul(xs, ws)` with a constant ws."""
+        smul = view.node(view.producer.get(scale))
+        if _is(smul, "Mul") and xs in smul.input:
+            return b.value(smul.input[1] if smul.input[0] == xs else smul.input[0])
+        return None
+
+    def _quantized_bias(self, view: _Graph, b: Builder, name: str, xs: str) -> tuple[np.ndarray, np.ndarray]:
+        """The FLOAT bias (reshaped as the graph reshapes it) and its weight scale, from
+        `[Reshape(]Cast<to=INT32>(Floor|Round(Div(bias, Mul(xs, ws))))[, shape)]`."""
+        why = Skip("the integer result is added to something other than a bias quantized at run time")
+        node = view.node(view.producer.get(name))
+        shape = None
+        if _is(node, "Reshape"):
+            shape = b.value(node.input[1])
+            if shape is None:
+                raise why
+            node = view.node(view.producer.get(node.input[0]))
+        if not _is(node, "Cast") or _attr(node, "to") != TensorProto.INT32:
+            raise why
+        node = view.node(view.producer.get(node.input[0]))
+        if not (_is(node, "Floor") or _is(node, "Round")):
+            raise why
+        node = view.node(view.producer.get(node.input[0]))
+        if not _is(node, "Div"):
+            raise why
+        bias = b.value(node.input[0])
+        ws = self._weight_scale(view, b, node.input[1], xs)
+        if bias is None or ws is None:
+            raise why
+        bias = bias.astype(np.float32)
+        if shape is not None:
+            dims = [int(k) for k in shape.reshape(-1)]
+            dims = [bias.shape[i] if k == 0 and i < bias.ndim else k for i, k in enumerate(dims)]
+            try:
+                bias = bias.reshape(dims)
+            except ValueError:
+                raise why from None
+        return bias, ws
+
+    def _integer_to_float(self, b: Builder, d: onnx.NodeProto, ci: int) -> list[int]:
+        """`MatMulIntegerToFloat(xq, W, xs, ws, xz, wz, bias)` fed by DynamicQuantizeLinear -> MatMul(x, W') (+ bias)."""
+        c = b.node
+        x, q, xs, xz = d.input[0], d.output[0], d.output[1], d.output[2]
+        if c.input[0] != q or b.input(2) != xs or b.input(4) != xz:
+            raise Skip("its input, scale and zero point are not all DynamicQuantizeLinear's outputs")
+        weight = _constant_weight(b, 1, 3, 5)
+        _matmul_bias(b, x, b.tensor(weight, _weight_name(c.input[1])), b.input(6), c.output[0])
+        return [ci]
+
+
+def _constant_weight(b: Builder, w_at: int, scale_at: int, zp_at: int | None) -> np.ndarray:
+    """The dequantized FLOAT value of a quantized MatMul weight `[..., K, N]` given by inputs
+    (weight, scale, zero point); the scale and zero point are per tensor or per column."""
+    w = b.value(b.input(w_at))
+    if w is None:
+        raise Skip("the quantized weight is not a constant")
+    scale = b.value(b.input(scale_at))
+    if scale is None:
+        raise Skip("the weight scale is not a constant")
+    zp = None
+    if zp_at is not None and b.input(zp_at):
+        zp = b.value(b.input(zp_at))
+        if zp is None:
+            raise Skip("the weight zero point is not a constant")
+    for arr, what in ((scale, "scale"), (zp, "zero point")):
+        if arr is not None and arr.size > 1 and arr.ndim >= 2 and arr.shape[-2] != 1:
+            raise Skip(f"the weight {what} of shape {list(arr.shape)} is not per tensor or per column")
+    return _dequantized(w, zp, scale)
+
+
+def _matmul_bias(b: Builder, x: str, weight: str, bias: str, y: str) -> None:
+    if bias:
+        b.add(b.op("MatMul", [x, weight]), bias, y)
+    else:
+        b.op("MatMul", [x, weight], y)
+
+
+class _DynamicContrib(Substitution):
+    domain = MS
+    resolves = ("TRT102",)
+    applicability = Applicability.UNSAFE
+    atol = _ATOL
+    rtol = _RTOL
+
+    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
+        return _tolerance(ctx)
+
+
+class DynamicQuantizeMatmulToMatmul(_DynamicContrib):
+    """Replace `com.microsoft::DynamicQuantizeMatMul` by `MatMul` (+ `Add` of the bias) with dequantized weights.
+
+    ## What it does
+    ONNX Runtime's optimizer fuses a dynamically quantized MatMul into
+    `DynamicQuantizeMatMul(A, B, b_scale, b_zero_point, bias)`: A is FLOAT and quantized to 8 bits
+    inside the kernel, B is a constant INT8/UINT8 weight. It becomes `MatMul(A, W)` (+ `Add(bias)`)
+    with `W = (B - b_zero_point) * b_scale` computed now and stored as a FLOAT initializer. This is
+    the float form; see `dynamic-quantization-to-float` for why there is no Q/DQ form TensorRT
+    imports.
+
+    ## When it applies
+    TRT102 on `com.microsoft::DynamicQuantizeMatMul`; no TensorRT release imports it. Skipped when
+    the weight, its scale or its zero point is not a constant, or the scale is neither per tensor
+    nor per column.
+
+    ## Example
+    `y = com.microsoft.DynamicQuantizeMatMul(a, Wq, s, z, bias)` becomes
+    `y = Add(MatMul(a, W), bias)` with `W = (Wq - z) * s`.
+
+    ## Safety
+    Unsafe (within tolerance): A is no longer rounded to 8 bits. Proven in ONNX Runtime like
+    `dynamic-quantization-to-float`: rtol 2e-2, atol 3% of the largest reference output value (at
+    least 2e-2).
+
+    ## Resolves
+    TRT102
+    """
+
+    name = "dynamic-quantize-matmul-to-matmul"
+    summary = "replace com.microsoft::DynamicQuantizeMatMul by MatMul with dequantized weights"
+    op_type = "DynamicQuantizeMatMul"
+
+    def replace(self, b: Builder) -> None:
+        weight = _constant_weight(b, 1, 2, 3)
+        _matmul_bias(b, b.node.input[0], b.tensor(weight, _weight_name(b.node.input[1])), b.input(4), b.node.output[0])
+
+
+class DynamicQuantizeLstmToLstm(_DynamicContrib):
+    """Replace `com.microsoft::DynamicQuantizeLSTM` by `LSTM` with dequantized weights.
+
+    ## What it does
+    `onnxruntime.quantization.quantize_dynamic` turns an `LSTM` into
+    `DynamicQuantizeLSTM(X, W, R, B, sequence_lens, initial_h, initial_c, P, W_scale, W_zero_point,
+    R_scale, R_zero_point)` with INT8/UINT8 weights stored transposed (`[directions, input, 4*hidden]`).
+    It becomes the ONNX `LSTM` with the same attributes and optional inputs, and FLOAT weights
+    `W = transpose((Wq - W_zero_point) * W_scale)` (per direction or per direction and gate column)
+    computed now. This is the float form; the kernel's per-step quantization of X and H has no
+    TensorRT equivalent.
+
+    ## When it applies
+    TRT102 on `com.microsoft::DynamicQuantizeLSTM`; no TensorRT release imports it. Skipped when a
+    weight, scale or zero point is not a constant.
+
+    ## Example
+    `Y, Yh, Yc = com.microsoft.DynamicQuantizeLSTM<hidden_size=12>(x, Wq, Rq, B, , h0, c0, , ws, wz, rs, rz)`
+    becomes `Y, Yh, Yc = LSTM<hidden_size=12>(x, W, R, B, , h0, c0)`.
+
+    ## Safety
+    Unsafe (within tolerance): the inputs and hidden states are no longer rounded to 8 bits at each
+    step. Proven in ONNX Runtime like `dynamic-quantization-to-float`: rtol 2e-2, atol 3% of the
+    largest reference output value (at least 2e-2).
+
+    ## Resolves
+    TRT102
+    """
+
+    name = "dynamic-quantize-lstm-to-lstm"
+    summary = "replace com.microsoft::DynamicQuantizeLSTM by LSTM with dequantized weights"
+    op_type = "DynamicQuantizeLSTM"
+
+    def replace(self, b: Builder) -> None:
+        weights = []
+        for w_at, s_at, z_at in ((1, 8, 9), (2, 10, 11)):
+            w = b.value(b.input(w_at))
+            scale = b.value(b.input(s_at))
+            zp = b.value(b.input(z_at)) if b.input(z_at) else None
+            if w is None or scale is None or (b.input(z_at) and zp is None):
+                raise Skip("a quantized weight, its scale or its zero point is not a constant")
+            dirs = w.shape[0]
+            shaped = [None if a is None else a.reshape(dirs, 1, -1) for a in (zp, scale)]
+            deq = _dequantized(w, shaped[0], shaped[1])
+            weights.append(b.tensor(np.ascontiguousarray(deq.transpose(0, 2, 1)), _weight_name(b.input(w_at))))
+        inputs = [b.node.input[0], *weights] + [b.input(i) for i in range(3, 8)]
+        while inputs and not inputs[-1]:
+            inputs.pop()
+        attrs = {a.name: helper.get_attribute_value(a) for a in b.node.attribute}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else [s.decode() if isinstance(s, bytes) else s for s in v]
+                     if isinstance(v, list) else v) for k, v in attrs.items()}
+        name = b.info.unique(f"{b.base}/LSTM")
+        b.nodes.append(helper.make_node("LSTM", inputs, list(b.node.output), name=name, **attrs))
+
+
+REWRITES = (
+    DynamicQuantizationToFloat,
+    DynamicQuantizeMatmulToMatmul,
+    DynamicQuantizeLstmToLstm,
+)

@@ -1,0 +1,243 @@
+"""Quantized integer ops (rewrites/quantization.py): models quantized by ONNX Runtime's own
+`quantize_dynamic` are repaired for TensorRT 8.6 and 10.15 and proven within tolerance; the
+rewrites leave alone what they cannot replace, and say why."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx.parser
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxdoctor
+from onnxdoctor import prove
+from onnxdoctor.checks.trt._substitutes import SUBSTITUTES
+from onnxdoctor.findings import Applicability
+from onnxdoctor.fix import FixOptions, fix_model
+from onnxdoctor.rewrites import RewriteContext, all_rewrites, get_rewrite
+from onnxdoctor.rewrites.quantization import _tolerance
+from onnxdoctor.target import Target
+
+pytest.importorskip("onnxruntime.quantization")
+
+QUANT_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM", "DynamicQuantizeMatMul",
+             "MatMulIntegerToFloat"}
+# What a quantized model that TensorRT cannot take is reported as.
+QUANT_CODES = {"TRT101", "TRT102", "TRT113"}
+
+
+def float_model() -> onnx.ModelProto:
+    """Conv -> Relu -> Flatten -> Gemm -> LSTM, the layers quantize_dynamic quantizes."""
+    rng = np.random.default_rng(0)
+
+    def w(name, *shape, scale=0.3):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    hidden = 8
+    inits = [
+        w("conv_w", 4, 3, 3, 3), w("conv_b", 4), w("fc_w", 16, 4 * 6 * 6, scale=0.1), w("fc_b", 16),
+        w("lstm_w", 1, 4 * hidden, 16), w("lstm_r", 1, 4 * hidden, hidden), w("lstm_b", 1, 8 * hidden),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Flatten", ["r"], ["f"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["h"], transB=1, name="fc"),
+        helper.make_node("Unsqueeze", ["h", "axis0"], ["seq"], name="unsqueeze"),
+        helper.make_node("LSTM", ["seq", "lstm_w", "lstm_r", "lstm_b"], ["y"], hidden_size=hidden, name="lstm"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, hidden])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def quantized(tmp_path, *, ort_optimized: bool = False, **options) -> onnx.ModelProto:
+    """The float model through onnxruntime.quantization.quantize_dynamic (and, optionally, ONNX
+    Runtime's optimizer, which fuses the chains into com.microsoft ops)."""
+    import onnxruntime
+    from onnxruntime.quantization import quantize_dynamic
+
+    src, dst = tmp_path / "float.onnx", tmp_path / "quantized.onnx"
+    onnx.save(float_model(), src)
+    quantize_dynamic(str(src), str(dst), **options)
+    if ort_optimized:
+        so = onnxruntime.SessionOptions()
+        so.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        onnxruntime.InferenceSession(str(dst), so, providers=["CPUExecutionProvider"])
+        dst = tmp_path / "optimized.onnx"
+    return onnx.load(str(dst))
+
+
+def _ops(model):
+    return {n.op_type for n in model.graph.node}
+
+
+def _quant_errors(findings):
+    return [f for f in findings if f.code in QUANT_CODES and str(f.severity) == "error"]
+
+
+VARIANTS = {
+    "int8": dict(),
+    "uint8-per-channel": dict(per_channel=True, weight_type="QUInt8"),
+    "ort-optimized": dict(ort_optimized=True),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("release", ["8.6", "10.15"])
+def test_quantize_dynamic_model_is_repaired_and_proven(tmp_path, variant, release):
+    opts = dict(VARIANTS[variant])
+    if "weight_type" in opts:
+        from onnxruntime.quantization import QuantType
+
+        opts["weight_type"] = QuantType[opts["weight_type"]]
+    model = quantized(tmp_path, **opts)
+    assert _ops(model) & QUANT_OPS, "quantize_dynamic did not quantize anything"
+    before = _quant_errors(onnxdoctor.check(model, trt=release, config=False).findings)
+    assert before and all(f.fix is not None and f.fix.applicability == Applicability.UNSAFE for f in before)
+
+    result = fix_model(model, FixOptions(trt=release, unsafe=True))
+
+    assert not (_ops(result.model) & QUANT_OPS), _ops(result.model)
+    assert {"Conv", "LSTM"} <= _ops(result.model) and "MatMul" in _ops(result.model)
+    assert not _quant_errors(result.after), [f.message for f in _quant_errors(result.after)]
+    # Nothing but info findings is left on that release (the float model's own findings are none).
+    assert not [f for f in result.after if str(f.severity) != "info"], [f.message for f in result.after]
+    applied = {s.rewrite for s in result.steps if s.status == "applied"}
+    assert applied & {"dynamic-quantization-to-float", "dynamic-quantize-matmul-to-matmul"}
+    assert "dynamic-quantize-lstm-to-lstm" in applied
+    assert not [s for s in result.steps if s.status == "rolled-back"], [s.reason for s in result.steps]
+    assert result.proof is not None and result.proof.passed, result.proof.summary()
+    onnx.checker.check_model(result.model, full_check=True)
+    # The float result is closer to what the quantized model computes than the tolerance allows,
+    # and also on other inputs than the proof's.
+    feeds = {"x": np.random.default_rng(5).standard_normal((2, 3, 6, 6)).astype(np.float32)}
+    ref, got = prove.run(model, feeds)["y"], prove.run(result.model, feeds)["y"]
+    assert np.abs(ref - got).max() <= result.tolerance[0] + result.tolerance[1] * np.abs(ref).max()
+    assert not np.array_equal(ref, got)  # activations are no longer rounded: not the same numbers
+
+
+def test_unsafe_rewrites_need_unsafe_fixes(tmp_path):
+    model = quantized(tmp_path)
+    result = fix_model(model, FixOptions(trt="10.15"))
+    assert _ops(result.model) & QUANT_OPS
+    assert _quant_errors(result.after)
+    assert not {s.rewrite for s in result.steps} & {r.name for r in all_rewrites() if r.name.startswith("dynamic-quantiz")}
+
+
+def test_quantized_bias_of_older_quantizers_becomes_the_conv_bias():
+    """Older ONNX Runtime quantizers add the bias in INT32, quantized at run time with the output's scale."""
+    rng = np.random.default_rng(1)
+    wq = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
+    model = onnx.parser.parse_model("""
+        <ir_version: 7, opset_import: ["" : 12]>
+        g (float[1,3,6,6] x) => (float[1,4,4,4] y) {
+          xq, xs, xz = DynamicQuantizeLinear(x)
+          bs = Mul(xs, ws)
+          bd = Div(bias, bs)
+          bf = Floor(bd)
+          bi = Cast<to = 6>(bf)
+          br = Reshape(bi, shape)
+          acc = ConvInteger<kernel_shape = [3, 3]>(xq, wq, xz, wz)
+          accb = Add(acc, br)
+          accf = Cast<to = 1>(accb)
+          s = Mul(xs, ws)
+          y = Mul(accf, s)
+        }""")
+    model.graph.initializer.extend([
+        numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(np.array(0, np.int8), "wz"),
+        numpy_helper.from_array(np.array(0.004, np.float32), "ws"),
+        numpy_helper.from_array(np.array([0.5, -0.25, 1.0, 0.0], np.float32), "bias"),
+        numpy_helper.from_array(np.array([1, -1, 1, 1], np.int64), "shape"),
+    ])
+    out = get_rewrite("dynamic-quantization-to-float").apply(model, RewriteContext(target=Target.make("8.6")))
+    assert out.changed, out.skipped
+    assert [n.op_type for n in out.model.graph.node] == ["Conv"]
+    conv = out.model.graph.node[0]
+    assert len(conv.input) == 3
+    bias = next(t for t in out.model.graph.initializer if t.name == conv.input[2])
+    np.testing.assert_array_equal(numpy_helper.to_array(bias), [0.5, -0.25, 1.0, 0.0])
+    onnx.checker.check_model(out.model, full_check=True)
+    feeds = prove.generate_inputs(model, seed=3)
+    proof = prove.compare(prove.run(model, feeds), prove.run(out.model, feeds), *_tolerance(RewriteContext(
+        target=Target.make("8.6"), reference=prove.run(model, feeds))))
+    assert proof.passed, proof.summary()
+
+
+CHAIN = """
+    <ir_version: 8, opset_import: ["" : 13]>
+    g ({x_type} x) => (float[2,3] y) {{
+      {quantize}
+      s = Mul(xs, ws)
+      acc = MatMulInteger(xq, wq, xz, wz)
+      accf = Cast<to = {to}>(acc)
+      y = Mul(accf, s)
+    }}"""
+
+
+def _chain(x_type="float[2,4]", quantize="xq, xs, xz = DynamicQuantizeLinear(x)", to=1, weights=True):
+    model = onnx.parser.parse_model(CHAIN.format(x_type=x_type, quantize=quantize, to=to))
+    if weights:
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.arange(-6, 6, dtype=np.int8).reshape(4, 3), "wq"),
+            numpy_helper.from_array(np.array(0, np.int8), "wz"),
+            numpy_helper.from_array(np.array([0.1, 0.2, 0.3], np.float32), "ws"),
+        ])
+    return model
+
+
+def test_chain_with_per_column_scale_becomes_one_matmul():
+    model = _chain()
+    out = get_rewrite("dynamic-quantization-to-float").apply(model, RewriteContext(target=Target.make("8.6")))
+    assert [n.op_type for n in out.model.graph.node] == ["MatMul"]
+    w = numpy_helper.to_array(next(t for t in out.model.graph.initializer if t.name == out.model.graph.node[0].input[1]))
+    np.testing.assert_allclose(w, np.arange(-6, 6).reshape(4, 3) * np.array([0.1, 0.2, 0.3]), rtol=1e-6)
+    onnx.checker.check_model(out.model, full_check=True)
+    assert not [f for f in onnxdoctor.check(out.model, trt="8.6", config=False).findings if str(f.severity) == "error"]
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        pytest.param(_chain(x_type="uint8[2,4]", quantize="xq = Identity(x)\n xs = Constant<value = float {0.1}>()\n"
+                            " xz = Constant<value = uint8 {128}>()"), "does not come from DynamicQuantizeLinear",
+                     id="static-input"),
+        pytest.param(_chain(to=6), "Cast to FLOAT", id="cast-to-int32"),
+        pytest.param(_chain(weights=False), "weight is not a constant", id="runtime-weight"),
+    ],
+)
+def test_chain_left_alone_with_the_reason(model, reason):
+    if reason == "weight is not a constant":
+        model.graph.input.extend([helper.make_tensor_value_info(n, t, s) for n, t, s in
+                                  (("wq", TensorProto.INT8, [4, 3]), ("wz", TensorProto.INT8, []), ("ws", TensorProto.FLOAT, [3]))])
+    outcome = get_rewrite("dynamic-quantization-to-float").apply(model, RewriteContext(target=Target.make("8.6")))
+    assert not outcome.changed
+    assert outcome.model is model
+    assert any(reason in s for s in outcome.skipped), outcome.skipped
+
+
+def test_contrib_lstm_with_runtime_weights_is_left_alone():
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 13, "com.microsoft" : 1]>
+        g (float[1,2,4] x, int8[1,4,12] w, int8[1,3,12] r, float[1] ws, int8[1] wz, float[1] rs, int8[1] rz) => (float[1,1,2,3] y) {
+          y = com.microsoft.DynamicQuantizeLSTM<hidden_size = 3>(x, w, r, , , , , , ws, wz, rs, rz)
+        }""")
+    outcome = get_rewrite("dynamic-quantize-lstm-to-lstm").apply(model, RewriteContext(target=Target.make("8.6")))
+    assert not outcome.changed and any("not a constant" in s for s in outcome.skipped), outcome.skipped
+
+
+def test_tolerance_scales_with_the_outputs():
+    ctx = RewriteContext(target=Target.make("8.6"), reference={"y": np.array([0.5, -100.0], np.float32)})
+    assert _tolerance(ctx) == pytest.approx((3.0, 2e-2))
+    assert _tolerance(RewriteContext(target=Target.make("8.6"))) == (2e-2, 2e-2)
+
+
+def test_findings_name_the_rewrites_check_lists():
+    """checks/trt/_substitutes.py (data, so check needs no rewrite import) agrees with the rewrites."""
+    declared = {op: (r.name, r.applicability) for r in all_rewrites() for op in r.ops}
+    assert declared == SUBSTITUTES
