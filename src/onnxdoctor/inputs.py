@@ -110,7 +110,7 @@ class DimVar:
     def why(self, value: int) -> str:
         if self.role == "batch":
             return "batch: 1"
-        base = f"smallest size that ran" if value != self.hint else f"{self.hint_source}"
+        base = "smallest size that ran" if value != self.hint else f"{self.hint_source}"
         if self.role == "spatial" and self.multiple > 1:
             return f"spatial, a multiple of {self.multiple} (total stride); {base}"
         return base

@@ -180,7 +180,7 @@ def _validate(proto, path: str, specs: dict[str, ShapeSpec], inputs: list[dict],
             break
     if lo is None:
         return _unvalidated(notes, "no candidate shape ran in ONNX Runtime (see tried): the shapes are onnxdoctor's "
-                                   f"defaults; give them with --shape NAME:MIN:OPT:MAX", tried)
+                                   "defaults; give them with --shape NAME:MIN:OPT:MAX", tried)
     opt = _grow(oracle, lo, flagged, 1, _opt_choices, lambda p: run(p, "opt"))
     hi = _grow(oracle, opt, flagged, 2, _max_choices, lambda p: run(p, "max"))
     ran = {"min": True, "opt": True, "max": True}

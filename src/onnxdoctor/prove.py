@@ -1,21 +1,13 @@
 """Running models in ONNX Runtime and comparing their outputs: the proof behind every rewrite.
 
-Inputs come from `--data inputs.npz` or are generated from the graph inputs' metadata with a
-fixed seed:
-
-- floating point: standard normal values;
-- integer inputs named like ids/indices/positions/tokens: values in [0, 16) (small enough for any
-  embedding table or index range in practice); masks (`*mask*`): ones; other integers: [0, 4);
-- bool: random;
-- dynamic dimensions: the value given with `--shape` (OPT), else 1 for the first (batch-like)
-  dimension and 8 for the others.
+Inputs come from `--data inputs.npz` or from the input oracle (`onnxdoctor.inputs`): shapes and
+values the graph shows the model accepts, tried in ONNX Runtime.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +19,6 @@ from .errors import UsageError
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-3
 DEFAULT_SEED = 0
-_INDEX_LIKE = re.compile(r"(ids?$|_ids?|index|indices|position|token|label|offset)", re.I)
 
 
 @dataclass
@@ -73,41 +64,14 @@ class ProofResult:
                 f"over {len(self.comparisons)} output(s)")
 
 
-def _dims(vi: onnx.ValueInfoProto, shapes: dict[str, tuple[int, ...]]) -> list[int]:
-    if vi.name in shapes:
-        return list(shapes[vi.name])
-    out = []
-    for i, d in enumerate(vi.type.tensor_type.shape.dim):
-        out.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (1 if i == 0 else 8))
-    return out
-
-
 def generate_inputs(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    shapes = shapes or {}
-    inits = {t.name for t in model.graph.initializer}
-    feeds: dict[str, np.ndarray] = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        if not vi.type.HasField("tensor_type"):
-            raise UsageError(f"input {vi.name!r} is not a tensor; pass --data with a value for it")
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
-        dims = _dims(vi, shapes)
-        if np.issubdtype(dtype, np.floating):
-            arr = rng.standard_normal(dims).astype(dtype)
-        elif dtype == np.bool_:
-            arr = rng.integers(0, 2, dims).astype(bool)
-        elif np.issubdtype(dtype, np.integer):
-            if "mask" in vi.name.lower():
-                arr = np.ones(dims, dtype=dtype)
-            else:
-                hi = 16 if _INDEX_LIKE.search(vi.name) else 4
-                arr = rng.integers(0, hi, dims).astype(dtype)
-        else:
-            raise UsageError(f"cannot generate values of type {dtype} for input {vi.name!r}; pass --data")
-        feeds[vi.name] = arr
-    return feeds
+    """The input oracle's first candidate (onnxdoctor.inputs), without running it: shapes and values
+    the graph shows it accepts. `plan_inputs` runs candidates until one works; use it when the
+    model's acceptance matters more than the time of a few runs."""
+    from .inputs import InputOracle
+
+    oracle = InputOracle(model, shapes, seed=seed)
+    return oracle.feeds(oracle.shapes_at(oracle.levels()[0]))
 
 
 def load_inputs(path: str | Path, model: onnx.ModelProto) -> dict[str, np.ndarray]:
