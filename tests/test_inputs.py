@@ -398,3 +398,24 @@ def test_check_accepts_negative_graph_input_dims(tmp_path):
     assert r.returncode in (0, 1), r.stderr
     r = _cli("fix", str(path), "-o", str(tmp_path / "o.onnx"), "--shape", "x:1x2x64x64")
     assert r.returncode in (0, 1), r.stderr
+
+
+def test_sequence_and_optional_inputs_are_generated():
+    seq = _parse("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (seq(float[n]) s) => (float[m] y) { p = Constant<value = int64 {1}>()
+            y = SequenceAt(s, p) }
+    """)
+    plan = plan_inputs(seq)
+    assert isinstance(plan.feeds["s"], list) and len(plan.feeds["s"]) == 2
+    opt = _parse("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (optional(float[n]) o) => (bool y) { y = OptionalHasElement(o) }
+    """)
+    assert bool(plan_inputs(opt).outputs["y"]) is True
+    nested = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (seq(seq(float[n])) s) => (seq(seq(float[n])) y) { y = Identity(s) }
+    """)
+    with pytest.raises(UsageError, match="sequence of sequence_type"):
+        InputOracle(nested, path="m.onnx")

@@ -232,6 +232,7 @@ class InputOracle:
         self.vars: dict[int, DimVar] = {}
         self.slots: dict[str, list[int | DimVar]] = {}  # per input: static size or its variable
         self.dtypes: dict[str, np.dtype] = {}
+        self.kinds: dict[str, str] = {}  # tensor | sequence | optional
         self.values: dict[str, ValueRule] = {}
         self._consumers: dict[str, list[onnx.NodeProto]] = {}
         self._constants: dict[str, np.ndarray] = {}
@@ -246,9 +247,11 @@ class InputOracle:
         raw: dict[str, list] = {}
         next_key = 0
         for vi in self.inputs:
-            if not vi.type.HasField("tensor_type"):
-                raise UsageError(f"{self.path}: input {vi.name!r} is not a tensor; pass --data with a value for it")
-            tt = vi.type.tensor_type
+            kind, tt = _element(vi.type)
+            if tt is None:
+                raise UsageError(f"{self.path}: input {vi.name!r} is a {kind}, which onnxdoctor cannot generate; "
+                                 "pass --data with a value for it")
+            self.kinds[vi.name] = kind
             self.dtypes[vi.name] = _np_dtype(tt.elem_type, vi.name, self.path)
             if vi.name in self.fixed:
                 dims = self.fixed[vi.name]
@@ -327,6 +330,8 @@ class InputOracle:
         by_input = {vi.name: vi for vi in m.graph.input}
         for name, slots in raw.items():
             vi = by_input[name]
+            if self.kinds[name] != "tensor":
+                continue
             shape = vi.type.tensor_type.shape
             del shape.dim[:]
             for s in slots:
@@ -617,7 +622,8 @@ class InputOracle:
                 info = np.iinfo(dtype)
                 lo, hi = max(rule.low, info.min), min(rule.high, info.max)
                 arr = rng.integers(lo, max(hi, lo + 1), dims).astype(dtype)
-            feeds[name] = arr
+            # a sequence input gets two tensors of that shape; an optional input, a present tensor
+            feeds[name] = [arr, arr[::-1].copy()] if self.kinds[name] == "sequence" else arr
         return feeds
 
     def choices(self, shapes: dict[str, tuple[int, ...]], values: dict[int, int]) -> list[InputChoice]:
@@ -681,6 +687,19 @@ class InputOracle:
         except Exception as e:  # noqa: BLE001
             return _one_line(e, 160)
         return None
+
+
+def _element(tp: onnx.TypeProto) -> tuple[str, onnx.TypeProto.Tensor | None]:
+    """(kind, tensor type) of a graph input: a tensor, or a sequence/optional of tensors."""
+    which = tp.WhichOneof("value")
+    if which == "tensor_type":
+        return "tensor", tp.tensor_type
+    if which in ("sequence_type", "optional_type"):
+        inner = getattr(tp, which).elem_type
+        if inner.WhichOneof("value") == "tensor_type":
+            return which.split("_")[0], inner.tensor_type
+        return f"{which.split('_')[0]} of {inner.WhichOneof('value') or 'unknown'}", None
+    return (which or "value of unknown type").replace("_type", ""), None
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
