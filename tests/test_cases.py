@@ -24,6 +24,10 @@ Case file format (one file per rule code):
           - node: Hardmax#0
             severity: error
             message_contains: "supported from 9.2"
+        fix: hardmax-to-argmax-onehot  # optional, fail cases: `onnxdoctor fix` at this release applies
+                                    # this rewrite, and the result has no finding of the rule and no
+                                    # error at all, passes onnx.checker's full check and its proof
+        unsafe: true                # optional: fix with --unsafe-fixes
 """
 
 from __future__ import annotations
@@ -109,6 +113,25 @@ def test_case(rule, case, tmp_path):
             and ("subgraph" not in exp or list(f.location.subgraph) == exp["subgraph"])
         ]
         assert matching, f"no finding matches {exp}; got {[(f.location.node, str(f.severity), f.message) for f in findings]}"
+
+
+FIX_CASES = [p for p in CASES if "fix" in p.values[1]]
+
+
+@pytest.mark.parametrize("rule,case", FIX_CASES)
+def test_fix_case(rule, case):
+    from onnxdoctor.fix import FixOptions, fix_model
+
+    assert case["kind"] == "fail", "fix cases are fail cases: the model the rule flags is repaired"
+    model = _model(case)
+    result = fix_model(model, FixOptions(trt=str(case["trt"]), unsafe=bool(case.get("unsafe")),
+                                         shapes=tuple(case.get("shapes", ())), plugins=tuple(case.get("plugins", ()))))
+    applied = [s.rewrite for s in result.steps if s.status == "applied"]
+    assert case["fix"] in applied, [(s.rewrite, s.status, s.reason, s.skipped) for s in result.steps]
+    left = [f for f in result.after if f.code == rule or str(f.severity) == "error"]
+    assert not left, [(f.code, f.message) for f in left]
+    onnx.checker.check_model(result.model, full_check=True)
+    assert result.proof is not None and result.proof.passed, result.proof.summary() if result.proof else "no proof"
 
 
 def test_every_rule_has_pass_and_fail_cases():

@@ -6,12 +6,13 @@ from __future__ import annotations
 import functools
 
 from ..errors import UsageError
-from . import control_flow, fusions, hygiene, mixed_precision, opset, precision, quantization, shapes, substitutions
+from . import control_flow, functions, fusions, hygiene, mixed_precision, opset, precision, quantization, shapes, substitutions
 from .base import Outcome, Rewrite, RewriteContext
 
 BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *shapes.REWRITES,
     *hygiene.REWRITES,
+    *functions.REWRITES,
     *control_flow.REWRITES,
     *substitutions.REWRITES,
     *quantization.REWRITES,

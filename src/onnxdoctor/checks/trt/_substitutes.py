@@ -40,7 +40,24 @@ SUBSTITUTES: dict[tuple[str, str], tuple[str, Applicability]] = {
 }
 
 
+INLINE = Fix("inline-local-functions", _SAFE)
+
+
 def substitute_fix(op_type: str, domain: str = "") -> Fix | None:
     """The fix a finding on a (`domain`, `op_type`) node names, if a rewrite replaces that op."""
     hit = SUBSTITUTES.get(("" if domain == "ai.onnx" else domain or "", op_type))
     return Fix(*hit) if hit else None
+
+
+def node_fix(node) -> Fix | None:
+    """`substitute_fix` for a node (a model.NodeRef); inside a local function's body, where the
+    substitutions do not reach, the fix is to inline the function first."""
+    fix = substitute_fix(node.op_type, node.domain)
+    if fix is None:
+        return None
+    graph = node.graph
+    while graph is not None:
+        if graph.function is not None:
+            return INLINE
+        graph = graph.outer
+    return fix

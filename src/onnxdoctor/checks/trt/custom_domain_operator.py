@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._substitutes import substitute_fix
+from ._substitutes import node_fix
 from ._support import Resolution, resolve, versions_resolving
 
 
@@ -67,7 +67,7 @@ class CustomDomainOperator(Rule):
                     node=node,
                     hint=f"replace it with standard ONNX ops, or load a plugin and pass --plugin {op}",
                     versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.NONE}),
-                    fix=substitute_fix(op, domain),
+                    fix=node_fix(node),
                 )
             elif how is Resolution.BUILTIN and domain != "trt":
                 yield self.finding(
@@ -78,5 +78,5 @@ class CustomDomainOperator(Rule):
                     severity=Severity.WARNING,
                     hint=f"replace it with the standard ai.onnx {op} (check attributes and inputs match)",
                     versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.BUILTIN}),
-                    fix=substitute_fix(op, domain),
+                    fix=node_fix(node),
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
+from ._substitutes import INLINE
 from ._support import Resolution, groups_resolving
 
 
@@ -29,7 +30,8 @@ class UnsupportedLocalFunction(Rule):
     TensorRT 9.0 or later.
 
     ## Fix safety
-    Inlining is exact (safe).
+    Inlining is exact (safe): `onnxdoctor fix` inlines every local function
+    (`inline-local-functions`).
 
     ## TensorRT versions
     8.6 (releases with `local_functions = false` in `rules/trt/releases.toml`).
@@ -55,4 +57,5 @@ class UnsupportedLocalFunction(Rule):
                     node=node,
                     hint="inline local functions (onnx.inliner.inline_local_functions) or target TensorRT >= 9.0",
                     versions=versions,
+                    fix=INLINE,
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._substitutes import substitute_fix
+from ._substitutes import node_fix
 from ._support import Resolution, first_supporting, groups_resolving
 
 
@@ -71,6 +71,5 @@ class UnsupportedOperator(Rule):
         else:
             msg = f"{op} is not supported by any TensorRT release's ONNX parser"
             hint = f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
-        fix = substitute_fix(op, "")
         for node in refs:
-            yield self.finding(ctx, msg, node=node, hint=hint, versions=versions, fix=fix)
+            yield self.finding(ctx, msg, node=node, hint=hint, versions=versions, fix=node_fix(node))
