@@ -302,3 +302,150 @@ def test_branch_initializers_move_with_the_branch():
     assert [t.name for t in out.graph.initializer] == ["w"]
     np.testing.assert_array_equal(numpy_helper.to_array(out.graph.initializer[0]), [1, 2, 3, 4])
     _equal_in_ort(model, out, [prove.generate_inputs(model, seed=0)])
+
+
+# ----------------------------------------------------------------------------
+# The evidence of issue 14: folding, freezing and FP16 conversion on a control-flow model
+# ----------------------------------------------------------------------------
+# A runtime condition `c` picks a branch. Both branches read main-graph values from the outer scope
+# (the input `x`, the weight `w`, the folded constant `scale`); the then branch holds the exported-RNN
+# pattern `If(Shape(h)[0] == 1)` (squeeze the batch axis only when it is 1), whose branches have
+# different ranks until `--shape x:2x8` makes the condition constant.
+CONTROL_FLOW = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N,8] x, bool c) => (float[N,8] y) <float[1] half = {0.5}> {
+  scale = Add(half, half)
+  y = If(c) <
+    then_branch = t () => (float[N,8] a) {
+      h = MatMul(x, w)
+      s = Shape(h)
+      zero = Constant<value = int64 {0}>()
+      d = Gather(s, zero)
+      one = Constant<value = int64 {1}>()
+      k = Equal(d, one)
+      r = If(k) <then_branch = t1 () => (float[8] p) { ax = Constant<value = int64[1] {0}>() p = Squeeze(h, ax) },
+                 else_branch = e1 () => (float[N,8] q) { q = Relu(h) }>
+      a = Mul(r, scale)
+    },
+    else_branch = e () => (float[N,8] b) { m = MatMul(x, w) b = Sub(m, scale) }>
+}
+"""
+
+
+def control_flow_model() -> onnx.ModelProto:
+    m = onnx.parser.parse_model(CONTROL_FLOW)
+    w = np.random.default_rng(1).standard_normal((8, 8)).astype(np.float32) * 0.5
+    m.graph.initializer.append(numpy_helper.from_array(w, "w"))
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def test_control_flow_model_survives_folding_freezing_and_fp16_conversion():
+    model = control_flow_model()
+    assert "TRT141" in _codes(model, "10.15")  # then-branch output rank 1 vs 2 while N is unknown
+    res = fix_model(model, FixOptions(trt="10.15", shapes=("x:2x8",), precision="fp16", unsafe=True))
+    applied = {s.rewrite for s in res.steps if s.status == "applied"}
+    assert not [s for s in res.steps if s.status == "rolled-back"], [(s.rewrite, s.reason) for s in res.steps]
+    assert {"freeze-shapes", "fold-constants", "convert-precision"} <= applied, res.steps
+    assert res.proof is not None and res.proof.passed, res.proof.summary()
+    onnx.checker.check_model(res.model, full_check=True)
+    # Folding: `scale = half + half` is a constant; freezing: the shape-conditioned If is gone (its
+    # condition became constant and its else branch was inlined); conversion: the MatMuls inside the
+    # branches run in FP16 with one FP16 copy of `w` in the main graph, read from both branches;
+    # Casts at the branch edges keep the If's output FP32.
+    top = res.model.graph
+    assert [n.op_type for n in top.node] == ["If"]
+    inits = {t.name: t for t in top.initializer}
+    assert {t.data_type for t in inits.values()} == {onnx.TensorProto.FLOAT16}
+    assert numpy_helper.to_array(next(t for n, t in inits.items() if n.startswith("scale"))).tolist() == [1.0]
+    w16 = next(n for n in inits if n.startswith("w"))
+    branches = {a.name: a.g for a in top.node[0].attribute}
+    then_ops = [n.op_type for n in branches["then_branch"].node]
+    assert "If" not in then_ops and "Shape" not in then_ops and "Relu" in then_ops
+    for b in branches.values():
+        assert not b.initializer
+        assert [n.op_type for n in b.node].count("Cast") == 2  # x in, result out
+        assert next(n for n in b.node if n.op_type == "MatMul").input[1] == w16
+    assert _findings(res.model, "TRT141") == [] and not [f for f in res.after if f.severity.name == "ERROR"]
+    # Equal in ONNX Runtime on both branches (the pipeline's own proof ran one value of `c`).
+    x = np.random.default_rng(2).standard_normal((2, 8)).astype(np.float32)
+    for c in (True, False):
+        feeds = {"x": x, "c": np.array(c)}
+        ref, got = prove.run(model, feeds)["y"], prove.run(res.model, feeds)["y"]
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, atol=1e-2, rtol=1e-2)
+
+
+def _strongly_typed_and_equal(model, converted, feeds_list, tol=2e-2):
+    onnx.checker.check_model(converted, full_check=True)
+    from onnxdoctor.rewrites import mixed_precision as mp
+
+    assert mp.mixed_type_nodes(converted) == []
+    for feeds in feeds_list:
+        ref, got = prove.run(model, feeds), prove.run(converted, feeds)
+        for k in ref:
+            assert got[k].dtype == ref[k].dtype
+            np.testing.assert_allclose(got[k], ref[k], atol=tol, rtol=tol)
+
+
+def test_fp16_conversion_inside_a_loop_body_keeps_carried_values_fp32():
+    from onnxdoctor.rewrites import mixed_precision as mp
+
+    m = onnx.parser.parse_model(H + """g (float[2,4] x, int64 n) => (float[2,4] y, float[?,2,4] ys) {
+      cond = Constant<value = bool {1}>()
+      y, ys = Loop(n, cond, x) <body = b (int64 i, bool ci, float[2,4] s) => (bool co, float[2,4] so, float[2,4] scan) {
+        co = Identity(ci)
+        t = MatMul(s, w)
+        so = Tanh(t)
+        scan = Add(so, x)
+      }>
+    }""")
+    m.graph.initializer.append(numpy_helper.from_array(np.eye(4, dtype=np.float32) * 0.5, "w"))
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32), "n": np.array(3, np.int64)}
+    res = mp.convert(m, "fp16", feeds=feeds)
+    assert res.passed, res.render_text()
+    body = next(a.g for a in res.model.graph.node[-1].attribute if a.name == "body")
+    converted = {d.node for d in res.decisions if not d.kept_fp32}
+    assert {"MatMul_t", "Tanh_so", "Add_scan"} <= {n.name for n in body.node} and "MatMul_t" in converted
+    # The body's interface is unchanged: carried value and scan output stay FP32.
+    assert [o.type.tensor_type.elem_type for o in body.output] == [onnx.TensorProto.BOOL] + [onnx.TensorProto.FLOAT] * 2
+    _strongly_typed_and_equal(m, res.model, [feeds])
+
+
+def test_fp16_conversion_of_nested_bodies_and_main_weights_read_only_inside_a_branch():
+    # `w` is read only inside the branches: the main-graph conversion must not drop it as unused.
+    from onnxdoctor.rewrites import mixed_precision as mp
+
+    m = onnx.parser.parse_model(H + """g (float[2,4] x, bool c, bool d) => (float[2,4] y) {
+      h = MatMul(x, v)
+      y = If(c) <
+        then_branch = t () => (float[2,4] a) {
+          g1 = MatMul(h, w)
+          a = If(d) <then_branch = tt () => (float[2,4] p) { p = Mul(g1, h) },
+                     else_branch = te () => (float[2,4] q) { q = Sub(g1, x) }>
+        },
+        else_branch = e () => (float[2,4] b) { b = MatMul(x, w) }>
+    }""")
+    rng = np.random.default_rng(0)
+    m.graph.initializer.extend([numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32) * 0.5, n) for n in ("v", "w")])
+    feeds = {"x": rng.standard_normal((2, 4)).astype(np.float32), "c": np.array(True), "d": np.array(True)}
+    res = mp.convert(m, "fp16", feeds=feeds)
+    assert res.passed, res.render_text()
+    inner = next(a.g for a in res.model.graph.node[-1].attribute if a.name == "then_branch")
+    inner_if = next(n for n in inner.node if n.op_type == "If")
+    deepest = next(a.g for a in inner_if.attribute if a.name == "then_branch")
+    assert any(n.op_type == "Cast" for n in deepest.node)  # the nested body converted too
+    # `g1` is read by the nested If: its producer stays FP32 in the branch, with its reason.
+    assert any(d.kept_fp32 and "read inside a control-flow subgraph" in d.reason for d in res.decisions)
+    _strongly_typed_and_equal(m, res.model, [{**feeds, "c": np.array(c), "d": np.array(d)} for c in (True, False) for d in (True, False)])
+
+
+def test_fp16_conversion_of_main_graph_only_when_asked():
+    from onnxdoctor.rewrites import mixed_precision as mp
+
+    model = control_flow_model()
+    feeds = {"x": np.ones((2, 8), np.float32), "c": np.array(True)}
+    flat = mp.convert(model, "fp16", feeds=feeds, convert_subgraphs=False)
+    deep = mp.convert(model, "fp16", feeds=feeds)
+    assert mp._count_op(flat.model.graph, "Cast") < mp._count_op(deep.model.graph, "Cast")
+    assert flat.passed and deep.passed

@@ -11,75 +11,11 @@ from onnx import numpy_helper
 
 from ..findings import Applicability
 from ._gs import fold, node_count, unique_name
+from ._subgraphs import all_names, bodies, defined_names, rename
 from .base import Outcome, Rewrite, RewriteContext
 
-_GRAPH, _GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
+_GRAPH = onnx.AttributeProto.GRAPH
 MAX_ROUNDS = 8
-
-
-def _bodies(node: onnx.NodeProto):
-    for a in node.attribute:
-        if a.type == _GRAPH:
-            yield a.g
-        elif a.type == _GRAPHS:
-            yield from a.graphs
-
-
-def _defined(g: onnx.GraphProto, into: Counter) -> Counter:
-    """Count every name `g` (and the bodies nested in it) defines: inputs, initializers, node outputs."""
-    stack = [g]
-    while stack:
-        cur = stack.pop()
-        into.update(vi.name for vi in cur.input)
-        into.update(t.name for t in cur.initializer)
-        into.update(t.values.name for t in cur.sparse_initializer)
-        for n in cur.node:
-            into.update(o for o in n.output if o)
-            stack.extend(_bodies(n))
-    return into
-
-
-def _all_names(model: onnx.ModelProto) -> set[str]:
-    names: set[str] = set()
-    stack = [model.graph]
-    while stack:
-        g = stack.pop()
-        names.update(vi.name for vi in (*g.input, *g.output, *g.value_info))
-        names.update(t.name for t in g.initializer)
-        for n in g.node:
-            names.update(n.input)
-            names.update(n.output)
-            names.add(n.name)
-            stack.extend(_bodies(n))
-    for f in model.functions:
-        for n in f.node:
-            names.update(n.output)
-            names.add(n.name)
-    names.discard("")
-    return names
-
-
-def _rename(g: onnx.GraphProto, mapping: dict[str, str]) -> None:
-    """Apply `mapping` to every definition and use of a name in `g` and the bodies nested in it."""
-    if not mapping:
-        return
-    stack = [g]
-    while stack:
-        cur = stack.pop()
-        for vi in (*cur.input, *cur.output, *cur.value_info):
-            if vi.name in mapping:
-                vi.name = mapping[vi.name]
-        for t in cur.initializer:
-            if t.name in mapping:
-                t.name = mapping[t.name]
-        for n in cur.node:
-            for i, name in enumerate(n.input):
-                if name in mapping:
-                    n.input[i] = mapping[name]
-            for i, name in enumerate(n.output):
-                if name in mapping:
-                    n.output[i] = mapping[name]
-            stack.extend(_bodies(n))
 
 
 def _const_value(name: str, scopes: list[dict[str, onnx.TensorProto | onnx.NodeProto]]) -> np.ndarray | None:
@@ -130,15 +66,15 @@ def _inline(model: onnx.ModelProto, g: onnx.GraphProto, index: int, taken_branch
     body.CopyFrom(branches[taken_branch])
     # Names the branch defines that something outside this If defines too get fresh names: after
     # inlining they share the enclosing scope (the other branch goes away, so its names do not count).
-    everywhere = _defined(model.graph, Counter())
+    everywhere = defined_names(model.graph, Counter())
     here = Counter()
     for b in branches.values():
-        _defined(b, here)
+        defined_names(b, here)
     outside = everywhere - here
-    local = _defined(body, Counter())
-    taken = _all_names(model)
+    local = defined_names(body, Counter())
+    taken = all_names(model)
     mapping = {name: unique_name(taken, name) for name in local if name in outside}
-    _rename(body, mapping)
+    rename(body, mapping)
     # Each branch output becomes the If output at the same position: a value the branch computes is
     # renamed to it; a value from outside the branch, an initializer read twice, or a value returned
     # twice is forwarded by an Identity.
@@ -154,7 +90,7 @@ def _inline(model: onnx.ModelProto, g: onnx.GraphProto, index: int, taken_branch
         else:
             forwards.append(onnx.helper.make_node("Identity", [out_map.get(src, src)], [result],
                                                   name=unique_name(taken, f"{node.name or result}/forward")))
-    _rename(body, out_map)
+    rename(body, out_map)
     # Types inferred for values downstream of the If came from both branches (or neither, where the
     # ranks differ): drop them; the next shape inference recomputes them from the taken branch.
     del g.value_info[:]
@@ -188,7 +124,7 @@ def inline_constant_ifs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[s
                     changes.append(what)
                     scopes[-1] = _scope(g)  # the branch's Constants now live in this graph
                     continue  # the inlined nodes are visited from position i on
-            for body in _bodies(n):
+            for body in bodies(n):
                 visit(body, scopes)
             i += 1
 

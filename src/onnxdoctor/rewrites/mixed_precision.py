@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,7 @@ from onnx import numpy_helper
 
 from ..dtype_limits import BF16_MAX, FP16_MAX, FP16_TINY
 from ..findings import Applicability
+from ._subgraphs import all_names, bodies, defined_names, nested_reads, outer_reads, rename
 from .base import Outcome, Rewrite, RewriteContext
 
 TARGETS = {"fp16": TP.FLOAT16, "bf16": TP.BFLOAT16}
@@ -546,7 +548,7 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output}
+    outputs = {o.name for o in g.output} | nested_reads(g)  # bodies read these as they are typed now
 
     def low(n: onnx.NodeProto) -> bool:
         """Whether node `n` runs in the target type."""
@@ -683,7 +685,8 @@ def _wants_low(u: onnx.NodeProto, tensor: str, opset: int, tt: int) -> bool:
 def _drop_dead(model: onnx.ModelProto) -> None:
     """Remove Cast/Constant nodes and initializers nothing reads any more (the conversion's leftovers)."""
     g = model.graph
-    outputs = {o.name for o in g.output}
+    # Values that control-flow bodies read from this graph count as used.
+    outputs = {o.name for o in g.output} | nested_reads(g)
     while True:
         used = {i for n in g.node for i in n.input} | outputs
         dead = [k for k, n in enumerate(g.node) if n.op_type in ("Cast", "Constant") and not any(o in used for o in n.output)]
@@ -894,17 +897,138 @@ def _widen(model: onnx.ModelProto, around: str, radius: int, decisions: list[Dec
     return seen & compute
 
 
+def _all_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every typed value in every graph of `model` (bodies included), after shape inference."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - what inference cannot type stays unknown
+        inferred = model
+    types: dict[str, int] = {}
+    stack = [inferred.graph]
+    while stack:
+        g = stack.pop()
+        for vi in (*g.input, *g.output, *g.value_info):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+                types.setdefault(vi.name, vi.type.tensor_type.elem_type)
+        for t in g.initializer:
+            types.setdefault(t.name, t.data_type)
+        for n in g.node:
+            if n.op_type == "Constant":
+                a = next((a for a in n.attribute if a.name == "value"), None)
+                if a is not None:
+                    types.setdefault(n.output[0], a.t.data_type)
+            stack.extend(bodies(n))
+    return types
+
+
+def _carries_low_precision(g: onnx.GraphProto) -> bool:
+    """Whether any graph (bodies included) holds an FP16/BF16 initializer, Constant or Cast target."""
+    low = (TP.FLOAT16, TP.BFLOAT16)
+    if any(t.data_type in low for t in g.initializer):
+        return True
+    for n in g.node:
+        for a in n.attribute:
+            if (n.op_type == "Constant" and a.name == "value" and a.t.data_type in low) or (n.op_type == "Cast" and a.name == "to" and a.i in low):
+                return True
+        if any(_carries_low_precision(b) for b in bodies(n)):
+            return True
+    return False
+
+
+def _count_op(g: onnx.GraphProto, op: str) -> int:
+    return sum(n.op_type == op for n in g.node) + sum(_count_op(b, op) for n in g.node for b in bodies(n))
+
+
+def convert_bodies(model: onnx.ModelProto, target_type: str = "fp16", *, keep_fp32: tuple[str, ...] = (),
+                   max_abs: float | None = None, keep_norm_stats: bool = False) -> tuple[onnx.ModelProto, list[Decision], list[str]]:
+    """Convert the `If`/`Loop`/`Scan` bodies of `model` (nested ones included, outermost first), each as
+    a graph of its own whose interface keeps its types: body inputs, body outputs and the values it reads
+    from enclosing graphs (outer-scope references) stay FP32, converted at the body's edge by Casts.
+    Bodies are not observed by the reference run, so the sensitivity rules decide alone. Returns
+    (model, decisions for body nodes, notes)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    types = _all_types(out)
+    taken = all_names(out)
+    decisions: list[Decision] = []
+    notes: list[str] = []
+
+    def visit(g: onnx.GraphProto, visible: set[str]) -> None:
+        for n in g.node:
+            for body in bodies(n):
+                where = f"{n.name or n.op_type}/{body.name}"
+                decisions.extend(_convert_body(out, body, where, types, taken, visible, notes, target_type,
+                                               keep_fp32=keep_fp32, max_abs=max_abs, keep_norm_stats=keep_norm_stats))
+                visit(body, visible | _own_names(body))
+
+    visit(out.graph, _own_names(out.graph))
+    return out, decisions, notes
+
+
+def _own_names(g: onnx.GraphProto) -> set[str]:
+    """Names `g` itself defines (not its bodies)."""
+    return {vi.name for vi in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output if o}
+
+
+def _convert_body(model: onnx.ModelProto, body: onnx.GraphProto, where: str, types: dict[str, int], taken: set[str],
+                  visible: set[str], notes: list[str], target_type: str, **plan_options) -> list[Decision]:
+    outer = outer_reads(body)
+    unknown = [name for name in outer if name not in types]
+    if unknown:
+        notes.append(f"body {where!r} not converted: the type of outer-scope value {unknown[0]!r} is unknown")
+        return []
+    # Every node of the body gets a name unique in the model: plans and decisions go by node name.
+    seen: set[str] = set()
+    for i, n in enumerate(body.node):
+        if not n.name or n.name in seen:
+            n.name = _uniq(taken, f"{n.op_type}_{n.output[0] if n.output else i}")
+        seen.add(n.name)
+    graph = onnx.GraphProto()
+    graph.CopyFrom(body)
+    del graph.value_info[:]
+    graph.input.extend(onnx.helper.make_tensor_value_info(name, types[name], None) for name in outer
+                       if name not in {vi.name for vi in graph.input})
+    sub = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+    sub.ir_version = model.ir_version
+    sub.functions.extend(model.functions)
+    try:
+        sub_types = elem_types(sub)
+        plan_ = plan(sub, target_type, types=sub_types, **plan_options)
+        if not any(not d.kept_fp32 and d.kind in ("compute", "movement") for d in plan_):
+            return plan_
+        new = build(sub, plan_, target_type, keep_io_types=True, types=sub_types)
+    except Exception as e:  # noqa: BLE001 - one body that cannot be planned stays FP32; the rest convert
+        notes.append(f"body {where!r} not converted: {type(e).__name__}: {' '.join(str(e).split())[:160]}")
+        return []
+    before = defined_names(body, Counter())
+    del body.node[:]
+    body.node.extend(new.graph.node)
+    del body.initializer[:]
+    body.initializer.extend(new.graph.initializer)
+    del body.value_info[:]
+    # Names the conversion created (Casts, converted constants) must not clash with a name of an
+    # enclosing graph or of a body nested in this one. Sibling bodies may share them: the same
+    # `w__to_fp16` in both branches of an If is one initializer once folded (see _gs.export_model).
+    created = set(defined_names(body, Counter())) - set(before)
+    inner = set(defined_names(body, Counter())) - _own_names(body)
+    clash = {name: _uniq(taken, name) for name in created if name in visible or name in inner}
+    taken.update(created)
+    rename(body, clash)
+    return plan_
+
+
 def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types: bool = True, keep_fp32: tuple[str, ...] = (),
             max_abs: float | None = None, feeds: dict[str, np.ndarray] | None = None, reference: dict | None = None,
             tolerance: tuple[float, float] | None = None, prove: bool = True, observe_activations: bool = True,
             max_retries: int = MAX_RETRIES, seed: int = 0, shapes: dict | None = None, keep_norm_stats: bool = False,
-            log=None) -> ConversionResult:
+            convert_subgraphs: bool = True, log=None) -> ConversionResult:
     """Convert an FP32 model to mixed FP16/BF16. With `observe_activations`/`prove` (default) the model
     runs in ONNX Runtime on `feeds` (generated when None); `reference` (outputs of the original) is
     accepted for API symmetry with fix — the layerwise proof reruns the reference chunk by chunk.
     LayerNorm/RMSNorm statistics and Pow convert unless evidence keeps them (observed ranges beyond
     `max_abs`, large reductions, tiny constants, a failed proof); `keep_norm_stats=True` keeps the
-    statistics FP32 regardless."""
+    statistics FP32 regardless. Control-flow bodies convert too (`convert_bodies`), unless
+    `convert_subgraphs=False` or a proof with converted bodies fails (then they stay FP32, noted)."""
     from .. import prove as proving
 
     if target_type not in TARGETS:
@@ -929,10 +1053,16 @@ def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types:
         decisions = plan(work, target_type, keep_fp32=keep_fp32, max_abs=max_abs, observed=observed, extra_keep=extra, types=types,
                          keep_norm_stats=keep_norm_stats)
         converted = build(work, decisions, target_type, keep_io_types=keep_io_types, types=types)
+        body_decisions: list[Decision] = []
+        if convert_subgraphs:
+            converted, body_decisions, body_notes = convert_bodies(converted, target_type, keep_fp32=keep_fp32, max_abs=max_abs,
+                                                                   keep_norm_stats=keep_norm_stats)
+            notes.extend(n for n in body_notes if n not in notes)
         converted = onnx.shape_inference.infer_shapes(converted)
-        res = ConversionResult(converted, target_type, decisions,
-                               sum(n.op_type == "Cast" for n in converted.graph.node) - sum(n.op_type == "Cast" for n in work.graph.node),
-                               *fp32_fractions(work, decisions, observed), retries=retries, tolerance=tol, notes=notes)
+        all_decisions = decisions + body_decisions
+        res = ConversionResult(converted, target_type, all_decisions,
+                               _count_op(converted.graph, "Cast") - _count_op(work.graph, "Cast"),
+                               *fp32_fractions(work, all_decisions, observed), retries=retries, tolerance=tol, notes=notes)
         if not prove:
             break
         log(f"proving (attempt {retries + 1})")
@@ -946,6 +1076,10 @@ def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types:
         res.passed = all(c.passed for c in res.outputs) and blown is None
         if blown is not None and fd is None:
             res.first_divergence = fd = blown
+        if not res.passed and convert_subgraphs and any(not d.kept_fp32 for d in body_decisions):
+            convert_subgraphs = False
+            notes.append("the proof failed with converted control-flow bodies: they stay FP32")
+            continue
         if res.passed or retries >= max_retries:
             break
         around = fd.node if fd is not None else next((c.node for c in res.outputs if not c.passed), None)
@@ -972,7 +1106,8 @@ class ConvertPrecision(Rewrite):
     constants that flush to zero (epsilons); large reductions; Exp/Log on unknown ranges; activations
     that a reference run in ONNX Runtime sees beyond `max_abs` (8192 for FP16); and, where that run
     observed nothing, decomposed LayerNorm/RMSNorm statistics and Pow. Casts are inserted at the boundaries of FP32 regions (one per tensor and
-    type, widen-narrow pairs cancelled); graph inputs and outputs keep their types. The result is proven
+    type, widen-narrow pairs cancelled); graph inputs and outputs keep their types. `If`/`Loop`/`Scan`
+    bodies convert too, each keeping its interface (inputs, outputs, outer-scope values) FP32. The result is proven
     layer by layer against the FP32 model; if outputs leave the tolerance, the FP32 set widens around the
     first divergence and the conversion is retried (at most 4 times).
 
@@ -1004,12 +1139,15 @@ class ConvertPrecision(Rewrite):
         target = ctx.target.precision
         if target not in TARGETS:
             return Outcome(model, skipped=[f"--precision is {target or 'not given'}: convert-precision needs fp16 or bf16"])
-        if any(t.data_type in (TP.FLOAT16, TP.BFLOAT16) for t in model.graph.initializer):
+        if _carries_low_precision(model.graph):
             return Outcome(model, skipped=["the model already carries FP16/BF16 tensors"])
         # Options from the CLI (--keep-io-types, --keep-fp32, --max-abs, --data) when the pipeline passes them.
         opts = dict(ctx.precision_options or {})
         opts.setdefault("tolerance", (self.atol, self.rtol) if target == "fp16" else None)
         res = convert(model, target, shapes=ctx.shapes, **opts)
+        if not any(not d.kept_fp32 and d.kind in ("compute", "movement") for d in res.decisions):
+            return Outcome(model, skipped=[f"every node stays FP32 ({len(res.kept)} kept with a reason)"]
+                           + [f"kept FP32: {d.node} ({d.op_type}): {d.reason}" for d in res.kept] + res.notes)
         changes = [f"converted to {target}: {len(res.kept)} compute node(s) kept FP32 ({res.fp32_fraction:.1%} of compute), "
                    f"{res.casts_inserted} Cast(s) inserted" + (f", {res.retries} retr{'y' if res.retries == 1 else 'ies'}" if res.retries else "")]
         changes += [f"kept FP32: {d.node} ({d.op_type}): {d.reason}" for d in res.kept]
