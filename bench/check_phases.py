@@ -47,7 +47,7 @@ proto = M._parse(path, data)
 t4 = clock()
 from pathlib import Path
 m = M.Model(proto, path, base_dir=Path(path).resolve().parent)
-M._validate_tensors(m, proto.graph, "the main graph", 0)
+M._validate_tensors(m)
 t5 = clock()
 # what the helper process does (in the CLI, on the second core): inference, then packing the types
 import marshal

@@ -239,7 +239,8 @@ def _check_one(item, target: Target, rules: Sequence[Rule], use_prefetch: bool) 
         model = from_proto(item, shapes=frozen)
     else:
         model = load(item, shapes=frozen, use_prefetch=use_prefetch, lazy_weights=True)
-    return ModelReport(path=model.path, findings=analyze(model, target, rules))
+    return ModelReport(path=model.path, findings=analyze(model, target, rules),
+                       inputs=tuple(r.path for r in model.external_files.values()))
 
 
 def list_rules(trt: str | None = None) -> list[Rule]:

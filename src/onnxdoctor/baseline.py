@@ -31,17 +31,23 @@ def fingerprint(path: str, f: Finding, root: Path) -> tuple:
     return (_rel(path, root), f.code, "/".join(loc.subgraph), loc.node or "", loc.tensor or "")
 
 
-def write(report: Report, file: str | os.PathLike) -> int:
-    out = Path(file)
-    root = out.resolve().parent
+def render(report: Report, file: str | os.PathLike) -> tuple[str, int]:
+    """The baseline file's text for `report`, to be written at `file`, and how many findings it holds."""
+    root = Path(os.path.realpath(file)).parent
     entries = [
         dict(zip(("path", "code", "subgraph", "node", "tensor"), fp))
         for fp in sorted(fingerprint(m.path, f, root) for m in report.models for f in m.findings)
     ]
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({"format": FORMAT, "findings": entries}, indent=1) + "\n")
-    os.replace(tmp, out)
-    return len(entries)
+    return json.dumps({"format": FORMAT, "findings": entries}, indent=1) + "\n", len(entries)
+
+
+def write(report: Report, file: str | os.PathLike, inputs=None) -> int:
+    """Record the report's findings in `file` (io.write_text: atomic, never over an input)."""
+    from .io import Inputs, write_text
+
+    content, n = render(report, file)
+    write_text(file, content, inputs or Inputs(), option="--write-baseline")
+    return n
 
 
 def read(file: str | os.PathLike) -> collections.Counter:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import OnnxDoctorError
+from .errors import OnnxDoctorError, UsageError
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -18,22 +18,17 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-def _write_output(text: str, output: str | None) -> None:
+def _write_output(text: str, output: str | None, inputs=None, option: str = "-o") -> None:
+    """Print to stdout, or write FILE through the one write path (atomic, never over an input)."""
     if output is None:
         click.echo(text, nl=False)
         return
-    import tempfile
+    from .io import Inputs, write_text
 
-    out = Path(output)
-    # atomic: never leave a half-written report behind
-    fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_text(output, text, inputs or Inputs(), option=option)
+    except OnnxDoctorError as e:
+        _fail(str(e))
 
 
 def _fail(message: str) -> None:
@@ -103,11 +98,18 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
         # numpy's OpenBLAS starts a thread per core at import, which spins on the core the helper
         # process infers on; a check does no linear algebra.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from .api import check as api_check
+    from .api import check as api_check, collect_model_paths
     from .findings import Severity
     from .report import render
 
     try:
+        # Outputs are checked before the run (against the models found) and again before writing
+        # (against every file the run read).
+        _distinct(("-o", output), ("--write-baseline", write_baseline))
+        early = _check_inputs(collect_model_paths(paths), (), ("the --baseline file", baseline), ("the --config file", config))
+        for option, out in (("-o", output), ("--write-baseline", write_baseline)):
+            if out is not None:
+                _target(out, early, option)
         report = api_check(
             list(paths), trt,
             select=_split(select) or None, ignore=_split(ignore) or None, plugins=_split(plugins) or None,
@@ -122,10 +124,15 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
         _fail(f"no .onnx files found in {', '.join(paths)}")
     from . import baseline as baseline_mod
 
+    inputs = _check_inputs([m.path for m in report.models], [f for m in report.models for f in m.inputs],
+                           ("the --baseline file", baseline), ("the --config file", config))
     if write_baseline:
         if any(m.error for m in report.models):
             _fail(next(m.error for m in report.models if m.error))
-        n = baseline_mod.write(report, write_baseline)
+        try:
+            n = baseline_mod.write(report, write_baseline, inputs)
+        except OnnxDoctorError as e:
+            _fail(str(e))
         click.echo(f"onnxdoctor: wrote {n} finding(s) to baseline {write_baseline}", err=True)
         sys.exit(0)
     if baseline:
@@ -138,11 +145,38 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
             click.echo(f"onnxdoctor: {dropped} finding(s) already in baseline {baseline} not shown", err=True)
     if color is None:
         color = output is None and sys.stdout.isatty()
-    _write_output(render(report, fmt, color=color), output)
+    _write_output(render(report, fmt, color=color), output, inputs)
     for m in report.models:
-        if m.error and fmt != "text":
+        if m.error:  # exit 2 always comes with its line on stderr
             click.echo(f"onnxdoctor: {m.error}", err=True)
     _fast_exit(report.exit_code(Severity.parse(fail_on) if fail_on else None))
+
+
+def _check_inputs(models, data_files, *others):
+    """The files a command read: models, their external data, and other inputs (None skipped)."""
+    from .io import Inputs
+
+    inputs = Inputs()
+    for m in models:
+        inputs.add_model(m)
+    for f in data_files:
+        inputs.add(f, "external data of an input model")
+    for what, other in others:
+        if other is not None:
+            inputs.add(other, what)
+    return inputs
+
+
+def _target(path, inputs, option: str, in_place: bool = False, hint: str = ""):
+    from .io import target
+
+    return target(path, inputs, option=option, in_place=in_place, hint=hint)
+
+
+def _distinct(*outputs) -> None:
+    from .io import distinct
+
+    distinct(*outputs)
 
 
 def _fast_exit(code: int) -> None:
@@ -215,15 +249,29 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
     from . import fix as fixing
     from .config import DEFAULT, Discovery
     from .findings import Severity
-    from .io import check_output_path, save_model
+    from .io import Inputs, save_model
     from .report.fix import render_fix
 
     try:
+        if in_place and output is not None and os.path.realpath(output) != os.path.realpath(model):
+            raise UsageError("--in-place and -o/--output name different files; use one of them")
+        if output is None and not in_place and not dry_run:
+            raise UsageError("fix needs -o/--output FILE (or --in-place to overwrite the input)")
+        _distinct(("-o", output if not in_place else model), ("--report", report_path))
         cfg = DEFAULT if isolated else Discovery(config).for_model(model)
-        out = None if dry_run else check_output_path(model, output, in_place)
-        if dry_run and output is None and not in_place:
-            out = None
-        proto, external = fixing.load_for_fix(model)
+        loaded = fixing.load_with_weights(model)
+        proto, external = loaded.proto, loaded.external
+        inputs = Inputs()
+        inputs.add_model(model, loaded.data_files)
+        for other, what in ((data, "the --data file"), (config, "the --config file")):
+            if other is not None:
+                inputs.add(other, what)
+        out = None
+        if not dry_run:
+            out = _target(model if in_place else output, inputs, "-o", in_place=in_place,
+                          hint="pass --in-place to overwrite it")
+        if report_path is not None:
+            _target(report_path, inputs, "--report")
         opts = fixing.FixOptions(
             rules=rules or cfg.fix_rules or "default",
             trt=trt or cfg.trt,
@@ -244,17 +292,13 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
         )
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() and fmt == "text" else None
         result = fixing.fix_model(proto, opts, log=log)
+        written = []
+        # --in-place with nothing changed leaves the file alone; -o always gets the model.
+        if out is not None and (result.changed or not in_place):
+            written = save_model(result.model, model if in_place else output, inputs, external=external, in_place=in_place)
     except OnnxDoctorError as e:
         _fail(str(e))
         return
-    written = []
-    if out is not None and result.changed:
-        try:
-            written = save_model(result.model, out, external=external)
-        except OSError as e:
-            _fail(f"{out}: cannot write: {e.strerror or e}")
-    elif out is not None and not result.changed and not in_place:
-        written = save_model(result.model, out, external=external)
     ruleset_fail = fixing.load_ruleset(opts.rules).fail_on
     level = Severity.parse(fail_on or cfg.fail_on or ruleset_fail or "error")
     diff = fixing.node_diff(result.original, result.model) if show_diff else None
@@ -264,7 +308,7 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
         from .report.fix import to_dict
 
         _write_output(json.dumps(to_dict(result, model, [str(w) for w in written], diff=diff, dry_run=dry_run), indent=2) + "\n",
-                      report_path)
+                      report_path, inputs, "--report")
     click.echo(render_fix(result, model, [str(w) for w in written], fmt, diff=diff, explain=explain, dry_run=dry_run), nl=False)
     sys.exit(1 if any(f.severity >= level for f in result.after) else 0)
 
@@ -309,19 +353,30 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
 
     from . import prove as proving
     from . import verify as verifying
-    from .fix import load_for_fix
+    from .fix import load_with_weights
     from .inputs import plan_inputs
     from .shapes import parse_shapes
     from .target import Target
 
+    from .io import Inputs
+
     atol = proving.DEFAULT_ATOL if atol is None else atol
     rtol = proving.DEFAULT_RTOL if rtol is None else rtol
+    inputs = Inputs()
     try:
         if backend == "onnxrt" and against is None and not fp16:
             raise OnnxDoctorError("nothing to compare: give --against OTHER.onnx, --fp16 (emulation), or --backend trt")
         specs = parse_shapes(shapes)
         frozen = {n: s.opt for n, s in specs.items()}
-        reference, _ = load_for_fix(model)
+        loaded = load_with_weights(model)
+        reference = loaded.proto
+        inputs.add_model(model, loaded.data_files)
+        if data is not None:
+            inputs.add(data, "the --data file")
+        if against is not None:
+            inputs.add(against, "the --against model")
+        if output is not None:
+            _target(output, inputs, "-o")
         plan = plan_inputs(reference, path=model, shapes=frozen, data=data, seed=seed)
         feeds = plan.feeds
         if fmt == "text" and sys.stderr.isatty():
@@ -332,7 +387,11 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
             result = verifying.verify_trt(model, feeds, layerwise=layerwise, fp16=fp16, trt_version=target.trt,
                                           strongly_typed=target.release.strongly_typed, shapes=specs, atol=atol, rtol=rtol)
         elif against is not None:
-            other, _ = load_for_fix(against)
+            other_loaded = load_with_weights(against)
+            other = other_loaded.proto
+            inputs.add_model(against, other_loaded.data_files, what="the --against model")
+            if output is not None:
+                _target(output, inputs, "-o")
             result = verifying.verify_against(model, against, reference, other, feeds, layerwise=layerwise,
                                               atol=atol, rtol=rtol, progress=progress)
         else:
@@ -345,7 +404,7 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
         _fail(f"{model}: cannot run: {' '.join(str(e).split())[:240]}")
         return
     text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else verifying.render_text(result, show_all=show_all)
-    _write_output(text, output)
+    _write_output(text, output, inputs)
     sys.exit(0 if result.passed else 1)
 
 

@@ -99,6 +99,8 @@ class ModelReport:
     # The lowest severity that fails this model (from --fail-on or its configuration), and its release.
     fail_on: str = "error"
     trt: str | None = None
+    # The files the check read beyond the model itself (its external data): never an output.
+    inputs: tuple[str, ...] = ()
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import onnx
 
@@ -306,20 +307,42 @@ def node_diff(before: onnx.ModelProto, after: onnx.ModelProto) -> dict[str, list
     return {"removed": removed, "added": added, "modified": modified}
 
 
-def load_for_fix(path: str | Path):
-    """Load a model with its weights: validated by the loader (refused/missing external data is an
-    error), then the external data read from the model's folder."""
+class Loaded(NamedTuple):
+    proto: onnx.ModelProto  # weights loaded
+    external: bool  # the file kept weights in external data
+    data_files: list[str]  # its external-data files (resolved)
+
+
+def load_for_fix(path: str | Path) -> tuple[onnx.ModelProto, bool]:
+    """(the model with its weights, whether the file kept them in external data): see load_with_weights."""
+    loaded = load_with_weights(path)
+    return loaded.proto, loaded.external
+
+
+def load_with_weights(path: str | Path) -> Loaded:
+    """Load a model with its weights: every external-data reference validated by the loader (refused,
+    missing or short data is an error), then exactly the validated bytes read from the model's folder."""
+    from . import external as ext
+    from .errors import ModelLoadError
     from .model import load
 
     model = load(path, infer_shapes=False)
     if model.external_problems:
         tensor, problem = model.external_problems[0]
-        from .errors import ModelLoadError
-
-        raise ModelLoadError(str(path), f"initializer {tensor!r}: {problem}; nothing written")
+        raise ModelLoadError(str(path), f"tensor {tensor!r}: {problem}; nothing written")
     proto = model.proto
-    if model.external:
-        from onnx.external_data_helper import load_external_data_for_model
-
-        load_external_data_for_model(proto, str(Path(path).resolve().parent))
-    return proto, bool(model.external)
+    files = model.external_files
+    for _, t in ext.external_tensors(proto):
+        ref = ext.parse_ref(t)  # validated at load: cannot fail here
+        resolved = files[ref.location]
+        n = ref.length if ref.length is not None else ext.expected_bytes(t)
+        if n is None:
+            raise ModelLoadError(str(path), f"external data of {ref.tensor!r} names no length and its type has no fixed size")
+        try:
+            data = ext.read(resolved.path, ref.offset, n)
+        except OSError as e:
+            raise ModelLoadError(str(path), f"external data of {ref.tensor!r}: cannot read {ref.location!r}: {e.strerror or e}") from None
+        t.raw_data = data
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+    return Loaded(proto, bool(model.external), sorted({r.path for r in files.values()}))

@@ -1,61 +1,477 @@
-"""Writing models safely: atomically, never over the input unless asked, external data kept external."""
+"""The one write path: every file onnxdoctor writes (models, external data, reports, baselines).
+
+- Never onto an input. `Inputs` holds the files a command reads (the model, its external-data files,
+  --data, --baseline, --config, the --against model); an output that is one of them, by path (after
+  `..` and symlinks) or by identity (st_dev/st_ino: a hard link), is refused before anything is
+  written. Only `--in-place` may replace the input model itself.
+- Atomic. Everything is written under a temporary name in the output's folder, flushed to disk, and
+  moved into place with one rename. A model with external data is a pair: the new data file gets a
+  name no file has (`OUT.data`, else `OUT.1.data`, ...), then the model rename is the single commit
+  point, then the data file the old model used is removed. At every moment the folder holds either
+  the old pair or the new pair.
+- Temporaries are named `.NAME.onnxdoctor-tmp.PID.XXXX` and removed on failure. Writers lock the
+  output's folder (flock) while they write, so concurrent writers take turns, and a writer removes the
+  temporaries a killed one left (see `_clean_stale`).
+- Every I/O error is one line naming the file (`WriteError`, exit 2).
+
+Fault injection for tests: `_ONNXDOCTOR_TEST_FAULT=STEP:ACTION` (steps: data-written, model-written,
+data-renamed, committed; actions: kill, enospc, eio) stops a write at that step.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
-import tempfile
+import re
+import secrets
+import stat
 from pathlib import Path
 
-import onnx
-
-from .errors import UsageError
+from .errors import OnnxDoctorError, UsageError
 
 # Above this the protobuf cannot be serialized as one message: weights go to external data.
 PROTOBUF_SAFE_BYTES = 2**31 - 2**26
+# Tensors of at least this many bytes go to the external data file.
+EXTERNAL_MIN_BYTES = 1024
+TMP_MARK = ".onnxdoctor-tmp."
+_FAULT_ENV = "_ONNXDOCTOR_TEST_FAULT"
 
 
-def check_output_path(input_path: str | Path, output: str | Path | None, in_place: bool) -> Path:
-    src = Path(input_path).resolve()
-    if in_place:
-        if output is not None and Path(output).resolve() != src:
-            raise UsageError("--in-place and -o/--output name different files; use one of them")
-        return src
-    if output is None:
-        raise UsageError("fix needs -o/--output FILE (or --in-place to overwrite the input)")
-    out = Path(output)
-    if out.resolve() == src:
-        raise UsageError(f"-o {output} is the input model; pass --in-place to overwrite it")
-    if out.exists() and out.is_dir():
-        raise UsageError(f"-o {output} is a directory")
-    if not out.parent.exists():
-        raise UsageError(f"-o {output}: folder {out.parent} does not exist")
+class WriteError(OnnxDoctorError):
+    """An output cannot be written (I/O error): one line, exit 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs: what must never be written
+# ----------------------------------------------------------------------------------------------
+class Inputs:
+    """The files a command reads. Compared by (st_dev, st_ino) where they exist, by resolved path
+    otherwise (a missing external-data file is still the input's)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[int, int], str] = {}
+        self._paths: dict[str, str] = {}
+        self.models: list[str] = []  # resolved paths of the input models
+
+    def add(self, path: str | os.PathLike, what: str) -> None:
+        real = _real(path)
+        if real is None:
+            return
+        self._paths.setdefault(real, what)
+        try:
+            st = os.stat(real)
+        except (OSError, ValueError):
+            return
+        if stat.S_ISREG(st.st_mode):
+            self._ids.setdefault((st.st_dev, st.st_ino), what)
+
+    def add_model(self, path: str | os.PathLike, data_files=(), *, what: str = "the input model") -> None:
+        """A model file and its external-data files (paths as resolved at load time)."""
+        self.add(path, what)
+        real = _real(path)
+        if real is not None:
+            self.models.append(real)
+        for f in data_files:
+            self.add(f, f"external data of {what} {Path(path).name}")
+
+    def find(self, path: str | os.PathLike) -> str | None:
+        """What `path` is, if it is one of the inputs."""
+        real = _real(path)
+        if real is None:
+            return None
+        hit = self._paths.get(real)
+        if hit is not None:
+            return hit
+        try:
+            st = os.stat(real)
+        except (OSError, ValueError):
+            return None
+        return self._ids.get((st.st_dev, st.st_ino))
+
+    def is_model(self, path: str | os.PathLike) -> bool:
+        real = _real(path)
+        return real is not None and real in self.models
+
+
+def _real(path: str | os.PathLike) -> str | None:
+    try:
+        return os.path.realpath(os.fspath(path))
+    except (OSError, ValueError):  # embedded NUL byte, symlink trouble
+        return None
+
+
+def target(path: str | os.PathLike, inputs: Inputs, *, option: str = "-o", in_place: bool = False,
+           hint: str = "") -> Path:
+    """Where an output named `path` goes (symlinks followed), refused when it is an input (except the
+    input model itself under `in_place`), a folder, or in a folder that does not exist. Raises
+    UsageError; writes nothing."""
+    shown = os.fspath(path)
+    if "\0" in shown:
+        raise UsageError(f"{option} {shown!r}: a file name cannot contain a NUL byte")
+    real = _real(path)
+    if real is None:
+        raise UsageError(f"{option} {shown}: not a usable path")
+    out = Path(real)
+    what = inputs.find(out)
+    if what is not None and not (in_place and inputs.is_model(out)):
+        extra = f"; {hint}" if hint and what == "the input model" else ""
+        raise UsageError(f"{option} {shown} is {what}; refused (an input is never overwritten){extra}")
+    if out.is_dir():
+        raise UsageError(f"{option} {shown} is a directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"{option} {shown}: folder {Path(shown).parent} does not exist")
     return out
 
 
-def save_model(model: onnx.ModelProto, output: str | Path, *, external: bool) -> list[Path]:
-    """Write `model` to `output` atomically. With `external` (the input had external data) or when the
-    model is too big for one protobuf, weights go to `<output name>.data` beside it. Everything is
-    first written into a temporary folder next to the output, then moved into place (data file
-    first), so a crash never leaves a half-written model. Returns the files written."""
-    out = Path(output)
-    use_external = external or model.ByteSize() > PROTOBUF_SAFE_BYTES
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        tmp_model = tmpdir / out.name
+def distinct(*outputs: tuple[str, str | os.PathLike | None]) -> None:
+    """Refuse two outputs (option, path) that are the same file."""
+    seen: dict[str, str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        real = _real(path) or os.fspath(path)
+        if real in seen:
+            raise UsageError(f"{seen[real]} and {option} name the same file {os.fspath(path)}; give them different files")
+        seen[real] = option
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+def write_text(path: str | os.PathLike, content: str, inputs: Inputs, *, option: str = "-o") -> Path:
+    """Write a report (or baseline) atomically. Raises UsageError / WriteError."""
+    out = target(path, inputs, option=option)
+    data = content.encode("utf-8")
+    with _Folder(out, os.fspath(path)) as folder:
+        tmp = folder.temp_file()
+        folder.write_file(tmp, [data])
+        folder.replace(tmp, out)
+    return out
+
+
+def save_model(model, path: str | os.PathLike, inputs: Inputs, *, external: bool, in_place: bool = False) -> list[str]:
+    """Write `model` (an onnx.ModelProto whose weights are loaded) to `path`. With `external` (the
+    input had external data) or when the model is too big for one protobuf, tensors of
+    EXTERNAL_MIN_BYTES or more go to a data file beside it. Returns the files written, as the caller
+    named them.
+    See the module docstring for the guarantees. Raises UsageError / WriteError."""
+    shown = os.fspath(path)
+    out = target(path, inputs, in_place=in_place)
+    with _Folder(out, shown) as folder:
+        old_data = _data_files_of(out) if out.exists() else []
+        use_external = external or _too_big(model)
+        data_name = _fresh_data_name(out) if use_external else None
+        model_bytes, chunks = _serialize(model, data_name, shown)
+        tmp_data = None
+        if chunks:
+            tmp_data = folder.temp_file()
+            folder.write_file(tmp_data, chunks)
+            _fault("data-written")
+        tmp_model = folder.temp_file()
+        folder.write_file(tmp_model, [model_bytes])
+        _fault("model-written")
         written = [out]
-        if use_external:
-            data_name = f"{out.name}.data"
-            copy = onnx.ModelProto()
-            copy.CopyFrom(model)
-            onnx.save_model(copy, tmp_model, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024, convert_attribute=False)
-            if (tmpdir / data_name).exists():
-                os.replace(tmpdir / data_name, out.parent / data_name)
-                written.append(out.parent / data_name)
-        else:
-            onnx.save_model(model, tmp_model)
-        os.replace(tmp_model, out)
-        return written
+        shown_written = [shown]
+        if tmp_data is not None:
+            data_path = out.parent / data_name
+            folder.place_new(tmp_data, data_path)
+            written.append(data_path)
+            beside = os.path.join(os.path.dirname(shown), data_name)
+            shown_written.append(beside if _real(beside) == str(data_path) else str(data_path))
+            _fault("data-renamed")
+        folder.replace(tmp_model, out)  # the commit point
+        folder.committed = True
+        _fault("committed")
+        folder.sync()
+        for old in old_data:
+            if old in written:
+                continue
+            # --in-place: the old data files are the input model's own, which the user asked to replace.
+            # Otherwise: never an input's, and only files named as onnxdoctor names them (a file of
+            # another name may be shared with another model).
+            if not in_place and (inputs.find(old) is not None or not _ours(out, old)):
+                continue
+            try:
+                old.unlink()
+            except OSError:
+                pass  # the new pair is in place; a leftover old data file loses nothing
+    return shown_written
+
+
+def _too_big(model) -> bool:
+    try:
+        return model.ByteSize() > PROTOBUF_SAFE_BYTES
+    except Exception:  # noqa: BLE001 - protobuf refuses to size some huge messages
+        return True
+
+
+def _data_pattern(out: Path) -> re.Pattern:
+    return re.compile(re.escape(out.name) + r"(\.[0-9]{1,6})?\.data")
+
+
+def _ours(out: Path, data: Path) -> bool:
+    """Whether `data` is a data-file name onnxdoctor gives the model `out` (OUT.data, OUT.N.data)."""
+    return data.parent == out.parent and _data_pattern(out).fullmatch(data.name) is not None
+
+
+def _fresh_data_name(out: Path) -> str:
+    """OUT.data if no such file exists, else OUT.1.data, OUT.2.data...: never an existing file."""
+    for k in range(0, 1000000):
+        name = f"{out.name}.data" if k == 0 else f"{out.name}.{k}.data"
+        if not os.path.lexists(out.parent / name):
+            return name
+    raise WriteError(f"{out}: no free name for its data file")  # pragma: no cover
+
+
+def _data_files_of(out: Path) -> list[Path]:
+    """The external-data files the model now at `out` uses (resolved, inside its folder); [] when it
+    is unreadable or has none."""
+    from . import _wire, external
+    from ._onnx import ModelProto
+
+    try:
+        data, _, view = _wire.read_model(out)
+        if view is not None:
+            view.close()
+        proto = ModelProto()
+        proto.ParseFromString(data)
+        files = set()
+        base = os.path.realpath(out.parent)
+        for _, t in external.external_tensors(proto):
+            try:
+                res = external.resolve(base, external.parse_ref(t))
+            except external.RefError:
+                continue
+            if res.size is not None:
+                files.add(Path(res.path))
+        return sorted(files)
+    except Exception:  # noqa: BLE001 - an unreadable old output has no data files we may remove
+        return []
+
+
+def _serialize(model, data_name: str | None, shown: str) -> tuple[bytes, list]:
+    """The model's bytes and the data file's chunks. With `data_name`, every tensor of at least
+    EXTERNAL_MIN_BYTES of the main graph's initializers (and of its other tensors, through onnx) is
+    written to the data file, 4 KiB aligned, and replaced by a reference; the caller's model is left
+    as it was."""
+    if data_name is None:
+        return model.SerializeToString(), []
+    from ._onnx import TensorProto
+
+    chunks: list = []
+    offset = 0
+    graph = model.graph
+    held = list(graph.initializer)
+    stubs = []
+    for t in held:
+        raw = _raw_bytes(t)
+        if raw is None or len(raw) < EXTERNAL_MIN_BYTES:
+            stubs.append(t)
+            continue
+        pad = -offset % 4096
+        if pad:
+            chunks.append(b"\0" * pad)
+            offset += pad
+        stub = TensorProto()
+        stub.name, stub.data_type = t.name, t.data_type
+        stub.dims.extend(t.dims)
+        if t.doc_string:
+            stub.doc_string = t.doc_string
+        for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(len(raw)))):
+            entry = stub.external_data.add()
+            entry.key, entry.value = key, value
+        stub.data_location = TensorProto.EXTERNAL
+        chunks.append(raw)
+        offset += len(raw)
+        stubs.append(stub)
+    # Swap the stubs in, serialize, swap the tensors back: no copy of the weights.
+    del graph.initializer[:]
+    graph.initializer.extend(stubs)
+    try:
+        data = model.SerializeToString()
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        del graph.initializer[:]
+        graph.initializer.extend(held)
+    if len(data) > PROTOBUF_SAFE_BYTES:
+        raise WriteError(f"{shown}: cannot write: the model is over 2 GB even with its initializers in external data "
+                         "(big tensors in attributes or subgraphs); cannot write it")
+    return data, chunks
+
+
+def _raw_bytes(t) -> bytes | None:
+    from ._onnx import TensorProto
+
+    if t.data_location == TensorProto.EXTERNAL:  # a stub (weights not loaded): stays as it is
+        return None
+    if t.HasField("raw_data"):
+        return t.raw_data
+    from onnx import numpy_helper
+
+    try:
+        arr = numpy_helper.to_array(t)
+    except Exception:  # noqa: BLE001 - strings and odd types stay inline
+        return None
+    if arr.dtype == object:
+        return None
+    return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+
+
+# ----------------------------------------------------------------------------------------------
+# The folder: locking, temporaries, renames, errors
+# ----------------------------------------------------------------------------------------------
+class _Folder:
+    """The output's folder while writing: locked, with this write's temporaries, every OSError turned
+    into one WriteError line naming `shown`."""
+
+    def __init__(self, out: Path, shown: str) -> None:
+        self.out = out
+        self.dir = out.parent
+        self.shown = shown
+        self.temps: list[Path] = []
+        self.placed: list[Path] = []  # new files already under their final name: removed unless committed
+        self.fd: int | None = None
+        self.locked = False
+        self.committed = False
+
+    def __enter__(self) -> _Folder:
+        try:
+            self.fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as e:
+            raise self.error(e) from None
+        try:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.locked = True
+        except (ImportError, OSError):
+            pass  # no locks here (Windows, some network file systems): writers do not take turns
+        _clean_stale(self.dir, self.locked)
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        for t in self.temps + ([] if self.committed else self.placed):
+            try:
+                t.unlink()
+            except OSError:
+                pass
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+        if isinstance(value, OSError):
+            raise self.error(value) from None
+
+    def error(self, e: OSError) -> WriteError:
+        reason = e.strerror or str(e)
+        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            reason = "no space left on the device"
+        elif e.errno == errno.EROFS:
+            reason = "read-only file system"
+        elif e.errno in (errno.EACCES, errno.EPERM):
+            reason = f"permission denied (folder {self.dir})"
+        elif e.errno == errno.EFBIG:
+            reason = "file too large (file size limit)"
+        if self.committed:
+            return WriteError(f"{self.shown}: written, but then: {reason}")
+        return WriteError(f"{self.shown}: cannot write: {reason}; nothing was changed")
+
+    def temp_file(self) -> Path:
+        name = f".{self.out.name[:120]}{TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}"
+        p = self.dir / name
+        self.temps.append(p)
+        return p
+
+    def write_file(self, path: Path, chunks) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            first = True
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    n = os.write(fd, view[:1 << 26])
+                    view = view[n:]
+                    if first:
+                        _fault("write")
+                        first = False
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def place_new(self, tmp: Path, dest: Path) -> None:
+        """Rename `tmp` to `dest`, which must not exist (never replaces a file)."""
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            raise OSError(errno.EEXIST, f"{dest.name} appeared while writing") from None
+        except OSError:  # no hard links here: the folder is locked and dest was free a moment ago
+            if os.path.lexists(dest):
+                raise OSError(errno.EEXIST, f"{dest.name} appeared while writing") from None
+            os.replace(tmp, dest)
+            self.temps.remove(tmp)
+            self.placed.append(dest)
+            return
+        self.placed.append(dest)
+        os.unlink(tmp)
+        self.temps.remove(tmp)
+
+    def replace(self, tmp: Path, dest: Path) -> None:
+        os.replace(tmp, dest)
+        self.temps.remove(tmp)
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError:
+            pass  # some file systems cannot sync a folder; the renames happened
+
+
+_STALE = re.compile(r"\..*" + re.escape(TMP_MARK) + r"([0-9]+)\.[0-9a-f]+")
+
+
+def _clean_stale(folder: Path, locked: bool) -> None:
+    """Remove the temporaries a killed writer left in `folder`: under the folder's lock every other
+    writer's temporary is stale (a live writer would hold the lock); without locks, only those whose
+    process is gone."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    me = os.getpid()
+    for name in names:
+        m = _STALE.fullmatch(name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid == me:
+            continue
+        if not locked and _alive(pid):
+            continue
+        try:
+            (folder / name).unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def _fault(step: str) -> None:
+    spec = os.environ.get(_FAULT_ENV)
+    if not spec:
+        return
+    where, _, action = spec.partition(":")
+    if where != step:
+        return
+    if action == "kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if action == "eio":
+        raise OSError(errno.EIO, os.strerror(errno.EIO))

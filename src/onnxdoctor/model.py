@@ -19,10 +19,9 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from . import _onnx, _wire
+from . import _onnx, _wire, external
 from ._onnx import AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto
 
-from ._onnx_ops import PLAIN_STANDARD_OPS
 from ._typeinfo import GRAPH_ATTR_OPS, KINDS as _KINDS, graph_order, subgraphs_of, type_tuple, value_types
 from .errors import ModelLoadError
 
@@ -34,7 +33,7 @@ MAX_ELEMENTS = 2**40
 MAX_VALUE_ELEMENTS = 1 << 16
 
 # Standard ops whose schema (any version) has a tensor or graph attribute (tests/test_load.py checks it).
-TENSOR_OR_GRAPH_ATTR_OPS = GRAPH_ATTR_OPS | {"Constant", "ConstantOfShape"}
+TENSOR_OR_GRAPH_ATTR_OPS = external.TENSOR_OR_GRAPH_ATTR_OPS
 CONTROL_FLOW_GRAPH_ATTRS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
 
 
@@ -485,11 +484,7 @@ def attribute_value(a: AttributeProto):
 # ----------------------------------------------------------------------------
 # External data
 # ----------------------------------------------------------------------------
-class ExternalRef(NamedTuple):
-    tensor: str
-    location: str
-    offset: int
-    length: int | None
+ExternalRef = external.Ref  # (tensor, location, offset, length): validated at load time
 
 
 class LazyBytes(NamedTuple):
@@ -505,19 +500,8 @@ class LazyBytes(NamedTuple):
 
 
 def _external_ref(t: TensorProto) -> ExternalRef:
-    loc, offset, length = "", "0", ""
-    for e in t.external_data:
-        key = e.key
-        if key == "location":
-            loc = e.value
-        elif key == "offset":
-            offset = e.value
-        elif key == "length":
-            length = e.value
-    try:
-        return ExternalRef(t.name, loc, int(offset or 0), int(length) if length else None)
-    except ValueError:
-        raise ValueError(f"tensor {t.name!r} has a non-numeric external-data offset/length") from None
+    """The tensor's external-data reference. Raises ValueError (external.RefError) when malformed."""
+    return external.parse_ref(t)
 
 
 # ----------------------------------------------------------------------------
@@ -532,7 +516,7 @@ class Model:
         self.base_dir = base_dir.resolve() if base_dir is not None else None
         self.external: list[ExternalRef] = []
         self.external_problems: list[tuple[str, str]] = []  # (tensor, problem) for missing/short data files
-        self._external_files: dict[str, int | None] = {}  # location -> file size (None: missing), checked once
+        self.external_files: dict[str, external.Resolved] = {}  # location -> its file and size, resolved once
         self.lazy_raw: dict[str, LazyBytes] = {}  # main-graph raw_data left in the file (load(lazy_weights=True))
         self.shape_inference_error: str | None = None
         self.frozen_inputs: tuple[str, ...] = ()  # graph inputs whose dims --shape fixed
@@ -1021,7 +1005,7 @@ def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, infer
     validate structure. Inference runs on the unvalidated graph: it is linear without data propagation
     and survives cycles. `inferred_elsewhere()` returns a helper process's inference result, if any
     (prefetch.take): then the views are built first and typed when it is collected."""
-    _validate_tensors(model, model.proto.graph, "the main graph", 0)
+    _validate_tensors(model)
     if shapes:
         from .shapes import freeze_inputs
 
@@ -1072,33 +1056,19 @@ def _parse(shown: str, data: bytes) -> ModelProto:
     return proto
 
 
-def _validate_tensors(model: Model, graph: GraphProto, where: str, depth: int) -> None:
-    """Initializers and Constant tensors of a graph and its subgraphs: sizes, external references."""
-    if depth > MAX_SUBGRAPH_DEPTH:
-        raise ModelLoadError(model.path, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep")
-    lazy = model.lazy_raw if depth == 0 else {}
-    for t in graph.initializer:
-        _check_tensor(model, t, where, lazy.get(t.name))
-    for i, node in enumerate(graph.node):
-        if not _may_hold_tensors(node.op_type, node.domain):
-            continue
-        for a in node.attribute:
-            if a.type == AttributeProto.TENSOR:
-                _check_tensor(model, a.t, where)
-            elif a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-                for sub in [a.g] if a.type == AttributeProto.GRAPH else a.graphs:
-                    label = f"subgraph {node.name or node.op_type + '#' + str(i)}/{a.name}"
-                    _validate_tensors(model, sub, label, depth + 1)
+def _validate_tensors(model: Model) -> None:
+    """Every tensor of the model, wherever it hides (external.tensors): sane sizes, and each
+    external-data reference validated before anything reads it."""
+    lazy = model.lazy_raw
+    try:
+        for where, t, depth in external.tensors(model.proto, MAX_SUBGRAPH_DEPTH):
+            _check_tensor(model, t, where, lazy.get(t.name) if lazy and depth == 0 else None)
+    except RecursionError:
+        raise ModelLoadError(model.path, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep") from None
 
 
-@functools.lru_cache(maxsize=None)
-def _may_hold_tensors(op_type: str, domain: str) -> bool:
-    """Whether a node can carry tensor or graph attributes: ops of other domains and unknown ops may;
-    a standard op only if its schema declares such an attribute (Constant, ConstantOfShape, If...).
-    Skips the attribute walk for the thousands of nodes that cannot."""
-    if domain not in ("", "ai.onnx") or op_type in TENSOR_OR_GRAPH_ATTR_OPS:
-        return True
-    return op_type not in PLAIN_STANDARD_OPS
+# Kept for tests and plugins that imported them from here.
+_may_hold_tensors = external.may_hold_tensors
 
 
 def _validate(model: Model) -> None:
@@ -1127,15 +1097,16 @@ def _check_tensor(model: Model, t: TensorProto, where: str, lazy: LazyBytes | No
     n = math.prod(dims)
     if n > MAX_ELEMENTS or (dims and min(dims) < 0):
         shown = model.path
+        name = external.text(t.name)
         if min(dims) < 0:
-            raise ModelLoadError(shown, f"initializer {t.name!r} in {where} has a negative dimension {list(dims)}")
-        raise ModelLoadError(shown, f"initializer {t.name!r} in {where} claims {n:.3g} elements (dims {list(t.dims)}): absurd size")
+            raise ModelLoadError(shown, f"initializer {name!r} in {where} has a negative dimension {list(dims)}")
+        raise ModelLoadError(shown, f"initializer {name!r} in {where} claims {n:.3g} elements (dims {list(t.dims)}): absurd size")
     if t.data_location == _EXTERNAL:
         try:
-            ref = _external_ref(t)
-        except ValueError as e:
+            ref = external.parse_ref(t)
+        except external.RefError as e:
             raise ModelLoadError(model.path, str(e)) from None
-        _check_external(model, ref)
+        _check_external(model, ref, t)
         return
     size = _FIXED_SIZES.get(t.data_type)
     if size is not None and (lazy is not None or t.HasField("raw_data")):
@@ -1143,49 +1114,35 @@ def _check_tensor(model: Model, t: TensorProto, where: str, lazy: LazyBytes | No
         held = lazy.length if lazy is not None else len(t.raw_data)
         if held != expected:
             raise ModelLoadError(
-                model.path, f"initializer {t.name!r} in {where} holds {held} bytes but dims {list(t.dims)} need {expected}"
+                model.path, f"initializer {external.text(t.name)!r} in {where} holds {held} bytes but dims {list(t.dims)} need {expected}"
             )
 
 
 _EXTERNAL = TensorProto.EXTERNAL
-# bytes per element of types stored in raw_data
-_FIXED_SIZES = {
-    TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1, TensorProto.UINT16: 2, TensorProto.INT16: 2,
-    TensorProto.INT32: 4, TensorProto.INT64: 8, TensorProto.BOOL: 1, TensorProto.FLOAT16: 2, TensorProto.DOUBLE: 8,
-    TensorProto.UINT32: 4, TensorProto.UINT64: 8, TensorProto.COMPLEX64: 8, TensorProto.COMPLEX128: 16,
-    TensorProto.BFLOAT16: 2, TensorProto.FLOAT8E4M3FN: 1, TensorProto.FLOAT8E4M3FNUZ: 1, TensorProto.FLOAT8E5M2: 1,
-    TensorProto.FLOAT8E5M2FNUZ: 1, TensorProto.UINT4: 0.5, TensorProto.INT4: 0.5,
-}
+_FIXED_SIZES = external.FIXED_SIZES
 
 
-def _check_external(model: Model, ref: ExternalRef) -> None:
-    shown = model.path
-    loc = ref.location
-    if not loc:
-        raise ModelLoadError(shown, f"initializer {ref.tensor!r} is marked external but names no location")
+def _check_external(model: Model, ref: ExternalRef, t: TensorProto) -> None:
+    """Resolve the reference's file inside the model's folder (refused: ModelLoadError) and record
+    whether it can hold the tensor (a missing or short file is a finding, MOD502)."""
     base = model.base_dir
-    if base is None:
-        model.external.append(ref)
-        return
-    # Thousands of tensors usually share one data file: check, resolve and stat each location once.
-    files = model._external_files
-    if loc not in files:
-        if os.path.isabs(loc) or Path(loc).drive:
-            raise ModelLoadError(shown, f"external data of {ref.tensor!r} points to an absolute path {loc!r}; refused (must be inside the model's folder)")
-        target = (base / loc).resolve()
-        if base not in target.parents:
-            raise ModelLoadError(shown, f"external data of {ref.tensor!r} points outside the model's folder ({loc!r}); refused")
-        files[loc] = target.stat().st_size if target.is_file() else None
     model.external.append(ref)
-    size = files[loc]
-    if size is None:
-        model.external_problems.append((ref.tensor, f"external data file {loc!r} not found"))
+    if base is None:
         return
-    if ref.length is not None:
-        if ref.offset + ref.length > size:
-            model.external_problems.append(
-                (ref.tensor, f"external data file {loc!r} is {size} bytes, too short for offset {ref.offset} + length {ref.length}")
-            )
+    # Thousands of tensors usually share one data file: resolve and stat each location once.
+    files = model.external_files
+    hit = files.get(ref.location)
+    if hit is None:
+        try:
+            hit = files[ref.location] = external.resolve(str(base), ref)
+        except external.RefError as e:
+            raise ModelLoadError(model.path, str(e)) from None
+    if hit.size is None:
+        model.external_problems.append((ref.tensor, f"external data file {ref.location!r} not found"))
+        return
+    problem = external.range_problem(ref, hit.size, external.expected_bytes(t))
+    if problem is not None:
+        model.external_problems.append((ref.tensor, problem))
 
 
 def _check_structure(model: Model, g: Graph, where: str) -> None:
