@@ -115,7 +115,7 @@ def fold(model: onnx.ModelProto, size_threshold: int) -> onnx.ModelProto:
 
 def cleaned(model: onnx.ModelProto) -> onnx.ModelProto:
     """Remove dead nodes and unused initializers, sort topologically, and store the values of
-    main-graph `Constant` nodes as initializers (the same tensors, one node fewer each)."""
+    `Constant` nodes as initializers in every graph (the same tensors, one node fewer each)."""
     g = import_graph(model)
     g.cleanup(remove_unused_graph_inputs=False).toposort()
     out = export_model(g, model)
@@ -124,24 +124,55 @@ def cleaned(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _constants_to_initializers(model: onnx.ModelProto) -> None:
-    g = model.graph
-    outputs = {o.name for o in g.output}
-    keep = []
-    moved = False
-    for n in g.node:
-        attr = n.attribute[0] if n.op_type == "Constant" and len(n.attribute) == 1 else None
-        if (attr is not None and attr.name == "value" and n.domain in ("", "ai.onnx") and len(n.output) == 1
-                and n.output[0] not in outputs):
-            t = onnx.TensorProto()
-            t.CopyFrom(attr.t)
-            t.name = n.output[0]
-            g.initializer.append(t)
-            moved = True
-        else:
-            keep.append(n)
-    if moved:
-        del g.node[:]
-        g.node.extend(keep)
+    """Store the values of `Constant` nodes (what GRF410 reports) as initializers of their graph, in
+    every graph: the main graph and control-flow bodies. IR version 3 needs initializers to be graph
+    inputs too: left alone."""
+    if model.ir_version < 4:
+        return
+    stack = [model.graph]
+    while stack:
+        g = stack.pop()
+        outputs = {o.name for o in g.output}
+        keep = []
+        moved = False
+        for n in g.node:
+            t = _constant_tensor(n, outputs)
+            if t is not None:
+                g.initializer.append(t)
+                moved = True
+            else:
+                keep.append(n)
+                for a in n.attribute:
+                    if a.type == onnx.AttributeProto.GRAPH:
+                        stack.append(a.g)
+                    elif a.type == onnx.AttributeProto.GRAPHS:
+                        stack.extend(a.graphs)
+        if moved:
+            del g.node[:]
+            g.node.extend(keep)
+
+
+def _constant_tensor(n: onnx.NodeProto, outputs: set[str]) -> onnx.TensorProto | None:
+    """The initializer a Constant node's value becomes (named as its output), or None."""
+    if n.op_type != "Constant" or n.domain not in ("", "ai.onnx") or len(n.attribute) != 1 or len(n.output) != 1 \
+            or not n.output[0] or n.output[0] in outputs:
+        return None
+    a = n.attribute[0]
+    name = n.output[0]
+    if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+        t = onnx.TensorProto()
+        t.CopyFrom(a.t)
+        t.name = name
+        return t
+    if a.name == "value_float" and a.type == onnx.AttributeProto.FLOAT:
+        return onnx.helper.make_tensor(name, onnx.TensorProto.FLOAT, [], [a.f])
+    if a.name == "value_int" and a.type == onnx.AttributeProto.INT:
+        return onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [], [a.i])
+    if a.name == "value_floats" and a.type == onnx.AttributeProto.FLOATS:
+        return onnx.helper.make_tensor(name, onnx.TensorProto.FLOAT, [len(a.floats)], list(a.floats))
+    if a.name == "value_ints" and a.type == onnx.AttributeProto.INTS:
+        return onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [len(a.ints)], list(a.ints))
+    return None
 
 
 def unique_name(taken: set[str], base: str) -> str:

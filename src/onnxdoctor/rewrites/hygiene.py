@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import onnx
 
 from ..findings import Applicability
@@ -48,38 +50,53 @@ class FoldConstants(Rewrite):
 
 
 class Cleanup(Rewrite):
-    """Remove nodes whose results are never used and initializers nothing reads.
+    """Remove nodes whose results are never used and initializers nothing reads; store Constant nodes
+    as initializers.
 
     ## What it does
-    Removes dead nodes (no path to a graph output) and unused initializers, and sorts the graph
-    topologically.
+    Removes dead nodes (no path to a graph output) and unused initializers, stores the value of each
+    `Constant` node as an initializer of its graph (control-flow bodies included), and sorts the
+    graph topologically.
 
     ## When it applies
-    Findings GRF402 (dead node), GRF403 (unused initializer); also run after every other rewrite.
+    Findings GRF402 (dead node), GRF403 (unused initializer), GRF410 (Constant node); also run after
+    every other rewrite.
 
     ## Example
-    A debugging `Shape` node left in an export whose output nobody reads.
+    A debugging `Shape` node left in an export whose output nobody reads; `two = Constant(2.0)`
+    becomes the initializer `two`.
 
     ## Safety
-    Safe: graph outputs do not depend on what is removed.
+    Safe: graph outputs do not depend on what is removed, and a Constant's tensor is the same as an
+    initializer.
 
     ## Resolves
-    GRF402, GRF403
+    GRF402, GRF403, GRF410
     """
 
     name = "cleanup"
     phase = 90
-    summary = "remove dead nodes and unused initializers"
+    summary = "remove dead nodes and unused initializers, store Constant nodes as initializers"
     applicability = Applicability.SAFE
-    resolves = ("GRF402", "GRF403")
+    resolves = ("GRF402", "GRF403", "GRF410")
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        nodes, inits = node_count(model), len(model.graph.initializer)
+        nodes, inits, consts = node_count(model), len(model.graph.initializer), _constant_count(model)
         out = cleaned(model)
-        dn, di = nodes - node_count(out), inits - len(out.graph.initializer)
-        if dn <= 0 and di <= 0:
-            return Outcome(model, skipped=["nothing dead or unused"])
-        return Outcome(out, [f"removed {dn} dead node(s) and {di} unused initializer(s)"])
+        moved = consts - _constant_count(out)
+        dn, di = nodes - node_count(out) - moved, inits - len(out.graph.initializer) + moved
+        if dn <= 0 and di <= 0 and moved <= 0:
+            return Outcome(model, skipped=["nothing dead or unused, no Constant nodes to store"])
+        changes = []
+        if dn > 0 or di > 0:
+            changes.append(f"removed {max(dn, 0)} dead node(s) and {max(di, 0)} unused initializer(s)")
+        if moved > 0:
+            changes.append(f"stored {moved} Constant node(s) as initializers")
+        return Outcome(out, changes)
+
+
+def _constant_count(model: onnx.ModelProto) -> int:
+    return sum(1 for g in graph_protos(model).values() for n in g.node if n.op_type == "Constant")
 
 
 # ----------------------------------------------------------------------------
@@ -212,19 +229,85 @@ class DedupeInitializers(Rewrite):
         return Outcome(out, changes, skipped)
 
 
+class DedupeNodes(Rewrite):
+    """Common-subexpression elimination: a node that computes what an earlier node computes is removed.
+
+    ## What it does
+    Finds what GRF407 reports — nodes with the same op, attributes and inputs as an earlier node
+    (inputs compared after earlier duplicates are merged, small initializers by content), skipping
+    random ops, `Dropout`, nodes with subgraphs and nodes of other domains — points every reader of
+    a duplicate's outputs (also inside control-flow bodies) at the original's, and deletes the
+    duplicate. Runs in every graph.
+
+    ## When it applies
+    GRF407 findings. A duplicate whose output is a graph output is kept.
+
+    ## Example
+    `a = Relu(x); b = Relu(x); y = Add(a, b)` becomes `a = Relu(x); y = Add(a, a)`.
+
+    ## Safety
+    Safe: a deterministic op computes the same values from the same inputs and attributes.
+
+    ## Resolves
+    GRF407
+    """
+
+    name = "dedupe-nodes"
+    phase = 90
+    summary = "merge nodes that compute the same thing (common-subexpression elimination)"
+    applicability = Applicability.SAFE
+    resolves = ("GRF407",)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        from ..checks.grf.duplicate_node import duplicates
+        from ..model import from_proto
+
+        view = from_proto(model, infer_shapes=False)
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        protos = graph_protos(out)
+        changes: list[str] = []
+        for g in view.graphs:
+            gp = protos.get(g.path)
+            if gp is None or len(g.nodes) < 2:
+                continue
+            found = duplicates(view, g)
+            if not found:
+                continue
+            gone = {d.index for d in found}
+            mapping: dict[str, str] = {}
+            for d in found:
+                mapping.update(d.mapping)
+            keep = [n for i, n in enumerate(gp.node) if i not in gone]
+            del gp.node[:]
+            gp.node.extend(keep)
+            _rename_inputs(gp, mapping)
+            vis = [vi for vi in gp.value_info if vi.name not in mapping]
+            del gp.value_info[:]
+            gp.value_info.extend(vis)
+            ops = collections.Counter(g.op_types[i] for i in gone)
+            where = f" in {'/'.join(g.path)}" if g.path else ""
+            changes.append(f"merged {len(gone)} duplicate node(s){where}: "
+                           + ", ".join(f"{op}×{n}" if n > 1 else op for op, n in ops.most_common()))
+        if not changes:
+            return Outcome(model, skipped=["no duplicate nodes"])
+        return Outcome(out, changes)
+
+
 class RemoveNoops(Rewrite):
     """Remove nodes that pass a value through unchanged, and exact Cast round trips.
 
     ## What it does
-    Removes what GRF405 and GRF406 report: `Identity`; `Dropout` in inference mode whose mask is
-    unused; `Cast` to the type its input already has; and the second `Cast` of a round trip through a
+    Removes what GRF405, GRF406 and GRF408 report: `Identity`; `Dropout` in inference mode whose mask
+    is unused; `Cast` to the type its input already has; the second `Cast` of a round trip through a
     wider type that is exact (FLOAT → DOUBLE → FLOAT, INT32 → INT64 → INT32, ...; the first Cast goes
-    too when nothing else reads it). Readers of the removed output read its input instead. When the
+    too when nothing else reads it); and `x + 0`, `x - 0`, `x * 1`, `x / 1` with a constant whose
+    broadcast leaves `x`'s shape unchanged. Readers of the removed output read its input instead. When the
     removed output is a graph output, the producer of the input is renamed to produce the graph
     output, so the model's interface keeps its names.
 
     ## When it applies
-    GRF405 and GRF406 findings. Kept (with the reason) when the output is a graph output and the input
+    GRF405, GRF406 and GRF408 findings. Kept (with the reason) when the output is a graph output and the input
     is a graph input, an initializer, another graph output or an outer-scope value — the node is then
     what gives the output its name.
 
@@ -233,17 +316,18 @@ class RemoveNoops(Rewrite):
     `r = Relu(x)` becomes `y = Relu(x)`.
 
     ## Safety
-    Safe: the values are identical (the Cast round trips are exact for every value of the type).
+    Safe: the values are identical (the Cast round trips are exact for every value of the type; `x + 0`
+    turns `-0.0` into `+0.0`, which compares equal).
 
     ## Resolves
-    GRF405, GRF406
+    GRF405, GRF406, GRF408
     """
 
     name = "remove-noops"
     phase = 90
-    summary = "remove Identity, inference Dropout, same-type Cast and exact Cast round trips"
+    summary = "remove Identity, inference Dropout, same-type Cast, exact Cast round trips, x+0 and x*1"
     applicability = Applicability.SAFE
-    resolves = ("GRF405", "GRF406")
+    resolves = ("GRF405", "GRF406", "GRF408")
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from ..model import from_proto
@@ -274,9 +358,16 @@ def _noops(model, g) -> list[tuple[int, str, str, str]]:
     from ..checks.grf.noop_node import _inference
     from ..model import NodeRef, dtype_name
 
+    from ..checks.grf.identity_arithmetic import identity_operand
+
     found = []
     for i, node in enumerate(g.nodes):
         op = node.op_type
+        if op in ("Add", "Sub", "Mul", "Div") and g.standard[i]:
+            hit = identity_operand(model, g.ref(i))
+            if hit is not None:
+                found.append((i, hit[0], node.output[0], hit[1]))
+            continue
         if op not in ("Identity", "Dropout", "Cast") or node.domain not in ("", "ai.onnx") or not node.input or not node.output:
             continue
         ref = NodeRef(node, g, i)
@@ -361,4 +452,4 @@ def _remove(g, gp: onnx.GraphProto, found: list[tuple[int, str, str, str]]) -> t
     return changes, skipped
 
 
-REWRITES = (FoldConstants, Cleanup, DedupeInitializers, RemoveNoops)
+REWRITES = (FoldConstants, Cleanup, DedupeInitializers, DedupeNodes, RemoveNoops)

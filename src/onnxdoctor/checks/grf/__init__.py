@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from .cancelling_casts import CancellingCasts
 from .constant_foldable_subgraph import ConstantFoldableSubgraph
+from .constant_node import ConstantNode
 from .dead_node import DeadNode
 from .duplicate_initializer import DuplicateInitializer
+from .duplicate_node import DuplicateNode
+from .identity_arithmetic import IdentityArithmetic
 from .noop_node import NoopNode
 from .unfused_gelu import UnfusedGelu
 from .unfused_layer_norm import UnfusedLayerNorm
@@ -19,6 +22,9 @@ RULES = (
     DuplicateInitializer,  # GRF404
     NoopNode,  # GRF405
     CancellingCasts,  # GRF406
+    DuplicateNode,  # GRF407
+    IdentityArithmetic,  # GRF408
+    ConstantNode,  # GRF410
     UnfusedLayerNorm,  # GRF411
     UnfusedGelu,  # GRF412
     UnfusedRmsNorm,  # GRF413

@@ -1,0 +1,79 @@
+"""GRF410 constant-node."""
+
+from __future__ import annotations
+
+from ...findings import Applicability, Fix, Severity
+from ...model import Graph, NodeRef
+from ...rule import Context, Rule
+
+# Constant attributes whose value converts to an initializer as is (sparse and string values do not).
+CONVERTIBLE_ATTRS = frozenset({"value", "value_float", "value_floats", "value_int", "value_ints"})
+
+
+class ConstantNode(Rule):
+    """`Constant` nodes whose values could be stored as initializers.
+
+    ## What it does
+    Counts, in each graph (control-flow bodies included), the `Constant` nodes with a tensor or
+    numeric value whose output is not a graph output, and reports them once per graph, at the first.
+    Models of IR version 3 and older are not reported: there every initializer must also be a graph
+    input.
+
+    ## Why it breaks TensorRT
+    A `Constant` node is a node: the parser imports it as a layer, and checks that want "an
+    initializer" (Reshape shapes, Slice starts, Resize scales, Pad pads on several releases) look at
+    the producer, not through it. TorchScript exports hold hundreds (every axis, index and scalar),
+    which makes graphs look twice their size and hides duplicates: equal initializers are merged by
+    `dedupe-initializers`, equal `Constant` nodes only by node deduplication.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[4] x) => (float[4] y) {
+          two = Constant<value = float {2.0}>()
+          y = Mul(x, two)
+        }
+
+    ## How to fix
+    Store each value as an initializer of the same name and delete the node; `onnxdoctor fix` does it
+    (`cleanup`, which runs after every rewrite).
+
+    ## Fix safety
+    `cleanup` is safe: the tensor is the same, only where it is stored changes.
+
+    ## TensorRT versions
+    All releases.
+
+    ## Sources
+    ONNX IR spec (initializers; IR version 3 requires them to be graph inputs); ONNX `Constant`
+    operator; onnx-graphsurgeon `export_onnx` (exports constants as initializers).
+    """
+
+    code = "GRF410"
+    name = "constant-node"
+    severity = Severity.INFO
+    summary = "Constant nodes that could be initializers"
+    fix = Fix("cleanup", Applicability.SAFE)
+
+    def check(self, ctx: Context):
+        if ctx.model.proto.ir_version < 4:
+            return
+        by_graph: dict[int, list[NodeRef]] = {}
+        for ref in ctx.nodes_of("Constant"):
+            if ref.graph.function is None and movable(ref.graph, ref):
+                by_graph.setdefault(id(ref.graph), []).append(ref)
+        for refs in by_graph.values():
+            n = len(refs)
+            where = f" in {'/'.join(refs[0].graph.path)}" if refs[0].graph.path else ""
+            yield self.finding(
+                ctx, f"{n} Constant node{'s' if n > 1 else ''}{where} could be {'initializers' if n > 1 else 'an initializer'}",
+                node=refs[0], tensor=refs[0].output(0), versions=ctx.kb.versions,
+                hint="onnxdoctor fix stores them as initializers",
+            )
+
+
+def movable(g: Graph, ref: NodeRef) -> bool:
+    """A Constant whose value can become an initializer of the same name."""
+    node = ref.node
+    out = ref.output(0)
+    return (len(node.attribute) == 1 and node.attribute[0].name in CONVERTIBLE_ATTRS and len(node.output) == 1
+            and bool(out) and out not in g.outputs)
