@@ -313,7 +313,7 @@ def test_branch_initializers_move_with_the_branch():
 # different ranks until `--shape x:2x8` makes the condition constant.
 CONTROL_FLOW = """
 <ir_version: 8, opset_import: ["" : 17]>
-g (float[N,8] x, bool c) => (float[N,8] y) <float[1] half = {0.5}> {
+g (float[N,8] x, bool c) => (float[N,8] y) <float[1] half = {0.75}> {
   scale = Add(half, half)
   y = If(c) <
     then_branch = t () => (float[N,8] a) {
@@ -357,7 +357,7 @@ def test_control_flow_model_survives_folding_freezing_and_fp16_conversion():
     assert [n.op_type for n in top.node] == ["If"]
     inits = {t.name: t for t in top.initializer}
     assert {t.data_type for t in inits.values()} == {onnx.TensorProto.FLOAT16}
-    assert numpy_helper.to_array(next(t for n, t in inits.items() if n.startswith("scale"))).tolist() == [1.0]
+    assert numpy_helper.to_array(next(t for n, t in inits.items() if n.startswith("scale"))).tolist() == [1.5]
     w16 = next(n for n in inits if n.startswith("w"))
     branches = {a.name: a.g for a in top.node[0].attribute}
     then_ops = [n.op_type for n in branches["then_branch"].node]
