@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from ..errors import UsageError
-from . import control_flow, functions, fusions, hygiene, mixed_precision, opset, precision, quantization, shapes, substitutions
+from . import control_flow, functions, fusions, hygiene, integers, mixed_precision, opset, precision, quantization, shapes, substitutions
 from .base import Outcome, Rewrite, RewriteContext
 
 BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
@@ -14,6 +14,7 @@ BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *hygiene.REWRITES,
     *functions.REWRITES,
     *control_flow.REWRITES,
+    *integers.REWRITES,
     *substitutions.REWRITES,
     *quantization.REWRITES,
     *opset.REWRITES,

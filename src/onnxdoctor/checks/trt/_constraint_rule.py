@@ -16,6 +16,10 @@ class ConstraintRule(Rule):
     control_flow: ClassVar[bool] = False
     hint_text: ClassVar[str]
 
+    def fix_for(self, ctx: Context, v):
+        """The fix a violation's finding names (the constraint's own by default)."""
+        return v.fix
+
     def check(self, ctx: Context):
         for v in violations(ctx):
             c = v.constraint
@@ -29,7 +33,7 @@ class ConstraintRule(Rule):
                 msg,
                 node=v.node,
                 severity=Severity.parse(v.severity or c.severity),
-                fix=v.fix,
+                fix=self.fix_for(ctx, v),
                 versions=constraint_versions(ctx, c),
                 hint=self.hint_text,
             )

@@ -61,3 +61,17 @@ def node_fix(node) -> Fix | None:
             return INLINE
         graph = graph.outer
     return fix
+
+
+SMALL_INT = Fix("small-int-to-int32", _SAFE)
+_SMALL_INTS = {"UINT8", "INT16", "UINT16", "UINT32"}
+
+
+def small_int_fix(release, type_name: str, role: str, opset: int) -> Fix | None:
+    """`small-int-to-int32` for a UINT8/INT16/UINT16/UINT32 value inside the network (not a main-graph
+    input or output): computed in INT32 (UINT32: INT64, when the release's Mod takes INT64)."""
+    if type_name not in _SMALL_INTS or role in ("input", "output") or opset < 10:
+        return None
+    if type_name == "UINT32" and "INT64" not in release.ops.get("Mod", ()):
+        return None
+    return SMALL_INT

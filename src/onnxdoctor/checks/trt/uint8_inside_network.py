@@ -7,7 +7,7 @@ from ..._onnx import TensorProto
 from ...findings import Severity
 from ...kb import version_key
 from ...rule import Context, Rule
-from ._substitutes import substitute_fix
+from ._substitutes import small_int_fix, substitute_fix
 from ._types import may_have, sites
 
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
@@ -39,7 +39,9 @@ class Uint8InsideNetwork(Rule):
     Cast UINT8 inputs to FLOAT/INT32 right at the network boundary and compute in that type.
 
     ## Fix safety
-    No automatic fix in general. UINT8 values of ONNX Runtime's dynamic quantization
+    UINT8 values computed outside quantization (a `Cast` to UINT8 and the arithmetic on it, UINT8
+    initializers added to an image) are computed in INT32 with explicit wrap-around by
+    `small-int-to-int32` (safe: the same values). UINT8 values of ONNX Runtime's dynamic quantization
     (`DynamicQuantizeLinear` outputs, UINT8 weights of `MatMulInteger`, `ConvInteger` and their
     contrib forms) go with the rewrite that replaces those ops by float ones
     (`dynamic-quantization-to-float` and its kin, unsafe: proven within tolerance).
@@ -89,7 +91,7 @@ class Uint8InsideNetwork(Rule):
                 subgraph=site.graph.path,
                 hint="cast to FLOAT or INT32 at the network boundary",
                 versions=ctx.kb.versions,
-                fix=_quantized_op_fix(site.producer, consumers),
+                fix=_quantized_op_fix(site.producer, consumers) or _plain_fix(ctx, site, consumers),
             )
 
 
@@ -100,3 +102,10 @@ def _quantized_op_fix(producer, consumers):
         return substitute_fix(producer.op_type, producer.domain) if producer.op_type == "DynamicQuantizeLinear" else None
     fixes = {substitute_fix(c.op_type, c.domain) for c in consumers}
     return fixes.pop() if len(fixes) == 1 and None not in fixes else None
+
+
+def _plain_fix(ctx: Context, site, consumers):
+    """UINT8 arithmetic outside quantization (no Q/DQ reads or makes it) is computed in INT32."""
+    if (site.producer is not None and site.producer.op_type in _QDQ) or any(c.op_type in _QDQ for c in consumers):
+        return None
+    return small_int_fix(ctx.release, "UINT8", site.role, ctx.model.opset)

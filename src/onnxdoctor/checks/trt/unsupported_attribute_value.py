@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ...findings import Severity
+from ...model import dtype_name
 from ._constraint_rule import ConstraintRule
+from ._substitutes import small_int_fix
 
 
 class UnsupportedAttributeValue(ConstraintRule):
@@ -31,7 +33,9 @@ class UnsupportedAttributeValue(ConstraintRule):
     node with an equivalent construction.
 
     ## Fix safety
-    No automatic fix: a different attribute value changes the result.
+    No automatic fix for most: a different attribute value changes the result. A `Cast` to INT16,
+    UINT16 or UINT32 inside the network is computed in INT32/INT64 with explicit wrap-around by
+    `small-int-to-int32` (safe).
 
     ## TensorRT versions
     Per constraint (`since`/`until` in `rules/trt/constraints.toml`), listed in each finding.
@@ -48,3 +52,14 @@ class UnsupportedAttributeValue(ConstraintRule):
     summary = "attribute value the importer rejects"
     kinds = frozenset({"attr", "attr_absent"})
     hint_text = "re-export with a supported attribute value"
+
+    def fix_for(self, ctx, v):
+        if v.constraint.op == "Cast" and v.constraint.params.get("attr") == "to":
+            to = v.node.attr("to")
+            name = dtype_name(to) if isinstance(to, int) else ""
+            out = v.node.output(0)
+            role = "output" if not v.node.graph.path and out in v.node.graph.outputs else "value"
+            fix = small_int_fix(ctx.release, name, role, ctx.model.opset)
+            if fix is not None:
+                return fix
+        return v.fix

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...findings import Severity
 from ...model import dtype_name
 from ...rule import Context, Rule
+from ._substitutes import small_int_fix
 from ._types import may_have, sites
 
 # Handled by their own rules: DOUBLE (TRT112, cast down), UINT8 (TRT113, I/O only).
@@ -33,7 +34,10 @@ class UnsupportedDataType(Rule):
     and keep strings and complex numbers out of the TensorRT part of the pipeline.
 
     ## Fix safety
-    No automatic fix (changing I/O types changes the model's interface).
+    INT16, UINT16 and UINT32 values inside the network (not graph inputs or outputs) are computed in
+    INT32 (UINT32: INT64) with explicit wrap-around by `small-int-to-int32` (safe: the same values).
+    No automatic fix for graph inputs and outputs (changing I/O types changes the model's interface)
+    or for the other types.
 
     ## TensorRT versions
     All; the per-release type set is `types` in `rules/trt/releases.toml`.
@@ -79,6 +83,7 @@ class UnsupportedDataType(Rule):
                 subgraph=site.graph.path,
                 versions=versions,
                 hint=_hint(name, ctx),
+                fix=small_int_fix(ctx.release, name, site.role, ctx.model.opset),
             )
 
 
