@@ -6,7 +6,20 @@ from __future__ import annotations
 import functools
 
 from ..errors import UsageError
-from . import control_flow, functions, fusions, hygiene, integers, mixed_precision, opset, precision, quantization, shapes, substitutions
+from . import (
+    control_flow,
+    decompositions,
+    functions,
+    fusions,
+    hygiene,
+    integers,
+    mixed_precision,
+    opset,
+    precision,
+    quantization,
+    shapes,
+    substitutions,
+)
 from .base import Outcome, Rewrite, RewriteContext
 
 BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
@@ -17,6 +30,7 @@ BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *integers.REWRITES,
     *substitutions.REWRITES,
     *quantization.REWRITES,
+    *decompositions.REWRITES,
     *opset.REWRITES,
     *fusions.REWRITES,
     *precision.REWRITES,

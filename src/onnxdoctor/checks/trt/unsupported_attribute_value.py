@@ -33,9 +33,13 @@ class UnsupportedAttributeValue(ConstraintRule):
     node with an equivalent construction.
 
     ## Fix safety
-    No automatic fix for most: a different attribute value changes the result. A `Cast` to INT16,
-    UINT16 or UINT32 inside the network is computed in INT32/INT64 with explicit wrap-around by
-    `small-int-to-int32` (safe).
+    Where the same computation can be written with supported attributes or ops, an exact (safe)
+    rewrite does it: `BatchNormalization` in training mode (`batch-norm-training-to-reductions`),
+    `LpPool` with p other than 1, 2 (`lp-pool-to-pow-average-pool`), `Resize`
+    `tf_crop_and_resize` with a full roi and `half_pixel_symmetric` with whole output sizes
+    (`resize-equivalent-coordinate-mode`), a `Cast` to INT16, UINT16 or UINT32 inside the network
+    (computed in INT32/INT64 with explicit wrap-around by `small-int-to-int32`). Otherwise no
+    automatic fix: a different attribute value changes the result.
 
     ## TensorRT versions
     Per constraint (`since`/`until` in `rules/trt/constraints.toml`), listed in each finding.

@@ -32,7 +32,10 @@ class UnsupportedNodeConfiguration(ConstraintRule):
     static shapes (`--shape`), or replace the node with supported ops.
 
     ## Fix safety
-    Some have rewrites (Einsum to MatMul/Transpose forms); the rest are advice.
+    Some have exact (safe) rewrites: uppercase Einsum labels (`einsum-lowercase-labels`),
+    bidirectional RNN/GRU/LSTM with per-direction activations split into two directions
+    (`rnn-bidirectional-split`, `gru-bidirectional-split`, `lstm-bidirectional-split`),
+    GroupNormalization-21 written with reductions (`group-norm-to-reductions`); the rest are advice.
 
     ## TensorRT versions
     Per constraint, listed in each finding.

@@ -28,7 +28,10 @@ class UnsupportedOptionalIo(ConstraintRule):
     supported ops.
 
     ## Fix safety
-    No automatic fix.
+    Exact (safe) rewrites compute the statistics outputs separately: `LayerNormalization`
+    `Mean`/`InvStdDev` (`layer-norm-stats-to-reductions`) and the running statistics of a
+    training-mode `BatchNormalization` (`batch-norm-training-to-reductions`). The other optional
+    tensors (`MaxPool` indices, the `Attention` KV cache) have no automatic fix.
 
     ## TensorRT versions
     Per constraint, listed in each finding.

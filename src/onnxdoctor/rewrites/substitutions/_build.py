@@ -68,7 +68,16 @@ class ModelInfo:
                 self.read.update(n.input)
         self.functions = {(f.domain, f.name) for f in model.functions}
         self._graph_list = list(_graphs(model.graph))
-        self._values: dict[int, dict[str, onnx.TensorProto]] = {}
+        self._values: dict[int, dict[str, onnx.TensorProto | None]] = {}
+        # Enclosing graph of each subgraph (by `_graphs` index), for outer-scope constants.
+        index = {id(g): i for i, g in enumerate(self._graph_list)}
+        self._parent: dict[int, int] = {}
+        for i, g in enumerate(self._graph_list):
+            for n in g.node:
+                for a in n.attribute:
+                    for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs if a.type == onnx.AttributeProto.GRAPHS else []):
+                        if id(sub) in index:
+                            self._parent[index[id(sub)]] = i
         # Small constants already in each graph, by value: new scalars reuse them instead of adding
         # duplicate initializers (which GRF404 would report).
         self.constants: dict[tuple, str] = {}
@@ -93,18 +102,26 @@ class ModelInfo:
         (inline data only), else None."""
         if not name:
             return None
-        table = self._values.get(graph_index)
-        if table is None:
-            g = self._graph_list[graph_index]
-            table = {t.name: t for t in g.initializer}
-            for n in g.node:
-                if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.attribute) == 1 and n.attribute[0].name == "value":
-                    table[n.output[0]] = n.attribute[0].t
-            self._values[graph_index] = table
-        t = table.get(name)
-        if t is None or t.data_location == TensorProto.EXTERNAL:
-            return None
-        return numpy_helper.to_array(t)
+        while True:
+            table = self._values.get(graph_index)
+            if table is None:
+                # Every name the graph defines: its constants with their tensor, the rest with None.
+                g = self._graph_list[graph_index]
+                table = dict.fromkeys((vi.name for vi in g.input), None)
+                table.update((t.name, t) for t in g.initializer)
+                for n in g.node:
+                    constant = n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.attribute) == 1 \
+                        and n.attribute[0].name == "value"
+                    table.update((o, n.attribute[0].t if constant else None) for o in n.output)
+                self._values[graph_index] = table
+            if name in table:
+                t = table[name]
+                if t is None or t.data_location == TensorProto.EXTERNAL:
+                    return None
+                return numpy_helper.to_array(t)
+            if graph_index not in self._parent:
+                return None
+            graph_index = self._parent[graph_index]
 
 
 def _const_key(graph_index: int, arr: np.ndarray, dtype: int) -> tuple:
@@ -306,6 +323,8 @@ class Substitution(Rewrite):
 
     op_type: ClassVar[str]
     domain: ClassVar[str] = ""
+    # What `matches` looks for, when narrower than every node of the op ("LpPool with p other than 1, 2").
+    pattern: ClassVar[str | None] = None
     phase = 30
     applicability = Applicability.SAFE
     resolves = ("TRT101",)
@@ -354,5 +373,5 @@ class Substitution(Rewrite):
             del g.node[:]
             g.node.extend(new_nodes)
         if not changes:
-            return Outcome(model, skipped=skipped or [f"no {label} node"])
+            return Outcome(model, skipped=skipped or [f"no {self.pattern or label} node"])
         return Outcome(out, changes, skipped)
