@@ -493,6 +493,7 @@ def _cell_profile(p: dict) -> str:
     val = [c for c in p.get("validation") or [] if "/" not in c["label"]]
     if not val:
         return "no shapes"
+    # (the package-input range check is appended by write_doc)
     marks = []
     own = (p.get("own_validation") or {}).get("ran") or {}
     for c in val:
@@ -502,6 +503,24 @@ def _cell_profile(p: dict) -> str:
             m += " (onnxdoctor says it ran)"
         marks.append(f"{c['label']} {m}")
     return ", ".join(marks)
+
+
+def outside_profile(r: dict) -> list[str] | None:
+    """Where the package's own input (KNOWN_GOOD) falls outside the profile's [min, max]: an engine built
+    from that profile would refuse what the package feeds. None when there is no profile to compare."""
+    p = r["profile"]
+    kg = KNOWN_GOOD.get(r["name"])
+    if p.get("rc") != 0 or kg is None or p.get("inputs") is None:
+        return None
+    out = []
+    for i in p["inputs"]:
+        if i["name"] not in kg:
+            continue
+        shape = kg[i["name"]][0]
+        for ax, (lo, d, hi) in enumerate(zip(i["min"], shape, i["max"])):
+            if not lo <= d <= hi:
+                out.append(f"{i['name']} dim {ax} = {d} not in [{lo}, {hi}]")
+    return out
 
 
 def _profile_shapes(p: dict) -> str:
@@ -537,9 +556,11 @@ def write_doc(doc: Path, data: dict, od: list[str]) -> None:
     verified = [r for r in runnable if r["verify"].get("passed")]
     prof_ok = [r for r in runnable if r["profile"].get("validation")
                and all(c.get("ok") for c in r["profile"]["validation"] if "/" not in c["label"])]
+    covered = [r for r in runnable if outside_profile(r) == []]
     line = (f"- `{commit[:12]}`{' (+ uncommitted changes)' if src.get('dirty') else ''} ({data['date'][:10]}): "
             f"ORT runs {len(runnable)}/{len(rs)}; fix wrote {len(fixed)}/{len(runnable)}, verify passed "
-            f"{len(verified)}/{len(runnable)}, profile min/opt/max all run {len(prof_ok)}/{len(runnable)}")
+            f"{len(verified)}/{len(runnable)}, profile min/opt/max all run {len(prof_ok)}/{len(runnable)}, "
+            f"package's input inside the profile {len(covered)}/{len(runnable)}")
     history = []
     if doc.exists():
         old = doc.read_text().split("## History\n", 1)
@@ -558,7 +579,8 @@ def write_doc(doc: Path, data: dict, od: list[str]) -> None:
     L.append(f"- ONNX Runtime runs the original with a known-good input: **{len(runnable)}/{len(rs)}**.")
     L.append(f"- Of those: `fix` wrote a model **{len(fixed)}/{len(runnable)}**; `verify --against` it passed "
              f"**{len(verified)}/{len(runnable)}**; `profile` printed shapes whose min/opt/max all run in ONNX Runtime "
-             f"**{len(prof_ok)}/{len(runnable)}**.\n")
+             f"**{len(prof_ok)}/{len(runnable)}**; the package's own input lies inside the profile's [min, max] "
+             f"**{len(covered)}/{len(runnable)}** (an engine built from the profile accepts what the package feeds).\n")
     L.append("Columns: *ORT* = ONNX Runtime runs the original with the package's own input shape (KNOWN_GOOD in the "
              "script) — *package's input* is that input, the shape the package's own inference code feeds the model; "
              "*inputs chosen* = the fix report's `inputs` section (\"not reported\" when it has none); "
@@ -578,7 +600,9 @@ def write_doc(doc: Path, data: dict, od: list[str]) -> None:
             "; ".join(f"{k}: {_fmt_shape(v[0])}" + (f" = {v[1][1]}" if v[1][0] == "const" else "")
                       for k, v in KNOWN_GOOD.get(r["name"], {}).items()) or "—",
             (r["fix"].get("inputs_text") or "not reported").replace("|", "/"),
-            _cell_fix(r["fix"]), _cell_verify(r["verify"]), _cell_profile(r["profile"]),
+            _cell_fix(r["fix"]), _cell_verify(r["verify"]),
+            _cell_profile(r["profile"]) + ("; package's input outside: " + ", ".join(outside_profile(r))
+                                           if outside_profile(r) else ""),
             _profile_shapes(r["profile"]).replace("|", "/"),
             " / ".join("—" if x is None else f"{x:.1f}" for x in t)]) + " |")
     # failure classes, each with the models and one reproducing command
@@ -603,6 +627,13 @@ def write_doc(doc: Path, data: dict, od: list[str]) -> None:
             repro = (f"python bench/corpus_run.py --ort {_rel(r['file'])} {shp} "
                      f"--values {'onnxdoctor' if values_only else 'known'}")
             classes.setdefault(label, []).append((f"{r['name']} ({c['label']})", c.get("error") or "", repro))
+        outside = outside_profile(r)
+        if outside:
+            p_ = r["profile"]
+            classes.setdefault("profile: the package's own input is outside [min, max]", []).append(
+                (r["name"], "; ".join(outside) + " (profile "
+                 + "; ".join(f"{i['name']} {_fmt_shape(i['min'])}..{_fmt_shape(i['max'])}" for i in p_["inputs"]) + ")",
+                 _repro(p_["cmd"], od)))
         noise = [st for st in ("fix", "verify", "profile") if r[st].get("stderr_noise_lines")]
         if noise:
             classes.setdefault("stderr: lines besides onnxdoctor's own one line (ONNX Runtime logs)", []).append(
