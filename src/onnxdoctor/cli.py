@@ -457,6 +457,8 @@ def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, iso
             from .fix import load_for_fix
 
             proto, _ = load_for_fix(model)  # the weights, to run min/opt/max in ONNX Runtime
+            if sys.stderr.isatty():
+                click.echo("onnxdoctor: running min/opt/max in ONNX Runtime (--no-validate skips this)", err=True)
         prof = build_profile(m, target, specs, engine=engine or str(Path(model).with_suffix(".engine")), proto=proto)
     except OnnxDoctorError as e:
         _fail(str(e))

@@ -141,7 +141,6 @@ def build_profile(model: Model, target: Target, specs: dict[str, ShapeSpec], eng
     }
 
 
-_TRIES_PER_DIM = 3
 
 
 def _validate(proto, path: str, specs: dict[str, ShapeSpec], inputs: list[dict], notes: list[str]) -> dict:
@@ -181,8 +180,10 @@ def _validate(proto, path: str, specs: dict[str, ShapeSpec], inputs: list[dict],
     if lo is None:
         return _unvalidated(notes, "no candidate shape ran in ONNX Runtime (see tried): the shapes are onnxdoctor's "
                                    "defaults; give them with --shape NAME:MIN:OPT:MAX", tried)
+    # opt grows from the first candidate that ran (the proof's size), min shrinks from it
     opt = _grow(oracle, lo, flagged, 1, _opt_choices, lambda p: run(p, "opt"))
-    hi = _grow(oracle, opt, flagged, 2, _max_choices, lambda p: run(p, "max"))
+    hi = _grow(oracle, opt, flagged, 2, _max_choices, lambda p: run(p, "max"), tries=4)
+    lo = _grow(oracle, lo, flagged, 0, _min_choices, lambda p: run(p, "min"))
     ran = {"min": True, "opt": True, "max": True}
     for label, point, which in (("min", lo, 0), ("opt", opt, 1), ("max", hi, 2)):
         if any(point.get(k) != v[which] for k, v in flagged.items()):
@@ -236,32 +237,45 @@ def _opt_choices(var, start: int) -> list[int]:
     return above[:2] + below
 
 
+def _min_choices(var, start: int) -> list[int]:
+    """min: smaller than the first candidate that ran, smallest first — one token for a decoder,
+    a 48-pixel text line for a recogniser trained on 48 (the proof's candidates start larger)."""
+    if var.role == "batch":
+        return []
+    if var.role == "spatial":
+        m = max(var.multiple, 1)
+        return sorted(s for s in {16, 32, 48} | {m * k for k in range(1, 4)} if 16 <= s < start)
+    return [s for s in (1, 2, 4, 8) if s < start]
+
+
 def _max_choices(var, start: int) -> list[int]:
-    """max: batch 8, 4, 2; other dims 4x, then 2x their opt (a multiple of the stride)."""
+    """max: batch 8, 4, 2; other dims 4x their opt (a spatial dim at least 1024), then 2x, 1.5x,
+    1.25x — multiples of the stride."""
     if var.role == "batch":
         return [b for b in (8, 4, 2) if b > start]
     m = max(var.multiple, 1)
-    grow = [-(-start * f // m) * m for f in (4, 2)]
-    return [g for g in grow if g > start]
+    first = max(4 * start, 1024) if var.role == "spatial" else 4 * start
+    grow = [-(-int(x) // m) * m for x in (first, 2 * start, 1.5 * start, 1.25 * start)]
+    return list(dict.fromkeys(g for g in grow if g > start))
 
 
-def _grow(oracle, base: dict[int, int], flagged: dict, which: int, choices, run) -> dict[int, int]:
-    """From `base` (a point that ran), move one free variable at a time (batch first) to the first of
-    its choices that still runs, at most `_TRIES_PER_DIM` tries each. Flagged variables take their
+def _grow(oracle, base: dict[int, int], flagged: dict, which: int, choices, run, tries: int = 3) -> dict[int, int]:
+    """From `base` (a point that ran), move one free variable at a time (batch last) to the first of
+    its choices that still runs, at most `tries` tries each. Flagged variables take their
     given value (`which`: 1 opt, 2 max) first; when that does not run, the point is kept and
     the caller reports it."""
     point = dict(base)
-    if flagged:
-        trial = {**point, **{k: flagged[k][which] for k in flagged if k in point}}
-        if run(trial):
-            point = trial
+    trial = {**point, **{k: flagged[k][which] for k in flagged if k in point}}
+    if trial != point and run(trial):
+        point = trial
     free = [k for k in base if k not in flagged]
     # Batch dims move together: inputs that share a batch must agree even where the graph does not
-    # show the tie (an RNN state's batch inside a branch).
-    groups = [[k for k in free if oracle.vars[k].role == "batch"]] + [[k] for k in free if oracle.vars[k].role != "batch"]
+    # show the tie (an RNN state's batch inside a branch). They move last: a size that does not run
+    # fails sooner at batch 1.
+    groups = [[k] for k in free if oracle.vars[k].role != "batch"] + [[k for k in free if oracle.vars[k].role == "batch"]]
     for group in (g for g in groups if g):
         lead = group[0]
-        for value in [c for c in choices(oracle.vars[lead], base[lead]) if c != point[lead]][:_TRIES_PER_DIM]:
+        for value in [c for c in choices(oracle.vars[lead], base[lead]) if c != point[lead]][:tries]:
             if run({**point, **{k: value for k in group}}):
                 point.update({k: value for k in group})
                 break
