@@ -368,6 +368,8 @@ def test_profile_ties_batch_across_inputs_and_the_cli_prints_one_json(tmp_path):
     for key in ("min", "opt", "max"):
         assert rows["input_ids"][key] == rows["token_type_ids"][key]
     assert prof["validation"]["validated"] is True
+    # min shrinks below the proof's first candidate: one token at a time runs, so it is allowed
+    assert rows["input_ids"]["min"] == [1, 1] and rows["input_ids"]["max"] == [8, 512]
     r = _cli("profile", str(path), "--no-validate", "--format", "json")
     assert json.loads(r.stdout)["validation"]["validated"] is False
 
