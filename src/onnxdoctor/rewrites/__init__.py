@@ -17,6 +17,7 @@ from . import (
     opset,
     precision,
     quantization,
+    sequences,
     shapes,
     substitutions,
 )
@@ -28,6 +29,7 @@ BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *functions.REWRITES,
     *control_flow.REWRITES,
     *integers.REWRITES,
+    *sequences.REWRITES,
     *substitutions.REWRITES,
     *quantization.REWRITES,
     *decompositions.REWRITES,

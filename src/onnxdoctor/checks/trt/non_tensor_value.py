@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from ...findings import Severity
+from ...findings import Applicability, Fix, Severity
 from ...rule import Context, Rule
+
+
+# Ops that make a sequence whose elements `sequences-to-tensors` can know at build time.
+_SEQUENCE_MAKERS = frozenset({"SplitToSequence", "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase"})
+SEQUENCES = Fix("sequences-to-tensors", Applicability.SAFE)
 
 
 class NonTensorValue(Rule):
@@ -26,7 +31,11 @@ class NonTensorValue(Rule):
     optionals with explicit tensors before export.
 
     ## Fix safety
-    No automatic fix.
+    A sequence inside the network that `SplitToSequence` (static sizes), `SequenceConstruct`,
+    `SequenceEmpty`, `SequenceInsert` or `SequenceErase` makes and `ConcatFromSequence`,
+    `SequenceAt` or `SequenceLength` reads is replaced by its element tensors by
+    `sequences-to-tensors` (safe). No automatic fix for sequences or optionals at the model's
+    interface.
 
     ## TensorRT versions
     All releases.
@@ -54,6 +63,7 @@ class NonTensorValue(Rule):
                 hit = g.producers.get(name)
                 node = g.ref(hit[0]) if hit else None
                 role = "input" if name in g.inputs else "output" if name in g.outputs else "value"
+                known = kind == "sequence" and role == "value" and node is not None and node.op_type in _SEQUENCE_MAKERS
                 yield self.finding(
                     ctx,
                     f"{role} {name!r} is a {kind.replace('_', ' ')}; TensorRT supports dense tensors only",
@@ -62,4 +72,5 @@ class NonTensorValue(Rule):
                     subgraph=g.path,
                     versions=ctx.kb.versions,
                     hint="use stacked tensors instead of sequences/optionals",
+                    fix=SEQUENCES if known else None,
                 )
