@@ -7,6 +7,7 @@ import functools
 
 from ..errors import UsageError
 from . import (
+    constants,
     control_flow,
     decompositions,
     functions,
@@ -26,6 +27,7 @@ from .base import Outcome, Rewrite, RewriteContext
 BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *shapes.REWRITES,
     *hygiene.REWRITES,
+    *constants.REWRITES,
     *functions.REWRITES,
     *control_flow.REWRITES,
     *integers.REWRITES,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from ...findings import Severity
+from ...findings import Applicability, Fix, Severity
 from ...model import dtype_name
 from ...rule import Context, Rule
 from ._substitutes import small_int_fix
 from ._types import may_have, sites
 
 # Handled by their own rules: DOUBLE (TRT112, cast down), UINT8 (TRT113, I/O only).
+DENSIFY = Fix("densify-sparse-constants", Applicability.SAFE)
 _OWN_RULES = {"DOUBLE", "UINT8"}
 
 
@@ -36,7 +37,8 @@ class UnsupportedDataType(Rule):
     ## Fix safety
     INT16, UINT16 and UINT32 values inside the network (not graph inputs or outputs) are computed in
     INT32 (UINT32: INT64) with explicit wrap-around by `small-int-to-int32` (safe: the same values).
-    No automatic fix for graph inputs and outputs (changing I/O types changes the model's interface)
+    Sparse initializers are stored dense by `densify-sparse-constants` (safe). No automatic fix for
+    graph inputs and outputs (changing I/O types changes the model's interface)
     or for the other types.
 
     ## TensorRT versions
@@ -65,6 +67,7 @@ class UnsupportedDataType(Rule):
                         subgraph=g.path,
                         versions=ctx.kb.versions,
                         hint="store it as a dense initializer",
+                        fix=DENSIFY,
                     )
         if not may_have(ctx, lambda kind, elem: kind == "tensor" and elem != 0 and dtype_name(elem) not in supported and dtype_name(elem) not in _OWN_RULES):
             return
