@@ -15,7 +15,7 @@ import sys
 # `check` options that take a value (long and short forms).
 CHECK_VALUE_OPTIONS = frozenset({
     "--trt", "--format", "-o", "--output", "--select", "--ignore", "--fail-on", "--plugin", "--precision",
-    "--shape", "--config", "--baseline", "--write-baseline", "-j", "--jobs",
+    "--shape", "--config", "--baseline", "--write-baseline", "-j", "--jobs", "--show",
 })
 
 

@@ -12,9 +12,9 @@ from typing import Iterable, Sequence
 
 from . import prefetch
 from ._onnx import ModelProto
-from .engine import analyze
+from .engine import analyze, analyze_releases
 from .errors import ModelLoadError, UsageError
-from .findings import ModelReport, Report, Severity
+from .findings import ModelReport, ReleaseResult, Report, Severity, merge_releases
 from .model import Model, from_proto, load
 from .registry import all_rules, get_rule, select_rules
 from .rule import Rule
@@ -52,6 +52,10 @@ def check(
     progress: bool = False,
 ) -> Report:
     """Check one or more models (paths, directories, ModelProtos or loaded Models) for a TensorRT release.
+
+    `trt` names a release (`"10.15"`, `"10"`, `"latest"`) or a range (`"all"`, `"10.0..11.5"`): then
+    every release of the range is checked, each model's report holds the findings per release in
+    `ModelReport.releases`, and `ModelReport.oldest_without_errors` answers "which release do I need".
 
     Settings come from the configuration discovered upward from each model file
     (`[tool.onnxdoctor]` / `onnxdoctor.toml`), or from the file `config` names; `config=False`
@@ -104,17 +108,31 @@ class Settings:
     fail_on: str
 
     def target(self) -> Target:
-        return _target(self.trt, self.precision, self.plugins, self.shapes)
+        """The release checked (the newest of a range)."""
+        return self.targets()[-1]
+
+    def targets(self) -> tuple[Target, ...]:
+        """Every release checked, oldest first: one, or those of a range (`all`, `10.0..11.5`)."""
+        return _targets(self.trt, self.precision, self.plugins, self.shapes)
+
+    @property
+    def is_range(self) -> bool:
+        from .kb import knowledge_base
+
+        return knowledge_base().resolve_range(self.trt) is not None
 
     def rules(self) -> tuple[Rule, ...]:
         return select_rules(list(self.select) if self.select else None, list(self.ignore))
 
 
 @functools.lru_cache(maxsize=64)
-def _target(trt, precision, plugins, shapes) -> Target:
+def _targets(trt, precision, plugins, shapes) -> tuple[Target, ...]:
+    from .kb import knowledge_base
     from .shapes import parse_shapes
 
-    return Target.make(trt, precision=precision, plugins=plugins, shapes=parse_shapes(shapes) if shapes else None)
+    frozen = parse_shapes(shapes) if shapes else None
+    versions = knowledge_base().resolve_range(trt) or (trt,)
+    return tuple(Target.make(v, precision=precision, plugins=plugins, shapes=frozen) for v in versions)
 
 
 @dataclass(frozen=True)
@@ -200,7 +218,9 @@ def _check_path(path: str, settings: Settings) -> ModelReport:
 
 def _check_item(item, settings: Settings, single: bool, use_prefetch: bool = False) -> ModelReport:
     try:
-        report = check_one(item, settings.target(), settings.rules(), use_prefetch=use_prefetch)
+        targets = settings.targets()
+        report = check_one(item, targets if settings.is_range else targets[-1], settings.rules(),
+                           use_prefetch=use_prefetch)
     except ModelLoadError as e:
         if single:
             raise
@@ -223,24 +243,31 @@ def _gc_paused():
             gc.enable()
 
 
-def check_one(item, target: Target, rules: Sequence[Rule], *, use_prefetch: bool = False) -> ModelReport:
-    """Check one model. `use_prefetch`: use the helper process's shape inference, if one was started
-    (prefetch.start)."""
+def check_one(item, target: Target | Sequence[Target], rules: Sequence[Rule], *,
+              use_prefetch: bool = False) -> ModelReport:
+    """Check one model for a release, or for several (a sequence of Targets, oldest first: the
+    report then holds each release's findings in `releases`). `use_prefetch`: use the helper
+    process's shape inference, if one was started (prefetch.start)."""
     with _gc_paused():
         return _check_one(item, target, rules, use_prefetch)
 
 
-def _check_one(item, target: Target, rules: Sequence[Rule], use_prefetch: bool) -> ModelReport:
+def _check_one(item, target, rules: Sequence[Rule], use_prefetch: bool) -> ModelReport:
+    targets = list(target) if isinstance(target, (list, tuple)) else None
+    first = targets[-1] if targets else target
     # Analysis freezes each input at its OPT dims (for a single --shape NAME:DIMS, those dims).
-    frozen = {name: spec.opt for name, spec in target.shapes.items()} or None
+    frozen = {name: spec.opt for name, spec in first.shapes.items()} or None
     if isinstance(item, Model):
         model = item
     elif isinstance(item, ModelProto):
         model = from_proto(item, shapes=frozen)
     else:
         model = load(item, shapes=frozen, use_prefetch=use_prefetch, lazy_weights=True)
-    return ModelReport(path=model.path, findings=analyze(model, target, rules),
-                       inputs=tuple(r.path for r in model.external_files.values()))
+    inputs = tuple(r.path for r in model.external_files.values())
+    if targets is None:
+        return ModelReport(path=model.path, findings=analyze(model, target, rules), inputs=inputs)
+    results = [ReleaseResult(t.trt, fs) for t, fs in zip(targets, analyze_releases(model, targets, rules))]
+    return ModelReport(path=model.path, findings=merge_releases(results), releases=results, inputs=inputs)
 
 
 def list_rules(trt: str | None = None) -> list[Rule]:

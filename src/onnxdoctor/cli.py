@@ -60,8 +60,14 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release: 8.6, 10, 10.15, 11, latest (default: latest).")
+@click.option("--trt", "trt", default=None, metavar="VERSION",
+              help="TensorRT release: 8.6, 10, 10.15, 11, latest (default: latest); or every release of a range "
+                   "(all, 10.0..11.5, 10..): a table of releases and the oldest one without errors.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]), default="text", show_default=True, help="Report format.")
+@click.option("--show", "show", multiple=True, metavar="SEVERITIES",
+              help="Text report: severities to list (error, warning, info, all; comma-separated). Default: error,warning; "
+                   "the others are counted.")
+@click.option("-v", "--verbose", is_flag=True, help="Text report: every finding on its own line, info included.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE instead of stdout.")
 @click.option("--select", multiple=True, metavar="CODES", help="Only these rules: codes, prefixes (TRT1), families (TRT) or names; comma-separated or repeated.")
 @click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rules (same forms as --select).")
@@ -77,9 +83,14 @@ def main() -> None:
               help="Processes: with several files, check N at once. Default: files one at a time, the shape "
                    "inference of a big one on a second core; 1: everything in one process.")
 @click.option("--color/--no-color", default=None, help="Colour the text report (default: when stdout is a terminal).")
-def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, shapes, config, isolated, baseline,
-          write_baseline, jobs, color) -> None:
+def check(paths, trt, fmt, show, verbose, output, select, ignore, fail_on, plugins, precision, shapes, config, isolated,
+          baseline, write_baseline, jobs, color) -> None:
     """Check ONNX models (files or directories, searched for *.onnx) for a TensorRT release."""
+    try:
+        shown = _severities(show)
+    except ValueError as e:
+        _fail(str(e))
+        return
     if _standalone and len(paths) == 1 and not os.path.isdir(paths[0]):
         # One model, then _fast_exit: a cyclic garbage collection over the loaded graph (~0.07 s, when
         # the check re-enables collection at its end) would free nothing that matters. With several
@@ -145,7 +156,7 @@ def check(paths, trt, fmt, output, select, ignore, fail_on, plugins, precision, 
             click.echo(f"onnxdoctor: {dropped} finding(s) already in baseline {baseline} not shown", err=True)
     if color is None:
         color = output is None and sys.stdout.isatty()
-    _write_output(render(report, fmt, color=color), output, inputs)
+    _write_output(render(report, fmt, color=color, verbose=verbose, show=shown), output, inputs)
     for m in report.models:
         if m.error:  # exit 2 always comes with its line on stderr
             click.echo(f"onnxdoctor: {m.error}", err=True)
@@ -177,6 +188,21 @@ def _distinct(*outputs) -> None:
     from .io import distinct
 
     distinct(*outputs)
+
+
+def _severities(values: tuple[str, ...]):
+    """--show's severities (None: the default)."""
+    names = _split(values)
+    if not names:
+        return None
+    from .findings import Severity
+
+    if "all" in (n.lower() for n in names):
+        return frozenset(Severity)
+    try:
+        return frozenset(Severity.parse(n) for n in names)
+    except ValueError as e:
+        raise ValueError(f"--show: {e}") from None
 
 
 def _fast_exit(code: int) -> None:

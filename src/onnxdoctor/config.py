@@ -100,7 +100,8 @@ def parse(data: dict, path: Path) -> Config:
         from .kb import knowledge_base
 
         try:
-            kw["trt"] = knowledge_base().resolve(str(v))
+            kb = knowledge_base()
+            kw["trt"] = str(v).strip() if kb.resolve_range(str(v)) is not None else kb.resolve(str(v))
         except UsageError as e:
             raise _fail(path, "trt", str(e)) from None
     if "precision" in data:

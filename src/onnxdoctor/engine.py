@@ -1,8 +1,8 @@
-"""Runs rules over a model for a target and returns findings in a stable order."""
+"""Runs rules over a model for a target (or for several releases) and returns findings in a stable order."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from . import suppressions
 from .checks.mod.unused_suppression import UnusedSuppression
@@ -13,11 +13,39 @@ from .target import Target
 
 
 def analyze(model: Model, target: Target, rules: Iterable[Rule]) -> list[Finding]:
-    ctx = Context(model, target)
-    findings: list[Finding] = []
     rules = list(rules)
+    ctx = Context(model, target)
+    return _finish(ctx, rules, _run(ctx, rules))
+
+
+def analyze_releases(model: Model, targets: Sequence[Target], rules: Iterable[Rule]) -> list[list[Finding]]:
+    """The findings of `model` for each target (releases of one `--trt all` or `--trt A..B` run),
+    as `analyze` gives them for that target alone.
+
+    The model is analysed once: analyses that do not depend on the release (graph indexes, constant
+    values, pattern matches, shape classes: `Context.model_memo`) are shared by the releases, and
+    rules marked `release_independent` run once, their findings counted for every release."""
+    rules = list(rules)
+    shared: dict = {}
+    once = [r for r in rules if r.release_independent]
+    each = [r for r in rules if not r.release_independent]
+    common: list[Finding] = _run(Context(model, targets[-1], shared=shared), once) if targets else []
+    out = []
+    for target in targets:
+        ctx = Context(model, target, shared=shared)
+        out.append(_finish(ctx, rules, common + _run(ctx, each)))
+    return out
+
+
+def _run(ctx: Context, rules: Iterable[Rule]) -> list[Finding]:
+    findings: list[Finding] = []
     for rule in rules:
         findings.extend(rule.check(ctx))
+    return findings
+
+
+def _finish(ctx: Context, rules: list[Rule], findings: list[Finding]) -> list[Finding]:
+    model = ctx.model
     entries = suppressions.entries_of(model.proto)
     if entries:
         findings, unused = suppressions.apply(findings, entries)

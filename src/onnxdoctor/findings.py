@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import re
 from dataclasses import dataclass, field
 
 
@@ -91,6 +93,20 @@ class Finding:
 
 
 @dataclass
+class ReleaseResult:
+    """The findings of one model for one release of a `--trt all` / `--trt A..B` run."""
+
+    trt: str
+    findings: list[Finding]
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def to_dict(self) -> dict:
+        return {"trt": self.trt, **{str(s): self.count(s) for s in sorted(Severity, reverse=True)}}
+
+
+@dataclass
 class ModelReport:
     path: str
     findings: list[Finding]
@@ -101,9 +117,45 @@ class ModelReport:
     trt: str | None = None
     # The files the check read beyond the model itself (its external data): never an output.
     inputs: tuple[str, ...] = ()
+    # A run over several releases: each release's findings, oldest first. `findings` then holds every
+    # distinct finding of the range once, as its newest release states it, with `trt_versions` the
+    # releases of the range where it was found (merge_releases).
+    releases: list[ReleaseResult] | None = None
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
+
+    @property
+    def oldest_without_errors(self) -> str | None:
+        """The oldest release of a range run whose findings hold no error (None: none, or no range)."""
+        for r in self.releases or ():
+            if not r.count(Severity.ERROR):
+                return r.trt
+        return None
+
+    def failing_findings(self, level: Severity) -> bool:
+        """Whether a finding at or above `level` was found (on any release of a range run)."""
+        groups = [r.findings for r in self.releases] if self.releases else [self.findings]
+        return any(f.severity >= level for fs in groups for f in fs)
+
+
+_NUMBERS = re.compile(r"\d+(?:\.\d+)*")
+
+
+def merge_releases(results: list[ReleaseResult]) -> list[Finding]:
+    """Every distinct finding of the releases once: the same rule, severity and location, and the
+    same message up to its numbers (a message names its release). Each is taken from the newest
+    release where it was found, with `trt_versions` the releases where it was found; in the order
+    of the newest release's report, then of older ones."""
+    merged: dict[tuple, tuple[Finding, list[str]]] = {}
+    for r in results:
+        for f in r.findings:
+            key = (f.code, f.severity, f.location, _NUMBERS.sub("#", f.message))
+            hit = merged.get(key)
+            merged[key] = (f, (hit[1] if hit else []) + [r.trt])
+    out = [dataclasses.replace(f, trt_versions=tuple(versions)) for f, versions in merged.values()]
+    out.sort(key=lambda f: (f.order or (-1,), f.code, f.message))
+    return out
 
 
 @dataclass
@@ -130,6 +182,6 @@ class Report:
             return 2
         for m in self.models:
             level = fail_on if fail_on is not None else Severity.parse(m.fail_on)
-            if any(f.severity >= level for f in m.findings):
+            if m.failing_findings(level):
                 return 1
         return 0

@@ -157,6 +157,38 @@ class KnowledgeBase:
                     return v
         raise UsageError(self._unknown(text))
 
+    def resolve_range(self, text: str | None) -> tuple[str, ...] | None:
+        """The releases a range names (`all`, `10.0..11.5`, `10..`, `..9.3`, `8.6..10`), oldest first;
+        None when `text` is a single release. A bare major is its first release as the start of a
+        range and its last as the end."""
+        if text is None:
+            return None
+        t = str(text).strip().lower()
+        if t == "all":
+            return tuple(self.versions)
+        if ".." not in t:
+            return None
+        lo_text, _, hi_text = t.partition("..")
+        lo = self._bound(lo_text, first=True) if lo_text.strip() else self.versions[0]
+        hi = self._bound(hi_text, first=False) if hi_text.strip() else self.latest
+        picked = tuple(v for v in self.versions if version_key(lo) <= version_key(v) <= version_key(hi))
+        if not picked:
+            raise UsageError(f"TensorRT range {text!r} is empty: {lo} comes after {hi}")
+        return picked
+
+    def _bound(self, text: str, *, first: bool) -> str:
+        t = text.strip().removeprefix("trt").removeprefix("v")
+        try:
+            wanted = parse_version(t)
+        except ValueError:
+            raise UsageError(self._unknown(t)) from None
+        if len(wanted) == 1:
+            majors = [v for v in self.versions if version_key(v)[0] == wanted[0]]
+            if majors:
+                return majors[0] if first else majors[-1]
+            raise UsageError(self._unknown(t))
+        return self.resolve(t)
+
     def _unknown(self, text: str) -> str:
         return f"unknown TensorRT version {text!r}; known: {', '.join(self.versions)}, latest"
 

@@ -27,6 +27,9 @@ class Rule:
     severity: ClassVar[Severity] = Severity.ERROR
     summary: ClassVar[str]
     fix: ClassVar[Fix | None] = None
+    # True when the rule's findings do not depend on the target (release, precision, plugins): a run
+    # over several releases (`--trt all`) then runs it once. Messages must not name the release.
+    release_independent: ClassVar[bool] = False
 
     @property
     def family(self) -> str:
@@ -78,7 +81,8 @@ class Rule:
             severity=severity if severity is not None else self.severity,
             message=message,
             location=loc,
-            trt_versions=tuple(versions) if versions is not None else (ctx.target.trt,),
+            trt_versions=(tuple(versions) if versions is not None
+                          else tuple(ctx.kb.versions) if self.release_independent else (ctx.target.trt,)),
             fix=fix if fix is not None else self.fix,
             hint=hint,
             order=(ctx.graph_position(node.graph), node.index) if node else (),
@@ -87,11 +91,15 @@ class Rule:
 
 @dataclass
 class Context:
-    """What a rule sees: the model, the target, and caches shared between rules of one run."""
+    """What a rule sees: the model, the target, and caches shared between rules of one run.
+
+    `cache` (`memo`) holds what may depend on the release; `shared` (`model_memo`) holds analyses of
+    the model alone, shared by the Contexts of one model across the releases of a `--trt all` run."""
 
     model: Model
     target: Target
     cache: dict = field(default_factory=dict)
+    shared: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.release: Release = self.target.release
@@ -124,7 +132,7 @@ class Context:
 
     def nodes(self) -> list[NodeRef]:
         """Every node of every graph (built once per run: rules iterate it many times)."""
-        return self.memo("nodes", lambda: list(self.model.iter_nodes()))
+        return self.model_memo("nodes", lambda: list(self.model.iter_nodes()))
 
     def op_index(self) -> dict[tuple[str, str], list[NodeRef]]:
         """(domain, op_type) -> nodes, in graph order ('' is the standard domain). Built once per run, so a
@@ -144,7 +152,7 @@ class Context:
                             index.setdefault((r.domain, r.op_type), []).append(r)
             return index
 
-        return self.memo("op-index", build)
+        return self.model_memo("op-index", build)
 
     def nodes_of(self, *op_types: str) -> list[NodeRef]:
         """Standard-domain nodes of the given op types, in graph order."""
@@ -158,13 +166,20 @@ class Context:
 
     def graph_position(self, graph) -> int:
         """Index of `graph` in `model.graphs` (main graph first)."""
-        positions = self.memo("graph-positions", lambda: {id(g): k for k, g in enumerate(self.model.graphs)})
+        positions = self.model_memo("graph-positions", lambda: {id(g): k for k, g in enumerate(self.model.graphs)})
         return positions[id(graph)]
 
     def memo(self, key, compute):
+        """`compute()` once per run (one release)."""
         if key not in self.cache:
             self.cache[key] = compute()
         return self.cache[key]
+
+    def model_memo(self, key, compute):
+        """`compute()` once per model: only for results that do not depend on the release or the target."""
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]
 
 
 __all__ = ["Applicability", "Context", "DOC_HEADINGS", "Finding", "Fix", "Rule", "Severity"]

@@ -29,16 +29,22 @@ class _Foldable(str):
 
 
 def violations(ctx: Context) -> list[Violation]:
-    """All constraint violations in the model for the target release (cached in the context)."""
-    return ctx.memo("constraint-violations", lambda: _evaluate(ctx))
+    """All constraint violations in the model for the target release (cached in the context; releases
+    with the same constraints in force share one evaluation)."""
+
+    def for_release() -> list[Violation]:
+        by_op = ctx.kb.constraints_for(ctx.target.trt)
+        key = frozenset(c.id for cs in by_op.values() for c in cs)
+        return ctx.model_memo(("constraint-violations", key), lambda: _evaluate(ctx, by_op))
+
+    return ctx.memo("constraint-violations", for_release)
 
 
 def constraint_versions(ctx: Context, c: Constraint) -> tuple[str, ...]:
     return tuple(v for v in ctx.kb.versions if c.applies_to(v))
 
 
-def _evaluate(ctx: Context) -> list[Violation]:
-    by_op = ctx.kb.constraints_for(ctx.target.trt)
+def _evaluate(ctx: Context, by_op: dict[str, list[Constraint]]) -> list[Violation]:
     out: list[Violation] = []
     opv = ctx.model.opset  # constraints describe the ai.onnx importers
     for op, cs in by_op.items():

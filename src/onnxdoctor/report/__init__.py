@@ -9,7 +9,9 @@ from ..findings import Report
 FORMATS = ("text", "json", "sarif", "github")
 
 
-def render(report: Report, fmt: str, *, color: bool = False) -> str:
+def render(report: Report, fmt: str, *, color: bool = False, verbose: bool = False, show=None) -> str:
+    """`color`, `verbose` (every finding on its own line) and `show` (the severities listed; the
+    others are counted) shape the text report only: the other formats are complete."""
     renderer: Callable[..., str]
     if fmt == "json":
         from .json import render as renderer
@@ -20,5 +22,5 @@ def render(report: Report, fmt: str, *, color: bool = False) -> str:
     else:
         from .text import render as renderer
 
-        return renderer(report, color=color)
+        return renderer(report, color=color, verbose=verbose, show=show)
     return renderer(report)

@@ -15,17 +15,18 @@ def to_dict(report: Report) -> dict:
         "onnxdoctor": __version__,
         "schema": SCHEMA_VERSION,
         "target": report.target.to_dict(),
-        "models": [
-            {
-                "path": m.path,
-                "trt": m.trt,
-                "error": m.error,
-                "findings": [f.to_dict() for f in m.findings],
-            }
-            for m in report.models
-        ],
+        "models": [_model(m) for m in report.models],
         "summary": report.summary(),
     }
+
+
+def _model(m) -> dict:
+    out = {"path": m.path, "trt": m.trt, "error": m.error}
+    if m.releases is not None:  # --trt all / A..B: the matrix, then every distinct finding of the range
+        out["releases"] = [r.to_dict() for r in m.releases]
+        out["oldest_without_errors"] = m.oldest_without_errors
+    out["findings"] = [f.to_dict() for f in m.findings]
+    return out
 
 
 def render(report: Report) -> str:

@@ -82,7 +82,7 @@ def nested_uses(ctx: Context, graph: Graph) -> set[str]:
             out[id(g)] = used
         return out
 
-    return ctx.memo("grf-nested-uses", compute)[id(graph)]
+    return ctx.model_memo("grf-nested-uses", compute)[id(graph)]
 
 
 def matches(ctx: Context, matcher) -> list[patterns.Match]:
@@ -91,7 +91,7 @@ def matches(ctx: Context, matcher) -> list[patterns.Match]:
     def compute() -> list[patterns.Match]:
         return [r for g in ctx.model.graphs for _, r in patterns.iter_matches(ctx.model, g, matcher) if r]
 
-    return ctx.memo(("grf-matches", matcher.__name__), compute)
+    return ctx.model_memo(("grf-matches", matcher.__name__), compute)
 
 
 def fused_op_available(release: Release, op: str, opset: int) -> bool:

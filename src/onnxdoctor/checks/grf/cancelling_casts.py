@@ -76,6 +76,7 @@ class CancellingCasts(Rule):
     name = "cancelling-casts"
     severity = Severity.INFO
     summary = "Cast to a wider type and back"
+    release_independent = True
     fix = Fix("remove-noops", Applicability.SAFE)
 
     def check(self, ctx: Context):

@@ -65,6 +65,7 @@ class ConstantFoldableSubgraph(Rule):
     name = "constant-foldable-subgraph"
     severity = Severity.INFO
     summary = "nodes that compute a constant and can be folded into initializers"
+    release_independent = True
     fix = Fix("fold-constants", Applicability.SAFE)
 
     def check(self, ctx: Context):

@@ -46,6 +46,7 @@ class DeadNode(Rule):
     name = "dead-node"
     severity = Severity.INFO
     summary = "node whose outputs reach no graph output"
+    release_independent = True
     fix = Fix("cleanup", Applicability.SAFE)
 
     def check(self, ctx: Context):

@@ -53,6 +53,7 @@ class DuplicateInitializer(Rule):
     name = "duplicate-initializer"
     severity = Severity.INFO
     summary = "initializer identical to another one"
+    release_independent = True
     fix = Fix("dedupe-initializers", Applicability.SAFE)
 
     def check(self, ctx: Context):

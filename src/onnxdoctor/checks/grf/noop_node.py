@@ -50,6 +50,7 @@ class NoopNode(Rule):
     name = "noop-node"
     severity = Severity.INFO
     summary = "Identity, inference Dropout or same-type Cast"
+    release_independent = True
     fix = Fix("remove-noops", Applicability.SAFE)
 
     def check(self, ctx: Context):

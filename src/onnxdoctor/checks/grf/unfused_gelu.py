@@ -61,7 +61,11 @@ class UnfusedGelu(Rule):
 
     def check(self, ctx: Context):
         if not fused_op_available(ctx.release, "Gelu", OPSET):
-            return
+            return ()
+        # The same findings on every release that has the fused op: made once per model.
+        return ctx.model_memo((self.code, "findings"), lambda: list(self._findings(ctx)))
+
+    def _findings(self, ctx: Context):
         note = opset_note(ctx.model, OPSET)
         versions = ctx.kb.versions_where(lambda r: fused_op_available(r, "Gelu", OPSET))
         for m in matches(ctx, patterns.match_gelu):

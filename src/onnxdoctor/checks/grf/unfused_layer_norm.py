@@ -67,7 +67,11 @@ class UnfusedLayerNorm(Rule):
 
     def check(self, ctx: Context):
         if not fused_op_available(ctx.release, "LayerNormalization", OPSET):
-            return
+            return ()
+        # The same findings on every release that has the fused op: made once per model.
+        return ctx.model_memo((self.code, "findings"), lambda: list(self._findings(ctx)))
+
+    def _findings(self, ctx: Context):
         note = opset_note(ctx.model, OPSET)
         versions = ctx.kb.versions_where(lambda r: fused_op_available(r, "LayerNormalization", OPSET))
         for m in matches(ctx, patterns.match_layer_norm):

@@ -43,6 +43,7 @@ class UnusedInitializer(Rule):
     name = "unused-initializer"
     severity = Severity.INFO
     summary = "initializer nothing reads"
+    release_independent = True
     fix = Fix("cleanup", Applicability.SAFE)
 
     def check(self, ctx: Context):

@@ -40,6 +40,7 @@ class MissingExternalData(Rule):
     name = "missing-external-data"
     severity = Severity.ERROR
     summary = "external weights file missing or too short"
+    release_independent = True
 
     def check(self, ctx: Context):
         for tensor, problem in ctx.model.external_problems:

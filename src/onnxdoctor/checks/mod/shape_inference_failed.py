@@ -39,6 +39,7 @@ class ShapeInferenceFailed(Rule):
     name = "shape-inference-failed"
     severity = Severity.WARNING
     summary = "ONNX shape inference failed"
+    release_independent = True
 
     def check(self, ctx: Context):
         err = ctx.model.shape_inference_error

@@ -47,4 +47,4 @@ def any_qdq(ctx) -> bool:
         # endswith: also TensorRT's own TRT_INT4QuantizeLinear / TRT_FP8DequantizeLinear-style custom ops
         return any(op.endswith(("QuantizeLinear", "DequantizeLinear")) for _, op in ctx.op_index())
 
-    return ctx.memo("prc:any_qdq", compute)
+    return ctx.model_memo("prc:any_qdq", compute)

@@ -52,6 +52,7 @@ class PartiallyQuantizedWeightedOperation(Rule):
     name = "partially-quantized-weighted-operation"
     severity = Severity.INFO
     summary = "weighted operation with only some inputs quantized"
+    release_independent = True
 
     def check(self, ctx: Context):
         if not any_qdq(ctx):

@@ -50,6 +50,7 @@ class QuantizationAxisMismatch(Rule):
     name = "quantization-axis-mismatch"
     severity = Severity.ERROR
     summary = "per-channel scale length differs from the quantized axis dimension"
+    release_independent = True
 
     def check(self, ctx: Context):
         if not any_qdq(ctx):

@@ -54,6 +54,7 @@ class UnpairedQuantizeDequantize(Rule):
     name = "unpaired-quantize-dequantize"
     severity = Severity.WARNING
     summary = "Q without a following DQ, or DQ not fed by Q or a constant"
+    release_independent = True
 
     def check(self, ctx: Context):
         if not any_qdq(ctx):

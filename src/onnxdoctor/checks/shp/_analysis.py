@@ -1,9 +1,7 @@
-"""Shape-value analysis shared by the SHP rules: where each tensor's value comes from, and the
-length of 1-D shape tensors. One linear pass per graph, memoized in the check Context."""
+"""Shape-value analysis shared by the SHP rules: where each tensor's value comes from. One linear pass
+per graph, memoized in the check Context (lengths of 1-D shape tensors and ranks: checks/_ranks.py)."""
 
 from __future__ import annotations
-
-from typing import Callable
 
 from ...model import FOLDABLE_OPS, Graph, Model, NodeRef
 from ...rule import Context
@@ -42,7 +40,7 @@ class ValueClasses:
         self.graph = g
         self.outer = outer
         self.consts = ctx.model.constants(g)
-        self.dim_names: frozenset[str] = ctx.memo("shp.input_dim_names", lambda: input_dim_names(ctx.model))
+        self.dim_names: frozenset[str] = ctx.model_memo("shp.input_dim_names", lambda: input_dim_names(ctx.model))
         self.frozen = set(ctx.model.frozen_inputs) if g.outer is None and g.function is None else set()
         self.inputs = set(g.inputs)
         self.cls: dict[str, int] = {}
@@ -207,73 +205,4 @@ def value_classes(ctx: Context, g: Graph) -> ValueClasses:
         outer = value_classes(ctx, g.outer) if g.outer is not None else None
         return ValueClasses(ctx, g, outer)
 
-    return ctx.memo(("shp.classes", id(g)), build)
-
-
-# ----------------------------------------------------------------------------
-# Lengths of 1-D shape tensors
-# ----------------------------------------------------------------------------
-_ELEMENTWISE = frozenset("Cast CastLike Identity Neg Abs Floor Ceil Add Sub Mul Div Max Min Mod Where Clip".split())
-
-
-def shape_length(ctx: Context, g: Graph, tensor: str) -> int | None:
-    """Number of elements of a 1-D (or 0-D: 1) tensor used as a shape, or None when no analysis
-    (ONNX shape inference, constant values, or a small propagation through shape ops) knows it."""
-    memo: dict[str, int | None] = ctx.memo(("shp.lengths", id(g)), dict)
-    return _length(ctx, g, tensor, memo, 0)
-
-
-def _length(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int | None:
-    if t in memo:
-        return memo[t]
-    memo[t] = None
-    memo[t] = n = _compute_length(ctx, g, t, memo, depth)
-    return n
-
-
-def _compute_length(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int | None:
-    typ = g.type_of(t)
-    if typ is not None and typ.shape is not None:
-        if len(typ.shape) == 0:
-            return 1
-        if len(typ.shape) == 1 and isinstance(typ.shape[0], int):
-            return typ.shape[0]
-    val = ctx.model.constants(g).value(t)
-    if val is not None:
-        return int(val.size) if val.ndim <= 1 else None
-    hit = g.producers.get(t)
-    if hit is None or depth > 64:
-        return None
-    i = hit[0]
-    node = g.nodes[i]
-    if node.domain not in ("", "ai.onnx"):
-        return None
-    ins = g.node_inputs[i]
-    op = node.op_type
-    rec: Callable[[str], int | None] = lambda x: _length(ctx, g, x, memo, depth + 1)  # noqa: E731
-    ref = g.ref(i)
-    if op == "Shape" and ins:
-        st = g.type_of(ins[0])
-        if st is None or st.shape is None:
-            return None
-        return len(range(len(st.shape))[ref.attr("start", 0):ref.attr("end", None)])
-    if op == "Concat":
-        lens = [rec(x) for x in ins if x]
-        return sum(lens) if lens and all(n is not None for n in lens) else None  # type: ignore[misc]
-    if op == "Unsqueeze" and ins:
-        src = g.type_of(ins[0])
-        return 1 if src is not None and src.shape == () else None
-    if op == "Gather" and len(ins) > 1:
-        idx = g.type_of(ins[1])
-        if idx is not None and idx.shape is not None:
-            if len(idx.shape) == 0:
-                return 1
-            if len(idx.shape) == 1 and isinstance(idx.shape[0], int):
-                return idx.shape[0]
-        return None
-    if op in _ELEMENTWISE:
-        lens = [rec(x) for x in (ins[1:] if op == "Where" else ins) if x]
-        if op in ("Cast", "CastLike", "Identity", "Neg", "Abs", "Floor", "Ceil", "Clip"):
-            lens = lens[:1]
-        return max(lens) if lens and all(n is not None for n in lens) else None  # type: ignore[type-var]
-    return None
+    return ctx.model_memo(("shp.classes", id(g)), build)

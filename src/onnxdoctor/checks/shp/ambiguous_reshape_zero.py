@@ -48,6 +48,7 @@ class AmbiguousReshapeZero(Rule):
     name = "ambiguous-reshape-zero"
     severity = Severity.WARNING
     summary = "Reshape copies a dim that can be 0 while inferring -1"
+    release_independent = True
 
     def check(self, ctx: Context):
         for node in ctx.nodes_of("Reshape"):

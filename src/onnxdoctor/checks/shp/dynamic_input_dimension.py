@@ -48,6 +48,7 @@ class DynamicInputDimension(Rule):
     name = "dynamic-input-dimension"
     severity = Severity.INFO
     summary = "dynamic input dimension needs an optimization profile"
+    release_independent = True
 
     def check(self, ctx: Context):
         g = ctx.model.main

@@ -57,6 +57,7 @@ class RuntimeExpandShape(Rule):
     name = "runtime-expand-shape"
     severity = Severity.INFO
     summary = "Expand/Tile shape known only at runtime"
+    release_independent = True
 
     def check(self, ctx: Context):
         for node in ctx.nodes_of("Expand", "Tile"):

@@ -68,6 +68,7 @@ class RuntimeShapeComputation(Rule):
     name = "runtime-shape-computation"
     severity = Severity.INFO
     summary = "shape computation that is constant once input shapes are fixed"
+    release_independent = True
 
     def check(self, ctx: Context):
         model = ctx.model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._analysis import shape_length
+from .._ranks import length_cause, rank_of
 
 # op type -> index of the input whose *length* decides the output rank
 _SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0, "Resize": 3}
@@ -14,14 +14,20 @@ class UndeterminedShape(Rule):
     """A tensor whose rank TensorRT needs at build time, but no analysis can determine.
 
     ## What it does
-    Reports two cases, and only when ONNX shape inference *and* onnxdoctor's own propagation
-    through constants and shape operations (Shape, Concat, Gather, Unsqueeze, elementwise ops)
-    leave the information missing:
+    Reports a graph input declared without a shape (unknown rank), and a `Reshape`, `Expand`,
+    `ConstantOfShape` or `Resize` (`sizes`) whose output rank is unknown because the length of
+    its shape input is — only when ONNX shape inference *and* onnxdoctor's own derivation leave it
+    missing. onnxdoctor derives ranks from op semantics where inference gave up (an `Einsum`
+    output, `Slice(Shape(x))`, `Concat`/`Gather`/`Unsqueeze` of shape values, broadcasting,
+    reductions, `If` branches that agree) and lengths of shape tensors from them.
 
-    - a `Reshape`, `Expand`, `Tile`, `ConstantOfShape` or `Resize` (`sizes`) whose shape input has
-      an unknown length, so the rank of its output is unknown (for example a shape read from a
-      graph input `int64[N]`, or computed from a data-dependent op such as `NonZero`);
-    - a graph input declared without a shape (unknown rank).
+    What remains is split by cause, because TensorRT knows every rank that follows from ranks:
+
+    - **warning**: the length depends on something TensorRT cannot know at build time either: a
+      graph input of dynamic length (`int64[N]`) or a data-dependent op upstream (`NonZero`,
+      `Range` with runtime bounds, `Unique`, `Compress`, `NonMaxSuppression`);
+    - **info** ("onnxdoctor could not infer"): nothing of the kind upstream; onnxdoctor's analysis
+      is missing an op's semantics, TensorRT will know the rank, and rules that need it were skipped.
 
     Models whose shape inference failed are left to `MOD501`; local function bodies are skipped.
 
@@ -32,7 +38,7 @@ class UndeterminedShape(Rule):
     in the first layer that reads it.
 
     ## Example
-    The output rank of this Reshape depends on the runtime length of `shape`:
+    The output rank of this Reshape depends on the runtime length of `shape` (warning):
 
         <ir_version: 8, opset_import: ["" : 13]>
         g (float[6] x, int64[N] shape) => (float y) { y = Reshape(x, shape) }
@@ -60,6 +66,7 @@ class UndeterminedShape(Rule):
     name = "undetermined-shape"
     severity = Severity.WARNING
     summary = "rank TensorRT needs at build time is unknown"
+    release_independent = True
 
     def check(self, ctx: Context):
         model = ctx.model
@@ -87,17 +94,25 @@ class UndeterminedShape(Rule):
             ot = g.type_of(out)
             if ot is not None and ot.shape is not None:
                 continue  # inference knows the output rank
-            if node.op_type == "Resize":
-                xt = g.type_of(node.input(0))
-                if xt is not None and xt.shape is not None:
-                    continue  # the output rank is the input's
-            if shape_length(ctx, g, shape_in) is not None:
-                continue
+            if rank_of(ctx, g, out) is not None:
+                continue  # the op's semantics give it (Slice of Shape of a tensor of known rank, ...)
             what = "sizes" if node.op_type == "Resize" else "repeats" if node.op_type == "Tile" else "shape"
-            yield self.finding(
-                ctx,
-                f"{node.op_type} {node.name!r}: the length of its {what} input {shape_in!r} is unknown, so the rank of "
-                f"{out!r} is unknown at build time",
-                node=node, tensor=out,
-                hint="compute the shape from Shape() of a tensor of known rank and constants, or give it a fixed length",
-            )
+            cause = length_cause(ctx, g, shape_in)
+            if cause is not None:
+                yield self.finding(
+                    ctx,
+                    f"{node.op_type} {node.name!r}: the length of its {what} input {shape_in!r} depends on {cause}, "
+                    f"so the rank of {out!r} is unknown at build time",
+                    node=node, tensor=out,
+                    hint="compute the shape from Shape() of a tensor of known rank and constants, or give it a fixed length",
+                )
+            else:
+                yield self.finding(
+                    ctx,
+                    f"{node.op_type} {node.name!r}: onnxdoctor could not infer the length of its {what} input "
+                    f"{shape_in!r}, so it does not know the rank of {out!r}; TensorRT determines it when it builds, "
+                    "and rules that need this rank were skipped",
+                    node=node, tensor=out, severity=Severity.INFO,
+                    hint="nothing to do unless TensorRT reports a rank problem here; --shape NAME:DIMS may let the "
+                         "analysis through",
+                )

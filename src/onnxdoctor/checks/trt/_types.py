@@ -29,7 +29,7 @@ class Site:
 
 
 def sites(ctx: Context) -> list[Site]:
-    return ctx.memo("type-sites", lambda: list(_walk(ctx)))
+    return ctx.model_memo("type-sites", lambda: list(_walk(ctx)))
 
 
 def may_have(ctx: Context, predicate) -> bool:

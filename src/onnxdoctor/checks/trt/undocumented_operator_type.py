@@ -60,15 +60,17 @@ class UndocumentedOperatorType(Rule):
 
     def _check_op(self, ctx: Context, refs, documented):
         rel = ctx.release
-        for node in refs:
-            name = node.input(0)
-            elem = node.graph.elem_type_of(name) if name else 0
-            if elem == 0:
-                continue
+        for elem, nodes in _by_input_type(ctx, refs).items():
             tn = dtype_name(elem)
             effective = "FLOAT" if tn == "DOUBLE" else ("INT32" if tn == "INT64" and rel.int64 == "cast" else tn)
             if effective in documented or tn == "UINT8" or tn not in rel.types:
                 continue  # UINT8 and unrepresentable types have their own rules
+            yield from self._report(ctx, nodes, tn, documented)
+
+    def _report(self, ctx: Context, nodes, tn: str, documented):
+        rel = ctx.release
+        for node in nodes:
+            name = node.input(0)
             versions = tuple(
                 v for v in ctx.kb.versions
                 if node.op_type in ctx.kb.release(v).ops and tn not in ctx.kb.release(v).ops[node.op_type]
@@ -81,3 +83,19 @@ class UndocumentedOperatorType(Rule):
                 versions=versions,
                 hint=f"cast {name!r} to one of {', '.join(documented)} around this node",
             )
+
+
+def _by_input_type(ctx: Context, refs) -> dict[int, list]:
+    """The nodes of one op type by the element type of their first input (once per model)."""
+
+    def compute() -> dict[int, list]:
+        out: dict[int, list] = {}
+        for node in refs:
+            name = node.input(0)
+            elem = node.graph.elem_type_of(name) if name else 0
+            if elem:
+                out.setdefault(elem, []).append(node)
+        return out
+
+    first = refs[0]
+    return ctx.model_memo(("TRT115-input-types", first.node.domain, first.op_type), compute)
