@@ -13,7 +13,9 @@ _UNSAFE = Applicability.UNSAFE
 _MS = "com.microsoft"
 
 SUBSTITUTES: dict[tuple[str, str], tuple[str, Applicability]] = {
+    ("", "Attention"): ("op-to-function-body", _SAFE),
     ("", "CastLike"): ("castlike-to-cast", _SAFE),
+    ("", "CenterCropPad"): ("op-to-function-body", _SAFE),
     ("", "Compress"): ("compress-to-gather-nonzero", _SAFE),
     ("", "ConvInteger"): ("dynamic-quantization-to-float", _UNSAFE),
     ("", "DynamicQuantizeLinear"): ("dynamic-quantization-to-float", _UNSAFE),
@@ -21,8 +23,11 @@ SUBSTITUTES: dict[tuple[str, str], tuple[str, Applicability]] = {
     ("", "Hardmax"): ("hardmax-to-argmax-onehot", _SAFE),
     ("", "MatMulInteger"): ("dynamic-quantization-to-float", _UNSAFE),
     ("", "Mish"): ("mish-to-softplus-tanh", _SAFE),
+    ("", "NegativeLogLikelihoodLoss"): ("op-to-function-body", _SAFE),
     ("", "RMSNormalization"): ("rms-normalization-to-reductions", _SAFE),
+    ("", "RotaryEmbedding"): ("op-to-function-body", _SAFE),
     ("", "SimplifiedLayerNormalization"): ("simplified-layer-norm-to-reductions", _SAFE),
+    ("", "SoftmaxCrossEntropyLoss"): ("op-to-function-body", _SAFE),
     ("", "Swish"): ("swish-to-sigmoid-mul", _SAFE),
     (_MS, "BiasAdd"): ("bias-add-to-add", _SAFE),
     (_MS, "BiasGelu"): ("bias-gelu-to-add-erf", _SAFE),

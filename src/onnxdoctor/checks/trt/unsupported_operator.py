@@ -34,7 +34,9 @@ class UnsupportedOperator(Rule):
     implement a TensorRT plugin with the op's name and pass `--plugin NAME`.
 
     ## Fix safety
-    Op substitutions are exact (safe) where a rewrite exists. ONNX Runtime's dynamic quantization
+    Op substitutions are exact (safe) where a rewrite exists; `Attention`, `RotaryEmbedding`,
+    `CenterCropPad` and the training losses are replaced by the function body ONNX defines for
+    them (`op-to-function-body`). ONNX Runtime's dynamic quantization
     (`DynamicQuantizeLinear`, `MatMulInteger`, `ConvInteger`) is replaced by float ops with
     dequantized weights, which is unsafe (activations are no longer rounded to 8 bits; proven within
     tolerance, needs `--unsafe-fixes`). An op whose inputs are all build-time constants (a

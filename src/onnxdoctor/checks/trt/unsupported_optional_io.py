@@ -30,8 +30,9 @@ class UnsupportedOptionalIo(ConstraintRule):
     ## Fix safety
     Exact (safe) rewrites compute the statistics outputs separately: `LayerNormalization`
     `Mean`/`InvStdDev` (`layer-norm-stats-to-reductions`) and the running statistics of a
-    training-mode `BatchNormalization` (`batch-norm-training-to-reductions`). The other optional
-    tensors (`MaxPool` indices, the `Attention` KV cache) have no automatic fix.
+    training-mode `BatchNormalization` (`batch-norm-training-to-reductions`); an `Attention` with a
+    KV cache or `qk_matmul_output` is replaced by its ONNX function body (`op-to-function-body`).
+    `MaxPool` indices have no automatic fix.
 
     ## TensorRT versions
     Per constraint, listed in each finding.

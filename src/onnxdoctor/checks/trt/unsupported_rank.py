@@ -31,7 +31,8 @@ class UnsupportedRank(ConstraintRule):
     Reshape to a supported rank around the node (e.g. fold extra dims into the batch dim).
 
     ## Fix safety
-    No automatic fix.
+    A 3-D `Attention` on 10.14 is replaced by its ONNX function body (`op-to-function-body`,
+    exact); otherwise no automatic fix.
 
     ## TensorRT versions
     All for the rank-8 limit; per constraint otherwise.
