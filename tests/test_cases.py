@@ -24,6 +24,7 @@ Case file format (one file per rule code):
           - node: Hardmax#0
             severity: error
             message_contains: "supported from 9.2"
+            rewrite: hardmax-to-argmax-onehot  # the rewrite the finding names as its fix (null: none)
         fix: hardmax-to-argmax-onehot  # optional, fail cases: `onnxdoctor fix` at this release applies
                                     # this rewrite, and the result has no finding of the rule and no
                                     # error at all, passes onnx.checker's full check and its proof
@@ -111,8 +112,9 @@ def test_case(rule, case, tmp_path):
             and ("tensor" not in exp or f.location.tensor == exp["tensor"])
             and ("message_contains" not in exp or exp["message_contains"] in f.message)
             and ("subgraph" not in exp or list(f.location.subgraph) == exp["subgraph"])
+            and ("rewrite" not in exp or (f.fix.rewrite if f.fix else None) == exp["rewrite"])
         ]
-        assert matching, f"no finding matches {exp}; got {[(f.location.node, str(f.severity), f.message) for f in findings]}"
+        assert matching, f"no finding matches {exp}; got {[(f.location.node, str(f.severity), f.message, f.fix) for f in findings]}"
 
 
 FIX_CASES = [p for p in CASES if "fix" in p.values[1]]

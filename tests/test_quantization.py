@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxdoctor
 from onnxdoctor import prove
-from onnxdoctor.checks.trt._substitutes import SUBSTITUTES
+from onnxdoctor.rule_fixes import APPLICABILITY, SUBSTITUTIONS
 from onnxdoctor.findings import Applicability
 from onnxdoctor.fix import FixOptions, fix_model
 from onnxdoctor.rewrites import RewriteContext, all_rewrites, get_rewrite
@@ -238,6 +238,6 @@ def test_tolerance_scales_with_the_outputs():
 
 
 def test_findings_name_the_rewrites_check_lists():
-    """checks/trt/_substitutes.py (data, so check needs no rewrite import) agrees with the rewrites."""
+    """rule_fixes.SUBSTITUTIONS (data, so check needs no rewrite import) agrees with the rewrites."""
     declared = {op: (r.name, r.applicability) for r in all_rewrites() for op in r.ops}
-    assert declared == SUBSTITUTES
+    assert declared == {op: (name, APPLICABILITY[name]) for op, name in SUBSTITUTIONS.items()}

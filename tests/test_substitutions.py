@@ -17,7 +17,8 @@ import pytest
 import onnxdoctor
 from onnxdoctor import prove
 from onnxdoctor.rewrites import RewriteContext, all_rewrites, get_rewrite
-from onnxdoctor.rewrites.substitutions import REWRITES, substitution_for
+from onnxdoctor.rewrites.substitutions import REWRITES
+from onnxdoctor.rule_fixes import SUBSTITUTIONS, substitution_for
 from onnxdoctor.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,12 +230,12 @@ def test_at_least_twelve_substitutions_each_named_by_a_finding():
     for cls in by_finding:
         assert cls.name in names
         assert cls.phase == 30
-        assert substitution_for(cls.op_type, cls.domain) == cls.name
+        assert SUBSTITUTIONS[(cls.domain, cls.op_type)] == cls.name
         assert set(cls.resolves) <= {"TRT101", "TRT102"}
         assert cls.resolves == (("TRT102",) if cls.domain else ("TRT101",))
-    assert substitution_for("Hardmax", "ai.onnx") == "hardmax-to-argmax-onehot"
-    assert substitution_for("Relu", "") is None
-    assert substitution_for("Gelu", "com.example") is None
+    assert substitution_for("TRT101", "Hardmax", "ai.onnx").rewrite == "hardmax-to-argmax-onehot"
+    assert substitution_for("TRT101", "Relu", "") is None
+    assert substitution_for("TRT102", "Gelu", "com.example") is None
 
 
 def test_every_substitution_is_tested():
@@ -256,7 +257,7 @@ def test_einsum_uppercase_labels_are_relabelled(release):
     assert not labels(out)
     feeds = prove.generate_inputs(model, seed=3)
     assert prove.compare(prove.run(model, feeds), prove.run(out, feeds), 1e-5, 1e-5).passed
-    assert substitution_for("Einsum", "") is None  # TRT101 never reports Einsum
+    assert substitution_for("TRT101", "Einsum", "") is None  # TRT101 never reports Einsum
 
 
 def test_standard_ops_substituted_are_missing_somewhere():

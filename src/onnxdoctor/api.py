@@ -270,13 +270,17 @@ def _check_one(item, target, rules: Sequence[Rule], use_prefetch: bool) -> Model
     return ModelReport(path=model.path, findings=merge_releases(results), releases=results, inputs=inputs)
 
 
-def list_rules(trt: str | None = None) -> list[Rule]:
+def list_rules() -> list[Rule]:
+    """Every rule (built-in and plugins'), by code."""
     return list(all_rules())
 
 
 def explain(code: str) -> str:
+    """A rule's documentation (by code or name), with the rewrites of `fix` that resolve its findings."""
+    from .rule_fixes import describe
+
     rule = get_rule(code)
-    return f"{rule.code} {rule.name} (default severity: {rule.severity})\n\n{rule.doc()}\n"
+    return f"{rule.code} {rule.name} (default severity: {rule.severity})\nFix: {describe(rule.fixes)}\n\n{rule.doc()}\n"
 
 
 __all__ = ["check", "check_one", "collect_model_paths", "explain", "list_rules", "Severity", "UsageError"]

@@ -493,29 +493,22 @@ def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, iso
 
 
 @main.command("rules")
-@click.option("--trt", "trt", default=None, metavar="VERSION", help="Show which rules can fire for this release (default: latest).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def rules_cmd(trt, fmt) -> None:
-    """List the rules: code, name, default severity, summary."""
+def rules_cmd(fmt) -> None:
+    """List the rules: code, name, default severity, summary (JSON: also the rewrites of `fix` that
+    resolve their findings). `onnxdoctor explain CODE` says for which TensorRT releases a rule reports."""
     import json
 
-    from .registry import all_rules
-    from .target import Target
+    from .api import list_rules
 
-    try:
-        target = Target.make(trt)
-    except OnnxDoctorError as e:
-        _fail(str(e))
-        return
     rows = [
         {"code": r.code, "name": r.name, "severity": str(r.severity), "summary": r.summary,
-         "fix": r.fix.rewrite if r.fix else None}
-        for r in all_rules()
+         "fixes": [f.to_dict() for f in r.fixes]}
+        for r in list_rules()
     ]
     if fmt == "json":
-        click.echo(json.dumps({"trt": target.trt, "rules": rows}, indent=2))
+        click.echo(json.dumps({"rules": rows}, indent=2))
         return
-    click.echo(f"Rules for TensorRT {target.trt}:")
     for row in rows:
         click.echo(f"  {row['code']:<7} {row['name']:<32} {row['severity']:<8} {row['summary']}")
 

@@ -10,26 +10,33 @@ from typing import ClassVar, Iterable
 from .findings import Applicability, Finding, Fix, Location, Severity
 from .kb import Release
 from .model import Model, NodeRef
+from .rule_fixes import fix_for, fixes_for
 from .target import Target
 
 DOC_HEADINGS = ("What it does", "Why it breaks TensorRT", "Example", "How to fix", "Fix safety", "TensorRT versions", "Sources")
+_RULE_FIX = object()  # Rule.finding's default: the rule's only fix
 
 
 class Rule:
     """Base class. Subclasses set the class attributes and implement `check`.
 
     The class docstring is the rule's documentation, with the `## Heading` sections in DOC_HEADINGS;
-    `onnxdoctor explain` and docs/rules/ are generated from it.
+    `onnxdoctor explain` and docs/rules/ are generated from it. The rewrites that fix its findings
+    come from the table in rule_fixes.py.
     """
 
     code: ClassVar[str]
     name: ClassVar[str]
     severity: ClassVar[Severity] = Severity.ERROR
     summary: ClassVar[str]
-    fix: ClassVar[Fix | None] = None
     # True when the rule's findings do not depend on the target (release, precision, plugins): a run
     # over several releases (`--trt all`) then runs it once. Messages must not name the release.
     release_independent: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "fix" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: a rule's fixes come from rule_fixes.RULE_FIXES, not a `fix` attribute")
 
     @property
     def family(self) -> str:
@@ -37,6 +44,15 @@ class Rule:
 
     def check(self, ctx: Context) -> Iterable[Finding]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @property
+    def fixes(self) -> tuple[Fix, ...]:
+        """The rewrites that resolve this rule's findings (rule_fixes.RULE_FIXES)."""
+        return fixes_for(self.code)
+
+    def fix_by(self, rewrite: str) -> Fix:
+        """The Fix naming `rewrite`, for a finding of this rule; the table must list the pair."""
+        return fix_for(self.code, rewrite)
 
     @classmethod
     def doc(cls) -> str:
@@ -67,8 +83,13 @@ class Rule:
         severity: Severity | None = None,
         versions: Iterable[str] | None = None,
         hint: str | None = None,
-        fix: Fix | None = None,
+        fix: Fix | None | object = _RULE_FIX,
     ) -> Finding:
+        """A finding of this rule. `fix`: by default the rule's fix when the table lists exactly one
+        rewrite for it (else none); None for a finding no rewrite resolves."""
+        if fix is _RULE_FIX:
+            listed = self.fixes
+            fix = listed[0] if len(listed) == 1 else None
         loc = Location(
             node=node.name if node else None,
             op_type=node.op_type if node else None,
@@ -83,7 +104,7 @@ class Rule:
             location=loc,
             trt_versions=(tuple(versions) if versions is not None
                           else tuple(ctx.kb.versions) if self.release_independent else (ctx.target.trt,)),
-            fix=fix if fix is not None else self.fix,
+            fix=fix,  # type: ignore[arg-type]
             hint=hint,
             order=(ctx.graph_position(node.graph), node.index) if node else (),
         )

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..findings import Applicability, Fix
 from ..kb import Constraint
 from ..model import NodeRef, dtype_name
 from ..rule import Context
@@ -21,7 +20,7 @@ class Violation:
     # Set when the violation is milder than the constraint says: a constant the parser cannot see
     # as weights until it is folded.
     severity: str | None = None
-    fix: Fix | None = None
+    fix: str | None = None  # the rewrite that resolves it (rule_fixes.RULE_FIXES lists it for the rule)
 
 
 class _Foldable(str):
@@ -56,10 +55,9 @@ def _evaluate(ctx: Context, by_op: dict[str, list[Constraint]]) -> list[Violatio
                     continue
                 detail = _check(ctx, c, node)
                 if isinstance(detail, _Foldable):
-                    out.append(Violation(c, node, str(detail), "warning", Fix("fold-constants", Applicability.SAFE)))
+                    out.append(Violation(c, node, str(detail), "warning", "fold-constants"))
                 elif detail is not None:
-                    fix = Fix(c.params["fix"], Applicability.SAFE) if "fix" in c.params else None
-                    out.append(Violation(c, node, detail, fix=fix))
+                    out.append(Violation(c, node, detail, fix=c.params.get("fix")))
     return out
 
 

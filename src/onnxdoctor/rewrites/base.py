@@ -71,7 +71,7 @@ class Rewrite:
     # Rule codes whose findings this rewrite resolves (they name it in their `fix`).
     resolves: ClassVar[tuple[str, ...]] = ()
     # (domain, op_type) of the nodes whose TRT101/TRT102 findings name this rewrite as their fix
-    # (listed for `check` in checks/trt/_substitutes.py).
+    # (listed for `check` in rule_fixes.SUBSTITUTIONS).
     ops: ClassVar[tuple[tuple[str, str], ...]] = ()
     # Tolerances for proving an UNSAFE rewrite (safe ones use the fix defaults).
     atol: ClassVar[float | None] = None

@@ -22,8 +22,9 @@ class FreezeShapes(Rewrite):
     be valid for the frozen shapes.
 
     ## When it applies
-    Findings SHP204 (shape computation constant once inputs are fixed) and SHP202 (dynamic input),
-    only when `--shape` is given; otherwise it explains that it needs `--shape`.
+    Findings SHP204 (shape computation constant once inputs are fixed), SHP206 (Expand/Tile shape
+    known only at runtime, constant once inputs are fixed) and SHP202 (dynamic input), only when
+    `--shape` is given; otherwise it explains that it needs `--shape`.
 
     ## Example
     `onnxdoctor fix model.onnx -o fixed.onnx --shape input_ids:1x128` turns the model static.
@@ -33,14 +34,14 @@ class FreezeShapes(Rewrite):
     with the frozen shapes.
 
     ## Resolves
-    SHP202, SHP204
+    SHP202, SHP204, SHP206
     """
 
     name = "freeze-shapes"
     phase = 10
     summary = "fix input dimensions from --shape and fold shape computations"
     applicability = Applicability.SAFE
-    resolves = ("SHP202", "SHP204")
+    resolves = ("SHP202", "SHP204", "SHP206")
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         if not ctx.shapes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..._onnx import TensorProto as T
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...model import dtype_name
 from ...rule import Context, Rule
 
@@ -77,7 +77,6 @@ class CancellingCasts(Rule):
     severity = Severity.INFO
     summary = "Cast to a wider type and back"
     release_independent = True
-    fix = Fix("remove-noops", Applicability.SAFE)
 
     def check(self, ctx: Context):
         for node in ctx.nodes_of("Cast"):

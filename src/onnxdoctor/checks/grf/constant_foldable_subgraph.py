@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from .._ifcond import condition_kind
 from ._util import human_bytes, nbytes, nested_uses
 
-INLINE = Fix("inline-constant-if", Applicability.SAFE)
 FOLD_CAP = 64 * 2**20  # fold-constants leaves results bigger than this unfolded
 _NOOPS = frozenset({"Identity"})
 
@@ -66,7 +65,6 @@ class ConstantFoldableSubgraph(Rule):
     severity = Severity.INFO
     summary = "nodes that compute a constant and can be folded into initializers"
     release_independent = True
-    fix = Fix("fold-constants", Applicability.SAFE)
 
     def check(self, ctx: Context):
         yield from self._constant_ifs(ctx)
@@ -130,7 +128,7 @@ class ConstantFoldableSubgraph(Rule):
                 if known > FOLD_CAP:
                     msg = f"{head}, but folding would create {known / 2**20:.0f} MiB (above the 64 MiB cap); left to TensorRT's build-time folding"
                 else:
-                    fix = self.fix
+                    fix = self.fix_by("fold-constants")
                     msg = f"{head}: folding stores {len(produced)} tensor{'s' if len(produced) > 1 else ''}, {size}"
                 yield self.finding(
                     ctx, msg, node=g.ref(last), tensor=produced[0], versions=ctx.kb.versions,
@@ -146,6 +144,6 @@ class ConstantFoldableSubgraph(Rule):
             which = "only one branch" if v is None or v.size != 1 else f"only the {'then' if bool(v.reshape(-1)[0]) else 'else'} branch"
             yield self.finding(
                 ctx, f"If has a constant condition{' once folded' if kind == 'folded' else ''}: {which} ever runs",
-                node=ref, tensor=ref.input(0), versions=ctx.kb.versions, fix=INLINE,
+                node=ref, tensor=ref.input(0), versions=ctx.kb.versions, fix=self.fix_by("inline-constant-if"),
                 hint="onnxdoctor fix replaces the If by the branch that runs",
             )

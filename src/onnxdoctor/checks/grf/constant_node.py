@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...model import Graph, NodeRef
 from ...rule import Context, Rule
 
@@ -52,7 +52,6 @@ class ConstantNode(Rule):
     name = "constant-node"
     severity = Severity.INFO
     summary = "Constant nodes that could be initializers"
-    fix = Fix("cleanup", Applicability.SAFE)
 
     def check(self, ctx: Context):
         if ctx.model.proto.ir_version < 4:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from ._util import has_subgraph, subgraph_names
 
@@ -47,7 +47,6 @@ class DeadNode(Rule):
     severity = Severity.INFO
     summary = "node whose outputs reach no graph output"
     release_independent = True
-    fix = Fix("cleanup", Applicability.SAFE)
 
     def check(self, ctx: Context):
         for g in ctx.model.graphs:

@@ -6,7 +6,7 @@ import hashlib
 
 from ..._onnx import TensorProto
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...model import Graph, LazyBytes, _external_ref
 from ...rule import Context, Rule
 from ._util import ITEMSIZE, human_bytes, type_text
@@ -54,7 +54,6 @@ class DuplicateInitializer(Rule):
     severity = Severity.INFO
     summary = "initializer identical to another one"
     release_independent = True
-    fix = Fix("dedupe-initializers", Applicability.SAFE)
 
     def check(self, ctx: Context):
         for g in ctx.model.graphs:

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from ..._onnx import AttributeProto, TensorProto
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...model import Graph, Model
 from ...rule import Context, Rule
 
@@ -70,7 +70,6 @@ class DuplicateNode(Rule):
     name = "duplicate-node"
     severity = Severity.INFO
     summary = "node that computes the same as an earlier one"
-    fix = Fix("dedupe-nodes", Applicability.SAFE)
 
     def check(self, ctx: Context):
         for g in ctx.model.graphs:

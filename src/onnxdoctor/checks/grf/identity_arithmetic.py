@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...model import Model, NodeRef
 from ...rule import Context, Rule
 
@@ -51,7 +51,6 @@ class IdentityArithmetic(Rule):
     name = "identity-arithmetic"
     severity = Severity.INFO
     summary = "x + 0, x - 0, x * 1 or x / 1 that leaves x unchanged"
-    fix = Fix("remove-noops", Applicability.SAFE)
 
     def check(self, ctx: Context):
         for node in ctx.nodes_of(*_IDENTITIES):

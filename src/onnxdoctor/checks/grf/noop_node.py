@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...model import dtype_name
 from ...rule import Context, Rule
 
@@ -51,7 +51,6 @@ class NoopNode(Rule):
     severity = Severity.INFO
     summary = "Identity, inference Dropout or same-type Cast"
     release_independent = True
-    fix = Fix("remove-noops", Applicability.SAFE)
 
     def check(self, ctx: Context):
         model = ctx.model

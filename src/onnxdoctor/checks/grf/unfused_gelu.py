@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from . import patterns
 from ._util import fused_op_available, matches, opset_note
@@ -57,7 +57,6 @@ class UnfusedGelu(Rule):
     name = "unfused-gelu"
     severity = Severity.INFO
     summary = "GELU decomposed into Erf or Tanh elementwise nodes"
-    fix = Fix("fuse-gelu", Applicability.SAFE)
 
     def check(self, ctx: Context):
         if not fused_op_available(ctx.release, "Gelu", OPSET):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from . import patterns
 from ._util import fused_op_available, matches, opset_note
@@ -63,7 +63,6 @@ class UnfusedLayerNorm(Rule):
     name = "unfused-layer-norm"
     severity = Severity.INFO
     summary = "LayerNorm decomposed into elementwise and reduce nodes"
-    fix = Fix("fuse-layer-norm", Applicability.SAFE)
 
     def check(self, ctx: Context):
         if not fused_op_available(ctx.release, "LayerNormalization", OPSET):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from . import patterns
 from ._util import fused_op_available, matches, opset_note
@@ -59,7 +59,6 @@ class UnfusedRmsNorm(Rule):
     name = "unfused-rms-norm"
     severity = Severity.INFO
     summary = "RMSNorm decomposed into elementwise and reduce nodes"
-    fix = Fix("fuse-rms-norm", Applicability.SAFE)
 
     def check(self, ctx: Context):
         if not fused_op_available(ctx.release, "RMSNormalization", OPSET):

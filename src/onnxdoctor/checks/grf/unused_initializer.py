@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from ._util import ITEMSIZE, human_bytes, nested_uses, type_text
 
@@ -44,7 +44,6 @@ class UnusedInitializer(Rule):
     severity = Severity.INFO
     summary = "initializer nothing reads"
     release_independent = True
-    fix = Fix("cleanup", Applicability.SAFE)
 
     def check(self, ctx: Context):
         for g in ctx.model.graphs:

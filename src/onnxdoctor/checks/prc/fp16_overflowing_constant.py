@@ -8,7 +8,7 @@ import numpy as np
 from ..._onnx import TensorProto, np_dtype
 
 from ...dtype_limits import BF16_MAX, BF16_OVERFLOW, FP16_MAX, FP16_OVERFLOW
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...model import Graph, tensor_value
 from ...rule import Context, Rule
 
@@ -87,7 +87,6 @@ class Fp16OverflowingConstant(Rule):
     name = "fp16-overflowing-constant"
     severity = Severity.WARNING
     summary = "constant outside the FP16/BF16 range used in arithmetic"
-    fix = Fix("clamp-fp16-constants", Applicability.UNSAFE)
 
     @staticmethod
     def _judge(ctx: Context, g: Graph, tensor: str, op_type: str, limits, fp32_converted: bool) -> str | None:

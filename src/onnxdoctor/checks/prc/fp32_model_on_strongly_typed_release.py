@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..._onnx import TensorProto
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from ._qdq import any_qdq
 
@@ -61,7 +61,6 @@ class Fp32ModelOnStronglyTypedRelease(Rule):
     name = "fp32-model-on-strongly-typed-release"
     severity = Severity.INFO
     summary = "FP32-only model builds in FP32/TF32 on TensorRT 11"
-    fix = Fix("convert-precision", Applicability.UNSAFE)
 
     def check(self, ctx: Context):
         if not ctx.release.strongly_typed or ctx.target.precision == "int8":

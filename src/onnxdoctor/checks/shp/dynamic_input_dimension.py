@@ -66,4 +66,5 @@ class DynamicInputDimension(Rule):
                 f"{', '.join(dyn)}: the engine needs an optimization profile (min/opt/max) for it",
                 tensor=name,
                 hint="`onnxdoctor profile MODEL` prints a profile and the trtexec command; --shape NAME:DIMS freezes it",
+                fix=None,  # freeze-shapes runs on `fix --shape`, which leaves the input static and unreported
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from ._analysis import CONST, DATA, FREEZABLE, value_classes
 
@@ -86,6 +86,6 @@ class RuntimeExpandShape(Rule):
                 f"{op} {node.name!r}: its {what} {src!r} is computed from input shapes at runtime, so its output dims "
                 "are unknown at build time" + ("; it becomes constant once the input shapes are fixed" if freezable else ""),
                 node=node, tensor=src,
-                fix=Fix("freeze-shapes", Applicability.SAFE) if freezable else None,
+                fix=self.fix_by("freeze-shapes") if freezable else None,
                 hint="if the engine runs with fixed shapes, pass --shape NAME:DIMS" if freezable else None,
             )

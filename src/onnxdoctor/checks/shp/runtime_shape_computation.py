@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import collections
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Fix, Severity
 from ...model import Graph
 from ...rule import Context, Rule
 from ._analysis import ValueClasses, value_classes
 
-FOLD = Fix("fold-constants", Applicability.SAFE)
-FREEZE = Fix("freeze-shapes", Applicability.SAFE)
 
 
 class RuntimeShapeComputation(Rule):
@@ -78,10 +76,10 @@ class RuntimeShapeComputation(Rule):
             vc = value_classes(ctx, g)
             folded = vc.frozen_const()
             if folded:
-                yield from self._chains(ctx, g, vc, folded, FOLD)
+                yield from self._chains(ctx, g, vc, folded, self.fix_by("fold-constants"))
             freezable = vc.freezable()
             if freezable:
-                yield from self._chains(ctx, g, vc, freezable, FREEZE)
+                yield from self._chains(ctx, g, vc, freezable, self.fix_by("freeze-shapes"))
 
     def _chains(self, ctx: Context, g: Graph, vc: ValueClasses, tensors: set[str], fix: Fix):
         outs = g.node_outputs
@@ -136,7 +134,7 @@ class RuntimeShapeComputation(Rule):
             else:
                 first = None
                 where = f"producing graph output {outputs[0]!r}"
-            if fix is FOLD:
+            if fix.rewrite == "fold-constants":
                 frozen = ", ".join(repr(x) for x in ctx.model.frozen_inputs)
                 msg = f"{head} {where} became constant with the frozen input shapes ({frozen}); fold-constants replaces it"
                 hint = "fold constants (onnxdoctor fix with the same --shape)"

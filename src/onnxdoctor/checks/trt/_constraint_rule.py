@@ -18,7 +18,7 @@ class ConstraintRule(Rule):
 
     def fix_for(self, ctx: Context, v):
         """The fix a violation's finding names (the constraint's own by default)."""
-        return v.fix
+        return self.fix_by(v.fix) if v.fix else None
 
     def check(self, ctx: Context):
         for v in violations(ctx):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context
 from .._ifcond import condition_kind
 from ..constraints import constraint_versions, violations
 from ._constraint_rule import CONTROL_FLOW_OPS, ConstraintRule
-
-INLINE = Fix("inline-constant-if", Applicability.SAFE)
 
 
 class ControlFlowRestriction(ConstraintRule):
@@ -67,13 +65,13 @@ class ControlFlowRestriction(ConstraintRule):
             if c.op not in CONTROL_FLOW_OPS:
                 continue
             msg = f"{c.message} ({v.detail})" if v.detail and v.detail not in c.message else c.message
-            fix, hint = v.fix, self.hint_text
+            fix, hint = (self.fix_by(v.fix) if v.fix else None), self.hint_text
             if c.op == "If":
                 kind = condition_kind(ctx.model, v.node)
                 if kind == "weights" and c.id == "If.branch_ranks":
                     continue  # the parser imports only the branch the constant selects
                 if kind is not None:
-                    fix, hint = INLINE, "the condition is constant: onnxdoctor fix keeps only the branch that runs"
+                    fix, hint = self.fix_by("inline-constant-if"), "the condition is constant: onnxdoctor fix keeps only the branch that runs"
                     msg += "; the condition is a build-time constant" + (" once folded" if kind == "folded" else "")
             yield self.finding(ctx, msg, node=v.node, severity=Severity.parse(v.severity or c.severity), fix=fix,
                                versions=constraint_versions(ctx, c), hint=hint)

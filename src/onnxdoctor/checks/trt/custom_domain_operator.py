@@ -67,7 +67,7 @@ class CustomDomainOperator(Rule):
                     node=node,
                     hint=f"replace it with standard ONNX ops, or load a plugin and pass --plugin {op}",
                     versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.NONE}),
-                    fix=node_fix(node),
+                    fix=node_fix(self.code, node),
                 )
             elif how is Resolution.BUILTIN and domain != "trt":
                 yield self.finding(
@@ -78,5 +78,5 @@ class CustomDomainOperator(Rule):
                     severity=Severity.WARNING,
                     hint=f"replace it with the standard ai.onnx {op} (check attributes and inputs match)",
                     versions=versions_resolving(ctx.target, ctx.model, node, {Resolution.BUILTIN}),
-                    fix=node_fix(node),
+                    fix=node_fix(self.code, node),
                 )

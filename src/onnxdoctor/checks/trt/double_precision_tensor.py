@@ -6,7 +6,7 @@ import numpy as np
 from ..._onnx import TensorProto
 
 from ...dtype_limits import FP32_MAX
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 from ._types import may_have, sites
 
@@ -45,7 +45,6 @@ class DoublePrecisionTensor(Rule):
     name = "double-precision-tensor"
     severity = Severity.WARNING
     summary = "DOUBLE tensor cast down to FLOAT by TensorRT"
-    fix = Fix("cast-double-to-float", Applicability.UNSAFE)
 
     def check(self, ctx: Context):
         if not may_have(ctx, lambda kind, elem: elem == TensorProto.DOUBLE):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 
 
 # Ops that make a sequence whose elements `sequences-to-tensors` can know at build time.
 _SEQUENCE_MAKERS = frozenset({"SplitToSequence", "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase"})
-SEQUENCES = Fix("sequences-to-tensors", Applicability.SAFE)
 
 
 class NonTensorValue(Rule):
@@ -72,5 +71,5 @@ class NonTensorValue(Rule):
                     subgraph=g.path,
                     versions=ctx.kb.versions,
                     hint="use stacked tensors instead of sequences/optionals",
-                    fix=SEQUENCES if known else None,
+                    fix=self.fix_by("sequences-to-tensors") if known else None,
                 )

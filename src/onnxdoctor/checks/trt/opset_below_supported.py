@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...rule import Context, Rule
 
 
@@ -39,7 +39,6 @@ class OpsetBelowSupported(Rule):
     name = "opset-below-supported"
     severity = Severity.WARNING
     summary = "opset below the release's documented minimum"
-    fix = Fix("upgrade-opset", Applicability.SAFE)
 
     def check(self, ctx: Context):
         opset = ctx.model.opset

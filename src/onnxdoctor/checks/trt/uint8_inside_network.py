@@ -7,7 +7,8 @@ from ..._onnx import TensorProto
 from ...findings import Severity
 from ...kb import version_key
 from ...rule import Context, Rule
-from ._substitutes import small_int_fix, substitute_fix
+from ...rule_fixes import substitution_for
+from ._substitutes import small_int_fix
 from ._types import may_have, sites
 
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
@@ -91,21 +92,21 @@ class Uint8InsideNetwork(Rule):
                 subgraph=site.graph.path,
                 hint="cast to FLOAT or INT32 at the network boundary",
                 versions=ctx.kb.versions,
-                fix=_quantized_op_fix(site.producer, consumers) or _plain_fix(ctx, site, consumers),
+                fix=_quantized_op_fix(self.code, site.producer, consumers) or _plain_fix(self.code, ctx, site, consumers),
             )
 
 
-def _quantized_op_fix(producer, consumers):
+def _quantized_op_fix(code, producer, consumers):
     """UINT8 values made or read only by integer quantized ops that a rewrite replaces (ONNX
     Runtime's dynamic quantization) go with them: the finding names that rewrite."""
     if producer is not None:
-        return substitute_fix(producer.op_type, producer.domain) if producer.op_type == "DynamicQuantizeLinear" else None
-    fixes = {substitute_fix(c.op_type, c.domain) for c in consumers}
+        return substitution_for(code, producer.op_type, producer.domain) if producer.op_type == "DynamicQuantizeLinear" else None
+    fixes = {substitution_for(code, c.op_type, c.domain) for c in consumers}
     return fixes.pop() if len(fixes) == 1 and None not in fixes else None
 
 
-def _plain_fix(ctx: Context, site, consumers):
+def _plain_fix(code: str, ctx: Context, site, consumers):
     """UINT8 arithmetic outside quantization (no Q/DQ reads or makes it) is computed in INT32."""
     if (site.producer is not None and site.producer.op_type in _QDQ) or any(c.op_type in _QDQ for c in consumers):
         return None
-    return small_int_fix(ctx.release, "UINT8", site.role, ctx.model.opset)
+    return small_int_fix(code, ctx.release, "UINT8", site.role, ctx.model.opset)

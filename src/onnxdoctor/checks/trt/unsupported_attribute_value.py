@@ -63,7 +63,7 @@ class UnsupportedAttributeValue(ConstraintRule):
             name = dtype_name(to) if isinstance(to, int) else ""
             out = v.node.output(0)
             role = "output" if not v.node.graph.path and out in v.node.graph.outputs else "value"
-            fix = small_int_fix(ctx.release, name, role, ctx.model.opset)
+            fix = small_int_fix(self.code, ctx.release, name, role, ctx.model.opset)
             if fix is not None:
                 return fix
-        return v.fix
+        return super().fix_for(ctx, v)

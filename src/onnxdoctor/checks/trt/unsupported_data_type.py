@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Severity
 from ...model import dtype_name
 from ...rule import Context, Rule
 from ._substitutes import small_int_fix
 from ._types import may_have, sites
 
 # Handled by their own rules: DOUBLE (TRT112, cast down), UINT8 (TRT113, I/O only).
-DENSIFY = Fix("densify-sparse-constants", Applicability.SAFE)
 _OWN_RULES = {"DOUBLE", "UINT8"}
 
 
@@ -67,7 +66,7 @@ class UnsupportedDataType(Rule):
                         subgraph=g.path,
                         versions=ctx.kb.versions,
                         hint="store it as a dense initializer",
-                        fix=DENSIFY,
+                        fix=self.fix_by("densify-sparse-constants"),
                     )
         if not may_have(ctx, lambda kind, elem: kind == "tensor" and elem != 0 and dtype_name(elem) not in supported and dtype_name(elem) not in _OWN_RULES):
             return
@@ -86,7 +85,7 @@ class UnsupportedDataType(Rule):
                 subgraph=site.graph.path,
                 versions=versions,
                 hint=_hint(name, ctx),
-                fix=small_int_fix(ctx.release, name, site.role, ctx.model.opset),
+                fix=small_int_fix(self.code, ctx.release, name, site.role, ctx.model.opset),
             )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._substitutes import INLINE
 from ._support import Resolution, groups_resolving
 
 
@@ -57,5 +56,5 @@ class UnsupportedLocalFunction(Rule):
                     node=node,
                     hint="inline local functions (onnx.inliner.inline_local_functions) or target TensorRT >= 9.0",
                     versions=versions,
-                    fix=INLINE,
+                    fix=self.fix_by("inline-local-functions"),
                 )

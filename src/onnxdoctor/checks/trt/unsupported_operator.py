@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...findings import Applicability, Fix, Severity
+from ...findings import Fix, Severity
 from ...rule import Context, Rule
 from ._substitutes import node_fix
 from ._support import Resolution, first_supporting, groups_resolving
@@ -77,19 +77,18 @@ class UnsupportedOperator(Rule):
             msg = f"{op} is not supported by any TensorRT release's ONNX parser"
             hint = f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
         for node in refs:
-            yield self.finding(ctx, msg, node=node, hint=hint, versions=versions, fix=node_fix(node) or _fold_fix(ctx, node))
+            yield self.finding(ctx, msg, node=node, hint=hint, versions=versions, fix=node_fix(self.code, node) or _fold_fix(self, ctx, node))
 
 
 # Ops whose output is not a function of their inputs: never folded.
 _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"})
-_FOLD = Fix("fold-constants", Applicability.SAFE)
 
 
-def _fold_fix(ctx: Context, node) -> Fix | None:
+def _fold_fix(rule: Rule, ctx: Context, node) -> Fix | None:
     """An op the release cannot import whose inputs are all build-time constants (a window or
     mel-weight matrix of constant size, a DFT of a constant): folding it away is the fix."""
     ins = [i for i in node.node.input if i]
     if node.op_type in _NONDETERMINISTIC or not ins or any(True for a in node.node.attribute if a.type in (5, 10)):
         return None  # 5, 10: GRAPH, GRAPHS attributes (control flow)
     cv = ctx.model.constants(node.graph)
-    return _FOLD if all(cv.is_constant(i) for i in ins) else None
+    return rule.fix_by("fold-constants") if all(cv.is_constant(i) for i in ins) else None

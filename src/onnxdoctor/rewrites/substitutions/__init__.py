@@ -8,13 +8,4 @@ from . import contrib, standard
 REWRITES = (*standard.REWRITES, *contrib.REWRITES)
 
 
-def substitution_for(op_type: str, domain: str = "") -> str | None:
-    """The name of the rewrite that replaces (`domain`, `op_type`), if there is one (any rewrite
-    family: a rewrite lists the ops it replaces in `ops`)."""
-    from .. import all_rewrites
-
-    key = ("" if domain == "ai.onnx" else domain or "", op_type)
-    return next((r.name for r in all_rewrites() if key in r.ops), None)
-
-
-__all__ = ["REWRITES", "substitution_for"]
+__all__ = ["REWRITES"]

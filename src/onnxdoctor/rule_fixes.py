@@ -1,0 +1,128 @@
+"""Which rewrites fix which rules' findings: the one table that findings, `onnxdoctor rules`,
+`explain` and the generated rule pages read. Literal on purpose: it imports neither the rewrites nor
+onnx, so `check` stays light; tests/test_rule_fixes.py checks it against every rewrite's `resolves`,
+`applicability` and substituted op, so it cannot drift from them."""
+
+from __future__ import annotations
+
+from .findings import Applicability, Fix
+
+_SAFE, _UNSAFE = Applicability.SAFE, Applicability.UNSAFE
+
+# The rewrites that replace a node of (domain, op_type) that some TensorRT release cannot import:
+# TRT101 (no importer), TRT102 (custom-domain op) and TRT113 (UINT8 inside the network) findings on
+# such a node name them (each rewrite lists these in its `ops`).
+_MS = "com.microsoft"
+SUBSTITUTIONS: dict[tuple[str, str], str] = {
+    ("", "Attention"): "op-to-function-body",
+    ("", "CastLike"): "castlike-to-cast",
+    ("", "CenterCropPad"): "op-to-function-body",
+    ("", "Compress"): "compress-to-gather-nonzero",
+    ("", "ConvInteger"): "dynamic-quantization-to-float",
+    ("", "DynamicQuantizeLinear"): "dynamic-quantization-to-float",
+    ("", "Gelu"): "gelu-to-erf",
+    ("", "Hardmax"): "hardmax-to-argmax-onehot",
+    ("", "MatMulInteger"): "dynamic-quantization-to-float",
+    ("", "Mish"): "mish-to-softplus-tanh",
+    ("", "NegativeLogLikelihoodLoss"): "op-to-function-body",
+    ("", "RMSNormalization"): "rms-normalization-to-reductions",
+    ("", "RotaryEmbedding"): "op-to-function-body",
+    ("", "SimplifiedLayerNormalization"): "simplified-layer-norm-to-reductions",
+    ("", "SoftmaxCrossEntropyLoss"): "op-to-function-body",
+    ("", "Swish"): "swish-to-sigmoid-mul",
+    (_MS, "BiasAdd"): "bias-add-to-add",
+    (_MS, "BiasGelu"): "bias-gelu-to-add-erf",
+    (_MS, "DynamicQuantizeLSTM"): "dynamic-quantize-lstm-to-lstm",
+    (_MS, "DynamicQuantizeMatMul"): "dynamic-quantize-matmul-to-matmul",
+    (_MS, "FastGelu"): "fast-gelu-to-tanh",
+    (_MS, "FusedConv"): "fused-conv-to-conv-activation",
+    (_MS, "FusedGemm"): "fused-gemm-to-gemm-activation",
+    (_MS, "FusedMatMul"): "fused-matmul-to-matmul",
+    (_MS, "Gelu"): "contrib-gelu-to-erf",
+    (_MS, "MatMulIntegerToFloat"): "dynamic-quantization-to-float",
+    (_MS, "QuickGelu"): "quick-gelu-to-sigmoid-mul",
+    (_MS, "SkipLayerNormalization"): "skip-layer-norm-to-add-layer-norm",
+    (_MS, "SkipSimplifiedLayerNormalization"): "skip-simplified-layer-norm-to-add-rms",
+}
+
+# Rule code -> the rewrites that resolve its findings, the rule's usual choice first.
+RULE_FIXES: dict[str, tuple[str, ...]] = {
+    "GRF401": ("fold-constants", "inline-constant-if"),
+    "GRF402": ("cleanup",),
+    "GRF403": ("cleanup",),
+    "GRF404": ("dedupe-initializers",),
+    "GRF405": ("remove-noops",),
+    "GRF406": ("remove-noops",),
+    "GRF407": ("dedupe-nodes",),
+    "GRF408": ("remove-noops",),
+    "GRF410": ("cleanup",),
+    "GRF411": ("fuse-layer-norm",),
+    "GRF412": ("fuse-gelu",),
+    "GRF413": ("fuse-rms-norm",),
+    "PRC301": ("clamp-fp16-constants",),
+    "PRC303": ("convert-precision",),
+    "SHP202": ("freeze-shapes",),  # with `fix --shape` only: the findings themselves name no fix
+    "SHP204": ("fold-constants", "freeze-shapes"),
+    "SHP206": ("freeze-shapes",),
+    # inside a local function's body, where substitutions do not reach, the fix is to inline it first
+    "TRT101": (*dict.fromkeys(name for (domain, _), name in SUBSTITUTIONS.items() if not domain), "inline-local-functions"),
+    "TRT102": (*dict.fromkeys(name for (domain, _), name in SUBSTITUTIONS.items() if domain), "inline-local-functions"),
+    "TRT104": ("inline-local-functions",),
+    "TRT113": ("dynamic-quantization-to-float", "small-int-to-int32"),
+    "TRT111": ("small-int-to-int32",),
+    "TRT112": ("cast-double-to-float",),
+    "TRT121": ("small-int-to-int32",),
+    "TRT122": ("fold-constants",),
+    "TRT126": ("einsum-lowercase-labels",),
+    "TRT132": ("upgrade-opset",),
+    "TRT141": ("inline-constant-if",),
+}
+
+# Each rewrite's safety (Rewrite.applicability), for the Fix a finding carries.
+APPLICABILITY: dict[str, Applicability] = {
+    **{name: _SAFE for name in SUBSTITUTIONS.values()},
+    "dynamic-quantization-to-float": _UNSAFE,
+    "dynamic-quantize-lstm-to-lstm": _UNSAFE,
+    "dynamic-quantize-matmul-to-matmul": _UNSAFE,
+    "cast-double-to-float": _UNSAFE,
+    "clamp-fp16-constants": _UNSAFE,
+    "cleanup": _SAFE,
+    "convert-precision": _UNSAFE,
+    "dedupe-initializers": _SAFE,
+    "dedupe-nodes": _SAFE,
+    "einsum-lowercase-labels": _SAFE,
+    "fold-constants": _SAFE,
+    "freeze-shapes": _SAFE,
+    "fuse-gelu": _SAFE,
+    "fuse-layer-norm": _SAFE,
+    "fuse-rms-norm": _SAFE,
+    "inline-constant-if": _SAFE,
+    "inline-local-functions": _SAFE,
+    "remove-noops": _SAFE,
+    "small-int-to-int32": _SAFE,
+    "upgrade-opset": _SAFE,
+}
+
+
+def fixes_for(code: str) -> tuple[Fix, ...]:
+    """The fixes the table lists for a rule (none for rules it does not name, e.g. plugins')."""
+    return tuple(Fix(name, APPLICABILITY[name]) for name in RULE_FIXES.get(code, ()))
+
+
+def fix_for(code: str, rewrite: str) -> Fix:
+    """The Fix naming `rewrite` for a finding of rule `code`; the table must list the pair."""
+    if rewrite not in RULE_FIXES.get(code, ()):
+        raise ValueError(f"{code} findings name rewrite {rewrite!r}, which rule_fixes.RULE_FIXES does not list for {code}")
+    return Fix(rewrite, APPLICABILITY[rewrite])
+
+
+def substitution_for(code: str, op_type: str, domain: str = "") -> Fix | None:
+    """The rewrite replacing a (`domain`, `op_type`) node, as the fix of a finding of rule `code`
+    on it: None when no rewrite replaces the op, or the one that does does not resolve `code`."""
+    name = SUBSTITUTIONS.get(("" if domain == "ai.onnx" else domain, op_type))
+    return fix_for(code, name) if name in RULE_FIXES.get(code, ()) else None
+
+
+def describe(fixes: tuple[Fix, ...]) -> str:
+    """'none', or the rewrites with their safety: "`fold-constants` (safe), `freeze-shapes` (safe)"."""
+    return ", ".join(f"`{f.rewrite}` ({f.applicability})" for f in fixes) or "none"
