@@ -65,20 +65,22 @@ RULE_FIXES: dict[str, tuple[str, ...]] = {
     "SHP204": ("fold-constants", "freeze-shapes"),
     "SHP206": ("freeze-shapes",),
     # inside a local function's body, where substitutions do not reach, the fix is to inline it first
-    "TRT101": (*dict.fromkeys(name for (domain, _), name in SUBSTITUTIONS.items() if not domain), "inline-local-functions"),
+    "TRT101": (*dict.fromkeys(name for (domain, _), name in SUBSTITUTIONS.items() if not domain), "inline-local-functions",
+               "fold-constants"),  # an op whose inputs are all build-time constants is folded away
     "TRT102": (*dict.fromkeys(name for (domain, _), name in SUBSTITUTIONS.items() if domain), "inline-local-functions"),
     "TRT104": ("inline-local-functions",),
     "TRT113": ("dynamic-quantization-to-float", "small-int-to-int32"),
-    "TRT111": ("small-int-to-int32",),
+    "TRT111": ("small-int-to-int32", "densify-sparse-constants"),
     "TRT112": ("cast-double-to-float",),
     "TRT121": ("small-int-to-int32", "batch-norm-training-to-reductions", "lp-pool-to-pow-average-pool",
-               "resize-equivalent-coordinate-mode"),
+               "resize-equivalent-coordinate-mode", "densify-sparse-constants"),
     "TRT122": ("fold-constants",),
     "TRT123": ("batch-norm-training-to-reductions", "layer-norm-stats-to-reductions"),
     "TRT126": ("einsum-lowercase-labels", "group-norm-to-reductions", "gru-bidirectional-split",
                "lstm-bidirectional-split", "rnn-bidirectional-split"),
     "TRT132": ("upgrade-opset",),
     "TRT141": ("inline-constant-if",),
+    "TRT151": ("sequences-to-tensors",),
 }
 
 # Each rewrite's safety (Rewrite.applicability), for the Fix a finding carries.
@@ -94,6 +96,7 @@ APPLICABILITY: dict[str, Applicability] = {
     "convert-precision": _UNSAFE,
     "dedupe-initializers": _SAFE,
     "dedupe-nodes": _SAFE,
+    "densify-sparse-constants": _SAFE,
     "einsum-lowercase-labels": _SAFE,
     "fold-constants": _SAFE,
     "freeze-shapes": _SAFE,
@@ -110,6 +113,7 @@ APPLICABILITY: dict[str, Applicability] = {
     "remove-noops": _SAFE,
     "resize-equivalent-coordinate-mode": _SAFE,
     "rnn-bidirectional-split": _SAFE,
+    "sequences-to-tensors": _SAFE,
     "small-int-to-int32": _SAFE,
     "upgrade-opset": _SAFE,
 }

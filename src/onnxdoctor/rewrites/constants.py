@@ -39,7 +39,7 @@ class DensifySparseConstants(Rewrite):
 
     ## When it applies
     TRT111 findings on sparse initializers ("not supported by the TensorRT ONNX parser"), and
-    sparse `Constant` values.
+    TRT121 findings on sparse `Constant` values (`Constant.sparse_value`).
 
     ## Example
     A sparse initializer `w` (dims [3,3], values [1,2], indices [0,4]) becomes the dense
@@ -49,14 +49,14 @@ class DensifySparseConstants(Rewrite):
     Safe: the same values; a sparse tensor's missing elements are zeros by definition.
 
     ## Resolves
-    TRT111
+    TRT111, TRT121
     """
 
     name = "densify-sparse-constants"
     phase = 20
     summary = "store sparse initializers and sparse Constant values as dense tensors"
     applicability = Applicability.SAFE
-    resolves = ("TRT111",)
+    resolves = ("TRT111", "TRT121")
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         out = onnx.ModelProto()

@@ -22,7 +22,8 @@ class FoldConstants(Rewrite):
 
     ## When it applies
     Findings GRF401 (constant-foldable subgraph), TRT122 warnings (value constant only after
-    propagation: the importer needs an initializer), SHP204 with frozen shapes.
+    propagation: the importer needs an initializer), SHP204 with frozen shapes, and TRT101 on an op
+    the release cannot import whose inputs are all build-time constants.
 
     ## Example
     `Constant(int32 1) -> Cast(to=INT64) -> ReduceSum.axes` becomes an INT64 initializer.
@@ -31,14 +32,14 @@ class FoldConstants(Rewrite):
     Safe: the values are computed by ONNX Runtime from the same graph.
 
     ## Resolves
-    GRF401, TRT122, SHP204
+    GRF401, TRT122, SHP204, TRT101
     """
 
     name = "fold-constants"
     phase = 20
     summary = "evaluate constant subgraphs into initializers"
     applicability = Applicability.SAFE
-    resolves = ("GRF401", "TRT122", "SHP204")
+    resolves = ("GRF401", "TRT122", "SHP204", "TRT101")
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         before = node_count(model)
