@@ -18,25 +18,31 @@ class HardmaxToArgmaxOnehot(Substitution):
     to 2D at `axis`, so the rewrite flattens, takes ArgMax/OneHot over the second dimension and
     reshapes back.
 
+    When the axis dimension (before opset 13: the product of the dimensions from `axis` on) is not
+    static — OneHot's depth must be a build-time constant — it marks the first maximum instead:
+    `eq = Equal(x, ReduceMax(x, axis)); y = Cast(And(eq, Equal(CumSum(Cast(eq), axis), 1)))`.
+
     ## When it applies
-    TRT101 on `Hardmax`: TensorRT 8.6 to 9.1 have no importer (added in 9.2). Skipped when the axis
-    dimension (before opset 13: the product of the dimensions from `axis` on) is not static,
-    because OneHot's depth must be a build-time constant.
+    TRT101 on `Hardmax`: TensorRT 8.6 to 9.1 have no importer (added in 9.2); TRT126 on `Hardmax`
+    whose axis dimension is dynamic (the importer needs it static). Skipped before opset 11 when the
+    axis dimension is dynamic (`CumSum`).
 
     ## Example
     `y = Hardmax<axis=1>(x)` with `x: float[2,5]` becomes
     `i = ArgMax<axis=1, keepdims=0>(x); y = OneHot<axis=1>(i, 5, [0., 1.])`.
 
     ## Safety
-    Safe: ArgMax selects the first maximum, as Hardmax does; the result is exactly equal.
+    Safe: ArgMax selects the first maximum, as Hardmax does (and so does the CumSum form); the
+    result is exactly equal.
 
     ## Resolves
-    TRT101
+    TRT101, TRT126
     """
 
     name = "hardmax-to-argmax-onehot"
     summary = "replace Hardmax by ArgMax + OneHot"
     op_type = "Hardmax"
+    resolves = ("TRT101", "TRT126")
 
     def replace(self, b: Builder) -> None:
         x, y = b.node.input[0], b.node.output[0]
@@ -51,19 +57,35 @@ class HardmaxToArgmaxOnehot(Substitution):
             axis = b.attr("axis", -1)
             depth = shape[axis % rank] if rank else None
             if not depth:
-                raise Skip(f"axis {axis} has a dynamic dimension; OneHot needs a constant depth")
+                if b.opset < 11:
+                    raise Skip(f"axis {axis} has a dynamic dimension; OneHot needs a constant depth and CumSum opset 11")
+                _first_max(b, x, axis % rank, dtype, y)
+                return
             idx = b.op("ArgMax", [x], axis=axis, keepdims=0)
             b.op("OneHot", [idx, b.const(depth, TensorProto.INT64, "depth"), b.const([0, 1], dtype, "values")], y, axis=axis)
             return
         axis = b.attr("axis", 1) % max(rank, 1)
         tail = shape[axis:]
         if any(not d for d in tail):
-            raise Skip(f"dimensions from axis {axis} on are not all static; OneHot needs a constant depth")
+            if b.opset < 11:
+                raise Skip(f"dimensions from axis {axis} on are not all static; OneHot needs a constant depth and CumSum opset 11")
+            flat = b.op("Flatten", [x], axis=axis)
+            hot = _first_max(b, flat, 1, dtype, None)
+            b.op("Reshape", [hot, b.op("Shape", [x])], y)
+            return
         depth = math.prod(tail)
         flat = b.op("Flatten", [x], axis=axis)
         idx = b.op("ArgMax", [flat], axis=1, keepdims=0)
         hot = b.op("OneHot", [idx, b.const(depth, TensorProto.INT64, "depth"), b.const([0, 1], dtype, "values")], axis=-1)
         b.op("Reshape", [hot, b.op("Shape", [x])], y)
+
+
+def _first_max(b: Builder, x: str, axis: int, dtype: int, out: str | None) -> str:
+    """1 at the first maximum along `axis`, 0 elsewhere (Hardmax), without a static axis size."""
+    eq = b.op("Equal", [x, b.reduce("ReduceMax", x, [axis])])
+    counts = b.op("CumSum", [b.cast(eq, TensorProto.FLOAT), b.const(axis, TensorProto.INT64, "axis")])
+    first = b.op("And", [eq, b.op("Equal", [counts, b.const(1.0, TensorProto.FLOAT, "one")])])
+    return b.cast(first, dtype, out)
 
 
 class CastlikeToCast(Substitution):

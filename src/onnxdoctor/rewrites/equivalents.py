@@ -1,0 +1,291 @@
+"""Exact equivalents for op configurations an importer rejects that the decompositions module does not
+cover: EyeLike of a dynamic shape, DeformConv with asymmetric pads, MaxPool with dilations, Pad in
+wrap mode before TensorRT 10, DFT before TensorRT 11.2."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from ..findings import Applicability
+from .substitutions._build import Builder, Skip, Substitution
+
+_FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+
+
+def _str(value) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+class _Equivalent(Substitution):
+    applicability = Applicability.SAFE
+
+
+class EyeLikeToRangeEqual(_Equivalent):
+    """Replace `EyeLike` of a dynamic shape by a comparison of two `Range`s.
+
+    ## What it does
+    `EyeLike<k, dtype>(x)` with `x: [R, C]` becomes
+    `Cast(Equal(Unsqueeze(Range(0, R) + k, 1), Unsqueeze(Range(0, C), 0)), dtype)`: ones where the
+    column index equals the row index plus `k`, zeros elsewhere, with `R` and `C` read from
+    `Shape(x)` at run time.
+
+    ## When it applies
+    TRT126 on `EyeLike` whose input has a dynamic dimension (the importer needs static ones).
+    Skipped before opset 11 (`Range`) and when the input's rank is not 2.
+
+    ## Example
+    `y = EyeLike<k=1>(x)` with `x: float[N, N]` becomes the Range/Equal construction above.
+
+    ## Safety
+    Safe: the operator's definition, computed with integers.
+
+    ## Resolves
+    TRT126
+    """
+
+    name = "eyelike-to-range-equal"
+    summary = "replace EyeLike of a dynamic shape by Range + Equal"
+    op_type = "EyeLike"
+    pattern = "EyeLike of a dynamic shape"
+    resolves = ("TRT126",)
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        if b.opset < 11:
+            raise Skip("Range needs opset 11")
+        shape = b.shape(x)
+        if shape is not None and len(shape) != 2:
+            raise Skip("EyeLike needs a rank-2 input")
+        if shape is not None and all(shape):
+            raise Skip("the input's shape is static: TensorRT imports this EyeLike as it is")
+        dtype = b.attr("dtype") or b.dtype(x)
+        if dtype is None:
+            raise Skip("the output element type is unknown")
+        k = int(b.attr("k", 0))
+        s = b.op("Shape", [x])
+        rows = b.op("Gather", [s, b.const(0, TensorProto.INT64, "zero")], axis=0)
+        cols = b.op("Gather", [s, b.const(1, TensorProto.INT64, "one")], axis=0)
+        zero, one = b.const(0, TensorProto.INT64, "zero"), b.const(1, TensorProto.INT64, "one")
+        r = b.op("Range", [zero, rows, one])
+        if k:
+            r = b.add(r, b.const(k, TensorProto.INT64, "k"))
+        c = b.op("Range", [zero, cols, one])
+        if b.opset >= 13:
+            rr, cc = b.op("Unsqueeze", [r, b.ints([1])]), b.op("Unsqueeze", [c, b.ints([0])])
+        else:
+            rr, cc = b.op("Unsqueeze", [r], axes=[1]), b.op("Unsqueeze", [c], axes=[0])
+        eq = b.op("Equal", [rr, cc])
+        b.cast(eq, dtype, b.node.output[0])
+
+
+class DeformConvExplicitPads(_Equivalent):
+    """Move asymmetric `DeformConv` padding into an explicit zero `Pad` of the input.
+
+    ## What it does
+    `DeformConv<pads=[b1, b2, e1, e2]>(X, W, offset, ...)` with `b != e` becomes
+    `DeformConv<pads=0>(Pad(X, [0, 0, b1, b2, 0, 0, e1, e2]), W, offset, ...)`. DeformConv samples
+    outside the input as zero, and the padded input holds zeros where the padding was, at the same
+    sampling positions shifted by the leading pads: the output is the same.
+
+    ## When it applies
+    TRT126 on `DeformConv` whose pads differ at the beginning and end of a spatial axis (the
+    importer needs symmetric pads). Skipped with `auto_pad` other than NOTSET.
+
+    ## Example
+    `y = DeformConv<kernel_shape=[3,3], pads=[0,0,1,1]>(x, w, off)` becomes
+    `p = Pad(x, [0,0,0,0,0,0,1,1]); y = DeformConv<kernel_shape=[3,3], pads=[0,0,0,0]>(p, w, off)`.
+
+    ## Safety
+    Safe: the same samples of the same values.
+
+    ## Resolves
+    TRT126
+    """
+
+    name = "deform-conv-explicit-pads"
+    summary = "move asymmetric DeformConv pads into an explicit Pad of the input"
+    op_type = "DeformConv"
+    pattern = "DeformConv with asymmetric pads"
+    resolves = ("TRT126",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        if not super().matches(node):
+            return False
+        pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
+        n = len(pads) // 2
+        return bool(pads) and pads[:n] != pads[n:]
+
+    def replace(self, b: Builder) -> None:
+        if _str(b.attr("auto_pad", "NOTSET")) not in ("NOTSET", ""):
+            raise Skip("auto_pad is set")
+        pads = list(b.attr("pads"))
+        n = len(pads) // 2
+        x = b.node.input[0]
+        full = [0, 0] + pads[:n] + [0, 0] + pads[n:]
+        padded = b.op("Pad", [x, b.ints(full, "pads")]) if b.opset >= 11 else b.op("Pad", [x], pads=full)
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in b.node.attribute if a.name != "pads"}
+        b.op("DeformConv", [padded, *b.node.input[1:]], b.node.output[0], pads=[0] * (2 * n), **attrs)
+
+
+class MaxPoolDilationsToSlices(_Equivalent):
+    """Replace a dilated `MaxPool` by the maximum of strided slices of the padded input.
+
+    ## What it does
+    A `MaxPool` with kernel `k`, strides `s` and dilations `d` takes, for every output position,
+    the maximum over `k1 x k2 x ...` input elements `d` apart. The rewrite pads the input with
+    `-inf` (the pads of the node), takes one strided `Slice` per kernel offset — the elements every
+    output position sees at that offset — and combines them with one `Max`.
+
+    ## When it applies
+    TRT121 on `MaxPool` with dilations other than 1. Needs static spatial dimensions, a floating-point
+    input, `ceil_mode=0`, `auto_pad` NOTSET or VALID, and the `Indices` output unused; at most 64
+    kernel offsets.
+
+    ## Example
+    `y = MaxPool<kernel_shape=[2,2], dilations=[2,2]>(x)` with `x: float[1,1,5,5]` becomes
+    `y = Max(Slice(x, [0,0]..), Slice(x, [0,2]..), Slice(x, [2,0]..), Slice(x, [2,2]..))` with 3x3
+    outputs.
+
+    ## Safety
+    Safe: the maximum of the same elements.
+
+    ## Resolves
+    TRT121
+    """
+
+    name = "max-pool-dilations-to-slices"
+    summary = "replace a dilated MaxPool by Max over strided Slices"
+    op_type = "MaxPool"
+    pattern = "MaxPool with dilations"
+    resolves = ("TRT121",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        if not super().matches(node):
+            return False
+        dil = next((list(a.ints) for a in node.attribute if a.name == "dilations"), [])
+        return any(v != 1 for v in dil)
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        if b.output_used(1):
+            raise Skip("the Indices output is read")
+        if b.attr("ceil_mode", 0):
+            raise Skip("ceil_mode=1")
+        auto_pad = _str(b.attr("auto_pad", "NOTSET"))
+        if auto_pad not in ("NOTSET", "VALID", ""):
+            raise Skip(f"auto_pad={auto_pad}")
+        dtype = b.float_type(x)
+        shape = b.shape(x)
+        k = list(b.attr("kernel_shape"))
+        n = len(k)
+        if shape is None or len(shape) != n + 2 or any(not v for v in shape[2:]):
+            raise Skip("the spatial dimensions are not static")
+        s = list(b.attr("strides") or [1] * n)
+        d = list(b.attr("dilations") or [1] * n)
+        pads = [0] * (2 * n) if auto_pad == "VALID" else list(b.attr("pads") or [0] * (2 * n))
+        if math.prod(k) > 64:
+            raise Skip(f"{math.prod(k)} kernel offsets (at most 64)")
+        sizes = [shape[2 + i] + pads[i] + pads[n + i] for i in range(n)]
+        outs = [(sizes[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(n)]
+        if any(o < 1 for o in outs):
+            raise Skip("the pooled output would be empty")
+        src = x
+        if any(pads):
+            lowest = b.const(-np.inf, dtype, "neg_inf")
+            full = [0, 0] + pads[:n] + [0, 0] + pads[n:]
+            src = b.op("Pad", [x, b.ints(full, "pads"), lowest]) if b.opset >= 11 else b.op("Pad", [x], pads=full, value=float("-inf"))
+        axes = list(range(2, 2 + n))
+        slices = []
+        for offs in itertools.product(*(range(v) for v in k)):
+            starts = [offs[i] * d[i] for i in range(n)]
+            ends = [starts[i] + (outs[i] - 1) * s[i] + 1 for i in range(n)]
+            if b.opset >= 10:
+                slices.append(b.op("Slice", [src, b.ints(starts, "starts"), b.ints(ends, "ends"), b.ints(axes, "axes"), b.ints(s, "steps")]))
+            else:
+                if any(v != 1 for v in s):
+                    raise Skip("strided Slice needs opset 10")
+                slices.append(b.op("Slice", [src], starts=starts, ends=ends, axes=axes))
+        if len(slices) == 1:
+            b.identity_or(slices[0], b.node.output[0])
+        else:
+            b.op("Max", slices, b.node.output[0])
+
+
+class PadWrapToSlices(_Equivalent):
+    """Replace `Pad` in wrap mode by a `Concat` of slices of the input.
+
+    ## What it does
+    Along each padded axis, `Pad<mode="wrap">` puts the last `b` elements before the input and the
+    first `e` after it. The rewrite writes that as `Concat(Slice(x, L-b, L), x, Slice(x, 0, e))`,
+    axis by axis (negative pads become a `Slice` that crops).
+
+    ## When it applies
+    TRT121 on `Pad` with `mode="wrap"` (TensorRT imports it from 10.0). Needs constant pads (and
+    axes), static padded dimensions and pads no larger than the dimension.
+
+    ## Example
+    `y = Pad<mode="wrap">(x, [0, 1, 0, 2])` with `x: float[2,4]` becomes
+    `y = Concat<axis=1>(Slice(x, [3], [4], [1]), x, Slice(x, [0], [2], [1]))`.
+
+    ## Safety
+    Safe: the same elements in the same places.
+
+    ## Resolves
+    TRT121
+    """
+
+    name = "pad-wrap-to-slices"
+    summary = "replace wrap-mode Pad by a Concat of slices"
+    op_type = "Pad"
+    pattern = "Pad with mode=wrap"
+    resolves = ("TRT121",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return super().matches(node) and any(a.name == "mode" and _str(a.s) == "wrap" for a in node.attribute)
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        pads = b.value(b.input(1))
+        if pads is None:
+            raise Skip("the pads are not constant")
+        shape = b.shape(x)
+        if shape is None:
+            raise Skip("the input's shape is unknown")
+        rank = len(shape)
+        axes_in = b.input(3)
+        axes = b.value(axes_in) if axes_in else np.arange(rank)
+        if axes is None:
+            raise Skip("the axes are not constant")
+        axes = [int(a) % rank for a in np.asarray(axes).reshape(-1)]
+        pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+        n = len(axes)
+        cur = x
+        for i, axis in enumerate(axes):
+            lo, hi = pads[i], pads[n + i]
+            if not lo and not hi:
+                continue
+            size = shape[axis]
+            if not size:
+                raise Skip(f"dimension {axis} is not static")
+            if lo > size or hi > size:
+                raise Skip(f"pads on axis {axis} exceed its size {size}")
+            start, end = max(0, -lo), size - max(0, -hi)
+            if start or end != size:
+                cur = b.op("Slice", [cur, b.ints([start], "starts"), b.ints([end], "ends"), b.ints([axis])])
+            size = end - start
+            parts = []
+            if lo > 0:
+                parts.append(b.op("Slice", [cur, b.ints([size - lo], "starts"), b.ints([size], "ends"), b.ints([axis])]))
+            parts.append(cur)
+            if hi > 0:
+                parts.append(b.op("Slice", [cur, b.ints([0], "starts"), b.ints([hi], "ends"), b.ints([axis])]))
+            cur = b.op("Concat", parts, axis=axis) if len(parts) > 1 else cur
+        b.op("Identity", [cur], b.node.output[0])
+
+
+REWRITES = (EyeLikeToRangeEqual, DeformConvExplicitPads, MaxPoolDilationsToSlices, PadWrapToSlices)

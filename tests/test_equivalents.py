@@ -1,0 +1,132 @@
+"""Exact equivalents for configurations an importer rejects (rewrites/equivalents.py) and the
+CumSum form of hardmax-to-argmax-onehot: applies where the finding is, not elsewhere, equal in
+ONNX Runtime, full check passes, the finding is gone, every op emitted is imported by the release."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx.parser
+import pytest
+
+from onnxdoctor import prove
+from onnxdoctor.engine import analyze
+from onnxdoctor.kb import knowledge_base
+from onnxdoctor.model import from_proto
+from onnxdoctor.registry import all_rules
+from onnxdoctor.rewrites import RewriteContext, get_rewrite
+from onnxdoctor.rewrites._gs import cleaned
+from onnxdoctor.target import Target
+
+
+def _errors(m, trt):
+    return [f for f in analyze(from_proto(m), Target.make(trt), all_rules()) if str(f.severity) == "error"]
+
+
+def apply(name: str, text: str, trt: str, feeds=None, exact=True):
+    model = onnx.parser.parse_model(text)
+    onnx.checker.check_model(model, full_check=True)
+    before = _errors(model, trt)
+    outcome = get_rewrite(name).apply(model, RewriteContext(target=Target.make(trt)))
+    if not outcome.changed:
+        return outcome, model, model
+    assert any(f.fix and f.fix.rewrite == name for f in before), [(f.code, f.fix) for f in before]
+    out = cleaned(outcome.model)
+    onnx.checker.check_model(out, full_check=True)
+    feeds = feeds or prove.generate_inputs(model, seed=0)
+    ref, got = prove.run(model, feeds), prove.run(out, feeds)
+    for k in ref:
+        if exact:
+            np.testing.assert_array_equal(got[k], ref[k])
+        else:
+            np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5)
+    assert not _errors(out, trt), [(f.code, f.message) for f in _errors(out, trt)]
+    ops = knowledge_base().release(Target.make(trt).trt).ops
+    assert {n.op_type for n in out.graph.node} <= set(ops)
+    return outcome, model, out
+
+
+@pytest.mark.parametrize("k", [0, 1, -2])
+def test_eyelike_of_a_dynamic_shape(k):
+    text = f"""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[N,M] x) => (float[N,M] y) {{ e = EyeLike<k = {k}>(x) y = Add(e, x) }}"""
+    feeds = {"x": np.zeros((3, 5), np.float32)}
+    outcome, _, out = apply("eyelike-to-range-equal", text, "10.15", feeds)
+    assert "EyeLike" not in [n.op_type for n in out.graph.node]
+
+
+def test_eyelike_of_a_static_shape_is_left_alone():
+    outcome, _, _ = apply("eyelike-to-range-equal", """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[3,3] x) => (float[3,3] y) { y = EyeLike(x) }""", "10.15")
+    assert not outcome.changed and "static" in outcome.skipped[0]
+
+
+@pytest.mark.parametrize("opset,axis", [(13, 1), (13, -1), (11, 1)])
+def test_hardmax_of_a_dynamic_axis_marks_the_first_maximum(opset, axis):
+    text = f"""<ir_version: 8, opset_import: ["" : {opset}]>
+    g (float[2,N] x) => (float[2,N] y) {{ y = Hardmax<axis = {axis}>(x) }}"""
+    # Ties: the first maximum wins, as in ONNX Runtime.
+    x = np.array([[1, 3, 3, 0, 2], [5, 5, 5, 5, 5]], np.float32)
+    outcome, _, out = apply("hardmax-to-argmax-onehot", text, "10.15" if opset >= 13 else "8.6", {"x": x})
+    assert "CumSum" in [n.op_type for n in out.graph.node]
+    np.testing.assert_array_equal(prove.run(out, {"x": x})["y"], [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]])
+
+
+def test_deform_conv_asymmetric_pads_become_an_explicit_pad():
+    text = """<ir_version: 9, opset_import: ["" : 19]>
+    g (float[1,2,5,5] x, float[2,2,3,3] w, float[1,18,4,4] off) => (float[1,2,4,4] y) {
+      y = DeformConv<kernel_shape = [3, 3], pads = [0, 0, 1, 1]>(x, w, off)
+    }"""
+    outcome, _, out = apply("deform-conv-explicit-pads", text, "10.15", exact=False)
+    dc = next(n for n in out.graph.node if n.op_type == "DeformConv")
+    assert list(next(a.ints for a in dc.attribute if a.name == "pads")) == [0, 0, 0, 0]
+
+
+def test_deform_conv_symmetric_pads_are_left_alone():
+    text = """<ir_version: 9, opset_import: ["" : 19]>
+    g (float[1,2,5,5] x, float[2,2,3,3] w, float[1,18,5,5] off) => (float[1,2,5,5] y) {
+      y = DeformConv<kernel_shape = [3, 3], pads = [1, 1, 1, 1]>(x, w, off)
+    }"""
+    outcome, _, _ = apply("deform-conv-explicit-pads", text, "10.15")
+    assert not outcome.changed
+
+
+@pytest.mark.parametrize("k,d,st,pads,shape", [
+    ([2, 2], [2, 2], [1, 1], [0, 0, 0, 0], [1, 2, 5, 5]),
+    ([3, 2], [2, 3], [2, 1], [1, 0, 2, 1], [2, 3, 7, 6]),
+    ([3], [2], [2], [0, 0], [1, 1, 9]),
+])
+def test_dilated_max_pool_becomes_max_of_strided_slices(k, d, st, pads, shape):
+    n = len(k)
+    outs = [(shape[2 + i] + pads[i] + pads[n + i] - d[i] * (k[i] - 1) - 1) // st[i] + 1 for i in range(n)]
+    text = f"""<ir_version: 8, opset_import: ["" : 17]>
+    g (float{shape} x) => (float{shape[:2] + outs} y) {{
+      y = MaxPool<kernel_shape = {k}, dilations = {d}, strides = {st}, pads = {pads}>(x)
+    }}"""
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    outcome, _, out = apply("max-pool-dilations-to-slices", text, "10.15", feeds)
+    assert "MaxPool" not in [n.op_type for n in out.graph.node]
+
+
+def test_max_pool_without_dilations_or_with_indices_read_is_left_alone():
+    outcome, _, _ = apply("max-pool-dilations-to-slices", """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[1,1,4,4] x) => (float[1,1,2,2] y) { y = MaxPool<kernel_shape = [2, 2], strides = [2, 2]>(x) }""", "10.15")
+    assert not outcome.changed
+    outcome, _, _ = apply("max-pool-dilations-to-slices", """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[1,1,5,5] x) => (float[1,1,3,3] y, int64[1,1,3,3] i) { y, i = MaxPool<kernel_shape = [2, 2], dilations = [2, 2]>(x) }""", "10.15")
+    assert not outcome.changed and "Indices" in outcome.skipped[0]
+
+
+@pytest.mark.parametrize("pads", [[0, 1, 0, 2], [1, 0, 2, 3], [0, -1, 0, 2]])
+def test_wrap_pad_before_10_becomes_concat_of_slices(pads):
+    shape = [2 + pads[0] + pads[2], 4 + pads[1] + pads[3]]
+    text = f"""<ir_version: 9, opset_import: ["" : 19]>
+    g (float[2,4] x) => (float{shape} y) <int64[4] p = {{{', '.join(map(str, pads))}}}> {{ y = Pad<mode = "wrap">(x, p) }}"""
+    outcome, _, out = apply("pad-wrap-to-slices", text, "8.6")
+    assert "Pad" not in [n.op_type for n in out.graph.node]
+
+
+def test_wrap_pad_with_runtime_pads_is_left_alone():
+    outcome, _, _ = apply("pad-wrap-to-slices", """<ir_version: 9, opset_import: ["" : 19]>
+    g (float[2,4] x, int64[4] p) => (float[?,?] y) { y = Pad<mode = "wrap">(x, p) }""", "8.6")
+    assert not outcome.changed and "not constant" in outcome.skipped[0]
