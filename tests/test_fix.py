@@ -189,10 +189,10 @@ def test_unknown_ruleset(run_cli, small_path, tmp_path):
 
 
 def test_exit_1_when_errors_remain(run_cli, tmp_path):
-    # Hardmax on 8.6 with a dynamic axis dim: no substitution can apply -> error remains
+    # Unique: no release imports it and no equivalent graph exists -> the error remains
     m = onnx.parser.parse_model("""
         <ir_version: 8, opset_import: ["" : 13]>
-        g (float[2,N] x) => (float[2,N] y) { y = Hardmax<axis = 1>(x) }
+        g (float[6] x) => (float[?] y) { y = Unique(x) }
     """)
     onnx.save(m, tmp_path / "h.onnx")
     proc = run_cli("fix", tmp_path / "h.onnx", "-o", tmp_path / "o.onnx", "--trt", "8.6", "--isolated")
