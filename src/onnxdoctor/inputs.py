@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from ._proto import graphs
 from .errors import OnnxDoctorError, UsageError
 
 DEFAULT_SEED = 0
@@ -196,17 +197,6 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _graphs(graph: onnx.GraphProto):
-    yield graph
-    for n in graph.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _graphs(g)
-
-
 def _is_dynamic(d) -> bool:
     """No value, a name, or a negative value (Paddle's -1). A declared 0 is a real empty dim."""
     w = d.WhichOneof("value")
@@ -308,7 +298,7 @@ class InputOracle:
                 except Exception:  # noqa: BLE001 - an unreadable constant is just not a hint
                     pass
             self._shapes[t.name] = list(t.dims)
-        for sub in _graphs(g):
+        for sub in graphs(g):
             for n in sub.node:
                 for i in n.input:
                     if i:
@@ -345,7 +335,7 @@ class InputOracle:
         except Exception:  # noqa: BLE001 - no inference, no ties: the trial in ONNX Runtime remains
             return {}
         out: dict[str, list] = {}
-        for sub in _graphs(inferred.graph):
+        for sub in graphs(inferred.graph):
             for vi in (*sub.input, *sub.output, *sub.value_info):
                 if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
                     out[vi.name] = [d.dim_param if d.WhichOneof("value") == "dim_param" else
@@ -378,7 +368,7 @@ class InputOracle:
             for pos in range(1, width + 1):
                 tie([r[-pos] for r in ranks if len(r) >= pos])
 
-        for sub in _graphs(self.model.graph):
+        for sub in graphs(self.model.graph):
             for n in sub.node:
                 ins = list(n.input)
                 if n.op_type in _BROADCAST:

@@ -7,15 +7,7 @@ from collections import Counter
 
 import onnx
 
-_GRAPH, _GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
-
-
-def bodies(node: onnx.NodeProto):
-    for a in node.attribute:
-        if a.type == _GRAPH:
-            yield a.g
-        elif a.type == _GRAPHS:
-            yield from a.graphs
+from .._proto import bodies  # noqa: F401 - re-exported for the rewrites
 
 
 def defined_names(g: onnx.GraphProto, into: Counter) -> Counter:

@@ -147,7 +147,8 @@ class OpToFunctionBody(Rewrite):
         import onnx.defs
         import onnx.inliner
 
-        from .substitutions._build import ModelInfo, _graphs, default_opset
+        from .._proto import graphs
+        from .substitutions._build import ModelInfo, default_opset
 
         opset = default_opset(model)
         out = onnx.ModelProto()
@@ -156,7 +157,7 @@ class OpToFunctionBody(Rewrite):
         changes: list[str] = []
         skipped: list[str] = []
         bodies: list[onnx.FunctionProto] = []
-        for g in _graphs(out.graph):
+        for g in graphs(out.graph):
             for node in g.node:
                 if node.domain not in ("", "ai.onnx") or node.op_type not in _BODY_OPS:
                     continue

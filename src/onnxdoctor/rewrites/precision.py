@@ -6,23 +6,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from .._proto import graphs
 from ..dtype_limits import BF16_MAX, FP16_MAX, FP32_MAX
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
 
 # Ops through which a constant reaches the arithmetic that PRC301 names, unchanged in value.
 _CARRIERS = {"Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Expand", "Flatten", "Transpose", "Tile"}
-
-
-def _iter_graphs(g: onnx.GraphProto):
-    yield g
-    for n in g.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _iter_graphs(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for sub in a.graphs:
-                    yield from _iter_graphs(sub)
 
 
 class CastDoubleToFloat(Rewrite):
@@ -59,7 +49,7 @@ class CastDoubleToFloat(Rewrite):
         out.CopyFrom(model)
         io = {vi.name for vi in (*out.graph.input, *out.graph.output)}
         changes = []
-        for g in _iter_graphs(out.graph):
+        for g in graphs(out.graph):
             for i, t in enumerate(g.initializer):
                 if t.data_type == TensorProto.DOUBLE:
                     g.initializer[i].CopyFrom(_to_float(t))

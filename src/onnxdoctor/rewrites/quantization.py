@@ -19,7 +19,8 @@ from onnx import TensorProto, helper
 
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
-from .substitutions._build import Builder, ModelInfo, Skip, Substitution, _graphs
+from .._proto import graphs
+from .substitutions._build import Builder, ModelInfo, Skip, Substitution
 
 MS = "com.microsoft"
 
@@ -161,7 +162,7 @@ class DynamicQuantizationToFloat(Rewrite):
         info = ModelInfo(out)
         changes: list[str] = []
         skipped: list[str] = []
-        for gi, g in reversed(list(enumerate(_graphs(out.graph)))):
+        for gi, g in reversed(list(enumerate(graphs(out.graph)))):
             self._graph(info, gi, g, ctx, changes, skipped)
         if not changes:
             return Outcome(model, skipped=skipped or ["no DynamicQuantizeLinear, MatMulInteger or ConvInteger node"])

@@ -9,23 +9,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..._proto import graphs
 from ...findings import Applicability
 from ..base import Outcome, Rewrite, RewriteContext
 
 
 class Skip(Exception):
     """Raised by `Substitution.replace` when a node cannot be replaced exactly; the message says why."""
-
-
-def _graphs(g: onnx.GraphProto):
-    yield g
-    for n in g.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for sub in a.graphs:
-                    yield from _graphs(sub)
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -44,7 +34,7 @@ class ModelInfo:
             inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
         except Exception:  # noqa: BLE001 - inference is best effort; unknown types fall back below
             inferred = model
-        for g in _graphs(inferred.graph):
+        for g in graphs(inferred.graph):
             for vi in (*g.input, *g.output, *g.value_info):
                 tt = vi.type.tensor_type
                 if not vi.type.HasField("tensor_type"):
@@ -58,7 +48,7 @@ class ModelInfo:
                 self.shapes[t.name] = list(t.dims)
         self.taken: set[str] = set()
         self.read: set[str] = set()
-        for g in _graphs(model.graph):
+        for g in graphs(model.graph):
             self.taken.update(t.name for t in g.initializer)
             self.taken.update(vi.name for vi in (*g.input, *g.output, *g.value_info))
             self.read.update(vi.name for vi in g.output)
@@ -67,9 +57,9 @@ class ModelInfo:
                 self.taken.update(n.output)
                 self.read.update(n.input)
         self.functions = {(f.domain, f.name) for f in model.functions}
-        self._graph_list = list(_graphs(model.graph))
+        self._graph_list = list(graphs(model.graph))
         self._values: dict[int, dict[str, onnx.TensorProto | None]] = {}
-        # Enclosing graph of each subgraph (by `_graphs` index), for outer-scope constants.
+        # Enclosing graph of each subgraph (by `graphs` index), for outer-scope constants.
         index = {id(g): i for i, g in enumerate(self._graph_list)}
         self._parent: dict[int, int] = {}
         for i, g in enumerate(self._graph_list):
@@ -81,7 +71,7 @@ class ModelInfo:
         # Small constants already in each graph, by value: new scalars reuse them instead of adding
         # duplicate initializers (which GRF404 would report).
         self.constants: dict[tuple, str] = {}
-        for gi, g in enumerate(_graphs(model.graph)):
+        for gi, g in enumerate(graphs(model.graph)):
             for t in g.initializer:
                 if len(t.dims) <= 1 and sum(t.dims) <= 16 and not t.external_data:
                     self.constants.setdefault(_const_key(gi, numpy_helper.to_array(t), t.data_type), t.name)
@@ -125,7 +115,7 @@ class ModelInfo:
 
 
 def _const_key(graph_index: int, arr: np.ndarray, dtype: int) -> tuple:
-    # Graphs are numbered in `_graphs` order, which the substitutions never change.
+    # Graphs are numbered in `graphs` order, which the substitutions never change.
     return (graph_index, dtype, arr.shape, arr.tobytes())
 
 
@@ -351,7 +341,7 @@ class Substitution(Rewrite):
         if (self.domain, self.op_type) in info.functions:
             return Outcome(model, skipped=[f"{label} is a model-local function here, not the operator this rewrite replaces"])
         # Innermost graphs first: rebuilding a graph's node list copies its nodes, subgraphs included.
-        for gi, g in reversed(list(enumerate(_graphs(out.graph)))):
+        for gi, g in reversed(list(enumerate(graphs(out.graph)))):
             new_nodes: list[onnx.NodeProto] = []
             for node in g.node:
                 if not self.matches(node):
