@@ -51,6 +51,27 @@ EXACT = [
         g (float[1,2,4,4] x) => (float[1,2,8,8] y) <float[8] roi = {0, 0, 0, 0, 1, 1, 1, 1}, float[4] s = {1, 1, 2, 2}> {
           y = Resize<mode = "linear", coordinate_transformation_mode = "tf_crop_and_resize">(x, roi, s)
         }""", id="resize-tf-crop-opset11-keeps-roi"),
+    pytest.param("resize-equivalent-coordinate-mode", "10.15", H(13) + """
+        g (float[1,2,6,9] x) => (float[1,2,4,6] y) <float[4] s = {1, 1, 0.7, 0.7}> {
+          y = Resize<mode = "nearest", coordinate_transformation_mode = "tf_half_pixel_for_nn", nearest_mode = "floor">(x, , s)
+        }""", id="resize-tf-half-pixel-floor-downscale"),
+    pytest.param("einsum-explicit-form", "8.6", H(17) + """
+        g (float[2,5,2,3] a, float[2,5,3,4] b) => (float[2,5,2,4] y) { y = Einsum<equation = "...ij,...jk->...ik">(a, b) }""",
+                 id="einsum-ellipsis-two-dims"),
+    pytest.param("einsum-explicit-form", "8.6", H(17) + """
+        g (float[4,2,3] a, float[4,3,5] b) => (float[4,2,5] y) { y = Einsum<equation = "...ij,...jk">(a, b) }""",
+                 id="einsum-ellipsis-implicit-output"),
+    pytest.param("einsum-explicit-form", "10.11", H(17) + """
+        g (float[3,3] a) => (float y) { y = Einsum<equation = "ii">(a) }""", id="einsum-trace"),
+    pytest.param("einsum-explicit-form", "10.11", H(17) + """
+        g (float[2,4,3,4] a, float[3,5] b) => (float[2,4,5] y) { y = Einsum<equation = "bkjk,jl->bkl">(a, b) }""",
+                 id="einsum-diagonal-non-adjacent"),
+    pytest.param("einsum-explicit-form", "10.11", H(17) + """
+        g (float[1,2,3] a, float[5,3,4] b) => (float[5,2,4] y) { y = Einsum<equation = "bij,bjk->bik">(a, b) }""",
+                 id="einsum-broadcast-batch"),
+    pytest.param("einsum-explicit-form", "8.6", H(17) + """
+        g (float[1,2,3] a, float[5,3,4] b) => (float[5,2,4] y) { y = Einsum<equation = "...ij,...jk->...ik">(a, b) }""",
+                 id="einsum-ellipsis-broadcast"),
     pytest.param("lp-pool-to-pow-average-pool", "10.15", H(18) + """
         g (float[1,2,6,6] x) => (float[1,2,2,2] y) { y = LpPool<kernel_shape = [3, 3], strides = [3, 3], p = 4>(x) }""",
                  id="lp-pool-p4"),
@@ -127,6 +148,12 @@ def test_exact_decomposition(rewrite, release, text):
             g (float[1,1,4,4] x) => (float[1,1,1,8] y) <float[8] roi = {0, 0, 0, 0, 1, 1, 1, 1}, int64[4] sz = {1, 1, 1, 8}> {
               y = Resize<mode = "linear", coordinate_transformation_mode = "tf_crop_and_resize">(x, roi, , sz)
             }""", "resized to one element", id="resize-to-one-element"),
+        pytest.param("einsum-explicit-form", H(17) + """
+            g (float[2,4,3] a, float[3,5] b) => (float[2,4,5] y) { y = Einsum<equation = "bij,jl->bil">(a, b) }""",
+                     "no ellipsis, diagonal or broadcasting", id="einsum-plain"),
+        pytest.param("einsum-explicit-form", H(17) + """
+            g (float[N,N] a) => (float[N] y) { y = Einsum<equation = "ii->i">(a) }""",
+                     "size of the diagonal", id="einsum-dynamic-diagonal"),
         pytest.param("lp-pool-to-pow-average-pool", H(18) + """
             g (float[1,1,5,5] x) => (float[1,1,3,3] y) { y = LpPool<kernel_shape = [2, 2], strides = [2, 2], ceil_mode = 1, p = 3>(x) }""",
                      "ceil_mode", id="lp-pool-ceil-mode"),

@@ -226,9 +226,13 @@ class ResizeEquivalentCoordinateMode(_Decomposition):
     - `half_pixel_symmetric` (opset 19) equals `half_pixel` when every output size is exactly
       `input size * scale` (always with the `sizes` input; with `scales` when the products are
       whole numbers): its adjustment term is then 1 and its offset 0.
+    - `tf_half_pixel_for_nn` with `nearest_mode="floor"` (which TensorRT rejects: it takes
+      `round_prefer_floor` only) picks `floor((x + 0.5) / scale)`, the same input pixel as
+      `half_pixel` with `nearest_mode="round_prefer_ceil"`: `round_prefer_ceil(v - 0.5) = floor(v)`.
 
     ## When it applies
-    TRT121 on `Resize` `coordinate_transformation_mode`. Skipped when the roi, scales or sizes are
+    TRT121 on `Resize` `coordinate_transformation_mode`, TRT126 on `tf_half_pixel_for_nn` with
+    `nearest_mode="floor"`. Skipped when the roi, scales or sizes are
     not constants, the input's shape is not static, the roi does not cover the whole input, a
     resized axis has one output element (where the two formulas differ), or the scaled size of
     an axis is fractional.
@@ -245,20 +249,30 @@ class ResizeEquivalentCoordinateMode(_Decomposition):
     """
 
     name = "resize-equivalent-coordinate-mode"
-    summary = "rewrite tf_crop_and_resize / half_pixel_symmetric Resize to the equivalent supported mode"
+    summary = "rewrite tf_crop_and_resize / half_pixel_symmetric / floor tf_half_pixel_for_nn Resize to the equivalent supported mode"
     op_type = "Resize"
-    pattern = "tf_crop_and_resize or half_pixel_symmetric Resize"
-    resolves = ("TRT121",)
+    pattern = "tf_crop_and_resize, half_pixel_symmetric or floor tf_half_pixel_for_nn Resize"
+    resolves = ("TRT121", "TRT126")
 
     def matches(self, node: onnx.NodeProto) -> bool:
-        return super().matches(node) and any(
-            a.name == "coordinate_transformation_mode" and a.s in (b"tf_crop_and_resize", b"half_pixel_symmetric")
-            for a in node.attribute)
+        if not super().matches(node):
+            return False
+        attrs = {a.name: a for a in node.attribute}
+        mode = attrs["coordinate_transformation_mode"].s if "coordinate_transformation_mode" in attrs else b""
+        return mode in (b"tf_crop_and_resize", b"half_pixel_symmetric") or (
+            mode == b"tf_half_pixel_for_nn" and "nearest_mode" in attrs and attrs["nearest_mode"].s == b"floor")
 
     def replace(self, b: Builder) -> None:
         if b.opset < 11:
             raise Skip("Resize before opset 11 has no coordinate_transformation_mode")
         mode = _str(b.attr("coordinate_transformation_mode"))
+        if mode == "tf_half_pixel_for_nn":
+            # floor((x + 0.5) / s) == round_prefer_ceil((x + 0.5) / s - 0.5): half_pixel coordinates.
+            attrs = {a.name: helper.get_attribute_value(a) for a in b.node.attribute}
+            attrs.update(coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_ceil")
+            b.nodes.append(helper.make_node("Resize", list(b.node.input), list(b.node.output),
+                                            name=b.info.unique(f"{b.base}/Resize"), **attrs))
+            return
         x = b.node.input[0]
         shape = b.shape(x)
         if shape is None or any(not d for d in shape):
@@ -359,6 +373,122 @@ class LpPoolToPowAveragePool(_Decomposition):
         mean = b.op("AveragePool", [powered], count_include_pad=1, **attrs)
         total = b.mul(mean, b.const(float(math.prod(kernel)), dtype, "window_size"))
         b.op("Pow", [total, b.const(1.0 / p, dtype, "inv_p")], b.node.output[0])
+
+
+class EinsumExplicitForm(_Decomposition):
+    """Rewrite an Einsum with an ellipsis, a diagonal or broadcasting into the plain form every release imports.
+
+    ## What it does
+    - An ellipsis (`...`) becomes fresh lowercase labels, as many as the dimensions it stands for
+      in each operand (right-aligned, as Einsum broadcasts them); an implicit output (no `->`) is
+      written out (ellipsis labels, then the labels used once, in order).
+    - A label repeated within one operand (a diagonal, `ii->i`) is taken out before the Einsum:
+      the two axes are moved last, merged with `Reshape` and the diagonal picked with `Gather`
+      (indices `k * (n + 1)`), leaving the label once.
+    - A label of size 1 in one operand and N in another (broadcasting) is expanded to N with
+      `Expand` first.
+
+    ## When it applies
+    TRT126 on `Einsum`: TensorRT 8.6 rejects ellipses, releases before 10.12 reject diagonals and
+    broadcasting. Skipped when an operand's rank (for an ellipsis) or a diagonal's size is unknown,
+    or a label appears three times in one operand.
+
+    ## Example
+    `y = Einsum<equation="...ij,...jk->...ik">(a, b)` with 3-D operands becomes
+    `y = Einsum<equation="aij,ajk->aik">(a, b)`; `y = Einsum<equation="ii->i">(x)` with
+    `x: float[3,3]` becomes `y = Einsum<equation="i->i">(Gather<axis=-1>(Reshape(x, [9]), [0, 4, 8]))`.
+
+    ## Safety
+    Safe: relabelling, copying the diagonal out and expanding size-1 dimensions do not change
+    any value.
+
+    ## Resolves
+    TRT126
+    """
+
+    name = "einsum-explicit-form"
+    summary = "rewrite Einsum ellipses, diagonals and broadcasting into plain Einsum + Gather/Expand"
+    op_type = "Einsum"
+    resolves = ("TRT126",)
+
+    def replace(self, b: Builder) -> None:
+        eq = _str(b.attr("equation", "")).replace(" ", "")
+        lhs, arrow, rhs = eq.partition("->")
+        terms = lhs.split(",")
+        inputs = list(b.node.input)
+        if len(terms) != len(inputs):
+            raise Skip("the equation does not have one term per input")
+        used = set(eq)
+        fresh = [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in used]
+        changed = False
+        # 1. The ellipsis, as explicit labels.
+        if "..." in eq:
+            ranks = [b.rank(x) for x in inputs]
+            if any(r is None for r, t in zip(ranks, terms) if "..." in t):
+                raise Skip("an operand with an ellipsis has an unknown rank")
+            counts = [r - len(t.replace("...", "")) if "..." in t else 0 for r, t in zip(ranks, terms)]
+            width = max(counts)
+            if width > len(fresh):
+                raise Skip("not enough unused lowercase letters for the ellipsis")
+            ell = "".join(fresh[:width])
+            fresh = fresh[width:]
+            terms = [t.replace("...", ell[width - k:]) for t, k in zip(terms, counts)]
+            if arrow:
+                rhs = rhs.replace("...", ell)
+            changed = True
+        if not arrow:
+            letters = "".join(terms)
+            ell = ell if "..." in eq else ""
+            rhs = ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in ell))
+            changed = True
+        # 2. Diagonals, taken out with Gather.
+        for k, term in enumerate(terms):
+            while len(set(term)) != len(term):
+                repeated = next(c for c in term if term.count(c) > 1)
+                if term.count(repeated) > 2:
+                    raise Skip(f"label {repeated!r} appears more than twice in one operand")
+                p, q = [i for i, c in enumerate(term) if c == repeated]
+                shape = b.shape(inputs[k])
+                n = shape[p] if shape is not None and len(shape) == len(term) else None
+                if not n or shape[q] != n:
+                    raise Skip(f"the size of the diagonal of label {repeated!r} is unknown")
+                rank = len(term)
+                perm = [i for i in range(rank) if i not in (p, q)] + [p, q]
+                moved = b.op("Transpose", [inputs[k]], perm=perm)
+                merged = b.op("Reshape", [moved, b.ints([0] * (rank - 2) + [n * n], "diagonal_shape")])
+                inputs[k] = b.op("Gather", [merged, b.ints([i * (n + 1) for i in range(n)], "diagonal")], axis=-1)
+                rest = [term[i] for i in range(rank) if i not in (p, q)]
+                term = "".join(rest) + repeated
+                terms[k] = term
+                sizes = list(shape)
+                b.info.shapes[inputs[k]] = [sizes[i] for i in range(rank) if i not in (p, q)] + [n]
+                changed = True
+        # 3. Size-1 labels expanded to the size they broadcast to.
+        sizes: dict[str, set[int]] = {}
+        for term, x in zip(terms, inputs):
+            shape = b.shape(x)
+            if shape is not None and len(shape) == len(term):
+                for c, d in zip(term, shape):
+                    if d:
+                        sizes.setdefault(c, set()).add(d)
+        for c, found in sizes.items():
+            big = found - {1}
+            if 1 not in found or not big:
+                continue
+            if len(big) > 1:
+                raise Skip(f"label {c!r} has sizes {sorted(found)}")
+            n = big.pop()
+            for k, (term, x) in enumerate(zip(terms, inputs)):
+                shape = b.shape(x)
+                if c in term and shape is not None and shape[term.index(c)] == 1:
+                    target = [1] * len(term)
+                    target[term.index(c)] = n
+                    inputs[k] = b.op("Expand", [x, b.ints(target, "broadcast_shape")])
+                    b.info.shapes[inputs[k]] = [n if i == term.index(c) else d for i, d in enumerate(shape)]
+                    changed = True
+        if not changed:
+            raise Skip("the equation has no ellipsis, diagonal or broadcasting")
+        b.op("Einsum", inputs, b.node.output[0], equation=",".join(terms) + "->" + rhs)
 
 
 # Activations whose ONNX Runtime kernels read activation_alpha / activation_beta (in the order of
@@ -525,6 +655,7 @@ class LstmBidirectionalSplit(_SplitBidirectional):
 
 REWRITES = (
     BatchNormTrainingToReductions,
+    EinsumExplicitForm,
     GroupNormalizationToReductions,
     GruBidirectionalSplit,
     LayerNormStatsToReductions,

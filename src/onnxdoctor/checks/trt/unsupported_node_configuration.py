@@ -32,7 +32,9 @@ class UnsupportedNodeConfiguration(ConstraintRule):
     static shapes (`--shape`), or replace the node with supported ops.
 
     ## Fix safety
-    Some have exact (safe) rewrites: uppercase Einsum labels (`einsum-lowercase-labels`),
+    Some have exact (safe) rewrites: uppercase Einsum labels (`einsum-lowercase-labels`), Einsum
+    ellipses, diagonals and broadcasting (`einsum-explicit-form`), `tf_half_pixel_for_nn` Resize
+    with `nearest_mode="floor"` (`resize-equivalent-coordinate-mode`),
     bidirectional RNN/GRU/LSTM with per-direction activations split into two directions
     (`rnn-bidirectional-split`, `gru-bidirectional-split`, `lstm-bidirectional-split`),
     GroupNormalization-21 written with reductions (`group-norm-to-reductions`); the rest are advice.
