@@ -130,3 +130,35 @@ def test_wrap_pad_with_runtime_pads_is_left_alone():
     outcome, _, _ = apply("pad-wrap-to-slices", """<ir_version: 9, opset_import: ["" : 19]>
     g (float[2,4] x, int64[4] p) => (float[?,?] y) { y = Pad<mode = "wrap">(x, p) }""", "8.6")
     assert not outcome.changed and "not constant" in outcome.skipped[0]
+
+
+@pytest.mark.parametrize("k,st,d,pads,so,shape", [
+    ([2, 2], [2, 2], [1, 1], [0, 0, 0, 0], 0, [2, 3, 4, 5]),
+    ([3, 3], [1, 2], [1, 1], [1, 1, 1, 0], 0, [1, 2, 5, 6]),
+    ([2, 2], [1, 1], [2, 1], [0, 1, 0, 1], 1, [2, 2, 5, 4]),
+    ([3], [2], [1], [1, 1], 0, [2, 3, 9]),
+])
+def test_max_pool_indices_by_argmax(k, st, d, pads, so, shape):
+    n = len(k)
+    outs = [(shape[2 + i] + pads[i] + pads[n + i] - d[i] * (k[i] - 1) - 1) // st[i] + 1 for i in range(n)]
+    text = f"""<ir_version: 8, opset_import: ["" : 17]>
+    g (float{shape} x) => (float{shape[:2] + outs} y, int64{shape[:2] + outs} i) {{
+      y, i = MaxPool<kernel_shape = {k}, strides = {st}, dilations = {d}, pads = {pads}, storage_order = {so}>(x)
+    }}"""
+    x = np.random.default_rng(1).integers(-3, 4, size=shape).astype(np.float32)  # many ties: the first maximum must win
+    outcome, _, out = apply("max-pool-indices-by-argmax", text, "10.15", {"x": x})
+    assert "MaxPool" not in [n_.op_type for n_ in out.graph.node]
+
+
+def test_max_pool_indices_with_a_dynamic_batch():
+    text = """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[N,2,4,4] x) => (float[N,2,2,2] y, int64[N,2,2,2] i) { y, i = MaxPool<kernel_shape = [2, 2], strides = [2, 2]>(x) }"""
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 2, 4, 4)).astype(np.float32)
+        apply("max-pool-indices-by-argmax", text, "10.15", {"x": x})
+
+
+def test_max_pool_indices_unread_is_left_to_the_plain_rewrites():
+    outcome, _, _ = apply("max-pool-indices-by-argmax", """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[1,1,4,4] x) => (float[1,1,2,2] y) { y = MaxPool<kernel_shape = [2, 2], strides = [2, 2]>(x) }""", "10.15")
+    assert not outcome.changed

@@ -171,49 +171,130 @@ class MaxPoolDilationsToSlices(_Equivalent):
         return any(v != 1 for v in dil)
 
     def replace(self, b: Builder) -> None:
-        x = b.node.input[0]
         if b.output_used(1):
-            raise Skip("the Indices output is read")
-        if b.attr("ceil_mode", 0):
-            raise Skip("ceil_mode=1")
-        auto_pad = _str(b.attr("auto_pad", "NOTSET"))
-        if auto_pad not in ("NOTSET", "VALID", ""):
-            raise Skip(f"auto_pad={auto_pad}")
-        dtype = b.float_type(x)
-        shape = b.shape(x)
-        k = list(b.attr("kernel_shape"))
-        n = len(k)
-        if shape is None or len(shape) != n + 2 or any(not v for v in shape[2:]):
-            raise Skip("the spatial dimensions are not static")
-        s = list(b.attr("strides") or [1] * n)
-        d = list(b.attr("dilations") or [1] * n)
-        pads = [0] * (2 * n) if auto_pad == "VALID" else list(b.attr("pads") or [0] * (2 * n))
-        if math.prod(k) > 64:
-            raise Skip(f"{math.prod(k)} kernel offsets (at most 64)")
-        sizes = [shape[2 + i] + pads[i] + pads[n + i] for i in range(n)]
-        outs = [(sizes[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(n)]
-        if any(o < 1 for o in outs):
-            raise Skip("the pooled output would be empty")
-        src = x
-        if any(pads):
-            lowest = b.const(-np.inf, dtype, "neg_inf")
-            full = [0, 0] + pads[:n] + [0, 0] + pads[n:]
-            src = b.op("Pad", [x, b.ints(full, "pads"), lowest]) if b.opset >= 11 else b.op("Pad", [x], pads=full, value=float("-inf"))
-        axes = list(range(2, 2 + n))
-        slices = []
-        for offs in itertools.product(*(range(v) for v in k)):
-            starts = [offs[i] * d[i] for i in range(n)]
-            ends = [starts[i] + (outs[i] - 1) * s[i] + 1 for i in range(n)]
-            if b.opset >= 10:
-                slices.append(b.op("Slice", [src, b.ints(starts, "starts"), b.ints(ends, "ends"), b.ints(axes, "axes"), b.ints(s, "steps")]))
-            else:
-                if any(v != 1 for v in s):
-                    raise Skip("strided Slice needs opset 10")
-                slices.append(b.op("Slice", [src], starts=starts, ends=ends, axes=axes))
-        if len(slices) == 1:
-            b.identity_or(slices[0], b.node.output[0])
+            raise Skip("the Indices output is read (max-pool-indices-by-argmax replaces that node)")
+        plan = _pool_plan(b)
+        _pool_max(b, plan["slices"], b.node.output[0])
+
+
+def _pool_plan(b: Builder) -> dict:
+    """The strided slices of a MaxPool's (padded) input, one per kernel offset in row-major kernel
+    order, with the pooling geometry. Raises Skip for what the slices cannot express."""
+    x = b.node.input[0]
+    if b.attr("ceil_mode", 0):
+        raise Skip("ceil_mode=1")
+    auto_pad = _str(b.attr("auto_pad", "NOTSET"))
+    if auto_pad not in ("NOTSET", "VALID", ""):
+        raise Skip(f"auto_pad={auto_pad}")
+    dtype = b.float_type(x)
+    shape = b.shape(x)
+    k = list(b.attr("kernel_shape"))
+    n = len(k)
+    if shape is None or len(shape) != n + 2 or any(not v for v in shape[2:]):
+        raise Skip("the spatial dimensions are not static")
+    s = list(b.attr("strides") or [1] * n)
+    d = list(b.attr("dilations") or [1] * n)
+    pads = [0] * (2 * n) if auto_pad == "VALID" else list(b.attr("pads") or [0] * (2 * n))
+    if math.prod(k) > 64:
+        raise Skip(f"{math.prod(k)} kernel offsets (at most 64)")
+    sizes = [shape[2 + i] + pads[i] + pads[n + i] for i in range(n)]
+    outs = [(sizes[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(n)]
+    if any(o < 1 for o in outs):
+        raise Skip("the pooled output would be empty")
+    src = x
+    if any(pads):
+        lowest = b.const(-np.inf, dtype, "neg_inf")
+        full = [0, 0] + pads[:n] + [0, 0] + pads[n:]
+        src = b.op("Pad", [x, b.ints(full, "pads"), lowest]) if b.opset >= 11 else b.op("Pad", [x], pads=full, value=float("-inf"))
+    axes = list(range(2, 2 + n))
+    slices, offsets = [], list(itertools.product(*(range(v) for v in k)))
+    for offs in offsets:
+        starts = [offs[i] * d[i] for i in range(n)]
+        ends = [starts[i] + (outs[i] - 1) * s[i] + 1 for i in range(n)]
+        if b.opset >= 10:
+            slices.append(b.op("Slice", [src, b.ints(starts, "starts"), b.ints(ends, "ends"), b.ints(axes, "axes"), b.ints(s, "steps")]))
         else:
-            b.op("Max", slices, b.node.output[0])
+            if any(v != 1 for v in s):
+                raise Skip("strided Slice needs opset 10")
+            slices.append(b.op("Slice", [src], starts=starts, ends=ends, axes=axes))
+    return {"slices": slices, "offsets": offsets, "outs": outs, "strides": s, "dilations": d, "pads": pads,
+            "shape": shape, "n": n}
+
+
+def _pool_max(b: Builder, slices: list[str], out: str) -> str:
+    return b.identity_or(slices[0], out) if len(slices) == 1 else b.op("Max", slices, out)
+
+
+class MaxPoolIndicesByArgmax(_Equivalent):
+    """Compute a `MaxPool`'s `Indices` output with `ArgMax` over the strided slices of its input.
+
+    ## What it does
+    Takes one strided `Slice` of the (−inf padded) input per kernel offset, as
+    `max-pool-dilations-to-slices` does; `Y` is their `Max`. The slices are stacked on a new leading
+    axis and `ArgMax` over it gives, for every output position, which kernel offset held the first
+    maximum (the offsets are stacked in the order MaxPool scans its window). The flat index MaxPool
+    returns — over the whole input tensor, batch and channel included, row-major or (for
+    `storage_order=1`) column-major over the spatial axes — is then `(n*C + c) * spatial size +` a
+    constant per kernel offset (`Gather`ed by the ArgMax) `+` a constant per output position.
+
+    ## When it applies
+    TRT123 on `MaxPool` whose `Indices` output is read (no release imports it). Needs static channel
+    and spatial dimensions (the batch may be dynamic), a floating-point input, `ceil_mode=0`,
+    `auto_pad` NOTSET or VALID; at most 64 kernel offsets.
+
+    ## Example
+    `y, i = MaxPool<kernel_shape=[2,2], strides=[2,2]>(x)` with `x: float[1,1,4,4]` becomes four
+    strided slices, `y = Max(...)`, `o = ArgMax<axis=0>(Concat(Unsqueeze(...)))`,
+    `i = Gather([0, 1, 4, 5], o) + [[0, 2], [8, 10]]`.
+
+    ## Safety
+    Safe: the same maximum and the same (first) position, computed with integers.
+
+    ## Resolves
+    TRT123
+    """
+
+    name = "max-pool-indices-by-argmax"
+    summary = "compute MaxPool's Indices output with ArgMax over strided slices"
+    op_type = "MaxPool"
+    pattern = "MaxPool whose Indices output is read"
+    resolves = ("TRT123",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return super().matches(node) and len(node.output) > 1 and bool(node.output[1])
+
+    def replace(self, b: Builder) -> None:
+        if not b.output_used(1):
+            raise Skip("the Indices output is not read")
+        x = b.node.input[0]
+        plan = _pool_plan(b)
+        shape, n, outs = plan["shape"], plan["n"], plan["outs"]
+        channels, spatial = shape[1], shape[2:]
+        if not channels:
+            raise Skip("the channel dimension is not static")
+        _pool_max(b, plan["slices"], b.node.output[0])
+        # Flat spatial index of each input position: row-major, or column-major (storage_order=1).
+        order = list(range(n)) if not b.attr("storage_order", 0) else list(reversed(range(n)))
+        step = [0] * n
+        acc = 1
+        for i in reversed(order):
+            step[i] = acc
+            acc *= spatial[i]
+        per_offset = np.array([sum(offs[i] * plan["dilations"][i] * step[i] for i in range(n)) for offs in plan["offsets"]], np.int64)
+        grids = np.meshgrid(*(np.arange(o) for o in outs), indexing="ij")
+        per_output = sum((grids[i] * plan["strides"][i] - plan["pads"][i]) * step[i] for i in range(n)).astype(np.int64)
+        stacked = [b.op("Unsqueeze", [s_, b.ints([0])]) if b.opset >= 13 else b.op("Unsqueeze", [s_], axes=[0]) for s_ in plan["slices"]]
+        which = b.op("ArgMax", [b.op("Concat", stacked, axis=0) if len(stacked) > 1 else stacked[0]], axis=0, keepdims=0)
+        spatial_index = b.add(b.op("Gather", [b.tensor(per_offset, f"{b.base}/offset_index"), which], axis=0),
+                              b.tensor(per_output, f"{b.base}/output_index"))
+        # (n*C + c) * spatial size, for a batch read at run time.
+        size = int(np.prod(spatial))
+        batch = b.op("Gather", [b.op("Shape", [x]), b.const(0, TensorProto.INT64, "zero")], axis=0)
+        planes = b.op("Range", [b.const(0, TensorProto.INT64, "zero"), b.mul(batch, b.const(channels, TensorProto.INT64, "channels")),
+                                b.const(1, TensorProto.INT64, "one")])
+        base = b.op("Reshape", [b.mul(planes, b.const(size, TensorProto.INT64, "plane_size")),
+                                b.ints([-1, channels] + [1] * n, "plane_shape")])
+        b.add(base, spatial_index, b.node.output[1])
 
 
 class PadWrapToSlices(_Equivalent):
@@ -288,4 +369,4 @@ class PadWrapToSlices(_Equivalent):
         b.op("Identity", [cur], b.node.output[0])
 
 
-REWRITES = (EyeLikeToRangeEqual, DeformConvExplicitPads, MaxPoolDilationsToSlices, PadWrapToSlices)
+REWRITES = (EyeLikeToRangeEqual, DeformConvExplicitPads, MaxPoolDilationsToSlices, MaxPoolIndicesByArgmax, PadWrapToSlices)

@@ -86,4 +86,5 @@ class ControlFlowRestriction(ConstraintRule):
                 subgraph=deepest.path,
                 versions=ctx.kb.versions_where(lambda r: r.max_subgraph_nesting is not None and deepest.depth > r.max_subgraph_nesting),
                 hint="flatten nested control flow",
+                fix=None,  # inline-constant-if helps only where conditions are constant: those Ifs have their own findings
             )

@@ -63,4 +63,5 @@ class UnsupportedRank(ConstraintRule):
                     subgraph=site.graph.path,
                     versions=ctx.kb.versions,
                     hint="reshape to rank <= 8",
+                    fix=None,  # no rewrite lowers a value's rank (op-to-function-body is for the constraint findings)
                 )
