@@ -162,3 +162,30 @@ def test_max_pool_indices_unread_is_left_to_the_plain_rewrites():
     outcome, _, _ = apply("max-pool-indices-by-argmax", """<ir_version: 8, opset_import: ["" : 17]>
     g (float[1,1,4,4] x) => (float[1,1,2,2] y) { y = MaxPool<kernel_shape = [2, 2], strides = [2, 2]>(x) }""", "10.15")
     assert not outcome.changed
+
+
+@pytest.mark.parametrize("opset,shape,attrs,length", [
+    (20, [1, 16, 1], "", None),
+    (20, [2, 12, 2], "inverse = 1", None),
+    (20, [1, 16, 1], "onesided = 1", None),
+    (17, [3, 10, 2], "axis = 1", 16),
+    (17, [2, 5, 6, 1], "axis = 2, onesided = 1", 4),
+])
+def test_dft_becomes_matmuls(opset, shape, attrs, length):
+    inputs = "x, n" if length else "x"
+    inits = f"<int64 n = {{{length}}}>" if length else ""
+    op = f"DFT<{attrs}>" if attrs else "DFT"
+    text = f"""<ir_version: 9, opset_import: ["" : {opset}]>
+    g (float{shape} x) => (float y) {inits} {{ y = {op}({inputs}) }}"""
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    # The output's shape, as ONNX Runtime computes it, written into the model (the full check needs it).
+    out_shape = list(prove.run(onnx.parser.parse_model(text), feeds)["y"].shape)
+    text = text.replace("(float y)", f"(float{out_shape} y)")
+    outcome, _, out = apply("dft-to-matmul", text, "10.15", feeds, exact=False)
+    assert "DFT" not in [n.op_type for n in out.graph.node] and "MatMul" in [n.op_type for n in out.graph.node]
+
+
+def test_dft_of_a_dynamic_length_is_left_alone():
+    outcome, _, _ = apply("dft-to-matmul", """<ir_version: 9, opset_import: ["" : 20]>
+    g (float[1,N,1] x) => (float[1,N,2] y) { y = DFT(x) }""", "10.15")
+    assert not outcome.changed and "not static" in outcome.skipped[0]

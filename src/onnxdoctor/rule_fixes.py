@@ -18,6 +18,7 @@ SUBSTITUTIONS: dict[tuple[str, str], str] = {
     ("", "CastLike"): "castlike-to-cast",
     ("", "CenterCropPad"): "op-to-function-body",
     ("", "Compress"): "compress-to-gather-nonzero",
+    ("", "DFT"): "dft-to-matmul",
     ("", "ConvInteger"): "dynamic-quantization-to-float",
     ("", "DynamicQuantizeLinear"): "dynamic-quantization-to-float",
     ("", "Gelu"): "gelu-to-erf",

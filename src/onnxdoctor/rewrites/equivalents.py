@@ -1,6 +1,6 @@
 """Exact equivalents for op configurations an importer rejects that the decompositions module does not
 cover: EyeLike of a dynamic shape, DeformConv with asymmetric pads, MaxPool with dilations, Pad in
-wrap mode before TensorRT 10, DFT before TensorRT 11.2."""
+wrap mode before TensorRT 10, MaxPool's Indices output, DFT before TensorRT 11.2."""
 
 from __future__ import annotations
 
@@ -369,4 +369,114 @@ class PadWrapToSlices(_Equivalent):
         b.op("Identity", [cur], b.node.output[0])
 
 
-REWRITES = (EyeLikeToRangeEqual, DeformConvExplicitPads, MaxPoolDilationsToSlices, MaxPoolIndicesByArgmax, PadWrapToSlices)
+class DftToMatMul(_Equivalent):
+    """Replace `DFT` of a static length by two `MatMul`s with constant cosine and sine matrices.
+
+    ## What it does
+    With `x` the real part (and `y` the imaginary part, when the input's last dimension is 2) of the
+    signal along the DFT axis, and `C[n, k] = cos(2*pi*n*k/L)`, `S[n, k] = sin(2*pi*n*k/L)`, the
+    forward DFT is `re = x@C + y@S`, `im = y@C - x@S`; the inverse is `re = (x@C - y@S)/L`,
+    `im = (y@C + x@S)/L`. `onesided` keeps the first `L//2 + 1` columns; a `dft_length` other than
+    the signal length pads the signal with zeros or truncates it first. The result is stacked back
+    as the `[..., 2]` real/imaginary pair.
+
+    ## When it applies
+    TRT101 on `DFT` (TensorRT imports it from 11.2). Needs a static signal length and last dimension,
+    a constant `dft_length` and `axis`, and at most 16M elements per matrix.
+
+    ## Example
+    `y = DFT(x)` with `x: float[1,16,1]` becomes `re = MatMul(x', C)`, `im = Neg(MatMul(x', S))`,
+    `y = Concat(Unsqueeze(re), Unsqueeze(im))` with `x' = Squeeze(x, -1)` and 16x16 matrices.
+
+    ## Safety
+    Safe: the DFT's definition; the sums are ordered differently from an FFT, which changes the last
+    bits of the result (proven within the fix tolerance).
+
+    ## Resolves
+    TRT101
+    """
+
+    name = "dft-to-matmul"
+    summary = "replace DFT of a static length by MatMuls with cosine/sine matrices"
+    op_type = "DFT"
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        shape = b.shape(x)
+        if shape is None or not shape[-1] or shape[-1] not in (1, 2):
+            raise Skip("the input's last (real/imaginary) dimension is not static")
+        rank = len(shape)
+        dtype = b.float_type(x)
+        if b.opset >= 20:
+            axis_in = b.input(2)
+            axis = b.value(axis_in) if axis_in else np.asarray(-2)
+            if axis is None:
+                raise Skip("the axis input is not constant")
+            axis = int(np.asarray(axis).reshape(-1)[0])
+        else:
+            axis = int(b.attr("axis", 1))
+        axis %= rank
+        if axis == rank - 1:
+            raise Skip("the DFT axis is the real/imaginary axis")
+        n = shape[axis]
+        if not n:
+            raise Skip("the signal length is not static")
+        length_in = b.input(1)
+        length = n
+        if length_in:
+            v = b.value(length_in)
+            if v is None:
+                raise Skip("dft_length is not constant")
+            length = int(np.asarray(v).reshape(-1)[0])
+        inverse, onesided = bool(b.attr("inverse", 0)), bool(b.attr("onesided", 0))
+        complex_in = shape[-1] == 2
+        if onesided and (complex_in or inverse):
+            raise Skip("onesided applies to a real forward DFT only")
+        m = length // 2 + 1 if onesided else length
+        if length * m > 16 * 2**20:
+            raise Skip(f"the {length}x{m} matrices are too large")
+        np_type = onnx.helper.tensor_dtype_to_np_dtype(dtype)
+        k = np.arange(length)
+        angle = 2 * np.pi * np.outer(k, k[:m]) / length
+        cos = np.cos(angle).astype(np_type)
+        sin = np.sin(angle).astype(np_type)
+        if inverse:
+            cos, sin = cos / length, sin / length
+        # Signal axis last: [..., n] for the real (and imaginary) part.
+        perm = [i for i in range(rank - 1) if i != axis] + [axis]
+        squeeze_axis = b.ints([rank - 1], "complex_axis")
+
+        def part(i: int) -> str:
+            p_ = b.op("Slice", [x, b.ints([i], "starts"), b.ints([i + 1], "ends"), squeeze_axis])
+            p_ = b.op("Squeeze", [p_, squeeze_axis]) if b.opset >= 13 else b.op("Squeeze", [p_], axes=[rank - 1])
+            return b.op("Transpose", [p_], perm=perm) if perm != list(range(rank - 1)) else p_
+
+        re_in = part(0)
+        im_in = part(1) if complex_in else None
+        if length != n:  # zero-pad or truncate the signal to dft_length
+            last = rank - 2
+            if length > n:
+                pads = [0] * (rank - 1) * 2
+                pads[(rank - 1) + last] = length - n
+                re_in = b.op("Pad", [re_in, b.ints(pads, "pads")])
+                im_in = b.op("Pad", [im_in, b.ints(pads, "pads")]) if im_in else None
+            else:
+                cut = [b.ints([0], "starts"), b.ints([length], "ends"), b.ints([last], "axes")]
+                re_in = b.op("Slice", [re_in, *cut])
+                im_in = b.op("Slice", [im_in, *cut]) if im_in else None
+        c, s_ = b.tensor(cos, f"{b.base}/cos"), b.tensor(sin, f"{b.base}/sin")
+        xc, xs = b.op("MatMul", [re_in, c]), b.op("MatMul", [re_in, s_])
+        if im_in:
+            yc, ys = b.op("MatMul", [im_in, c]), b.op("MatMul", [im_in, s_])
+            re, im = (b.op("Sub", [xc, ys]), b.add(yc, xs)) if inverse else (b.add(xc, ys), b.op("Sub", [yc, xs]))
+        else:
+            re, im = (xc, xs) if inverse else (xc, b.op("Neg", [xs]))
+        inv = [perm.index(i) for i in range(rank - 1)]
+        if inv != list(range(rank - 1)):
+            re, im = b.op("Transpose", [re], perm=inv), b.op("Transpose", [im], perm=inv)
+        last_axis = b.ints([-1], "last")
+        parts = [b.op("Unsqueeze", [t, last_axis]) if b.opset >= 13 else b.op("Unsqueeze", [t], axes=[-1]) for t in (re, im)]
+        b.op("Concat", parts, b.node.output[0], axis=-1)
+
+
+REWRITES = (EyeLikeToRangeEqual, DeformConvExplicitPads, MaxPoolDilationsToSlices, MaxPoolIndicesByArgmax, PadWrapToSlices, DftToMatMul)
