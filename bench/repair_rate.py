@@ -219,6 +219,68 @@ def _why(r: dict) -> str:
     return text
 
 
+# Why a flagged model is not repaired: the first class whose test matches, in this order. Each test
+# reads the record (errors before, errors remaining, the fix's own error message).
+def _codes_left(r: dict) -> set[str]:
+    return {e["code"] for e in (r.get("remaining") or r.get("errors") or [])}
+
+
+def _texts_left(r: dict) -> str:
+    return " ".join(e["message"] for e in (r.get("remaining") or r.get("errors") or []))
+
+
+CLASSES: list[tuple[str, object, str]] = [
+    ("missing weights", lambda r: "MOD502" in _codes_left(r) and r["outcome"] == "fix error",
+     "The external data file is missing or too short: the weights are not there, so there is nothing "
+     "to rewrite or run (supply the data)."),
+    ("no proof inputs", lambda r: "cannot generate values of type" in r.get("reason", "") or r["outcome"] == "crash",
+     "A graph input of a type ONNX Runtime inputs cannot be generated for (BF16, FP8, FP4, string, "
+     "complex): `fix` needs `--data`; the type is on the interface anyway."),
+    ("original does not run in ONNX Runtime", lambda r: r["outcome"] in ("fix error", "not provable"),
+     "ONNX Runtime cannot load or run the original model (the configuration is invalid or unsupported "
+     "there too: a DequantizeLinear axis outside the tensor, ArgMax select_last_index at opset 11, "
+     "Resize scaling the batch, float Mod with fmod=0, 4-D pooling, axes from a graph input it rejects): "
+     "no rewrite can be proven equal to it."),
+    ("type at the interface", lambda r: bool(_codes_left(r) & {"TRT111", "TRT151"}) and any(
+        e["message"].startswith(("input ", "output ")) for e in r.get("remaining", [])),
+     "A type TensorRT cannot hold (INT16, a sequence, an optional) on a graph input or output: changing "
+     "it changes the model's interface. Cast or restructure at export."),
+    ("quantization format", lambda r: bool(_codes_left(r) & {"TRT125", "PRC311"}) and "TopK" not in _texts_left(r)
+     or "zero_point" in _texts_left(r) or "INT4" in _texts_left(r) or "FLOAT8" in _texts_left(r)
+     or "QuantizeLinear" in _texts_left(r) or "DequantizeLinear" in _texts_left(r) or "Dropout" in _texts_left(r)
+     or ("TRT113" in _codes_left(r)),
+     "Quantization or training formats the release cannot import (asymmetric zero points, UINT8 Q/DQ "
+     "data, INT4/FP8 before the release supports them, zero scales, Dropout forced into training mode): "
+     "the quantization and training-leftover rewrites' area (branch rewrites-q); a zero scale or a "
+     "Dropout that really is random at run time has no equivalent."),
+    ("value known only at run time", lambda r: "TRT122" in _codes_left(r),
+     "A value the importer needs at build time (Reduce/Squeeze/Slice/Pad axes, OneHot depth, CumSum axis, "
+     "InstanceNormalization scale) comes from a graph input or a dynamic dimension: only `--shape` or a "
+     "different export makes it a constant."),
+    ("dynamic Squeeze without axes", lambda r: "Squeeze without axes" in _texts_left(r),
+     "Squeeze without axes on a dynamic shape: which dimensions go (so the output's rank) depends on run-time "
+     "sizes. An equivalent graph exists only for fixed shapes (`--shape`)."),
+    ("TensorRT limits", lambda r: "TRT124" in _codes_left(r) or "TopK K must not exceed" in _texts_left(r),
+     "Beyond what TensorRT can represent: tensors of more than 8 dimensions, 5-D GridSample before 11.x, "
+     "6-D InstanceNormalization on 9.3, TopK with K above 3840. No equivalent graph of supported layers."),
+    ("control flow", lambda r: "TRT141" in _codes_left(r),
+     "If branches whose outputs differ in rank with a run-time condition, a Loop with scan outputs and "
+     "no trip count, subgraphs nested deeper than the parser accepts: no equivalent graph."),
+    ("no equivalent graph", lambda r: "Unique" in _texts_left(r) or "ScatterND reduction" in _texts_left(r),
+     "Unique (its output size depends on the data) and ScatterND with a reduction (duplicate indices "
+     "accumulate in an order-dependent way): no equivalent graph of imported ops; a plugin is the route."),
+    ("no rewrite yet", lambda r: True,
+     "An equivalent graph may exist, but no rewrite produces it yet (see the errors)."),
+]
+
+
+def classify(r: dict) -> tuple[str, str]:
+    for name, test, why in CLASSES:
+        if test(r):
+            return name, why
+    raise AssertionError("the last class matches everything")
+
+
 def render_doc(summary: dict, records: list[dict], releases: list[str], commit: str, unsafe: bool) -> str:
     lines = [
         "# Repair rate of `onnxdoctor fix`",
@@ -248,13 +310,19 @@ def render_doc(summary: dict, records: list[dict], releases: list[str], commit: 
     for rel in releases:
         recs = [r for r in records if r["release"] == rel and r.get("flagged") and not r["repaired"]]
         lines += [f"## Not repaired at {rel} ({len(recs)})", ""]
-        by_rule: dict[str, list[dict]] = defaultdict(list)
+        by_class: dict[str, list[dict]] = defaultdict(list)
+        why_of: dict[str, str] = {}
         for r in recs:
-            by_rule[r["cases"][0].split("::")[0]].append(r)
-        for rule in sorted(by_rule):
-            lines.append(f"### {rule}")
-            lines.append("")
-            for r in sorted(by_rule[rule], key=lambda r: r["cases"][0]):
+            name, why = classify(r)
+            by_class[name].append(r)
+            why_of[name] = why
+        lines += ["| why | models |", "|---|---|"]
+        for name in sorted(by_class, key=lambda n: -len(by_class[n])):
+            lines.append(f"| {name} | {len(by_class[name])} |")
+        lines.append("")
+        for name in sorted(by_class, key=lambda n: -len(by_class[n])):
+            lines += [f"### {name} ({len(by_class[name])})", "", why_of[name], ""]
+            for r in sorted(by_class[name], key=lambda r: r["cases"][0]):
                 lines.append(f"- `{r['cases'][0]}`{' (+' + str(len(r['cases']) - 1) + ')' if len(r['cases']) > 1 else ''}: {_why(r)}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
