@@ -212,11 +212,11 @@ def test_llama_noops_removed_exactly_on_a_release_without_rms_norm():
     model = onnx.load(MODELS / "real" / "llama-torchscript.onnx")
     res = fix_model(model, FixOptions(trt="10.0"))
     step = next(s for s in res.steps if s.rewrite == "remove-noops")
-    assert step.status == "applied" and len(step.changes) == 29
-    # 22 Identity/Cast no-ops (3 more Identity were duplicates, merged by dedupe-nodes first) and 7
-    # `* 1` (the unit RMSNorm weights of a fresh model, the rotary scale); cleanup stores the 129
-    # main-graph Constant nodes as initializers
+    assert step.status == "applied"
+    # the 7 `* 1` (the unit RMSNorm weights of a fresh model, the rotary scale) and the Identity/Cast
+    # no-ops not already gone with the shape chains fold-shape-computations replaced
     assert sum("removed Mul * 1" in c for c in step.changes) == 7
-    assert (len(model.graph.node), len(res.model.graph.node)) == (382, 197)
+    assert not {"GRF405", "GRF406", "GRF408"} & {f.code for f in res.after}
+    assert (len(model.graph.node), len(res.model.graph.node)) == (382, 158)
     assert sum(n.op_type == "Constant" for n in res.model.graph.node) == 0
     assert res.proof.worst().max_abs_diff == 0.0

@@ -213,3 +213,254 @@ def test_constant_that_is_a_graph_output_stays():
     m = _parse(H + "g (float[4] x) => (float[4] y, float c) { c = Constant<value = float {2.0}>()\n y = Relu(x) }")
     outcome, _ = rewrite("cleanup", m)
     assert not outcome.changed
+
+
+# ----------------------------------------------------------------------------
+# fold-shape-computations (GRF409)
+# ----------------------------------------------------------------------------
+ATTENTION_RESHAPES = H + """g (float[batch,seq,768] x) => (float[batch,seq,768] y) {
+    s = Shape(x)
+    i0 = Constant<value = int64 {0}>()
+    i1 = Constant<value = int64 {1}>()
+    b = Gather(s, i0)
+    n = Gather(s, i1)
+    ax = Constant<value = int64[1] {0}>()
+    ub = Unsqueeze(b, ax)
+    un = Unsqueeze(n, ax)
+    tail = Constant<value = int64[2] {12, 64}>()
+    shape = Concat<axis = 0>(ub, un, tail)
+    h = Reshape(x, shape)
+    t = Transpose<perm = [0, 2, 1, 3]>(h)
+    r = Relu(t)
+    back = Transpose<perm = [0, 2, 1, 3]>(r)
+    s2 = Shape(back)
+    last = Shape<start = -2>(back)
+    prod = ReduceProd<keepdims = 1>(last)
+    head = Slice(s2, i0s, i2s)
+    shape2 = Concat<axis = 0>(head, prod)
+    y = Reshape(back, shape2)
+}"""
+
+
+def test_fold_shape_computations_through_reshapes_whose_output_dims_are_computed():
+    m = _parse(ATTENTION_RESHAPES, i0s=np.array([0], np.int64), i2s=np.array([2], np.int64))
+    assert _codes(m)["GRF409"] >= 1
+    feeds = {"x": np.random.default_rng(0).standard_normal((3, 5, 768)).astype(np.float32)}
+    outcome, out = rewrite("fold-shape-computations", m, feeds=feeds)
+    reshapes = [n for n in out.graph.node if n.op_type == "Reshape"]
+    inits = {t.name: numpy_helper.to_array(t).tolist() for t in out.graph.initializer}
+    # the second Reshape's shape is only known once the first one's output dims are (data propagation)
+    assert [inits.get(n.input[1]) for n in reshapes] == [[0, 0, 12, 64], [0, 0, 768]]
+    assert "Shape" not in _ops(out) and "Concat" not in _ops(out)
+    # dynamic dims stay dynamic: another batch and sequence give the original's outputs too
+    other = {"x": np.random.default_rng(1).standard_normal((1, 9, 768)).astype(np.float32)}
+    np.testing.assert_array_equal(prove.run(m, other)["y"], prove.run(out, other)["y"])
+    assert "GRF409" not in _codes(out)
+
+
+def test_fold_shape_computations_removes_expand_to_own_shape():
+    m = _parse(H + "g (float[batch,4] x) => (float[batch,4] y) { s = Shape(x)\n e = Expand(x, s)\n y = Relu(e) }")
+    outcome, out = rewrite("fold-shape-computations", m)
+    assert _ops(out) == ["Relu"] and outcome.changes == ["removed 1 Expand(s) to the input's own shape"]
+
+
+@pytest.mark.parametrize("text", [
+    # the Reshape's input is another tensor: Shape(x)'s dims cannot be copied from z with 0
+    """g (float[batch,seq,768] x, float[n,768] z) => (float[batch,seq,768] y) {
+        s = Shape(x)
+        i0 = Constant<value = int64[2] {0, 1}>()
+        bs = Gather(s, i0)
+        tail = Constant<value = int64[1] {768}>()
+        shape = Concat<axis = 0>(bs, tail)
+        y = Reshape(z, shape) }""",
+    # allowzero = 1: a 0 would mean a zero-size dim
+    """g (float[batch,4] x) => (float[batch,2,2] y) {
+        s = Shape<end = 1>(x)
+        tail = Constant<value = int64[2] {2, 2}>()
+        shape = Concat<axis = 0>(s, tail)
+        y = Reshape<allowzero = 1>(x, shape) }""",
+    # the Expand broadcasts x to z's shape
+    "g (float[batch,1] x, float[batch,4] z) => (float[batch,4] y) { s = Shape(z)\n y = Expand(x, s) }",
+])
+def test_fold_shape_computations_does_not_apply(text):
+    m = _parse(H + text)
+    assert "GRF409" not in _codes(m)
+    outcome, _ = rewrite("fold-shape-computations", m)
+    assert not outcome.changed
+
+
+def test_fold_shape_computations_through_the_pipeline():
+    m = _parse(ATTENTION_RESHAPES, i0s=np.array([0], np.int64), i2s=np.array([2], np.int64))
+    res = _through_pipeline(m, "fold-shape-computations")
+    assert "Shape" not in _ops(res.model)
+
+
+# ----------------------------------------------------------------------------
+# collapse-layout-chains (GRF416)
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("text,inits,ops", [
+    ("g (float[2,3,4] x) => (float[2,3,4] y) { a = Transpose<perm = [1, 0, 2]>(x)\n b = Transpose<perm = [1, 0, 2]>(a)\n y = Relu(b) }",
+     {}, ["Relu"]),
+    ("g (float[2,3,4] x) => (float[4,3,2] y) { a = Transpose<perm = [1, 0, 2]>(x)\n b = Transpose<perm = [2, 0, 1]>(a)\n y = Relu(b) }",
+     {}, ["Transpose", "Relu"]),
+    ("g (float[n,1,4] x) => (float[n,1,4] y) { a = Squeeze(x, ax)\n b = Unsqueeze(a, ax)\n y = Relu(b) }",
+     {"ax": np.array([1], np.int64)}, ["Relu"]),
+    ("g (float[n,4] x) => (float[n,1,1,4] y) { a = Unsqueeze(x, ax)\n b = Unsqueeze(a, ax)\n y = Relu(b) }",
+     {"ax": np.array([1], np.int64)}, ["Unsqueeze", "Relu"]),
+    ("g (float[2,8,768] x) => (float[16,12,64] y) { a = Reshape(x, s1)\n b = Reshape(a, s2)\n y = Relu(b) }",
+     {"s1": np.array([-1, 768], np.int64), "s2": np.array([16, 12, 64], np.int64)}, ["Reshape", "Relu"]),
+    ("g (float[n,8,768] x) => (float[n,8,12,64] y) { a = Unsqueeze(x, ax)\n b = Reshape(a, s2)\n y = Relu(b) }",
+     {"ax": np.array([2], np.int64), "s2": np.array([0, 0, 12, 64], np.int64)}, ["Reshape", "Relu"]),
+    ("g (float[n,8] x) => (float[n,8] y) { a = Reshape(x, s)\n y = Relu(a) }",
+     {"s": np.array([0, 8], np.int64)}, ["Relu"]),
+])
+def test_collapse_layout_chains(text, inits, ops):
+    m = _parse(H + text, **inits)
+    assert _codes(m)["GRF416"] == 1
+    n = m.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value or 3 for d in n]
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    outcome, out = rewrite("collapse-layout-chains", m, feeds=feeds)
+    assert _ops(out) == ops
+    assert "GRF416" not in _codes(out)
+
+
+def test_collapse_layout_chains_combines_unsqueeze_axes():
+    m = _parse(H + "g (float[n,4] x) => (float[n,1,4,1] y) { a = Unsqueeze(x, a1)\n y = Unsqueeze(a, a2) }",
+               a1=np.array([1], np.int64), a2=np.array([-1], np.int64))
+    outcome, out = rewrite("collapse-layout-chains", m, feeds={"x": np.ones((3, 4), np.float32)})
+    assert _ops(out) == ["Unsqueeze"]
+    axes = next(t for t in out.graph.initializer if t.name == out.graph.node[0].input[1])
+    assert numpy_helper.to_array(axes).tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("text,inits", [
+    ("g (float[2,3,4] x) => (float[2,3,4] y, float[3,2,4] z) { a = Transpose<perm = [1, 0, 2]>(x)\n z = Relu(a)\n y = Transpose<perm = [1, 0, 2]>(a) }", {}),
+    ("g (float[n,1,m] x) => (float[n,m,1] y) { a = Squeeze(x, a1)\n y = Unsqueeze(a, a2) }",
+     {"a1": np.array([1], np.int64), "a2": np.array([2], np.int64)}),
+    ("g (float[2,3] x) => (float[2,3] y) { y = Transpose<perm = [0, 1]>(x) }", {}),  # the graph output needs its node
+])
+def test_collapse_layout_chains_does_not_apply(text, inits):
+    m = _parse(H + text, **inits)
+    outcome, _ = rewrite("collapse-layout-chains", m)
+    assert not outcome.changed
+
+
+def test_collapse_layout_chains_through_the_pipeline():
+    m = _parse(H + "g (float[n,4] x) => (float[n,1,1,4] y) { a = Unsqueeze(x, ax)\n b = Unsqueeze(a, ax)\n y = Relu(b) }",
+               ax=np.array([1], np.int64))
+    res = _through_pipeline(m, "collapse-layout-chains")
+    assert _ops(res.model) == ["Unsqueeze", "Relu"]
+
+
+# ----------------------------------------------------------------------------
+# fold-batch-norm (GRF414)
+# ----------------------------------------------------------------------------
+def _bn_params(c: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"s": rng.uniform(0.5, 2, c).astype(np.float32), "b": rng.standard_normal(c).astype(np.float32),
+            "m": rng.standard_normal(c).astype(np.float32), "v": rng.uniform(0.5, 2, c).astype(np.float32)}
+
+
+@pytest.mark.parametrize("text,weights,layer", [
+    ("g (float[2,3,8,8] x) => (float[2,4,8,8] y) { c = Conv<pads = [1, 1, 1, 1]>(x, w, cb)\n y = BatchNormalization(c, s, b, m, v) }",
+     {"w": (4, 3, 3, 3), "cb": (4,)}, "Conv"),
+    ("g (float[2,4,8,8] x) => (float[2,4,8,8] y) { c = Conv<group = 2>(x, w)\n y = BatchNormalization<epsilon = 0.001>(c, s, b, m, v) }",
+     {"w": (4, 2, 1, 1)}, "Conv"),
+    ("g (float[2,3,4,4] x) => (float[2,4,5,5] y) { c = ConvTranspose(x, w)\n y = BatchNormalization(c, s, b, m, v) }",
+     {"w": (3, 4, 2, 2)}, "ConvTranspose"),
+    ("g (float[5,3] x) => (float[5,4] y) { c = Gemm<transB = 1, beta = 0.5>(x, w, cb)\n y = BatchNormalization(c, s, b, m, v) }",
+     {"w": (4, 3), "cb": (4,)}, "Gemm"),
+    ("g (float[5,3] x) => (float[5,4] y) { h = MatMul(x, w)\n c = Add(cb, h)\n y = BatchNormalization(c, s, b, m, v) }",
+     {"w": (3, 4), "cb": (4,)}, "MatMul"),
+    ("g (float[5,3] x) => (float[5,4] y) { c = MatMul(x, w)\n y = BatchNormalization(c, s, b, m, v) }",
+     {"w": (3, 4)}, "MatMul"),
+])
+def test_fold_batch_norm(text, weights, layer):
+    rng = np.random.default_rng(1)
+    inits = {k: rng.standard_normal(shape).astype(np.float32) for k, shape in weights.items()} | _bn_params(4)
+    m = _parse(H + text, **inits)
+    assert _codes(m)["GRF414"] == 1
+    outcome, out = rewrite("fold-batch-norm", m, exact=False)
+    assert "BatchNormalization" not in _ops(out) and _ops(out)[0] == layer
+    assert "GRF414" not in _codes(out)
+
+
+@pytest.mark.parametrize("text", [
+    # the Conv's output is also a graph output
+    "g (float[1,4,4,4] x) => (float[1,4,4,4] y, float[1,4,4,4] c) { c = Conv(x, w)\n y = BatchNormalization(c, s, b, m, v) }",
+    # the MatMul's output has rank 3: BatchNormalization normalizes axis 1, not the MatMul's columns
+    "g (float[2,4,3] x) => (float[2,4,4] y) { c = MatMul(x, w3)\n y = BatchNormalization(c, s, b, m, v) }",
+])
+def test_fold_batch_norm_does_not_apply(text):
+    rng = np.random.default_rng(1)
+    m = _parse(H + text, w=rng.standard_normal((4, 4, 1, 1)).astype(np.float32),
+               w3=rng.standard_normal((3, 4)).astype(np.float32), **_bn_params(4))
+    assert "GRF414" not in _codes(m)
+    outcome, _ = rewrite("fold-batch-norm", m)
+    assert not outcome.changed
+
+
+def test_fold_batch_norm_through_the_pipeline():
+    rng = np.random.default_rng(2)
+    m = _parse(H + "g (float[2,3,8,8] x) => (float[2,4,8,8] y) { c = Conv<pads = [1, 1, 1, 1]>(x, w)\n"
+               " n = BatchNormalization(c, s, b, m, v)\n y = Relu(n) }",
+               w=rng.standard_normal((4, 3, 3, 3)).astype(np.float32), **_bn_params(4))
+    res = _through_pipeline(m, "fold-batch-norm")
+    assert _ops(res.model) == ["Conv", "Relu"]
+
+
+# ----------------------------------------------------------------------------
+# merge-constant-arithmetic (GRF415)
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("text,inits,ops", [
+    ("g (float[2,4] x) => (float[2,4] y) { t = Add(a, x)\n u = Sub(t, b)\n v = Add(u, c)\n y = Relu(v) }",
+     {"a": np.arange(4, dtype=np.float32), "b": np.array(0.5, np.float32), "c": np.array([[1], [2]], np.float32)},
+     ["Add", "Relu"]),
+    ("g (float[4] x) => (float[4] y) { t = Mul(x, a)\n u = Div(t, b)\n y = Relu(u) }",
+     {"a": np.array(3.0, np.float32), "b": np.array([1, 2, 3, 4], np.float32)}, ["Mul", "Relu"]),
+    ("g (float[4] x) => (float[4] y) { t = Div(x, a)\n u = Div(t, b)\n y = Relu(u) }",
+     {"a": np.array(3.0, np.float32), "b": np.array(7.0, np.float32)}, ["Div", "Relu"]),
+    ("g (int64[4] x) => (int64[4] y) { t = Mul(x, a)\n u = Add(t, b)\n v = Sub(u, b)\n y = Neg(v) }",
+     {"a": np.array(3, np.int64), "b": np.array(5, np.int64)}, ["Mul", "Add", "Neg"]),
+])
+def test_merge_constant_arithmetic(text, inits, ops):
+    m = _parse(H + text, **inits)
+    assert _codes(m)["GRF415"] >= 1
+    outcome, out = rewrite("merge-constant-arithmetic", m, exact=False)
+    assert _ops(out) == ops
+    assert "GRF415" not in _codes(out)
+
+
+@pytest.mark.parametrize("text,inits", [
+    ("g (float[4] x) => (float[4] y, float[4] t) { t = Mul(x, a)\n y = Mul(t, b) }", {}),
+    ("g (int64[4] x) => (int64[4] y) { t = Div(x, ai)\n y = Div(t, bi) }", {}),
+    ("g (float[4] x) => (float[4] y) { t = Sub(a, x)\n y = Add(t, b) }", {}),
+])
+def test_merge_constant_arithmetic_does_not_apply(text, inits):
+    m = _parse(H + text, a=np.array(2.0, np.float32), b=np.array(0.25, np.float32),
+               ai=np.array(3, np.int64), bi=np.array(2, np.int64))
+    outcome, _ = rewrite("merge-constant-arithmetic", m)
+    assert not outcome.changed
+
+
+def test_merge_constant_arithmetic_through_the_pipeline():
+    m = _parse(H + "g (float[4] x) => (float[4] y) { t = Mul(x, a)\n u = Mul(t, b)\n y = Relu(u) }",
+               a=np.array(3.0, np.float32), b=np.array(0.5, np.float32))
+    res = _through_pipeline(m, "merge-constant-arithmetic")
+    assert _ops(res.model) == ["Mul", "Relu"]
+
+
+def test_fold_shape_computations_writes_out_a_minus_one_beside_copied_dims():
+    # Concat(b, s, -1, 64) on [batch, seq, 768]: [0, 0, -1, 64] would be ambiguous for an empty batch
+    # (SHP205); the -1 is 768 / 64 = 12
+    m = _parse(H + """g (float[batch,seq,768] x) => (float[batch,seq,12,64] y) {
+        s = Shape<end = 2>(x)
+        tail = Constant<value = int64[2] {-1, 64}>()
+        shape = Concat<axis = 0>(s, tail)
+        y = Reshape(x, shape)
+    }""")
+    outcome, out = rewrite("fold-shape-computations", m)
+    target = next(t for t in out.graph.initializer if t.name == out.graph.node[0].input[1])
+    assert numpy_helper.to_array(target).tolist() == [0, 0, 12, 64]
+    assert "SHP205" not in _codes(out)

@@ -21,6 +21,7 @@ from . import (
     quantization,
     sequences,
     shapes,
+    simplify,
     substitutions,
 )
 from .base import Outcome, Rewrite, RewriteContext
@@ -29,6 +30,7 @@ BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *shapes.REWRITES,
     *hygiene.REWRITES,
     *constants.REWRITES,
+    *simplify.REWRITES,
     *functions.REWRITES,
     *control_flow.REWRITES,
     *integers.REWRITES,

@@ -73,6 +73,9 @@ class Rewrite:
     # (domain, op_type) of the nodes whose TRT101/TRT102 findings name this rewrite as their fix
     # (listed for `check` in rule_fixes.SUBSTITUTIONS).
     ops: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Whether `apply` reads the values of big initializers (weights): the pipeline, which keeps big
+    # weights out of the graph it rewrites, gives such a rewrite the model with its weights.
+    reads_weights: ClassVar[bool] = False
     # Tolerances for proving an UNSAFE rewrite (safe ones use the fix defaults).
     atol: ClassVar[float | None] = None
     rtol: ClassVar[float | None] = None

@@ -1,12 +1,14 @@
-"""Shape passes: freezing input shapes given with --shape."""
+"""Shape passes: freezing input shapes given with --shape, folding shape computations whose values are known."""
 
 from __future__ import annotations
+
+import math
 
 import onnx
 
 from ..findings import Applicability
 from ..shapes import freeze_inputs
-from ._gs import node_count
+from ._gs import cleaned, node_count, unique_name
 from .control_flow import fold_and_inline
 from .base import Outcome, Rewrite, RewriteContext
 
@@ -70,4 +72,115 @@ class FreezeShapes(Rewrite):
         return Outcome(out, changes)
 
 
-REWRITES = (FreezeShapes,)
+class FoldShapeComputations(Rewrite):
+    """Replace shape computations whose values are known without running the model by constants.
+
+    ## What it does
+    Runs ONNX shape inference with data propagation (so the dims behind computed reshapes are known
+    too), then replaces what GRF409 reports: a value computed from `Shape` whose every element is a
+    number becomes an initializer; a `Reshape` whose computed shape is numbers and its input's own
+    dims becomes a `Reshape` to a constant with 0 for those dims; an `Expand` to the input's own
+    shape is removed. Repeats while that makes more dims known (at most 4 rounds), in every graph.
+    What only the replaced chains used is removed by the cleanup that follows.
+
+    ## When it applies
+    GRF409 findings. No `--shape` needed: named dims stay dynamic.
+
+    ## Example
+    `Reshape(x, Concat(Shape(x)[0], Shape(x)[1], [12], [64]))` with `x: [batch, seq, 768]` becomes
+    `Reshape(x, [0, 0, 12, 64])`; `Shape(x)[-1:]` becomes `[768]`.
+
+    ## Safety
+    Safe: every constant is the value the chain computes for every input the model accepts.
+
+    ## Resolves
+    GRF409
+    """
+
+    name = "fold-shape-computations"
+    phase = 20
+    summary = "replace shape computations known without running the model by constants"
+    applicability = Applicability.SAFE
+    resolves = ("GRF409",)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        from ..checks.grf.known_shape_computation import known_shape_actions
+        from .hygiene import _rename_inputs, graph_protos, taken_names
+
+        counts = {"constant": 0, "reshape": 0, "expand": 0}
+        current = model
+        for _ in range(4):
+            view = _propagated_view(current)
+            out = onnx.ModelProto()
+            out.CopyFrom(current)
+            protos = graph_protos(out)
+            taken = taken_names(out)
+            done = 0
+            for g in view.graphs:
+                gp = protos.get(g.path)
+                if gp is None or g.function is not None:
+                    continue
+                actions = known_shape_actions(view, g)
+                if not actions:
+                    continue
+                mapping: dict[str, str] = {}
+                drop: set[int] = set()
+                for a in actions:
+                    if a.kind == "expand":
+                        mapping[a.tensor] = a.node.input(0)
+                        drop.add(a.node.index)
+                    else:
+                        name = unique_name(taken, f"{a.tensor}_value")
+                        gp.initializer.append(onnx.numpy_helper.from_array(a.value, name))
+                        if a.kind == "constant":
+                            mapping[a.tensor] = name
+                        else:
+                            gp.node[a.node.index].input[1] = name
+                    counts[a.kind] += 1
+                    done += 1
+                if drop:
+                    keep = [n for i, n in enumerate(gp.node) if i not in drop]
+                    del gp.node[:]
+                    gp.node.extend(keep)
+                if mapping:
+                    _rename_inputs(gp, mapping)
+                    vis = [vi for vi in gp.value_info if vi.name not in mapping]
+                    del gp.value_info[:]
+                    gp.value_info.extend(vis)
+            if not done:
+                break
+            current = cleaned(out)
+        if current is model:
+            return Outcome(model, skipped=["no shape computation with a known value"])
+        changes = []
+        if counts["constant"]:
+            changes.append(f"replaced {counts['constant']} computed shape value(s) by constants")
+        if counts["reshape"]:
+            changes.append(f"gave {counts['reshape']} Reshape(s) a constant shape (0 copies the input's dim)")
+        if counts["expand"]:
+            changes.append(f"removed {counts['expand']} Expand(s) to the input's own shape")
+        return Outcome(current, changes)
+
+
+# onnx's data propagation allocates per element of 1-D tensors: not on models with big integer constants.
+_DATA_PROP_MAX_ELEMENTS = 1 << 16
+
+
+def _propagated_view(model: onnx.ModelProto):
+    """The checked view of `model`, typed by ONNX shape inference with data propagation when that is
+    cheap (no big integer initializers), else by the plain inference."""
+    from ..model import from_proto
+
+    big_ints = any(t.data_type in (6, 7, 12, 13) and t.data_location != onnx.TensorProto.EXTERNAL
+                   and math.prod(t.dims) > _DATA_PROP_MAX_ELEMENTS for t in model.graph.initializer)
+    if big_ints:
+        return from_proto(model)
+    view = from_proto(model, infer_shapes=False)
+    try:
+        view.attach_types(onnx.shape_inference.infer_shapes(model, data_prop=True))
+    except Exception:  # noqa: BLE001 - the plain inference types what it can
+        return from_proto(model)
+    return view
+
+
+REWRITES = (FreezeShapes, FoldShapeComputations)

@@ -7,8 +7,9 @@ from typing import NamedTuple
 from ..._onnx import AttributeProto, TensorProto
 
 from ...findings import Severity
-from ...model import Graph, Model
+from ...model import GRAPH_ATTR_OPS, Graph, Model
 from ...rule import Context, Rule
+from ._util import ITEMSIZE
 
 # Ops whose result is not a function of their inputs and attributes.
 NONDETERMINISTIC = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
@@ -88,26 +89,31 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
     """Every duplicate node of `g`, in topological order, with cascades: a node whose inputs are
     duplicates' outputs is compared as if it read the originals'."""
     alias: dict[str, str] = {}
-    seen: dict[tuple, int] = {}
+    # (op, inputs, output arity) -> the nodes seen with it; attributes are compared only within a bucket
+    seen: dict[tuple, int | dict] = {}
+    attr_keys: dict[int, tuple | None] = {}
     const_keys: dict[str, object] = {}
     outputs = set(g.outputs)
     found: list[Duplicate] = []
     ops, std, ins_, outs_ = g.op_types, g.standard, g.node_inputs, g.node_outputs
+    nodes = g.nodes
+
+    def attrs(k: int) -> tuple | None:
+        key = attr_keys.get(k, ())
+        if key == ():
+            parts = []
+            for a in nodes[k].attribute:
+                if a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+                    parts = None
+                    break
+                parts.append(a.SerializeToString(deterministic=True))
+            key = attr_keys[k] = None if parts is None else tuple(sorted(parts))
+        return key
+
     for i in g.topo_order:
         op = ops[i]
-        if not std[i] or op in NONDETERMINISTIC:
+        if not std[i] or op in NONDETERMINISTIC or op in GRAPH_ATTR_OPS:
             continue
-        node = g.nodes[i]
-        attrs = []
-        nested = False
-        for a in node.attribute:
-            if a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-                nested = True
-                break
-            attrs.append(a.SerializeToString(deterministic=True))
-        if nested:
-            continue
-        attrs.sort()
         inputs = []
         for name in ins_[i]:
             name = alias.get(name, name)
@@ -116,14 +122,23 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
                 key = const_keys[name] = _input_key(g, name)
             inputs.append(key)
         outs = outs_[i]
-        key = (op, tuple(inputs), tuple(attrs), tuple(bool(o) for o in outs))
-        first = seen.get(key)
+        cheap = (op, tuple(inputs), tuple(bool(o) for o in outs))
+        bucket = seen.get(cheap)
+        if bucket is None:
+            seen[cheap] = i  # attributes read only when a second node has the same op and inputs
+            continue
+        mine = attrs(i)
+        if mine is None:
+            continue
+        if isinstance(bucket, int):
+            bucket = seen[cheap] = {attrs(bucket): bucket}
+        first = bucket.get(mine)
         if first is None:
-            seen[key] = i
+            bucket[mine] = i
             continue
         if any(o in outputs for o in outs if o):
             continue  # the graph output needs its name
-        mapping = {o: alias.get(p, p) for o, p in zip(outs, outs_[first]) if o}
+        mapping = {o: p for o, p in zip(outs, outs_[first]) if o}
         alias.update(mapping)
         found.append(Duplicate(i, first, mapping))
     return found
@@ -134,15 +149,18 @@ def _input_key(g: Graph, name: str):
     t = g.initializers.get(name)
     if t is None or name in g.inputs:  # an initializer that is also a graph input can be overridden
         return name
+    if t.data_location == TensorProto.EXTERNAL:
+        return name
+    n = 1
+    for d in t.dims:
+        n *= d
+    if n * ITEMSIZE.get(t.data_type, 8) > _VALUE_KEY_BYTES:  # decided before any byte is read
+        return name
     raw = g.raw_data(name)
     if raw is None:
-        if t.data_location == TensorProto.EXTERNAL or t.ByteSize() > _VALUE_KEY_BYTES:  # external data, or big typed fields
-            return name
         copy = type(t)()
         copy.CopyFrom(t)
         copy.ClearField("name")
         copy.ClearField("doc_string")
         raw = copy.SerializeToString(deterministic=True)
-    elif len(raw) > _VALUE_KEY_BYTES:
-        return name
     return ("init", t.data_type, tuple(t.dims), raw)

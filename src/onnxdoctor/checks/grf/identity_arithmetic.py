@@ -67,14 +67,20 @@ def identity_operand(model: Model, node: NodeRef) -> tuple[str, str] | None:
     x/1 with a constant that does not broadcast x; else None."""
     op = node.op_type
     spec = _IDENTITIES.get(op)
-    if spec is None or node.domain or len(node.node.input) != 2 or not node.output(0):
+    g = node.graph
+    ins = g.node_inputs[node.index]
+    if spec is None or node.domain or len(ins) != 2:
         return None
     neutral, either = spec
-    g = node.graph
-    a, b = node.input(0), node.input(1)
+    a, b = ins
     cv = model.constants(g)
+    ca, cb = cv.is_constant(b), either and cv.is_constant(a)
+    if not ca and not cb or not node.output(0):
+        return None
     for x, c in ((a, b), (b, a)) if either else ((a, b),):
-        if not c or not x or not cv.is_constant(c):
+        if not c or not x or not cv.is_constant(c) or cv.is_constant(x):
+            continue
+        if _surely_not(g, c, neutral):
             continue
         value = cv.value(c)
         if value is None or value.dtype.kind not in "biuf" or not (value == neutral).all():
@@ -88,3 +94,30 @@ def identity_operand(model: Model, node: NodeRef) -> tuple[str, str] | None:
             shape = "x".join(map(str, value.shape)) or "scalar"
             return x, f"{op} {sym} {neutral} ({shape} constant {c!r})"
     return None
+
+
+# The bytes of 0 and 1 in the types constants come in: a constant whose first element is not one of
+# them is decided without numpy (most are not neutral).
+_NEUTRAL_BYTES = {
+    (1, 0): b"\x00\x00\x00\x00", (1, 1): b"\x00\x00\x80\x3f",  # FLOAT
+    (10, 0): b"\x00\x00", (10, 1): b"\x00\x3c",  # FLOAT16
+    (11, 0): b"\x00" * 8, (11, 1): b"\x00\x00\x00\x00\x00\x00\xf0\x3f",  # DOUBLE
+    (6, 0): b"\x00" * 4, (6, 1): b"\x01\x00\x00\x00",  # INT32
+    (7, 0): b"\x00" * 8, (7, 1): b"\x01" + b"\x00" * 7,  # INT64
+}
+
+
+def _surely_not(g, name: str, neutral: int) -> bool:
+    """True when the first element of initializer or Constant `name` is visibly not `neutral` (-0.0
+    counts as not 0: a miss, never a wrong answer)."""
+    tp = g.initializers.get(name)
+    if tp is None:
+        node = g.producer(name)
+        if node is None or node.op_type != "Constant" or len(node.attribute) != 1 or node.attribute[0].name != "value":
+            return False
+        tp = node.attribute[0].t
+    want = _NEUTRAL_BYTES.get((tp.data_type, neutral))
+    if want is None or not tp.HasField("raw_data") or tp.data_location == 1:
+        return False
+    raw = tp.raw_data if name not in g.lazy_raw else g.lazy_raw[name].read(0, len(want))
+    return raw[:len(want)] != want
