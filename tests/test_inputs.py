@@ -421,3 +421,19 @@ def test_sequence_and_optional_inputs_are_generated():
     """)
     with pytest.raises(UsageError, match="sequence of sequence_type"):
         InputOracle(nested, path="m.onnx")
+
+
+def test_onnx_runtime_writes_no_telemetry_files(tmp_path):
+    """ONNX Runtime creates $HOME/.cache/Microsoft/... and $TMPDIR/.ses on import unless telemetry is
+    off: onnxdoctor turns it off, so a fix writes nothing outside its output path."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    path = tmp_path / "m.onnx"
+    onnx.save(_parse(SHARED_NAMES), path)
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env.update(HOME=str(home), TMPDIR=str(tmp))
+    r = subprocess.run([sys.executable, "-m", "onnxdoctor", "fix", str(path), "-o", str(tmp_path / "o.onnx")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode in (0, 1), r.stderr
+    assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []
