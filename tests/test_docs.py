@@ -59,19 +59,45 @@ def test_rewrite_doc_has_every_heading(rewrite):
 
 
 def test_every_fix_names_an_existing_rewrite():
-    """A rule's `fix` must name a rewrite that exists (else fix silently does nothing)."""
-    import ast
-    import inspect
-
-    import onnxdoctor.checks as checks_pkg
+    """Every rewrite a finding can name exists (else fix silently does nothing). Rules take their
+    fixes from rule_fixes' table (tests/test_rule_fixes.py: none builds a Fix of its own)."""
+    from onnxdoctor import rule_fixes
 
     names = {r.name for r in _rewrites()}
-    root = Path(inspect.getfile(checks_pkg)).parent
-    missing = set()
-    for path in root.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Fix" and node.args:
-                arg = node.args[0]
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value not in names:
-                    missing.add((path.name, arg.value))
-    assert not missing, f"fixes naming no rewrite: {sorted(missing)}"
+    named = {n for ns in rule_fixes.RULE_FIXES.values() for n in ns} | set(rule_fixes.SUBSTITUTIONS.values())
+    assert len(named) > 20
+    assert named <= names, f"fixes naming no rewrite: {sorted(named - names)}"
+
+
+def _python_examples(text: str) -> list[tuple[str, str | None]]:
+    """(code, the output shown after it or None) for each ```python block of `text`."""
+    import re
+
+    blocks = [(m.group(1), m.group(2)) for m in re.finditer(r"```(\w+)\n(.*?)```", text, re.S)]
+    out = []
+    for k, (lang, body) in enumerate(blocks):
+        if lang == "python":
+            nxt = blocks[k + 1] if k + 1 < len(blocks) else None
+            shown = nxt[1] if nxt is not None and nxt[0] == "text" and text.index(body) < text.index(nxt[1]) else None
+            out.append((body, shown))
+    return out
+
+
+def test_python_api_examples_run_and_print_what_the_doc_shows(tmp_path, monkeypatch):
+    """docs/usage.md's Python API section: each example runs (in order, in one namespace, in an empty
+    folder) and prints exactly the output shown after it."""
+    import contextlib
+    import io
+
+    section = (DOCS / "usage.md").read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    examples = _python_examples(section)
+    assert len(examples) >= 6 and sum(shown is not None for _, shown in examples) >= 5
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for code, shown in examples:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "docs/usage.md", "exec"), namespace)  # noqa: S102 - the documentation's own code
+        if shown is not None:
+            assert printed.getvalue() == shown, code
+    assert (tmp_path / "fixed.onnx").is_file()

@@ -1,4 +1,6 @@
-"""The Python API. It mirrors the CLI: the same functions, without click."""
+"""The Python API. It mirrors the CLI: `check`, `fix`, `verify`, `profile`, `explain` and
+`list_rules` are what the commands run, without click; each returns the object the command renders
+(Report, FixResult, VerifyResult, the profile dict). docs/usage.md shows them in use."""
 
 from __future__ import annotations
 
@@ -283,4 +285,224 @@ def explain(code: str) -> str:
     return f"{rule.code} {rule.name} (default severity: {rule.severity})\nFix: {describe(rule.fixes)}\n\n{rule.doc()}\n"
 
 
-__all__ = ["check", "check_one", "collect_model_paths", "explain", "list_rules", "Severity", "UsageError"]
+def _config(config, model) -> object:
+    """The configuration of one model, as `check` finds it: `config` a file to use, False to ignore
+    configuration, None (or True) to discover it upward from a model file."""
+    from .config import DEFAULT, Discovery
+
+    if config is False:
+        return DEFAULT
+    explicit = config if config not in (None, True) else None
+    if explicit is None and not isinstance(model, (str, os.PathLike)):
+        return DEFAULT  # an in-memory model has no folder to discover from
+    return Discovery(explicit).for_model(model if isinstance(model, (str, os.PathLike)) else ".")
+
+
+def _with_weights(model, inputs, what: str):
+    """(proto with its weights, whether its file kept them in external data, the name shown)."""
+    if isinstance(model, ModelProto):
+        return model, False, "<memory>"
+    from .fix import load_with_weights
+
+    loaded = load_with_weights(model)
+    inputs.add_model(model, loaded.data_files, what=what)
+    return loaded.proto, loaded.external, os.fspath(model)
+
+
+def fix(
+    model: str | os.PathLike | ModelProto,
+    output: str | os.PathLike | None = None,
+    *,
+    in_place: bool = False,
+    report: str | os.PathLike | None = None,
+    diff: bool = False,
+    rules: str | None = None,
+    trt: str | None = None,
+    precision: str | None = None,
+    plugins: Iterable[str] | None = None,
+    unsafe_fixes: bool = False,
+    prove: bool = True,
+    atol: float | None = None,
+    rtol: float | None = None,
+    shapes: Iterable[str] | None = None,
+    data: str | os.PathLike | None = None,
+    seed: int | None = None,
+    keep_io_types: bool = True,
+    keep_fp32: Iterable[str] = (),
+    max_abs: float | None = None,
+    keep_norm_stats: bool = False,
+    config: str | os.PathLike | bool | None = None,
+    log=None,
+    progress: bool = False,
+):
+    """`onnxdoctor fix`: rewrite a model (a path or an onnx.ModelProto) for a TensorRT release, prove
+    every rewrite in ONNX Runtime, and write the result to `output` (or over the input with
+    `in_place=True`; neither: a dry run that writes no model). `report` gets the full JSON report
+    (with the node diff when `diff`). Options left None come from the configuration, as in `check`;
+    `log` receives progress lines. Returns the FixResult: `changed`, `before`/`after` findings,
+    `steps`, `proof`, and `written` (the files written) and `fail_on` (the configured fail-on level).
+    Raises OnnxDoctorError (UsageError, ModelLoadError, FixError) with the one-line message the CLI
+    prints."""
+    from .fix import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, FixOptions, fix_model, load_ruleset, node_diff
+    from .io import Inputs, distinct, save_model, target, write_text
+
+    dry_run = output is None and not in_place
+    where = model if isinstance(model, (str, os.PathLike)) else None
+    if in_place and where is None:
+        raise UsageError("in_place needs a model file, not an in-memory model")
+    destination = where if in_place else output
+    distinct(("-o", destination), ("--report", report))
+    cfg = _config(config, model)
+    inputs = Inputs()
+    proto, external, shown = _with_weights(model, inputs, "the input model")
+    for other, what in ((data, "the --data file"), (config if config not in (None, True, False) else None, "the --config file")):
+        if other is not None:
+            inputs.add(other, what)
+    if not dry_run:
+        target(destination, inputs, option="-o", in_place=in_place, hint="pass --in-place to overwrite it")
+    if report is not None:
+        target(report, inputs, option="--report")
+    opts = FixOptions(
+        rules=rules or cfg.fix_rules or "default",
+        trt=trt or cfg.trt,
+        precision=precision or cfg.precision,
+        plugins=tuple(plugins or ()) or cfg.plugins,
+        unsafe=unsafe_fixes,
+        prove=prove,
+        atol=atol if atol is not None else (cfg.fix_atol if cfg.fix_atol is not None else DEFAULT_ATOL),
+        rtol=rtol if rtol is not None else (cfg.fix_rtol if cfg.fix_rtol is not None else DEFAULT_RTOL),
+        shapes=tuple(shapes or ()) or cfg.shapes,
+        data=os.fspath(data) if data is not None else None,
+        seed=DEFAULT_SEED if seed is None else seed,
+        progress=progress,
+        precision_options={"keep_io_types": keep_io_types, "keep_fp32": tuple(keep_fp32),
+                           **({"max_abs": max_abs} if max_abs is not None else {}),
+                           **({"keep_norm_stats": True} if keep_norm_stats else {})},
+        path=shown,
+    )
+    result = fix_model(proto, opts, log=log)
+    # --in-place with nothing changed leaves the file alone; -o always gets the model.
+    if not dry_run and (result.changed or not in_place):
+        result.written = [str(w) for w in save_model(result.model, destination, inputs, external=external, in_place=in_place)]
+    result.fail_on = cfg.fail_on or load_ruleset(opts.rules).fail_on or "error"
+    result.diff = node_diff(result.original, result.model) if diff else None
+    if report is not None:
+        import json
+
+        from .report.fix import to_dict
+
+        text = json.dumps(to_dict(result, shown, result.written, diff=result.diff, dry_run=dry_run), indent=2) + "\n"
+        write_text(report, text, inputs, option="--report")
+    return result
+
+
+def verify(
+    model: str | os.PathLike | ModelProto,
+    against: str | os.PathLike | ModelProto | None = None,
+    *,
+    backend: str = "onnxrt",
+    layerwise: bool = False,
+    fp16: bool = False,
+    data: str | os.PathLike | None = None,
+    seed: int = 0,
+    shapes: Iterable[str] | None = None,
+    trt: str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    output: str | os.PathLike | None = None,
+    format: str = "text",
+    show_all: bool = False,
+    log=None,
+    progress=None,
+):
+    """`onnxdoctor verify`: compare a candidate against ONNX Runtime on `model` — another model
+    (`against`), FP16 emulation on CPU (`fp16=True`), or a TensorRT engine (`backend="trt"`) —
+    outputs only or every tensor (`layerwise`). `output` gets the report in `format` ("text" or
+    "json"). `log` receives the line saying which inputs were used; `progress(done, total)` is
+    called per chunk. Returns the VerifyResult (`passed`, `comparisons`, `first_divergence`,
+    `inputs`). Raises OnnxDoctorError; ONNX Runtime's own errors propagate."""
+    from . import prove as proving
+    from .inputs import plan_inputs
+    from .io import Inputs, target, write_text
+    from .shapes import parse_shapes
+    from .verify import fp16_emulation, render_text, verify_against, verify_trt
+
+    if backend not in ("onnxrt", "trt"):
+        raise UsageError(f"backend {backend!r}: expected onnxrt or trt")
+    if format not in ("text", "json"):
+        raise UsageError(f"format {format!r}: expected text or json")
+    atol = proving.DEFAULT_ATOL if atol is None else atol
+    rtol = proving.DEFAULT_RTOL if rtol is None else rtol
+    if backend == "onnxrt" and against is None and not fp16:
+        raise UsageError("nothing to compare: give --against OTHER.onnx, --fp16 (emulation), or --backend trt")
+    if backend == "trt" and not isinstance(model, (str, os.PathLike)):
+        raise UsageError("the TensorRT backend needs a model file")
+    specs = parse_shapes(list(shapes or ()))
+    frozen = {n: s.opt for n, s in specs.items()}
+    inputs = Inputs()
+    reference, _, shown = _with_weights(model, inputs, "the input model")
+    if data is not None:
+        inputs.add(data, "the --data file")
+    if isinstance(against, (str, os.PathLike)):
+        inputs.add(against, "the --against model")
+    if output is not None:
+        target(output, inputs, option="-o")
+    plan = plan_inputs(reference, path=shown, shapes=frozen, data=os.fspath(data) if data is not None else None, seed=seed)
+    if log is not None:
+        log(plan.describe())
+    if backend == "trt":
+        target_release = Target.make(trt)
+        result = verify_trt(os.fspath(model), plan.feeds, layerwise=layerwise, fp16=fp16, trt_version=target_release.trt,
+                                      strongly_typed=target_release.release.strongly_typed, shapes=specs, atol=atol, rtol=rtol)
+    elif against is not None:
+        other, _, other_shown = _with_weights(against, inputs, "the --against model")
+        if output is not None:
+            target(output, inputs, option="-o")  # also not one of the candidate's external-data files
+        result = verify_against(shown, other_shown, reference, other, plan.feeds, layerwise=layerwise,
+                                          atol=atol, rtol=rtol, progress=progress)
+    else:
+        result = fp16_emulation(shown, reference, plan.feeds, rtol=rtol, progress=progress)
+    result.inputs = plan
+    if output is not None:
+        import json
+
+        text = json.dumps(result.to_dict(), indent=2) + "\n" if format == "json" else render_text(result, show_all=show_all)
+        write_text(output, text, inputs, option="-o")
+    return result
+
+
+def profile(
+    model: str | os.PathLike,
+    *,
+    shapes: Iterable[str] | None = None,
+    trt: str | None = None,
+    precision: str | None = None,
+    engine: str | None = None,
+    validate: bool = True,
+    config: str | os.PathLike | bool | None = None,
+    log=None,
+) -> dict:
+    """`onnxdoctor profile`: an optimization profile (min/opt/max) for every dynamic input of a model
+    file and the trtexec command that builds its engine; with `validate`, min, opt and max are each
+    run in ONNX Runtime (`log` is told before). Options left None come from the configuration.
+    Returns what profile.build_profile returns (the dict `--format json` prints)."""
+    from .model import load
+    from .profile import build_profile
+    from .shapes import parse_shapes
+
+    cfg = _config(config, model)
+    specs = parse_shapes(list(shapes or ()) or list(cfg.shapes))
+    target_release = Target.make(trt or cfg.trt, precision=precision or cfg.precision)
+    m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
+    proto = None
+    if validate:
+        from .fix import load_for_fix
+
+        proto, _ = load_for_fix(model)  # the weights, to run min/opt/max in ONNX Runtime
+        if log is not None:
+            log("running min/opt/max in ONNX Runtime (--no-validate skips this)")
+    return build_profile(m, target_release, specs, engine=engine or str(Path(model).with_suffix(".engine")), proto=proto)
+
+
+__all__ = ["check", "check_one", "collect_model_paths", "explain", "fix", "list_rules", "profile", "verify", "Severity",
+           "UsageError"]

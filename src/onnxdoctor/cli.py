@@ -272,10 +272,8 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
     Exit codes: 0 the result has nothing at or above --fail-on, 1 it has, 2 usage error or
     unreadable model (nothing written).
     """
-    from . import fix as fixing
-    from .config import DEFAULT, Discovery
+    from .api import fix as api_fix
     from .findings import Severity
-    from .io import Inputs, save_model
     from .report.fix import render_fix
 
     try:
@@ -283,59 +281,19 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
             raise UsageError("--in-place and -o/--output name different files; use one of them")
         if output is None and not in_place and not dry_run:
             raise UsageError("fix needs -o/--output FILE (or --in-place to overwrite the input)")
-        _distinct(("-o", output if not in_place else model), ("--report", report_path))
-        cfg = DEFAULT if isolated else Discovery(config).for_model(model)
-        loaded = fixing.load_with_weights(model)
-        proto, external = loaded.proto, loaded.external
-        inputs = Inputs()
-        inputs.add_model(model, loaded.data_files)
-        for other, what in ((data, "the --data file"), (config, "the --config file")):
-            if other is not None:
-                inputs.add(other, what)
-        out = None
-        if not dry_run:
-            out = _target(model if in_place else output, inputs, "-o", in_place=in_place,
-                          hint="pass --in-place to overwrite it")
-        if report_path is not None:
-            _target(report_path, inputs, "--report")
-        opts = fixing.FixOptions(
-            rules=rules or cfg.fix_rules or "default",
-            trt=trt or cfg.trt,
-            precision=precision or cfg.precision,
-            plugins=tuple(_split(plugins)) or cfg.plugins,
-            unsafe=unsafe_fixes,
-            prove=not no_prove,
-            atol=atol if atol is not None else (cfg.fix_atol if cfg.fix_atol is not None else fixing.DEFAULT_ATOL),
-            rtol=rtol if rtol is not None else (cfg.fix_rtol if cfg.fix_rtol is not None else fixing.DEFAULT_RTOL),
-            shapes=tuple(shapes) or cfg.shapes,
-            data=data,
-            seed=seed,
-            progress=sys.stderr.isatty(),
-            precision_options={"keep_io_types": keep_io_types, "keep_fp32": tuple(keep_fp32),
-                               **({"max_abs": max_abs} if max_abs is not None else {}),
-                               **({"keep_norm_stats": True} if keep_norm_stats else {})},
-            path=model,
-        )
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() and fmt == "text" else None
-        result = fixing.fix_model(proto, opts, log=log)
-        written = []
-        # --in-place with nothing changed leaves the file alone; -o always gets the model.
-        if out is not None and (result.changed or not in_place):
-            written = save_model(result.model, model if in_place else output, inputs, external=external, in_place=in_place)
+        result = api_fix(
+            model, None if dry_run else output, in_place=in_place and not dry_run, report=report_path, diff=show_diff,
+            rules=rules, trt=trt, precision=precision, plugins=_split(plugins), unsafe_fixes=unsafe_fixes,
+            prove=not no_prove, atol=atol, rtol=rtol, shapes=shapes, data=data, seed=seed, keep_io_types=keep_io_types,
+            keep_fp32=keep_fp32, max_abs=max_abs, keep_norm_stats=keep_norm_stats,
+            config=False if isolated else config, log=log, progress=sys.stderr.isatty(),
+        )
     except OnnxDoctorError as e:
         _fail(str(e))
         return
-    ruleset_fail = fixing.load_ruleset(opts.rules).fail_on
-    level = Severity.parse(fail_on or cfg.fail_on or ruleset_fail or "error")
-    diff = fixing.node_diff(result.original, result.model) if show_diff else None
-    if report_path:
-        import json
-
-        from .report.fix import to_dict
-
-        _write_output(json.dumps(to_dict(result, model, [str(w) for w in written], diff=diff, dry_run=dry_run), indent=2) + "\n",
-                      report_path, inputs, "--report")
-    click.echo(render_fix(result, model, [str(w) for w in written], fmt, diff=diff, explain=explain, dry_run=dry_run), nl=False)
+    level = Severity.parse(fail_on or result.fail_on)
+    click.echo(render_fix(result, model, result.written, fmt, diff=result.diff, explain=explain, dry_run=dry_run), nl=False)
     sys.exit(1 if any(f.severity >= level for f in result.after) else 0)
 
 
@@ -375,62 +333,25 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
 
     Exit codes: 0 everything compared passes, 1 something differs, 2 errors.
     """
-    import json
+    from .api import verify as api_verify
+    from .verify import render_text
 
-    from . import prove as proving
-    from . import verify as verifying
-    from .fix import load_with_weights
-    from .inputs import plan_inputs
-    from .shapes import parse_shapes
-    from .target import Target
-
-    from .io import Inputs
-
-    atol = proving.DEFAULT_ATOL if atol is None else atol
-    rtol = proving.DEFAULT_RTOL if rtol is None else rtol
-    inputs = Inputs()
     try:
-        if backend == "onnxrt" and against is None and not fp16:
-            raise OnnxDoctorError("nothing to compare: give --against OTHER.onnx, --fp16 (emulation), or --backend trt")
-        specs = parse_shapes(shapes)
-        frozen = {n: s.opt for n, s in specs.items()}
-        loaded = load_with_weights(model)
-        reference = loaded.proto
-        inputs.add_model(model, loaded.data_files)
-        if data is not None:
-            inputs.add(data, "the --data file")
-        if against is not None:
-            inputs.add(against, "the --against model")
-        if output is not None:
-            _target(output, inputs, "-o")
-        plan = plan_inputs(reference, path=model, shapes=frozen, data=data, seed=seed)
-        feeds = plan.feeds
-        if fmt == "text" and sys.stderr.isatty():
-            click.echo(f"onnxdoctor: {plan.describe()}", err=True)
-        progress = _progress_printer() if sys.stderr.isatty() else None
-        if backend == "trt":
-            target = Target.make(trt)
-            result = verifying.verify_trt(model, feeds, layerwise=layerwise, fp16=fp16, trt_version=target.trt,
-                                          strongly_typed=target.release.strongly_typed, shapes=specs, atol=atol, rtol=rtol)
-        elif against is not None:
-            other_loaded = load_with_weights(against)
-            other = other_loaded.proto
-            inputs.add_model(against, other_loaded.data_files, what="the --against model")
-            if output is not None:
-                _target(output, inputs, "-o")
-            result = verifying.verify_against(model, against, reference, other, feeds, layerwise=layerwise,
-                                              atol=atol, rtol=rtol, progress=progress)
-        else:
-            result = verifying.fp16_emulation(model, reference, feeds, rtol=rtol, progress=progress)
-        result.inputs = plan
+        log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if fmt == "text" and sys.stderr.isatty() else None
+        result = api_verify(model, against, backend=backend, layerwise=layerwise, fp16=fp16, data=data, seed=seed,
+                            shapes=shapes, trt=trt, atol=atol, rtol=rtol, output=output, format=fmt, show_all=show_all,
+                            log=log, progress=_progress_printer() if sys.stderr.isatty() else None)
     except OnnxDoctorError as e:
         _fail(str(e))
         return
     except Exception as e:  # noqa: BLE001 - ONNX Runtime refusing to run a model is a user-facing error
         _fail(f"{model}: cannot run: {' '.join(str(e).split())[:240]}")
         return
-    text = json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else verifying.render_text(result, show_all=show_all)
-    _write_output(text, output, inputs)
+    if output is None:
+        import json
+
+        click.echo(json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result, show_all=show_all),
+                   nl=False)
     sys.exit(0 if result.passed else 1)
 
 
@@ -465,27 +386,14 @@ def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, iso
       onnxdoctor profile model.onnx --shape input_ids:1x1:1x128:4x512 --trt 10.15
     """
     import json
-    from pathlib import Path
 
-    from .config import DEFAULT, Discovery
-    from .model import load
-    from .profile import build_profile, render_text
-    from .shapes import parse_shapes
-    from .target import Target
+    from .api import profile as api_profile
+    from .profile import render_text
 
     try:
-        cfg = DEFAULT if isolated else Discovery(config).for_model(model)
-        specs = parse_shapes(list(shapes) or list(cfg.shapes))
-        target = Target.make(trt or cfg.trt, precision=precision or cfg.precision)
-        m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
-        proto = None
-        if not no_validate:
-            from .fix import load_for_fix
-
-            proto, _ = load_for_fix(model)  # the weights, to run min/opt/max in ONNX Runtime
-            if sys.stderr.isatty():
-                click.echo("onnxdoctor: running min/opt/max in ONNX Runtime (--no-validate skips this)", err=True)
-        prof = build_profile(m, target, specs, engine=engine or str(Path(model).with_suffix(".engine")), proto=proto)
+        log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() else None
+        prof = api_profile(model, shapes=shapes, trt=trt, precision=precision, engine=engine, validate=not no_validate,
+                           config=False if isolated else config, log=log)
     except OnnxDoctorError as e:
         _fail(str(e))
         return

@@ -90,7 +90,11 @@ class FixResult:
     proof: ProofResult | None
     tolerance: tuple[float, float]
     inputs: InputPlan | None = None  # what the proofs ran on, and why
-
+    # Set by onnxdoctor.fix() (api.py), the command's path: the files written, the fail-on level the
+    # configuration or ruleset sets, and the node diff when asked.
+    written: list[str] = field(default_factory=list)
+    fail_on: str = "error"
+    diff: dict | None = None
 
     @property
     def changed(self) -> bool:
