@@ -189,3 +189,40 @@ def test_dft_of_a_dynamic_length_is_left_alone():
     outcome, _, _ = apply("dft-to-matmul", """<ir_version: 9, opset_import: ["" : 20]>
     g (float[1,N,1] x) => (float[1,N,2] y) { y = DFT(x) }""", "10.15")
     assert not outcome.changed and "not static" in outcome.skipped[0]
+
+
+@pytest.mark.parametrize("body,out", [
+    ("r = Reshape(x, s9)\n y = Reshape(r, s3)", "float[2,4,4]"),
+    ("r = Reshape(x, s9)\n y = Flatten<axis = 1>(r)", "float[2,16]"),
+    ("r = Reshape(x, s9)\n a = Unsqueeze(r, z)\n y = Reshape(a, s3)", "float[2,4,4]"),
+])
+def test_reshape_chains_through_rank_9_collapse(body, out):
+    text = f"""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[2,4,4] x) => ({out} y) <int64[9] s9 = {{2, 1, 2, 1, 2, 1, 2, 1, 2}}, int64[3] s3 = {{2, 4, 4}}, int64[1] z = {{0}}> {{
+      {body}
+    }}"""
+    outcome, model, out_model = apply("collapse-reshape-chains", text, "10.15")
+    assert outcome.changed and [n.op_type for n in out_model.graph.node] == ["Reshape"]
+
+
+def test_reshape_chain_with_a_dynamic_batch_uses_minus_one():
+    text = """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[N,4,4] x) => (float[N,16] y) <int64[9] s9 = {-1, 1, 2, 1, 2, 1, 2, 1, 2}, int64[2] s2 = {-1, 16}> {
+      r = Reshape(x, s9)
+      y = Reshape(r, s2)
+    }"""
+    for n in (1, 3):
+        feeds = {"x": np.random.default_rng(n).standard_normal((n, 4, 4)).astype(np.float32)}
+        outcome, _, out = apply("collapse-reshape-chains", text, "10.15", feeds)
+        assert [n_.op_type for n_ in out.graph.node] == ["Reshape"]
+
+
+def test_a_rank_9_value_read_by_arithmetic_names_no_fix():
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[2,4,4] x) => (float[2,4,4] y) <int64[9] s9 = {2, 1, 2, 1, 2, 1, 2, 1, 2}, int64[3] s3 = {2, 4, 4}> {
+      r = Reshape(x, s9)
+      a = Relu(r)
+      y = Reshape(a, s3)
+    }""")
+    found = [f for f in _errors(model, "10.15") if f.code == "TRT124" and f.location.tensor == "r"]
+    assert found and found[0].fix is None

@@ -480,3 +480,68 @@ class DftToMatMul(_Equivalent):
 
 
 REWRITES = (EyeLikeToRangeEqual, DeformConvExplicitPads, MaxPoolDilationsToSlices, MaxPoolIndicesByArgmax, PadWrapToSlices, DftToMatMul)
+
+
+_RESHAPE_LIKE = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
+class CollapseReshapeChains(_Equivalent):
+    """Write a chain of reshapes through a tensor of more than 8 dimensions as one `Reshape`.
+
+    ## What it does
+    `Reshape`, `Flatten`, `Squeeze` and `Unsqueeze` only regroup the same elements in the same order,
+    so a chain of them equals one `Reshape` of the chain's input to the chain's output shape. Where a
+    reshape-like node reads a value of more than 8 dimensions made by another reshape-like node, it
+    becomes `Reshape(source, final shape)` (`-1` for at most one dynamic dimension), and the
+    intermediate, which TensorRT cannot hold, goes away.
+
+    ## When it applies
+    TRT124 on a value of rank > 8 that a reshape-like node makes and only reshape-like nodes read.
+    Needs the final shape known up to one dimension, and a source of rank <= 8.
+
+    ## Example
+    `r = Reshape(x, [2,1,2,1,2,1,2,1,2]); y = Reshape(r, [2,4,4])` with `x: float[2,4,4]` becomes
+    `y = Reshape(x, [2,4,4])`.
+
+    ## Safety
+    Safe: the same elements in the same order.
+
+    ## Resolves
+    TRT124
+    """
+
+    name = "collapse-reshape-chains"
+    summary = "write a chain of reshapes through a rank > 8 tensor as one Reshape"
+    op_type = "Reshape"
+    pattern = "reshape-like node reading a rank > 8 reshape result"
+    resolves = ("TRT124",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return node.op_type in _RESHAPE_LIKE and node.domain in ("", "ai.onnx")
+
+    def replace(self, b: Builder) -> None:
+        src = b.node.input[0]
+        rank = b.rank(src)
+        if rank is None or rank <= 8:
+            raise Skip("its input has at most 8 dimensions")
+        producers = {o: n for g in [self._graph(b)] for n in g.node for o in n.output}
+        seen = 0
+        while rank is not None and rank > 8:
+            p = producers.get(src)
+            if p is None or p.op_type not in _RESHAPE_LIKE or p.domain not in ("", "ai.onnx") or seen > 16:
+                raise Skip(f"{src!r} ({rank} dimensions) is not made by a reshape-like node of this graph")
+            src, seen = p.input[0], seen + 1
+            rank = b.rank(src)
+        if rank is None:
+            raise Skip("the chain's source has an unknown rank")
+        out = b.shape(b.node.output[0])
+        if out is None or sum(1 for d in out if not d) > 1:
+            raise Skip("the chain's output shape is not known up to one dimension")
+        b.op("Reshape", [src, b.ints([d if d else -1 for d in out], "shape")], b.node.output[0])
+
+    @staticmethod
+    def _graph(b: Builder) -> onnx.GraphProto:
+        return b.info._graph_list[b.graph_index]
+
+
+REWRITES = (*REWRITES, CollapseReshapeChains)

@@ -31,6 +31,8 @@ class UnsupportedRank(ConstraintRule):
     Reshape to a supported rank around the node (e.g. fold extra dims into the batch dim).
 
     ## Fix safety
+    A value of more than 8 dimensions that reshape-like nodes make and read is removed by
+    `collapse-reshape-chains` (safe).
     A 3-D `Attention` on 10.14 is replaced by its ONNX function body (`op-to-function-body`,
     exact); otherwise no automatic fix.
 
@@ -63,5 +65,16 @@ class UnsupportedRank(ConstraintRule):
                     subgraph=site.graph.path,
                     versions=ctx.kb.versions,
                     hint="reshape to rank <= 8",
-                    fix=None,  # no rewrite lowers a value's rank (op-to-function-body is for the constraint findings)
+                    fix=self.fix_by("collapse-reshape-chains") if _between_reshapes(site) else None,
                 )
+
+
+_RESHAPE_LIKE = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
+def _between_reshapes(site) -> bool:
+    """A value only reshape-like nodes make and read: the chain collapses into one Reshape."""
+    if site.role != "value" or site.producer is None or site.producer.op_type not in _RESHAPE_LIKE:
+        return False
+    readers = [site.graph.nodes[i] for i in site.graph.consumers.get(site.tensor, [])]
+    return bool(readers) and all(n.op_type in _RESHAPE_LIKE and n.domain in ("", "ai.onnx") for n in readers)
