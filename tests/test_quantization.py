@@ -241,3 +241,121 @@ def test_findings_name_the_rewrites_check_lists():
     """rule_fixes.SUBSTITUTIONS (data, so check needs no rewrite import) agrees with the rewrites."""
     declared = {op: (r.name, r.applicability) for r in all_rewrites() for op in r.ops}
     assert declared == {op: (name, APPLICABILITY[name]) for op, name in SUBSTITUTIONS.items()}
+
+
+# -- static quantization (QOperator and QDQ formats) ------------------------------------------------
+
+def static_quantized(tmp_path, fmt: str, activation: str = "QInt8", symmetric: bool = False) -> onnx.ModelProto:
+    """A Conv -> Relu -> Reshape -> MatMul model through onnxruntime.quantization.quantize_static."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal(s) * k).astype(np.float32), n)
+             for n, s, k in (("cw", (4, 3, 3, 3), 0.3), ("cb", (4,), 0.3), ("mw", (144, 10), 0.1))]
+    inits.append(numpy_helper.from_array(np.array([2, 144], np.int64), "shape"))
+    nodes = [helper.make_node("Conv", ["x", "cw", "cb"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Reshape", ["r", "shape"], ["f"]),
+             helper.make_node("MatMul", ["f", "mw"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 10])], inits)
+    src, dst = tmp_path / "float.onnx", tmp_path / f"static-{fmt}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+
+    class Data(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": rng.standard_normal((2, 3, 6, 6)).astype(np.float32)} for _ in range(8)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(src), str(dst), Data(), quant_format=QuantFormat[fmt], op_types_to_quantize=["Conv", "MatMul"],
+                    per_channel=True, activation_type=QuantType[activation],
+                    extra_options={"ActivationSymmetric": symmetric})
+    return onnx.load(str(dst))
+
+
+@pytest.mark.parametrize("fmt", ["QOperator", "QDQ"])
+@pytest.mark.parametrize("activation", ["QInt8", "QUInt8"])
+@pytest.mark.parametrize("release", ["8.6", "10.15"])
+def test_quantize_static_model_is_repaired_and_proven(tmp_path, fmt, activation, release):
+    model = static_quantized(tmp_path, fmt, activation)
+    before = [f for f in onnxdoctor.check(model, trt=release, config=False).findings if str(f.severity) == "error"]
+    assert before and all(f.fix is not None for f in before), [(f.code, f.message) for f in before if f.fix is None]
+    result = fix_model(model, FixOptions(trt=release, unsafe=True))
+    assert not [f for f in result.after if str(f.severity) == "error"], [(f.code, f.message) for f in result.after]
+    assert not {"QLinearConv", "QLinearMatMul"} & _ops(result.model)
+    zero_points = [numpy_helper.to_array(t) for t in result.model.graph.initializer if t.data_type in (TensorProto.INT8, TensorProto.UINT8)
+                   and any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] == t.name
+                           for n in result.model.graph.node)]
+    assert zero_points and not any(np.any(z) for z in zero_points)  # TensorRT's symmetric INT8
+    assert "Conv" in _ops(result.model) and "QuantizeLinear" in _ops(result.model)
+    assert not [s for s in result.steps if s.status == "rolled-back"], [s.reason for s in result.steps]
+    assert result.proof is not None and result.proof.passed, result.proof.summary()
+    onnx.checker.check_model(result.model, full_check=True)
+
+
+def test_static_int8_qdq_needs_only_the_exact_bias_fold(tmp_path):
+    """Symmetric INT8 Q/DQ is what TensorRT takes; only the INT32 bias DequantizeLinear (a TRT115
+    warning) is folded, exactly, without --unsafe-fixes."""
+    model = static_quantized(tmp_path, "QDQ", symmetric=True)
+    before = onnxdoctor.check(model, trt="10.15", config=False).findings
+    assert {f.fix.rewrite for f in before if f.code == "TRT115"} == {"dequantize-constant-to-float"}
+    result = fix_model(model, FixOptions(trt="10.15"))
+    assert "dequantize-constant-to-float" in {s.rewrite for s in result.steps if s.status == "applied"}
+    assert not [f for f in result.after if f.code == "TRT115"]
+    assert result.proof.passed and result.proof.worst().max_abs_diff == 0, result.proof.summary()
+
+
+QDQ = """
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[2,8] x) => (float[2,8] y) <float s = {{0.05}}, {zp_type} z = {{{zp}}}> {{
+      q = QuantizeLinear(x, s, z)
+      d = DequantizeLinear(q, s, z)
+      y = Relu(d)
+    }}"""
+
+
+@pytest.mark.parametrize(("zp_type", "zp", "shifted"), [("uint8", 128, False), ("uint8", 3, True), ("int8", -7, True)])
+def test_qdq_to_symmetric_int8_keeps_the_values(zp_type, zp, shifted):
+    model = onnx.parser.parse_model(QDQ.format(zp_type=zp_type, zp=zp))
+    outcome = get_rewrite("qdq-to-symmetric-int8").apply(model, RewriteContext(target=Target.make("8.6")))
+    assert outcome.changed, outcome.skipped
+    result = outcome.model
+    onnx.checker.check_model(result, full_check=True)
+    assert ("Add" in _ops(result)) == shifted and ("Sub" in _ops(result)) == shifted
+    feeds = {"x": np.linspace(-12, 12, 16, dtype=np.float32).reshape(2, 8) + 0.013}  # saturates both ends
+    proof = prove.compare(prove.run(model, feeds), prove.run(result, feeds), atol=1e-6, rtol=1e-6)
+    assert proof.passed, proof.summary()
+    from onnxdoctor.rewrites._gs import cleaned
+
+    # (The old zero point, unused now, goes with the cleanup every fix step ends with.)
+    assert not [f for f in onnxdoctor.check(cleaned(result), trt="8.6", config=False).findings if f.code in ("TRT125", "TRT113")]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        pytest.param("""<ir_version: 8, opset_import: ["" : 13]>
+            g (float[2,8] x) => (int8[2,8] q) <float s = {0.05}, int8 z = {3}> { q = QuantizeLinear(x, s, z) }""",
+                     "graph output", id="graph-output"),
+        pytest.param("""<ir_version: 8, opset_import: ["" : 13]>
+            g (float[2,8] x, float s) => (float[2,8] y) <int8 z = {3}> { q = QuantizeLinear(x, s, z)  y = DequantizeLinear(q, s, z) }""",
+                     "not a constant", id="runtime-scale"),
+        pytest.param("""<ir_version: 8, opset_import: ["" : 13]>
+            g (float[2,8] x) => (float[2,8] y) <float s = {0.05}, float t = {0.1}, int8 z = {3}> {
+              q = QuantizeLinear(x, s, z)  y = DequantizeLinear(q, t, z) }""", "other parameters", id="mismatched-reader"),
+    ],
+)
+def test_qdq_to_symmetric_int8_left_alone_with_the_reason(text, reason):
+    model = onnx.parser.parse_model(text)
+    outcome = get_rewrite("qdq-to-symmetric-int8").apply(model, RewriteContext(target=Target.make("8.6")))
+    assert not outcome.changed and outcome.model is model
+    assert any(reason in s for s in outcome.skipped), outcome.skipped
+
+
+def test_qlinear_with_runtime_scale_is_left_alone():
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 13]>
+        g (uint8[2,4] a, float s, uint8[4,3] b) => (uint8[2,3] y) <uint8 z = {128}, float t = {0.1}> {
+          y = QLinearMatMul(a, s, z, b, t, z, t, z) }""")
+    outcome = get_rewrite("qlinear-to-qdq").apply(model, RewriteContext(target=Target.make("8.6")))
+    assert not outcome.changed and any("input scale is not a constant" in s for s in outcome.skipped), outcome.skipped

@@ -57,7 +57,12 @@ def _evaluate(ctx: Context, by_op: dict[str, list[Constraint]]) -> list[Violatio
                 if isinstance(detail, _Foldable):
                     out.append(Violation(c, node, str(detail), "warning", "fold-constants"))
                 elif detail is not None:
-                    out.append(Violation(c, node, detail, fix=c.params.get("fix")))
+                    fix = c.params.get("fix")
+                    # A node whose data input is a build-time constant may have its own fix (a
+                    # DequantizeLinear of weights is folded; one of activations is re-quantized).
+                    if "fix_constant_input" in c.params and node.input(0) and ctx.model.constants(node.graph).is_constant(node.input(0)):
+                        fix = c.params["fix_constant_input"]
+                    out.append(Violation(c, node, detail, fix=fix))
     return out
 
 

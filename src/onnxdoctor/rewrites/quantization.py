@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
@@ -491,8 +491,332 @@ class DynamicQuantizeLstmToLstm(_DynamicContrib):
         b.nodes.append(helper.make_node("LSTM", inputs, list(b.node.output), name=name, **attrs))
 
 
+# -- static quantization: QOperator ops and Q/DQ TensorRT cannot import ---------------------------
+
+_QRANGE = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255)}
+
+
+def _per_axis(value: np.ndarray, rank: int, axis: int) -> np.ndarray:
+    """A per-tensor (scalar) or per-axis (1-D) quantization parameter shaped to broadcast over a
+    rank-`rank` tensor along `axis`."""
+    if value.size == 1:
+        return value.reshape(())
+    shape = [1] * rank
+    shape[axis % rank] = -1
+    return value.reshape(shape)
+
+
+class QlinearToQdq(Substitution):
+    """Replace `QLinearConv` / `QLinearMatMul` by `DequantizeLinear` -> `Conv`/`MatMul` -> `QuantizeLinear`.
+
+    ## What it does
+    ONNX Runtime's static quantization in the QOperator format writes quantized layers as
+    `QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B)` and `QLinearMatMul`. Each
+    becomes the same layer in the Q/DQ format TensorRT imports: `DequantizeLinear` of the input,
+    the float `Conv` or `MatMul`, and `QuantizeLinear` to the output's scale and zero point. A
+    constant INT8 weight with zero point 0 stays INT8 behind a `DequantizeLinear` (per output
+    channel or column), so TensorRT can run the layer in INT8; other weights are dequantized now
+    to FLOAT initializers. The INT32 bias becomes `B * x_scale * w_scale` in FLOAT.
+
+    This is the **Q/DQ** form: the quantization parameters are constants, which TensorRT's Q/DQ
+    needs. Activation zero points other than 0 (and UINT8 activations) still need
+    `qdq-to-symmetric-int8` before TensorRT imports them.
+
+    ## When it applies
+    TRT101 on `QLinearConv` and `QLinearMatMul` (no TensorRT release imports them) and TRT113 on
+    the UINT8 tensors they read and write. Skipped when a
+    scale, a zero point or the bias is not a constant, or a per-column weight of `QLinearMatMul`
+    is not 2-D.
+
+    ## Example
+    `y = QLinearConv(xq, xs, xz, wq, ws, wz, ys, yz, b)` becomes
+    `y = QuantizeLinear(Conv(DequantizeLinear(xq, xs, xz), DequantizeLinear<axis=0>(wq, ws), B'), ys, yz)`.
+
+    ## Safety
+    Unsafe (within tolerance): the integer kernel accumulates exactly and rounds once, the float
+    layer accumulates in FLOAT before `QuantizeLinear` rounds, so an output can land one
+    quantization step away where a value is within float rounding of a rounding boundary. Proven
+    in ONNX Runtime with rtol 2e-2 and an atol of 3% of the largest reference output value (at
+    least 2e-2).
+
+    ## Resolves
+    TRT101, TRT113
+    """
+
+    name = "qlinear-to-qdq"
+    summary = "replace QLinearConv/QLinearMatMul by DequantizeLinear + Conv/MatMul + QuantizeLinear"
+    op_type = "QLinearConv"
+    pattern = "QLinearConv or QLinearMatMul"
+    applicability = Applicability.UNSAFE
+    resolves = ("TRT101", "TRT113")
+    ops = (("", "QLinearConv"), ("", "QLinearMatMul"))
+    atol = _ATOL
+    rtol = _RTOL
+
+    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
+        return _tolerance(ctx)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return node.domain in ("", "ai.onnx") and node.op_type in ("QLinearConv", "QLinearMatMul")
+
+    def replace(self, b: Builder) -> None:
+        conv = b.node.op_type == "QLinearConv"
+        if b.opset < 10:
+            raise Skip("QuantizeLinear/DequantizeLinear need opset 10")
+        consts = {}
+        for i, what in ((1, "input scale"), (4, "weight scale"), (6, "output scale")):
+            consts[i] = b.value(b.input(i))
+            if consts[i] is None:
+                raise Skip(f"the {what} is not a constant")
+        for i, what in ((2, "input zero point"), (5, "weight zero point"), (7, "output zero point")):
+            if b.input(i) and b.value(b.input(i)) is None:
+                raise Skip(f"the {what} is not a constant")
+        x = b.op("DequantizeLinear", [b.input(0), b.input(1)] + ([b.input(2)] if b.input(2) else []))
+        w_name = b.input(3)
+        w = b.value(w_name)
+        ws = consts[4].astype(np.float32)
+        wz = b.value(b.input(5)) if b.input(5) else None
+        axis = 0 if conv else 1
+        if w is not None and w.ndim != 2 and not conv and ws.size > 1:
+            raise Skip("a per-column weight scale on a weight that is not 2-D")
+        int8_symmetric = w is not None and w.dtype == np.int8 and (wz is None or not np.any(wz))
+        if w is None or int8_symmetric:
+            if ws.size > 1 and b.opset < 13:
+                raise Skip("a per-channel weight DequantizeLinear needs opset 13")
+            inputs = [w_name, b.input(4)] + ([b.input(5)] if b.input(5) else [])
+            wf = b.op("DequantizeLinear", inputs, axis=axis if ws.size > 1 else None)
+        else:
+            deq = _dequantized(w, None if wz is None else _per_axis(wz, w.ndim, axis), _per_axis(ws, w.ndim, axis))
+            wf = b.tensor(deq, _weight_name(w_name))
+        if conv:
+            attrs = {a: b.attr(a) for a in _CONV_ATTRS}
+            if isinstance(attrs["auto_pad"], bytes):
+                attrs["auto_pad"] = attrs["auto_pad"].decode()
+            inputs = [x, wf]
+            if b.input(8):
+                bias = b.value(b.input(8))
+                if bias is None:
+                    raise Skip("the bias is not a constant")
+                xs = consts[1].astype(np.float32).reshape(())
+                inputs.append(b.tensor((bias.astype(np.float64) * xs * ws.reshape(-1)).astype(np.float32), f"{b.base}/bias"))
+            y = b.op("Conv", inputs, **attrs)
+        else:
+            y = b.op("MatMul", [x, wf])
+        b.op("QuantizeLinear", [y, b.input(6)] + ([b.input(7)] if b.input(7) else []), b.node.output[0])
+
+
+class DequantizeConstantToFloat(Substitution):
+    """Replace `DequantizeLinear` of a constant TensorRT cannot dequantize by its FLOAT value.
+
+    ## What it does
+    A `DequantizeLinear` whose input, scale and zero point are constants is a constant:
+    `(q - zero_point) * scale`. When TensorRT cannot import it — INT32 data (an ONNX Runtime QDQ
+    bias), UINT8 data, a zero point other than 0 — the rewrite computes it now and stores the FLOAT
+    result as an initializer. INT8 (and FP8, INT4) weights with zero point 0 are left to TensorRT,
+    which fuses them into INT8 layers.
+
+    ## When it applies
+    TRT115 (`DequantizeLinear` on INT32), TRT113 (UINT8 `DequantizeLinear` data) and TRT125 (a
+    non-zero zero point) on a `DequantizeLinear` of constants.
+
+    ## Example
+    `b = DequantizeLinear(bq, bs)` with `bq: int32[4]` constant becomes the initializer
+    `b: float[4] = bq * bs`.
+
+    ## Safety
+    Safe: the value ONNX Runtime computes, in the same FLOAT arithmetic (one rounding per element).
+
+    ## Resolves
+    TRT115, TRT113, TRT125
+    """
+
+    name = "dequantize-constant-to-float"
+    summary = "replace DequantizeLinear of constants TensorRT cannot import by the FLOAT value"
+    op_type = "DequantizeLinear"
+    pattern = "DequantizeLinear of constants TensorRT cannot import"
+    applicability = Applicability.SAFE
+    resolves = ("TRT115", "TRT113", "TRT125")
+
+    def replace(self, b: Builder) -> None:
+        q, scale = b.value(b.input(0)), b.value(b.input(1))
+        zp = b.value(b.input(2)) if b.input(2) else None
+        if q is None or scale is None or (b.input(2) and zp is None):
+            raise Skip("its input, scale or zero point is not a constant")
+        if q.dtype == np.int8 and (zp is None or not np.any(zp)):
+            raise Skip("INT8 data with zero point 0: TensorRT imports it (and fuses it into INT8 layers)")
+        if q.dtype.kind not in "iu":
+            raise Skip(f"{q.dtype} data: left to TensorRT")
+        if b.attr("block_size"):
+            raise Skip("blocked quantization")
+        axis = int(b.attr("axis", 1))
+        rank = max(q.ndim, 1)
+        shaped = [None if v is None else (_per_axis(v, rank, axis) if v.size > 1 else v.reshape(())) for v in (zp, scale)]
+        value = (q.astype(np.float64) - (0 if shaped[0] is None else shaped[0].astype(np.float64))).astype(np.float32) \
+            * shaped[1].astype(np.float32)
+        to = b.attr("output_dtype") or TensorProto.FLOAT
+        if scale.dtype != np.float32 or to != TensorProto.FLOAT:
+            raise Skip("a scale or output type other than FLOAT")
+        b.op("Identity", [b.tensor(value.astype(np.float32), f"{b.base}/value")], b.node.output[0])
+
+
+class QdqToSymmetricInt8(Rewrite):
+    """Rewrite activation Q/DQ pairs with a non-zero zero point (or UINT8) as symmetric INT8 around a shift.
+
+    ## What it does
+    TensorRT's Q/DQ is symmetric INT8: zero point 0. A `QuantizeLinear` with scale `s` and zero
+    point `z` whose readers are all `DequantizeLinear` with the same parameters computes
+    `s * (clip(round(x / s) + z, qmin, qmax) - z)`. With `d = z` for INT8 and `d = z - 128` for
+    UINT8 (whose values move down by 128 into INT8), that is
+    `DequantizeLinear(QuantizeLinear(x + s*d, s, 0), s, 0) - s*d` in INT8: the same step, the same
+    saturation, only the grid's offset moved into an `Add` before the `QuantizeLinear` and a `Sub`
+    after each `DequantizeLinear`. A UINT8 pair with zero point 128 (d = 0) just becomes INT8.
+    A `DequantizeLinear` of a constant with a non-zero zero point is left to
+    `dequantize-constant-to-float`.
+
+    ## When it applies
+    TRT125 on `QuantizeLinear` / `DequantizeLinear` zero points of activations, TRT113 on their
+    UINT8 zero points (before 10.10) and TRT121 on `QuantizeLinear` `output_dtype=UINT8`. Skipped when a scale or zero point is not a constant,
+    a `QuantizeLinear` output is read by anything but matching `DequantizeLinear` nodes, or it is a
+    graph output.
+
+    ## Example
+    `q = QuantizeLinear(x, 0.02, int8 10); y = DequantizeLinear(q, 0.02, int8 10)` becomes
+    `q = QuantizeLinear(Add(x, 0.2), 0.02, int8 0); y = Sub(DequantizeLinear(q, 0.02, int8 0), 0.2)`.
+
+    ## Safety
+    Unsafe (within tolerance), though equal in exact arithmetic: `x / s + d` and `(x + s*d) / s`
+    round differently in FLOAT, and round-half-to-even ties fall on the other side when `d` is
+    odd, so an element can move by one step `s`. Proven in ONNX Runtime with rtol 2e-2 and an atol
+    of 3% of the largest reference output value (at least 2e-2). TensorRT runs the `Add`/`Sub`
+    around the quantized tensors in FLOAT, which can keep it from fusing them into INT8 layers.
+
+    ## Resolves
+    TRT125, TRT113, TRT121
+    """
+
+    name = "qdq-to-symmetric-int8"
+    summary = "rewrite asymmetric or UINT8 activation Q/DQ pairs as symmetric INT8 around a shift"
+    applicability = Applicability.UNSAFE
+    phase = 35
+    resolves = ("TRT125", "TRT113", "TRT121")
+    atol = _ATOL
+    rtol = _RTOL
+
+    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
+        return _tolerance(ctx)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        info = ModelInfo(out)
+        changes: list[str] = []
+        skipped: list[str] = []
+        for gi, g in enumerate(graphs(out.graph)):
+            view = _Graph(g)
+            retyped: set[str] = set()
+            before: dict[int, list[onnx.NodeProto]] = {}
+            after: dict[int, list[onnx.NodeProto]] = {}
+            for qi, q in enumerate(g.node):
+                if not _is(q, "QuantizeLinear"):
+                    continue
+                where = q.name or q.output[0]
+                try:
+                    shifted = self._pair(info, gi, view, qi, before, after)
+                except Skip as e:
+                    if str(e):
+                        skipped.append(f"QuantizeLinear {where!r}: {e}")
+                    continue
+                retyped.add(q.output[0])
+                n = len(view.readers.get(q.output[0], []))
+                changes.append(f"rewrote QuantizeLinear {where!r} and its {n} DequantizeLinear reader(s) as symmetric INT8"
+                               + (" around a shift" if shifted else ""))
+            if retyped:
+                keep = [vi for vi in g.value_info if vi.name not in retyped]
+                del g.value_info[:]
+                g.value_info.extend(keep)
+            if before or after:
+                nodes = []
+                for i, n in enumerate(g.node):
+                    nodes.extend(before.get(i, []))
+                    nodes.append(n)
+                    nodes.extend(after.get(i, []))
+                del g.node[:]
+                g.node.extend(nodes)
+        if not changes:
+            return Outcome(model, skipped=skipped or ["no asymmetric or UINT8 QuantizeLinear -> DequantizeLinear pair"])
+        return Outcome(out, changes, skipped)
+
+    def _pair(self, info: ModelInfo, gi: int, view: _Graph, qi: int, before: dict, after: dict) -> bool:
+        """Rewrite one Q -> DQ* group in place (the shift nodes go into `before`/`after` by node
+        index); returns whether a shift was needed."""
+        g = view.g
+        q = g.node[qi]
+        scale = info.value(gi, q.input[1]) if len(q.input) > 1 else None
+        zp_name = q.input[2] if len(q.input) > 2 else ""
+        zp = info.value(gi, zp_name) if zp_name else None
+        out_type = _attr(q, "output_dtype", 0)
+        dtype = helper.np_dtype_to_tensor_dtype(zp.dtype) if zp is not None else (out_type or TensorProto.UINT8)
+        if dtype not in _QRANGE:
+            raise Skip("")  # FP8 / INT4 / INT16: not this rewrite's business
+        if dtype == TensorProto.INT8 and (zp is None or not np.any(zp)):
+            raise Skip("")  # already symmetric INT8
+        if scale is None or (zp_name and zp is None):
+            raise Skip("its scale or zero point is not a constant")
+        if _attr(q, "block_size", 0):
+            raise Skip("blocked quantization")
+        if q.output[0] in view.outputs:
+            raise Skip("its output is a graph output (changing its type changes the model's interface)")
+        reader_ids = view.readers.get(q.output[0], [])
+        if not reader_ids:
+            raise Skip("nothing reads it")
+        axis = _attr(q, "axis", 1)
+        for ri in reader_ids:
+            r = g.node[ri]
+            if not _is(r, "DequantizeLinear") or r.input[0] != q.output[0]:
+                raise Skip(f"it is read by {r.op_type}, not only by DequantizeLinear")
+            rs = info.value(gi, r.input[1]) if len(r.input) > 1 else None
+            rz = info.value(gi, r.input[2]) if len(r.input) > 2 and r.input[2] else None
+            same_zp = np.array_equal(np.zeros(scale.shape) if rz is None else rz.astype(np.int64),
+                                     np.zeros(scale.shape) if zp is None else zp.astype(np.int64))
+            if rs is None or not np.array_equal(rs, scale) or not same_zp:
+                raise Skip("a DequantizeLinear reader has other parameters")
+            if scale.size > 1 and _attr(r, "axis", 1) != axis:
+                raise Skip("a DequantizeLinear reader uses another axis")
+        z = np.zeros(scale.shape, np.int64) if zp is None else zp.astype(np.int64)
+        d = z - (128 if dtype == TensorProto.UINT8 else 0)
+        base = q.name or q.output[0]
+        z_name = info.unique(f"{base}/symmetric_zero_point")
+        g.initializer.append(numpy_helper.from_array(np.zeros(np.shape(scale), np.int8), z_name))
+        shifted = bool(np.any(d))
+        if shifted:
+            rank = len(info.shapes.get(q.input[0]) or []) or 1
+            offset = (scale.astype(np.float64) * d).astype(scale.dtype)
+            offset = _per_axis(offset, rank, axis) if offset.size > 1 else offset.reshape(())
+            c_name = info.unique(f"{base}/shift")
+            g.initializer.append(numpy_helper.from_array(np.asarray(offset), c_name))
+            moved = info.unique(f"{base}/shifted")
+            before[qi] = [helper.make_node("Add", [q.input[0], c_name], [moved], name=info.unique(f"{base}/Add"))]
+            q.input[0] = moved
+        for node in (q, *(g.node[ri] for ri in reader_ids)):
+            while len(node.input) < 3:
+                node.input.append("")
+            node.input[2] = z_name
+        if shifted:
+            for ri in reader_ids:
+                r = g.node[ri]
+                original = r.output[0]
+                r.output[0] = info.unique(f"{original}/shifted")
+                after[ri] = [helper.make_node("Sub", [r.output[0], c_name], [original], name=info.unique(f"{r.name or original}/Sub"))]
+        for a in q.attribute:
+            if a.name == "output_dtype":
+                a.i = TensorProto.INT8
+        return shifted
+
 REWRITES = (
+    DequantizeConstantToFloat,
     DynamicQuantizationToFloat,
-    DynamicQuantizeMatmulToMatmul,
     DynamicQuantizeLstmToLstm,
+    DynamicQuantizeMatmulToMatmul,
+    QdqToSymmetricInt8,
+    QlinearToQdq,
 )

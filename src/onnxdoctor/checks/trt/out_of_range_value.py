@@ -30,7 +30,10 @@ class OutOfRangeValue(ConstraintRule):
     quantization, re-quantize symmetrically (zero point 0).
 
     ## Fix safety
-    No automatic fix.
+    Non-zero Q/DQ zero points have rewrites: a `DequantizeLinear` of constants is folded to its
+    FLOAT value (`dequantize-constant-to-float`, safe); an activation Q/DQ pair is rewritten as
+    symmetric INT8 around a shift (`qdq-to-symmetric-int8`, unsafe: proven within tolerance). Other
+    values have no automatic fix.
 
     ## TensorRT versions
     Per constraint, listed in each finding.

@@ -7,7 +7,7 @@ from ..._onnx import TensorProto
 from ...findings import Severity
 from ...kb import version_key
 from ...rule import Context, Rule
-from ...rule_fixes import substitution_for
+from ...rule_fixes import fix_for, substitution_for
 from ._substitutes import small_int_fix
 from ._types import may_have, sites
 
@@ -45,7 +45,10 @@ class Uint8InsideNetwork(Rule):
     `small-int-to-int32` (safe: the same values). UINT8 values of ONNX Runtime's dynamic quantization
     (`DynamicQuantizeLinear` outputs, UINT8 weights of `MatMulInteger`, `ConvInteger` and their
     contrib forms) go with the rewrite that replaces those ops by float ones
-    (`dynamic-quantization-to-float` and its kin, unsafe: proven within tolerance).
+    (`dynamic-quantization-to-float` and its kin, unsafe: proven within tolerance); those of
+    static quantization with `qlinear-to-qdq` (QLinearConv/QLinearMatMul to Q/DQ) and
+    `qdq-to-symmetric-int8` (UINT8 Q/DQ to INT8, unsafe), or `dequantize-constant-to-float` for
+    UINT8 constants behind a `DequantizeLinear` (safe).
 
     ## TensorRT versions
     All; UINT8 Q/DQ constants are accepted from 10.10.
@@ -97,16 +100,23 @@ class Uint8InsideNetwork(Rule):
 
 
 def _quantized_op_fix(code, producer, consumers):
-    """UINT8 values made or read only by integer quantized ops that a rewrite replaces (ONNX
-    Runtime's dynamic quantization) go with them: the finding names that rewrite."""
+    """UINT8 values made or read by integer quantized ops that a rewrite replaces (ONNX Runtime's
+    dynamic quantization, QLinearConv/QLinearMatMul) go with them: the finding names that rewrite
+    (what it leaves of UINT8 Q/DQ, the Q/DQ rewrites take next)."""
     if producer is not None:
-        return substitution_for(code, producer.op_type, producer.domain) if producer.op_type == "DynamicQuantizeLinear" else None
-    fixes = {substitution_for(code, c.op_type, c.domain) for c in consumers}
-    return fixes.pop() if len(fixes) == 1 and None not in fixes else None
+        return substitution_for(code, producer.op_type, producer.domain)
+    fixes = [substitution_for(code, c.op_type, c.domain) for c in consumers]
+    return next((f for f in fixes if f is not None), None)
 
 
 def _plain_fix(code: str, ctx: Context, site, consumers):
-    """UINT8 arithmetic outside quantization (no Q/DQ reads or makes it) is computed in INT32."""
+    """UINT8 arithmetic outside quantization (no Q/DQ reads or makes it) is computed in INT32; a
+    UINT8 constant of Q/DQ goes with the Q/DQ rewrites: a DequantizeLinear of constants is folded
+    to FLOAT, an activation pair is re-quantized to symmetric INT8."""
+    if site.producer is None and consumers and all(c.op_type in _QDQ for c in consumers):
+        consts = ctx.model.constants(site.graph)
+        folded = all(c.op_type == "DequantizeLinear" and all(consts.is_constant(i) for i in c.input if i) for c in consumers)
+        return fix_for(code, "dequantize-constant-to-float" if folded else "qdq-to-symmetric-int8")
     if (site.producer is not None and site.producer.op_type in _QDQ) or any(c.op_type in _QDQ for c in consumers):
         return None
     return small_int_fix(code, ctx.release, "UINT8", site.role, ctx.model.opset)

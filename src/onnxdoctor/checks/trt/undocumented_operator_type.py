@@ -32,7 +32,8 @@ class UndocumentedOperatorType(Rule):
     Cast the inputs to a listed type around the node (e.g. compute an integer MatMul in FLOAT).
 
     ## Fix safety
-    No automatic fix.
+    A `DequantizeLinear` of constants on INT32 (the bias of ONNX Runtime's QDQ format) is replaced
+    by its FLOAT value (`dequantize-constant-to-float`, safe). Otherwise no automatic fix.
 
     ## TensorRT versions
     All; types per release from `rules/trt/operators/`.
@@ -82,7 +83,18 @@ class UndocumentedOperatorType(Rule):
                 tensor=name,
                 versions=versions,
                 hint=f"cast {name!r} to one of {', '.join(documented)} around this node",
+                fix=self._constant_dequantize_fix(ctx, node),
             )
+
+    def _constant_dequantize_fix(self, ctx: Context, node):
+        """A DequantizeLinear of constants (an INT32 bias of ONNX Runtime's QDQ format) is a constant:
+        `dequantize-constant-to-float` stores its FLOAT value."""
+        if node.op_type != "DequantizeLinear":
+            return None
+        consts = ctx.model.constants(node.graph)
+        if all(consts.is_constant(i) for i in node.node.input if i):
+            return self.fix_by("dequantize-constant-to-float")
+        return None
 
 
 def _by_input_type(ctx: Context, refs) -> dict[int, list]:
