@@ -226,3 +226,37 @@ def test_a_rank_9_value_read_by_arithmetic_names_no_fix():
     }""")
     found = [f for f in _errors(model, "10.15") if f.code == "TRT124" and f.location.tensor == "r"]
     assert found and found[0].fix is None
+
+
+@pytest.mark.parametrize("attrs,xs,ws,offc,masked,bias", [
+    ("kernel_shape = [3, 3]", [1, 2, 5, 5], [2, 2, 3, 3], 18, False, False),
+    ("kernel_shape = [3, 3], pads = [0, 0, 1, 1], strides = [2, 1]", [2, 4, 6, 5], [3, 4, 3, 3], 18, True, True),
+    ("kernel_shape = [2, 2], dilations = [2, 1], group = 2, offset_group = 2", [1, 4, 6, 6], [4, 2, 2, 2], 16, True, False),
+])
+def test_deform_conv_becomes_grid_sample_and_conv(attrs, xs, ws, offc, masked, bias):
+    import math as m_
+    k = [int(v) for v in attrs.split("kernel_shape = [")[1].split("]")[0].split(",")]
+    get = lambda name, default: [int(v) for v in attrs.split(f"{name} = [")[1].split("]")[0].split(",")] if f"{name} = [" in attrs else default  # noqa: E731
+    pads, st, dl = get("pads", [0, 0, 0, 0]), get("strides", [1, 1]), get("dilations", [1, 1])
+    oh = (xs[2] + pads[0] + pads[2] - dl[0] * (k[0] - 1) - 1) // st[0] + 1
+    ow = (xs[3] + pads[1] + pads[3] - dl[1] * (k[1] - 1) - 1) // st[1] + 1
+    og = int(attrs.split("offset_group = ")[1].split(",")[0]) if "offset_group" in attrs else 1
+    ins = f"float{xs} x, float{ws} w, float[{xs[0]},{offc},{oh},{ow}] off"
+    args = "x, w, off"
+    if bias:
+        ins += f", float[{ws[0]}] bb"
+        args += ", bb"
+    if masked:
+        ins += f", float[{xs[0]},{og * m_.prod(k)},{oh},{ow}] mk"
+        args += (", mk" if bias else ", , mk")
+    text = f"""<ir_version: 9, opset_import: ["" : 19]>
+    g ({ins}) => (float[{xs[0]},{ws[0]},{oh},{ow}] y) {{ y = DeformConv<{attrs}>({args}) }}"""
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal(xs).astype(np.float32), "w": rng.standard_normal(ws).astype(np.float32),
+             "off": (rng.standard_normal([xs[0], offc, oh, ow]) * 1.5).astype(np.float32)}
+    if bias:
+        feeds["bb"] = rng.standard_normal([ws[0]]).astype(np.float32)
+    if masked:
+        feeds["mk"] = rng.uniform(0, 1, [xs[0], og * m_.prod(k), oh, ow]).astype(np.float32)
+    outcome, _, out = apply("deform-conv-to-grid-sample", text, "8.6", feeds, exact=False)
+    assert "DeformConv" not in [n.op_type for n in out.graph.node] and "GridSample" in [n.op_type for n in out.graph.node]

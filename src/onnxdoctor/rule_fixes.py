@@ -19,6 +19,7 @@ SUBSTITUTIONS: dict[tuple[str, str], str] = {
     ("", "CenterCropPad"): "op-to-function-body",
     ("", "Compress"): "compress-to-gather-nonzero",
     ("", "DFT"): "dft-to-matmul",
+    ("", "DeformConv"): "deform-conv-to-grid-sample",
     ("", "ConvInteger"): "dynamic-quantization-to-float",
     ("", "DynamicQuantizeLinear"): "dynamic-quantization-to-float",
     ("", "Gelu"): "gelu-to-erf",

@@ -545,3 +545,102 @@ class CollapseReshapeChains(_Equivalent):
 
 
 REWRITES = (*REWRITES, CollapseReshapeChains)
+
+
+class DeformConvToGridSample(_Equivalent):
+    """Replace `DeformConv` by `GridSample` (the deformed sampling) and a 1x1 `Conv` (the weighting).
+
+    ## What it does
+    For every kernel position `k` and output position `(i, j)`, DeformConv samples the input
+    bilinearly at `(i*stride - pad + k*dilation + offset)` and sums the samples times the weights.
+    The rewrite computes all sampling positions at once — constant base positions plus the offsets,
+    normalized for `GridSample<align_corners=1>` (bilinear, zeros outside, as DeformConv samples) —
+    samples the input once per offset group with the kernel positions stacked along the height,
+    multiplies by the mask when there is one, and applies the weights as a grouped 1x1 `Conv` over
+    the `C * kH * kW` samples.
+
+    ## When it applies
+    TRT101 on `DeformConv` (TensorRT imports it from 10.1). Needs a 2-D DeformConv with static
+    channel and spatial dimensions (the batch may be dynamic), input height and width above 1.
+
+    ## Example
+    `y = DeformConv<kernel_shape=[3,3]>(x, w, off)` with `x: float[1,2,5,5]` becomes
+    `s = GridSample(x, grid(off))` (9 positions stacked), `y = Conv(Reshape(s, [0,18,3,3]), Reshape(w, [2,18,1,1]))`.
+
+    ## Safety
+    Safe: the same bilinear samples and weighted sum; the normalized coordinates and the summation
+    order change the last bits (proven within the fix tolerance).
+
+    ## Resolves
+    TRT101
+    """
+
+    name = "deform-conv-to-grid-sample"
+    summary = "replace DeformConv by GridSample sampling and a 1x1 Conv"
+    op_type = "DeformConv"
+
+    def replace(self, b: Builder) -> None:
+        x, w, off = b.node.input[0], b.node.input[1], b.node.input[2]
+        bias, mask = b.input(3), b.input(4)
+        if b.opset < 16:
+            raise Skip("GridSample needs opset 16")
+        xs, ws, out = b.shape(x), b.shape(w), b.shape(b.node.output[0])
+        if xs is None or len(xs) != 4 or not all(xs[1:]):
+            raise Skip("needs a 2-D DeformConv input with static channel and spatial dimensions")
+        if ws is None or len(ws) != 4 or not all(ws):
+            raise Skip("the weight's shape is not static")
+        _, C, H, W = xs
+        if H < 2 or W < 2:
+            raise Skip("height and width must be above 1 (GridSample's align_corners normalization)")
+        dtype = b.float_type(x)
+        oc, cpg, kh, kw = ws
+        kernel = list(b.attr("kernel_shape") or [kh, kw])
+        s_ = list(b.attr("strides") or [1, 1])
+        d_ = list(b.attr("dilations") or [1, 1])
+        pads = list(b.attr("pads") or [0, 0, 0, 0])
+        group, ogroup = int(b.attr("group", 1)), int(b.attr("offset_group", 1))
+        K = kernel[0] * kernel[1]
+        oh = (H + pads[0] + pads[2] - d_[0] * (kernel[0] - 1) - 1) // s_[0] + 1
+        ow = (W + pads[1] + pads[3] - d_[1] * (kernel[1] - 1) - 1) // s_[1] + 1
+        if out is not None and len(out) == 4 and out[2:] and all(out[2:]) and list(out[2:]) != [oh, ow]:
+            raise Skip("the output size does not match the attributes")
+        if C % ogroup or C % group:
+            raise Skip("channels are not divisible by the groups")
+        np_t = onnx.helper.tensor_dtype_to_np_dtype(dtype)
+        ki, kj = np.divmod(np.arange(K), kernel[1])
+        ii, jj = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+        base_y = (ii[None] * s_[0] - pads[0] + ki[:, None, None] * d_[0]).astype(np_t)  # [K, oh, ow]
+        base_x = (jj[None] * s_[1] - pads[1] + kj[:, None, None] * d_[1]).astype(np_t)
+        # normalized coordinate = position * 2/(size-1) - 1, folded into the constants
+        sy, sx = np.asarray(2.0 / (H - 1), np_t), np.asarray(2.0 / (W - 1), np_t)
+        ny = b.tensor((base_y * sy - 1).astype(np_t), f"{b.base}/grid_y")
+        nx = b.tensor((base_x * sx - 1).astype(np_t), f"{b.base}/grid_x")
+        cg = C // ogroup
+        last = b.ints([-1], "last")
+        sampled = []
+        for g in range(ogroup):
+            o = off if ogroup == 1 else b.op("Slice", [off, b.ints([g * 2 * K], "starts"), b.ints([(g + 1) * 2 * K], "ends"), b.ints([1], "axes")])
+            o = b.op("Reshape", [o, b.ints([0, K, 2, oh, ow], "offset_shape")])
+            dy = b.op("Gather", [o, b.const(0, TensorProto.INT64, "zero")], axis=2)  # [N, K, oh, ow]
+            dx = b.op("Gather", [o, b.const(1, TensorProto.INT64, "one")], axis=2)
+            gy = b.add(b.mul(dy, b.const(float(sy), dtype, "scale_y")), ny)
+            gx = b.add(b.mul(dx, b.const(float(sx), dtype, "scale_x")), nx)
+            grid = b.op("Concat", [b.op("Unsqueeze", [gx, last]), b.op("Unsqueeze", [gy, last])], axis=-1)
+            grid = b.op("Reshape", [grid, b.ints([0, K * oh, ow, 2], "grid_shape")])
+            xg = x if ogroup == 1 else b.op("Slice", [x, b.ints([g * cg], "starts"), b.ints([(g + 1) * cg], "ends"), b.ints([1], "axes")])
+            smp = b.op("GridSample", [xg, grid], mode="bilinear", padding_mode="zeros", align_corners=1)
+            smp = b.op("Reshape", [smp, b.ints([0, cg, K, oh, ow], "sample_shape")])
+            if mask:
+                m = mask if ogroup == 1 else b.op("Slice", [mask, b.ints([g * K], "starts"), b.ints([(g + 1) * K], "ends"), b.ints([1], "axes")])
+                smp = b.mul(smp, b.op("Unsqueeze", [m, b.ints([1], "channel_axis")]))
+            sampled.append(smp)
+        stacked = sampled[0] if len(sampled) == 1 else b.op("Concat", sampled, axis=1)
+        cols = b.op("Reshape", [stacked, b.ints([0, C * K, oh, ow], "cols_shape")])
+        wv = b.value(w)
+        w2 = b.tensor(wv.reshape(oc, cpg * K, 1, 1), f"{b.base}/weight") if wv is not None else \
+            b.op("Reshape", [w, b.ints([oc, cpg * K, 1, 1], "weight_shape")])
+        ins = [cols, w2] + ([bias] if bias else [])
+        b.op("Conv", ins, b.node.output[0], kernel_shape=[1, 1], group=group)
+
+
+REWRITES = (*REWRITES, DeformConvToGridSample)
