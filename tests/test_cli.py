@@ -97,12 +97,42 @@ def test_directory_and_several_models(run_cli, tmp_path):
 
 
 def test_bad_model_among_good_ones(run_cli, tmp_path):
+    """Like a linter's unreadable file: the others are checked, the run fails (exit 1, not 2: the
+    check ran), and the model is reported at the end, not buried among the findings."""
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"junk")
     proc = run_cli("check", CLEAN, bad, "--format", "json")
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     data = _json(proc)
     assert data["models"][0]["error"] is None and "bad.onnx" in data["models"][1]["error"]
+    assert proc.stderr.strip().splitlines() == [f"onnxdoctor: {data['models'][1]['error']}"]
+
+
+def test_folder_run_reports_unreadable_models_at_the_end(run_cli, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a-bad.onnx").write_bytes(b"junk")
+    shutil.copy(EXAMPLE, repo / "b.onnx")
+    shutil.copy(CLEAN, repo / "c.onnx")
+    proc = run_cli("check", repo, "--trt", "8.6", "--isolated")
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[-1].endswith("in 2 models; 1 model could not be read"), lines[-1]
+    assert lines[-2].startswith("error: ") and "a-bad.onnx" in lines[-2]
+    assert sum("a-bad.onnx" in ln for ln in lines) == 1  # not also in place, at the top
+    assert lines[0] == f"{repo / 'b.onnx'}"  # the readable models are checked as usual
+    # clean models and an unreadable one: still exit 1
+    assert run_cli("check", repo / "a-bad.onnx", repo / "c.onnx", "--trt", "8.6", "--isolated").returncode == 1
+
+
+def test_nothing_readable_is_exit_2(run_cli, tmp_path):
+    for name in ("x.onnx", "y.onnx"):
+        (tmp_path / name).write_bytes(b"junk")
+    proc = run_cli("check", tmp_path, "--format", "json", "--isolated")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 2
+    single = run_cli("check", tmp_path / "x.onnx")
+    assert single.returncode == 2 and single.stdout == "" and len(single.stderr.strip().splitlines()) == 1
 
 
 def test_output_file(run_cli, tmp_path):

@@ -64,7 +64,8 @@ def check(
     ignores configuration. Arguments given here override the configuration.
 
     A single unreadable model raises ModelLoadError; with several, unreadable ones are reported in
-    `Report.models[i].error` and the others are still checked.
+    `Report.models[i].error` (`Report.unreadable`) and the others are still checked; `exit_code()`
+    is then 1, or 2 when no model could be read.
 
     `jobs`: with several files and jobs > 1, that many files are checked at once in worker processes.
     Otherwise files are checked one at a time, and the shape inference of a big file runs in a light

@@ -54,7 +54,8 @@ def main() -> None:
       onnxdoctor explain TRT101
 
     Exit codes: 0 clean, 1 findings (or differences) at or above --fail-on, 2 usage error or
-    unreadable model.
+    unreadable model. `check` over several models goes on past an unreadable one, lists it at the
+    end and exits 1 (2 when none could be read).
     """
 
 

@@ -176,12 +176,19 @@ class Report:
         return out
 
     def exit_code(self, fail_on: Severity | None = None) -> int:
-        """2 if a model could not be read; 1 if any model has a finding at or above its fail-on level
-        (`fail_on` overrides every model's own); else 0."""
-        if any(m.error for m in self.models):
+        """2 if no model could be read; 1 if one could not (among others that were checked: like a
+        linter's unreadable file, it fails the run and is reported at its end) or if any model has a
+        finding at or above its fail-on level (`fail_on` overrides every model's own); else 0."""
+        if all(m.error for m in self.models):
             return 2
+        if any(m.error for m in self.models):
+            return 1
         for m in self.models:
             level = fail_on if fail_on is not None else Severity.parse(m.fail_on)
             if m.failing_findings(level):
                 return 1
         return 0
+
+    @property
+    def unreadable(self) -> list[ModelReport]:
+        return [m for m in self.models if m.error]

@@ -58,12 +58,9 @@ def render(report: Report, *, color: bool = False, verbose: bool = False,
     console = Console(file=buf, force_terminal=color, no_color=not color, width=10_000, highlight=False, soft_wrap=True)
     show = frozenset(Severity) if verbose else (show or DEFAULT_SHOW)
     trt = report.target.trt
-    unreadable = 0
     for m in report.models:
         if m.error:
-            unreadable += 1
-            console.print(f"[bold red]error[/]: {escape(m.error)}")
-            continue
+            continue  # listed at the end, where a long report does not bury it
         if m.releases:
             _release_table(console, m)
         elif not m.findings:
@@ -75,7 +72,10 @@ def render(report: Report, *, color: bool = False, verbose: bool = False,
         else:
             console.print(f"[bold]{escape(m.path)}[/]")
         _findings(console, m, show, verbose)
-    console.print(_summary_line(report, unreadable))
+    unreadable = report.unreadable
+    for m in unreadable:
+        console.print(f"[bold red]error[/]: {escape(m.error or '')}")
+    console.print(_summary_line(report, len(unreadable)))
     return buf.getvalue()
 
 

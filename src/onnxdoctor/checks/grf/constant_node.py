@@ -52,6 +52,7 @@ class ConstantNode(Rule):
     name = "constant-node"
     severity = Severity.INFO
     summary = "Constant nodes that could be initializers"
+    release_independent = True
 
     def check(self, ctx: Context):
         if ctx.model.proto.ir_version < 4:

@@ -12,12 +12,17 @@ from ...rule import Context, Rule
 from ._util import ITEMSIZE, human_bytes, type_text
 
 
+# Duplicates this small (scalars, 4-element vectors) are reported together, one finding per graph.
+SMALL_BYTES = 16
+
+
 class DuplicateInitializer(Rule):
     """An initializer with the same type, shape and bytes as another one of the same graph.
 
     ## What it does
     Groups the initializers of each graph by element type, dims and content, and reports every
-    member of a group after the first. Inline data is compared by a BLAKE2 digest of its bytes
+    member of a group after the first. Duplicates of 16 bytes or less (scalars: zero points, axes,
+    1.0) are reported together, one finding per graph. Inline data is compared by a BLAKE2 digest of its bytes
     (hashed only when type and dims already agree); external data is compared by its
     (location, offset, length) only and never read.
 
@@ -57,37 +62,67 @@ class DuplicateInitializer(Rule):
 
     def check(self, ctx: Context):
         for g in ctx.model.graphs:
-            if len(g.initializers) < 2:
-                continue
-            # cheap key first: most initializers differ in type or dims, and are never hashed
-            by_shape: dict[tuple, list[TensorProto]] = {}
-            for t in g.initializers.values():
-                external = t.data_location == TensorProto.EXTERNAL
-                by_shape.setdefault((t.data_type, tuple(t.dims), external), []).append(t)
-            for (dtype, dims, external), group in by_shape.items():
-                if len(group) < 2:
+            small: list[tuple[str, str]] = []  # (duplicate, first copy) of the tiny ones
+            for name, first, dtype, dims, nbytes, how in _duplicates(ctx, g):
+                if nbytes <= SMALL_BYTES and how == "the same bytes":
+                    small.append((name, first))
                     continue
-                if not external:
-                    group = _sample_collisions(g, group)
-                first: dict[object, str] = {}
-                for t in group:
-                    key = _content_key(t, external, ctx.model.external_refs, g.lazy_raw.get(t.name))
-                    if key is None:
-                        continue
-                    if key not in first:
-                        first[key] = t.name
-                        continue
-                    n = 1
-                    for d in dims:
-                        n *= int(d)
-                    how = "the same external data" if external else "the same bytes"
-                    yield self.finding(
-                        ctx,
-                        f"initializer {t.name!r} duplicates {first[key]!r} ({type_text(dtype, dims)}, "
-                        f"{human_bytes(n * ITEMSIZE.get(dtype, 1))}, {how})",
-                        tensor=t.name, subgraph=g.path, versions=ctx.kb.versions,
-                        hint=f"read {first[key]!r} instead",
-                    )
+                yield self._one(ctx, g, name, first, f"{type_text(dtype, dims)}, {human_bytes(nbytes)}, {how}")
+            if len(small) == 1:
+                name, first = small[0]
+                t = g.initializers[name]
+                yield self._one(ctx, g, name, first, f"{type_text(t.data_type, tuple(t.dims))}, "
+                                f"{human_bytes(_nbytes(t.data_type, tuple(t.dims)))}, the same bytes")
+            elif small:
+                # Scalars and tiny vectors (zero points, a 1.0, an axis) repeat by the dozen in exported
+                # models: one finding per graph, not one line per copy.
+                shown = ", ".join(f"{n!r} = {f!r}" for n, f in small[:3])
+                more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+                yield self.finding(
+                    ctx,
+                    f"{len(small)} small initializers ({SMALL_BYTES} bytes or less each) duplicate others: {shown}{more}",
+                    tensor=small[0][0], subgraph=g.path, versions=ctx.kb.versions,
+                    hint="onnxdoctor fix points every reader at one copy",
+                )
+
+    def _one(self, ctx: Context, g: Graph, name: str, first: str, what: str):
+        return self.finding(
+            ctx, f"initializer {name!r} duplicates {first!r} ({what})",
+            tensor=name, subgraph=g.path, versions=ctx.kb.versions, hint=f"read {first!r} instead",
+        )
+
+
+def _nbytes(dtype: int, dims: tuple) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n * ITEMSIZE.get(dtype, 1)
+
+
+def _duplicates(ctx: Context, g: Graph):
+    """(name, first copy's name, dtype, dims, bytes, how) of every duplicate initializer of `g`."""
+    if len(g.initializers) < 2:
+        return
+    # cheap key first: most initializers differ in type or dims, and are never hashed
+    by_shape: dict[tuple, list[TensorProto]] = {}
+    for t in g.initializers.values():
+        external = t.data_location == TensorProto.EXTERNAL
+        by_shape.setdefault((t.data_type, tuple(t.dims), external), []).append(t)
+    for (dtype, dims, external), group in by_shape.items():
+        if len(group) < 2:
+            continue
+        if not external:
+            group = _sample_collisions(g, group)
+        first: dict[object, str] = {}
+        for t in group:
+            key = _content_key(t, external, ctx.model.external_refs, g.lazy_raw.get(t.name))
+            if key is None:
+                continue
+            if key not in first:
+                first[key] = t.name
+                continue
+            how = "the same external data" if external else "the same bytes"
+            yield t.name, first[key], dtype, dims, _nbytes(dtype, dims), how
 
 
 def _sample_collisions(g: Graph, group: list[TensorProto]) -> list[TensorProto]:

@@ -51,6 +51,7 @@ class IdentityArithmetic(Rule):
     name = "identity-arithmetic"
     severity = Severity.INFO
     summary = "x + 0, x - 0, x * 1 or x / 1 that leaves x unchanged"
+    release_independent = True
 
     def check(self, ctx: Context):
         for node in ctx.nodes_of(*_IDENTITIES):

@@ -8,10 +8,14 @@ from ...findings import Severity
 from ...kb import version_key
 from ...rule import Context, Rule
 from ...rule_fixes import fix_for, substitution_for
+from ..constraints import violations
 from ._substitutes import small_int_fix
+from ._support import Resolution, resolve
 from ._types import may_have, sites
 
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
+_NOT_IMPORTED = frozenset({Resolution.NONE, Resolution.FUNCTION_UNSUPPORTED})
+_ZERO_POINT_CONSTRAINTS = frozenset({"QuantizeLinear.zero_point", "DequantizeLinear.zero_point"})
 
 
 class Uint8InsideNetwork(Rule):
@@ -23,6 +27,11 @@ class Uint8InsideNetwork(Rule):
     10.10 and QuantizeLinear outputs (ONNX types them UINT8 by default; TensorRT quantizes to
     INT8). Intermediate UINT8 values that only feed a `Cast` or a graph output are allowed. UINT8
     data into `DequantizeLinear` is an error: it needs a DLA-only parser flag.
+
+    A UINT8 tensor that belongs to another finding is not reported again: one made by a node the
+    release has no importer for, or read only by such nodes (the UINT8 weights and activations of
+    ONNX Runtime's `ConvInteger`/`MatMulInteger`/`DynamicQuantizeLinear`, part of their `TRT101`/
+    `TRT102` finding), and a UINT8 zero point of Q/DQ nodes that fail on its value (`TRT125`).
 
     ## Why it breaks TensorRT
     TensorRT supports UINT8 only as a network I/O type; most importers reject UINT8 inputs
@@ -67,6 +76,7 @@ class Uint8InsideNetwork(Rule):
         qdq_ok = ctx.release.key >= version_key("10.10")
         if not may_have(ctx, lambda kind, elem: elem == TensorProto.UINT8):
             return
+        folded = _zero_point_failures(ctx)
         for site in sites(ctx):
             if site.kind != "tensor" or site.elem_type != TensorProto.UINT8:
                 continue
@@ -86,6 +96,8 @@ class Uint8InsideNetwork(Rule):
             if site.role == "value" and all(c.op_type == "Cast" for c in consumers) and consumers or (
                 site.role == "value" and not consumers and site.tensor in site.graph.outputs
             ):
+                continue
+            if _part_of_another_finding(ctx, site, folded):
                 continue
             yield self.finding(
                 ctx,
@@ -120,3 +132,26 @@ def _plain_fix(code: str, ctx: Context, site, consumers):
     if (site.producer is not None and site.producer.op_type in _QDQ) or any(c.op_type in _QDQ for c in consumers):
         return None
     return small_int_fix(code, ctx.release, "UINT8", site.role, ctx.model.opset)
+
+
+def _part_of_another_finding(ctx: Context, site, zero_point_failures: set) -> bool:
+    """A UINT8 tensor made by a node the release cannot import, or read only by such nodes (an
+    unsupported integer op and its UINT8 weights), is part of that node's TRT101/TRT102 finding; a
+    UINT8 zero point of Q/DQ nodes that fail on its value (TRT125) is part of theirs."""
+    def fails(node) -> bool:
+        return resolve(ctx.release, ctx.target, ctx.model, node) in _NOT_IMPORTED
+
+    if site.producer is not None and fails(site.producer):
+        return True
+    g = site.graph
+    consumers = [g.ref(i) for i in g.consumers.get(site.tensor, [])]
+    if not consumers:
+        return False
+    if all(fails(c) for c in consumers):
+        return True
+    return all(id(c.node) in zero_point_failures and c.input(2) == site.tensor for c in consumers)
+
+
+def _zero_point_failures(ctx: Context) -> set[int]:
+    """Protos of the Q/DQ nodes whose zero point fails its value constraint on this release."""
+    return {id(v.node.node) for v in violations(ctx) if v.constraint.id in _ZERO_POINT_CONSTRAINTS}
