@@ -3,8 +3,8 @@
 TensorRT knows the rank of every tensor at build time; ONNX shape inference sometimes does not (an
 Einsum it cannot type, a Reshape whose shape is built from `Slice(Shape(x))` of such a tensor).
 `rank_of` derives the rank from the producing op and the ranks of its inputs; `shape_length` the
-length of a 1-D tensor used as a shape. Both are memoized per model (they do not depend on the
-release), shared by the SHP rules and the control-flow rules (If-branch ranks).
+length of a 1-D tensor used as a shape. Both are memoized on the Model (they depend on nothing else:
+not on the release), shared by the SHP rules and the control-flow predicates (If-branch ranks).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import re
 
 import numpy as np
 
-from ..model import Graph
-from ..rule import Context
+from ..model import Graph, Model
 
 # Output 0 has the rank of input 0.
 _SAME_RANK = frozenset("""
@@ -40,39 +39,42 @@ _REDUCE = frozenset("""
 _EINSUM_TERM = re.compile(r"[A-Za-z]|\.\.\.")
 
 
-def rank_of(ctx: Context, g: Graph, tensor: str) -> int | None:
+def _memo(model: Model, kind: str, g: Graph) -> dict:
+    memos = model.__dict__.setdefault("_rank_memos", {})
+    return memos.setdefault((kind, id(g)), {})
+
+
+def rank_of(model: Model, g: Graph, tensor: str) -> int | None:
     """Rank of `tensor` in `g`: from shape inference, a constant's value, or the producing op."""
-    memo = ctx.model_memo(("ranks", id(g)), dict)
-    return _rank(ctx, g, tensor, memo, 0)
+    return _rank(model, g, tensor, _memo(model, "ranks", g), 0)
 
 
-def shape_length(ctx: Context, g: Graph, tensor: str) -> int | None:
+def shape_length(model: Model, g: Graph, tensor: str) -> int | None:
     """Number of elements of a 1-D (or 0-D: 1) tensor used as a shape, or None when unknown."""
-    memo = ctx.model_memo(("lengths", id(g)), dict)
-    return _length(ctx, g, tensor, memo, 0)
+    return _length(model, g, tensor, _memo(model, "lengths", g), 0)
 
 
-def _rank(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int | None:
+def _rank(model: Model, g: Graph, t: str, memo: dict, depth: int) -> int | None:
     if not t:
         return None
     if t in memo:
         return memo[t]
     memo[t] = None  # cycles (malformed graphs) end here
-    memo[t] = r = _compute_rank(ctx, g, t, memo, depth)
+    memo[t] = r = _compute_rank(model, g, t, memo, depth)
     return r
 
 
-def _compute_rank(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int | None:
+def _compute_rank(model: Model, g: Graph, t: str, memo: dict, depth: int) -> int | None:
     typ = g.type_of(t)
     if typ is not None and typ.shape is not None:
         return len(typ.shape)
     hit = g.producers.get(t)
     if hit is None:
         if g.outer is not None and t not in g.inputs and t not in g.initializers:
-            return rank_of(ctx, g.outer, t)
-        val = ctx.model.constants(g).value(t) if t in g.initializers else None
+            return rank_of(model, g.outer, t)
+        val = model.constants(g).value(t) if t in g.initializers else None
         return None if val is None else int(val.ndim)
-    val = ctx.model.constants(g).value(t)
+    val = model.constants(g).value(t)
     if val is not None:
         return int(val.ndim)
     if depth > 200:
@@ -85,10 +87,10 @@ def _compute_rank(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int
     ins = g.node_inputs[i]
 
     def rank(x: str) -> int | None:
-        return _rank(ctx, g, x, memo, depth + 1)
+        return _rank(model, g, x, memo, depth + 1)
 
     def length(x: str) -> int | None:
-        return _length(ctx, g, x, ctx.model_memo(("lengths", id(g)), dict), depth + 1)
+        return _length(model, g, x, _memo(model, "lengths", g), depth + 1)
 
     if op in ("Shape", "Range"):
         return 1
@@ -121,7 +123,7 @@ def _compute_rank(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int
         return rank(ins[0]) if ins else None
     if op in ("Unsqueeze", "Squeeze"):
         r = rank(ins[0]) if ins else None
-        axes = _axes(ctx, g, ref, ins)
+        axes = _axes(model, g, ref, ins)
         if r is None:
             return None
         if op == "Unsqueeze":
@@ -138,7 +140,7 @@ def _compute_rank(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int
             return r
         if op in ("ArgMax", "ArgMin"):
             return r - 1
-        axes = _axes(ctx, g, ref, ins)
+        axes = _axes(model, g, ref, ins)
         if axes is None:
             return None
         if not axes:
@@ -162,16 +164,16 @@ def _compute_rank(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int
     if op in ("LSTM", "GRU", "RNN"):
         return 4 if k == 0 else 3
     if op == "If":
-        return _if_rank(ctx, ref, k)
+        return _if_rank(model, ref, k)
     return None
 
 
-def _axes(ctx: Context, g: Graph, ref, ins) -> list[int] | None:
+def _axes(model: Model, g: Graph, ref, ins) -> list[int] | None:
     """The `axes` of Squeeze/Unsqueeze/Reduce*: attribute (older opsets) or constant input 1."""
     if ref.has_attr("axes"):
         return list(ref.attr("axes"))
     if len(ins) > 1 and ins[1]:
-        val = ctx.model.constants(g).value(ins[1])
+        val = model.constants(g).value(ins[1])
         return None if val is None else [int(v) for v in np.asarray(val).reshape(-1)]
     return []
 
@@ -199,51 +201,53 @@ def _einsum_rank(equation, ranks: list[int | None]) -> int | None:
     return sum(1 for c in set(letters) if letters.count(c) == 1) + ellipsis
 
 
-def _if_rank(ctx: Context, ref, k: int) -> int | None:
+def _if_rank(model: Model, ref, k: int) -> int | None:
     """An If output's rank when both branches agree on it (TensorRT requires that: TRT124)."""
     ranks = set()
-    for g in node_subgraphs(ctx, ref).values():
+    for g in node_subgraphs(model, ref).values():
         out = g.outputs[k] if k < len(g.outputs) else ""
-        ranks.add(rank_of(ctx, g, out) if out else None)
+        ranks.add(rank_of(model, g, out) if out else None)
     return ranks.pop() if len(ranks) == 1 else None
 
 
-def node_subgraphs(ctx: Context, ref) -> dict[str, Graph]:
+def node_subgraphs(model: Model, ref) -> dict[str, Graph]:
     """The subgraphs of a control-flow node by attribute name (`then_branch`, `else_branch`, `body`)."""
-    index = ctx.model_memo("node-subgraphs", lambda: _subgraph_index(ctx))
+    index = model.__dict__.get("_subgraph_index")
+    if index is None:
+        index = model.__dict__["_subgraph_index"] = _subgraph_index(model)
     return index.get((id(ref.graph), ref.name), {})
 
 
-def _subgraph_index(ctx: Context) -> dict[tuple[int, str], dict[str, Graph]]:
+def _subgraph_index(model: Model) -> dict[tuple[int, str], dict[str, Graph]]:
     out: dict[tuple[int, str], dict[str, Graph]] = {}
-    for g in ctx.model.graphs:
+    for g in model.graphs:
         if g.outer is not None and g.path:
             node, _, attr = g.path[-1].rpartition("/")
             out.setdefault((id(g.outer), node), {})[attr] = g
     return out
 
 
-def _length(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int | None:
+def _length(model: Model, g: Graph, t: str, memo: dict, depth: int) -> int | None:
     if not t:
         return None
     if t in memo:
         return memo[t]
     memo[t] = None
-    memo[t] = n = _compute_length(ctx, g, t, memo, depth)
+    memo[t] = n = _compute_length(model, g, t, memo, depth)
     return n
 
 
 _LENGTH_ELEMENTWISE = frozenset("Cast CastLike Identity Neg Abs Floor Ceil Add Sub Mul Div Max Min Mod Where Clip".split())
 
 
-def _compute_length(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> int | None:
+def _compute_length(model: Model, g: Graph, t: str, memo: dict, depth: int) -> int | None:
     typ = g.type_of(t)
     if typ is not None and typ.shape is not None:
         if len(typ.shape) == 0:
             return 1
         if len(typ.shape) == 1 and isinstance(typ.shape[0], int):
             return typ.shape[0]
-    val = ctx.model.constants(g).value(t)
+    val = model.constants(g).value(t)
     if val is not None:
         return int(val.size) if val.ndim <= 1 else None
     hit = g.producers.get(t)
@@ -257,10 +261,10 @@ def _compute_length(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> i
     op = ref.op_type
 
     def rec(x: str) -> int | None:
-        return _length(ctx, g, x, memo, depth + 1)
+        return _length(model, g, x, memo, depth + 1)
 
     if op == "Shape" and ins:
-        r = rank_of(ctx, g, ins[0])
+        r = rank_of(model, g, ins[0])
         if r is None:
             return None
         return len(range(r)[ref.attr("start", 0):ref.attr("end", None)])
@@ -268,16 +272,16 @@ def _compute_length(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> i
         lens = [rec(x) for x in ins if x]
         return sum(lens) if lens and all(n is not None for n in lens) else None  # type: ignore[misc]
     if op == "Unsqueeze" and ins:
-        return 1 if rank_of(ctx, g, ins[0]) == 0 else None
+        return 1 if rank_of(model, g, ins[0]) == 0 else None
     if op == "Gather" and len(ins) > 1:
-        q = rank_of(ctx, g, ins[1])
+        q = rank_of(model, g, ins[1])
         if q == 0:
             return 1
         if q == 1:
             return rec(ins[1])
         return None
     if op == "Slice" and ins:
-        return _slice_length(ctx, g, ins, rec(ins[0]))
+        return _slice_length(model, g, ins, rec(ins[0]))
     if op in _LENGTH_ELEMENTWISE:
         lens = [rec(x) for x in (ins[1:] if op == "Where" else ins) if x]
         if op in ("Cast", "CastLike", "Identity", "Neg", "Abs", "Floor", "Ceil", "Clip"):
@@ -288,11 +292,11 @@ def _compute_length(ctx: Context, g: Graph, t: str, memo: dict, depth: int) -> i
     return None
 
 
-def _slice_length(ctx: Context, g: Graph, ins: list[str], n: int | None) -> int | None:
+def _slice_length(model: Model, g: Graph, ins: list[str], n: int | None) -> int | None:
     """Length of Slice(v) of a 1-D `v` of length `n`, when starts/ends/axes/steps are constants."""
     if n is None or len(ins) < 3:
         return None
-    consts = ctx.model.constants(g)
+    consts = model.constants(g)
     vals = []
     for k in (1, 2, 3, 4):
         x = ins[k] if k < len(ins) else ""
@@ -319,7 +323,7 @@ def _slice_length(ctx: Context, g: Graph, ins: list[str], n: int | None) -> int 
 _DATA_DEPENDENT = frozenset({"NonZero", "Unique", "Compress", "NonMaxSuppression", "Range", "StringSplit"})
 
 
-def length_cause(ctx: Context, g: Graph, tensor: str) -> str | None:
+def length_cause(model: Model, g: Graph, tensor: str) -> str | None:
     """What makes the length of the 1-D `tensor` unknowable at build time, if anything: a graph input
     of dynamic length, or a data-dependent op upstream (NonZero, Range with runtime bounds, ...).
     Shape() stops the search: its length is a rank, which TensorRT always knows. None: nothing found
@@ -331,7 +335,7 @@ def length_cause(ctx: Context, g: Graph, tensor: str) -> str | None:
         if not t or (id(graph), t) in seen or len(seen) > 2000:
             continue
         seen.add((id(graph), t))
-        if ctx.model.constants(graph).is_constant(t):
+        if model.constants(graph).is_constant(t):
             continue
         hit = graph.producers.get(t)
         if hit is None:

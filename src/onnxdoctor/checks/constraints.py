@@ -33,7 +33,8 @@ def violations(ctx: Context) -> list[Violation]:
 
     def for_release() -> list[Violation]:
         by_op = ctx.kb.constraints_for(ctx.target.trt)
-        key = frozenset(c.id for cs in by_op.values() for c in cs)
+        # input_type compares types after the release's INT64 conversion: part of the key
+        key = (frozenset(c.id for cs in by_op.values() for c in cs), ctx.release.int64)
         return ctx.model_memo(("constraint-violations", key), lambda: _evaluate(ctx, by_op))
 
     return ctx.memo("constraint-violations", for_release)
@@ -146,9 +147,63 @@ def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
             return None
         shown = orig.reshape(-1)[:4].tolist()
         return f"input {p['input']} ({name!r}) = {shown if arr.size > 1 else shown[0]:}"
+    if kind == "input_type":
+        return _input_type(ctx, p, node)
+    if kind == "input_ignored":
+        name = node.input(p["input"])
+        if not name:
+            return None
+        if p.get("harmless") == "all_axes" and _covers_all_axes(ctx, node, name):
+            return None
+        return f"input {p['input']} ({name!r}) is given"
+    if kind == "attr_ignored":
+        value = node.attr(p["attr"])
+        if value is None:
+            return None
+        values = value if isinstance(value, list) else [value]
+        if all(v in p.get("harmless", []) for v in values):
+            return None
+        return f"{p['attr']}={_fmt(value)}"
     if kind == "check":
         fn = PREDICATES.get(p["check"])
         if fn is None:
             raise KeyError(f"knowledge base: constraint {c.id} names unknown predicate {p['check']!r}")
         return fn(node, ctx.model)
     raise KeyError(f"knowledge base: constraint {c.id} has unknown kind {kind!r}")
+
+
+def _input_type(ctx: Context, p: dict, node: NodeRef) -> str | None:
+    """The first input whose type the importer asserts against. Types are compared as the release
+    sees them: INT64 is INT32 on releases that cast it down (8.6) before any importer runs."""
+    spec = p["input"]
+    n = len(node.graph.node_inputs[node.index])
+    indices = range(n) if spec == "all" else [spec] if isinstance(spec, int) else spec
+    forbidden, allowed = p.get("forbidden"), p.get("allowed")
+    for i in indices:
+        name = node.input(i)
+        elem = node.graph.elem_type_of(name) if name else 0
+        if not elem:
+            continue
+        type_name = dtype_name(elem)
+        seen = "INT32" if type_name == "INT64" and ctx.release.int64 == "cast" else type_name
+        if (seen in forbidden) if forbidden is not None else (seen not in allowed):
+            if type_name == "UINT8" and not _main_input(ctx, node, name):
+                continue  # a UINT8 tensor inside the network is TRT113's finding
+            shown = type_name if seen == type_name else f"{type_name}, which TensorRT {ctx.release.version} casts to {seen}"
+            return f"input {i} ({name!r}) is {shown}"
+    return None
+
+
+def _main_input(ctx: Context, node: NodeRef, name: str) -> bool:
+    main = ctx.model.main
+    return node.graph is main and name in main.inputs and name not in main.initializers
+
+
+def _covers_all_axes(ctx: Context, node: NodeRef, axes_name: str) -> bool:
+    """Whether constant `axes` name every axis of the node's data input: ignoring them then changes nothing."""
+    val = ctx.model.constants(node.graph).value(axes_name)
+    rank = node.graph.rank_of(node.input(0)) if node.input(0) else None
+    if val is None or rank is None:
+        return False
+    axes = {int(a) % rank for a in np.asarray(val).reshape(-1)} if rank else set()
+    return axes == set(range(rank))

@@ -212,23 +212,21 @@ def rnn_bidirectional_activations_match(node: NodeRef, model: Model) -> str | No
 
 
 # -- control flow -------------------------------------------------------------------
-def _branch_output_ranks(graph) -> list[int | None]:
-    out = []
-    for vi in graph.output:
-        tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
-        out.append(len(tt.shape.dim) if tt is not None and tt.HasField("shape") else None)
-    return out
-
-
 @predicate
 def if_branch_ranks(node: NodeRef, model: Model) -> str | None:
-    then_g, else_g = node.attr("then_branch"), node.attr("else_branch")
+    # The branch graphs' output ranks: declared, inferred (ONNX shape inference types subgraph
+    # outputs), or derived from the ops that compute them (checks/_ranks.py) - exporters often declare
+    # branch outputs without a shape (a VAD model's 16 Ifs, of which declared shapes showed 8).
+    from ._ranks import node_subgraphs, rank_of
+
+    branches = node_subgraphs(model, node)
+    then_g, else_g = branches.get("then_branch"), branches.get("else_branch")
     if then_g is None or else_g is None:
         return None
-    # Prefer inferred branch graphs: the Model's graphs carry inferred value_info for outputs.
-    for i, (a, b) in enumerate(zip(_branch_output_ranks(then_g), _branch_output_ranks(else_g))):
-        if a is not None and b is not None and a != b:
-            return f"output {i}: then-branch rank {a}, else-branch rank {b}"
+    for i, (a, b) in enumerate(zip(then_g.outputs, else_g.outputs)):
+        ra, rb = rank_of(model, then_g, a), rank_of(model, else_g, b)
+        if ra is not None and rb is not None and ra != rb:
+            return f"output {i}: then-branch rank {ra}, else-branch rank {rb}"
     return None
 
 
@@ -366,3 +364,38 @@ def attention_qkv_same_rank(node: NodeRef, model: Model) -> str | None:
     if any(r is None for r in ranks) or len(set(ranks)) == 1:
         return None
     return f"Q, K, V ranks {ranks} differ"
+
+
+@predicate
+def attention_extra_outputs(node: NodeRef, model: Model) -> str | None:
+    """importAttention checks node.output().size() == 1: an extra output fails even when nothing reads it
+    (an empty-named trailing output counts too). Consumed ones are also output_absent's finding."""
+    outs = list(node.node.output)
+    if len(outs) <= 1:
+        return None
+    named = [o for o in outs[1:] if o]
+    if any(node.graph.is_used(o) for o in named):
+        return None  # reported by the Attention.present_* / qk_matmul_output constraints
+    return f"the node lists {len(outs)} outputs ({', '.join(repr(o) for o in outs[1:])} unused)"
+
+
+@predicate
+def attention_3d_needs_num_heads(node: NodeRef, model: Model) -> str | None:
+    if _rank(node, node.input(0)) != 3:
+        return None
+    missing = [a for a in ("q_num_heads", "kv_num_heads") if not node.attr(a, 0)]
+    return f"3-D Q/K/V without {' and '.join(missing)}" if missing else None
+
+
+@predicate
+def attention_hidden_divisible_by_heads(node: NodeRef, model: Model) -> str | None:
+    """reshapeQKVTensor checks hidden_size % num_heads when the hidden size is static."""
+    for i, attr in ((0, "q_num_heads"), (1, "kv_num_heads"), (2, "kv_num_heads")):
+        t = _type(node, node.input(i))
+        heads = node.attr(attr, 0)
+        if t is None or t.shape is None or len(t.shape) != 3 or not heads:
+            continue
+        hidden = t.shape[2]
+        if isinstance(hidden, int) and hidden % heads:
+            return f"input {i} hidden size {hidden} is not divisible by {attr}={heads}"
+    return None

@@ -222,9 +222,10 @@ def verdict(m: ModelReport) -> str:
     if not clean:
         if len(order) == 1:
             return f"errors on {order[0]}"
-        fewest = min(releases, key=lambda r: r.count(Severity.ERROR))
+        least = min(r.count(Severity.ERROR) for r in releases)
+        fewest = [r.trt for r in releases if r.count(Severity.ERROR) == least]
         return (f"errors on every release from {order[0]} to {order[-1]}"
-                f" (fewest on {fewest.trt}: {fewest.count(Severity.ERROR)})")
+                f" (fewest, {least}, on {spans(order, fewest)})")
     oldest = clean[0]
     text = f"oldest release without errors: {oldest}"
     if len(clean) < len(order) - order.index(oldest):

@@ -94,10 +94,10 @@ class UndeterminedShape(Rule):
             ot = g.type_of(out)
             if ot is not None and ot.shape is not None:
                 continue  # inference knows the output rank
-            if rank_of(ctx, g, out) is not None:
+            if rank_of(ctx.model, g, out) is not None:
                 continue  # the op's semantics give it (Slice of Shape of a tensor of known rank, ...)
             what = "sizes" if node.op_type == "Resize" else "repeats" if node.op_type == "Tile" else "shape"
-            cause = length_cause(ctx, g, shape_in)
+            cause = length_cause(ctx.model, g, shape_in)
             if cause is not None:
                 yield self.finding(
                     ctx,

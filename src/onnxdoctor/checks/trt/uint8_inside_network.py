@@ -28,6 +28,10 @@ class Uint8InsideNetwork(Rule):
     INT8). Intermediate UINT8 values that only feed a `Cast` or a graph output are allowed. UINT8
     data into `DequantizeLinear` is an error: it needs a DLA-only parser flag.
 
+    A UINT8 *network input* read by an op other than `Cast`/`Identity` is a warning: TensorRT
+    documents UINT8 inputs only as converted to FLOAT/FLOAT16 before other layers (an importer that
+    asserts against UINT8, such as `Concat` or `Resize`, makes it `TRT116`'s error instead).
+
     A UINT8 tensor that belongs to another finding is not reported again: one made by a node the
     release has no importer for, or read only by such nodes (the UINT8 weights and activations of
     ONNX Runtime's `ConvInteger`/`MatMulInteger`/`DynamicQuantizeLinear`, part of their `TRT101`/
@@ -63,6 +67,8 @@ class Uint8InsideNetwork(Rule):
     All; UINT8 Q/DQ constants are accepted from 10.10.
 
     ## Sources
+    TensorRT `DataType::kUINT8` (API reference, 8.6 to 10.x: "Use the IdentityLayer to convert kUINT8
+    network-level inputs to {kFLOAT, kHALF} prior to use with other TensorRT layers");
     `docs/operators.md` header ("UINT8 is only supported as network input or output tensor
     types"); TensorRT CHANGELOG 10.10 (UINT8 constants for Q/DQ); docs/research/parser-facts.md.
     """
@@ -72,6 +78,9 @@ class Uint8InsideNetwork(Rule):
     severity = Severity.ERROR
     summary = "UINT8 tensor inside the network"
 
+    def _network_input(self, ctx: Context, site):
+        return _network_input_findings(self, ctx, site)
+
     def check(self, ctx: Context):
         qdq_ok = ctx.release.key >= version_key("10.10")
         if not may_have(ctx, lambda kind, elem: elem == TensorProto.UINT8):
@@ -80,7 +89,10 @@ class Uint8InsideNetwork(Rule):
         for site in sites(ctx):
             if site.kind != "tensor" or site.elem_type != TensorProto.UINT8:
                 continue
-            if site.role in ("input", "output"):
+            if site.role == "input":
+                yield from self._network_input(ctx, site)
+                continue
+            if site.role == "output":
                 continue
             consumers = [site.graph.nodes[i] for i in site.graph.consumers.get(site.tensor, [])]
             # QuantizeLinear's ONNX output type defaults to UINT8, but the parser quantizes to INT8
@@ -111,6 +123,27 @@ class Uint8InsideNetwork(Rule):
             )
 
 
+def _network_input_findings(rule, ctx: Context, site):
+    """A UINT8 network input is meant to be converted first (TensorRT's DataType::kUINT8: "Use the
+    IdentityLayer to convert kUINT8 network-level inputs to {kFLOAT, kHALF} prior to use with other
+    TensorRT layers"); the parser turns a Cast into exactly that. Read by another op, it is not
+    promised to build: importers that assert against UINT8 are TRT116's errors, the others a warning
+    here. (Casts to other types are left alone: the Cast layer page lists every UINT8 conversion.)"""
+    g = site.graph
+    asserted = _asserted_nodes(ctx)
+    for i in g.consumers.get(site.tensor, []):
+        ref = g.ref(i)
+        if ref.op_type in ("Cast", "Identity") or id(ref.node) in asserted:
+            continue
+        yield rule.finding(
+            ctx,
+            f"UINT8 network input {site.tensor!r} is read by {ref.op_type}: TensorRT documents UINT8 inputs "
+            "only as converted (Cast) to FLOAT or FLOAT16 before other layers",
+            node=ref, tensor=site.tensor, severity=Severity.WARNING, versions=ctx.kb.versions,
+            hint="Cast the input to FLOAT (or FLOAT16) right after the network input",
+        )
+
+
 def _quantized_op_fix(code, producer, consumers):
     """UINT8 values made or read by integer quantized ops that a rewrite replaces (ONNX Runtime's
     dynamic quantization, QLinearConv/QLinearMatMul) go with them: the finding names that rewrite
@@ -132,6 +165,11 @@ def _plain_fix(code: str, ctx: Context, site, consumers):
     if (site.producer is not None and site.producer.op_type in _QDQ) or any(c.op_type in _QDQ for c in consumers):
         return None
     return small_int_fix(code, ctx.release, "UINT8", site.role, ctx.model.opset)
+
+
+def _asserted_nodes(ctx: Context) -> set[int]:
+    """Protos of nodes whose importer rejects an input's type (TRT116 reports those)."""
+    return ctx.memo("TRT113-asserted", lambda: {id(v.node.node) for v in violations(ctx) if v.constraint.kind == "input_type"})
 
 
 def _part_of_another_finding(ctx: Context, site, zero_point_failures: set) -> bool:

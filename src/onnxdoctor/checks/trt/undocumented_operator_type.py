@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...findings import Severity
 from ...model import dtype_name
 from ...rule import Context, Rule
+from ..constraints import violations
 
 # Ops whose first input is not the tensor the matrix's type list describes.
 _SKIP = {"Cast", "CastLike", "Constant", "ConstantOfShape", "Shape", "Size", "EyeLike", "RandomNormalLike",
@@ -16,20 +17,21 @@ class UndocumentedOperatorType(Rule):
 
     ## What it does
     Compares the type of a node's first (data) input with the types the release's operator
-    support matrix lists for that op (e.g. `MatMul`: FP32, FP16, BF16 — no INT32). DOUBLE counts
-    as FLOAT (it is cast down); on 8.6, INT64 counts as INT32 (it is cast down). Reported as a
-    warning because the matrix is documentation, not the parser's exact check.
+    support matrix lists for that op. DOUBLE counts as FLOAT (it is cast down); on 8.6, INT64
+    counts as INT32 (it is cast down). A warning: the matrix is documentation, and no importer
+    assertion rejects the type. Where the importer does assert against it (an integer `MatMul`,
+    an INT32 `Relu`, ...) the node is `TRT116`'s error instead, and not reported here.
 
     ## Why it breaks TensorRT
-    Importers assert on input types (`notInvalidType`, `ASSERT(... DataType::kINT32 ...)`) or the
-    layer is rejected at build time; e.g. an integer `MatMul` or `Einsum` fails to import.
+    The type is not promised: the layer may be rejected when the engine is built, or run in a
+    precision other than the one the model was exported in.
 
     ## Example
         <ir_version: 8, opset_import: ["" : 17]>
-        g (int32[2,3] a, int32[3,4] b) => (int32[2,4] y) { y = MatMul(a, b) }
+        g (int32[2,3] a, int32[3,4] b) => (int32[2,4] y) { y = Einsum<equation = "ij,jk->ik">(a, b) }
 
     ## How to fix
-    Cast the inputs to a listed type around the node (e.g. compute an integer MatMul in FLOAT).
+    Cast the inputs to a listed type around the node (e.g. compute an integer Einsum in FLOAT).
 
     ## Fix safety
     A `DequantizeLinear` of constants on INT32 (the bias of ONNX Runtime's QDQ format) is replaced
@@ -70,7 +72,10 @@ class UndocumentedOperatorType(Rule):
 
     def _report(self, ctx: Context, nodes, tn: str, documented):
         rel = ctx.release
+        asserted = _asserted(ctx)
         for node in nodes:
+            if id(node.node) in asserted:
+                continue  # the importer rejects this input's type: TRT116 reports it as an error
             name = node.input(0)
             versions = tuple(
                 v for v in ctx.kb.versions
@@ -111,3 +116,8 @@ def _by_input_type(ctx: Context, refs) -> dict[int, list]:
 
     first = refs[0]
     return ctx.model_memo(("TRT115-input-types", first.node.domain, first.op_type), compute)
+
+
+def _asserted(ctx: Context) -> set[int]:
+    """Protos of the nodes whose input type an importer assertion rejects on this release (TRT116)."""
+    return ctx.memo("TRT115-asserted", lambda: {id(v.node.node) for v in violations(ctx) if v.constraint.kind == "input_type"})

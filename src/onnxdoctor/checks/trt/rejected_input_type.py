@@ -1,0 +1,57 @@
+"""TRT116 rejected-input-type."""
+
+from __future__ import annotations
+
+from ...findings import Severity
+from ._constraint_rule import ConstraintRule
+
+
+class RejectedInputType(ConstraintRule):
+    """An input whose data type the op's TensorRT importer asserts against.
+
+    ## What it does
+    Evaluates the `input_type` constraints of `rules/trt/constraints.toml`: the type checks the
+    importers make before building a layer, read from the onnx-tensorrt source of each release
+    (`notInvalidType(...)`, the elementwise and unary type checks). For example integer operands of
+    `MatMul`/`Gemm`/`PRelu`, integer or BOOL bases and exponents of `Pow`, INT32/BOOL/UINT8 inputs of
+    activations (`Relu`, `Sigmoid`, ...), BOOL inputs of arithmetic, non-BOOL inputs of `And`/`Or`/
+    `Xor`, INT32 (and from 10.1 INT64) inputs of `Exp`, `Sqrt`, `Floor`, ..., and UINT8 network
+    inputs fed straight into ops that reject UINT8 (`Concat`, `Gather`, `Slice`, `Resize`, ...).
+    Types are compared as the release sees them: TensorRT 8.6 casts INT64 to INT32 before any
+    importer runs, so an INT64 `MatMul` operand is rejected there as INT32.
+
+    A type that the support matrix does not list but no importer asserts against is `TRT115`
+    (warning), not this rule; a UINT8 tensor inside the network is `TRT113`.
+
+    ## Why it breaks TensorRT
+    The importer fails the node: `In node 12 (importMatMul): UNSUPPORTED_NODE: Found unsupported
+    input type of INT32`, or `Elementwise layer does not support operator POW with boolean or
+    integer types`. The model does not parse.
+
+    ## Example
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (int32[2,3] a, int32[3,4] b) => (int32[2,4] y) { y = MatMul(a, b) }
+
+    ## How to fix
+    Compute in floating point: `Cast` the inputs to FLOAT (and the result back if an integer is
+    needed), or, for a UINT8 network input, `Cast` it right after the input.
+
+    ## Fix safety
+    No automatic fix: casting integers to FLOAT is exact only below 2^24.
+
+    ## TensorRT versions
+    Per constraint, listed in each finding (8.6 to 10.1 read in the source; later releases keep the
+    last read assertion until a release is known to drop it).
+
+    ## Sources
+    Each constraint's `source` field: the file, line and revision of the assertion in onnx-tensorrt
+    (`builtin_op_importers.cpp`/`onnx2trt_utils.cpp` up to 9.3, `onnxOpImporters.cpp`/
+    `importerUtils.cpp` from 10.0); docs/research/importer-assertions.md.
+    """
+
+    code = "TRT116"
+    name = "rejected-input-type"
+    severity = Severity.ERROR
+    summary = "input type the op's importer asserts against"
+    kinds = frozenset({"input_type"})
+    hint_text = "cast the input to a type the importer accepts (FLOAT/FLOAT16) before this node"
