@@ -437,3 +437,20 @@ def test_onnx_runtime_writes_no_telemetry_files(tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode in (0, 1), r.stderr
     assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+def test_axes_from_an_input_are_distinct_small_axes():
+    m = _parse("""
+        <ir_version: 8, opset_import: ["" : 18]>
+        g (float[2,3] x, int64[1] axes) => (float[n] y) { y = ReduceSum<keepdims = 0>(x, axes) }
+    """)
+    plan = plan_inputs(m)
+    assert plan.feeds["axes"].tolist() == [0]
+
+
+@pytest.mark.parametrize("elem", [TensorProto.FLOAT8E5M2, TensorProto.BFLOAT16, TensorProto.COMPLEX64, TensorProto.STRING])
+def test_types_numpy_cannot_generate_are_usage_errors(elem):
+    m = _parse(SHARED_NAMES)
+    m.graph.input[0].type.tensor_type.elem_type = elem
+    with pytest.raises(UsageError, match="pass --data"):
+        InputOracle(m, path="m.onnx")

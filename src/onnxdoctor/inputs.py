@@ -64,6 +64,10 @@ _PASS_VALUES = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", 
                           "Transpose", "Slice", "Concat", "Gather", "Split", "CastLike", "Clip"})
 _SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "ConstantOfShape": 0, "Tile": 1, "Range": 1, "TopK": 1,
                  "Resize": 3, "Upsample": 1, "Pad": 1, "OneHot": 1}
+# Inputs that name axes of another input: (op type -> position).
+_AXES_INPUTS = {"ReduceSum": 1, "ReduceMean": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceProd": 1, "ReduceL1": 1,
+                "ReduceL2": 1, "ReduceLogSum": 1, "ReduceLogSumExp": 1, "ReduceSumSquare": 1, "Squeeze": 1,
+                "Unsqueeze": 1, "Slice": 3, "Pad": 3, "CumSum": 1}
 _COMPARE = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"})
 _BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Equal", "Less", "LessOrEqual", "Greater",
                         "GreaterOrEqual", "And", "Or", "Xor", "Where", "Max", "Min", "Mean", "Sum", "PRelu",
@@ -119,7 +123,7 @@ class DimVar:
 
 @dataclass
 class ValueRule:
-    kind: str  # index | shape | compare | mask | default
+    kind: str  # index | shape | axes | compare | mask | bool | default
     low: int = 0
     high: int = 4
     choices: tuple = ()
@@ -491,6 +495,8 @@ class InputOracle:
         if reached["index"]:
             hi, where = min(reached["index"])
             return ValueRule("index", 0, max(hi, 1), why=f"indexes {where}: values in [0, {hi})")
+        if reached["axes"]:
+            return ValueRule("axes", why=f"axes of {reached['axes'][0]}: 0, 1, ... (distinct)")
         if reached["shape"]:
             return ValueRule("shape", 1, 5, why=f"becomes a shape ({reached['shape'][0]}): values in [1, 4]")
         if _MASK_LIKE.search(name):
@@ -501,7 +507,7 @@ class InputOracle:
     def _reach(self, start: str) -> dict:
         """Follow `start` forward through value-preserving ops; collect table bounds, shape uses and
         constant comparisons."""
-        found: dict = {"index": [], "shape": [], "compare": [], "compare_node": None}
+        found: dict = {"index": [], "shape": [], "compare": [], "compare_node": None, "axes": []}
         seen = {start}
         todo = [(start, 0)]  # (value, constant offset added on the way)
         while todo:
@@ -529,6 +535,9 @@ class InputOracle:
                         size = self._dim_of(ins[table], 0)
                         if size:
                             found["index"].append((size, f"{label} (table of {size} rows)"))
+                    continue
+                if n.op_type in _AXES_INPUTS and len(ins) > _AXES_INPUTS[n.op_type] and ins[_AXES_INPUTS[n.op_type]] == value:
+                    found["axes"].append(label)
                     continue
                 if n.op_type in _SHAPE_INPUTS and len(ins) > _SHAPE_INPUTS[n.op_type] and ins[_SHAPE_INPUTS[n.op_type]] == value:
                     found["shape"].append(label)
@@ -608,6 +617,8 @@ class InputOracle:
                 arr = rng.integers(0, 2, dims).astype(bool)
             elif rule.kind == "mask":
                 arr = np.ones(dims, dtype=dtype)
+            elif rule.kind == "axes":
+                arr = np.arange(n, dtype=dtype).reshape(dims)
             else:
                 info = np.iinfo(dtype)
                 lo, hi = max(rule.low, info.min), min(rule.high, info.max)
@@ -713,8 +724,10 @@ def _np_dtype(elem_type: int, name: str, path: str) -> np.dtype:
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
     except Exception:  # noqa: BLE001 - element type 0, 999, ...
         raise UsageError(f"{path}: input {name!r} has element type {elem_type}, which onnxdoctor cannot generate; pass --data") from None
-    if dtype.kind not in "biuf":
-        raise UsageError(f"{path}: cannot generate values of type {dtype} for input {name!r}; pass --data")
+    # numpy's own numbers only: bfloat16/float8/int4 (ml_dtypes) and complex need --data
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        raise UsageError(f"{path}: cannot generate values of type {onnx.helper.tensor_dtype_to_string(elem_type)} for "
+                         f"input {name!r}; pass --data")
     return dtype
 
 
