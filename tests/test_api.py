@@ -109,14 +109,17 @@ def test_profile_is_build_profile(model, run_cli):
     assert onnxdoctor.profile(model, trt="10.15", validate=False, config=False)["validation"]["validated"] is False
 
 
-def test_the_api_names_stay_functions_when_the_submodules_are_imported():
-    """onnxdoctor/fix.py, verify.py and profile.py share the functions' names; importing them must not
-    replace the functions (the import system sets a package attribute per submodule)."""
-    code = ("import onnxdoctor.fix, onnxdoctor.verify, onnxdoctor.profile, onnxdoctor, sys\n"
-            "from onnxdoctor.fix import FixOptions\n"
-            "from onnxdoctor import fix, verify, profile\n"
-            "print([callable(f) and f.__module__ for f in (onnxdoctor.fix, onnxdoctor.verify, onnxdoctor.profile, fix, verify, profile)])\n"
-            "print(sys.modules['onnxdoctor.fix'].FixOptions is FixOptions)\n")
+@pytest.mark.parametrize("first", ["import onnxdoctor", "import onnxdoctor.fix, onnxdoctor.verify, onnxdoctor.profile",
+                                   "from onnxdoctor import fix, verify, profile"])
+def test_the_commands_are_their_modules_and_callable(first, model):
+    """onnxdoctor/fix.py, verify.py and profile.py share the commands' names: `onnxdoctor.fix` is the
+    module (as `from onnxdoctor import fix` always is inside the package) and calling it runs the
+    command, however the module was first imported."""
+    code = (f"{first}\nimport onnxdoctor, sys\n"
+            "mods = [onnxdoctor.fix, onnxdoctor.verify, onnxdoctor.profile]\n"
+            "print([m is sys.modules[f'onnxdoctor.{n}'] for m, n in zip(mods, ('fix', 'verify', 'profile'))])\n"
+            "print(onnxdoctor.fix.FixOptions.__name__, onnxdoctor.verify.CHUNK > 0, callable(onnxdoctor.profile.build_profile))\n"
+            f"print(onnxdoctor.fix({str(model)!r}, trt='8.6').changed, onnxdoctor.profile({str(model)!r}, validate=False)['model'])\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [str(["onnxdoctor.api"] * 6), "True"]
+    assert proc.stdout.splitlines() == ["[True, True, True]", "FixOptions True True", f"True {model}"]

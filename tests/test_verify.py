@@ -3,7 +3,6 @@ graceful refusal without TensorRT."""
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -12,11 +11,10 @@ import onnx.parser
 import pytest
 from onnx import numpy_helper
 
+from onnxdoctor import verify as verifying
 from onnxdoctor.prove import generate_inputs
 
 from ._fixtures import MODELS
-
-verifying = importlib.import_module("onnxdoctor.verify")  # `onnxdoctor.verify` is the API function
 
 BERT = MODELS / "real" / "bert-torchscript.onnx"
 
