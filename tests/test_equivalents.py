@@ -260,3 +260,26 @@ def test_deform_conv_becomes_grid_sample_and_conv(attrs, xs, ws, offc, masked, b
         feeds["mk"] = rng.uniform(0, 1, [xs[0], og * m_.prod(k), oh, ow]).astype(np.float32)
     outcome, _, out = apply("deform-conv-to-grid-sample", text, "8.6", feeds, exact=False)
     assert "DeformConv" not in [n.op_type for n in out.graph.node] and "GridSample" in [n.op_type for n in out.graph.node]
+
+
+@pytest.mark.parametrize("red,opset", [("add", 16), ("mul", 16), ("max", 18), ("min", 18)])
+@pytest.mark.parametrize("idx_shape,idx", [([3, 1], [[1], [-1], [1]]), ([2, 2, 2], [[[0, 1], [2, 0]], [[0, 1], [3, 2]]])])
+def test_scatter_nd_reduction_becomes_dense(red, opset, idx_shape, idx):
+    ushape = idx_shape[:-1] + [4, 3][idx_shape[-1]:]
+    text = f"""<ir_version: 8, opset_import: ["" : {opset}]>
+    g (float[4,3] data, float{ushape} upd) => (float[4,3] y) <int64{idx_shape} idx = {{{', '.join(str(v) for v in np.ravel(idx))}}}> {{
+      y = ScatterND<reduction = "{red}">(data, idx, upd)
+    }}"""
+    rng = np.random.default_rng(0)
+    feeds = {"data": rng.standard_normal((4, 3)).astype(np.float32), "upd": rng.standard_normal(ushape).astype(np.float32)}
+    outcome, _, out = apply("scatter-nd-reduction-to-dense", text, "10.15", feeds, exact=red in ("max", "min"))
+    assert "ScatterND" not in [n.op_type for n in out.graph.node]
+
+
+def test_scatter_nd_explicit_none_reduction_is_dropped_before_10_9():
+    text = """<ir_version: 8, opset_import: ["" : 16]>
+    g (float[4,3] data, int64[2,1] idx, float[2,3] upd) => (float[4,3] y) { y = ScatterND<reduction = "none">(data, idx, upd) }"""
+    feeds = {"data": np.zeros((4, 3), np.float32), "idx": np.array([[2], [0]], np.int64), "upd": np.ones((2, 3), np.float32)}
+    outcome, _, out = apply("scatter-nd-reduction-to-dense", text, "10.8", feeds)
+    node = next(n for n in out.graph.node if n.op_type == "ScatterND")
+    assert not [a for a in node.attribute if a.name == "reduction"]

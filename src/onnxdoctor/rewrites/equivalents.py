@@ -644,3 +644,86 @@ class DeformConvToGridSample(_Equivalent):
 
 
 REWRITES = (*REWRITES, DeformConvToGridSample)
+
+
+class ScatterNdReductionToDense(_Equivalent):
+    """Replace `ScatterND` with a reduction by a dense one-hot computation.
+
+    ## What it does
+    Each update row goes to the position its index names; with a reduction, rows that name the same
+    position are combined. The rewrite turns the indices into linear positions, compares them with
+    every position of `data` (a one-hot mask `[updates, positions]`) and combines densely: `add` is
+    `data + MatMul(maskᵀ, updates)`; `mul`, `max` and `min` reduce the updates where the mask is set
+    (`ReduceProd`/`ReduceMax`/`ReduceMin` over a `Where`) and combine with `data` only where some
+    update landed. An explicit `reduction="none"`, which TensorRT 10.0 to 10.8 reject as an
+    attribute, is simply dropped.
+
+    ## When it applies
+    TRT121 on `ScatterND` with `reduction` add, mul, max or min (no release imports them; 8.6 and 9.x
+    ignore the attribute and scatter plainly), and on an explicit `reduction="none"` before 10.9.
+    Needs static shapes of data, indices and updates and a floating-point `data`; at most 16M
+    elements in the dense intermediate.
+
+    ## Example
+    `y = ScatterND<reduction="add">(data, idx, upd)` with `data: [4,3]`, `idx: [2,1]` becomes
+    `y = data + MatMul(Transpose(Cast(Equal(idx, [0,1,2,3]))), upd)`.
+
+    ## Safety
+    Safe: max/min/none are exact; add/mul sum or multiply the same values in another order (the last
+    bits may differ; proven within the fix tolerance).
+
+    ## Resolves
+    TRT121
+    """
+
+    name = "scatter-nd-reduction-to-dense"
+    summary = "replace ScatterND with a reduction by a dense one-hot computation"
+    op_type = "ScatterND"
+    pattern = "ScatterND with a reduction attribute"
+    resolves = ("TRT121",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return super().matches(node) and any(a.name == "reduction" for a in node.attribute)
+
+    def replace(self, b: Builder) -> None:
+        data, idx, upd = b.node.input[:3]
+        red = _str(b.attr("reduction", "none"))
+        if red == "none":
+            b.op("ScatterND", [data, idx, upd], b.node.output[0])
+            return
+        if red not in ("add", "mul", "max", "min"):
+            raise Skip(f"reduction {red!r}")
+        dtype = b.float_type(data)
+        ds, is_, us = b.shape(data), b.shape(idx), b.shape(upd)
+        if any(s_ is None or not all(s_) for s_ in (ds, is_, us)):
+            raise Skip("the shapes of data, indices and updates are not all static")
+        q = is_[-1]
+        rows = int(np.prod(is_[:-1])) if len(is_) > 1 else 1
+        positions, size = int(np.prod(ds[:q])), int(np.prod(ds[q:])) if q < len(ds) else 1
+        if rows * positions * (size if red != "add" else 1) > 16 * 2**20:
+            raise Skip("the dense intermediate would exceed 16M elements")
+        strides = [int(np.prod(ds[j + 1:q])) for j in range(q)]
+        ix = b.op("Reshape", [idx, b.ints([rows, q], "index_rows")])
+        ix = b.op("Mod", [ix, b.tensor(np.asarray(ds[:q], np.int64), f"{b.base}/dims")], fmod=0)  # negative indices
+        lin = b.reduce("ReduceSum", b.mul(ix, b.tensor(np.asarray(strides, np.int64), f"{b.base}/strides")), [1], keepdims=0)
+        hot = b.op("Equal", [b.op("Unsqueeze", [lin, b.ints([1])]), b.tensor(np.arange(positions, dtype=np.int64)[None], f"{b.base}/positions")])
+        u2 = b.op("Reshape", [upd, b.ints([rows, size], "update_rows")])
+        d2 = b.op("Reshape", [data, b.ints([positions, size], "data_rows")])
+        np_t = onnx.helper.tensor_dtype_to_np_dtype(dtype)
+        if red == "add":
+            spread = b.op("MatMul", [b.op("Transpose", [b.cast(hot, dtype)], perm=[1, 0]), u2])
+            out = b.add(d2, spread)
+        else:
+            neutral = {"mul": 1.0, "max": -np.inf, "min": np.inf}[red]
+            hot3 = b.op("Unsqueeze", [hot, b.ints([2])])
+            u3 = b.op("Unsqueeze", [u2, b.ints([1])])
+            picked = b.op("Where", [hot3, u3, b.const(np.asarray(neutral, np_t), dtype, "neutral")])
+            reduced = b.reduce({"mul": "ReduceProd", "max": "ReduceMax", "min": "ReduceMin"}[red], picked, [0], keepdims=0)
+            combined = b.op({"mul": "Mul", "max": "Max", "min": "Min"}[red], [d2, reduced])
+            landed = b.reduce("ReduceMax", b.cast(hot, dtype), [0], keepdims=0)
+            touched = b.op("Unsqueeze", [b.op("Greater", [landed, b.const(0.0, dtype, "zero_f")]), b.ints([1])])
+            out = b.op("Where", [touched, combined, d2])
+        b.op("Reshape", [out, b.tensor(np.asarray(ds, np.int64), f"{b.base}/data_shape")], b.node.output[0])
+
+
+REWRITES = (*REWRITES, ScatterNdReductionToDense)
