@@ -101,3 +101,16 @@ def test_python_api_examples_run_and_print_what_the_doc_shows(tmp_path, monkeypa
         if shown is not None:
             assert printed.getvalue() == shown, code
     assert (tmp_path / "fixed.onnx").is_file()
+
+
+def test_the_phase_list_names_every_phase():
+    """rewrites/base.py's comment on `phase` lists the phases; a rewrite in an unlisted phase fails."""
+    import re
+
+    import onnxdoctor.rewrites.base as base
+
+    source = Path(base.__file__).read_text()
+    comment = source.split("# When the pipeline runs it within one iteration:", 1)[1].split("phase: ClassVar", 1)[0]
+    listed = {int(n) for n in re.findall(r"\b(\d+) [A-Za-z]", comment)}
+    used = {r.phase for r in _rewrites()}
+    assert len(used) >= 8 and used <= listed, sorted(used - listed)

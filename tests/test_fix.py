@@ -225,11 +225,12 @@ def test_old_opset_is_upgraded_to_release_minimum():
     assert not any(f.code == "TRT132" for f in res.after)
 
 
-def test_big_weights_go_through_the_pipeline():
+def test_big_weights_go_through_the_pipeline(monkeypatch):
     """Weights above the weight-free threshold: re-checks use stubs, the checker and proofs the real model."""
+    from onnxdoctor import fix as fixing
     m = onnx.parser.parse_model("""
         <ir_version: 8, opset_import: ["" : 14]>
-        g (float[2,256] x) => (float[2,256] y) {
+        g (float[2,512] x) => (float[2,512] y) {
           mu = ReduceMean<axes = [-1]>(x)
           d = Sub(x, mu)
           two = Constant<value = float {2.0}>()
@@ -243,8 +244,29 @@ def test_big_weights_go_through_the_pipeline():
           y = Relu(h)
         }
     """)
-    m.graph.initializer.append(numpy_helper.from_array(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32), "w"))
+    weights = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+    m.graph.initializer.append(numpy_helper.from_array(weights, "w"))
+    # Over the gate (as the lazy-weight tests assert theirs): a model of more than 8 x 64 KiB with a
+    # weight of more than 64 KiB, so weightless() stubs it.
+    assert m.ByteSize() > 8 * fixing._WEIGHTLESS_MIN_BYTES and weights.nbytes > fixing._WEIGHTLESS_MIN_BYTES
+    stubbed = fixing.weightless(m)
+    assert stubbed is not m
+    [stub] = stubbed.graph.initializer
+    assert stub.data_location == onnx.TensorProto.EXTERNAL and not stub.raw_data and list(stub.dims) == [512, 512]
+    assert len(m.graph.initializer[0].raw_data) == weights.nbytes  # the caller's model keeps its weights
+    checked = []
+    real = fixing.weightless
+
+    def spy(model):
+        out = real(model)
+        checked.append(out is not model)
+        return out
+
+    monkeypatch.setattr(fixing, "weightless", spy)
     res = fix_model(m, FixOptions(trt="10.15"))
+    assert checked and all(checked), checked  # every check of the pipeline ran on the stubbed copy
     applied = [s.rewrite for s in res.steps if s.status == "applied"]
     assert "fuse-layer-norm" in applied, [(s.rewrite, s.status, s.reason) for s in res.steps]
     assert res.proof.passed
+    [w] = [t for t in res.model.graph.initializer if t.name == "w"]
+    assert np.array_equal(numpy_helper.to_array(w), weights)  # the result carries the real weights

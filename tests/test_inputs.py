@@ -398,8 +398,12 @@ def test_check_accepts_negative_graph_input_dims(tmp_path):
     onnx.save(m, path)
     r = _cli("check", str(path), "--format", "json")
     assert r.returncode in (0, 1), r.stderr
+    [dynamic] = [f for f in json.loads(r.stdout)["models"][0]["findings"] if f["code"] == "SHP202"]
+    assert "? (dim 0)" in dynamic["message"]  # -1 is read as a dynamic dim, not refused
     r = _cli("fix", str(path), "-o", str(tmp_path / "o.onnx"), "--shape", "x:1x2x64x64")
     assert r.returncode in (0, 1), r.stderr
+    fixed = onnx.load(tmp_path / "o.onnx")
+    assert [d.dim_value for d in fixed.graph.input[0].type.tensor_type.shape.dim] == [1, 2, 64, 64]
 
 
 def test_sequence_and_optional_inputs_are_generated():

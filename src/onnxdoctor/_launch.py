@@ -3,7 +3,7 @@
 For `onnxdoctor check MODEL` (one file, not `-j 1`, no `--shape`) the shape-inference helper
 (prefetch.py) is started here, before click and the CLI are imported (~0.05 s), because on a big
 model that helper is the longest of the two paths a check runs on. The command line is read with
-the list of `check`'s options that take a value (tests/test_cli.py compares it with the click
+the list of `check`'s options that take a value (tests/test_prefetch.py compares it with the click
 command). A wrong guess costs nothing but the helper's work: the check starts the helper itself when
 it is wanted, and a result for another file or a changed file is never used.
 """

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from . import __version__
 from .errors import OnnxDoctorError, UsageError
+from .report import FORMATS
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -31,7 +33,7 @@ def _write_output(text: str, output: str | None, inputs=None, option: str = "-o"
         _fail(str(e))
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"onnxdoctor: {message}", err=True)
     sys.exit(2)
 
@@ -64,7 +66,7 @@ def main() -> None:
 @click.option("--trt", "trt", default=None, metavar="VERSION",
               help="TensorRT release: 8.6, 10, 10.15, 11, latest (default: latest); or every release of a range "
                    "(all, 10.0..11.5, 10..): a table of releases and the oldest one without errors.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]), default="text", show_default=True, help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Report format.")
 @click.option("--show", "show", multiple=True, metavar="SEVERITIES",
               help="Text report: severities to list (error, warning, info, all; comma-separated). Default: error,warning; "
                    "the others are counted.")
@@ -91,7 +93,6 @@ def check(paths, trt, fmt, show, verbose, output, select, ignore, fail_on, plugi
         shown = _severities(show)
     except ValueError as e:
         _fail(str(e))
-        return
     if _standalone and len(paths) == 1 and not os.path.isdir(paths[0]):
         # One model, then _fast_exit: a cyclic garbage collection over the loaded graph (~0.07 s, when
         # the check re-enables collection at its end) would free nothing that matters. With several
@@ -131,7 +132,6 @@ def check(paths, trt, fmt, show, verbose, output, select, ignore, fail_on, plugi
         )
     except OnnxDoctorError as e:
         _fail(str(e))
-        return
     if not report.models:
         _fail(f"no .onnx files found in {', '.join(paths)}")
     from . import baseline as baseline_mod
@@ -152,7 +152,6 @@ def check(paths, trt, fmt, show, verbose, output, select, ignore, fail_on, plugi
             dropped = baseline_mod.filter_new(report, baseline)
         except OnnxDoctorError as e:
             _fail(str(e))
-            return
         if dropped and fmt == "text":
             click.echo(f"onnxdoctor: {dropped} finding(s) already in baseline {baseline} not shown", err=True)
     if color is None:
@@ -292,7 +291,6 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
         )
     except OnnxDoctorError as e:
         _fail(str(e))
-        return
     level = Severity.parse(fail_on or result.fail_on)
     click.echo(render_fix(result, model, result.written, fmt, diff=result.diff, explain=explain, dry_run=dry_run), nl=False)
     sys.exit(1 if any(f.severity >= level for f in result.after) else 0)
@@ -344,10 +342,8 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
                             log=log, progress=_progress_printer() if sys.stderr.isatty() else None)
     except OnnxDoctorError as e:
         _fail(str(e))
-        return
     except Exception as e:  # noqa: BLE001 - ONNX Runtime refusing to run a model is a user-facing error
         _fail(f"{model}: cannot run: {' '.join(str(e).split())[:240]}")
-        return
     if output is None:
         import json
 
@@ -397,7 +393,6 @@ def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, iso
                            config=False if isolated else config, log=log)
     except OnnxDoctorError as e:
         _fail(str(e))
-        return
     click.echo(json.dumps(prof, indent=2) if fmt == "json" else render_text(prof).rstrip("\n"))
 
 
@@ -455,6 +450,3 @@ def versions(fmt) -> None:
         how = f"interpolated: {row['interpolated']}" if row["interpolated"] else "sourced from its operator matrix"
         click.echo(f"  {row['trt']:<6} opset {row['opset_min']}-{row['opset_max']:<3} {row['operators']:>3} importers  {how}")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

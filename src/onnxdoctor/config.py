@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -52,7 +52,6 @@ class Config:
     fix_rules: str | None = None
     fix_atol: float | None = None
     fix_rtol: float | None = None
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def root(self) -> Path | None:

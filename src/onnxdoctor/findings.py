@@ -6,6 +6,10 @@ import dataclasses
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for the annotation: `findings` stays free of the knowledge base at run time
+    from .target import Target
 
 
 class Severity(enum.IntEnum):
@@ -162,7 +166,7 @@ def merge_releases(results: list[ReleaseResult]) -> list[Finding]:
 class Report:
     """Result of `check` on one or more models."""
 
-    target: object  # onnxdoctor.target.Target (kept untyped to avoid an import cycle)
+    target: Target  # the first model's (the command's) target
     models: list[ModelReport]
 
     @property

@@ -34,7 +34,6 @@ MAX_VALUE_ELEMENTS = 1 << 16
 
 # Standard ops whose schema (any version) has a tensor or graph attribute (tests/test_load.py checks it).
 TENSOR_OR_GRAPH_ATTR_OPS = external.TENSOR_OR_GRAPH_ATTR_OPS
-CONTROL_FLOW_GRAPH_ATTRS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
 
 
 # ----------------------------------------------------------------------------
@@ -110,21 +109,11 @@ class TypeTable:
             self._parsed[name] = t
         return t
 
-    def __getitem__(self, name: str) -> TensorType:
-        t = self.get(name)
-        if t is None:
-            raise KeyError(name)
-        return t
-
     def __contains__(self, name: str) -> bool:
         return name in self.packed or name in self.raw or name in self.inits
 
     def names(self) -> list[str]:
         return list(self.packed.keys() | self.raw.keys() | self.inits.keys())
-
-    def items(self):
-        for name in self.names():
-            yield name, self[name]
 
     def kind(self, name: str) -> str | None:
         """Cheap: the value kind without parsing the shape."""
@@ -573,32 +562,12 @@ class Model:
                 yield g.ref(i)
 
     @functools.cached_property
-    def node_count(self) -> int:
-        return sum(len(g.nodes) for g in self.graphs)
-
-    @functools.cached_property
     def local_functions(self) -> dict[tuple[str, str], FunctionProto]:
         return {(f.domain, f.name): f for f in self.proto.functions}
 
     # -- constants --------------------------------------------------------------
     def constants(self, graph: Graph) -> ConstantView:
         return _constant_view(self, graph)
-
-    # -- lazily built heavier views ------------------------------------------------
-    @functools.cached_property
-    def nx(self):
-        """networkx DiGraph of the main graph: node index -> node index through tensors."""
-        import networkx as nx
-
-        g = self.main
-        dg = nx.DiGraph()
-        dg.add_nodes_from(range(len(g.nodes)))
-        for i, node in enumerate(g.nodes):
-            for inp in node.input:
-                hit = g.producers.get(inp)
-                if hit is not None:
-                    dg.add_edge(hit[0], i)
-        return dg
 
 
 def _constant_view(model: Model, graph: Graph) -> ConstantView:

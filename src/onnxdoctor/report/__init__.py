@@ -6,6 +6,7 @@ from typing import Callable
 
 from ..findings import Report
 
+# The formats `render` knows (`check --format` offers these).
 FORMATS = ("text", "json", "sarif", "github")
 
 

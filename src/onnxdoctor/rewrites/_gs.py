@@ -1,4 +1,8 @@
-"""Bridge to onnx-graphsurgeon (imported lazily: only `fix` pays for it)."""
+"""What the rewrites do through onnx-graphsurgeon — import and export (keeping opsets, metadata and
+functions), constant folding, cleanup with a topological sort; graphsurgeon is imported lazily, so
+only `fix` pays for it — and the ModelProto helpers they share around it: `node_count` (the nodes of
+every graph), `unique_name`, and the repairs after an export (shared constants hoisted out of
+control-flow bodies, `Constant` values stored as initializers)."""
 
 from __future__ import annotations
 

@@ -1018,13 +1018,13 @@ def _convert_body(model: onnx.ModelProto, body: onnx.GraphProto, where: str, typ
 
 
 def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types: bool = True, keep_fp32: tuple[str, ...] = (),
-            max_abs: float | None = None, feeds: dict[str, np.ndarray] | None = None, reference: dict | None = None,
+            max_abs: float | None = None, feeds: dict[str, np.ndarray] | None = None,
             tolerance: tuple[float, float] | None = None, prove: bool = True, observe_activations: bool = True,
             max_retries: int = MAX_RETRIES, seed: int = 0, shapes: dict | None = None, keep_norm_stats: bool = False,
             convert_subgraphs: bool = True, log=None) -> ConversionResult:
     """Convert an FP32 model to mixed FP16/BF16. With `observe_activations`/`prove` (default) the model
-    runs in ONNX Runtime on `feeds` (generated when None); `reference` (outputs of the original) is
-    accepted for API symmetry with fix — the layerwise proof reruns the reference chunk by chunk.
+    runs in ONNX Runtime on `feeds` (generated when None); the layerwise proof reruns the original
+    chunk by chunk.
     LayerNorm/RMSNorm statistics and Pow convert unless evidence keeps them (observed ranges beyond
     `max_abs`, large reductions, tiny constants, a failed proof); `keep_norm_stats=True` keeps the
     statistics FP32 regardless. Control-flow bodies convert too (`convert_bodies`), unless

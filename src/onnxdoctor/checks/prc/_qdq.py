@@ -6,7 +6,6 @@ from ..._onnx import NodeProto
 
 from ...model import Graph
 
-Q_OPS = frozenset({"QuantizeLinear"})
 DQ_OPS = frozenset({"DequantizeLinear"})
 # Ops that only move or regroup elements: a quantized tensor may pass through them between Q and DQ
 # (TensorRT propagates Q/DQ across them), and a weight may reach its consumer through them.
