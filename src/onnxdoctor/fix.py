@@ -1,11 +1,16 @@
 """The fix pipeline: findings → rewrites → proof → re-check, to a fixpoint.
 
 Each iteration checks the current model, collects the rewrites its findings name (filtered by the
-ruleset and by fix safety), applies them in phase order, cleans up, and proves each result in
-ONNX Runtime against the *original* model's outputs. A rewrite whose result does not run, fails
-`onnx.checker`, or differs beyond tolerance is rolled back and not tried again. The loop ends when
-no eligible rewrite changes the graph; if it is still changing after `max_iterations`, that is an
-error (a pair of rewrites undoing each other must not loop forever).
+ruleset and by fix safety) and applies them in phase order, each on the previous one's result,
+cleaned up and checked by `onnx.checker`. The iteration's result is then proven once in ONNX
+Runtime against the *original* model's outputs; when that proof fails, bisection finds the rewrite
+whose result first fails, which alone is rolled back (and not tried again) while the rewrites after
+it are applied again without it. The loop ends when no eligible rewrite changes the graph; if it is
+still changing after `max_iterations`, that is an error (a pair of rewrites undoing each other must
+not loop forever).
+
+The big weights stay out of the graph the rewrites, checks and proofs handle (onnxdoctor.weights):
+only rewrites that read weight values get them, and the result gets them back at the end.
 """
 
 from __future__ import annotations
@@ -55,17 +60,20 @@ class FixOptions:
 class Step:
     rewrite: str
     iteration: int
-    status: str  # applied | rolled-back | no-change
+    status: str  # applied | rolled-back | no-change (pending while the pipeline runs)
     changes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     proof: ProofResult | None = None
     reason: str | None = None  # why it was rolled back
     applicability: str = "safe"
     details: dict | None = None
+    seconds: float | None = None  # wall time of the rewrite (apply, cleanup, checker), proofs not included
 
     def to_dict(self) -> dict:
         d = {"rewrite": self.rewrite, "iteration": self.iteration, "status": self.status, "applicability": self.applicability,
              "changes": self.changes, "skipped": self.skipped}
+        if self.seconds is not None:
+            d["seconds"] = self.seconds
         if self.proof is not None:
             w = self.proof.worst()
             d["proof"] = {"pass": self.proof.passed, "inconclusive": self.proof.inconclusive is not None,
@@ -95,6 +103,8 @@ class FixResult:
     written: list[str] = field(default_factory=list)
     fail_on: str = "error"
     diff: dict | None = None
+    # Wall time per phase (s): store, check, inputs, rewrites, proofs, total; and proof_runs.
+    timings: dict = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -137,129 +147,348 @@ def load_ruleset(spec: str) -> Ruleset:
 
 
 def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixResult:
-    """Fix an in-memory model (weights loaded). Pure: returns the result, writes nothing."""
-    from . import prove as proving
-    from .rewrites import Rewrite, RewriteContext, all_rewrites
-    from .rewrites._gs import cleaned
-    from .shapes import parse_shapes
+    """Fix an in-memory model (weights loaded). Pure: returns the result, writes nothing.
 
+    `log(message)` hears each phase as it starts (the CLI shows them as progress)."""
+    import tempfile
+    import time
+
+    from .rewrites import RewriteContext, all_rewrites
+    from .shapes import parse_shapes
+    from .weights import WeightStore
+
+    started = time.perf_counter()
+    timings = _Timings()
     log = log or (lambda msg: None)
     specs = parse_shapes(options.shapes) if options.shapes else {}
     frozen = {n: s.opt for n, s in specs.items()}
     target = Target.make(options.trt, precision=options.precision, plugins=options.plugins, shapes=specs)
     ruleset = load_ruleset(options.rules)
     rules = all_rules()
+    store = WeightStore()
 
     def check(p: onnx.ModelProto) -> list[Finding]:
-        # Analysis reads structure and small constants only: check a copy without the big weights,
-        # so shape inference does not serialize hundreds of MB on every re-check.
-        return analyze(from_proto(weightless(p)), target, rules)
+        with timings("check"):
+            return analyze(from_proto(p), target, rules)
 
-    before = check(proto)
+    # The pipeline works on `work`: the model with its big weights in the store (stubs in the graph).
+    log("reading the model")
+    with timings("store"):
+        work = store.strip(proto)
+    log("checking the model")
+    before = check(work)
     feeds = reference = plan = None
     if options.prove:
         from .inputs import plan_inputs
 
         log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
-        plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed)
-        feeds, reference = plan.feeds, plan.outputs
-        if reference is None:
-            try:
-                reference = proving.run(proto, feeds)
-            except Exception as e:  # noqa: BLE001
-                raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
-                               f"--data inputs ({' '.join(str(e).split())[:200]}); check the data, or use --no-prove") from None
+        with timings("inputs"):
+            plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed)
+            feeds, reference = plan.feeds, plan.outputs
+            if reference is None:
+                try:
+                    reference = store.run(work, feeds)
+                except Exception as e:  # noqa: BLE001
+                    raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
+                                   f"--data inputs ({' '.join(str(e).split())[:200]}); check the data, or use --no-prove") from None
         log(plan.describe())
 
-    current = proto
-    # Rewrites whose results ONNX Runtime can only run through their `proof_model` (BF16 conversion):
-    # once applied, every later candidate is proven the same way.
-    sticky: list = []
+    with tempfile.TemporaryDirectory(prefix="onnxdoctor-fix-") as tmp:
+        run = _Run(options, target, store, proto, work, feeds, reference, Path(tmp), timings, log)
+        steps: list[Step] = []
+        blocked: set[str] = set()
+        findings = before
+        iteration = 0
+        rewrites = all_rewrites()
+        for iteration in range(1, options.max_iterations + 1):
+            wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)}
+            if frozen:
+                wanted.add("freeze-shapes")
+            # `--precision fp16|bf16` asks for the conversion itself: that request is its consent.
+            if options.precision in ("fp16", "bf16"):
+                wanted.add("convert-precision")
+            todo = [r for r in rewrites if r.name in wanted and r.name not in blocked]
+            if not todo:
+                break
+            contexts = {}
+            for rw in todo:
+                mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
+                precision_options = dict(options.precision_options)
+                if feeds is not None:
+                    precision_options.setdefault("feeds", feeds)
+                contexts[rw.name] = RewriteContext(target=target, findings=mine, shapes=frozen,
+                                                   precision_options=precision_options, reference=reference)
+            base = run.current
+            done = run.iterate(todo, contexts, iteration, steps, blocked)
+            if run.current is base and not done:
+                break
+            log(f"iteration {iteration}: checking the result")
+            findings = check(run.current)
+            # A rewrite that changed the graph may be needed again after others ran.
+            blocked -= {s.rewrite for s in steps if s.iteration == iteration and s.status == "no-change"}
+        else:
+            wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked
+            if wanted:
+                raise FixError(f"rewrites did not converge after {options.max_iterations} iterations (still wanted: {', '.join(sorted(wanted))})")
+    after = findings  # the findings of `current`: every change above was followed by a re-check
+    result_model = proto
+    if run.current is not work:
+        log("putting the weights back")
+        with timings("store"):
+            result_model = store.materialize(run.current)
+    timings.values["total"] = time.perf_counter() - started
+    return FixResult(proto, result_model, target, before, after, steps, iteration, run.proof, run.tol, plan,
+                     timings=timings.report(run.proof_runs))
 
-    def runnable(candidate, rw=None, rctx=None):
-        m = candidate
-        for r, c in sticky:
-            m = r.proof_model(m, c)
-        return rw.proof_model(m, rctx) if rw is not None else m
-    steps: list[Step] = []
-    blocked: set[str] = set()
-    tol = (options.atol, options.rtol)
-    findings = before
-    iteration = 0
-    rewrites = all_rewrites()
-    for iteration in range(1, options.max_iterations + 1):
-        wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)}
-        if frozen:
-            wanted.add("freeze-shapes")
-        # `--precision fp16|bf16` asks for the conversion itself: that request is its consent.
-        if options.precision in ("fp16", "bf16"):
-            wanted.add("convert-precision")
-        todo = [r for r in rewrites if r.name in wanted and r.name not in blocked]
-        if not todo:
-            break
-        progressed = False
+
+class _Timings:
+    """Wall time per phase of a fix run, for the report."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def __call__(self, phase: str):
+        import contextlib
+        import time
+
+        @contextlib.contextmanager
+        def timed():
+            t = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.values[phase] = self.values.get(phase, 0.0) + time.perf_counter() - t
+
+        return timed()
+
+    def report(self, proof_runs: int) -> dict:
+        out = {k: round(v, 3) for k, v in self.values.items()}
+        out["proof_runs"] = proof_runs
+        return out
+
+
+@dataclass
+class _Pending:
+    """A rewrite applied in this iteration, not yet proven."""
+
+    rw: object
+    ctx: object
+    outcome: object
+    model: onnx.ModelProto  # the (stubbed) model after it
+    tol: tuple[float, float]  # the tolerance after it (unsafe rewrites loosen it)
+    sticky: tuple  # (rewrite, ctx) pairs whose proof_model every later proof goes through
+    seconds: float
+    step: Step  # its entry in the report, in the order the rewrites ran ('pending' until proven)
+
+
+class _Run:
+    """The state of one fix run: the current (stubbed) model, the proof tolerance, the proofs."""
+
+    def __init__(self, options, target, store, proto, work, feeds, reference, tmp: Path, timings, log) -> None:
+        self.options = options
+        self.target = target
+        self.store = store
+        self.proto = proto  # the original, with its weights (data-dependent proofs run it)
+        self.current = work
+        self.feeds = feeds
+        self.reference = reference
+        self.tmp = tmp
+        self.timings = timings
+        self.log = log
+        self.tol = (options.atol, options.rtol)
+        self.sticky: tuple = ()
+        self.proof: ProofResult | None = None
+        self.proof_runs = 0
+
+    # ------------------------------------------------------------ one rewrite
+    def attempt(self, rw, ctx, model: onnx.ModelProto):
+        """Apply `rw` to `model`: (outcome, cleaned stubbed candidate), or raise _Rejected."""
+        from .rewrites._gs import cleaned
+        from .weights import check_model
+
+        given = model
+        if rw.reads_weights:
+            given = self.store.materialize(model, rw.weights_needed(model))
+        try:
+            outcome = rw.apply(given, ctx)
+        except Exception as e:  # noqa: BLE001 - a rewrite that crashes is rolled back, not fatal
+            raise _Rejected(f"rewrite failed: {type(e).__name__}: {e}"[:300]) from None
+        if not outcome.changed:
+            return outcome, None
+        try:
+            candidate = self.store.strip(cleaned(outcome.model))
+            check_model(candidate, self.tmp)
+        except Exception as e:  # noqa: BLE001
+            raise _Rejected(f"result is not a valid ONNX model: {' '.join(str(e).split())[:200]}", outcome) from None
+        return outcome, candidate
+
+    # ------------------------------------------------------------ one iteration
+    def iterate(self, todo, contexts, iteration: int, steps: list[Step], blocked: set[str]) -> bool:
+        """Apply `todo` in order, each on the previous one's result; prove the last result once; on a
+        failed proof, find the rewrite that broke it by bisection, roll back that one only and apply
+        the ones after it again. Returns whether anything was applied."""
+        import time
+
+        from .findings import Applicability
+        from .rewrites import Rewrite
+
+        pending: list[_Pending] = []
+        model, tol, sticky = self.current, self.tol, self.sticky
         for rw in todo:
-            mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
-            precision_options = dict(options.precision_options)
-            if feeds is not None:
-                precision_options.setdefault("feeds", feeds)
-            ctx = RewriteContext(target=target, findings=mine, shapes=frozen, precision_options=precision_options,
-                                 reference=reference)
+            ctx = contexts[rw.name]
+            self.log(f"iteration {iteration}: {rw.name}")
+            t = time.perf_counter()
             try:
-                outcome = rw.apply(current, ctx)
-            except Exception as e:  # noqa: BLE001 - a rewrite that crashes is rolled back, not fatal
-                steps.append(Step(rw.name, iteration, "rolled-back", reason=f"rewrite failed: {type(e).__name__}: {e}"[:300],
-                                  applicability=str(rw.applicability)))
+                with self.timings("rewrites"):
+                    outcome, candidate = self.attempt(rw, ctx, model)
+            except _Rejected as e:
+                o = e.outcome
+                steps.append(Step(rw.name, iteration, "rolled-back", o.changes if o else [], o.skipped if o else [],
+                                  reason=e.reason, applicability=str(rw.applicability),
+                                  seconds=round(time.perf_counter() - t, 3)))
                 blocked.add(rw.name)
                 continue
-            if not outcome.changed:
-                steps.append(Step(rw.name, iteration, "no-change", skipped=outcome.skipped, applicability=str(rw.applicability)))
+            if candidate is None:
+                steps.append(Step(rw.name, iteration, "no-change", skipped=outcome.skipped, applicability=str(rw.applicability),
+                                  seconds=round(time.perf_counter() - t, 3)))
                 blocked.add(rw.name)
                 continue
-            try:
-                candidate = cleaned(outcome.model)
-                # On the real model: the checker insists that external-data stubs point at files.
-                onnx.checker.check_model(candidate, full_check=False)
-            except Exception as e:  # noqa: BLE001
-                steps.append(Step(rw.name, iteration, "rolled-back", outcome.changes, outcome.skipped,
-                                  reason=f"result is not a valid ONNX model: {' '.join(str(e).split())[:200]}",
-                                  applicability=str(rw.applicability)))
-                blocked.add(rw.name)
-                continue
-            step_tol = tol
             if rw.applicability == Applicability.UNSAFE:
                 ra, rr = rw.tolerances(ctx)
-                step_tol = (max(tol[0], ra or tol[0]), max(tol[1], rr or tol[1]))
-            proof = None
-            if options.prove:
-                log(f"proving {rw.name}")
-                proof = proving.prove(reference, runnable(candidate, rw, ctx), feeds, *step_tol, reference_model=proto)
-                if not proof.passed and not proof.inconclusive:
-                    steps.append(Step(rw.name, iteration, "rolled-back", outcome.changes, outcome.skipped, proof,
-                                      reason=f"outputs differ: {proof.summary()}", applicability=str(rw.applicability)))
-                    blocked.add(rw.name)
-                    continue
-            tol = step_tol
-            steps.append(Step(rw.name, iteration, "applied", outcome.changes, outcome.skipped, proof,
-                              applicability=str(rw.applicability), details=outcome.details))
+                tol = (max(tol[0], ra or tol[0]), max(tol[1], rr or tol[1]))
             if type(rw).proof_model is not Rewrite.proof_model:
-                sticky.append((rw, ctx))
-            current = candidate
-            progressed = True
-        if not progressed:
-            break
-        findings = check(current)
-        # A rewrite that changed the graph may be needed again after others ran.
-        blocked -= {s.rewrite for s in steps if s.iteration == iteration and s.status == "no-change"}
-    else:
-        wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked
-        if wanted:
-            raise FixError(f"rewrites did not converge after {options.max_iterations} iterations (still wanted: {', '.join(sorted(wanted))})")
-    after = findings  # the findings of `current`: every change above was followed by a re-check
-    final_proof = None
-    if options.prove and current is not proto:
-        final_proof = proving.prove(reference, runnable(current), feeds, *tol, reference_model=proto)
-    return FixResult(proto, current, target, before, after, steps, iteration, final_proof, tol, plan)
+                sticky = (*sticky, (rw, ctx))
+            step = Step(rw.name, iteration, "pending", outcome.changes, outcome.skipped,
+                        applicability=str(rw.applicability), details=outcome.details)
+            steps.append(step)
+            pending.append(_Pending(rw, ctx, outcome, candidate, tol, sticky, time.perf_counter() - t, step))
+            model = candidate
+        if not pending:
+            return False
+        accepted = self.settle(pending, iteration, steps, blocked)
+        return accepted
+
+    def settle(self, pending: list[_Pending], iteration: int, steps: list[Step], blocked: set[str]) -> bool:
+        """Prove the pending rewrites together; bisect and roll back the culprits of a failure."""
+        if not self.options.prove:
+            for p in pending:
+                self._accept(p, None, iteration, steps)
+            return True
+        base_model, base_tol, base_sticky = self.current, self.tol, self.sticky
+        proofs: dict[int, ProofResult] = {}
+        any_accepted = False
+        while pending:
+            n = len(pending)
+            last = self._prove(pending[-1], n, proofs)
+            if _holds(last):
+                for p in pending:
+                    self._accept(p, last, iteration, steps)
+                return True
+            # Bisect: prefix `lo` holds (-1: the model before this iteration), prefix `hi` does not.
+            lo, hi = -1, n - 1
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if _holds(self._prove(pending[mid], mid + 1, proofs)):
+                    lo = mid
+                else:
+                    hi = mid
+            culprit = pending[hi]
+            proof = proofs[hi + 1]
+            kept = pending[:hi]
+            covering = proofs.get(hi) if hi > 0 else None
+            for p in kept:
+                self._accept(p, covering, iteration, steps)
+                any_accepted = True
+            st = culprit.step
+            st.status, st.proof, st.reason, st.seconds = "rolled-back", proof, f"outputs differ: {proof.summary()}", round(culprit.seconds, 3)
+            blocked.add(culprit.rw.name)
+            # The rewrites after the culprit ran on its result: apply them again without it.
+            rest = pending[hi + 1:]
+            if kept:
+                base_model, base_tol, base_sticky = kept[-1].model, kept[-1].tol, kept[-1].sticky
+            pending = self._reapply(rest, base_model, base_tol, base_sticky, iteration, steps, blocked)
+            proofs = {}
+        return any_accepted
+
+    def _reapply(self, rest: list[_Pending], model, tol, sticky, iteration, steps, blocked) -> list[_Pending]:
+        import time
+
+        from .findings import Applicability
+        from .rewrites import Rewrite
+
+        out: list[_Pending] = []
+        for p in rest:
+            t = time.perf_counter()
+            try:
+                with self.timings("rewrites"):
+                    outcome, candidate = self.attempt(p.rw, p.ctx, model)
+            except _Rejected as e:
+                st = p.step
+                st.status, st.reason, st.seconds = "rolled-back", f"after rolling back an earlier rewrite: {e.reason}", \
+                    round(time.perf_counter() - t, 3)
+                blocked.add(p.rw.name)
+                continue
+            if candidate is None:
+                st = p.step
+                st.status, st.changes, st.skipped, st.seconds = "no-change", [], outcome.skipped, round(time.perf_counter() - t, 3)
+                blocked.add(p.rw.name)
+                continue
+            p.step.changes, p.step.skipped, p.step.details = outcome.changes, outcome.skipped, outcome.details
+            if p.rw.applicability == Applicability.UNSAFE:
+                ra, rr = p.rw.tolerances(p.ctx)
+                tol = (max(tol[0], ra or tol[0]), max(tol[1], rr or tol[1]))
+            if type(p.rw).proof_model is not Rewrite.proof_model:
+                sticky = (*sticky, (p.rw, p.ctx))
+            out.append(_Pending(p.rw, p.ctx, outcome, candidate, tol, sticky, p.seconds + time.perf_counter() - t, p.step))
+            model = candidate
+        return out
+
+    def _accept(self, p: _Pending, proof: ProofResult | None, iteration: int, steps: list[Step]) -> None:
+        st = p.step
+        st.status, st.proof, st.seconds = "applied", proof, round(p.seconds, 3)
+        self.current, self.tol, self.sticky = p.model, p.tol, p.sticky
+        if proof is not None:
+            self.proof = proof
+
+    # ------------------------------------------------------------ proofs
+    def _prove(self, p: _Pending, count: int, cache: dict[int, ProofResult]) -> ProofResult:
+        """The proof of the model after the first `count` pending rewrites (p is the last of them)."""
+        if count in cache:
+            return cache[count]
+        from . import prove as proving
+
+        self.log(f"proving {count} rewrite(s) in ONNX Runtime")
+        self.proof_runs += 1
+        with self.timings("proofs"):
+            model = p.model
+            if p.sticky:  # results ONNX Runtime only runs through a rewrite's proof model (BF16)
+                full = self.store.materialize(model)
+                for r, c in p.sticky:
+                    full = r.proof_model(full, c)
+                result = proving.prove(self.reference, full, self.feeds, *p.tol, reference_model=self.proto)
+            else:
+                try:
+                    got = self.store.run(model, self.feeds, list(self.reference))
+                    result = proving.compare(self.reference, got, *p.tol)
+                except Exception as e:  # noqa: BLE001 - an unrunnable candidate fails its proof, with ORT's reason
+                    result = ProofResult(False, [], " ".join(str(e).split())[:300])
+                if not result.passed and any(c.shape_mismatch for c in result.comparisons):
+                    # the data-dependent analysis runs both models itself
+                    result = proving.prove(self.reference, self.store.materialize(model), self.feeds, *p.tol,
+                                           reference_model=self.proto)
+        cache[count] = result
+        return result
+
+
+def _holds(proof: ProofResult) -> bool:
+    return proof.passed or proof.inconclusive is not None
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, outcome=None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.outcome = outcome
 
 
 # Initializers above this size are replaced by external-data stubs in `weightless` copies.

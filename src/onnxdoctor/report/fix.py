@@ -55,6 +55,8 @@ def to_dict(result, model_path: str, written: list[str], *, diff=None, dry_run: 
         "proof": None,
         "tolerance": {"atol": result.tolerance[0], "rtol": result.tolerance[1]},
         "inputs": result.inputs.to_dict() if getattr(result, "inputs", None) is not None else None,
+        # wall time per phase (s) and the number of ONNX Runtime proof runs; each step has its own
+        "timings": getattr(result, "timings", None) or {},
     }
     if result.proof is not None:
         d["proof"] = {"pass": result.proof.passed, "inconclusive": result.proof.inconclusive is not None,

@@ -84,6 +84,10 @@ class Rewrite:
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def weights_needed(self, model: onnx.ModelProto) -> set[str] | None:
+        """With `reads_weights`: the initializers whose values `apply` reads on `model` (None: all)."""
+        return None
+
     def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
         """(atol, rtol) this rewrite's result is proven with (None: the fix defaults)."""
         return self.atol, self.rtol

@@ -40,6 +40,18 @@ class FoldConstants(Rewrite):
     summary = "evaluate constant subgraphs into initializers"
     applicability = Applicability.SAFE
     resolves = ("GRF401", "TRT122", "SHP204", "TRT101")
+    reads_weights = True
+
+    def weights_needed(self, model: onnx.ModelProto) -> set[str]:
+        """The initializers that nodes computing constants read (a Transpose of a weight, ...)."""
+        from ..model import from_proto
+
+        view = from_proto(model, infer_shapes=False)
+        needed: set[str] = set()
+        for g in view.graphs:
+            for i in view.constants(g).computed_constants:
+                needed.update(g.node_inputs[i])
+        return needed
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         before = node_count(model)

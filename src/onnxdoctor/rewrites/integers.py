@@ -74,6 +74,7 @@ class SmallIntToInt32(Rewrite):
     """
 
     name = "small-int-to-int32"
+    reads_weights = True  # the fix pipeline gives it the model with its weights
     phase = 30
     summary = "compute UINT8/INT16/UINT16/UINT32 tensors inside the network in INT32 with explicit wrap-around"
     applicability = Applicability.SAFE

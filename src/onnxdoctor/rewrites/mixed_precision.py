@@ -1128,6 +1128,7 @@ class ConvertPrecision(Rewrite):
     """
 
     name = "convert-precision"
+    reads_weights = True  # the fix pipeline gives it the model with its weights
     phase = 70
     summary = "convert FP32 to mixed FP16/BF16 with Casts around the regions that must stay FP32"
     applicability = Applicability.UNSAFE

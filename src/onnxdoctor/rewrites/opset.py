@@ -49,8 +49,9 @@ def upgrade(model: onnx.ModelProto, to: int) -> onnx.ModelProto:
     try:
         from onnx import version_converter
 
-        out = version_converter.convert_version(model, to)
-        onnx.checker.check_model(out)
+        given, stubs, added = _external_as_inputs(model)
+        out = _inputs_as_external(version_converter.convert_version(given, to), stubs, added)
+        onnx.checker.check_model(_external_as_inputs(out)[0])
     except Exception as e:  # noqa: BLE001 - the converter raises RuntimeError/ValidationError/ValueError alike
         reason = " ".join(str(e).split())[:160] or type(e).__name__
         changed = changed_ops(model, have, to)
@@ -66,6 +67,35 @@ def upgrade(model: onnx.ModelProto, to: int) -> onnx.ModelProto:
     _restore_metadata(out, model, to)
     _constants_to_initializers(out, model)
     return out
+
+
+def _external_as_inputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto], set[str]]:
+    """The converter and the checker insist that external data is a file next to the model, though
+    they read only its type: main-graph initializers in external data (the fix pipeline's weight
+    stubs, onnxdoctor.weights) go through them as graph inputs of the same type. Returns the model,
+    the initializers taken out, and the inputs added for them."""
+    ext = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not ext:
+        return model, [], set()
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    keep = [t for t in out.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(keep)
+    inputs = {vi.name for vi in out.graph.input}
+    added = [t for t in ext if t.name not in inputs]
+    out.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
+    return out, ext, {t.name for t in added}
+
+
+def _inputs_as_external(model: onnx.ModelProto, ext: list[onnx.TensorProto], added: set[str]) -> onnx.ModelProto:
+    if not ext:
+        return model
+    kept = [vi for vi in model.graph.input if vi.name not in added]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.graph.initializer.extend(ext)
+    return model
 
 
 def changed_ops(model: onnx.ModelProto, have: int, to: int) -> list[str]:

@@ -37,6 +37,7 @@ class CastDoubleToFloat(Rewrite):
     """
 
     name = "cast-double-to-float"
+    reads_weights = True  # the fix pipeline gives it the model with its weights
     phase = 60
     summary = "compute in FLOAT instead of DOUBLE inside the network"
     applicability = Applicability.UNSAFE
@@ -139,6 +140,7 @@ class ClampFp16Constants(Rewrite):
     """
 
     name = "clamp-fp16-constants"
+    reads_weights = True  # the fix pipeline gives it the model with its weights
     phase = 60
     summary = "clamp constants beyond the FP16/BF16 range to its largest finite value"
     applicability = Applicability.UNSAFE

@@ -143,6 +143,7 @@ class DynamicQuantizationToFloat(Rewrite):
     """
 
     name = "dynamic-quantization-to-float"
+    reads_weights = True  # the fix pipeline gives it the model with its weights
     summary = "replace DynamicQuantizeLinear + MatMulInteger/ConvInteger chains by float MatMul/Conv"
     applicability = Applicability.UNSAFE
     phase = 30
@@ -428,6 +429,7 @@ class DynamicQuantizeMatmulToMatmul(_DynamicContrib):
     """
 
     name = "dynamic-quantize-matmul-to-matmul"
+    reads_weights = True  # the fix pipeline gives it the model with its weights
     summary = "replace com.microsoft::DynamicQuantizeMatMul by MatMul with dequantized weights"
     op_type = "DynamicQuantizeMatMul"
 
@@ -466,6 +468,7 @@ class DynamicQuantizeLstmToLstm(_DynamicContrib):
     """
 
     name = "dynamic-quantize-lstm-to-lstm"
+    reads_weights = True  # the fix pipeline gives it the model with its weights
     summary = "replace com.microsoft::DynamicQuantizeLSTM by LSTM with dequantized weights"
     op_type = "DynamicQuantizeLSTM"
 

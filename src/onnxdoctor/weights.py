@@ -1,0 +1,216 @@
+"""The fix pipeline's weight store: big initializers kept out of the graph that rewrites work on.
+
+`WeightStore.strip` replaces each big main-graph initializer by a stub (name, type, dims and an
+external-data reference into the store) and keeps its bytes once. Rewrites, re-checks, shape
+inference and the checker then handle a graph of a few hundred KB instead of the whole model;
+ONNX Runtime runs a stubbed graph with the stored arrays passed as external initializers (no copy,
+no serialization of the weights); `materialize` puts the bytes back, for the rewrites that read
+weight values and for the result.
+
+A stub's reference names the content, not the tensor: equal bytes share one entry (and one
+`offset`), so GRF404 sees duplicate weights as duplicates and a rolled-back rewrite can never have
+changed a stored tensor (entries are never modified, only added).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import onnx
+
+# A stub's external-data location: a relative file name, so that the checker accepts it when a file of
+# that name exists next to the checked model (see `check_model`).
+LOCATION = "onnxdoctor-weights.bin"
+# Inline initializers above this many bytes are stored.
+MIN_BYTES = 1 << 16
+
+# Element types ONNX Runtime takes as numpy arrays (others, e.g. BFLOAT16 and FLOAT8, stay inline).
+_NUMPY = {
+    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.INT16: np.int16,
+    onnx.TensorProto.UINT16: np.uint16, onnx.TensorProto.INT32: np.int32, onnx.TensorProto.UINT32: np.uint32,
+    onnx.TensorProto.INT64: np.int64, onnx.TensorProto.UINT64: np.uint64, onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+class WeightStore:
+    """Stored tensors by key; a model's stubs point at them."""
+
+    def __init__(self) -> None:
+        # key -> the values, read-only; for raw data a view of the bytes the proto handed out (`.base`),
+        # which `materialize` gives back without another copy
+        self.arrays: dict[int, np.ndarray] = {}
+        # (type, shape, length, sampled bytes) -> keys: only tensors alike there are compared in full
+        self._alike: dict[tuple, list[int]] = {}
+
+    # ---------------------------------------------------------------- stubs
+    @staticmethod
+    def key_of(t: onnx.TensorProto) -> int | None:
+        """The store key of a stub, or None for any other tensor."""
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            return None
+        loc = offset = None
+        for e in t.external_data:
+            if e.key == "location":
+                loc = e.value
+            elif e.key == "offset":
+                offset = e.value
+        return int(offset) if loc == LOCATION and offset is not None and offset.isdigit() else None
+
+    def _add(self, t: onnx.TensorProto) -> int:
+        dtype = _NUMPY[t.data_type]
+        if t.HasField("raw_data"):
+            raw = t.raw_data  # the one copy: the bytes object the proto hands out
+            arr = np.frombuffer(raw, dtype=dtype)
+        else:
+            arr = onnx.numpy_helper.to_array(t).astype(dtype, copy=False).reshape(-1)
+            raw = arr.tobytes()
+            arr = np.frombuffer(raw, dtype=dtype)
+        arr = arr.reshape([int(d) for d in t.dims])
+        n, mid = len(raw), len(raw) // 2
+        alike = (t.data_type, arr.shape, n, raw[:64], raw[mid:mid + 64], raw[-64:])
+        keys = self._alike.setdefault(alike, [])
+        for key in keys:
+            if _raw(self.arrays[key]) == raw:  # equal bytes: one entry
+                return key
+        key = len(self.arrays)
+        self.arrays[key] = arr
+        keys.append(key)
+        return key
+
+    def strip(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """`model` itself when it holds no big inline main-graph initializer, else a copy whose big
+        ones are stubs (their bytes stored). The caller's model is not modified."""
+        graph = model.graph
+        big = [i for i, t in enumerate(graph.initializer) if _is_big(t)]
+        if not big:
+            return model
+        out = onnx.ModelProto()
+        held = list(graph.initializer)
+        del graph.initializer[:]
+        try:
+            out.CopyFrom(model)  # everything but the initializers
+        finally:
+            graph.initializer.extend(held)
+        bigset = set(big)
+        for i, t in enumerate(held):
+            if i in bigset:
+                key = self._add(t)
+                stub = out.graph.initializer.add()
+                stub.name, stub.data_type = t.name, t.data_type
+                stub.dims.extend(t.dims)
+                stub.data_location = onnx.TensorProto.EXTERNAL
+                arr = self.arrays[key]
+                for k, v in (("location", LOCATION), ("offset", str(key)), ("length", str(arr.nbytes))):
+                    e = stub.external_data.add()
+                    e.key, e.value = k, v
+            else:
+                out.graph.initializer.add().CopyFrom(t)
+        return out
+
+    def stubs(self, model: onnx.ModelProto) -> list[tuple[str, int]]:
+        """(name, key) of every stub among the main graph's initializers."""
+        out = []
+        for t in model.graph.initializer:
+            key = self.key_of(t)
+            if key is not None:
+                out.append((t.name, key))
+        return out
+
+    # ---------------------------------------------------------------- values
+    def tensor(self, stub: onnx.TensorProto) -> onnx.TensorProto:
+        """The full tensor a stub stands for, with the stub's name and dims."""
+        arr = self.arrays[self.key_of(stub)]  # type: ignore[index]
+        dims = [int(d) for d in stub.dims]
+        if math.prod(dims) != arr.size or _NUMPY.get(stub.data_type) != arr.dtype.type:
+            raise ValueError(f"initializer {stub.name!r} was changed to {onnx.TensorProto.DataType.Name(stub.data_type)} "
+                             f"{dims} without its data")
+        t = onnx.TensorProto()
+        t.name, t.data_type = stub.name, stub.data_type
+        t.dims.extend(dims)
+        t.raw_data = _raw(arr)
+        return t
+
+    def materialize(self, model: onnx.ModelProto, names: Iterable[str] | None = None) -> onnx.ModelProto:
+        """A copy of `model` with its stubs (all, or those named) replaced by the full tensors;
+        `model` itself when there is nothing to replace."""
+        wanted = None if names is None else set(names)
+        stubs = [i for i, t in enumerate(model.graph.initializer)
+                 if self.key_of(t) is not None and (wanted is None or t.name in wanted)]
+        if not stubs:
+            return model
+        out = onnx.ModelProto()
+        out.CopyFrom(model)  # small: the stubs hold no data
+        for i in stubs:
+            out.graph.initializer[i].CopyFrom(self.tensor(out.graph.initializer[i]))
+        return out
+
+    # ---------------------------------------------------------------- running and checking
+    def session(self, model: onnx.ModelProto):
+        """An ONNX Runtime CPU session of a stubbed model, its stubs fed from the store (no graph
+        optimizations, as onnxdoctor.prove.session)."""
+        from .prove import onnxruntime
+
+        ort = onnxruntime()
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.log_severity_level = 4
+        read = _names_read(model)  # ONNX Runtime drops initializers nothing reads: feeding one fails
+        stubs = [(n, k) for n, k in self.stubs(model) if n in read]
+        if stubs:
+            so.add_external_initializers([n for n, _ in stubs],
+                                         [ort.OrtValue.ortvalue_from_numpy(self._contiguous(k)) for _, k in stubs])
+        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    def _contiguous(self, key: int) -> np.ndarray:
+        arr = self.arrays[key]
+        return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+
+    def run(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        sess = self.session(model)
+        names = outputs or [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(names, feeds)))
+
+
+def _raw(arr: np.ndarray) -> bytes:
+    """The little-endian bytes of a stored array (raw_data's layout): the bytes it views when it
+    views some, else a copy."""
+    base = arr.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, bytes) and len(base) == arr.nbytes and arr.flags.c_contiguous:
+        return base
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _names_read(model: onnx.ModelProto) -> set[str]:
+    from ._proto import graphs
+
+    names = {o.name for o in model.graph.output}
+    for g in graphs(model.graph):
+        for n in g.node:
+            names.update(n.input)
+    return names
+
+
+def _is_big(t: onnx.TensorProto) -> bool:
+    if t.data_location == onnx.TensorProto.EXTERNAL or t.data_type not in _NUMPY:
+        return False
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n * np.dtype(_NUMPY[t.data_type]).itemsize > MIN_BYTES
+
+
+def check_model(model: onnx.ModelProto, folder: Path) -> None:
+    """onnx.checker on a stubbed model: written to `folder`, beside an empty file named like the
+    stubs' location (the checker wants external data to be a regular file; it reads none of it)."""
+    stub_file = folder / LOCATION
+    if not stub_file.exists():
+        stub_file.touch()
+    path = folder / "candidate.onnx"
+    path.write_bytes(model.SerializeToString())
+    onnx.checker.check_model(str(path), full_check=False)
