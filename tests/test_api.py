@@ -46,7 +46,8 @@ def test_fix_writes_and_returns_the_result_the_cli_renders(model, tmp_path, run_
     proc = run_cli("fix", model, "-o", cli_out, "--trt", "8.6", "--format", "json", "--diff", "--isolated")
     assert proc.returncode == 0, proc.stderr
     theirs = json.loads(proc.stdout)
-    assert theirs["steps"] == ours["steps"] and theirs["after"] == ours["after"] and theirs["diff"] == ours["diff"]
+    untimed = lambda steps: [{k: v for k, v in s.items() if k != "seconds"} for s in steps]  # noqa: E731 - wall times differ
+    assert untimed(theirs["steps"]) == untimed(ours["steps"]) and theirs["after"] == ours["after"] and theirs["diff"] == ours["diff"]
     assert onnx.load(out).graph.node[0].op_type == onnx.load(cli_out).graph.node[0].op_type == "ArgMax"
 
 
