@@ -614,13 +614,15 @@ class DequantizeConstantToFloat(Substitution):
     ## What it does
     A `DequantizeLinear` whose input, scale and zero point are constants is a constant:
     `(q - zero_point) * scale`. When TensorRT cannot import it — INT32 data (an ONNX Runtime QDQ
-    bias), UINT8 data, a zero point other than 0 — the rewrite computes it now and stores the FLOAT
-    result as an initializer. INT8 (and FP8, INT4) weights with zero point 0 are left to TensorRT,
-    which fuses them into INT8 layers.
+    bias), UINT8 data, a zero point other than 0, a scale that is not positive, FP8 or INT4 data
+    on a release without those types — the rewrite computes it now and stores the FLOAT result as
+    an initializer. INT8 (and FP8, INT4 where the release has them) weights with zero point 0 and a
+    positive scale are left to TensorRT, which fuses them into quantized layers.
 
     ## When it applies
-    TRT115 (`DequantizeLinear` on INT32), TRT113 (UINT8 `DequantizeLinear` data) and TRT125 (a
-    non-zero zero point) on a `DequantizeLinear` of constants.
+    TRT115 (`DequantizeLinear` on INT32), TRT113 (UINT8 `DequantizeLinear` data), TRT125 (a
+    non-zero zero point), TRT126 (a scale that is not positive) and TRT111 (FP8/INT4 weights the
+    release cannot represent) on a `DequantizeLinear` of constants.
 
     ## Example
     `b = DequantizeLinear(bq, bs)` with `bq: int32[4]` constant becomes the initializer
@@ -630,7 +632,7 @@ class DequantizeConstantToFloat(Substitution):
     Safe: the value ONNX Runtime computes, in the same FLOAT arithmetic (one rounding per element).
 
     ## Resolves
-    TRT115, TRT113, TRT125
+    TRT115, TRT113, TRT125, TRT126, TRT111
     """
 
     name = "dequantize-constant-to-float"
@@ -638,17 +640,20 @@ class DequantizeConstantToFloat(Substitution):
     op_type = "DequantizeLinear"
     pattern = "DequantizeLinear of constants TensorRT cannot import"
     applicability = Applicability.SAFE
-    resolves = ("TRT115", "TRT113", "TRT125")
+    resolves = ("TRT115", "TRT113", "TRT125", "TRT126", "TRT111")
 
     def replace(self, b: Builder) -> None:
         q, scale = b.value(b.input(0)), b.value(b.input(1))
         zp = b.value(b.input(2)) if b.input(2) else None
         if q is None or scale is None or (b.input(2) and zp is None):
             raise Skip("its input, scale or zero point is not a constant")
-        if q.dtype == np.int8 and (zp is None or not np.any(zp)):
-            raise Skip("INT8 data with zero point 0: TensorRT imports it (and fuses it into INT8 layers)")
-        if q.dtype.kind not in "iu":
-            raise Skip(f"{q.dtype} data: left to TensorRT")
+        elem = b.dtype(b.input(0))
+        type_name = TensorProto.DataType.Name(elem) if elem else ""
+        imported = type_name in b.ctx.target.release.types and type_name in ("INT8", "FLOAT8E4M3FN", "INT4", "UINT4", "FLOAT4E2M1")
+        symmetric = zp is None or not np.any(np.asarray(zp, dtype=np.float64))
+        if imported and symmetric and np.all(scale > 0):
+            raise Skip(f"{type_name} data with zero point 0 and a positive scale: TensorRT {b.ctx.target.trt} imports it "
+                       "(and fuses it into quantized layers)")
         if b.attr("block_size"):
             raise Skip("blocked quantization")
         axis = int(b.attr("axis", 1))

@@ -36,7 +36,9 @@ class UnsupportedDataType(Rule):
     ## Fix safety
     INT16, UINT16 and UINT32 values inside the network (not graph inputs or outputs) are computed in
     INT32 (UINT32: INT64) with explicit wrap-around by `small-int-to-int32` (safe: the same values).
-    Sparse initializers are stored dense by `densify-sparse-constants` (safe). No automatic fix for
+    Sparse initializers are stored dense by `densify-sparse-constants` (safe). FP8 or INT4 weights
+    behind a `DequantizeLinear` on a release without the type are stored dequantized in FLOAT by
+    `dequantize-constant-to-float` (safe). No automatic fix for
     graph inputs and outputs (changing I/O types changes the model's interface)
     or for the other types.
 
@@ -85,8 +87,20 @@ class UnsupportedDataType(Rule):
                 subgraph=site.graph.path,
                 versions=versions,
                 hint=_hint(name, ctx),
-                fix=small_int_fix(self.code, ctx.release, name, site.role, ctx.model.opset),
+                fix=small_int_fix(self.code, ctx.release, name, site.role, ctx.model.opset) or self._weight_fix(ctx, site),
             )
+
+    def _weight_fix(self, ctx: Context, site):
+        """Quantized weights (FP8, INT4) read only by DequantizeLinear nodes of constants: their
+        FLOAT value replaces the DequantizeLinear (`dequantize-constant-to-float`)."""
+        if site.role != "initializer":
+            return None
+        readers = [site.graph.nodes[i] for i in site.graph.consumers.get(site.tensor, [])]
+        consts = ctx.model.constants(site.graph)
+        if readers and all(r.op_type == "DequantizeLinear" and r.input[0] == site.tensor
+                           and all(consts.is_constant(i) for i in r.input if i) for r in readers):
+            return self.fix_by("dequantize-constant-to-float")
+        return None
 
 
 def _hint(type_name: str, ctx: Context) -> str:
