@@ -105,6 +105,9 @@ def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=No
     for f in shown:
         where = f.location.node or f.location.tensor or "model"
         lines.append(f"  remaining {str(f.severity):<7} {f.code} {where}: {f.message}")
+        if f.fix is None and f.hint and f.severity >= Severity.ERROR:
+            # No rewrite: say what the user can do instead (a plugin, an export option).
+            lines.append(f"                    {f.hint}")
     hidden = len(result.after) - len(shown)
     if hidden:
         lines.append(f"  ({hidden} info finding(s) not shown: --explain lists them, `onnxdoctor check` explains them)")

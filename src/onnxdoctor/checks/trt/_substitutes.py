@@ -32,3 +32,28 @@ def small_int_fix(code: str, release, type_name: str, role: str, opset: int) -> 
     if type_name == "UINT32" and "INT64" not in release.ops.get("Mod", ()):
         return None
     return fix_for(code, "small-int-to-int32")
+
+
+# Standard ops no TensorRT release imports and no graph of imported ops computes, with the reason:
+# TRT101 says so in its hint and points to the plugin route (docs/rules/TRT101.md lists them).
+NO_EQUIVALENT: dict[str, str] = {
+    "Unique": "its output's length and order depend on the values, and no layer deduplicates",
+    "StringNormalizer": "TensorRT has no string tensors",
+    "StringSplit": "TensorRT has no string tensors",
+    "StringConcat": "TensorRT has no string tensors",
+    "RegexFullMatch": "TensorRT has no string tensors",
+    "ImageDecoder": "decoding JPEG/PNG bytes is not something TensorRT's layers express",
+    "Bernoulli": "it draws random numbers, and no rewrite can be proven equal to a random draw",
+    "Multinomial": "it draws random numbers, and no rewrite can be proven equal to a random draw",
+    "BitCast": "TensorRT cannot reinterpret a tensor's bits as another type",
+    "Det": "a determinant needs a pivoting factorization that TensorRT's layers do not express",
+}
+
+
+def no_equivalent_hint(op_type: str) -> str | None:
+    """The hint of a TRT101 finding on an op without an equivalent graph (None for the others)."""
+    why = NO_EQUIVALENT.get(op_type)
+    if why is None:
+        return None
+    return (f"no graph of TensorRT-imported ops computes {op_type}: {why}. Keep it outside the engine, "
+            f"or implement a TensorRT plugin named {op_type} and pass --plugin {op_type}")

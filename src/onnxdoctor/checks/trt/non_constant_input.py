@@ -29,6 +29,9 @@ class NonConstantInput(ConstraintRule):
     `polygraphy surgeon sanitize --fold-constants`), or freeze input shapes (`--shape`) so that
     shape computations become constant.
 
+    A `Dropout` whose `training_mode` comes from a graph input switches a random mask on at run
+    time: no equivalent graph exists; export in inference mode or make the input a constant false.
+
     Where the importer accepts only real weights (`is_weights()`: an initializer or a `Constant`)
     and the value is constant only after propagation (e.g. `Cast(Constant)`), the finding is a
     warning that names the `fold-constants` rewrite: folded, the model imports.

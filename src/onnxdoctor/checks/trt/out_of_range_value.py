@@ -29,6 +29,10 @@ class OutOfRangeValue(ConstraintRule):
     For TopK, split the selection (e.g. TopK per chunk then TopK of the candidates); for
     quantization, re-quantize symmetrically (zero point 0).
 
+    `Dropout` with `training_mode` true draws a random mask on every run: no equivalent graph of
+    imported ops exists that a proof could compare, so `fix` leaves it. Export in inference mode
+    (`model.eval()`), or set the `training_mode` input to false if inference is what you want.
+
     ## Fix safety
     Non-zero Q/DQ zero points have rewrites: a `DequantizeLinear` of constants is folded to its
     FLOAT value (`dequantize-constant-to-float`, safe); an activation Q/DQ pair is rewritten as

@@ -104,6 +104,9 @@ class UnsupportedDataType(Rule):
 
 
 def _hint(type_name: str, ctx: Context) -> str:
+    if type_name == "STRING":
+        return ("no equivalent graph: TensorRT has no string tensors. Keep string processing (tokenizers, "
+                "lookups, normalization) outside the engine, before and after it")
     later = [v for v in ctx.kb.versions if type_name in ctx.kb.release(v).types]
     if later and ctx.kb.release(later[0]).key > ctx.release.key:
         return f"{type_name} is supported from TensorRT {later[0]}; or cast it to a supported type at export"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Fix, Severity
 from ...rule import Context, Rule
-from ._substitutes import node_fix
+from ._substitutes import no_equivalent_hint, node_fix
 from ._support import Resolution, first_supporting, groups_resolving
 
 
@@ -32,6 +32,14 @@ class UnsupportedOperator(Rule):
     Upgrade to a release that supports the op (the message names the first one), replace the op by
     an equivalent subgraph of supported ops (`onnxdoctor fix` does this where a rewrite exists), or
     implement a TensorRT plugin with the op's name and pass `--plugin NAME`.
+
+    Some ops have no equivalent graph of imported ops, so neither `fix` nor a re-export helps:
+    `Unique` (its output's length and order depend on the values), the string ops
+    (`StringNormalizer`, `StringSplit`, `StringConcat`, `RegexFullMatch`: TensorRT has no string
+    tensors), `ImageDecoder`, the random draws `Bernoulli` and `Multinomial` (no rewrite can be
+    proven equal to a random draw), `BitCast` and `Det`. Keep them outside the engine (pre- or
+    post-processing), or implement a TensorRT plugin of that name and pass `--plugin NAME`; the
+    finding's hint says which.
 
     ## Fix safety
     Op substitutions are exact (safe) where a rewrite exists; `Attention`, `RotaryEmbedding`,
@@ -75,7 +83,7 @@ class UnsupportedOperator(Rule):
             hint = f"replace {op} with supported operators"
         else:
             msg = f"{op} is not supported by any TensorRT release's ONNX parser"
-            hint = f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
+            hint = no_equivalent_hint(op) or f"replace {op} with supported operators, or provide a plugin named {op} (--plugin {op})"
         for node in refs:
             yield self.finding(ctx, msg, node=node, hint=hint, versions=versions, fix=node_fix(self.code, node) or _fold_fix(self, ctx, node))
 
