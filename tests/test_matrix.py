@@ -106,3 +106,27 @@ def test_config_may_name_a_range(run_cli, hardmax_path):
     (hardmax_path.parent / "onnxdoctor.toml").write_text('trt = "9.1..9.2"\n')
     data = json.loads(run_cli("check", hardmax_path, "--format", "json").stdout)
     assert [r["trt"] for r in data["models"][0]["releases"]] == ["9.1", "9.2"]
+
+
+def test_rules_that_never_read_the_release_run_once():
+    """A rule whose module never looks at the release or the target must say so
+    (`release_independent`): `--trt all` then runs it once instead of 28 times. This keeps the check
+    of every release fast as rules are added (GRF409 alone cost 1.4 s over 28 releases before)."""
+    import inspect
+    import re
+
+    reads_target = re.compile(r"ctx\.(release|target|precision)|fused_op_available|has_importer|versions_where")
+    missing = []
+    from onnxdoctor.rule import Rule
+
+    for rule in all_rules():
+        # the rule's module and those of its bases (a ConstraintRule reads the release in constraints.py)
+        modules = {inspect.getmodule(k) for k in type(rule).__mro__ if issubclass(k, Rule) and k is not Rule}
+        if any(k.__name__ == "ConstraintRule" for k in type(rule).__mro__):
+            from onnxdoctor.checks import constraints
+
+            modules.add(constraints)
+        source = "".join(inspect.getsource(m) for m in modules)
+        if not reads_target.search(source) and not rule.release_independent and not rule.code.startswith("MOD503"):
+            missing.append(rule.code)
+    assert not missing, f"mark release_independent = True (or read the release): {missing}"

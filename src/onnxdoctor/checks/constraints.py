@@ -28,42 +28,46 @@ class _Foldable(str):
 
 
 def violations(ctx: Context) -> list[Violation]:
-    """All constraint violations in the model for the target release (cached in the context; releases
-    with the same constraints in force share one evaluation)."""
-
-    def for_release() -> list[Violation]:
-        by_op = ctx.kb.constraints_for(ctx.target.trt)
-        # input_type compares types after the release's INT64 conversion: part of the key
-        key = (frozenset(c.id for cs in by_op.values() for c in cs), ctx.release.int64)
-        return ctx.model_memo(("constraint-violations", key), lambda: _evaluate(ctx, by_op))
-
-    return ctx.memo("constraint-violations", for_release)
+    """All constraint violations in the model for the target release (cached in the context). Each
+    constraint is evaluated once per model (`Context.model_memo`): a run over several releases
+    (`--trt all`) only gathers, per release, the violations of the constraints in force."""
+    return ctx.memo("constraint-violations", lambda: _for_release(ctx))
 
 
 def constraint_versions(ctx: Context, c: Constraint) -> tuple[str, ...]:
     return tuple(v for v in ctx.kb.versions if c.applies_to(v))
 
 
-def _evaluate(ctx: Context, by_op: dict[str, list[Constraint]]) -> list[Violation]:
+def _for_release(ctx: Context) -> list[Violation]:
+    out: list[Violation] = []
+    for op, cs in ctx.kb.constraints_for(ctx.target.trt).items():
+        if not ctx.nodes_of(op):
+            continue
+        for c in cs:
+            # input_type compares types after the release's INT64 conversion: part of the key
+            key = ("constraint", c.id, ctx.release.int64 if c.kind == "input_type" else None)
+            out.extend(ctx.model_memo(key, lambda c=c: _evaluate(ctx, c)))
+    return out
+
+
+def _evaluate(ctx: Context, c: Constraint) -> list[Violation]:
     out: list[Violation] = []
     opv = ctx.model.opset  # constraints describe the ai.onnx importers
-    for op, cs in by_op.items():
-        for node in ctx.nodes_of(op):
-            for c in cs:
-                if "opset_min" in c.params and opv < c.params["opset_min"]:
-                    continue
-                if "opset_max" in c.params and opv > c.params["opset_max"]:
-                    continue
-                detail = _check(ctx, c, node)
-                if isinstance(detail, _Foldable):
-                    out.append(Violation(c, node, str(detail), "warning", "fold-constants"))
-                elif detail is not None:
-                    fix = c.params.get("fix")
-                    # A node whose data input is a build-time constant may have its own fix (a
-                    # DequantizeLinear of weights is folded; one of activations is re-quantized).
-                    if "fix_constant_input" in c.params and node.input(0) and ctx.model.constants(node.graph).is_constant(node.input(0)):
-                        fix = c.params["fix_constant_input"]
-                    out.append(Violation(c, node, detail, fix=fix))
+    if "opset_min" in c.params and opv < c.params["opset_min"]:
+        return out
+    if "opset_max" in c.params and opv > c.params["opset_max"]:
+        return out
+    for node in ctx.nodes_of(c.op):
+        detail = _check(ctx, c, node)
+        if isinstance(detail, _Foldable):
+            out.append(Violation(c, node, str(detail), "warning", "fold-constants"))
+        elif detail is not None:
+            fix = c.params.get("fix")
+            # A node whose data input is a build-time constant may have its own fix (a
+            # DequantizeLinear of weights is folded; one of activations is re-quantized).
+            if "fix_constant_input" in c.params and node.input(0) and ctx.model.constants(node.graph).is_constant(node.input(0)):
+                fix = c.params["fix_constant_input"]
+            out.append(Violation(c, node, detail, fix=fix))
     return out
 
 

@@ -64,6 +64,7 @@ class ChainedConstantArithmetic(Rule):
     name = "chained-constant-arithmetic"
     severity = Severity.INFO
     summary = "consecutive additions or multiplications of constants that one node can do"
+    release_independent = True
 
     def check(self, ctx: Context):
         if not any(ctx.nodes_of(op) for op in (*_ADDITIVE, *_MULTIPLICATIVE)):

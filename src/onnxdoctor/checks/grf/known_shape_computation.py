@@ -104,6 +104,7 @@ class KnownShapeComputation(Rule):
     name = "known-shape-computation"
     severity = Severity.INFO
     summary = "shape computation whose value is known without running the model"
+    release_independent = True
 
     def check(self, ctx: Context):
         if not ctx.nodes_of("Shape"):

@@ -78,6 +78,7 @@ class RedundantLayoutChain(Rule):
     name = "redundant-layout-chain"
     severity = Severity.INFO
     summary = "consecutive reshapes or transposes one node (or none) can replace"
+    release_independent = True
 
     def check(self, ctx: Context):
         if not any(ctx.nodes_of(op) for op in (*VIEW_OPS, "Transpose")):

@@ -68,6 +68,7 @@ class UnfoldedBatchNorm(Rule):
     name = "unfolded-batch-norm"
     severity = Severity.INFO
     summary = "BatchNormalization that the Conv/Gemm/MatMul before it can absorb"
+    release_independent = True
 
     def check(self, ctx: Context):
         for bn in ctx.nodes_of("BatchNormalization"):

@@ -60,6 +60,7 @@ class UnquantizedResidualInput(Rule):
     name = "unquantized-residual-input"
     severity = Severity.INFO
     summary = "float residual input blocks the Conv+Add+Q fusion"
+    release_independent = True
 
     def check(self, ctx: Context):
         if not any_qdq(ctx):

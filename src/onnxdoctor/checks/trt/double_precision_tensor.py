@@ -45,6 +45,7 @@ class DoublePrecisionTensor(Rule):
     name = "double-precision-tensor"
     severity = Severity.WARNING
     summary = "DOUBLE tensor cast down to FLOAT by TensorRT"
+    release_independent = True
 
     def check(self, ctx: Context):
         if not may_have(ctx, lambda kind, elem: elem == TensorProto.DOUBLE):

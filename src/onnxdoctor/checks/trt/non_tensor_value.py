@@ -48,6 +48,7 @@ class NonTensorValue(Rule):
     name = "non-tensor-value"
     severity = Severity.ERROR
     summary = "sequence/optional/map/sparse value"
+    release_independent = True
 
     def check(self, ctx: Context):
         for g in ctx.model.graphs:
