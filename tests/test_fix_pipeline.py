@@ -183,3 +183,20 @@ def test_report_has_timings_and_step_seconds():
     assert {"store", "check", "inputs", "rewrites", "proofs", "total", "proof_runs"} <= set(d["timings"])
     assert all("seconds" in s for s in d["steps"])
     assert d["timings"]["total"] >= d["timings"]["proofs"]
+
+
+def test_progress_shows_each_phase_with_its_time():
+    import io
+
+    from rich.console import Console
+
+    from onnxdoctor.cli import PhaseProgress
+
+    out = io.StringIO()
+    with PhaseProgress(Console(file=out, force_terminal=True, width=120)) as progress:
+        fix_model(model(), FixOptions(trt="10.15"), log=progress)
+    text = out.getvalue()
+    for phase in ("checking the model", "iteration 1: dedupe-nodes", "proving 3 rewrite(s) in ONNX Runtime",
+                  "putting the weights back"):
+        assert phase in text, text[-2000:]
+    assert "0:00:0" in text  # the elapsed-time column

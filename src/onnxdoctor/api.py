@@ -355,6 +355,8 @@ def fix(
     distinct(("-o", destination), ("--report", report))
     cfg = _config(config, model)
     inputs = Inputs()
+    if log is not None and where is not None:
+        log(f"reading {os.fspath(where)}")
     proto, external, shown = _with_weights(model, inputs, "the input model")
     for other, what in ((data, "the --data file"), (config if config not in (None, True, False) else None, "the --config file")):
         if other is not None:
@@ -384,6 +386,8 @@ def fix(
     result = fix_model(proto, opts, log=log)
     # --in-place with nothing changed leaves the file alone; -o always gets the model.
     if not dry_run and (result.changed or not in_place):
+        if log is not None:
+            log(f"writing {os.fspath(destination)}")
         result.written = [str(w) for w in save_model(result.model, destination, inputs, external=external, in_place=in_place)]
     result.fail_on = cfg.fail_on or load_ruleset(opts.rules).fail_on or "error"
     result.diff = node_diff(result.original, result.model) if diff else None

@@ -281,14 +281,14 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
             raise UsageError("--in-place and -o/--output name different files; use one of them")
         if output is None and not in_place and not dry_run:
             raise UsageError("fix needs -o/--output FILE (or --in-place to overwrite the input)")
-        log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() and fmt == "text" else None
-        result = api_fix(
-            model, None if dry_run else output, in_place=in_place and not dry_run, report=report_path, diff=show_diff,
-            rules=rules, trt=trt, precision=precision, plugins=_split(plugins), unsafe_fixes=unsafe_fixes,
-            prove=not no_prove, atol=atol, rtol=rtol, shapes=shapes, data=data, seed=seed, keep_io_types=keep_io_types,
-            keep_fp32=keep_fp32, max_abs=max_abs, keep_norm_stats=keep_norm_stats,
-            config=False if isolated else config, log=log, progress=sys.stderr.isatty(),
-        )
+        with PhaseProgress.on_terminal() as progress:
+            result = api_fix(
+                model, None if dry_run else output, in_place=in_place and not dry_run, report=report_path, diff=show_diff,
+                rules=rules, trt=trt, precision=precision, plugins=_split(plugins), unsafe_fixes=unsafe_fixes,
+                prove=not no_prove, atol=atol, rtol=rtol, shapes=shapes, data=data, seed=seed, keep_io_types=keep_io_types,
+                keep_fp32=keep_fp32, max_abs=max_abs, keep_norm_stats=keep_norm_stats,
+                config=False if isolated else config, log=progress, progress=progress is not None,
+            )
     except OnnxDoctorError as e:
         _fail(str(e))
     level = Severity.parse(fail_on or result.fail_on)
@@ -350,6 +350,44 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
         click.echo(json.dumps(result.to_dict(), indent=2) + "\n" if fmt == "json" else render_text(result, show_all=show_all),
                    nl=False)
     sys.exit(0 if result.passed else 1)
+
+
+class PhaseProgress:
+    """The phases of a long command on stderr, one line each (rich): the running phase with a spinner
+    and its elapsed time, the finished ones with the time they took. Called with each phase's
+    description as it starts."""
+
+    def __init__(self, console=None) -> None:
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(finished_text="[green]✓"), TimeElapsedColumn(), TextColumn("{task.description}"),
+                                 console=console or Console(stderr=True))
+        self.task = None
+
+    @classmethod
+    def on_terminal(cls):
+        """A PhaseProgress when stderr is a terminal, else a context that gives None."""
+        import contextlib
+
+        return cls() if sys.stderr.isatty() else contextlib.nullcontext()
+
+    def __enter__(self) -> PhaseProgress:
+        self.progress.start()
+        return self
+
+    def __call__(self, message: str) -> None:
+        self._finish()
+        self.task = self.progress.add_task(f"onnxdoctor: {message}", total=None)
+
+    def _finish(self) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, total=1, completed=1)
+            self.progress.stop_task(self.task)
+
+    def __exit__(self, *exc) -> None:
+        self._finish()
+        self.progress.stop()
 
 
 def _progress_printer():

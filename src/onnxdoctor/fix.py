@@ -172,7 +172,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
             return analyze(from_proto(p), target, rules)
 
     # The pipeline works on `work`: the model with its big weights in the store (stubs in the graph).
-    log("reading the model")
+    log("setting the big weights aside")
     with timings("store"):
         work = store.strip(proto)
     log("checking the model")
