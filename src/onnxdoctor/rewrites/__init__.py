@@ -23,6 +23,7 @@ from . import (
     shapes,
     simplify,
     substitutions,
+    typed_inputs,
 )
 from .base import Outcome, Rewrite, RewriteContext
 
@@ -39,6 +40,7 @@ BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *quantization.REWRITES,
     *decompositions.REWRITES,
     *equivalents.REWRITES,
+    *typed_inputs.REWRITES,
     *opset.REWRITES,
     *fusions.REWRITES,
     *precision.REWRITES,

@@ -57,7 +57,8 @@ class SmallIntToInt32(Rewrite):
 
     ## When it applies
     TRT113 (UINT8 inside the network, outside quantization), TRT111 (INT16/UINT16/UINT32 value inside
-    the network) and TRT121 (`Cast` to INT16/UINT16/UINT32). Not for graph inputs and outputs (the
+    the network), TRT121 (`Cast` to INT16/UINT16/UINT32) and TRT116 (a UINT8 network input fed to an
+    op that rejects UINT8 but moves or compares values, such as `Concat`: it is cast to INT32 first). Not for graph inputs and outputs (the
     model's interface), not for UINT32 when the release's `Mod` has no INT64, and not before opset 10
     (no integer `Mod`).
 
@@ -70,7 +71,7 @@ class SmallIntToInt32(Rewrite):
     arithmetic and the conversion of out-of-range values); proven in ONNX Runtime.
 
     ## Resolves
-    TRT111, TRT113, TRT121
+    TRT111, TRT113, TRT116, TRT121
     """
 
     name = "small-int-to-int32"
@@ -78,7 +79,7 @@ class SmallIntToInt32(Rewrite):
     phase = 30
     summary = "compute UINT8/INT16/UINT16/UINT32 tensors inside the network in INT32 with explicit wrap-around"
     applicability = Applicability.SAFE
-    resolves = ("TRT111", "TRT113", "TRT121")
+    resolves = ("TRT111", "TRT113", "TRT116", "TRT121")
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from .substitutions._build import ModelInfo, default_opset

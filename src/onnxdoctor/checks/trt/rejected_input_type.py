@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..._onnx import TensorProto
 from ...findings import Severity
+from ...rule import Context
 from ._constraint_rule import ConstraintRule
 
 
@@ -37,7 +39,14 @@ class RejectedInputType(ConstraintRule):
     needed), or, for a UINT8 network input, `Cast` it right after the input.
 
     ## Fix safety
-    No automatic fix: casting integers to FLOAT is exact only below 2^24.
+    Exact rewrites where one exists (all safe): an integer `MatMul` becomes `Mul` + `ReduceSum` in
+    the integer type (from 10.0, whose ReduceSum takes INT32; `integer-matmul-to-mul-reduce-sum`);
+    an integer exponent of a float `Pow` is cast to the float type (`pow-exponent-to-float`); integer
+    `Relu` is `Max(x, 0)` (`int-relu-to-max`); `Abs` of an unsigned value is the value
+    (`abs-unsigned-to-identity`); a nearest `Resize` of UINT8 runs in FLOAT (`resize-nearest-via-float`);
+    a UINT8 network input into `Concat` and other ops that only move or compare values is computed in
+    INT32 (`small-int-to-int32`). Otherwise no automatic fix: casting integers to FLOAT is exact only
+    below 2^24.
 
     ## TensorRT versions
     Per constraint, listed in each finding (8.6 to 10.1 read in the source; later releases keep the
@@ -55,3 +64,21 @@ class RejectedInputType(ConstraintRule):
     summary = "input type the op's importer asserts against"
     kinds = frozenset({"input_type"})
     hint_text = "cast the input to a type the importer accepts (FLOAT/FLOAT16) before this node"
+
+    def fix_for(self, ctx: Context, v):
+        # The rewrites a constraint names apply only where their construction is possible.
+        if v.fix == "integer-matmul-to-mul-reduce-sum" and "INT32" not in ctx.release.ops.get("ReduceSum", ()):
+            return None  # 8.6/9.x: ReduceSum is float only
+        if v.fix == "pow-exponent-to-float" and v.node.graph.elem_type_of(v.node.input(0)) not in _FLOATS:
+            return None  # an integer base: no exact float form
+        if v.fix is None and v.node.op_type in _WIDE_OK:
+            for name in v.node.node.input[:1] if v.node.op_type != "Concat" else v.node.node.input:
+                if name and v.node.graph.elem_type_of(name) == TensorProto.UINT8:
+                    return self.fix_by("small-int-to-int32")
+        return super().fix_for(ctx, v)
+
+
+_FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+# Ops small-int-to-int32 runs on INT32 values as they are (a UINT8 network input is cast first).
+_WIDE_OK = frozenset({"Concat", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Tile", "Slice",
+                      "Gather", "Split", "Max", "Min", "Where", "Add", "Sub", "Mul"})
