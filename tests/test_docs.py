@@ -22,7 +22,7 @@ def test_rule_doc_has_every_heading(rule):
 
 
 def test_rule_identities_match():
-    """UnsupportedOperator / unsupported_operator.py / unsupported-operator (STYLE.md)."""
+    """One rule, three matching identities: UnsupportedOperator / unsupported_operator.py / unsupported-operator."""
     import re
     import sys
 
