@@ -152,6 +152,22 @@ CASES = [
          H(17, True) + f"g (float[1,2,5,5] x, float[3,2,3,3] w, float[3] b) => (float[1,3,3,3] y) "
          f'{{ y = {MS}.FusedConv<activation = "HardSigmoid", activation_params = [0.3, 0.4]>(x, w, b) }}',
          ("10.15",), code="TRT102"),
+    Case("contrib-attention", "contrib-attention-to-matmul-softmax", (MS, "Attention"),
+         H(17, True) + f"g (float[2,4,16] x, float[16,48] w, float[48] b) => (float[2,4,16] y) "
+         f"{{ y = {MS}.Attention<num_heads = 2>(x, w, b) }}", ("8.6", "10.13", "10.15"), code="TRT102"),
+    Case("contrib-attention-raw-mask", "contrib-attention-to-matmul-softmax", (MS, "Attention"),
+         H(17, True) + f"g (float[2,4,16] x, float[16,48] w, float[48] b) => (float[2,4,16] y) "
+         f"<int32[2,4] m = {{1, 1, 1, 0, 1, 1, 0, 0}}> {{ y = {MS}.Attention<num_heads = 4>(x, w, b, m) }}", ("10.15",), code="TRT102"),
+    Case("contrib-attention-mask-index", "contrib-attention-to-matmul-softmax", (MS, "Attention"),
+         H(17, True) + f"g (float[2,4,16] x, float[16,48] w, float[48] b) => (float[2,4,16] y) "
+         f"<int32[2] m = {{3, 2}}> {{ y = {MS}.Attention<num_heads = 2>(x, w, b, m) }}", ("10.15",), code="TRT102"),
+    Case("contrib-attention-causal-scale-sizes", "contrib-attention-to-matmul-softmax", (MS, "Attention"),
+         H(17, True) + f"g (float[1,5,8] x, float[8,40] w, float[40] b) => (float[1,5,24] y) "
+         f"{{ y = {MS}.Attention<num_heads = 2, unidirectional = 1, scale = 0.2, qkv_hidden_sizes = [8, 8, 24]>(x, w, b) }}",
+         ("10.15",), code="TRT102"),
+    Case("contrib-attention-bias", "contrib-attention-to-matmul-softmax", (MS, "Attention"),
+         H(17, True) + f"g (float[1,4,16] x, float[16,48] w, float[48] b, float[1,2,4,4] ab) => (float[1,4,16] y) "
+         f"{{ y = {MS}.Attention<num_heads = 2>(x, w, b, , , ab) }}", ("10.15",), code="TRT102"),
     Case("fused-gemm-leaky", "fused-gemm-to-gemm-activation", (MS, "FusedGemm"),
          H(17, True) + f"g (float[2,4] a, float[3,4] w, float[3] c) => (float[2,3] y) "
          f'{{ y = {MS}.FusedGemm<activation = "LeakyRelu", activation_alpha = 0.1, transB = 1, alpha = 0.5, beta = 2.0>(a, w, c) }}',
@@ -327,6 +343,9 @@ def test_substitution_inside_a_subgraph():
         pytest.param("fused-gemm-to-gemm-activation",
                      H(17, True) + f"g (float[2,4] a, float[4,3] w) => (float[2,3] y) "
                      f'{{ y = {MS}.FusedGemm<activation = "Gelu">(a, w) }}', "no exact ONNX equivalent", id="fused-gemm-unknown-activation"),
+        pytest.param("contrib-attention-to-matmul-softmax",
+                     H(17, True) + f"g (float[1,1,16] x, float[16,48] w, float[48] b, float[2,1,2,3,8] past) => (float[1,1,16] y, float[2,1,2,4,8] present) "
+                     f"{{ y, present = {MS}.Attention<num_heads = 2>(x, w, b, , past) }}", "past/present", id="contrib-attention-kv-cache"),
         pytest.param("rms-normalization-to-reductions",
                      H(23) + "g (x, float[8] s) => (y) { y = RMSNormalization<axis = 1>(x, s) }",
                      "rank is unknown", id="rms-norm-axis-unknown-rank"),

@@ -34,6 +34,7 @@ SUBSTITUTIONS: dict[tuple[str, str], str] = {
     ("", "SimplifiedLayerNormalization"): "simplified-layer-norm-to-reductions",
     ("", "SoftmaxCrossEntropyLoss"): "op-to-function-body",
     ("", "Swish"): "swish-to-sigmoid-mul",
+    (_MS, "Attention"): "contrib-attention-to-matmul-softmax",
     (_MS, "BiasAdd"): "bias-add-to-add",
     (_MS, "BiasGelu"): "bias-gelu-to-add-erf",
     (_MS, "DynamicQuantizeLSTM"): "dynamic-quantize-lstm-to-lstm",

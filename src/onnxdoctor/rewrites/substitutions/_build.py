@@ -225,6 +225,11 @@ class Builder:
             return self.op(op_type, [x, self.ints(list(axes))], out, keepdims=keepdims)
         return self.op(op_type, [x], out, axes=list(axes), keepdims=keepdims)
 
+    def unsqueeze(self, x: str, axes, out: str | None = None) -> str:
+        if self.opset >= 13:
+            return self.op("Unsqueeze", [x, self.ints(list(axes))], out)
+        return self.op("Unsqueeze", [x], out, axes=list(axes))
+
     def squeeze(self, x: str, axes, out: str | None = None) -> str:
         if self.opset >= 13:
             return self.op("Squeeze", [x, self.ints(list(axes))], out)

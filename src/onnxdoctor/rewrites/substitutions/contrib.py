@@ -3,6 +3,9 @@ leaves in a model: standard ONNX equivalents TensorRT can import (TRT102)."""
 
 from __future__ import annotations
 
+import numpy as np
+from onnx import TensorProto
+
 from ._build import Builder, Skip, Substitution
 
 MS = "com.microsoft"
@@ -412,7 +415,112 @@ class FusedGemmToGemmActivation(_Contrib):
                      gamma=b.attr("activation_gamma"))
 
 
+class ContribAttentionToMatmulSoftmax(_Contrib):
+    """Replace `com.microsoft::Attention` (fused QKV projection and attention) by MatMul, Softmax and reshapes.
+
+    ## What it does
+    ONNX Runtime's transformer optimizer fuses a BERT/GPT-2 self-attention block into
+    `Attention(input, weights, bias, mask_index, past, attention_bias)`. It becomes the same
+    computation in standard ops: `QKV = input @ weights + bias`, split into Q, K, V
+    (`qkv_hidden_sizes`, equal thirds by default), each reshaped to `[B, heads, S, head_size]`;
+    `scores = Q @ K^T * scale` (`scale` or `1/sqrt(head_size)`), plus `mask_filter_value`
+    (default -10000) where the mask hides a key and, with `unidirectional=1`, above the diagonal,
+    plus `attention_bias`; `Softmax` over the keys; `@ V`, back to `[B, S, v_hidden]`.
+
+    ## When it applies
+    TRT102 on `com.microsoft::Attention`: no TensorRT release has an importer (from 10.14 the
+    parser sends it to the different ONNX `Attention` importer). Handles no mask, a 1-D
+    `mask_index` (the number of valid keys per batch, right padding) and a 2-D raw mask
+    `[B, S]`. Skipped with `past`/`present` (KV cache), other mask formats, rotary embedding,
+    packed QKV input without weights, or `unidirectional=1` with a dynamic sequence length.
+
+    ## Example
+    `y = com.microsoft.Attention<num_heads=2>(x, w, b)` with `x: float[1,4,16]`, `w: float[16,48]`
+    becomes `qkv = Add(MatMul(x, w), b)`, three `Slice`s, `Reshape`/`Transpose` to heads,
+    `Softmax(Mul(MatMul(q, k^T), 0.3536))`, `MatMul` with v and the reshape back.
+
+    ## Safety
+    Safe: the definition of the contrib op, computed in the input's precision; ONNX Runtime's
+    kernel agrees to float rounding.
+
+    ## Resolves
+    TRT102
+    """
+
+    name = "contrib-attention-to-matmul-softmax"
+    summary = "replace com.microsoft::Attention by MatMul + Softmax + reshapes"
+    op_type = "Attention"
+
+    def replace(self, b: Builder) -> None:
+        x, w, bias = b.node.input[0], b.input(1), b.input(2)
+        if not w:
+            raise Skip("packed QKV input without weights")
+        if b.input(4) or b.output_used(1):
+            raise Skip("past/present (KV cache)")
+        if b.input(6) or b.attr("do_rotary", 0):
+            raise Skip("rotary embedding or a past sequence length")
+        dtype = b.float_type(x, w)
+        heads = int(b.attr("num_heads"))
+        sizes = b.attr("qkv_hidden_sizes")
+        wshape = b.shape(w)
+        if sizes:
+            hq, hk, hv = (int(v) for v in sizes)
+        elif wshape and wshape[-1]:
+            hq = hk = hv = wshape[-1] // 3
+        else:
+            raise Skip("the weights' width is unknown (needed to split Q, K and V)")
+        if hq != hk or hq % heads or hv % heads:
+            raise Skip("Q and K sizes differ or do not divide into the heads")
+        hd, vd = hq // heads, hv // heads
+        qkv = b.op("MatMul", [x, w])
+        if bias:
+            qkv = b.add(qkv, bias)
+        parts = []
+        for start, size, width in ((0, hq, hd), (hq, hk, hd), (hq + hk, hv, vd)):
+            part = b.op("Slice", [qkv, b.ints([start], "starts"), b.ints([start + size], "ends"), b.ints([-1], "axes")])
+            part = b.op("Reshape", [part, b.ints([0, 0, heads, width], "heads_shape")])
+            parts.append(part)
+        q = b.op("Transpose", [parts[0]], perm=[0, 2, 1, 3])
+        kt = b.op("Transpose", [parts[1]], perm=[0, 2, 3, 1])
+        v = b.op("Transpose", [parts[2]], perm=[0, 2, 1, 3])
+        scale = b.attr("scale")
+        scale = float(scale) if scale else 1.0 / float(np.sqrt(hd))
+        scores = b.mul(b.op("MatMul", [q, kt]), b.const(scale, dtype, "scale"))
+        mfv = float(b.attr("mask_filter_value", -10000.0))
+        mask = b.input(3)
+        if mask:
+            mshape = b.shape(mask)
+            rank = None if mshape is None else len(mshape)
+            if rank == 2:
+                keep = b.op("Greater", [mask, b.const(0, b.dtype(mask) or TensorProto.INT32, "zero")])
+            elif rank == 1:
+                xs = b.shape(x)
+                if xs is None or len(xs) != 3 or not xs[1]:
+                    raise Skip("a 1-D mask_index with a dynamic sequence length")
+                ends = b.cast(mask, TensorProto.INT64)
+                positions = b.ints(list(range(xs[1])), "positions")
+                keep = b.op("Less", [b.unsqueeze(positions, [0]), b.unsqueeze(ends, [1])])
+            else:
+                raise Skip(f"mask_index of rank {rank}: only a 1-D length or a 2-D raw mask is handled")
+            hidden = b.op("Not", [keep])
+            add = b.mul(b.cast(hidden, dtype), b.const(mfv, dtype, "mask_filter_value"))
+            scores = b.add(scores, b.unsqueeze(add, [1, 2]))
+        if int(b.attr("unidirectional", 0)):
+            xs = b.shape(x)
+            if xs is None or len(xs) != 3 or not xs[1]:
+                raise Skip("unidirectional with a dynamic sequence length")
+            n = xs[1]
+            future = np.triu(np.ones((n, n), dtype=np.float64), k=1) * mfv
+            scores = b.add(scores, b.const(future, dtype, "causal_mask"))
+        if b.input(5):
+            scores = b.add(scores, b.input(5))
+        probs = b.op("Softmax", [scores], axis=-1)
+        ctx = b.op("Transpose", [b.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+        b.op("Reshape", [ctx, b.ints([0, 0, hv], "output_shape")], b.node.output[0])
+
+
 REWRITES = (
+    ContribAttentionToMatmulSoftmax,
     FusedMatmulToMatmul,
     ContribGeluToErf,
     BiasGeluToAddErf,
