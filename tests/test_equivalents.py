@@ -283,3 +283,20 @@ def test_scatter_nd_explicit_none_reduction_is_dropped_before_10_9():
     outcome, _, out = apply("scatter-nd-reduction-to-dense", text, "10.8", feeds)
     node = next(n for n in out.graph.node if n.op_type == "ScatterND")
     assert not [a for a in node.attribute if a.name == "reduction"]
+
+
+@pytest.mark.parametrize("op,extra", [("AveragePool", ""), ("AveragePool", ", count_include_pad = 1"), ("LpPool", ", p = 2"), ("LpPool", ", p = 3")])
+@pytest.mark.parametrize("k,st,d,pads,shape", [
+    ([2, 2], [1, 1], [2, 2], [0, 0, 0, 0], [1, 2, 5, 5]),
+    ([3, 2], [2, 1], [2, 3], [1, 0, 2, 1], [2, 1, 7, 6]),
+])
+def test_dilated_average_and_lp_pool_become_sums_of_slices(op, extra, k, st, d, pads, shape):
+    n = len(k)
+    outs = [(shape[2 + i] + pads[i] + pads[n + i] - d[i] * (k[i] - 1) - 1) // st[i] + 1 for i in range(n)]
+    text = f"""<ir_version: 9, opset_import: ["" : 19]>
+    g (float{shape} x) => (float{shape[:2] + outs} y) {{
+      y = {op}<kernel_shape = {k}, dilations = {d}, strides = {st}, pads = {pads}{extra}>(x)
+    }}"""
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    outcome, _, out = apply("avg-lp-pool-dilations-to-slices", text, "10.15", feeds, exact=False)
+    assert op not in [n_.op_type for n_ in out.graph.node]

@@ -142,9 +142,9 @@ class MaxPoolDilationsToSlices(_Equivalent):
     output position sees at that offset — and combines them with one `Max`.
 
     ## When it applies
-    TRT121 on `MaxPool` with dilations other than 1. Needs static spatial dimensions, a floating-point
-    input, `ceil_mode=0`, `auto_pad` NOTSET or VALID, and the `Indices` output unused; at most 64
-    kernel offsets.
+    TRT121 on `MaxPool` with dilations other than 1; TRT127 where 9.1 to 9.3 parse it but ignore the
+    dilations. Needs static spatial dimensions, a floating-point input, `ceil_mode=0`, `auto_pad`
+    NOTSET or VALID, and the `Indices` output unused; at most 64 kernel offsets.
 
     ## Example
     `y = MaxPool<kernel_shape=[2,2], dilations=[2,2]>(x)` with `x: float[1,1,5,5]` becomes
@@ -155,14 +155,14 @@ class MaxPoolDilationsToSlices(_Equivalent):
     Safe: the maximum of the same elements.
 
     ## Resolves
-    TRT121
+    TRT121, TRT127
     """
 
     name = "max-pool-dilations-to-slices"
     summary = "replace a dilated MaxPool by Max over strided Slices"
     op_type = "MaxPool"
     pattern = "MaxPool with dilations"
-    resolves = ("TRT121",)
+    resolves = ("TRT121", "TRT127")
 
     def matches(self, node: onnx.NodeProto) -> bool:
         if not super().matches(node):
@@ -177,9 +177,10 @@ class MaxPoolDilationsToSlices(_Equivalent):
         _pool_max(b, plan["slices"], b.node.output[0])
 
 
-def _pool_plan(b: Builder) -> dict:
-    """The strided slices of a MaxPool's (padded) input, one per kernel offset in row-major kernel
-    order, with the pooling geometry. Raises Skip for what the slices cannot express."""
+def _pool_plan(b: Builder, fill: float = -np.inf, source: str | None = None) -> dict:
+    """The strided slices of a pooling node's input (`source` instead when given) padded with `fill`,
+    one per kernel offset in row-major kernel order, with the pooling geometry. Raises Skip for what
+    the slices cannot express."""
     x = b.node.input[0]
     if b.attr("ceil_mode", 0):
         raise Skip("ceil_mode=1")
@@ -201,11 +202,11 @@ def _pool_plan(b: Builder) -> dict:
     outs = [(sizes[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(n)]
     if any(o < 1 for o in outs):
         raise Skip("the pooled output would be empty")
-    src = x
+    src = source or x
     if any(pads):
-        lowest = b.const(-np.inf, dtype, "neg_inf")
+        value = b.const(fill, dtype, "pad_value")
         full = [0, 0] + pads[:n] + [0, 0] + pads[n:]
-        src = b.op("Pad", [x, b.ints(full, "pads"), lowest]) if b.opset >= 11 else b.op("Pad", [x], pads=full, value=float("-inf"))
+        src = b.op("Pad", [src, b.ints(full, "pads"), value]) if b.opset >= 11 else b.op("Pad", [src], pads=full, value=float(fill))
     axes = list(range(2, 2 + n))
     slices, offsets = [], list(itertools.product(*(range(v) for v in k)))
     for offs in offsets:
@@ -218,7 +219,7 @@ def _pool_plan(b: Builder) -> dict:
                 raise Skip("strided Slice needs opset 10")
             slices.append(b.op("Slice", [src], starts=starts, ends=ends, axes=axes))
     return {"slices": slices, "offsets": offsets, "outs": outs, "strides": s, "dilations": d, "pads": pads,
-            "shape": shape, "n": n}
+            "shape": shape, "n": n, "kernel": k, "dtype": dtype}
 
 
 def _pool_max(b: Builder, slices: list[str], out: str) -> str:
@@ -727,3 +728,74 @@ class ScatterNdReductionToDense(_Equivalent):
 
 
 REWRITES = (*REWRITES, ScatterNdReductionToDense)
+
+
+class AvgLpPoolDilationsToSlices(_Equivalent):
+    """Replace a dilated `AveragePool` or `LpPool` by sums of strided slices of the padded input.
+
+    ## What it does
+    As for a dilated MaxPool, one strided `Slice` per kernel offset of the zero-padded input holds
+    what every output position sees at that offset. `AveragePool` is their `Sum` divided by the
+    number of elements each window holds — the kernel size with `count_include_pad=1`, else the
+    count of real (non-padding) elements, a constant computed from the geometry. `LpPool` slices
+    `|x|^p` instead and takes the `1/p`-th power of the sum.
+
+    ## When it applies
+    TRT121 on `AveragePool` or `LpPool` with dilations other than 1; TRT127 where a release parses
+    them but ignores the dilations. Needs static spatial dimensions,
+    a floating-point input, `ceil_mode=0`, `auto_pad` NOTSET or VALID; at most 64 kernel offsets.
+
+    ## Example
+    `y = AveragePool<kernel_shape=[2,2], dilations=[2,2]>(x)` with `x: float[1,1,5,5]` becomes
+    `y = Div(Sum(Slice(x, [0,0]..), Slice(x, [0,2]..), Slice(x, [2,0]..), Slice(x, [2,2]..)), 4)`.
+
+    ## Safety
+    Safe: the pooling's definition; the sum is formed in another order than ONNX Runtime's loop (the
+    last bits may differ; proven within the fix tolerance).
+
+    ## Resolves
+    TRT121, TRT127
+    """
+
+    name = "avg-lp-pool-dilations-to-slices"
+    summary = "replace a dilated AveragePool/LpPool by sums of strided Slices"
+    op_type = "AveragePool"
+    pattern = "AveragePool or LpPool with dilations"
+    resolves = ("TRT121", "TRT127")
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        if node.op_type not in ("AveragePool", "LpPool") or node.domain not in ("", "ai.onnx"):
+            return False
+        dil = next((list(a.ints) for a in node.attribute if a.name == "dilations"), [])
+        return any(v != 1 for v in dil)
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        lp = b.node.op_type == "LpPool"
+        dtype = b.float_type(x)
+        p = float(b.attr("p", 2)) if lp else None
+        source = b.op("Pow", [b.op("Abs", [x]), b.const(p, dtype, "p")]) if lp else None
+        plan = _pool_plan(b, 0.0, source)
+        slices = plan["slices"]
+        total = slices[0] if len(slices) == 1 else b.op("Sum", slices)
+        if lp:
+            b.op("Pow", [total, b.const(1.0 / p, dtype, "inv_p")], b.node.output[0])
+            return
+        n, k = plan["n"], plan["kernel"]
+        if b.attr("count_include_pad", 0):
+            b.op("Div", [total, b.const(float(np.prod(k)), dtype, "window")], b.node.output[0])
+            return
+        # Real elements per window: the same slices of a padded tensor of ones.
+        spatial = plan["shape"][2:]
+        pads = plan["pads"]
+        ones = np.pad(np.ones(spatial), [(pads[i], pads[n + i]) for i in range(n)])
+        count = np.zeros(plan["outs"])
+        for offs in plan["offsets"]:
+            idx = tuple(slice(offs[i] * plan["dilations"][i], offs[i] * plan["dilations"][i] + (plan["outs"][i] - 1) * plan["strides"][i] + 1,
+                              plan["strides"][i]) for i in range(n))
+            count += ones[idx]
+        np_t = onnx.helper.tensor_dtype_to_np_dtype(dtype)
+        b.op("Div", [total, b.tensor(count.astype(np_t), f"{b.base}/window_count")], b.node.output[0])
+
+
+REWRITES = (*REWRITES, AvgLpPoolDilationsToSlices)

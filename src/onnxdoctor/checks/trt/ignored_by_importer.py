@@ -33,7 +33,9 @@ class IgnoredByImporter(ConstraintRule):
     release reads: for the Reduce ops, an opset-17 model with `axes` as an attribute.
 
     ## Fix safety
-    No automatic fix.
+    Pooling dilations the release ignores are taken out of the pooling node by an exact rewrite
+    (`max-pool-dilations-to-slices`, `avg-lp-pool-dilations-to-slices`: strided slices of the padded
+    input, safe). No automatic fix for the other ignored settings.
 
     ## TensorRT versions
     Per constraint, listed in each finding.
