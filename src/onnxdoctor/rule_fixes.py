@@ -15,6 +15,11 @@ _SAFE, _UNSAFE = Applicability.SAFE, Applicability.UNSAFE
 _MS = "com.microsoft"
 SUBSTITUTIONS: dict[tuple[str, str], str] = {
     ("", "Attention"): "op-to-function-body",
+    ("", "BitShift"): "bit-shift-to-arithmetic",
+    ("", "BitwiseAnd"): "bitwise-and-to-arithmetic",
+    ("", "BitwiseNot"): "bitwise-not-to-sub",
+    ("", "BitwiseOr"): "bitwise-or-to-arithmetic",
+    ("", "BitwiseXor"): "bitwise-xor-to-arithmetic",
     ("", "CastLike"): "castlike-to-cast",
     ("", "CenterCropPad"): "op-to-function-body",
     ("", "Compress"): "compress-to-gather-nonzero",

@@ -44,7 +44,8 @@ class UnsupportedOperator(Rule):
     ## Fix safety
     Op substitutions are exact (safe) where a rewrite exists; `Attention`, `RotaryEmbedding`,
     `CenterCropPad` and the training losses are replaced by the function body ONNX defines for
-    them (`op-to-function-body`). ONNX Runtime's dynamic quantization
+    them (`op-to-function-body`); the bit operators (`BitwiseAnd/Or/Xor/Not` on 8- to 32-bit
+    integers, `BitShift` on UINT8/UINT16) become INT32 arithmetic. ONNX Runtime's dynamic quantization
     (`DynamicQuantizeLinear`, `MatMulInteger`, `ConvInteger`) is replaced by float ops with
     dequantized weights, which is unsafe (activations are no longer rounded to 8 bits; proven within
     tolerance, needs `--unsafe-fixes`). An op whose inputs are all build-time constants (a

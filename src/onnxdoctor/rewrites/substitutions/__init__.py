@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from . import contrib, standard
+from . import bitwise, contrib, standard
 
-REWRITES = (*standard.REWRITES, *contrib.REWRITES)
+REWRITES = (*standard.REWRITES, *contrib.REWRITES, *bitwise.REWRITES)
 
 
 __all__ = ["REWRITES"]
