@@ -23,6 +23,11 @@ GRAPH_ATTR_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 _GRAPH, _GRAPHS = 5, 10  # AttributeProto.GRAPH, AttributeProto.GRAPHS
 
 
+def _text(value) -> str:
+    # protobuf returns the bytes of a string field that is not valid UTF-8
+    return value.decode("utf-8", "backslashreplace") if type(value) is bytes else value
+
+
 def type_tuple(tp) -> tuple:  # tp: a TypeProto
     which = tp.WhichOneof("value")
     if which == "tensor_type":
@@ -34,7 +39,7 @@ def type_tuple(tp) -> tuple:  # tp: a TypeProto
                 w = d.WhichOneof("value")
                 # a negative dim in value_info is meaningless: unknown (graph I/O is validated at load)
                 dims.append((d.dim_value if d.dim_value >= 0 else None) if w == "dim_value"
-                            else (d.dim_param or None) if w == "dim_param" else None)
+                            else _text(d.dim_param) or None if w == "dim_param" else None)
             shape = tuple(dims)
         return ("tensor", tt.elem_type, shape)
     if which == "sparse_tensor_type":

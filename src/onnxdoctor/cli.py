@@ -12,6 +12,7 @@ import click
 from . import __version__
 from .errors import OnnxDoctorError, UsageError
 from .report import FORMATS
+from .terminal import printable, printable_lines
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -20,8 +21,11 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-def _write_output(text: str, output: str | None, inputs=None, option: str = "-o") -> None:
-    """Print to stdout, or write FILE through the one write path (atomic, never over an input)."""
+def _write_output(text: str, output: str | None, inputs=None, option: str = "-o", *, raw: bool = False) -> None:
+    """Print to stdout, or write FILE through the one write path (atomic, never over an input).
+    Control characters that came from the model are escaped unless `raw` (JSON; rich's own colours)."""
+    if not raw:
+        text = printable_lines(text)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -34,7 +38,7 @@ def _write_output(text: str, output: str | None, inputs=None, option: str = "-o"
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"onnxdoctor: {message}", err=True)
+    click.echo(f"onnxdoctor: {printable(message)}", err=True)
     sys.exit(2)
 
 
@@ -156,10 +160,12 @@ def check(paths, trt, fmt, show, verbose, output, select, ignore, fail_on, plugi
             click.echo(f"onnxdoctor: {dropped} finding(s) already in baseline {baseline} not shown", err=True)
     if color is None:
         color = output is None and sys.stdout.isatty()
-    _write_output(render(report, fmt, color=color, verbose=verbose, show=shown), output, inputs)
+    # text.py escapes the model's text itself (rich adds its colours after)
+    _write_output(render(report, fmt, color=color, verbose=verbose, show=shown), output, inputs,
+                  raw=fmt in ("text", "json", "sarif"))
     for m in report.models:
         if m.error:  # exit 2 always comes with its line on stderr
-            click.echo(f"onnxdoctor: {m.error}", err=True)
+            click.echo(f"onnxdoctor: {printable(m.error)}", err=True)
     _fast_exit(report.exit_code(Severity.parse(fail_on) if fail_on else None))
 
 
@@ -431,7 +437,7 @@ def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, iso
                            config=False if isolated else config, log=log)
     except OnnxDoctorError as e:
         _fail(str(e))
-    click.echo(json.dumps(prof, indent=2) if fmt == "json" else render_text(prof).rstrip("\n"))
+    click.echo(json.dumps(prof, indent=2) if fmt == "json" else printable_lines(render_text(prof).rstrip("\n")))
 
 
 @main.command("rules")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from . import suppressions
+from .checks.mod.attribute_type_mismatch import AttributeTypeMismatch
 from .checks.mod.unused_suppression import UnusedSuppression
 from .findings import Finding
 from .model import Model
@@ -46,6 +47,10 @@ def _run(ctx: Context, rules: Iterable[Rule]) -> list[Finding]:
 
 def _finish(ctx: Context, rules: list[Rule], findings: list[Finding]) -> list[Finding]:
     model = ctx.model
+    # Mismatched attribute types are known once every rule has read what it needs.
+    for rule in rules:
+        if isinstance(rule, AttributeTypeMismatch):
+            findings = findings + rule.report(ctx)
     entries = suppressions.entries_of(model.proto)
     if entries:
         findings, unused = suppressions.apply(findings, entries)

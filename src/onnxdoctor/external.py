@@ -53,7 +53,7 @@ _DIGITS = re.compile(r"[0-9]{1,20}")
 def text(value: str | bytes) -> str:
     """A protobuf string field as text. Python's protobuf returns the raw bytes of a string field
     that is not valid UTF-8 (ONNX's schema is proto2): decode them leniently."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
 @functools.lru_cache(maxsize=None)

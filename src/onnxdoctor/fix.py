@@ -22,7 +22,7 @@ from typing import NamedTuple
 import onnx
 
 from .engine import analyze
-from .errors import OnnxDoctorError, UsageError
+from .errors import ModelLoadError, OnnxDoctorError, UsageError
 from .findings import Applicability, Finding, Severity
 from .inputs import InputPlan
 from .kb import _load_toml, rules_dir
@@ -169,7 +169,14 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
 
     def check(p: onnx.ModelProto) -> list[Finding]:
         with timings("check"):
-            return analyze(from_proto(p), target, rules)
+            try:
+                return analyze(from_proto(p, path=options.path), target, rules)
+            except ModelLoadError as e:
+                if p is work:
+                    raise
+                # a rewritten model: onnxdoctor's own result, not the user's model, is at fault
+                raise FixError(f"{options.path}: internal error: a rewritten model does not load ({e.problem}); "
+                               "please report it, and use --rules to skip the rewrite") from None
 
     # The pipeline works on `work`: the model with its big weights in the store (stubs in the graph).
     log("setting the big weights aside")
@@ -229,7 +236,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         else:
             wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked
             if wanted:
-                raise FixError(f"rewrites did not converge after {options.max_iterations} iterations (still wanted: {', '.join(sorted(wanted))})")
+                raise FixError(f"{options.path}: rewrites did not converge after {options.max_iterations} iterations (still wanted: {', '.join(sorted(wanted))})")
     after = findings  # the findings of `current`: every change above was followed by a re-check
     result_model = proto
     if run.current is not work:
@@ -557,9 +564,13 @@ def load_with_weights(path: str | Path) -> Loaded:
     missing or short data is an error), then exactly the validated bytes read from the model's folder."""
     from . import external as ext
     from .errors import ModelLoadError
-    from .model import load
+    from .model import load, repair_text
 
     model = load(path, infer_shapes=False)
+    bad_text = model.text_repairs or repair_text(model.proto)
+    if bad_text:
+        raise ModelLoadError(str(path), f"text {bad_text[0][:80]!r} is not valid UTF-8 (names and strings in ONNX are "
+                                        "UTF-8); fix and verify need valid text: re-export or rename it")
     if model.external_problems:
         tensor, problem = model.external_problems[0]
         raise ModelLoadError(str(path), f"tensor {tensor!r}: {problem}; nothing written")

@@ -195,6 +195,8 @@ class Graph:
     topo_sorted: bool = False
     # Initializers whose raw_data `load(lazy_weights=True)` left in the file (main graph only).
     lazy_raw: dict[str, LazyBytes] = field(default_factory=dict)
+    # (node index, attribute name) -> (stored AttributeProto type, kind a rule expected): see NodeRef.attr.
+    attribute_errors: dict[tuple[int, str], tuple[int, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # slicing a repeated field is about twice as fast as list() on it
@@ -412,7 +414,7 @@ class NodeRef:
 
     @property
     def name(self) -> str:
-        return self.node.name or f"{self.op_type}#{self.index}"
+        return external.text(self.node.name) or f"{self.op_type}#{self.index}"
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -427,8 +429,17 @@ class NodeRef:
         return attrs
 
     def attr(self, name: str, default=None):
+        """The attribute's value, or `default` when absent. When `default` says what kind of value the
+        rule expects (an int, a float, a string, a list) and the model stores another kind (an `axis`
+        given as a list), the default is returned and the mismatch recorded for MOD506."""
         a = self._attributes().get(name)
-        return default if a is None else attribute_value(a)
+        if a is None:
+            return default
+        value = attribute_value(a)
+        if default is not None and not _same_kind(value, default):
+            self.graph.attribute_errors.setdefault((self.index, name), (a.type, _KIND_NAMES.get(type(default), type(default).__name__)))
+            return default
+        return value
 
     def has_attr(self, name: str) -> bool:
         return name in self._attributes()
@@ -441,6 +452,21 @@ class NodeRef:
     def output(self, i: int) -> str:
         outs = self.graph.node_outputs[self.index]
         return outs[i] if i < len(outs) else ""
+
+
+_KIND_NAMES = {bool: "INT", int: "INT", float: "FLOAT", str: "STRING", list: "INTS or FLOATS", tuple: "INTS or FLOATS"}
+
+
+def _same_kind(value, default) -> bool:
+    if isinstance(default, bool) or isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, list)
+    return True
 
 
 def attribute_value(a: AttributeProto):
@@ -510,10 +536,9 @@ class Model:
         self.shape_inference_error: str | None = None
         self.frozen_inputs: tuple[str, ...] = ()  # graph inputs whose dims --shape fixed
         self.inferred: ModelProto = proto
-        self.opsets: dict[str, int] = {}
-        for o in proto.opset_import:
-            domain = "" if o.domain in ("", "ai.onnx") else o.domain
-            self.opsets[domain] = int(o.version)
+        self.opsets: dict[str, int] = _opsets(proto)
+        # Text fields that were not valid UTF-8, as repaired at load time (repair_text).
+        self.text_repairs: list[str] = []
 
     @functools.cached_property
     def external_refs(self) -> dict[str, ExternalRef]:
@@ -983,8 +1008,13 @@ def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, infer
         if infer_shapes:
             run_shape_inference(model, serialized)
         _validate(model)
+        if model.text_repairs and infer_shapes:
+            run_shape_inference(model)  # the types of before were keyed by the undecodable names
         return
     _validate(model)
+    if model.text_repairs:
+        run_shape_inference(model)  # the helper inferred the file as it was
+        return
     result = inferred_elsewhere()
     if result is None:
         run_shape_inference(model)
@@ -1046,11 +1076,72 @@ def _validate(model: Model) -> None:
         graphs = model.graphs
     except _TooDeep:
         raise ModelLoadError(shown, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep") from None
+    if _undecodable_text(model, graphs):
+        model.text_repairs = repair_text(model.proto)
+        model.__dict__.pop("graphs", None)
+        model.__dict__.pop("_constant_views", None)
+        model.opsets = _opsets(model.proto)
+        graphs = model.graphs
     for g in graphs:
         where = _where(g)
         # A negative dim_value on graph I/O is how some exporters (Paddle) write "dynamic"; ONNX Runtime,
         # the TensorRT parser and onnxdoctor's type table all read it so.
         _check_structure(model, g, where)
+
+
+def _undecodable_text(model: Model, graphs: list[Graph]) -> bool:
+    """Whether a name the analysis keys on is not valid UTF-8 (Python's protobuf then returns the
+    field's bytes, not text). Cheap: it looks at what the views collected anyway. Node names, dim
+    params and doc strings are decoded where they are read (external.text)."""
+    for g in graphs:
+        for names in (g.producers, g.consumers, g.initializers, g.inputs, g.outputs, g.op_types):
+            if bytes in set(map(type, names)):
+                return True
+        for i, std in enumerate(g.standard):
+            if not std and type(g.nodes[i].domain) is bytes:
+                return True
+    p = model.proto
+    if any(type(k) is bytes for k in model.opsets):
+        return True
+    return any(type(v) is bytes for e in p.metadata_props for v in (e.key, e.value)) or \
+        any(type(v) is bytes for f in p.functions for v in (f.name, f.domain))
+
+
+def repair_text(message) -> list[str]:
+    """Replace, in place, every string field of `message` (recursively) that is not valid UTF-8 by its
+    lenient decoding (invalid bytes as \\xNN escapes: distinct names stay distinct). Returns the
+    repaired values, decoded."""
+    repaired: list[str] = []
+    stack = [message]
+    while stack:
+        msg = stack.pop()
+        for fd, value in msg.ListFields():
+            if fd.type == fd.TYPE_STRING:
+                if fd.is_repeated:
+                    for i, v in enumerate(value):
+                        if type(v) is bytes:
+                            value[i] = v.decode("utf-8", "backslashreplace")
+                            repaired.append(value[i])
+                elif type(value) is bytes:
+                    fixed = value.decode("utf-8", "backslashreplace")
+                    setattr(msg, fd.name, fixed)
+                    repaired.append(fixed)
+            elif fd.type == fd.TYPE_MESSAGE:
+                if fd.is_repeated:
+                    if fd.message_type.GetOptions().map_entry:
+                        continue  # no map fields in onnx.proto
+                    stack.extend(value)
+                else:
+                    stack.append(value)
+    return repaired
+
+
+def _opsets(proto: ModelProto) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for o in proto.opset_import:
+        domain = "" if o.domain in ("", "ai.onnx") else o.domain
+        out[domain] = int(o.version)
+    return out
 
 
 def _where(g: Graph) -> str:

@@ -24,6 +24,7 @@ import onnx
 from . import prove as proving
 from .dtype_limits import FP16_OVERFLOW, FP16_TINY
 from .errors import OnnxDoctorError, UsageError
+from .terminal import printable_lines
 
 CHUNK = 256  # tensors marked as outputs per run
 
@@ -299,4 +300,4 @@ def render_text(res: VerifyResult, *, show_all: bool = False) -> str:
         what = fd.note if emul else f"max |diff| {fd.max_abs_diff:.3g} ({fd.max_rel_diff:.3g} of the tensor's range)"
         lines.append(f"first divergence: tensor {fd.tensor!r} produced by {fd.node or '?'} ({fd.op_type}): {what}")
     lines.append("PASS" if res.passed else "FAIL")
-    return "\n".join(lines) + "\n"
+    return printable_lines("\n".join(lines) + "\n")  # model text: no terminal control

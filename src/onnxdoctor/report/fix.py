@@ -7,6 +7,7 @@ import json
 from .. import __version__
 from ..findings import Severity
 from ..rewrites._gs import node_count
+from ..terminal import printable_lines
 
 
 def _has_subgraphs(model) -> bool:
@@ -119,4 +120,4 @@ def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=No
         lines.append("  dry run: nothing written")
     elif written:
         lines.append(f"  wrote {', '.join(written)}")
-    return "\n".join(lines) + "\n"
+    return printable_lines("\n".join(lines) + "\n")  # model text: no terminal control

@@ -13,9 +13,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup_escape
 
 from ..findings import Finding, ModelReport, Report, Severity
+from ..terminal import printable
+
+
+def escape(text: str) -> str:
+    """Model text for rich: control characters escaped (terminal.printable), then markup escaped."""
+    return _markup_escape(printable(text))
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _PLURAL = {Severity.ERROR: "errors", Severity.WARNING: "warnings", Severity.INFO: "info findings"}

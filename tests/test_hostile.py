@@ -1,0 +1,175 @@
+"""Hostile inputs (issue 13's list): each gives exit 2 with one line naming the file, or a finding,
+never a traceback, and leaves every input byte-identical. Run through the installed CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.parser
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from .conftest import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+import fuzz  # noqa: E402  (the fuzz harness's catalog builds the hostile models)
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink():
+            out[str(p)] = "link:" + os.readlink(p)
+        elif p.is_fifo():
+            out[str(p)] = "fifo"
+        elif p.is_file():
+            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _judge(proc, model: Path, *, allow: tuple[int, ...] = (0, 1, 2)) -> str:
+    """The contract: no traceback, exit 0/1/2, exit 2 with one line naming the model."""
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
+    assert proc.returncode in allow, (proc.returncode, proc.stdout[-1000:], proc.stderr[-1000:])
+    assert "\x1b" not in proc.stdout + proc.stderr
+    if proc.returncode == 2:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("onnxdoctor: ") and model.name in lines[0], lines[0]
+        return lines[0]
+    return proc.stdout
+
+
+COMMANDS = {
+    "check": lambda m, out: ("check", m, "--format", "json"),
+    "fix": lambda m, out: ("fix", m, "-o", out / "fixed.onnx", "--isolated"),
+    "verify": lambda m, out: ("verify", m, "--fp16"),
+}
+
+# Every unusual external-data location of the issue: refused (exit 2) or reported (MOD502).
+EXTERNAL_CASES = ["ext-long-name", "ext-long-component", "ext-nul", "ext-symlink-loop", "ext-negative-offset",
+                  "ext-past-end-offset", "ext-no-length-short", "ext-nonnumeric", "ext-absolute", "ext-dotdot",
+                  "ext-symlink-out", "ext-fifo", "ext-directory", "ext-no-location", "ext-huge-length",
+                  "ext-in-sparse", "ext-in-constant", "ext-in-function", "ext-in-function-dotdot", "ext-in-if"]
+
+
+@pytest.mark.parametrize("case", EXTERNAL_CASES)
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_unusual_external_data_is_refused_or_reported(run_cli, tmp_path, case, command):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    model = folder / fuzz.CATALOG[case](folder)
+    before = _hashes(folder)
+    proc = run_cli(*COMMANDS[command](model, out))
+    result = _judge(proc, model)
+    if proc.returncode != 2:
+        # check may report it: then as MOD502 (missing or short data)
+        assert command == "check" and "MOD502" in result, (case, result[:500])
+    else:
+        assert list(out.iterdir()) == []
+    assert _hashes(folder) == before
+
+
+@pytest.mark.parametrize("case", ["ext-in-constant-ok", "ext-in-if-ok"])
+def test_external_data_in_constants_and_branches_is_loaded(run_cli, tmp_path, case):
+    """Tensors hidden in Constant attributes and If branches are read like initializers."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    model = folder / fuzz.CATALOG[case](folder)
+    before = _hashes(folder)
+    proc = run_cli("fix", model, "-o", tmp_path / "fixed.onnx", "--isolated")
+    _judge(proc, model, allow=(0, 1))
+    onnx.checker.check_model(onnx.load(tmp_path / "fixed.onnx"))
+    assert _hashes(folder) == before
+
+
+def test_invalid_utf8_in_names_and_strings(run_cli, tmp_path):
+    model = tmp_path / fuzz.CATALOG["utf8-garbage"](tmp_path)
+    before = _hashes(tmp_path)
+    for fmt in ("text", "json", "sarif", "github"):
+        proc = run_cli("check", model, "--format", fmt)
+        _judge(proc, model, allow=(0, 1))
+        assert "\\xf8\\x88P" in proc.stdout.replace("\\\\", "\\")  # the dim's name, decoded leniently, is shown
+    line = _judge(run_cli("fix", model, "-o", tmp_path / "x.onnx"), model, allow=(2,))
+    assert "not valid UTF-8" in line
+    assert _hashes(tmp_path) == before
+
+
+@pytest.mark.parametrize("case,needle", [("elem-0", "element type 0"), ("elem-999", "element type 999"),
+                                         ("dims-2^40", "1,099,511,627,776"), ("rank-66", "rank 66"),
+                                         ("big-static-input", "300,000,000")])
+def test_inputs_that_cannot_be_generated_are_one_line(run_cli, tmp_path, case, needle):
+    model = tmp_path / fuzz.CATALOG[case](tmp_path)
+    before = _hashes(tmp_path)
+    for args in (("fix", model, "-o", tmp_path / "x.onnx", "--precision", "fp16", "--unsafe-fixes"), ("verify", model, "--fp16")):
+        line = _judge(run_cli(*args), model, allow=(2,))
+        assert needle in line, line
+    assert _hashes(tmp_path) == before
+
+
+def test_absurd_static_dims_in_fix(run_cli, tmp_path):
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1073741824,1073741824] x) => (float[1073741824,1073741824] y) { y = Relu(x) }""")
+    model = tmp_path / "absurd.onnx"
+    onnx.save(m, model)
+    _judge(run_cli("fix", model, "-o", tmp_path / "x.onnx"), model, allow=(2,))
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_qdq_axis_given_as_a_list_is_a_finding(run_cli, tmp_path):
+    model = tmp_path / fuzz.CATALOG["qdq-axis-list"](tmp_path)
+    proc = run_cli("check", model, "--format", "json", "--trt", "10.15")
+    out = _judge(proc, model, allow=(1,))
+    assert '"MOD506"' in out
+
+
+@pytest.mark.parametrize("case,code", [("dup-producer", "MOD504"), ("writes-input", "MOD504"), ("opset-99", "MOD505")])
+def test_structurally_invalid_models_are_findings_not_silence(run_cli, tmp_path, case, code):
+    model = tmp_path / fuzz.CATALOG[case](tmp_path)
+    proc = run_cli("check", model, "--format", "json")
+    out = _judge(proc, model, allow=(1,))
+    assert f'"{code}"' in out
+
+
+def test_folder_run_with_an_unreadable_model_says_so_on_stderr(run_cli, tmp_path):
+    onnx.save(fuzz.small_model(), tmp_path / "good.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage")
+    proc = run_cli("check", tmp_path)  # text format
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith("onnxdoctor: ") for ln in lines) and "bad.onnx" in lines[0]
+
+
+def test_a_model_onnx_runtime_cannot_run_names_the_file(run_cli, tmp_path):
+    model = tmp_path / fuzz.CATALOG["opset-99"](tmp_path)
+    for args in (("fix", model, "-o", tmp_path / "x.onnx"), ("verify", model, "--fp16")):
+        _judge(run_cli(*args), model, allow=(2,))
+
+
+@pytest.mark.parametrize("command", ["check", "check-github", "fix", "verify", "profile"])
+def test_terminal_escapes_from_the_model_are_escaped(run_cli, tmp_path, command):
+    model = tmp_path / fuzz.CATALOG["escapes"](tmp_path)
+    args = {"check": ("check", model), "check-github": ("check", model, "--format", "github"),
+            "fix": ("fix", model, "-o", tmp_path / "x.onnx", "--no-prove"), "verify": ("verify", model, "--fp16"),
+            "profile": ("profile", model, "--no-validate")}[command]
+    proc = run_cli(*args)
+    _judge(proc, model)
+    if command != "profile":  # (the profile of static inputs names none)
+        assert "\\x1b" in proc.stdout + proc.stderr  # shown, escaped
+
+
+def test_deeply_nested_and_garbage_bytes(run_cli, tmp_path):
+    for case in ("nested-bytes-1000", "nested-bytes-70", "empty-graph"):
+        folder = tmp_path / case
+        folder.mkdir()
+        model = folder / fuzz.CATALOG[case](folder)
+        for command in ("check", "fix", "verify"):
+            _judge(run_cli(*COMMANDS[command](model, folder)), model)
