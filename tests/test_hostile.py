@@ -94,7 +94,7 @@ def test_invalid_utf8_in_names_and_strings(run_cli, tmp_path):
     model = tmp_path / fuzz.CATALOG["utf8-garbage"](tmp_path)
     before = _hashes(tmp_path)
     for fmt in ("text", "json", "sarif", "github"):
-        proc = run_cli("check", model, "--format", fmt)
+        proc = run_cli("check", model, "--format", fmt, "-v")
         _judge(proc, model, allow=(0, 1))
         assert "\\xf8\\x88P" in proc.stdout.replace("\\\\", "\\")  # the dim's name, decoded leniently, is shown
     line = _judge(run_cli("fix", model, "-o", tmp_path / "x.onnx"), model, allow=(2,))

@@ -41,6 +41,7 @@ class DuplicateTensorDefinition(Rule):
     code = "MOD504"
     name = "duplicate-tensor-definition"
     severity = Severity.ERROR
+    release_independent = True
     summary = "a tensor is defined twice (two writers, or a node writing an input or initializer)"
 
     def check(self, ctx: Context):

@@ -46,6 +46,7 @@ class UndefinedOpsetVersion(Rule):
     code = "MOD505"
     name = "undefined-opset-version"
     severity = Severity.ERROR
+    release_independent = True
     summary = "an ONNX operator set version that no ONNX release defines"
 
     def check(self, ctx: Context):
