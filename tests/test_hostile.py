@@ -140,12 +140,17 @@ def test_structurally_invalid_models_are_findings_not_silence(run_cli, tmp_path,
 
 
 def test_folder_run_with_an_unreadable_model_says_so_on_stderr(run_cli, tmp_path):
-    onnx.save(fuzz.small_model(), tmp_path / "good.onnx")
+    """Text format too: an unreadable model always has its line on stderr (exit 1 beside readable
+    models, exit 2 when none could be read)."""
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage")
-    proc = run_cli("check", tmp_path)  # text format
-    assert proc.returncode == 2
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines and all(ln.startswith("onnxdoctor: ") for ln in lines) and "bad.onnx" in lines[0]
+    (tmp_path / "worse.onnx").write_bytes(b"")
+    for expected in (2, 1):
+        proc = run_cli("check", tmp_path)  # text format
+        assert proc.returncode == expected, proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 2 and all(ln.startswith("onnxdoctor: ") for ln in lines), proc.stderr
+        assert "bad.onnx" in lines[0] and "worse.onnx" in lines[1]
+        onnx.save(fuzz.small_model(), tmp_path / "good.onnx")
 
 
 def test_a_model_onnx_runtime_cannot_run_names_the_file(run_cli, tmp_path):
