@@ -46,6 +46,7 @@ class AttributeTypeMismatch(Rule):
     code = "MOD506"
     name = "attribute-type-mismatch"
     severity = Severity.ERROR
+    release_independent = True
     summary = "an attribute holds another kind of value than its operator defines"
 
     def check(self, ctx: Context):
