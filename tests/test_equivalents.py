@@ -300,3 +300,29 @@ def test_dilated_average_and_lp_pool_become_sums_of_slices(op, extra, k, st, d, 
     feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     outcome, _, out = apply("avg-lp-pool-dilations-to-slices", text, "10.15", feeds, exact=False)
     assert op not in [n_.op_type for n_ in out.graph.node]
+
+
+@pytest.mark.parametrize("shape,sizes,policy,mode,ct", [
+    ([1, 3, 8, 6], [4, 4], "not_larger", "nearest", "half_pixel"),
+    ([2, 3, 9, 12], [18, 20], "not_smaller", "linear", "asymmetric"),
+    ([1, 3, 10, 6], [5, 5], "not_larger", "cubic", "pytorch_half_pixel"),
+])
+def test_keep_aspect_ratio_resize_becomes_its_one_scale(shape, sizes, policy, mode, ct):
+    s = np.float32(min(sizes[0] / shape[2], sizes[1] / shape[3]) if policy == "not_larger" else max(sizes[0] / shape[2], sizes[1] / shape[3]))
+    out = shape[:2] + [int(np.floor(float(s) * shape[2] + 0.5)), int(np.floor(float(s) * shape[3] + 0.5))]
+    text = f"""<ir_version: 9, opset_import: ["" : 19]>
+    g (float{shape} x) => (float{out} y) <int64[2] sz = {{{sizes[0]}, {sizes[1]}}}> {{
+      y = Resize<mode = "{mode}", axes = [2, 3], keep_aspect_ratio_policy = "{policy}", coordinate_transformation_mode = "{ct}">(x, , , sz)
+    }}"""
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    outcome, _, res = apply("resize-keep-aspect-ratio-to-scales", text, "10.15", feeds)
+    node = next(n for n in res.graph.node if n.op_type == "Resize")
+    assert not [a for a in node.attribute if a.name == "keep_aspect_ratio_policy"]
+
+
+def test_keep_aspect_ratio_resize_whose_rounding_differs_is_left_alone():
+    outcome, _, _ = apply("resize-keep-aspect-ratio-to-scales", """<ir_version: 9, opset_import: ["" : 19]>
+    g (float[1,3,7,5] x) => (float[1,3,12,9] y) <int64[2] sz = {12, 16}> {
+      y = Resize<mode = "linear", axes = [2, 3], keep_aspect_ratio_policy = "not_larger">(x, , , sz)
+    }""", "10.15")
+    assert not outcome.changed and "rounds to another size" in outcome.skipped[0]

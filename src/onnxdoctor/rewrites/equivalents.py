@@ -799,3 +799,66 @@ class AvgLpPoolDilationsToSlices(_Equivalent):
 
 
 REWRITES = (*REWRITES, AvgLpPoolDilationsToSlices)
+
+
+class ResizeKeepAspectRatioToScales(_Equivalent):
+    """Replace `Resize` with a keep-aspect-ratio policy by `Resize` with the one scale it uses.
+
+    ## What it does
+    With `keep_aspect_ratio_policy` not_larger (not_smaller), Resize takes the smallest (largest) of
+    `sizes[i] / input[i]` over the resized axes as the one scale `s` of every axis, and outputs
+    `round(s * input[i])`. The rewrite computes `s` (in FLOAT, as ONNX Runtime does) and gives it as
+    `scales` with the default stretch policy: the same coordinate mapping, and, where
+    `floor(s * input[i])` equals that rounding, the same output size.
+
+    ## When it applies
+    TRT121 on `Resize` with keep_aspect_ratio_policy other than stretch (from 10.0), and the 8.6/9.x
+    warning that the policy is ignored. Needs constant `sizes`, static resized dimensions and
+    `floor(s * input) == round(s * input)` on every resized axis (otherwise the rewrite says so).
+
+    ## Example
+    `y = Resize<axes=[2,3], keep_aspect_ratio_policy="not_larger">(x, , , [4, 4])` with
+    `x: float[1,3,8,6]` becomes `y = Resize<axes=[2,3]>(x, , [0.5, 0.5])` (output 4x3).
+
+    ## Safety
+    Safe: the same output size and sampling positions.
+
+    ## Resolves
+    TRT121
+    """
+
+    name = "resize-keep-aspect-ratio-to-scales"
+    summary = "replace a keep-aspect-ratio Resize by Resize with its one scale"
+    op_type = "Resize"
+    pattern = "Resize with keep_aspect_ratio_policy other than stretch"
+    resolves = ("TRT121",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return super().matches(node) and any(a.name == "keep_aspect_ratio_policy" and _str(a.s) not in ("", "stretch")
+                                             for a in node.attribute)
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        policy = _str(b.attr("keep_aspect_ratio_policy"))
+        sizes = b.value(b.input(3))
+        if sizes is None:
+            raise Skip("the sizes are not constant")
+        shape = b.shape(x)
+        if shape is None:
+            raise Skip("the input's shape is unknown")
+        rank = len(shape)
+        axes = [int(a) % rank for a in (b.attr("axes") or range(rank))]
+        sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        if len(sizes) != len(axes) or any(not shape[a] for a in axes):
+            raise Skip("the resized dimensions are not static")
+        ratios = [np.float32(sizes[i]) / np.float32(shape[a]) for i, a in enumerate(axes)]
+        s = np.float32(min(ratios) if policy == "not_larger" else max(ratios))
+        for a in axes:
+            if int(np.floor(s * np.float32(shape[a]))) != int(np.floor(float(s) * shape[a] + 0.5)):
+                raise Skip(f"with the scale {float(s):g}, axis {a} rounds to another size than the scale gives")
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in b.node.attribute if a.name != "keep_aspect_ratio_policy"}
+        scales = b.tensor(np.full(len(axes), s, np.float32), f"{b.base}/scales")
+        b.op("Resize", [x, b.input(1), scales], b.node.output[0], **attrs)
+
+
+REWRITES = (*REWRITES, ResizeKeepAspectRatioToScales)
