@@ -449,3 +449,24 @@ def test_fp16_conversion_of_main_graph_only_when_asked():
     deep = mp.convert(model, "fp16", feeds=feeds)
     assert mp._count_op(flat.model.graph, "Cast") < mp._count_op(deep.model.graph, "Cast")
     assert flat.passed and deep.passed
+
+
+def test_fp16_overflowing_mask_inside_a_branch_is_clamped():
+    model = onnx.parser.parse_model(H + """g (bool c, float[2,4] x) => (float[2,4] y) {
+      y = If(c) <
+        then_branch = t () => (float[2,4] a) {
+          m = Constant<value = float[2,4] {0, 0, -1e9, -1e9, 0, 0, 0, -1e9}>()
+          s = Add(x, m)
+          a = Softmax<axis = -1>(s)
+        },
+        else_branch = e () => (float[2,4] b) { b = Softmax<axis = -1>(x) }>
+    }""")
+    found = [f for f in analyze(from_proto(model), Target.make("10.15", precision="fp16"), all_rules()) if f.code == "PRC301"]
+    assert found and found[0].location.subgraph
+    res = fix_model(model, FixOptions(trt="10.15", precision="fp16", unsafe=True))
+    step = next(s for s in res.steps if s.rewrite == "clamp-fp16-constants")
+    assert step.status == "applied", (step.reason, step.skipped)
+    assert not [f for f in res.after if f.code == "PRC301"]
+    for c in (True, False):
+        feeds = {"x": np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32), "c": np.array(c)}
+        np.testing.assert_allclose(prove.run(res.model, feeds)["y"], prove.run(model, feeds)["y"], atol=1e-2)

@@ -121,7 +121,7 @@ class ClampFp16Constants(Rewrite):
     ## What it does
     Follows each tensor that PRC301 reports back through value-preserving ops (Cast, Reshape,
     Unsqueeze, Expand, ...) to its constant source — an initializer, a `Constant`, or the fill value
-    of a `ConstantOfShape` — and clamps values beyond ±65504 (±inf included) to ±65504 (BF16:
+    of a `ConstantOfShape`, in the main graph or a control-flow body — and clamps values beyond ±65504 (±inf included) to ±65504 (BF16:
     ±3.39e38). Typical case: attention masks of `-1e9` or `finfo(float32).min`.
 
     ## When it applies
@@ -155,9 +155,10 @@ class ClampFp16Constants(Rewrite):
             return Outcome(model, skipped=["no PRC301 finding names a tensor"])
         out = onnx.ModelProto()
         out.CopyFrom(model)
-        g = out.graph
-        producers = {o: n for n in g.node for o in n.output}
-        inits = {t.name: t for t in g.initializer}
+        # Every graph, control-flow bodies included: a mask inside an If branch is clamped where it is
+        # defined (names are unique across scopes).
+        producers = {o: n for g in graphs(out.graph) for n in g.node for o in n.output}
+        inits = {t.name: t for g in graphs(out.graph) for t in g.initializer}
         changes, skipped, done = [], [], set()
         for name in tensors:
             src = name
