@@ -470,3 +470,16 @@ def test_fp16_overflowing_mask_inside_a_branch_is_clamped():
     for c in (True, False):
         feeds = {"x": np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32), "c": np.array(c)}
         np.testing.assert_allclose(prove.run(res.model, feeds)["y"], prove.run(model, feeds)["y"], atol=1e-2)
+
+
+def test_freezing_shapes_that_make_a_branch_invalid_is_refused_with_the_reason():
+    # The then branch squeezes the batch axis: valid only for a batch of 1. Freezing the batch to 2
+    # would make the model fail to load in ONNX Runtime (the branch no longer type-checks).
+    model = onnx.parser.parse_model(H + """g (bool c, float[N,4] x) => (float[?] y) {
+      y = If(c) <then_branch = t () => (float[4] a) { ax = Constant<value = int64[1] {0}>() a = Squeeze(x, ax) },
+                 else_branch = e () => (float[N,4] b) { b = Relu(x) }>
+    }""")
+    outcome = get_rewrite("freeze-shapes").apply(model, RewriteContext(target=Target.make("10.15"), shapes={"x": (2, 4)}))
+    assert not outcome.changed and "no longer type-checks" in outcome.skipped[0] and "x:2x4" in outcome.skipped[0]
+    fine = get_rewrite("freeze-shapes").apply(model, RewriteContext(target=Target.make("10.15"), shapes={"x": (1, 4)}))
+    assert fine.changed

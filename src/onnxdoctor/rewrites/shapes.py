@@ -65,6 +65,13 @@ class FreezeShapes(Rewrite):
         # Conditions on shapes (`Shape(x)[k] == 1`) become constant: their If is inlined here, because
         # the branch not taken may not even type-check for the frozen shapes.
         out, inlined = fold_and_inline(out, ctx.max_constant_bytes)
+        invalid = _branch_invalid_for(out)
+        if invalid:
+            shapes = ", ".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in todo.items())
+            return Outcome(model, skipped=[
+                f"with {shapes} a control-flow branch no longer type-checks ({invalid}): it runs only for other "
+                "input shapes or values (another sample rate, another batch size), so freezing would make the "
+                "model fail to load; freeze shapes that every branch accepts, or export the variant you deploy"])
         changes = [f"froze {name} to {'x'.join(map(str, todo[name]))}" for name in frozen]
         changes += inlined
         if node_count(out) < before:
@@ -160,6 +167,25 @@ class FoldShapeComputations(Rewrite):
         if counts["expand"]:
             changes.append(f"removed {counts['expand']} Expand(s) to the input's own shape")
         return Outcome(current, changes)
+
+
+def _branch_invalid_for(model: onnx.ModelProto) -> str | None:
+    """The type-inference error of a control-flow body when frozen shapes make one invalid, as ONNX
+    Runtime reports it when loading the model (onnx's own inference does not descend into it)."""
+    if not any(n.op_type in ("If", "Loop", "Scan") for n in model.graph.node):
+        return None
+    try:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.log_severity_level = 4
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - any load error; only a body's inference error is ours to explain
+        msg = " ".join(str(e).split())
+        if "Graph attribute inferencing failed" in msg:
+            return msg.rsplit("Graph attribute inferencing failed:", 1)[-1].strip()[:200]
+    return None
 
 
 # onnx's data propagation allocates per element of 1-D tensors: not on models with big integer constants.
