@@ -26,7 +26,9 @@ class FreezeShapes(Rewrite):
     ## When it applies
     Findings SHP204 (shape computation constant once inputs are fixed), SHP206 (Expand/Tile shape
     known only at runtime, constant once inputs are fixed) and SHP202 (dynamic input), only when
-    `--shape` is given; otherwise it explains that it needs `--shape`.
+    `--shape` is given; otherwise it explains that it needs `--shape`. Refused, with the reason,
+    when the frozen shapes make a control-flow branch invalid (a branch that runs only for other
+    input sizes or values, such as another sample rate): ONNX Runtime would no longer load the model.
 
     ## Example
     `onnxdoctor fix model.onnx -o fixed.onnx --shape input_ids:1x128` turns the model static.
