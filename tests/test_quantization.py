@@ -359,3 +359,25 @@ def test_qlinear_with_runtime_scale_is_left_alone():
           y = QLinearMatMul(a, s, z, b, t, z, t, z) }""")
     outcome = get_rewrite("qlinear-to-qdq").apply(model, RewriteContext(target=Target.make("8.6")))
     assert not outcome.changed and any("input scale is not a constant" in s for s in outcome.skipped), outcome.skipped
+
+
+@pytest.mark.parametrize("release", ["8.6", "10.15"])
+def test_quantize_dynamic_bert_with_quantized_embeddings(tmp_path, release):
+    """quantize_dynamic's defaults also quantize the embedding tables (Gather of UINT8 + a
+    DequantizeLinear with a zero point): the lookup is made on the dequantized table, exactly."""
+    from pathlib import Path
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = Path(__file__).resolve().parent.parent / "fixtures/models/real/bert-torchscript-opset14.onnx"
+    dst = tmp_path / "bert-quantized.onnx"
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    model = onnx.load(str(dst))
+    assert {"MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear"} <= _ops(model)
+    result = fix_model(model, FixOptions(trt=release, unsafe=True))
+    assert not [f for f in result.after if str(f.severity) == "error"], [(f.code, f.message) for f in result.after]
+    applied = {s.rewrite for s in result.steps if s.status == "applied"}
+    assert {"dynamic-quantization-to-float", "dequantize-constant-to-float"} <= applied
+    assert not ({"MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear"} & _ops(result.model))
+    assert result.proof.passed, result.proof.summary()
+    onnx.checker.check_model(result.model, full_check=True)

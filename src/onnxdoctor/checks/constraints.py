@@ -65,10 +65,23 @@ def _evaluate(ctx: Context, c: Constraint) -> list[Violation]:
             fix = c.params.get("fix")
             # A node whose data input is a build-time constant may have its own fix (a
             # DequantizeLinear of weights is folded; one of activations is re-quantized).
-            if "fix_constant_input" in c.params and node.input(0) and ctx.model.constants(node.graph).is_constant(node.input(0)):
+            if "fix_constant_input" in c.params and node.input(0) and _constant_or_lookup(ctx, node):
                 fix = c.params["fix_constant_input"]
             out.append(Violation(c, node, detail, fix=fix))
     return out
+
+
+def _constant_or_lookup(ctx: Context, node: NodeRef) -> bool:
+    """Whether the node's first input is a build-time constant or a Gather from a constant table."""
+    consts = ctx.model.constants(node.graph)
+    name = node.input(0)
+    if consts.is_constant(name):
+        return True
+    at = node.graph.producers.get(name)
+    if at is None:
+        return False
+    producer = node.graph.nodes[at[0]]
+    return producer.op_type == "Gather" and bool(producer.input) and consts.is_constant(producer.input[0])
 
 
 _TYPE_ATTRS = {"to", "dtype", "output_dtype"}

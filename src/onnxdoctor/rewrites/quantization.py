@@ -613,7 +613,9 @@ class DequantizeConstantToFloat(Substitution):
 
     ## What it does
     A `DequantizeLinear` whose input, scale and zero point are constants is a constant:
-    `(q - zero_point) * scale`. When TensorRT cannot import it — INT32 data (an ONNX Runtime QDQ
+    `(q - zero_point) * scale`; so is a `DequantizeLinear` of a `Gather` from a constant table
+    (ONNX Runtime's quantized embeddings), which becomes a `Gather` from the dequantized table
+    (per-tensor scale and zero point). When TensorRT cannot import it — INT32 data (an ONNX Runtime QDQ
     bias), UINT8 data, a zero point other than 0, a scale that is not positive, FP8 or INT4 data
     on a release without those types — the rewrite computes it now and stores the FLOAT result as
     an initializer. INT8 (and FP8, INT4 where the release has them) weights with zero point 0 and a
@@ -645,9 +647,18 @@ class DequantizeConstantToFloat(Substitution):
     def replace(self, b: Builder) -> None:
         q, scale = b.value(b.input(0)), b.value(b.input(1))
         zp = b.value(b.input(2)) if b.input(2) else None
+        lookup = None
+        if q is None:
+            # A table lookup of quantized constants (ONNX Runtime's quantized embeddings):
+            # DequantizeLinear(Gather(T, i)) = Gather(DequantizeLinear(T), i) per tensor.
+            gather = b.info.producer(b.graph_index, b.input(0))
+            if gather is not None and gather.op_type == "Gather" and gather.domain in ("", "ai.onnx"):
+                table = b.value(gather.input[0])
+                if table is not None and scale is not None and scale.size == 1 and (zp is None or zp.size == 1):
+                    lookup, q = gather, table
         if q is None or scale is None or (b.input(2) and zp is None):
-            raise Skip("its input, scale or zero point is not a constant")
-        elem = b.dtype(b.input(0))
+            raise Skip("its input, scale or zero point is not a constant (or a per-tensor lookup of constants)")
+        elem = b.dtype(lookup.input[0] if lookup is not None else b.input(0))
         type_name = TensorProto.DataType.Name(elem) if elem else ""
         imported = type_name in b.ctx.target.release.types and type_name in ("INT8", "FLOAT8E4M3FN", "INT4", "UINT4", "FLOAT4E2M1")
         symmetric = zp is None or not np.any(np.asarray(zp, dtype=np.float64))
@@ -664,6 +675,11 @@ class DequantizeConstantToFloat(Substitution):
         to = b.attr("output_dtype") or TensorProto.FLOAT
         if scale.dtype != np.float32 or to != TensorProto.FLOAT:
             raise Skip("a scale or output type other than FLOAT")
+        if lookup is not None:
+            axis = next((a.i for a in lookup.attribute if a.name == "axis"), 0)
+            table = b.tensor(value.astype(np.float32), _weight_name(lookup.input[0]))
+            b.op("Gather", [table, lookup.input[1]], b.node.output[0], axis=axis)
+            return
         b.op("Identity", [b.tensor(value.astype(np.float32), f"{b.base}/value")], b.node.output[0])
 
 

@@ -59,6 +59,7 @@ class ModelInfo:
         self.functions = {(f.domain, f.name) for f in model.functions}
         self._graph_list = list(graphs(model.graph))
         self._values: dict[int, dict[str, onnx.TensorProto | None]] = {}
+        self._producers: dict[int, dict[str, onnx.NodeProto]] = {}
         # Enclosing graph of each subgraph (by `graphs` index), for outer-scope constants.
         index = {id(g): i for i, g in enumerate(self._graph_list)}
         self._parent: dict[int, int] = {}
@@ -86,6 +87,13 @@ class ModelInfo:
 
     def used(self, name: str) -> bool:
         return bool(name) and name in self.read
+
+    def producer(self, graph_index: int, name: str) -> onnx.NodeProto | None:
+        """The node of that graph that outputs `name`, if any."""
+        table = self._producers.get(graph_index)
+        if table is None:
+            table = self._producers[graph_index] = {o: n for n in self._graph_list[graph_index].node for o in n.output if o}
+        return table.get(name)
 
     def value(self, graph_index: int, name: str) -> np.ndarray | None:
         """The value of `name` when it is an initializer or a `Constant` node output of that graph
