@@ -381,3 +381,28 @@ def test_quantize_dynamic_bert_with_quantized_embeddings(tmp_path, release):
     assert not ({"MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear"} & _ops(result.model))
     assert result.proof.passed, result.proof.summary()
     onnx.checker.check_model(result.model, full_check=True)
+
+
+@pytest.mark.parametrize(("k", "n", "block", "symmetric", "bits"), [(64, 48, 16, True, 4), (72, 40, 32, False, 4), (64, 24, 32, False, 8)])
+@pytest.mark.parametrize("release", ["8.6", "10.15"])
+def test_matmul_nbits_from_onnx_runtimes_quantizer(k, n, block, symmetric, bits, release):
+    """MatMulNBitsQuantizer's block-quantized weights (K not a multiple of the block, packed zero
+    points, 8-bit) dequantized to the values ONNX Runtime's kernel multiplies by."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    w = (np.random.default_rng(k + n).standard_normal((k, n)) * 0.1).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, n])], [numpy_helper.from_array(w, "w")])
+    quantizer = MatMulNBitsQuantizer(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+                                     block_size=block, is_symmetric=symmetric, bits=bits)
+    quantizer.process()
+    model = quantizer.model.model
+    assert _ops(model) == {"MatMulNBits"}
+    finding = next(f for f in onnxdoctor.check(model, trt=release, config=False).findings if f.code == "TRT102")
+    assert finding.fix.rewrite == "matmul-nbits-to-matmul"
+    result = fix_model(model, FixOptions(trt=release, unsafe=True))
+    assert _ops(result.model) == {"MatMul"}
+    assert not [f for f in result.after if str(f.severity) == "error"]
+    assert result.proof.passed and result.proof.worst().max_abs_diff < 1e-5, result.proof.summary()
+    onnx.checker.check_model(result.model, full_check=True)

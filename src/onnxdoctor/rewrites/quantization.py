@@ -494,6 +494,77 @@ class DynamicQuantizeLstmToLstm(_DynamicContrib):
         b.nodes.append(helper.make_node("LSTM", inputs, list(b.node.output), name=name, **attrs))
 
 
+
+def _unpack_codes(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """`count` codes of `bits` bits from each row of `packed` (uint8 [..., bytes]), low bits first."""
+    per_byte = 8 // bits
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    codes = (packed[..., None] >> shifts) & np.uint8((1 << bits) - 1)
+    return codes.reshape(*packed.shape[:-1], -1)[..., :count]
+
+
+class MatmulNbitsToMatmul(_DynamicContrib):
+    """Replace `com.microsoft::MatMulNBits` (block-quantized 2/4/8-bit weights) by `MatMul` with dequantized weights.
+
+    ## What it does
+    ONNX Runtime's weight-only quantizer (`MatMulNBitsQuantizer`, and the int4 models of ONNX
+    Runtime GenAI) writes `MatMul(A, W)` as `MatMulNBits(A, B, scales, zero_points, g_idx, bias)`:
+    `B` holds `N` rows of `K` codes of `bits` bits packed low-first, with one scale (and zero
+    point, packed the same way or in A's type; 2^(bits-1) when absent) per `block_size` codes. It
+    becomes `MatMul(A, W)` (+ `Add(bias)`) with `W[k, n] = (code - zero_point) * scale` computed
+    now and stored in A's element type. This is the float form: the weights take 2 (FLOAT16) or 4
+    bytes per value instead of `bits / 8`.
+
+    ## When it applies
+    TRT102 on `com.microsoft::MatMulNBits`; no TensorRT release imports it. Skipped for `g_idx`
+    (act-order) weights, bit widths other than 2, 4 and 8, and weights, scales or zero points that
+    are not constants.
+
+    ## Example
+    `y = com.microsoft.MatMulNBits<K=64, N=48, bits=4, block_size=16>(x, Bq, s)` becomes
+    `y = MatMul(x, W)` with `W: float[64,48]`.
+
+    ## Safety
+    Unsafe (within tolerance): with `accuracy_level` 0 to 3 the kernel dequantizes the same way
+    and the results agree to float rounding; with `accuracy_level=4` it also rounds A to 8 bits,
+    which the float form does not. Proven in ONNX Runtime like `dynamic-quantization-to-float`.
+
+    ## Resolves
+    TRT102
+    """
+
+    name = "matmul-nbits-to-matmul"
+    summary = "replace com.microsoft::MatMulNBits by MatMul with dequantized weights"
+    op_type = "MatMulNBits"
+
+    def replace(self, b: Builder) -> None:
+        k, n = int(b.attr("K")), int(b.attr("N"))
+        bits, block = int(b.attr("bits", 4)), int(b.attr("block_size"))
+        if bits not in (2, 4, 8):
+            raise Skip(f"{bits}-bit codes")
+        if b.input(4):
+            raise Skip("g_idx (act-order) weights")
+        packed, scales = b.value(b.input(1)), b.value(b.input(2))
+        if packed is None or scales is None:
+            raise Skip("the packed weights or the scales are not constants")
+        blocks = -(-k // block)
+        codes = _unpack_codes(packed.reshape(n, blocks, -1), bits, block).reshape(n, blocks, block).astype(np.float32)
+        scales = scales.astype(np.float32).reshape(n, blocks)
+        zp_name = b.input(3)
+        if zp_name:
+            zp = b.value(zp_name)
+            if zp is None:
+                raise Skip("the zero points are not a constant")
+            if zp.dtype == np.uint8:
+                zp = _unpack_codes(zp.reshape(n, -1), bits, blocks).astype(np.float32)
+            zp = zp.astype(np.float32).reshape(n, blocks)
+        else:
+            zp = np.full((n, blocks), float(1 << (bits - 1)), np.float32)
+        weight = ((codes - zp[..., None]) * scales[..., None]).reshape(n, blocks * block)[:, :k]
+        dtype = b.dtype(b.node.input[0]) or TensorProto.FLOAT
+        weight = np.ascontiguousarray(weight.T).astype(helper.tensor_dtype_to_np_dtype(dtype))
+        _matmul_bias(b, b.node.input[0], b.tensor(weight, _weight_name(b.input(1))), b.input(5), b.node.output[0])
+
 # -- static quantization: QOperator ops and Q/DQ TensorRT cannot import ---------------------------
 
 _QRANGE = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255)}
@@ -841,6 +912,7 @@ REWRITES = (
     DynamicQuantizationToFloat,
     DynamicQuantizeLstmToLstm,
     DynamicQuantizeMatmulToMatmul,
+    MatmulNbitsToMatmul,
     QdqToSymmetricInt8,
     QlinearToQdq,
 )
