@@ -406,3 +406,48 @@ def test_matmul_nbits_from_onnx_runtimes_quantizer(k, n, block, symmetric, bits,
     assert not [f for f in result.after if str(f.severity) == "error"]
     assert result.proof.passed and result.proof.worst().max_abs_diff < 1e-5, result.proof.summary()
     onnx.checker.check_model(result.model, full_check=True)
+
+
+def test_quantize_static_qoperator_cnn_with_contrib_ops(tmp_path):
+    """QOperator quantization of a CNN writes QLinearAdd/Mul/Concat/Sigmoid/LeakyRelu/GlobalAveragePool
+    and QGemm (com.microsoft) and moves UINT8 codes through Flatten: all of it becomes Q/DQ that
+    TensorRT imports."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(1)
+
+    def w(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["a"]),
+        helper.make_node("Conv", ["a", "w2", "b2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c2"], ["s"]), helper.make_node("Mul", ["s", "a"], ["m"]),
+        helper.make_node("Add", ["m", "a"], ["r"]), helper.make_node("Concat", ["r", "a"], ["cat"], axis=1),
+        helper.make_node("GlobalAveragePool", ["cat"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("LeakyRelu", ["f"], ["l"], alpha=0.1), helper.make_node("Gemm", ["l", "fw", "fb"], ["y"], transB=1),
+    ]
+    inits = [w("w1", 8, 3, 3, 3), w("b1", 8), w("w2", 8, 8, 3, 3), w("b2", 8), w("fw", 10, 16), w("fb", 10)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    src, dst = tmp_path / "cnn.onnx", tmp_path / "cnn-q.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), src)
+
+    class Data(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(8)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(src), str(dst), Data(), quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8)
+    model = onnx.load(str(dst))
+    contrib = {n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
+    assert {"QLinearAdd", "QLinearMul", "QLinearConcat", "QGemm"} <= contrib, contrib
+    for release in ("8.6", "10.15"):
+        result = fix_model(model, FixOptions(trt=release, unsafe=True))
+        assert not [f for f in result.after if str(f.severity) == "error"], [(f.code, f.message) for f in result.after]
+        assert not [n for n in result.model.graph.node if n.domain]
+        assert result.proof.passed, result.proof.summary()
+        onnx.checker.check_model(result.model, full_check=True)

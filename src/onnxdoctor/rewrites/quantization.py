@@ -568,6 +568,10 @@ class MatmulNbitsToMatmul(_DynamicContrib):
 # -- static quantization: QOperator ops and Q/DQ TensorRT cannot import ---------------------------
 
 _QRANGE = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255)}
+# Ops that move or select quantized codes without computing on them (MaxPool: a maximum, which
+# any increasing re-labelling of the codes keeps).
+_MOVES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "MaxPool", "Slice", "Expand",
+          "Gather", "DepthToSpace", "SpaceToDepth", "Tile")
 
 
 def _per_axis(value: np.ndarray, rank: int, axis: int) -> np.ndarray:
@@ -679,6 +683,106 @@ class QlinearToQdq(Substitution):
         b.op("QuantizeLinear", [y, b.input(6)] + ([b.input(7)] if b.input(7) else []), b.node.output[0])
 
 
+
+# com.microsoft QOperator ops: (op, {float op, its attributes}, how inputs are laid out).
+_QLINEAR_UNARY = {"QLinearSigmoid": "Sigmoid", "QLinearLeakyRelu": "LeakyRelu",
+                  "QLinearGlobalAveragePool": "GlobalAveragePool", "QLinearAveragePool": "AveragePool"}
+_QLINEAR_BINARY = {"QLinearAdd": "Add", "QLinearMul": "Mul"}
+_QLINEAR_CONTRIB = (*_QLINEAR_BINARY, *_QLINEAR_UNARY, "QLinearConcat", "QGemm")
+
+
+class QlinearContribToQdq(Substitution):
+    """Replace ONNX Runtime's QOperator contrib ops (`QLinearAdd`, `QLinearMul`, `QLinearConcat`, `QLinearSigmoid`, `QLinearLeakyRelu`, `QLinearGlobalAveragePool`, `QLinearAveragePool`, `QGemm`) by DequantizeLinear -> float op -> QuantizeLinear.
+
+    ## What it does
+    ONNX Runtime's static quantization in the QOperator format writes the layers around the
+    convolutions as `com.microsoft` ops on quantized tensors, each with its inputs' and output's
+    scale and zero point. Each becomes its Q/DQ form: `DequantizeLinear` of every quantized input,
+    the float op (`Add`, `Mul`, `Concat`, `Sigmoid`, `LeakyRelu`, `GlobalAveragePool`,
+    `AveragePool`, `Gemm`) with the same attributes, and `QuantizeLinear` to the output's scale and
+    zero point. `QGemm`'s INT32 bias is dequantized with `a_scale * b_scale`; without an output
+    scale its output stays FLOAT. Like `qlinear-to-qdq`, this is the Q/DQ form; asymmetric or UINT8
+    parameters then go through `qdq-to-symmetric-int8`.
+
+    ## When it applies
+    TRT102 on those `com.microsoft` ops (no TensorRT release imports them). Skipped for
+    channels-last pooling and `QGemm` with a per-column weight scale on a weight that is not 2-D.
+
+    ## Example
+    `c = com.microsoft.QLinearAdd(a, as, az, b, bs, bz, cs, cz)` becomes
+    `c = QuantizeLinear(Add(DequantizeLinear(a, as, az), DequantizeLinear(b, bs, bz)), cs, cz)`.
+
+    ## Safety
+    Unsafe (within tolerance): the kernels round once from their own integer or table arithmetic,
+    the Q/DQ form computes in FLOAT and rounds at `QuantizeLinear`, so an element can land one
+    step away. Proven in ONNX Runtime like `qlinear-to-qdq`.
+
+    ## Resolves
+    TRT102
+    """
+
+    name = "qlinear-contrib-to-qdq"
+    summary = "replace com.microsoft QLinearAdd/Mul/Concat/Sigmoid/LeakyRelu/(Global)AveragePool and QGemm by Q/DQ + float op"
+    domain = MS
+    op_type = "QLinearAdd"
+    pattern = "com.microsoft QOperator op"
+    applicability = Applicability.UNSAFE
+    resolves = ("TRT102",)
+    ops = tuple((MS, op) for op in _QLINEAR_CONTRIB)
+    atol = _ATOL
+    rtol = _RTOL
+
+    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
+        return _tolerance(ctx)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return node.domain == MS and node.op_type in _QLINEAR_CONTRIB
+
+    def _dq(self, b: Builder, x: str, scale: str, zp: str, axis: int | None = None) -> str:
+        return b.op("DequantizeLinear", [x, scale] + ([zp] if zp else []), axis=axis)
+
+    def _q(self, b: Builder, y: str, scale: str, zp: str) -> None:
+        b.op("QuantizeLinear", [y, scale] + ([zp] if zp else []), b.node.output[0])
+
+    def replace(self, b: Builder) -> None:
+        op = b.node.op_type
+        attrs = {a.name: helper.get_attribute_value(a) for a in b.node.attribute}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+        if op in _QLINEAR_BINARY:
+            a = self._dq(b, b.input(0), b.input(1), b.input(2))
+            c = self._dq(b, b.input(3), b.input(4), b.input(5))
+            self._q(b, b.op(_QLINEAR_BINARY[op], [a, c]), b.input(6), b.input(7))
+        elif op in _QLINEAR_UNARY:
+            if attrs.pop("channels_last", 0):
+                raise Skip("channels-last pooling")
+            x = self._dq(b, b.input(0), b.input(1), b.input(2))
+            self._q(b, b.op(_QLINEAR_UNARY[op], [x], **attrs), b.input(3), b.input(4))
+        elif op == "QLinearConcat":
+            rest = list(b.node.input[2:])
+            if len(rest) % 3:
+                raise Skip("inputs are not (tensor, scale, zero point) triples")
+            parts = [self._dq(b, rest[i], rest[i + 1], rest[i + 2]) for i in range(0, len(rest), 3)]
+            self._q(b, b.op("Concat", parts, axis=int(attrs.get("axis", 0))), b.input(0), b.input(1))
+        else:  # QGemm
+            trans_b = int(attrs.get("transB", 0))
+            bscale = b.value(b.input(4))
+            if bscale is None:
+                raise Skip("the weight scale is not a constant")
+            a = self._dq(b, b.input(0), b.input(1), b.input(2))
+            w = self._dq(b, b.input(3), b.input(4), b.input(5), axis=(0 if trans_b else 1) if bscale.size > 1 else None)
+            inputs = [a, w]
+            if b.input(6):
+                bias, ascale = b.value(b.input(6)), b.value(b.input(1))
+                if bias is None or ascale is None:
+                    raise Skip("the bias or the input scale is not a constant")
+                inputs.append(b.tensor((bias.astype(np.float64) * ascale.astype(np.float64).reshape(())
+                                        * bscale.astype(np.float64).reshape(-1)).astype(np.float32), f"{b.base}/bias"))
+            gemm_attrs = {k: attrs[k] for k in ("alpha", "transA", "transB") if k in attrs}
+            if b.input(7):
+                self._q(b, b.op("Gemm", inputs, **gemm_attrs), b.input(7), b.input(8))
+            else:
+                b.op("Gemm", inputs, b.node.output[0], **gemm_attrs)
+
 class DequantizeConstantToFloat(Substitution):
     """Replace `DequantizeLinear` of a constant TensorRT cannot dequantize by its FLOAT value.
 
@@ -759,7 +863,8 @@ class QdqToSymmetricInt8(Rewrite):
 
     ## What it does
     TensorRT's Q/DQ is symmetric INT8: zero point 0. A `QuantizeLinear` with scale `s` and zero
-    point `z` whose readers are all `DequantizeLinear` with the same parameters computes
+    point `z` whose readers are all `DequantizeLinear` with the same parameters (directly or through
+    ops that only move or select values: Reshape, Flatten, Transpose, MaxPool, Slice...) computes
     `s * (clip(round(x / s) + z, qmin, qmax) - z)`. With `d = z` for INT8 and `d = z - 128` for
     UINT8 (whose values move down by 128 into INT8), that is
     `DequantizeLinear(QuantizeLinear(x + s*d, s, 0), s, 0) - s*d` in INT8: the same step, the same
@@ -816,12 +921,11 @@ class QdqToSymmetricInt8(Rewrite):
                     continue
                 where = q.name or q.output[0]
                 try:
-                    shifted = self._pair(info, gi, view, qi, before, after)
+                    shifted = self._pair(info, gi, view, qi, before, after, retyped)
                 except Skip as e:
                     if str(e):
                         skipped.append(f"QuantizeLinear {where!r}: {e}")
                     continue
-                retyped.add(q.output[0])
                 n = len(view.readers.get(q.output[0], []))
                 changes.append(f"rewrote QuantizeLinear {where!r} and its {n} DequantizeLinear reader(s) as symmetric INT8"
                                + (" around a shift" if shifted else ""))
@@ -841,7 +945,7 @@ class QdqToSymmetricInt8(Rewrite):
             return Outcome(model, skipped=skipped or ["no asymmetric or UINT8 QuantizeLinear -> DequantizeLinear pair"])
         return Outcome(out, changes, skipped)
 
-    def _pair(self, info: ModelInfo, gi: int, view: _Graph, qi: int, before: dict, after: dict) -> bool:
+    def _pair(self, info: ModelInfo, gi: int, view: _Graph, qi: int, before: dict, after: dict, retyped: set) -> bool:
         """Rewrite one Q -> DQ* group in place (the shift nodes go into `before`/`after` by node
         index); returns whether a shift was needed."""
         g = view.g
@@ -861,14 +965,30 @@ class QdqToSymmetricInt8(Rewrite):
             raise Skip("blocked quantization")
         if q.output[0] in view.outputs:
             raise Skip("its output is a graph output (changing its type changes the model's interface)")
-        reader_ids = view.readers.get(q.output[0], [])
-        if not reader_ids:
-            raise Skip("nothing reads it")
+        # The readers: DequantizeLinear nodes, directly or through ops that only move or select
+        # values (per-tensor parameters: they commute with any monotonic re-labelling of codes).
+        reader_ids: list[int] = []
+        carried: list[str] = [q.output[0]]
+        frontier = [q.output[0]]
+        while frontier:
+            name = frontier.pop()
+            ids = view.readers.get(name, [])
+            if not ids:
+                raise Skip(f"{name!r} is read by nothing")
+            for ri in ids:
+                r = g.node[ri]
+                if _is(r, "DequantizeLinear") and r.input[0] == name:
+                    reader_ids.append(ri)
+                elif any(_is(r, op) for op in _MOVES) and r.input[0] == name and scale.size == 1:
+                    if r.output[0] in view.outputs:
+                        raise Skip(f"{r.output[0]!r} (after {r.op_type}) is a graph output")
+                    carried.append(r.output[0])
+                    frontier.append(r.output[0])
+                else:
+                    raise Skip(f"it is read by {r.op_type}, not only by DequantizeLinear")
         axis = _attr(q, "axis", 1)
         for ri in reader_ids:
             r = g.node[ri]
-            if not _is(r, "DequantizeLinear") or r.input[0] != q.output[0]:
-                raise Skip(f"it is read by {r.op_type}, not only by DequantizeLinear")
             rs = info.value(gi, r.input[1]) if len(r.input) > 1 else None
             rz = info.value(gi, r.input[2]) if len(r.input) > 2 and r.input[2] else None
             same_zp = np.array_equal(np.zeros(scale.shape) if rz is None else rz.astype(np.int64),
@@ -905,6 +1025,7 @@ class QdqToSymmetricInt8(Rewrite):
         for a in q.attribute:
             if a.name == "output_dtype":
                 a.i = TensorProto.INT8
+        retyped.update(carried)
         return shifted
 
 REWRITES = (
@@ -914,5 +1035,6 @@ REWRITES = (
     DynamicQuantizeMatmulToMatmul,
     MatmulNbitsToMatmul,
     QdqToSymmetricInt8,
+    QlinearContribToQdq,
     QlinearToQdq,
 )
