@@ -19,7 +19,8 @@ from onnxdoctor.model import from_proto
 from onnxdoctor.registry import all_rules
 from onnxdoctor.report.fix import render_fix, to_dict
 from onnxdoctor.rewrites import RewriteContext, get_rewrite
-from onnxdoctor.rewrites._gs import cleaned, node_count
+from onnxdoctor._proto import node_count
+from onnxdoctor.rewrites._gs import cleaned
 from onnxdoctor.target import Target
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'

@@ -6,7 +6,7 @@ import json
 
 from .. import __version__
 from ..findings import Severity
-from ..rewrites._gs import node_count
+from .._proto import node_count
 from ..terminal import printable_lines
 
 

@@ -1,12 +1,13 @@
 """What the rewrites do through onnx-graphsurgeon — import and export (keeping opsets, metadata and
 functions), constant folding, cleanup with a topological sort; graphsurgeon is imported lazily, so
-only `fix` pays for it — and the ModelProto helpers they share around it: `node_count` (the nodes of
-every graph), `unique_name`, and the repairs after an export (shared constants hoisted out of
+only `fix` pays for it — and the repairs after an export (shared constants hoisted out of
 control-flow bodies, `Constant` values stored as initializers)."""
 
 from __future__ import annotations
 
 import onnx
+
+from .._proto import bodies
 
 
 def import_graph(model: onnx.ModelProto):
@@ -63,11 +64,7 @@ def _hoist_shared_constants(model: onnx.ModelProto) -> None:
         for n in g.node:
             for o in n.output:
                 defs.setdefault(o, []).append((g, None))
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    stack.append((a.g, False))
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend((sub, False) for sub in a.graphs)
+            stack.extend((sub, False) for sub in bodies(n))
     drop: dict[int, set[str]] = {}
     graphs: dict[int, onnx.GraphProto] = {}
     for name, where in defs.items():
@@ -86,21 +83,6 @@ def _hoist_shared_constants(model: onnx.ModelProto) -> None:
         keep = [t for t in g.initializer if t.name not in names]
         del g.initializer[:]
         g.initializer.extend(keep)
-
-
-def node_count(model: onnx.ModelProto) -> int:
-    """Nodes of the main graph and of every control-flow body in it (If/Loop/Scan, nested)."""
-    total, stack = 0, [model.graph]
-    while stack:
-        g = stack.pop()
-        total += len(g.node)
-        for n in g.node:
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    stack.append(a.g)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend(a.graphs)
-    return total
 
 
 def fold(model: onnx.ModelProto, size_threshold: int) -> onnx.ModelProto:
@@ -146,11 +128,7 @@ def _constants_to_initializers(model: onnx.ModelProto) -> None:
                 moved = True
             else:
                 keep.append(n)
-                for a in n.attribute:
-                    if a.type == onnx.AttributeProto.GRAPH:
-                        stack.append(a.g)
-                    elif a.type == onnx.AttributeProto.GRAPHS:
-                        stack.extend(a.graphs)
+                stack.extend(bodies(n))
         if moved:
             del g.node[:]
             g.node.extend(keep)
@@ -177,12 +155,3 @@ def _constant_tensor(n: onnx.NodeProto, outputs: set[str]) -> onnx.TensorProto |
     if a.name == "value_ints" and a.type == onnx.AttributeProto.INTS:
         return onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [len(a.ints)], list(a.ints))
     return None
-
-
-def unique_name(taken: set[str], base: str) -> str:
-    name, i = base, 0
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    taken.add(name)
-    return name

@@ -8,7 +8,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..findings import Applicability
-from ._subgraphs import bodies
+from .._proto import bodies
 from .base import Outcome, Rewrite, RewriteContext
 
 # Dense tensors above this size are left sparse (densifying must not explode a model).

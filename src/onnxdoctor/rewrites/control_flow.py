@@ -10,8 +10,8 @@ import onnx
 from onnx import numpy_helper
 
 from ..findings import Applicability
-from ._gs import fold, node_count, unique_name
-from ._subgraphs import all_names, bodies, defined_names, rename
+from .._proto import bodies, defined_names, node_count, rename, unique_name, taken_names
+from ._gs import fold
 from .base import Outcome, Rewrite, RewriteContext
 
 _GRAPH = onnx.AttributeProto.GRAPH
@@ -72,7 +72,7 @@ def _inline(model: onnx.ModelProto, g: onnx.GraphProto, index: int, taken_branch
         defined_names(b, here)
     outside = everywhere - here
     local = defined_names(body, Counter())
-    taken = all_names(model)
+    taken = taken_names(model)
     mapping = {name: unique_name(taken, name) for name in local if name in outside}
     rename(body, mapping)
     # Each branch output becomes the If output at the same position: a value the branch computes is

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import onnx
 
+from .._proto import graphs
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
 
 
 def _domains_used(model: onnx.ModelProto) -> set[str]:
-    used: set[str] = set()
-    stack = [model.graph]
-    while stack:
-        g = stack.pop()
-        for n in g.node:
-            used.add(n.domain or "")
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    stack.append(a.g)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend(a.graphs)
-    return used
+    return {n.domain or "" for g in graphs(model.graph) for n in g.node}
 
 
 class InlineLocalFunctions(Rewrite):
@@ -147,8 +137,8 @@ class OpToFunctionBody(Rewrite):
         import onnx.defs
         import onnx.inliner
 
-        from .._proto import graphs
-        from .substitutions._build import ModelInfo, default_opset
+        from .._proto import default_opset
+        from .substitutions._build import ModelInfo
 
         opset = default_opset(model)
         out = onnx.ModelProto()

@@ -12,11 +12,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..checks.grf import patterns
+from .._proto import default_opset, graph_protos, taken_names, unique_name
 from ..findings import Applicability
 from ..model import Graph, Model, from_proto
 from .base import Outcome, Rewrite, RewriteContext
-from .hygiene import graph_protos, taken_names
-from .opset import OpsetUpgradeError, default_opset, plan, upgrade
+from .opset import OpsetUpgradeError, plan, upgrade
 
 
 class _Skip(Exception):
@@ -91,7 +91,7 @@ class _Fusion(Rewrite):
                     continue
 
                 def add_const(value: np.ndarray, base: str) -> str:
-                    name = _unique(taken, base)
+                    name = unique_name(taken, base)
                     new_inits.append(numpy_helper.from_array(value, name))
                     return name
 
@@ -100,7 +100,7 @@ class _Fusion(Rewrite):
                 except _Skip as e:
                     skipped.append(f"{self.label} at {where!r} not fused: {e}")
                     continue
-                name = _unique(taken, _node_name(m, self.op_type))
+                name = unique_name(taken, _node_name(m, self.op_type))
                 at[max(idx)] = helper.make_node(self.op_type, inputs, [m.output], name=name, **attrs)
                 used |= idx
                 fused += 1
@@ -144,15 +144,6 @@ def _node_name(m: patterns.Match, op_type: str) -> str:
     prefix = os.path.commonprefix(names) if names else ""
     prefix = prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""
     return f"{prefix}{op_type}" if prefix else f"{op_type}_{m.output}"
-
-
-def _unique(taken: set[str], base: str) -> str:
-    name, i = base, 0
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    taken.add(name)
-    return name
 
 
 def _drop_value_info(gp: onnx.GraphProto, names: set[str]) -> None:

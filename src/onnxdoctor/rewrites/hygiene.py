@@ -7,7 +7,8 @@ import collections
 import onnx
 
 from ..findings import Applicability
-from ._gs import cleaned, fold, node_count
+from .._proto import graph_protos, node_count, rename_reads
+from ._gs import cleaned, fold
 from .base import Outcome, Rewrite, RewriteContext
 
 
@@ -112,65 +113,6 @@ def _constant_count(model: onnx.ModelProto) -> int:
     return sum(1 for g in graph_protos(model).values() for n in g.node if n.op_type == "Constant")
 
 
-# ----------------------------------------------------------------------------
-# Helpers shared with the fusions: graphs by the path the check views use, names in use
-# ----------------------------------------------------------------------------
-def graph_protos(model: onnx.ModelProto) -> dict[tuple[str, ...], onnx.GraphProto]:
-    """Every graph of `model` (main and control-flow bodies) by its `Graph.path` in onnxdoctor.model,
-    so a match found in the checked (shape-inferred) view is applied to the same graph of a copy."""
-    out: dict[tuple[str, ...], onnx.GraphProto] = {}
-    stack: list[tuple[tuple[str, ...], onnx.GraphProto]] = [((), model.graph)]
-    while stack:
-        path, g = stack.pop()
-        out[path] = g
-        for i, node in enumerate(g.node):
-            for a in node.attribute:
-                subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
-                for k, sub in enumerate(subs):
-                    label = a.name if len(subs) == 1 else f"{a.name}[{k}]"
-                    stack.append((path + (f"{node.name or f'{node.op_type}#{i}'}/{label}",), sub))
-    return out
-
-
-def taken_names(model: onnx.ModelProto) -> set[str]:
-    """Every node, tensor and value name in every graph and function: new names must avoid them all."""
-    taken: set[str] = set()
-    for g in graph_protos(model).values():
-        taken.update(t.name for t in g.initializer)
-        taken.update(vi.name for vi in (*g.input, *g.output, *g.value_info))
-        for n in g.node:
-            taken.add(n.name)
-            taken.update(n.output)
-            taken.update(n.input)
-    for f in model.functions:
-        for n in f.node:
-            taken.add(n.name)
-            taken.update(n.output)
-    taken.discard("")
-    return taken
-
-
-def _rename_inputs(g: onnx.GraphProto, mapping: dict[str, str]) -> None:
-    """Point every reader of a name in `mapping` (in `g` and, for outer-scope references, in its
-    subgraphs) at the mapped name."""
-    stack = [g]
-    while stack:
-        cur = stack.pop()
-        for n in cur.node:
-            for i, name in enumerate(n.input):
-                if name in mapping:
-                    n.input[i] = mapping[name]
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    stack.append(a.g)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend(a.graphs)
-        if cur is not g:
-            for vi in cur.output:  # a body output may be an outer-scope value itself
-                if vi.name in mapping:
-                    vi.name = mapping[vi.name]
-
-
 class DedupeInitializers(Rewrite):
     """Merge initializers that have the same element type, dims and bytes.
 
@@ -230,7 +172,7 @@ class DedupeInitializers(Rewrite):
                 changes.append(f"initializer {t.name!r} merged into {first[key]!r}")
             if not mapping:
                 continue
-            _rename_inputs(g, mapping)
+            rename_reads(g, mapping)
             keep = [t for t in g.initializer if t.name not in mapping]
             del g.initializer[:]
             g.initializer.extend(keep)
@@ -294,7 +236,7 @@ class DedupeNodes(Rewrite):
             keep = [n for i, n in enumerate(gp.node) if i not in gone]
             del gp.node[:]
             gp.node.extend(keep)
-            _rename_inputs(gp, mapping)
+            rename_reads(gp, mapping)
             vis = [vi for vi in gp.value_info if vi.name not in mapping]
             del gp.value_info[:]
             gp.value_info.extend(vis)
@@ -457,7 +399,7 @@ def _remove(g, gp: onnx.GraphProto, found: list[tuple[int, str, str, str]]) -> t
                 n.output[k] = rename[o]
     del gp.node[:]
     gp.node.extend(nodes)
-    _rename_inputs(gp, mapping)
+    rename_reads(gp, mapping)
     gone = set(mapping)
     vis = [vi for vi in gp.value_info if vi.name not in gone]
     del gp.value_info[:]

@@ -9,7 +9,7 @@ from onnx import TensorProto as TP
 from onnx import helper, numpy_helper
 
 from ..findings import Applicability
-from ._subgraphs import bodies, rename
+from .._proto import bodies, graphs, rename, toposorted
 from .base import Outcome, Rewrite, RewriteContext
 
 # narrow type -> (wide type, modulus, offset): a wide value v is brought back into the narrow range by
@@ -82,7 +82,8 @@ class SmallIntToInt32(Rewrite):
     resolves = ("TRT111", "TRT113", "TRT116", "TRT121")
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from .substitutions._build import ModelInfo, default_opset
+        from .._proto import default_opset
+        from .substitutions._build import ModelInfo
 
         if default_opset(model) < 10:
             return Outcome(model, skipped=["integer Mod (the wrap-around) needs opset 10"])
@@ -237,7 +238,7 @@ class _Graph:
             for b in bodies(n):
                 rename(b, {name: self.narrow_input(name) for name in self.wide if name not in renames and _reads(b, name)})
         del g.node[:]
-        g.node.extend(_toposorted(self.nodes))
+        g.node.extend(toposorted(self.nodes))
         keep = [vi for vi in g.value_info if vi.name not in self.wide]
         del g.value_info[:]
         g.value_info.extend(keep)
@@ -254,44 +255,7 @@ def _rewrite_graph(g: onnx.GraphProto, info, narrow: dict, changes: list[str], s
 
 
 def _reads(g: onnx.GraphProto, name: str) -> bool:
-    stack = [g]
-    while stack:
-        cur = stack.pop()
-        if any(name in n.input for n in cur.node) or any(vi.name == name for vi in cur.output):
-            return True
-        stack.extend(b for n in cur.node for b in bodies(n))
-    return False
-
-
-def _toposorted(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
-    """`nodes` in an order where every node follows the producers of its inputs (Casts created for a
-    reader were appended before it, but the narrow copies for bodies after)."""
-    produced = {o: i for i, n in enumerate(nodes) for o in n.output if o}
-    order: list[int] = []
-    state: dict[int, int] = {}
-    for start in range(len(nodes)):
-        stack = [(start, False)]
-        while stack:
-            i, done = stack.pop()
-            if done:
-                state[i] = 2
-                order.append(i)
-                continue
-            if state.get(i):
-                continue
-            state[i] = 1
-            stack.append((i, True))
-            deps = [produced[x] for x in nodes[i].input if x in produced]
-            for b in bodies(nodes[i]):
-                stack_b = [b]
-                while stack_b:
-                    cur = stack_b.pop()
-                    deps += [produced[x] for n in cur.node for x in n.input if x in produced]
-                    stack_b.extend(bb for n in cur.node for bb in bodies(n))
-            for d in reversed(deps):
-                if not state.get(d):
-                    stack.append((d, False))
-    return [nodes[i] for i in order]
+    return any(any(name in n.input for n in cur.node) or any(vi.name == name for vi in cur.output) for cur in graphs(g))
 
 
 REWRITES = (SmallIntToInt32,)

@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from ..dtype_limits import BF16_MAX, FP16_MAX, FP16_TINY
 from ..findings import Applicability
-from ._subgraphs import all_names, bodies, defined_names, nested_reads, outer_reads, rename
+from .._proto import bodies, defined_names, nested_reads, outer_reads, rename, taken_names as all_names
 from .base import Outcome, Rewrite, RewriteContext
 
 TARGETS = {"fp16": TP.FLOAT16, "bf16": TP.BFLOAT16}
@@ -825,7 +825,7 @@ def proof_model(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _uniq(taken: set[str], base: str) -> str:
-    from ._gs import unique_name
+    from .._proto import unique_name
 
     return unique_name(taken, base)
 

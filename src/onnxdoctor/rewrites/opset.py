@@ -7,16 +7,13 @@ from __future__ import annotations
 import onnx
 from onnx import defs
 
+from .._proto import default_opset, graphs
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
 
 
 class OpsetUpgradeError(Exception):
     """The model could not be upgraded; the message says why (shown as the rewrite's skip reason)."""
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def plan(model: onnx.ModelProto, need: int, opset_max: int) -> int | None:
@@ -101,18 +98,7 @@ def _inputs_as_external(model: onnx.ModelProto, ext: list[onnx.TensorProto], add
 def changed_ops(model: onnx.ModelProto, have: int, to: int) -> list[str]:
     """Default-domain ops of `model` (every graph and local function) whose definition has a version in (have, to]."""
     ops: set[str] = set()
-    stack: list[onnx.GraphProto] = [model.graph]
-    bodies = [f.node for f in model.functions]
-    while stack:
-        g = stack.pop()
-        bodies.append(g.node)
-        for n in g.node:
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    stack.append(a.g)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend(a.graphs)
-    for nodes in bodies:
+    for nodes in (*(g.node for g in graphs(model.graph)), *(f.node for f in model.functions)):
         ops.update(n.op_type for n in nodes if n.domain in ("", "ai.onnx"))
     out = []
     for op in sorted(ops):

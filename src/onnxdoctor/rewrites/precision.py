@@ -88,7 +88,7 @@ def _bridge_io(model: onnx.ModelProto) -> None:
     to DOUBLE for DOUBLE graph outputs."""
     g = model.graph
     taken = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
-    from ._gs import unique_name
+    from .._proto import unique_name
 
     for vi in g.input:
         if vi.type.tensor_type.elem_type != TensorProto.DOUBLE:

@@ -7,7 +7,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..findings import Applicability
-from ._subgraphs import bodies
+from .._proto import bodies
 from .base import Outcome, Rewrite, RewriteContext
 
 _MAKERS = frozenset({"SplitToSequence", "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase"})

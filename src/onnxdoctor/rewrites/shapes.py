@@ -8,7 +8,8 @@ import onnx
 
 from ..findings import Applicability
 from ..shapes import freeze_inputs
-from ._gs import cleaned, node_count, unique_name
+from .._proto import node_count, unique_name
+from ._gs import cleaned
 from .control_flow import fold_and_inline
 from .base import Outcome, Rewrite, RewriteContext
 
@@ -114,7 +115,7 @@ class FoldShapeComputations(Rewrite):
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from ..checks.grf.known_shape_computation import known_shape_actions
-        from .hygiene import _rename_inputs, graph_protos, taken_names
+        from .._proto import graph_protos, rename_reads as _rename_inputs, taken_names
 
         counts = {"constant": 0, "reshape": 0, "expand": 0}
         current = model

@@ -8,9 +8,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..findings import Applicability
-from ._gs import unique_name
 from .base import Outcome, Rewrite, RewriteContext
-from .hygiene import _rename_inputs, graph_protos, taken_names
+from .._proto import default_opset, graph_protos, rename_reads as _rename_inputs, taken_names, unique_name
 
 
 def _replace_nodes(gp: onnx.GraphProto, at: dict, drop: set[int]) -> None:
@@ -77,7 +76,7 @@ class CollapseLayoutChains(Rewrite):
         out.CopyFrom(model)
         protos = graph_protos(out)
         taken = taken_names(out)
-        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        opset = default_opset(model, 1)
         changes: list[str] = []
         skipped: list[str] = []
         for g in view.graphs:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-from ..._onnx import AttributeProto, GraphProto
-
+from ..._proto import body_reads, has_body
 from ...kb import Release
-from ...model import GRAPH_ATTR_OPS, Graph, Model, dtype_name
+from ...model import Graph, Model, dtype_name
 from ...rule import Context
 from . import patterns
 
@@ -38,37 +37,6 @@ def type_text(elem_type: int, dims) -> str:
     return f"{dtype_name(elem_type)} {list(dims)}"
 
 
-def subgraph_names(node) -> set[str]:
-    """Every tensor name read anywhere inside a node's subgraphs (nested ones too), and their outputs.
-    Names are unique across scopes in ONNX (SSA), so this over-approximation only adds inner names."""
-    names: set[str] = set()
-    stack: list[GraphProto] = []
-    for a in node.attribute:
-        if a.type == AttributeProto.GRAPH:
-            stack.append(a.g)
-        elif a.type == AttributeProto.GRAPHS:
-            stack.extend(a.graphs)
-    while stack:
-        g = stack.pop()
-        names.update(o.name for o in g.output)
-        for n in g.node:
-            names.update(n.input)
-            for a in n.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    stack.append(a.g)
-                elif a.type == AttributeProto.GRAPHS:
-                    stack.extend(a.graphs)
-    return names
-
-
-def has_subgraph(node) -> bool:
-    # Only control-flow ops (and custom ops, rarely) carry graph attributes: skip the attribute scan
-    # for the common case of a standard op without one.
-    if node.op_type not in GRAPH_ATTR_OPS and node.domain in ("", "ai.onnx"):
-        return False
-    return any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute)
-
-
 def nested_uses(ctx: Context, graph: Graph) -> set[str]:
     """Names of `graph` read from inside the subgraphs of its nodes (outer-scope references)."""
 
@@ -77,8 +45,8 @@ def nested_uses(ctx: Context, graph: Graph) -> set[str]:
         for g in ctx.model.graphs:
             used: set[str] = set()
             for node in g.nodes:
-                if has_subgraph(node):
-                    used |= subgraph_names(node)
+                if has_body(node):
+                    used |= body_reads(node)
             out[id(g)] = used
         return out
 

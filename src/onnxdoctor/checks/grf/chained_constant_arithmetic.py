@@ -6,10 +6,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..._proto import body_reads, has_body
 from ...findings import Severity
 from ...model import Graph, Model
 from ...rule import Context, Rule
-from ._util import has_subgraph, subgraph_names
 
 _ADDITIVE = frozenset({"Add", "Sub"})
 _MULTIPLICATIVE = frozenset({"Mul", "Div"})
@@ -108,8 +108,8 @@ def arithmetic_chains(model: Model, g: Graph) -> list[ArithmeticChain]:
     nested: set[str] = set()
     if g.may_nest:
         for n in g.nodes:
-            if has_subgraph(n):
-                nested |= subgraph_names(n)
+            if has_body(n):
+                nested |= body_reads(n)
     outputs = set(g.outputs)
     used: set[int] = set()
     found: list[ArithmeticChain] = []

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..._proto import body_reads, has_body
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._util import has_subgraph, subgraph_names
 
 
 class DeadNode(Rule):
@@ -81,8 +81,8 @@ def _live_nodes(g) -> set[int]:
                 continue
             live.add(i)
             needed.update(ins[i])
-            if nests and has_subgraph(nodes[i]):
-                needed.update(subgraph_names(nodes[i]))
+            if nests and has_body(nodes[i]):
+                needed.update(body_reads(nodes[i]))
         return live
     stack = [g.producers[o][0] for o in g.outputs if o in g.producers]
     while stack:
@@ -91,8 +91,8 @@ def _live_nodes(g) -> set[int]:
             continue
         live.add(i)
         reads = ins[i]
-        if nests and has_subgraph(nodes[i]):
-            reads = [*reads, *subgraph_names(nodes[i])]
+        if nests and has_body(nodes[i]):
+            reads = [*reads, *body_reads(nodes[i])]
         for inp in reads:
             hit = g.producers.get(inp)
             if hit is not None and hit[0] not in live:

@@ -6,10 +6,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..._proto import body_reads, has_body
 from ...findings import Severity
 from ...model import Graph, Model
 from ...rule import Context, Rule
-from ._util import has_subgraph, subgraph_names
 
 # Ops that change a tensor's shape but not the order of its elements.
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
@@ -99,8 +99,8 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
     nested: set[str] = set()
     if g.may_nest:
         for n in g.nodes:
-            if has_subgraph(n):
-                nested |= subgraph_names(n)
+            if has_body(n):
+                nested |= body_reads(n)
     outputs = set(g.outputs)
 
     def family(i: int) -> str | None:

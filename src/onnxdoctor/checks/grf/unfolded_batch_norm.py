@@ -6,10 +6,10 @@ from typing import NamedTuple
 
 from ..._onnx import TensorProto
 
+from ..._proto import body_reads, has_body
 from ...findings import Severity
 from ...model import Graph, Model, NodeRef
 from ...rule import Context, Rule
-from ._util import has_subgraph, subgraph_names
 
 FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE})
 
@@ -138,6 +138,6 @@ def _sole_producer(g: Graph, t: str) -> NodeRef | None:
     hit = g.producers.get(t)
     if hit is None or len(g.consumers.get(t, ())) != 1 or t in g.outputs or len(g.node_outputs[hit[0]]) != 1:
         return None
-    if g.may_nest and any(has_subgraph(n) and t in subgraph_names(n) for n in g.nodes):
+    if g.may_nest and any(has_body(n) and t in body_reads(n) for n in g.nodes):
         return None
     return g.ref(hit[0])

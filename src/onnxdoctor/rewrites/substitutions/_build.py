@@ -9,17 +9,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..._proto import graphs
+from ..._proto import bodies, default_opset, graphs, unique_name
 from ...findings import Applicability
 from ..base import Outcome, Rewrite, RewriteContext
 
 
 class Skip(Exception):
     """Raised by `Substitution.replace` when a node cannot be replaced exactly; the message says why."""
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 class ModelInfo:
@@ -65,10 +61,9 @@ class ModelInfo:
         self._parent: dict[int, int] = {}
         for i, g in enumerate(self._graph_list):
             for n in g.node:
-                for a in n.attribute:
-                    for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs if a.type == onnx.AttributeProto.GRAPHS else []):
-                        if id(sub) in index:
-                            self._parent[index[id(sub)]] = i
+                for sub in bodies(n):
+                    if id(sub) in index:
+                        self._parent[index[id(sub)]] = i
         # Small constants already in each graph, by value: new scalars reuse them instead of adding
         # duplicate initializers (which GRF404 would report).
         self.constants: dict[tuple, str] = {}
@@ -78,12 +73,7 @@ class ModelInfo:
                     self.constants.setdefault(_const_key(gi, numpy_helper.to_array(t), t.data_type), t.name)
 
     def unique(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return unique_name(self.taken, base)
 
     def used(self, name: str) -> bool:
         return bool(name) and name in self.read
