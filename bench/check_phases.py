@@ -34,7 +34,8 @@ _onnx.ModelProto, _onnx.extension()
 t1a = clock()
 import numpy  # noqa: F401
 t1 = clock()
-from onnxdoctor import api, engine, model as M
+from onnxdoctor import api, engine
+from onnxdoctor.model import core, inference, loading, validate
 from onnxdoctor.rule import Context
 t2 = clock()
 gc.disable()
@@ -43,11 +44,11 @@ target, rules = settings.target(), settings.rules()
 t3 = clock()
 path = sys.argv[1]
 data = open(path, "rb").read()
-proto = M._parse(path, data)
+proto = loading._parse(path, data)
 t4 = clock()
 from pathlib import Path
-m = M.Model(proto, path, base_dir=Path(path).resolve().parent)
-M._validate_tensors(m)
+m = core.Model(proto, path, base_dir=Path(path).resolve().parent)
+validate._validate_tensors(m)
 t5 = clock()
 # what the helper process does (in the CLI, on the second core): inference, then packing the types
 import marshal
@@ -57,9 +58,9 @@ t6a = clock()
 packed = marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred)))
 t6 = clock()
 m.graphs
-M._validate(m)
+validate._validate(m)
 t7a = clock()
-M._fill_packed(m.graphs, marshal.loads(packed))
+inference._fill_packed(m.graphs, marshal.loads(packed))
 t7 = clock()
 ctx = Context(m, target)
 per_rule = {}

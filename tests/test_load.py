@@ -164,7 +164,8 @@ def test_ops_with_tensor_or_graph_attributes_match_the_onnx_schemas():
     import onnx
     from onnx import AttributeProto as A
 
-    from onnxdoctor.model import TENSOR_OR_GRAPH_ATTR_OPS, _may_hold_tensors
+    from onnxdoctor.model import TENSOR_OR_GRAPH_ATTR_OPS
+    from onnxdoctor.model.validate import _may_hold_tensors
 
     kinds = {A.TENSOR, A.SPARSE_TENSOR, A.TENSORS, A.SPARSE_TENSORS, A.GRAPH, A.GRAPHS}
     holders = {s.name for s in onnx.defs.get_all_schemas_with_history()

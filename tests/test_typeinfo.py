@@ -33,7 +33,7 @@ def _pair(proto: onnx.ModelProto):
     raw = model_mod.from_proto(proto)
     packed = model_mod.from_proto(proto)
     tables = marshal.loads(marshal.dumps(_typeinfo.pack(packed.inferred)))
-    model_mod._fill_packed(packed.graphs, tables)
+    model_mod.inference._fill_packed(packed.graphs, tables)
     assert all(not g.types.raw for g in packed.graphs)
     return raw, packed
 

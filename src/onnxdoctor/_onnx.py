@@ -118,7 +118,7 @@ def __getattr__(name: str) -> object:
 
 def infer_shapes(data: bytes, *, strict: bool) -> bytes:
     """ONNX shape inference of a serialized model, as onnx.shape_inference.infer_shapes does it with
-    check_type=False and data_prop=False (see model._infer for why data propagation stays off)."""
+    check_type=False and data_prop=False (see model/inference.py, _infer, for why data propagation stays off)."""
     return extension().shape_inference.infer_shapes(data, False, strict, False)
 
 

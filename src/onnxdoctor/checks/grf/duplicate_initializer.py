@@ -7,7 +7,8 @@ import hashlib
 from ..._onnx import TensorProto
 
 from ...findings import Severity
-from ...model import Graph, LazyBytes, _external_ref
+from ...model import Graph, LazyBytes
+from ...model.graph import _external_ref
 from ...rule import Context, Rule
 from ._util import ITEMSIZE, human_bytes, type_text
 
