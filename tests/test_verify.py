@@ -58,8 +58,10 @@ def test_chunked_comparison_is_identical(changed_bert, monkeypatch):
     ref, other = onnx.load(BERT), onnx.load(path)
     feeds = generate_inputs(ref)
     whole = verifying.verify_against(str(BERT), str(path), ref, other, feeds, layerwise=True, atol=1e-4, rtol=1e-3)
-    monkeypatch.setattr(verifying, "CHUNK", 7)
-    chunked = verifying.verify_against(str(BERT), str(path), ref, other, feeds, layerwise=True, atol=1e-4, rtol=1e-3)
+    from onnxdoctor.layerwise import Budget
+
+    chunked = verifying.verify_against(str(BERT), str(path), ref, other, feeds, layerwise=True, atol=1e-4, rtol=1e-3,
+                                       budget=Budget(max_segment_nodes=7))
     assert [c.to_dict() for c in whole.comparisons] == [c.to_dict() for c in chunked.comparisons]
     assert chunked.first_divergence.node == node
 

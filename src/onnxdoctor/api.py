@@ -310,6 +310,16 @@ def _with_weights(model, inputs, what: str):
     return loaded.proto, loaded.external, os.fspath(model)
 
 
+def _budget(time_limit: float | None, activation_limit: float | None, shown: str):
+    """The limits of a command's layerwise runs (layerwise.Budget), defaults where None."""
+    from .layerwise import DEFAULT_ACTIVATION_MB, DEFAULT_SECONDS, Budget
+
+    if time_limit is not None and time_limit <= 0 or activation_limit is not None and activation_limit <= 0:
+        raise UsageError("--time-limit and --activation-limit must be positive")
+    return Budget(seconds=DEFAULT_SECONDS if time_limit is None else time_limit,
+                  activation_mb=DEFAULT_ACTIVATION_MB if activation_limit is None else activation_limit, label=shown)
+
+
 def fix(
     model: str | os.PathLike | ModelProto,
     output: str | os.PathLike | None = None,
@@ -335,6 +345,8 @@ def fix(
     config: str | os.PathLike | bool | None = None,
     log=None,
     progress: bool = False,
+    time_limit: float | None = None,
+    activation_limit: float | None = None,
 ):
     """`onnxdoctor fix`: rewrite a model (a path or an onnx.ModelProto) for a TensorRT release, prove
     every rewrite in ONNX Runtime, and write the result to `output` (or over the input with
@@ -342,6 +354,8 @@ def fix(
     (with the node diff when `diff`). Options left None come from the configuration, as in `check`;
     `log` receives progress lines. Returns the FixResult: `changed`, `before`/`after` findings,
     `steps`, `proof`, and `written` (the files written) and `fail_on` (the configured fail-on level).
+    `time_limit` (seconds, all layerwise runs together) and `activation_limit` (MB held at once)
+    bound the layerwise runs of --precision conversion (layerwise.Budget; None: the defaults).
     Raises OnnxDoctorError (UsageError, ModelLoadError, FixError) with the one-line message the CLI
     prints."""
     from .fix import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, FixOptions, fix_model, load_ruleset, node_diff
@@ -382,6 +396,7 @@ def fix(
                            **({"max_abs": max_abs} if max_abs is not None else {}),
                            **({"keep_norm_stats": True} if keep_norm_stats else {})},
         path=shown,
+        budget=_budget(time_limit, activation_limit, shown),
     )
     result = fix_model(proto, opts, log=log)
     # --in-place with nothing changed leaves the file alone; -o always gets the model.
@@ -419,13 +434,16 @@ def verify(
     show_all: bool = False,
     log=None,
     progress=None,
+    time_limit: float | None = None,
+    activation_limit: float | None = None,
 ):
     """`onnxdoctor verify`: compare a candidate against ONNX Runtime on `model` — another model
     (`against`), FP16 emulation on CPU (`fp16=True`), or a TensorRT engine (`backend="trt"`) —
     outputs only or every tensor (`layerwise`). `output` gets the report in `format` ("text" or
     "json"). `log` receives the line saying which inputs were used; `progress(done, total)` is
-    called per chunk. Returns the VerifyResult (`passed`, `comparisons`, `first_divergence`,
-    `inputs`). Raises OnnxDoctorError; ONNX Runtime's own errors propagate."""
+    called per segment run (nodes done, nodes). Returns the VerifyResult (`passed`, `comparisons`, `first_divergence`,
+    `inputs`). `time_limit`/`activation_limit` bound the layerwise runs (as for fix). Raises
+    OnnxDoctorError; ONNX Runtime's own errors propagate."""
     from . import prove as proving
     from .inputs import plan_inputs
     from .io import Inputs, target, write_text
@@ -464,9 +482,11 @@ def verify(
         if output is not None:
             target(output, inputs, option="-o")  # also not one of the candidate's external-data files
         result = verify_against(shown, other_shown, reference, other, plan.feeds, layerwise=layerwise,
-                                          atol=atol, rtol=rtol, progress=progress)
+                                          atol=atol, rtol=rtol, progress=progress,
+                                          budget=_budget(time_limit, activation_limit, shown))
     else:
-        result = fp16_emulation(shown, reference, plan.feeds, rtol=rtol, progress=progress)
+        result = fp16_emulation(shown, reference, plan.feeds, rtol=rtol, progress=progress,
+                                budget=_budget(time_limit, activation_limit, shown))
     result.inputs = plan
     if output is not None:
         import json

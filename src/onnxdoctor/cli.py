@@ -262,9 +262,13 @@ def entry() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Configuration file to use instead of discovery.")
 @click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
+@click.option("--time-limit", type=float, default=None, metavar="SECONDS",
+              help="Stop the layerwise runs (every tensor observed or compared) after this long, with a clear error (default 600).")
+@click.option("--activation-limit", type=float, default=None, metavar="MB",
+              help="Most activation memory the layerwise runs may hold at once (default 2048).")
 def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, dry_run, show_diff, explain, no_prove, atol,
         rtol, shapes, data, seed, fail_on, keep_io_types, keep_fp32, max_abs, keep_norm_stats, report_path, fmt, config,
-        isolated) -> None:
+        isolated, time_limit, activation_limit) -> None:
     """Rewrite MODEL so that it parses and builds on your TensorRT release, prove in ONNX Runtime
     that the outputs did not change, re-check it, and write it to -o.
 
@@ -294,6 +298,7 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
                 prove=not no_prove, atol=atol, rtol=rtol, shapes=shapes, data=data, seed=seed, keep_io_types=keep_io_types,
                 keep_fp32=keep_fp32, max_abs=max_abs, keep_norm_stats=keep_norm_stats,
                 config=False if isolated else config, log=progress, progress=progress is not None,
+                time_limit=time_limit, activation_limit=activation_limit,
             )
     except OnnxDoctorError as e:
         _fail(str(e))
@@ -326,7 +331,12 @@ def rewrites_cmd() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Text output: list every compared tensor, not only failures.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE.")
-def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, atol, rtol, show_all, fmt, output) -> None:
+@click.option("--time-limit", type=float, default=None, metavar="SECONDS",
+              help="Stop the layerwise runs (every tensor observed or compared) after this long, with a clear error (default 600).")
+@click.option("--activation-limit", type=float, default=None, metavar="MB",
+              help="Most activation memory the layerwise runs may hold at once (default 2048).")
+def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, atol, rtol, show_all, fmt, output,
+           time_limit, activation_limit) -> None:
     """Compare a candidate against ONNX Runtime on MODEL, optionally layer by layer, and name the
     first layer that diverges.
 
@@ -345,7 +355,8 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if fmt == "text" and sys.stderr.isatty() else None
         result = api_verify(model, against, backend=backend, layerwise=layerwise, fp16=fp16, data=data, seed=seed,
                             shapes=shapes, trt=trt, atol=atol, rtol=rtol, output=output, format=fmt, show_all=show_all,
-                            log=log, progress=_progress_printer() if sys.stderr.isatty() else None)
+                            log=log, progress=_progress_printer() if sys.stderr.isatty() else None,
+                            time_limit=time_limit, activation_limit=activation_limit)
     except OnnxDoctorError as e:
         _fail(str(e))
     except Exception as e:  # noqa: BLE001 - ONNX Runtime refusing to run a model is a user-facing error
@@ -399,7 +410,7 @@ class PhaseProgress:
 def _progress_printer():
     def show(done: int, total: int) -> None:
         if total > 1:
-            click.echo(f"\ronnxdoctor: compared chunk {done}/{total}", err=True, nl=done == total)
+            click.echo(f"\ronnxdoctor: ran {done}/{total} nodes", err=True, nl=done == total)
 
     return show
 

@@ -26,6 +26,7 @@ from .errors import ModelLoadError, OnnxDoctorError, UsageError
 from .findings import Applicability, Finding, Severity
 from .inputs import InputPlan
 from .kb import _load_toml, rules_dir
+from .layerwise import Budget, BudgetExceeded
 from .model import from_proto
 from .prove import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, ProofResult
 from .registry import all_rules
@@ -54,6 +55,8 @@ class FixOptions:
     # `--precision fp16|bf16` conversion options (convert-precision): keep_io_types, keep_fp32, max_abs.
     precision_options: dict = field(default_factory=dict)
     path: str = "model"  # the model's file, for messages
+    # Limits of the layerwise runs (convert-precision's reference run and proofs): a layerwise.Budget.
+    budget: object = None
 
 
 @dataclass
@@ -183,6 +186,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     with timings("store"):
         work = store.strip(proto)
     log("checking the model")
+    budget = options.budget or Budget(label=options.path)
     before = check(work)
     feeds = reference = plan = None
     if options.prove:
@@ -223,6 +227,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                 precision_options = dict(options.precision_options)
                 if feeds is not None:
                     precision_options.setdefault("feeds", feeds)
+                precision_options.setdefault("budget", budget)
                 contexts[rw.name] = RewriteContext(target=target, findings=mine, shapes=frozen,
                                                    precision_options=precision_options, reference=reference)
             base = run.current
@@ -318,6 +323,8 @@ class _Run:
             given = self.store.materialize(model, rw.weights_needed(model))
         try:
             outcome = rw.apply(given, ctx)
+        except BudgetExceeded:
+            raise  # the user's limit: the command stops with its message
         except Exception as e:  # noqa: BLE001 - a rewrite that crashes is rolled back, not fatal
             raise _Rejected(f"rewrite failed: {type(e).__name__}: {e}"[:300]) from None
         if not outcome.changed:

@@ -6,9 +6,10 @@ Candidates:
 - `--fp16` without either: FP16 emulation on CPU — the FP32 model runs in ONNX Runtime with every
   tensor observed, and tensors whose values leave the FP16 range are flagged.
 
-Layerwise comparison marks every intermediate tensor as an output and compares tensors present in
-both runs by name, in the topological order of the reference graph. Marked outputs are processed
-in chunks so that memory holds one chunk of activations at a time, never the whole model's.
+Layerwise comparison runs both models segment by segment (layerwise.py: each node built and run once,
+cost linear in the graph, memory one segment's activations plus the values later segments read)
+and compares tensors present in both runs by name, in the topological order of the reference graph;
+`layerwise.Budget` bounds the time and the activation memory.
 `first_divergence` is the first failing tensor whose producer's inputs all passed: the layer to
 look at.
 """
@@ -16,18 +17,16 @@ look at.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import onnx
 
+from . import layerwise
+from . import layerwise as layerwise_mod
 from . import prove as proving
 from .dtype_limits import FP16_OVERFLOW, FP16_TINY
 from .errors import OnnxDoctorError, UsageError
 from .terminal import printable_lines
-
-CHUNK = 256  # tensors marked as outputs per run
-
 
 @dataclass
 class LayerComparison:
@@ -78,61 +77,77 @@ class VerifyResult:
 
 def _topo_tensors(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto, int]]:
     """(tensor, producer, node index) for every node output of the main graph, in topological order."""
-    from .rewrites._gs import cleaned
-
-    try:
-        ordered = cleaned(model) if len(model.graph.node) else model
-        nodes = ordered.graph.node
-    except Exception:  # noqa: BLE001 - fall back to file order
-        nodes = model.graph.node
+    nodes = model.graph.node
     out = []
-    for i, n in enumerate(nodes):
+    for k, i in enumerate(layerwise.toposort(model)):
+        n = nodes[i]
         for o in n.output:
             if o:
-                out.append((o, n, i))
+                out.append((o, n, k))
     return out
 
 
 def _float_tensor_names(model: onnx.ModelProto, candidates: list[str]) -> list[str]:
     """Keep tensors that ORT can return (skip sequence/optional values) — types from shape inference."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-        kinds = {vi.name: vi.type.WhichOneof("value") for vi in (*inferred.graph.value_info, *inferred.graph.output)}
-    except Exception:  # noqa: BLE001
-        kinds = {}
-    return [n for n in candidates if kinds.get(n, "tensor_type") == "tensor_type"]
+    kinds = layerwise.value_kinds(model)
+    return [n for n in candidates if kinds.get(n, "tensor_type") in ("tensor_type", "")]
 
 
-def _chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def compare_layerwise(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds, candidate_feeds, atol: float,
+                      rtol: float, *, progress=None, budget: layerwise.Budget | None = None) -> list[LayerComparison]:
+    """Compare every tensor the reference's nodes produce that the candidate's nodes produce too.
 
-
-def _run_chunk(model: onnx.ModelProto, names: list[str], feeds) -> dict[str, np.ndarray]:
-    return proving.run(proving.with_outputs(model, names), feeds, names)
-
-
-def compare_layerwise(reference: onnx.ModelProto, candidate_run: Callable[[list[str]], dict[str, np.ndarray]],
-                      candidate_names: set[str], feeds, atol: float, rtol: float, *, progress=None) -> list[LayerComparison]:
-    """Compare every reference tensor also produced by the candidate, chunk by chunk."""
-    order = _topo_tensors(reference)
-    wanted = [t for t, _, _ in order if t in candidate_names]
-    wanted = _float_tensor_names(reference, wanted)
-    producer = {t: n for t, n, _ in order}
+    Both models run segment by segment (layerwise.run: each node built and run once); the candidate
+    in an order that follows the reference's, so that the values of one name meet soon and are
+    dropped once compared. Comparisons come back in the reference's topological order."""
+    budget = budget or layerwise.Budget()
+    ref_plan = layerwise.Plan(reference)
+    rank: dict[str, int] = {}
+    producer: dict[str, onnx.NodeProto] = {}
+    for i in ref_plan.order:
+        n = ref_plan.nodes[i]
+        for o in n.output:
+            if o and o not in rank:
+                rank[o] = len(rank)
+                producer[o] = n
+    cand_names = {o for n in candidate.graph.node for o in n.output if o}
+    # every tensor a node of both computes (Constant nodes hold weights, not layers)
+    common = {t for t in rank if t in cand_names and ref_plan.is_tensor(t) and t not in ref_plan.constant}
+    cand_plan = layerwise.Plan(candidate, priority=rank)
+    ref_runs = layerwise.run(reference, feeds, wanted=common, budget=budget, plan=ref_plan, what="the reference run",
+                             progress=progress)
+    cand_runs = layerwise.run(candidate, candidate_feeds, wanted=common, budget=budget, plan=cand_plan,
+                              what="the candidate run")
+    ref_pending: dict[str, np.ndarray] = {}
+    cand_pending: dict[str, np.ndarray] = {}
     out: list[LayerComparison] = []
-    chunks = list(_chunks(wanted, CHUNK))
-    for k, names in enumerate(chunks):
-        ref = _run_chunk(reference, names, feeds)
-        got = candidate_run(names)
-        for name in names:
-            n = producer[name]
-            if name not in got:
-                continue
-            c = proving.compare_arrays(name, ref[name], got[name], atol, rtol)
-            out.append(LayerComparison(name, n.name or None, n.op_type, c.max_abs_diff, c.max_rel_diff, c.passed, c.shape_mismatch))
-        del ref, got  # one chunk of activations in memory at a time
-        if progress:
-            progress(k + 1, len(chunks))
+
+    def compare(name: str, ref: np.ndarray, got: np.ndarray) -> None:
+        n = producer[name]
+        c = proving.compare_arrays(name, ref, got, atol, rtol)
+        out.append(LayerComparison(name, n.name or None, n.op_type, c.max_abs_diff, c.max_rel_diff, c.passed, c.shape_mismatch))
+
+    cand_done = False
+    for values in ref_runs:
+        for name, arr in values.items():
+            if name in cand_pending:
+                compare(name, arr, cand_pending.pop(name))
+            else:
+                ref_pending[name] = arr
+        while ref_pending and not cand_done:
+            try:
+                got = next(cand_runs)
+            except StopIteration:
+                cand_done = True
+                break
+            for name, arr in got.items():
+                if name in ref_pending:
+                    compare(name, ref_pending.pop(name), arr)
+                else:
+                    cand_pending[name] = arr
+            held = sum(v.nbytes for v in ref_pending.values()) + sum(v.nbytes for v in cand_pending.values())
+            budget.check_memory("the layerwise comparison", held, len(out), len(common))
+    out.sort(key=lambda c: rank[c.tensor])
     return out
 
 
@@ -150,11 +165,10 @@ def first_divergence(reference: onnx.ModelProto, comparisons: list[LayerComparis
 
 
 def verify_against(model_path: str, other_path: str, reference: onnx.ModelProto, other: onnx.ModelProto, feeds,
-                   *, layerwise: bool, atol: float, rtol: float, progress=None) -> VerifyResult:
+                   *, layerwise: bool, atol: float, rtol: float, progress=None,
+                   budget: layerwise_mod.Budget | None = None) -> VerifyResult:
     if layerwise:
-        names = {o for n in other.graph.node for o in n.output if o}
-        comps = compare_layerwise(reference, lambda ns: _run_chunk(other, [n for n in ns if n in names], feeds), names,
-                                  feeds, atol, rtol, progress=progress)
+        comps = compare_layerwise(reference, other, feeds, feeds, atol, rtol, progress=progress, budget=budget)
         res = VerifyResult(model_path, other_path, "layerwise", comps, tolerance=(atol, rtol))
         res.first_divergence = first_divergence(reference, comps)
         return res
@@ -176,28 +190,21 @@ def verify_against(model_path: str, other_path: str, reference: onnx.ModelProto,
 
 
 def fp16_emulation(model_path: str, reference: onnx.ModelProto, feeds, *, rtol: float = proving.DEFAULT_RTOL,
-                   progress=None) -> VerifyResult:
+                   progress=None, budget: layerwise.Budget | None = None) -> VerifyResult:
     """Run the FP32 model with every tensor observed and judge what storing each float tensor in FP16
     does to it: FAIL for overflow (a finite value becomes inf), for NaN/inf that FP32 did not have,
     and for a rounding error beyond `rtol` of the tensor's scale (its largest magnitude). Values
     that underflow to zero fail only through that error: a Sigmoid output whose tail below 6e-8
     flushes loses nothing that matters; a tensor that lies wholly below FP16's range does."""
-    order = _topo_tensors(reference)
-    names = _float_tensor_names(reference, [t for t, _, _ in order])
-    producer = {t: n for t, n, _ in order}
+    plan = layerwise.Plan(reference)
+    producer = {o: plan.nodes[i] for i in plan.order for o in plan.nodes[i].output if o}
     comps: list[LayerComparison] = []
-    chunks = list(_chunks(names, CHUNK))
-    for k, chunk in enumerate(chunks):
-        got = _run_chunk(reference, chunk, feeds)
-        for name in chunk:
-            arr = got.get(name)
-            if arr is None or arr.dtype.kind != "f" or arr.dtype == np.float16 or arr.size == 0:
+    for got in layerwise.run(reference, feeds, budget=budget, plan=plan, what="the FP16 emulation", progress=progress):
+        for name, arr in got.items():
+            if arr.dtype.kind != "f" or arr.dtype == np.float16 or arr.size == 0:
                 continue
-            n = producer[name]
-            comps.append(_fp16_judgement(name, n, arr, rtol))
+            comps.append(_fp16_judgement(name, producer[name], arr, rtol))
         del got
-        if progress:
-            progress(k + 1, len(chunks))
     res = VerifyResult(model_path, "fp16-emulation (ONNX Runtime, CPU)", "fp16-emulation", comps,
                        tolerance=(0.0, rtol))
     res.first_divergence = first_divergence(reference, comps)

@@ -225,24 +225,18 @@ def _has_subgraph(n: onnx.NodeProto) -> bool:
 # ----------------------------------------------------------------------------------------------
 # Evidence: the reference run
 # ----------------------------------------------------------------------------------------------
-def observe(model: onnx.ModelProto, feeds: dict[str, np.ndarray], *, progress=None) -> dict[str, Stat]:
-    """Run the FP32 model in ONNX Runtime with every intermediate tensor observed, chunk by chunk
-    (verify's streaming), keeping only peak |x|, shape and dtype per tensor."""
-    from .. import verify
+def observe(model: onnx.ModelProto, feeds: dict[str, np.ndarray], *, progress=None, budget=None) -> dict[str, Stat]:
+    """Run the FP32 model in ONNX Runtime with every intermediate tensor observed (layerwise.run:
+    segment by segment, linear cost), keeping only peak |x|, shape and dtype per tensor."""
+    from .. import layerwise
 
-    order = verify._topo_tensors(model)
-    names = verify._float_tensor_names(model, [t for t, _, _ in order])
     stats: dict[str, Stat] = {}
     for name, arr in feeds.items():
         stats[name] = _stat(arr)
-    chunks = list(verify._chunks(names, verify.CHUNK))
-    for k, chunk in enumerate(chunks):
-        got = verify._run_chunk(model, chunk, feeds)
+    for got in layerwise.run(model, feeds, budget=budget, what="the FP32 reference run", progress=progress):
         for name, arr in got.items():
             stats[name] = _stat(np.asarray(arr))
         del got
-        if progress:
-            progress(k + 1, len(chunks))
     return stats
 
 
@@ -621,6 +615,7 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
 
     # Graph outputs keep their types (keep_io_types) through a final Cast, else change type.
     tail: list[onnx.NodeProto] = []
+    renamed: dict[str, str] = {}  # graph output -> the name its producer now writes
     for vo in g.output:
         have = type_of(vo.name)
         orig = vo.type.tensor_type.elem_type
@@ -629,19 +624,20 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
         if not keep_io_types:
             vo.type.tensor_type.elem_type = have
             continue
-        inner = uniq(f"{vo.name}__{_SHORT[have]}")
+        inner = renamed[vo.name] = uniq(f"{vo.name}__{_SHORT[have]}")
+        tail.append(onnx.helper.make_node("Cast", [inner], [vo.name], to=orig, name=uniq(f"{vo.name}__to_{_SHORT[orig]}")))
+    if renamed:  # one pass over the nodes for all outputs (a pass per output is quadratic on wide graphs)
         for n in g.node:
             for k, o in enumerate(n.output):
-                if o == vo.name:
-                    n.output[k] = inner
+                if o in renamed:
+                    n.output[k] = renamed[o]
             for k, i in enumerate(n.input):
-                if i == vo.name:
-                    n.input[k] = inner
+                if i in renamed:
+                    n.input[k] = renamed[i]
         for _, c in new_nodes:
             for k, i in enumerate(c.input):
-                if i == vo.name:
-                    c.input[k] = inner
-        tail.append(onnx.helper.make_node("Cast", [inner], [vo.name], to=orig, name=uniq(f"{vo.name}__to_{_SHORT[orig]}")))
+                if i in renamed:
+                    c.input[k] = renamed[i]
 
     # Assemble: inserted Casts right after their producers, then drop dead constants.
     by_idx: dict[int, list[onnx.NodeProto]] = {}
@@ -847,7 +843,8 @@ def _adapt_feeds(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[s
     return out
 
 
-def _prove(reference: onnx.ModelProto, converted: onnx.ModelProto, target_type: str, feeds, atol: float, rtol: float, notes: list[str]):
+def _prove(reference: onnx.ModelProto, converted: onnx.ModelProto, target_type: str, feeds, atol: float, rtol: float, notes: list[str],
+           budget=None):
     """Layerwise comparison (verify.compare_layerwise) of the FP32 reference and the converted model in
     ORT; BF16, or a converted model ORT cannot run, is proven on its emulation. Returns
     (mode, comparisons, first divergence)."""
@@ -864,9 +861,7 @@ def _prove(reference: onnx.ModelProto, converted: onnx.ModelProto, target_type: 
             notes.append(f"ONNX Runtime cannot run the FP16 model on CPU ({' '.join(str(e).split())[:160]}); proven by emulation")
             cand, mode = emulated(converted, target_type), "emulated (FP16 rounding of every tensor)"
     cfeeds = _adapt_feeds(cand, feeds)
-    names = {o for n in cand.graph.node for o in n.output if o}
-    comps = verify.compare_layerwise(reference, lambda ns: verify._run_chunk(cand, [n for n in ns if n in names], cfeeds),
-                                     names, feeds, atol, rtol)
+    comps = verify.compare_layerwise(reference, cand, feeds, cfeeds, atol, rtol, budget=budget)
     return mode, comps, verify.first_divergence(reference, comps)
 
 
@@ -1021,10 +1016,10 @@ def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types:
             max_abs: float | None = None, feeds: dict[str, np.ndarray] | None = None,
             tolerance: tuple[float, float] | None = None, prove: bool = True, observe_activations: bool = True,
             max_retries: int = MAX_RETRIES, seed: int = 0, shapes: dict | None = None, keep_norm_stats: bool = False,
-            convert_subgraphs: bool = True, log=None) -> ConversionResult:
+            convert_subgraphs: bool = True, log=None, budget=None) -> ConversionResult:
     """Convert an FP32 model to mixed FP16/BF16. With `observe_activations`/`prove` (default) the model
     runs in ONNX Runtime on `feeds` (generated when None); the layerwise proof reruns the original
-    chunk by chunk.
+    segment by segment (layerwise.run); `budget` (layerwise.Budget) bounds those runs.
     LayerNorm/RMSNorm statistics and Pow convert unless evidence keeps them (observed ranges beyond
     `max_abs`, large reductions, tiny constants, a failed proof); `keep_norm_stats=True` keeps the
     statistics FP32 regardless. Control-flow bodies convert too (`convert_bodies`), unless
@@ -1044,7 +1039,7 @@ def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types:
         feeds = proving.generate_inputs(work, shapes or {}, seed)
     if observe_activations:
         log("reference run: observing every intermediate tensor")
-        observed = observe(work, feeds)
+        observed = observe(work, feeds, budget=budget)
     types = elem_types(work, observed)
     extra: dict[str, str] = {}
     notes: list[str] = []
@@ -1066,7 +1061,7 @@ def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types:
         if not prove:
             break
         log(f"proving (attempt {retries + 1})")
-        mode, comps, fd = _prove(work, converted, target_type, feeds, *tol, notes)
+        mode, comps, fd = _prove(work, converted, target_type, feeds, *tol, notes, budget=budget)
         outs = {o.name for o in work.graph.output}
         res.proof, res.first_divergence = mode, fd
         res.outputs = [c for c in comps if c.tensor in outs]
