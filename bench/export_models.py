@@ -16,7 +16,8 @@ at real depth:
   grouped-query SDPA (same as fixtures/export_real.py).
 
 --size small keeps each architecture and exporter pattern but shrinks it to 2 layers, hidden 128, 2 heads,
-FFN 512 (vocabularies, positions and image size stay as above); bench/corpus.py uses it.
+FFN 512 (vocabularies, positions and image size stay as above); bench/corpus.py uses it. --size mid: 4 layers,
+hidden 512, 8 heads, FFN 1408 (~100 MB; the `fix --precision fp16` timing in docs/benchmarks-fix.md).
 --token-type-ids gives BERT a third input, token_type_ids (as Hugging Face's own BERT exports have), whose
 values index the 2-row token-type embedding.
 --dynamic-shapes: dynamo exports get torch.export's own `dynamic_shapes` (Dim "batch", Dim "sequence") and
@@ -63,6 +64,8 @@ VARIANTS = {
 SIZES = {
     "base": {},
     "small": dict(layers=2, hidden=128, heads=2, ffn=512),
+    # ~100 MB in FP32 (BERT 104 MB, Llama-style 117 MB): the `fix --precision fp16` speed benchmark
+    "mid": dict(layers=4, hidden=512, heads=8, ffn=1408),
 }
 
 

@@ -85,16 +85,11 @@ class WeightStore:
         """`model` itself when it holds no big inline main-graph initializer, else a copy whose big
         ones are stubs (their bytes stored). The caller's model is not modified."""
         graph = model.graph
-        big = [i for i, t in enumerate(graph.initializer) if _is_big(t)]
+        held = graph.initializer
+        big = [i for i, t in enumerate(held) if _is_big(t)]
         if not big:
             return model
-        out = onnx.ModelProto()
-        held = list(graph.initializer)
-        del graph.initializer[:]
-        try:
-            out.CopyFrom(model)  # everything but the initializers
-        finally:
-            graph.initializer.extend(held)
+        out = copy_without_initializers(model)
         bigset = set(big)
         for i, t in enumerate(held):
             if i in bigset:
@@ -145,7 +140,15 @@ class WeightStore:
         out = onnx.ModelProto()
         out.CopyFrom(model)  # small: the stubs hold no data
         for i in stubs:
-            out.graph.initializer[i].CopyFrom(self.tensor(out.graph.initializer[i]))
+            t = out.graph.initializer[i]
+            arr = self.arrays[self.key_of(t)]  # type: ignore[index]
+            dims = [int(d) for d in t.dims]
+            if math.prod(dims) != arr.size or _NUMPY.get(t.data_type) != arr.dtype.type:
+                raise ValueError(f"initializer {t.name!r} was changed to {onnx.TensorProto.DataType.Name(t.data_type)} "
+                                 f"{dims} without its data")
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.DEFAULT
+            t.raw_data = _raw(arr)  # the one copy, into the proto
         return out
 
     # ---------------------------------------------------------------- running and checking
@@ -173,6 +176,28 @@ class WeightStore:
         sess = self.session(model)
         names = outputs or [o.name for o in sess.get_outputs()]
         return dict(zip(names, sess.run(names, feeds)))
+
+
+def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose main graph has no initializers, made field by field: neither the
+    caller's model nor its weights are touched (detaching and re-adding repeated messages would copy
+    every weight twice)."""
+    out = onnx.ModelProto()
+    _copy_fields(model, out, skip="graph")
+    _copy_fields(model.graph, out.graph, skip="initializer")
+    return out
+
+
+def _copy_fields(src, dst, skip: str) -> None:
+    for fd, value in src.ListFields():
+        if fd.name == skip:
+            continue
+        if fd.is_repeated:
+            getattr(dst, fd.name).extend(value)
+        elif fd.type == fd.TYPE_MESSAGE:
+            getattr(dst, fd.name).CopyFrom(value)
+        else:
+            setattr(dst, fd.name, value)
 
 
 def _raw(arr: np.ndarray) -> bytes:

@@ -46,7 +46,32 @@ def export_model(graph, like: onnx.ModelProto) -> onnx.ModelProto:
     del out.functions[:]
     out.functions.extend(like.functions)
     _hoist_shared_constants(out)
+    _drop_shapeless_value_info(out)
+    _keep_interface_types(out, like)
     return out
+
+
+def _keep_interface_types(model: onnx.ModelProto, like: onnx.ModelProto) -> None:
+    """The main graph's inputs and outputs keep the types the model declared: graphsurgeon writes
+    what it knows of a tensor, which may be less (an output's shape dropped)."""
+    declared = {vi.name: vi for vi in (*like.graph.input, *like.graph.output)}
+    for vi in (*model.graph.input, *model.graph.output):
+        orig = declared.get(vi.name)
+        if orig is not None and orig.type != vi.type:
+            vi.type.CopyFrom(orig.type)
+
+
+def _drop_shapeless_value_info(model: onnx.ModelProto) -> None:
+    """graphsurgeon writes a value_info for every tensor whose type it knows, also without a shape;
+    onnx.checker refuses such an entry in models of IR version 3-6 ("Field 'shape' of 'type' is
+    required"), and shape inference recomputes what it says."""
+    from .._proto import graphs
+
+    for g in graphs(model.graph):
+        keep = [vi for vi in g.value_info if not (vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape"))]
+        if len(keep) != len(g.value_info):
+            del g.value_info[:]
+            g.value_info.extend(keep)
 
 
 def _hoist_shared_constants(model: onnx.ModelProto) -> None:
