@@ -464,3 +464,50 @@ def test_fold_shape_computations_writes_out_a_minus_one_beside_copied_dims():
     target = next(t for t in out.graph.initializer if t.name == out.graph.node[0].input[1])
     assert numpy_helper.to_array(target).tolist() == [0, 0, 12, 64]
     assert "SHP205" not in _codes(out)
+
+
+# ----------------------------------------------------------------------------
+# fold-bias-add (GRF417)
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("text,inits,ops", [
+    ("g (float[2,3,8,8] x) => (float[2,4,8,8] y) { c = Conv<pads = [1, 1, 1, 1]>(x, w)\n y = Add(c, b) }",
+     {"w": (4, 3, 3, 3), "b": (1, 4, 1, 1)}, ["Conv"]),
+    ("g (float[2,3,8,8] x) => (float[2,4,8,8] y) { c = Conv<pads = [1, 1, 1, 1]>(x, w, cb)\n y = Add(b, c) }",
+     {"w": (4, 3, 3, 3), "cb": (4,), "b": (4, 1, 1)}, ["Conv"]),
+    ("g (float[2,4,4,4] x) => (float[2,6,5,5] y) { c = ConvTranspose<group = 2>(x, w)\n y = Add(c, b) }",
+     {"w": (4, 3, 2, 2), "b": (1, 6, 1, 1)}, ["ConvTranspose"]),
+    ("g (float[5,3] x) => (float[5,4] y) { h = MatMul(x, w)\n y = Add(h, b) }", {"w": (3, 4), "b": (4,)}, ["Gemm"]),
+])
+def test_fold_bias_add(text, inits, ops):
+    rng = np.random.default_rng(5)
+    m = _parse(H + text, **{k: rng.standard_normal(shape).astype(np.float32) for k, shape in inits.items()})
+    assert _codes(m)["GRF417"] == 1
+    outcome, out = rewrite("fold-bias-add", m, exact=False)
+    assert _ops(out) == ops
+    assert "GRF417" not in _codes(out)
+
+
+@pytest.mark.parametrize("text,inits", [
+    ("g (float[1,2,4,4] x) => (float[1,2,4,4] y) { c = Conv(x, w)\n y = Add(c, b) }", {"w": (2, 2, 1, 1), "b": (4,)}),
+    ("g (float[1,2,4,4] x) => (float[1,2,4,4] y, float[1,2,4,4] c) { c = Conv(x, w)\n y = Add(c, b) }",
+     {"w": (2, 2, 1, 1), "b": (1, 2, 1, 1)}),
+    ("g (float[2,3,2] x) => (float[2,3,2] y) { h = MatMul(x, w)\n y = Add(h, b) }", {"w": (2, 2), "b": (2,)}),
+])
+def test_fold_bias_add_does_not_apply(text, inits):
+    rng = np.random.default_rng(5)
+    m = _parse(H + text, **{k: rng.standard_normal(shape).astype(np.float32) for k, shape in inits.items()})
+    assert "GRF417" not in _codes(m)
+    outcome, _ = rewrite("fold-bias-add", m)
+    assert not outcome.changed
+
+
+def test_fold_bias_add_then_batch_norm_through_the_pipeline():
+    # ConvTranspose -> Add(bias) -> BatchNormalization (Paddle's export): the bias goes into the layer,
+    # then the normalization can be folded too
+    rng = np.random.default_rng(6)
+    m = _parse(H + "g (float[1,4,4,4] x) => (float[1,4,8,8] y) { c = ConvTranspose<strides = [2, 2]>(x, w)\n"
+               " a = Add(c, cb)\n y = BatchNormalization(a, s, b, m, v) }",
+               w=rng.standard_normal((4, 4, 2, 2)).astype(np.float32), cb=rng.standard_normal((1, 4, 1, 1)).astype(np.float32),
+               **_bn_params(4))
+    res = _through_pipeline(m, "fold-bias-add")
+    assert _ops(res.model) == ["ConvTranspose"]

@@ -82,6 +82,7 @@ RULE_FIXES: dict[str, tuple[str, ...]] = {
     "GRF414": ("fold-batch-norm",),
     "GRF415": ("merge-constant-arithmetic",),
     "GRF416": ("collapse-layout-chains",),
+    "GRF417": ("fold-bias-add",),
     "PRC301": ("clamp-fp16-constants",),
     "PRC303": ("convert-precision",),
     "SHP202": ("freeze-shapes",),  # with `fix --shape` only: the findings themselves name no fix
@@ -145,6 +146,7 @@ APPLICABILITY: dict[str, Applicability] = {
     "einsum-lowercase-labels": _SAFE,
     "eyelike-to-range-equal": _SAFE,
     "fold-batch-norm": _SAFE,
+    "fold-bias-add": _SAFE,
     "fold-constants": _SAFE,
     "fold-shape-computations": _SAFE,
     "freeze-shapes": _SAFE,

@@ -4,6 +4,7 @@ reports, through the rule's own detector."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
@@ -338,4 +339,86 @@ class MergeConstantArithmetic(Rewrite):
         return Outcome(out, changes)
 
 
-REWRITES = (CollapseLayoutChains, FoldBatchNorm, MergeConstantArithmetic)
+
+class FoldBiasAdd(Rewrite):
+    """Let a Conv or ConvTranspose add the bias an `Add` after it adds; a 2-D MatMul + Add becomes a Gemm.
+
+    ## What it does
+    For each bias GRF417 reports: a `Conv`/`ConvTranspose` gets the Add's per-channel constant added
+    to its own bias (or as its bias) and produces the Add's output; a `MatMul` of a 2-D input by a
+    constant 2-D weight followed by the Add of a constant row becomes `Gemm(A, B, C)`.
+
+    ## When it applies
+    GRF417 findings: the layer's output is read by the Add only, and the constant is the same along
+    every axis but the channels (Conv) or the columns (MatMul).
+
+    ## Example
+    `c = Conv(x, w); y = Add(c, b[1,C,1,1])` becomes `y = Conv(x, w, b[C])`.
+
+    ## Safety
+    Safe: the layer adds the same bias (floating-point rounding of the sum may differ by an ulp).
+
+    ## Resolves
+    GRF417
+    """
+
+    name = "fold-bias-add"
+    phase = 50
+    summary = "fold a constant bias Add into the Conv/ConvTranspose before it, MatMul + Add into Gemm"
+    applicability = Applicability.SAFE
+    resolves = ("GRF417",)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        from ..checks.grf.unfused_bias_add import bias_fold
+        from ..model import from_proto
+
+        view = from_proto(model)
+        folds = [f for g in view.graphs if g.function is None
+                 for k in g.op_positions.get("Add", ()) if (f := bias_fold(view, g.ref(k)))]
+        if not folds:
+            return Outcome(model, skipped=["no bias Add to fold"])
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        protos = graph_protos(out)
+        taken = taken_names(out)
+        changes: list[str] = []
+        by_graph: dict[tuple[str, ...], list] = {}
+        for f in folds:
+            by_graph.setdefault(f.add.graph.path, []).append(f)
+        for path, fs in by_graph.items():
+            gp = protos[path]
+            g = fs[0].add.graph
+            cv = view.constants(g)
+            at: dict[int, list | None] = {}
+            for f in fs:
+                layer, y = f.layer, f.add.output(0)
+                if layer.index in at:
+                    continue
+                attrs = {a.name: helper.get_attribute_value(a) for a in layer.node.attribute}
+                et = g.elem_type_of(layer.output(0))
+                dtype = helper.tensor_dtype_to_np_dtype(et)
+                if layer.op_type == "MatMul":
+                    c = unique_name(taken, f"{y}_bias")
+                    gp.initializer.append(numpy_helper.from_array(f.bias.astype(dtype), c))
+                    node = helper.make_node("Gemm", [layer.input(0), layer.input(1), c], [y], name=layer.node.name)
+                else:
+                    old = cv.value(f.old_bias) if f.old_bias else None
+                    if f.old_bias and old is None:
+                        continue
+                    total = (f.bias.astype(np.float64) + (old.astype(np.float64) if old is not None else 0)).astype(dtype)
+                    c = unique_name(taken, f"{y}_bias")
+                    gp.initializer.append(numpy_helper.from_array(total, c))
+                    node = helper.make_node(layer.op_type, [layer.input(0), layer.input(1), c], [y], name=layer.node.name,
+                                            **attrs)
+                at[layer.index] = None
+                at[f.add.index] = [node]
+                changes.append(f"folded the bias Add {f.add.name!r} into {'a Gemm' if layer.op_type == 'MatMul' else layer.op_type} "
+                               f"{layer.name!r}")
+            _replace_nodes(gp, at, set())
+            _drop_value_info(gp, {f.layer.output(0) for f in fs})
+        if not changes:
+            return Outcome(model, skipped=["no bias Add to fold"])
+        return Outcome(out, changes)
+
+
+REWRITES = (CollapseLayoutChains, FoldBatchNorm, FoldBiasAdd, MergeConstantArithmetic)

@@ -16,6 +16,7 @@ from .redundant_layout_chain import RedundantLayoutChain
 from .unfused_gelu import UnfusedGelu
 from .unfused_layer_norm import UnfusedLayerNorm
 from .unfolded_batch_norm import UnfoldedBatchNorm
+from .unfused_bias_add import UnfusedBiasAdd
 from .unfused_rms_norm import UnfusedRmsNorm
 from .unused_initializer import UnusedInitializer
 
@@ -36,4 +37,5 @@ RULES = (
     UnfoldedBatchNorm,  # GRF414
     ChainedConstantArithmetic,  # GRF415
     RedundantLayoutChain,  # GRF416
+    UnfusedBiasAdd,  # GRF417
 )
