@@ -511,3 +511,44 @@ def test_fold_bias_add_then_batch_norm_through_the_pipeline():
                **_bn_params(4))
     res = _through_pipeline(m, "fold-bias-add")
     assert _ops(res.model) == ["ConvTranspose"]
+
+
+# ----------------------------------------------------------------------------
+# merge-slices (GRF418)
+# ----------------------------------------------------------------------------
+def _i64(*v):
+    return np.array(v, np.int64)
+
+
+@pytest.mark.parametrize("text,inits,ops", [
+    # space-to-depth (YOLO's stem): each of two Slices on the height read by two Slices on the width
+    ("g (float[1,3,8,8] x) => (float[1,12,4,4] y) { a = Slice(x, s0, big, a2, st2)\n b = Slice(x, s1, big, a2, st2)\n"
+     " a0 = Slice(a, s0, big, a3, st2)\n a1 = Slice(a, s1, big, a3, st2)\n b0 = Slice(b, s0, big, a3, st2)\n"
+     " b1 = Slice(b, s1, big, a3, st2)\n y = Concat<axis = 1>(a0, b0, a1, b1) }",
+     {"s0": _i64(0), "s1": _i64(1), "big": _i64(2**63 - 1), "a2": _i64(2), "a3": _i64(3), "st2": _i64(2)},
+     ["Slice"] * 4 + ["Concat"]),
+    # same axis, steps 1: [2:10] then [1:4] is [3:6]; a full-range slice first
+    ("g (float[4,12] x) => (float[4,3] y) { f = Slice(x, s0, big, a0)\n t = Slice(f, s2, e10, a1)\n y = Slice(t, s1, e4, a1) }",
+     {"s0": _i64(0), "s1": _i64(1), "s2": _i64(2), "e4": _i64(4), "e10": _i64(10), "big": _i64(2**63 - 1),
+      "a0": _i64(0), "a1": _i64(1)}, ["Slice"]),
+])
+def test_merge_slices(text, inits, ops):
+    m = _parse(H + text, **inits)
+    assert _codes(m)["GRF418"] >= 1
+    outcome, out = rewrite("merge-slices", m)
+    assert _ops(out) == ops
+    assert "GRF418" not in _codes(out)
+
+
+def test_merge_slices_does_not_merge_stepped_slices_on_one_axis():
+    m = _parse(H + "g (float[8] x) => (float[2] y) { t = Slice(x, s0, e8, a0, st2)\n y = Slice(t, s0, e2, a0) }",
+               s0=_i64(0), e8=_i64(8), a0=_i64(0), st2=_i64(2), e2=_i64(2))
+    outcome, _ = rewrite("merge-slices", m)
+    assert not outcome.changed
+
+
+def test_merge_slices_through_the_pipeline():
+    m = _parse(H + "g (float[4,8] x) => (float[2,4] y) { t = Slice(x, s0, e2, a0)\n y = Slice(t, s0, e4, a1) }",
+               s0=_i64(0), e2=_i64(2), a0=_i64(0), a1=_i64(1), e4=_i64(4))
+    res = _through_pipeline(m, "merge-slices")
+    assert _ops(res.model) == ["Slice"]

@@ -83,6 +83,7 @@ RULE_FIXES: dict[str, tuple[str, ...]] = {
     "GRF415": ("merge-constant-arithmetic",),
     "GRF416": ("collapse-layout-chains",),
     "GRF417": ("fold-bias-add",),
+    "GRF418": ("merge-slices",),
     "PRC301": ("clamp-fp16-constants",),
     "PRC303": ("convert-precision",),
     "SHP202": ("freeze-shapes",),  # with `fix --shape` only: the findings themselves name no fix
@@ -165,6 +166,7 @@ APPLICABILITY: dict[str, Applicability] = {
     "max-pool-dilations-to-slices": _SAFE,
     "max-pool-indices-by-argmax": _SAFE,
     "merge-constant-arithmetic": _SAFE,
+    "merge-slices": _SAFE,
     "pad-wrap-to-slices": _SAFE,
     "pow-exponent-to-float": _SAFE,
     "remove-noops": _SAFE,

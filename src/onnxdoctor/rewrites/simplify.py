@@ -421,4 +421,89 @@ class FoldBiasAdd(Rewrite):
         return Outcome(out, changes)
 
 
-REWRITES = (CollapseLayoutChains, FoldBatchNorm, FoldBiasAdd, MergeConstantArithmetic)
+
+class MergeSlices(Rewrite):
+    """Let the readers of a Slice slice its input directly; drop a Slice that keeps everything.
+
+    ## What it does
+    For each Slice GRF418 reports: every reader Slice gets the combined starts, ends, axes and steps
+    and reads the first Slice's input, and the first Slice goes; a Slice that keeps every element is
+    removed and its readers read its input. Repeats while that makes more such Slices (at most 4
+    rounds), in every graph.
+
+    ## When it applies
+    GRF418 findings (opset 10 and later: constant Slice inputs).
+
+    ## Example
+    `t = Slice(x, [0], [2], [0]); y = Slice(t, [0], [4], [1])` becomes `y = Slice(x, [0, 0], [2, 4], [0, 1])`.
+
+    ## Safety
+    Safe: the same elements.
+
+    ## Resolves
+    GRF418
+    """
+
+    name = "merge-slices"
+    phase = 20
+    summary = "merge Slices of Slices, remove Slices that keep everything"
+    applicability = Applicability.SAFE
+    resolves = ("GRF418",)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        from ..checks.grf.consecutive_slices import slice_merges
+        from ..model import from_proto
+        from ._gs import cleaned
+
+        current, merged, removed = model, 0, 0
+        for _ in range(4):
+            view = from_proto(current)
+            out = onnx.ModelProto()
+            out.CopyFrom(current)
+            protos = graph_protos(out)
+            taken = taken_names(out)
+            done = 0
+            for g in view.graphs:
+                gp = protos.get(g.path)
+                if gp is None or g.function is not None:
+                    continue
+                ms = slice_merges(view, g)
+                if not ms:
+                    continue
+                at: dict[int, list | None] = {}
+                mapping: dict[str, str] = {}
+                for m in ms:
+                    at[m.first.index] = None
+                    x = m.first.input(0)
+                    if m.noop:
+                        mapping[m.first.output(0)] = x
+                        removed += 1
+                        continue
+                    for r, p in m.readers:
+                        base = r.output(0)
+                        names = []
+                        for what, values in (("starts", p.starts), ("ends", p.ends), ("axes", p.axes), ("steps", p.steps)):
+                            name = unique_name(taken, f"{base}_{what}")
+                            gp.initializer.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
+                            names.append(name)
+                        at[r.index] = [helper.make_node("Slice", [x, *names], [base], name=r.node.name)]
+                    merged += 1
+                done += len(ms)
+                _replace_nodes(gp, at, set())
+                if mapping:
+                    _rename_inputs(gp, mapping)
+                _drop_value_info(gp, {m.first.output(0) for m in ms})
+            if not done:
+                break
+            current = cleaned(out)
+        if current is model:
+            return Outcome(model, skipped=["no Slice to merge"])
+        changes = []
+        if merged:
+            changes.append(f"merged {merged} Slice(s) into the Slices that read them")
+        if removed:
+            changes.append(f"removed {removed} Slice(s) that keep every element")
+        return Outcome(current, changes)
+
+
+REWRITES = (CollapseLayoutChains, FoldBatchNorm, FoldBiasAdd, MergeConstantArithmetic, MergeSlices)

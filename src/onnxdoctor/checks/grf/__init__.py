@@ -5,6 +5,7 @@ from __future__ import annotations
 from .cancelling_casts import CancellingCasts
 from .chained_constant_arithmetic import ChainedConstantArithmetic
 from .constant_foldable_subgraph import ConstantFoldableSubgraph
+from .consecutive_slices import ConsecutiveSlices
 from .constant_node import ConstantNode
 from .dead_node import DeadNode
 from .duplicate_initializer import DuplicateInitializer
@@ -38,4 +39,5 @@ RULES = (
     ChainedConstantArithmetic,  # GRF415
     RedundantLayoutChain,  # GRF416
     UnfusedBiasAdd,  # GRF417
+    ConsecutiveSlices,  # GRF418
 )
