@@ -199,10 +199,49 @@ def save_model(model, path: str | os.PathLike, inputs: Inputs, *, external: bool
 
 
 def _too_big(model) -> bool:
+    estimate = _estimated_bytes(model)
+    if estimate is not None and estimate < PROTOBUF_SAFE_BYTES // 2:
+        return False  # far below the limit: no need to size it exactly (ByteSize costs a serialization)
     try:
         return model.ByteSize() > PROTOBUF_SAFE_BYTES
     except Exception:  # noqa: BLE001 - protobuf refuses to size some huge messages
         return True
+
+
+# bytes per element of the numeric tensor types (sub-byte types rounded up)
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
+             17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1}
+
+
+def _estimated_bytes(model) -> int | None:
+    """An over-estimate of the serialized size from the tensors' dims and types and 4 KiB per node,
+    without serializing anything; None when a tensor's size cannot be told that way (strings)."""
+    from ._proto import graphs
+
+    total = 0
+    for g in graphs(model.graph):
+        if len(g.sparse_initializer):
+            return None
+        tensors = list(g.initializer)
+        for n in g.node:
+            total += 4096
+            for a in n.attribute:
+                if a.tensors or a.HasField("sparse_tensor") or a.sparse_tensors:
+                    return None
+                if a.HasField("t"):
+                    tensors.append(a.t)
+        for t in tensors:
+            size = _ITEMSIZE.get(t.data_type)
+            if size is None:
+                return None
+            count = 1
+            for d in t.dims:
+                count *= d
+            # typed fields hold varints: up to 10 bytes an element
+            total += count * (size if t.HasField("raw_data") else 10) + 4096
+    for f in model.functions:
+        total += 4096 * len(f.node) + f.ByteSize()
+    return total
 
 
 def _data_pattern(out: Path) -> re.Pattern:

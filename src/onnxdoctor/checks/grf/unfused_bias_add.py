@@ -94,8 +94,8 @@ def bias_fold(model: Model, add: NodeRef) -> BiasFold | None:
     if layer is None or layer.domain or layer.op_type not in ("Conv", "ConvTranspose", "MatMul"):
         return None
     value = cv.value(const)
-    if value is None or value.dtype.kind != "f":
-        return None
+    if value is None or value.dtype.kind != "f" or not value.any():
+        return None  # an all-zero bias is identity-arithmetic's: the Add goes
     lins = g.node_inputs[layer.index]
     if len(lins) < 2 or not lins[1]:
         return None
