@@ -1,13 +1,13 @@
-"""The fix pipeline: findings → rewrites → proof → re-check, to a fixpoint.
+"""The fix pipeline: findings → rewrites → re-check, to a fixpoint → proof.
 
 Each iteration checks the current model, collects the rewrites its findings name (filtered by the
 ruleset and by fix safety) and applies them in phase order, each on the previous one's result,
-cleaned up and checked by `onnx.checker`. The iteration's result is then proven once in ONNX
-Runtime against the *original* model's outputs; when that proof fails, bisection finds the rewrite
-whose result first fails, which alone is rolled back (and not tried again) while the rewrites after
-it are applied again without it. The loop ends when no eligible rewrite changes the graph; if it is
-still changing after `max_iterations`, that is an error (a pair of rewrites undoing each other must
-not loop forever).
+cleaned up and checked by `onnx.checker`. The loop ends when no eligible rewrite changes the graph;
+if it is still changing after `max_iterations`, that is an error (a pair of rewrites undoing each
+other must not loop forever). The result is then proven once in ONNX Runtime against the *original*
+model's outputs; when that proof fails, bisection over the applied rewrites finds the one whose
+result first fails, which alone is rolled back (and not tried again) while the rewrites after it
+are applied again without it, and the loop continues from there.
 
 The big weights stay out of the graph the rewrites, checks and proofs handle (onnxdoctor.weights):
 only rewrites that read weight values get them, and the result gets them back at the end.
@@ -181,6 +181,16 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                 raise FixError(f"{options.path}: internal error: a rewritten model does not load ({e.problem}); "
                                "please report it, and use --rules to skip the rewrite") from None
 
+    feeds = reference = plan = None
+    if options.prove:
+        from .inputs import plan_inputs
+
+        # First, while nothing else holds a copy of the weights: its ONNX Runtime session has its own.
+        log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
+        with timings("inputs"):
+            plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed)
+            feeds, reference = plan.feeds, plan.outputs
+        log(plan.describe())
     # The pipeline works on `work`: the model with its big weights in the store (stubs in the graph).
     log("setting the big weights aside")
     with timings("store"):
@@ -188,21 +198,13 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     log("checking the model")
     budget = options.budget or Budget(label=options.path)
     before = check(work)
-    feeds = reference = plan = None
-    if options.prove:
-        from .inputs import plan_inputs
-
-        log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
+    if options.prove and reference is None:
         with timings("inputs"):
-            plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed)
-            feeds, reference = plan.feeds, plan.outputs
-            if reference is None:
-                try:
-                    reference = store.run(work, feeds)
-                except Exception as e:  # noqa: BLE001
-                    raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
-                                   f"--data inputs ({' '.join(str(e).split())[:200]}); check the data, or use --no-prove") from None
-        log(plan.describe())
+            try:
+                reference = store.run(work, feeds)
+            except Exception as e:  # noqa: BLE001
+                raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
+                               f"--data inputs ({' '.join(str(e).split())[:200]}); check the data, or use --no-prove") from None
 
     with tempfile.TemporaryDirectory(prefix="onnxdoctor-fix-") as tmp:
         run = _Run(options, target, store, proto, work, feeds, reference, Path(tmp), timings, log)
@@ -211,37 +213,49 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         findings = before
         iteration = 0
         rewrites = all_rewrites()
-        for iteration in range(1, options.max_iterations + 1):
-            wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)}
-            if frozen:
-                wanted.add("freeze-shapes")
-            # `--precision fp16|bf16` asks for the conversion itself: that request is its consent.
-            if options.precision in ("fp16", "bf16"):
-                wanted.add("convert-precision")
-            todo = [r for r in rewrites if r.name in wanted and r.name not in blocked]
-            if not todo:
+        converged = False
+        while True:
+            while iteration < options.max_iterations:
+                iteration += 1
+                wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)}
+                if frozen:
+                    wanted.add("freeze-shapes")
+                # `--precision fp16|bf16` asks for the conversion itself: that request is its consent.
+                if options.precision in ("fp16", "bf16"):
+                    wanted.add("convert-precision")
+                todo = [r for r in rewrites if r.name in wanted and r.name not in blocked]
+                if not todo:
+                    converged = True
+                    break
+                contexts = {}
+                for rw in todo:
+                    mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
+                    precision_options = dict(options.precision_options)
+                    if feeds is not None:
+                        precision_options.setdefault("feeds", feeds)
+                    precision_options.setdefault("budget", budget)
+                    contexts[rw.name] = RewriteContext(target=target, findings=mine, shapes=frozen,
+                                                       precision_options=precision_options, reference=reference)
+                if not run.iterate(todo, contexts, iteration, steps, blocked):
+                    converged = True
+                    break
+                log(f"iteration {iteration}: checking the result")
+                findings = check(run.head)
+                # A rewrite that changed the graph may be needed again after others ran.
+                blocked -= {s.rewrite for s in steps if s.iteration == iteration and s.status == "no-change"}
+            if not converged:
+                wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked
+                if wanted:
+                    raise FixError(f"{options.path}: rewrites did not converge after {options.max_iterations} iterations "
+                                   f"(still wanted: {', '.join(sorted(wanted))})")
+            # Every iteration's rewrites are proven together, once; a failure is bisected to its rewrite.
+            if not run.settle(steps, blocked):
                 break
-            contexts = {}
-            for rw in todo:
-                mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
-                precision_options = dict(options.precision_options)
-                if feeds is not None:
-                    precision_options.setdefault("feeds", feeds)
-                precision_options.setdefault("budget", budget)
-                contexts[rw.name] = RewriteContext(target=target, findings=mine, shapes=frozen,
-                                                   precision_options=precision_options, reference=reference)
-            base = run.current
-            done = run.iterate(todo, contexts, iteration, steps, blocked)
-            if run.current is base and not done:
-                break
-            log(f"iteration {iteration}: checking the result")
+            log("checking the result without the rolled-back rewrites")
             findings = check(run.current)
-            # A rewrite that changed the graph may be needed again after others ran.
-            blocked -= {s.rewrite for s in steps if s.iteration == iteration and s.status == "no-change"}
-        else:
-            wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked
-            if wanted:
-                raise FixError(f"{options.path}: rewrites did not converge after {options.max_iterations} iterations (still wanted: {', '.join(sorted(wanted))})")
+            if iteration >= options.max_iterations:
+                break
+            converged = False
     after = findings  # the findings of `current`: every change above was followed by a re-check
     result_model = proto
     if run.current is not work:
@@ -309,13 +323,17 @@ class _Run:
         self.log = log
         self.tol = (options.atol, options.rtol)
         self.sticky: tuple = ()
+        # the latest (unproven) model, its tolerance and proof models; `pending`: the rewrites since
+        # `current`, the last proven model
+        self.head, self.head_tol, self.head_sticky = work, self.tol, self.sticky
+        self.pending: list[_Pending] = []
         self.proof: ProofResult | None = None
         self.proof_runs = 0
 
     # ------------------------------------------------------------ one rewrite
     def attempt(self, rw, ctx, model: onnx.ModelProto):
         """Apply `rw` to `model`: (outcome, cleaned stubbed candidate), or raise _Rejected."""
-        from .rewrites._gs import cleaned
+        from .rewrites._gs import pruned
         from .weights import check_model
 
         given = model
@@ -330,7 +348,7 @@ class _Run:
         if not outcome.changed:
             return outcome, None
         try:
-            candidate = self.store.strip(cleaned(outcome.model))
+            candidate = self.store.strip(pruned(outcome.model))
             check_model(candidate, self.tmp)
         except Exception as e:  # noqa: BLE001
             raise _Rejected(f"result is not a valid ONNX model: {' '.join(str(e).split())[:200]}", outcome) from None
@@ -338,16 +356,15 @@ class _Run:
 
     # ------------------------------------------------------------ one iteration
     def iterate(self, todo, contexts, iteration: int, steps: list[Step], blocked: set[str]) -> bool:
-        """Apply `todo` in order, each on the previous one's result; prove the last result once; on a
-        failed proof, find the rewrite that broke it by bisection, roll back that one only and apply
-        the ones after it again. Returns whether anything was applied."""
+        """Apply `todo` in order, each on the previous one's result (unproven: `settle` proves them).
+        Returns whether anything changed."""
         import time
 
         from .findings import Applicability
         from .rewrites import Rewrite
 
-        pending: list[_Pending] = []
-        model, tol, sticky = self.current, self.tol, self.sticky
+        model, tol, sticky = self.head, self.head_tol, self.head_sticky
+        changed = False
         for rw in todo:
             ctx = contexts[rw.name]
             self.log(f"iteration {iteration}: {rw.name}")
@@ -375,30 +392,35 @@ class _Run:
             step = Step(rw.name, iteration, "pending", outcome.changes, outcome.skipped,
                         applicability=str(rw.applicability), details=outcome.details)
             steps.append(step)
-            pending.append(_Pending(rw, ctx, outcome, candidate, tol, sticky, time.perf_counter() - t, step))
+            self.pending.append(_Pending(rw, ctx, outcome, candidate, tol, sticky, time.perf_counter() - t, step))
             model = candidate
+            changed = True
+        self.head, self.head_tol, self.head_sticky = model, tol, sticky
+        return changed
+
+    def settle(self, steps: list[Step], blocked: set[str]) -> bool:
+        """Prove the pending rewrites (every iteration's) together; on a failure, bisect to the rewrite
+        whose result first fails, roll back that one, apply the ones after it again without it, and
+        prove again. Returns whether anything was rolled back."""
+        pending, self.pending = self.pending, []
         if not pending:
             return False
-        accepted = self.settle(pending, iteration, steps, blocked)
-        return accepted
-
-    def settle(self, pending: list[_Pending], iteration: int, steps: list[Step], blocked: set[str]) -> bool:
-        """Prove the pending rewrites together; bisect and roll back the culprits of a failure."""
         if not self.options.prove:
             for p in pending:
-                self._accept(p, None, iteration, steps)
-            return True
+                self._accept(p, None)
+            self._head_at_current()
+            return False
         base_model, base_tol, base_sticky = self.current, self.tol, self.sticky
         proofs: dict[int, ProofResult] = {}
-        any_accepted = False
+        rolled_back = False
         while pending:
             n = len(pending)
             last = self._prove(pending[-1], n, proofs)
             if _holds(last):
                 for p in pending:
-                    self._accept(p, last, iteration, steps)
-                return True
-            # Bisect: prefix `lo` holds (-1: the model before this iteration), prefix `hi` does not.
+                    self._accept(p, last)
+                break
+            # Bisect: prefix `lo` holds (-1: the model before these rewrites), prefix `hi` does not.
             lo, hi = -1, n - 1
             while hi - lo > 1:
                 mid = (lo + hi) // 2
@@ -411,20 +433,23 @@ class _Run:
             kept = pending[:hi]
             covering = proofs.get(hi) if hi > 0 else None
             for p in kept:
-                self._accept(p, covering, iteration, steps)
-                any_accepted = True
+                self._accept(p, covering)
             st = culprit.step
             st.status, st.proof, st.reason, st.seconds = "rolled-back", proof, f"outputs differ: {proof.summary()}", round(culprit.seconds, 3)
             blocked.add(culprit.rw.name)
+            rolled_back = True
             # The rewrites after the culprit ran on its result: apply them again without it.
-            rest = pending[hi + 1:]
             if kept:
                 base_model, base_tol, base_sticky = kept[-1].model, kept[-1].tol, kept[-1].sticky
-            pending = self._reapply(rest, base_model, base_tol, base_sticky, iteration, steps, blocked)
+            pending = self._reapply(pending[hi + 1:], base_model, base_tol, base_sticky, blocked)
             proofs = {}
-        return any_accepted
+        self._head_at_current()
+        return rolled_back
 
-    def _reapply(self, rest: list[_Pending], model, tol, sticky, iteration, steps, blocked) -> list[_Pending]:
+    def _head_at_current(self) -> None:
+        self.head, self.head_tol, self.head_sticky = self.current, self.tol, self.sticky
+
+    def _reapply(self, rest: list[_Pending], model, tol, sticky, blocked) -> list[_Pending]:
         import time
 
         from .findings import Applicability
@@ -457,7 +482,7 @@ class _Run:
             model = candidate
         return out
 
-    def _accept(self, p: _Pending, proof: ProofResult | None, iteration: int, steps: list[Step]) -> None:
+    def _accept(self, p: _Pending, proof: ProofResult | None) -> None:
         st = p.step
         st.status, st.proof, st.seconds = "applied", proof, round(p.seconds, 3)
         self.current, self.tol, self.sticky = p.model, p.tol, p.sticky

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import onnx
 
-from .._proto import bodies
+from .._proto import bodies, body_reads
 
 
 def import_graph(model: onnx.ModelProto):
@@ -132,6 +132,68 @@ def cleaned(model: onnx.ModelProto) -> onnx.ModelProto:
     out = export_model(g, model)
     _constants_to_initializers(out)
     return out
+
+
+def pruned(model: onnx.ModelProto) -> onnx.ModelProto:
+    """What `cleaned` does, without graphsurgeon's import and export of the whole graph (which cost
+    0.1-0.4 s per call on a transformer): dead nodes, unused initializers and value_info of removed
+    values go, Constant nodes become initializers, in every graph. A graph that is not in
+    topological order goes through `cleaned` (graphsurgeon sorts it)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    if not _prune_graph(out.graph, outer=set()):
+        return cleaned(model)
+    _constants_to_initializers(out)
+    return out
+
+
+def _reads(node: onnx.NodeProto) -> set[str]:
+    """Every name a node reads, its bodies' reads of enclosing values included (over-approximated)."""
+    names = set(node.input) | body_reads(node)
+    names.discard("")
+    return names
+
+
+def _prune_graph(g: onnx.GraphProto, outer: set[str]) -> bool:
+    """Prune `g` in place (and its bodies); False when it is not topologically sorted."""
+    needed = {o.name for o in g.output}
+    keep: list[bool] = [False] * len(g.node)
+    for i in range(len(g.node) - 1, -1, -1):
+        n = g.node[i]
+        if any(o in needed for o in n.output if o):
+            keep[i] = True
+            needed |= _reads(n)
+    # sorted: every value a kept node reads is defined before it (or outside the graph)
+    defined = set(outer) | {vi.name for vi in g.input} | {t.name for t in g.initializer}
+    produced_later = {o for i, n in enumerate(g.node) if keep[i] for o in n.output}
+    for i, n in enumerate(g.node):
+        if not keep[i]:
+            continue
+        if any(x in produced_later and x not in defined for x in n.input if x):
+            return False
+        defined.update(o for o in n.output if o)
+    nodes = [n for i, n in enumerate(g.node) if keep[i]]
+    removed = {o for i, n in enumerate(g.node) if not keep[i] for o in n.output}
+    if len(nodes) != len(g.node):
+        del g.node[:]
+        g.node.extend(nodes)
+    inputs = {vi.name for vi in g.input}
+    inits = [t for t in g.initializer if t.name in needed or t.name in inputs]
+    if len(inits) != len(g.initializer):
+        removed |= {t.name for t in g.initializer} - {t.name for t in inits}
+        del g.initializer[:]
+        g.initializer.extend(inits)
+    if removed:
+        vis = [vi for vi in g.value_info if vi.name not in removed]
+        if len(vis) != len(g.value_info):
+            del g.value_info[:]
+            g.value_info.extend(vis)
+    visible = defined
+    for n in g.node:
+        for body in bodies(n):
+            if not _prune_graph(body, visible):
+                return False
+    return True
 
 
 def _constants_to_initializers(model: onnx.ModelProto) -> None:

@@ -37,6 +37,23 @@ def _drop_value_info(gp: onnx.GraphProto, names: set[str]) -> None:
             gp.value_info.extend(keep)
 
 
+def _editable(model: onnx.ModelProto):
+    """(view of `model`, a copy to edit, the copy's graphs by path, the names taken in it)."""
+    from ..model import from_proto
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return from_proto(model), out, graph_protos(out), taken_names(out)
+
+
+def _plain_graphs(view, protos):
+    """(graph view, its proto in the copy) for the main graph and control-flow bodies (not functions)."""
+    for g in view.graphs:
+        gp = protos.get(g.path)
+        if gp is not None and g.function is None:
+            yield g, gp
+
+
 class CollapseLayoutChains(Rewrite):
     """Replace chains of reshapes or of transposes by one node, or by nothing.
 
@@ -70,20 +87,12 @@ class CollapseLayoutChains(Rewrite):
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from ..checks.grf.redundant_layout_chain import layout_chains, target_array
-        from ..model import from_proto
 
-        view = from_proto(model)
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-        protos = graph_protos(out)
-        taken = taken_names(out)
+        view, out, protos, taken = _editable(model)
         opset = default_opset(model, 1)
         changes: list[str] = []
         skipped: list[str] = []
-        for g in view.graphs:
-            gp = protos.get(g.path)
-            if gp is None or g.function is not None:
-                continue
+        for g, gp in _plain_graphs(view, protos):
             chains = layout_chains(view, g)
             if not chains:
                 continue
@@ -129,8 +138,6 @@ class CollapseLayoutChains(Rewrite):
         if not changes:
             return Outcome(model, skipped=skipped or ["no reshape or transpose chain to collapse"])
         return Outcome(out, changes, skipped)
-
-
 
 
 class FoldBatchNorm(Rewrite):
@@ -276,7 +283,6 @@ def _fold(f, value, taken: set[str], gp: onnx.GraphProto) -> list[onnx.NodeProto
             helper.make_node("Add", [mm, bname], [y], name=(f.add.node.name if f.add is not None else "") or f"{layer.node.name}_bias")]
 
 
-
 class MergeConstantArithmetic(Rewrite):
     """Merge consecutive additions (multiplications) of constants into one node.
 
@@ -306,18 +312,10 @@ class MergeConstantArithmetic(Rewrite):
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from ..checks.grf.chained_constant_arithmetic import arithmetic_chains
-        from ..model import from_proto
 
-        view = from_proto(model)
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-        protos = graph_protos(out)
-        taken = taken_names(out)
+        view, out, protos, taken = _editable(model)
         changes: list[str] = []
-        for g in view.graphs:
-            gp = protos.get(g.path)
-            if gp is None or g.function is not None:
-                continue
+        for g, gp in _plain_graphs(view, protos):
             chains = arithmetic_chains(view, g)
             if not chains:
                 continue
@@ -337,7 +335,6 @@ class MergeConstantArithmetic(Rewrite):
         if not changes:
             return Outcome(model, skipped=["no chain of constant arithmetic"])
         return Outcome(out, changes)
-
 
 
 class FoldBiasAdd(Rewrite):
@@ -421,7 +418,6 @@ class FoldBiasAdd(Rewrite):
         return Outcome(out, changes)
 
 
-
 class MergeSlices(Rewrite):
     """Let the readers of a Slice slice its input directly; drop a Slice that keeps everything.
 
@@ -452,21 +448,13 @@ class MergeSlices(Rewrite):
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from ..checks.grf.consecutive_slices import slice_merges
-        from ..model import from_proto
-        from ._gs import cleaned
+        from ._gs import pruned
 
         current, merged, removed = model, 0, 0
         for _ in range(4):
-            view = from_proto(current)
-            out = onnx.ModelProto()
-            out.CopyFrom(current)
-            protos = graph_protos(out)
-            taken = taken_names(out)
+            view, out, protos, taken = _editable(current)
             done = 0
-            for g in view.graphs:
-                gp = protos.get(g.path)
-                if gp is None or g.function is not None:
-                    continue
+            for g, gp in _plain_graphs(view, protos):
                 ms = slice_merges(view, g)
                 if not ms:
                     continue
@@ -495,7 +483,7 @@ class MergeSlices(Rewrite):
                 _drop_value_info(gp, {m.first.output(0) for m in ms})
             if not done:
                 break
-            current = cleaned(out)
+            current = pruned(out)
         if current is model:
             return Outcome(model, skipped=["no Slice to merge"])
         changes = []

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ...dtype_limits import INT64_MAX
 from ...findings import Severity
 from ...model import Graph, Model, NodeRef
 from ...rule import Context, Rule
 from ._util import has_subgraph, subgraph_names
-
-INT64_MAX = 2**63 - 1
 
 
 class SliceParams(NamedTuple):
