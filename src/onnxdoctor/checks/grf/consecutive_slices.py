@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..._proto import body_reads, has_body
 from ...dtype_limits import INT64_MAX
 from ...findings import Severity
 from ...model import Graph, Model, NodeRef
 from ...rule import Context, Rule
-from ._util import has_subgraph, subgraph_names
 
 
 class SliceParams(NamedTuple):
@@ -149,8 +149,8 @@ def slice_merges(model: Model, g: Graph) -> list[SliceMerge]:
     nested: set[str] = set()
     if g.may_nest:
         for n in g.nodes:
-            if has_subgraph(n):
-                nested |= subgraph_names(n)
+            if has_body(n):
+                nested |= body_reads(n)
     outputs = set(g.outputs)
     found: list[SliceMerge] = []
     used: set[int] = set()
