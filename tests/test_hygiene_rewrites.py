@@ -205,7 +205,8 @@ def test_bert_torchscript_opset14_has_no_duplicates_or_noops_after_fix():
     assert "Identity" not in _ops(res.model)
     assert res.proof is not None and res.proof.passed
     # folding made copies of the same constants (e.g. per-layer shape values); they were merged
-    assert len(applied["dedupe-initializers"].changes) > 50
+    # (37 since fold-shape-computations' symbolic typing folds the per-layer shape chains first)
+    assert len(applied["dedupe-initializers"].changes) > 30
 
 
 def test_llama_noops_removed_exactly_on_a_release_without_rms_norm():
@@ -217,6 +218,6 @@ def test_llama_noops_removed_exactly_on_a_release_without_rms_norm():
     # no-ops not already gone with the shape chains fold-shape-computations replaced
     assert sum("removed Mul * 1" in c for c in step.changes) == 7
     assert not {"GRF405", "GRF406", "GRF408"} & {f.code for f in res.after}
-    assert (len(model.graph.node), len(res.model.graph.node)) == (382, 158)
+    assert (len(model.graph.node), len(res.model.graph.node)) == (382, 146)
     assert sum(n.op_type == "Constant" for n in res.model.graph.node) == 0
     assert res.proof.worst().max_abs_diff == 0.0

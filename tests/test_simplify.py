@@ -552,3 +552,81 @@ def test_merge_slices_through_the_pipeline():
                s0=_i64(0), e2=_i64(2), a0=_i64(0), a1=_i64(1), e4=_i64(4))
     res = _through_pipeline(m, "merge-slices")
     assert _ops(res.model) == ["Slice"]
+
+
+# Position embeddings sliced to the sequence length: ONNX's inference loses the sequence dim at the
+# Add (`seq` against the slice's unknown length); ONNX Runtime's symbolic inference names it
+# `Min(512, seq)` and, as both broadcast, merges it with `seq`: sound, as they differ only for
+# sequences the model cannot run (longer than 512).
+POSITIONS = H + """g (float[batch,seq,8] x) => (float[batch,seq,2,4] y) {
+    s = Shape(x)
+    i1 = Constant<value = int64 {1}>()
+    n = Gather(s, i1)
+    ax = Constant<value = int64[1] {0}>()
+    nu = Unsqueeze(n, ax)
+    p = Slice(pe, zero, nu, one)
+    h = Add(x, p)
+    i0 = Constant<value = int64 {0}>()
+    b = Gather(s, i0)
+    bu = Unsqueeze(b, ax)
+    tail = Constant<value = int64[2] {2, 4}>()
+    shape = Concat<axis = 0>(bu, nu, tail)
+    y = Reshape(h, shape)
+}"""
+
+
+def _positions(text: str = POSITIONS) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    return _parse(text, pe=rng.standard_normal((1, 512, 8)).astype(np.float32), zero=np.array([0], np.int64),
+                  one=np.array([1], np.int64))
+
+
+def test_fold_shape_computations_uses_symbolic_shape_inference():
+    m = _positions()
+    assert "GRF409" not in _codes(m)  # ONNX's own inference does not know h's dims: check does not see it
+    feeds = {"x": np.random.default_rng(1).standard_normal((2, 5, 8)).astype(np.float32)}
+    outcome, out = rewrite("fold-shape-computations", m, feeds=feeds)
+    reshape = next(n for n in out.graph.node if n.op_type == "Reshape")
+    inits = {t.name: numpy_helper.to_array(t).tolist() for t in out.graph.initializer}
+    assert inits[reshape.input[1]] == [0, 0, 2, 4]
+    assert _ops(out).count("Shape") == 1  # the Slice still reads the sequence length
+    other = {"x": np.random.default_rng(2).standard_normal((3, 11, 8)).astype(np.float32)}
+    np.testing.assert_array_equal(prove.run(m, other)["y"], prove.run(out, other)["y"])
+
+
+def test_fold_shape_computations_runs_without_a_finding_in_the_pipeline():
+    res = _through_pipeline(_positions(), "fold-shape-computations")
+    assert _ops(res.model).count("Shape") == 1 and "Concat" not in _ops(res.model)
+
+
+def test_fold_shape_computations_refuses_a_merge_a_valid_input_breaks():
+    # h = x + z with z's first dim `n`: symbolic inference would merge `batch` and `n`, which differ
+    # whenever one of them is 1 (valid broadcasting): the Reshape's shape must stay computed
+    m = _parse(H + """g (float[batch,seq,8] x, float[n,seq,8] z) => (float[m,seq,2,4] y) {
+        h = Add(x, z)
+        s = Shape(x)
+        i0 = Constant<value = int64[2] {0, 1}>()
+        bs = Gather(s, i0)
+        tail = Constant<value = int64[2] {2, 4}>()
+        shape = Concat<axis = 0>(bs, tail)
+        y = Reshape(h, shape)
+    }""")
+    from onnxdoctor.rewrites.shapes import _symbolic_types
+
+    assert _symbolic_types(m) is None
+    outcome, _ = rewrite("fold-shape-computations", m,
+                         feeds={"x": np.ones((1, 3, 8), np.float32), "z": np.ones((1, 3, 8), np.float32)})
+    assert not outcome.changed
+
+
+def test_symbolic_shape_inference_leaves_no_file_behind(tmp_path, monkeypatch):
+    # ONNX Runtime's own infer_shapes saves the partial model into the working directory when it
+    # cannot finish; onnxdoctor drives it without that
+    monkeypatch.chdir(tmp_path)
+    from onnxdoctor.rewrites.shapes import _symbolic_types
+
+    m = _parse(H + 'g (float[batch,4] x) => (float[batch,4] y) { y = Relu(x) }')
+    m.graph.node[0].op_type, m.graph.node[0].domain = "Mystery", "custom.domain"
+    m.opset_import.add(domain="custom.domain", version=1)
+    assert _symbolic_types(m) is None
+    assert list(tmp_path.iterdir()) == []

@@ -131,6 +131,12 @@ class Ruleset:
             return False
         return f.severity >= self.min_severity or any(f.code.startswith(p) for p in self.always)
 
+    def selects(self, rule) -> bool:
+        """Whether findings of `rule` (a Rule) would have their safe fixes applied."""
+        if not any(rule.code.startswith(p) for p in self.select):
+            return False
+        return rule.severity >= self.min_severity or any(rule.code.startswith(p) for p in self.always)
+
 
 def load_ruleset(spec: str) -> Ruleset:
     """`default`, `strict` (rules/rulesets/*.toml) or a comma-separated list of codes/prefixes."""
@@ -181,16 +187,6 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                 raise FixError(f"{options.path}: internal error: a rewritten model does not load ({e.problem}); "
                                "please report it, and use --rules to skip the rewrite") from None
 
-    feeds = reference = plan = None
-    if options.prove:
-        from .inputs import plan_inputs
-
-        # First, while nothing else holds a copy of the weights: its ONNX Runtime session has its own.
-        log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
-        with timings("inputs"):
-            plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed)
-            feeds, reference = plan.feeds, plan.outputs
-        log(plan.describe())
     # The pipeline works on `work`: the model with its big weights in the store (stubs in the graph).
     log("setting the big weights aside")
     with timings("store"):
@@ -198,6 +194,17 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     log("checking the model")
     budget = options.budget or Budget(label=options.path)
     before = check(work)
+    feeds = reference = plan = None
+    if options.prove:
+        from .inputs import plan_inputs
+
+        log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
+        with timings("inputs"):
+            # the session reads the weights from the store: no serialized copy of them
+            plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed,
+                               session=lambda: store.session(work))
+            feeds, reference = plan.feeds, plan.outputs
+        log(plan.describe())
     if options.prove and reference is None:
         with timings("inputs"):
             try:
@@ -213,11 +220,18 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         findings = before
         iteration = 0
         rewrites = all_rewrites()
+        selected = {r.code for r in rules if ruleset.selects(r)}
+        unprompted = {r.name for r in rewrites if r.unprompted and r.applicability == Applicability.SAFE
+                      and any(c in selected for c in r.resolves)}
         converged = False
         while True:
             while iteration < options.max_iterations:
                 iteration += 1
                 wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)}
+                tried = set()
+                if iteration == 1:
+                    tried = unprompted - wanted  # tried without a finding asking: reported when they apply
+                    wanted |= unprompted
                 if frozen:
                     wanted.add("freeze-shapes")
                 # `--precision fp16|bf16` asks for the conversion itself: that request is its consent.
@@ -236,7 +250,9 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                     precision_options.setdefault("budget", budget)
                     contexts[rw.name] = RewriteContext(target=target, findings=mine, shapes=frozen,
                                                        precision_options=precision_options, reference=reference)
-                if not run.iterate(todo, contexts, iteration, steps, blocked):
+                changed = run.iterate(todo, contexts, iteration, steps, blocked)
+                steps[:] = [s for s in steps if not (s.iteration == iteration and s.rewrite in tried and s.status == "no-change")]
+                if not changed:
                     converged = True
                     break
                 log(f"iteration {iteration}: checking the result")
@@ -262,6 +278,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         log("putting the weights back")
         with timings("store"):
             result_model = store.materialize(run.current)
+    store.clear()  # the result holds its own copy of the weights: the store's goes before it is written
     timings.values["total"] = time.perf_counter() - started
     return FixResult(proto, result_model, target, before, after, steps, iteration, run.proof, run.tol, plan,
                      timings=timings.report(run.proof_runs))

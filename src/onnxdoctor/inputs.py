@@ -646,12 +646,13 @@ class InputOracle:
 
     # ---------------------------------------------------------------- trial
 
-    def find(self, *, max_tries: int = MAX_TRIES, budget_s: float = TIME_BUDGET_S) -> InputPlan:
-        """The first candidate that ONNX Runtime runs, with its outputs."""
+    def find(self, *, max_tries: int = MAX_TRIES, budget_s: float = TIME_BUDGET_S, session=None) -> InputPlan:
+        """The first candidate that ONNX Runtime runs, with its outputs. `session()`, when given, makes
+        the ONNX Runtime session of the model (e.g. with its weights fed from a WeightStore)."""
         from . import prove as proving
 
         try:
-            sess = proving.session(self.model)
+            sess = session() if session is not None else proving.session(self.model)
         except Exception as e:  # noqa: BLE001
             raise OnnxDoctorError(f"{self.path}: ONNX Runtime cannot load this model, so nothing can be run or proven "
                                   f"here ({_one_line(e)})") from None
@@ -732,13 +733,13 @@ def _np_dtype(elem_type: int, name: str, path: str) -> np.dtype:
 
 
 def plan_inputs(model: onnx.ModelProto, *, path: str = "model", shapes: dict[str, tuple[int, ...]] | None = None,
-                data: str | None = None, seed: int = DEFAULT_SEED) -> InputPlan:
+                data: str | None = None, seed: int = DEFAULT_SEED, session=None) -> InputPlan:
     """Inputs for running `model`: the arrays of `data` (.npz) when given, else the oracle's first
-    candidate that runs in ONNX Runtime (with its outputs)."""
+    candidate that runs in ONNX Runtime (with its outputs; `session`: as InputOracle.find)."""
     if data:
         from .prove import load_inputs
 
         feeds = load_inputs(data, model)
         return InputPlan(feeds, [InputChoice(n, tuple(a.shape), str(a.dtype), ["--data"]) for n, a in feeds.items()],
                          source="data")
-    return InputOracle(model, shapes, path=path, seed=seed).find()
+    return InputOracle(model, shapes, path=path, seed=seed).find(session=session)

@@ -110,6 +110,9 @@ def session(model: onnx.ModelProto, *, optimize: bool = False, workdir: Path | N
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 4
+    # no packed copies of the weights: a proof runs a few small batches, a second copy of every
+    # MatMul weight costs memory and load time for nothing
+    so.add_session_config_entry("session.disable_prepacking", "1")
     try:  # one serialization; protobuf refuses messages over 2 GB, which then go through a file
         data = model.SerializeToString()
     except ValueError:

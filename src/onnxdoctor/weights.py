@@ -46,6 +46,11 @@ class WeightStore:
         # (type, shape, length, sampled bytes) -> keys: only tensors alike there are compared in full
         self._alike: dict[tuple, list[int]] = {}
 
+    def clear(self) -> None:
+        """Let go of every stored tensor (stubs that point here no longer resolve)."""
+        self.arrays.clear()
+        self._alike.clear()
+
     # ---------------------------------------------------------------- stubs
     @staticmethod
     def key_of(t: onnx.TensorProto) -> int | None:
@@ -161,6 +166,7 @@ class WeightStore:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         so.log_severity_level = 4
+        so.add_session_config_entry("session.disable_prepacking", "1")  # as prove.session
         read = _names_read(model)  # ONNX Runtime drops initializers nothing reads: feeding one fails
         stubs = [(n, k) for n, k in self.stubs(model) if n in read]
         if stubs:

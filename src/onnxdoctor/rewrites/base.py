@@ -77,6 +77,10 @@ class Rewrite:
     # Whether `apply` reads the values of big initializers (weights): the pipeline, which keeps big
     # weights out of the graph it rewrites, gives such a rewrite the model with its weights.
     reads_weights: ClassVar[bool] = False
+    # Whether the pipeline also tries it in its first iteration without a finding naming it (when the
+    # ruleset selects the rules it resolves): for rewrites that see more than their rule can in
+    # `check` (fold-shape-computations types the graph with ONNX Runtime's symbolic inference).
+    unprompted: ClassVar[bool] = False
     # Tolerances for proving an UNSAFE rewrite (safe ones use the fix defaults).
     atol: ClassVar[float | None] = None
     rtol: ClassVar[float | None] = None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 
 import onnx
 
+from ..dtype_limits import INT32_MAX
 from ..findings import Applicability
 from ..shapes import freeze_inputs
-from .._proto import node_count, unique_name
+from .._proto import graphs, node_count, unique_name
 from ._gs import cleaned
 from .control_flow import fold_and_inline
 from .base import Outcome, Rewrite, RewriteContext
@@ -86,15 +88,21 @@ class FoldShapeComputations(Rewrite):
     """Replace shape computations whose values are known without running the model by constants.
 
     ## What it does
-    Runs ONNX shape inference with data propagation (so the dims behind computed reshapes are known
-    too), then replaces what GRF409 reports: a value computed from `Shape` whose every element is a
+    Types the graph with ONNX Runtime's symbolic shape inference (dims keep their names through the
+    whole graph: `batch` stays `batch` behind computed reshapes and position slices) where a Reshape
+    or Expand takes a computed shape, else with ONNX shape inference with data propagation, then
+    replaces what GRF409 reports: a value computed from `Shape` whose every element is a
     number becomes an initializer; a `Reshape` whose computed shape is numbers and its input's own
     dims becomes a `Reshape` to a constant with 0 for those dims; an `Expand` to the input's own
     shape is removed. Repeats while that makes more dims known (at most 4 rounds), in every graph.
     What only the replaced chains used is removed by the cleanup that follows.
 
     ## When it applies
-    GRF409 findings. No `--shape` needed: named dims stay dynamic.
+    GRF409 findings; and in the first iteration of `fix` without one, when the ruleset selects GRF409
+    (what the symbolic inference finds, `check` does not see). No `--shape` needed: named dims stay
+    dynamic. The symbolic inference's results are used only when it types every value and every
+    pair of dims it had to assume equal (dims that broadcast) is equal for every input that runs
+    (the same name, or `Min(512, seq)` beside `seq`); else ONNX's inference is used.
 
     ## Example
     `Reshape(x, Concat(Shape(x)[0], Shape(x)[1], [12], [64]))` with `x: [batch, seq, 768]` becomes
@@ -112,15 +120,22 @@ class FoldShapeComputations(Rewrite):
     summary = "replace shape computations known without running the model by constants"
     applicability = Applicability.SAFE
     resolves = ("GRF409",)
+    unprompted = True  # `check` types the graph with ONNX's inference only: it sees fewer of them
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from ..checks.grf.known_shape_computation import known_shape_actions
         from .._proto import graph_protos, rename_reads as _rename_inputs, taken_names
 
+        if not any(n.op_type == "Shape" for g in graphs(model.graph) for n in g.node):
+            return Outcome(model, skipped=["no Shape node: no shape computation"])
         counts = {"constant": 0, "reshape": 0, "expand": 0}
         current = model
-        for _ in range(4):
-            view = _propagated_view(current)
+        # ONNX's inference first, round after round; ONNX Runtime's symbolic inference (0.5-1 s on a
+        # transformer, and sympy's import) once, when a Reshape/Expand shape computed from a Shape
+        # is left, then ONNX's again for what its constants made known
+        symbolic = tried = False
+        for _ in range(6):
+            view = _propagated_view(current, symbolic=symbolic)
             out = onnx.ModelProto()
             out.CopyFrom(current)
             protos = graph_protos(out)
@@ -158,7 +173,11 @@ class FoldShapeComputations(Rewrite):
                     del gp.value_info[:]
                     gp.value_info.extend(vis)
             if not done:
-                break
+                if symbolic or tried or not _shape_fed(current):
+                    break
+                symbolic = tried = True
+                continue
+            symbolic = False
             current = cleaned(out)
         if current is model:
             return Outcome(model, skipped=["no shape computation with a known value"])
@@ -195,9 +214,10 @@ def _branch_invalid_for(model: onnx.ModelProto) -> str | None:
 _DATA_PROP_MAX_ELEMENTS = 1 << 16
 
 
-def _propagated_view(model: onnx.ModelProto):
-    """The checked view of `model`, typed by ONNX shape inference with data propagation when that is
-    cheap (no big integer initializers), else by the plain inference."""
+def _propagated_view(model: onnx.ModelProto, *, symbolic: bool = True):
+    """The checked view of `model`, typed by ONNX Runtime's symbolic shape inference when it types the
+    whole model soundly, else by ONNX shape inference with data propagation when that is cheap (no
+    big integer initializers), else by the plain inference."""
     from ..model import from_proto
 
     big_ints = any(t.data_type in (6, 7, 12, 13) and t.data_location != onnx.TensorProto.EXTERNAL
@@ -205,11 +225,129 @@ def _propagated_view(model: onnx.ModelProto):
     if big_ints:
         return from_proto(model)
     view = from_proto(model, infer_shapes=False)
+    # ONNX Runtime's inference (and sympy's import) is worth it where a Reshape or Expand takes a
+    # computed shape: the dims it knows that ONNX's inference does not are what lets those fold
+    inits = {t.name for g in graphs(model.graph) for t in g.initializer} if symbolic else set()
+    computed = symbolic and any(n.op_type in ("Reshape", "Expand") and len(n.input) > 1 and n.input[1] not in inits
+                   for g in graphs(model.graph) for n in g.node)
+    typed = _symbolic_types(model) if symbolic and computed else None
+    if typed is not None:
+        view.attach_types(typed)
+        return view
     try:
         view.attach_types(onnx.shape_inference.infer_shapes(model, data_prop=True))
     except Exception:  # noqa: BLE001 - the plain inference types what it can
         return from_proto(model)
     return view
+
+
+def _symbolic_types(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """`model` typed by ONNX Runtime's symbolic shape inference (onnxruntime.tools.symbolic_shape_infer):
+    dims named consistently through the whole graph (`batch` stays `batch` behind a computed Reshape,
+    `Min(512, sequence)` where a slice clips it). None when it does not type every value, or when
+    it had to assume two dims equal that a valid input could make differ (its "auto merge" of dims
+    that broadcast: sound only when neither side can be 1 alone, e.g. `Min(512, s)` and `s`).
+
+    Driven the way its `infer_shapes` does, without that function's side effect (it saves the
+    partial model into the working directory when inference is incomplete)."""
+    import logging
+
+    SymbolicShapeInference = _symbolic_shape_inference()
+    if SymbolicShapeInference is None or not all(hasattr(SymbolicShapeInference, a) for a in ("_preprocess", "_infer_impl", "_update_output_from_vi",
+                                                            "_add_suggested_merge")):
+        return None
+    merges: list[list] = []
+
+    class Recording(SymbolicShapeInference):
+        def _add_suggested_merge(self, symbols, apply=False):
+            merges.append(list(symbols))
+            return super()._add_suggested_merge(symbols, apply)
+
+    log = logging.getLogger(SymbolicShapeInference.__module__)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        inference = Recording(INT32_MAX, True, False, 0)  # int_max: "unbounded" Slice ends
+        inference._preprocess(model)
+        complete = False
+        while inference.run_:
+            complete = inference._infer_impl()
+        inference._update_output_from_vi()
+    except Exception:  # noqa: BLE001 - an op it does not know, a value it cannot read: the plain inference types it
+        return None
+    finally:
+        log.setLevel(level)
+    if not complete or not all(_sound_merge(m) for m in merges):
+        return None
+    return inference.out_mp_
+
+
+def _symbolic_shape_inference():
+    """onnxruntime.tools.symbolic_shape_infer's SymbolicShapeInference, or None. Loaded from its file:
+    the `onnxruntime.tools` package imports torch when it is installed (seconds, for nothing here)."""
+    import importlib.util
+    import sys
+
+    name = "onnxdoctor._ort_symbolic_shape_infer"
+    module = sys.modules.get(name)
+    if module is None:
+        try:
+            spec = importlib.util.find_spec("onnxruntime")
+            if spec is None or not spec.submodule_search_locations:
+                return None
+            path = os.path.join(list(spec.submodule_search_locations)[0], "tools", "symbolic_shape_infer.py")
+            if not os.path.isfile(path):
+                return None
+            file_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(file_spec)
+            sys.modules[name] = module
+            file_spec.loader.exec_module(module)
+        except Exception:  # noqa: BLE001 - no sympy, another layout: the plain inference types the graph
+            sys.modules.pop(name, None)
+            return None
+    return getattr(module, "SymbolicShapeInference", None)
+
+
+def _shape_fed(model: onnx.ModelProto) -> bool:
+    """Whether a Reshape or Expand of some graph takes a shape computed from a `Shape` node."""
+    for g in graphs(model.graph):
+        producer = {o: n for n in g.node for o in n.output}
+        for n in g.node:
+            if n.op_type not in ("Reshape", "Expand") or len(n.input) < 2:
+                continue
+            stack, seen = [n.input[1]], set()
+            while stack and len(seen) < 64:
+                t = stack.pop()
+                p = producer.get(t)
+                if p is None or t in seen:
+                    continue
+                seen.add(t)
+                if p.op_type == "Shape":
+                    return True
+                stack.extend(p.input)
+    return False
+
+
+def _sound_merge(symbols: list) -> bool:
+    """Whether dims that broadcast against each other are equal for every input that runs: the
+    same name, or `Min(k, s)` beside `s` (k > 1: they differ only when s > k, where the model
+    cannot broadcast them anyway). A dim beside a number is not (it may be 1)."""
+    import re
+
+    names = {s for s in symbols}
+    if not all(isinstance(s, str) for s in names):
+        return False
+    base = set()
+    for s in names:
+        m = re.fullmatch(r"Min\((\d+), (.+)\)", s) or re.fullmatch(r"Min\((.+), (\d+)\)", s)
+        if m:
+            k, rest = (m.group(1), m.group(2)) if m.group(1).isdigit() else (m.group(2), m.group(1))
+            if int(k) < 2:
+                return False
+            base.add(rest)
+        else:
+            base.add(s)
+    return len(base) == 1
 
 
 REWRITES = (FreezeShapes, FoldShapeComputations)
