@@ -255,7 +255,7 @@ def _stat(arr: np.ndarray) -> Stat:
 # ----------------------------------------------------------------------------------------------
 def _norm_nodes(model: onnx.ModelProto) -> dict[str, str]:
     """Node name -> reason for nodes of decomposed LayerNorm/RMSNorm (GRF matchers)."""
-    from ..checks.grf.patterns import iter_matches, match_layer_norm, match_rms_norm
+    from ..patterns.decomposed import iter_matches, match_layer_norm, match_rms_norm
     from ..model import from_proto
 
     out: dict[str, str] = {}

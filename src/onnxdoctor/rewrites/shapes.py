@@ -114,7 +114,7 @@ class FoldShapeComputations(Rewrite):
     resolves = ("GRF409",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.known_shape_computation import known_shape_actions
+        from ..patterns.shape_values import known_shape_actions
         from .._proto import graph_protos, rename_reads as _rename_inputs, taken_names
 
         counts = {"constant": 0, "reshape": 0, "expand": 0}

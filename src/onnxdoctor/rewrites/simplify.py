@@ -68,7 +68,7 @@ class CollapseLayoutChains(Rewrite):
     resolves = ("GRF416",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.redundant_layout_chain import layout_chains, target_array
+        from ..patterns.layout_chains import layout_chains, target_array
         from ..model import from_proto
 
         view = from_proto(model)
@@ -165,7 +165,7 @@ class FoldBatchNorm(Rewrite):
     reads_weights = True
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.unfolded_batch_norm import batch_norm_fold
+        from ..patterns.batch_norm import batch_norm_fold
         from ..model import from_proto
 
         view = from_proto(model)
@@ -304,7 +304,7 @@ class MergeConstantArithmetic(Rewrite):
     resolves = ("GRF415",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.chained_constant_arithmetic import arithmetic_chains
+        from ..patterns.constant_arithmetic import arithmetic_chains
         from ..model import from_proto
 
         view = from_proto(model)
