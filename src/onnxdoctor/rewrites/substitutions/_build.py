@@ -85,6 +85,16 @@ class ModelInfo:
             table = self._producers[graph_index] = {o: n for n in self._graph_list[graph_index].node for o in n.output if o}
         return table.get(name)
 
+    def outer_producer(self, graph_index: int, name: str) -> onnx.NodeProto | None:
+        """The node of the nearest enclosing graph that outputs `name` (an outer-scope reference of
+        that control-flow body), if any."""
+        while graph_index in self._parent:
+            graph_index = self._parent[graph_index]
+            node = self.producer(graph_index, name)
+            if node is not None:
+                return node
+        return None
+
     def value(self, graph_index: int, name: str) -> np.ndarray | None:
         """The value of `name` when it is an initializer or a `Constant` node output of that graph
         (inline data only), else None."""
