@@ -273,7 +273,8 @@ def test_big_weights_go_through_the_pipeline(monkeypatch):
 
     def spy(model):
         out = real(model)
-        checked.append(out is not model)
+        # the result holds no big weight (the model given may already be the pipeline's stubbed one)
+        checked.append(all(len(t.raw_data) <= fixing._WEIGHTLESS_MIN_BYTES for t in out.graph.initializer))
         return out
 
     monkeypatch.setattr(fixing, "weightless", spy)

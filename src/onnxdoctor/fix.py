@@ -194,7 +194,9 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
 
         log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
         with timings("inputs"):
-            plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed)
+            # on `work` with the store's sessions: a model over 2 GB never goes through one protobuf
+            plan = plan_inputs(work, path=options.path, shapes=frozen, data=options.data, seed=options.seed,
+                               session=store.session)
             feeds, reference = plan.feeds, plan.outputs
             if reference is None:
                 try:
@@ -513,8 +515,8 @@ def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy whose big initializers are external-data stubs (name, type, dims only): enough for
     shape inference, the checker and every rule, at a fraction of the cost. Returns `model` itself
     when nothing is big."""
-    big = [i for i, t in enumerate(model.graph.initializer) if len(t.raw_data) > _WEIGHTLESS_MIN_BYTES] \
-        if model.ByteSize() > 8 * _WEIGHTLESS_MIN_BYTES else []
+    # (no model.ByteSize() guard: protobuf refuses to size a model over 2 GB)
+    big = [i for i, t in enumerate(model.graph.initializer) if len(t.raw_data) > _WEIGHTLESS_MIN_BYTES]
     if not big:
         return model
     out = onnx.ModelProto()

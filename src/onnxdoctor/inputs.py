@@ -211,8 +211,9 @@ class InputOracle:
     """Analyses a model's graph inputs once; proposes and tries candidate inputs."""
 
     def __init__(self, model: onnx.ModelProto, fixed: dict[str, tuple[int, ...]] | None = None, *,
-                 path: str = "model", seed: int = DEFAULT_SEED) -> None:
+                 path: str = "model", seed: int = DEFAULT_SEED, session=None) -> None:
         self.model = model
+        self._session = session  # model -> ONNX Runtime session (None: prove.session)
         self.path = path
         self.seed = seed
         self.fixed = dict(fixed or {})
@@ -651,7 +652,7 @@ class InputOracle:
         from . import prove as proving
 
         try:
-            sess = proving.session(self.model)
+            sess = (self._session or proving.session)(self.model)
         except Exception as e:  # noqa: BLE001
             raise OnnxDoctorError(f"{self.path}: ONNX Runtime cannot load this model, so nothing can be run or proven "
                                   f"here ({_one_line(e)})") from None
@@ -732,13 +733,14 @@ def _np_dtype(elem_type: int, name: str, path: str) -> np.dtype:
 
 
 def plan_inputs(model: onnx.ModelProto, *, path: str = "model", shapes: dict[str, tuple[int, ...]] | None = None,
-                data: str | None = None, seed: int = DEFAULT_SEED) -> InputPlan:
+                data: str | None = None, seed: int = DEFAULT_SEED, session=None) -> InputPlan:
     """Inputs for running `model`: the arrays of `data` (.npz) when given, else the oracle's first
-    candidate that runs in ONNX Runtime (with its outputs)."""
+    candidate that runs in ONNX Runtime (with its outputs). `session` builds the ONNX Runtime session
+    (fix passes its weight store's, so that a model of stubs runs on weights never serialized again)."""
     if data:
         from .prove import load_inputs
 
         feeds = load_inputs(data, model)
         return InputPlan(feeds, [InputChoice(n, tuple(a.shape), str(a.dtype), ["--data"]) for n, a in feeds.items()],
                          source="data")
-    return InputOracle(model, shapes, path=path, seed=seed).find()
+    return InputOracle(model, shapes, path=path, seed=seed, session=session).find()

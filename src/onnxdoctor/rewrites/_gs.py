@@ -42,7 +42,15 @@ def _without_io_value_info(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _quiet_onnxruntime() -> None:
-    """graphsurgeon folds through ONNX Runtime, whose optimizer warnings would leak to the user."""
+    """graphsurgeon folds through ONNX Runtime, whose optimizer warnings would leak to the user; its
+    own logger ("[W] Inference failed ...", colour codes when `colored` is installed) stays quiet too."""
+    try:
+        from onnx_graphsurgeon.logger import G_LOGGER
+
+        G_LOGGER.severity = G_LOGGER.CRITICAL
+        G_LOGGER.colors = False
+    except Exception:  # noqa: BLE001 - logging setup is best effort
+        pass
     try:
         from ..prove import onnxruntime
 
