@@ -136,6 +136,49 @@ def test_runtime_condition_is_left_alone():
     assert not _findings(out, "GRF401")
 
 
+def test_if_nested_in_a_branch_of_an_if_on_the_same_condition_takes_that_branch():
+    # 25 levels of If(c) in each other's then_branch: only the outer If decides; inside it, c is
+    # true. The parser accepts 24 levels (TRT141); inlining leaves one If.
+    text_body = "o25 = Neg(x)"
+    for d in range(24, 0, -1):
+        text_body = (f"o{d} = If(c) <then_branch = t{d + 1} () => (float[2] o{d + 1}) {{ {text_body} }}, "
+                     f"else_branch = e{d + 1} () => (float[2] p{d + 1}) {{ p{d + 1} = Sigmoid(x) }}>")
+    text = H + f"""g (bool c, float[2] x) => (float[2] y) {{
+      y = If(c) <then_branch = t1 () => (float[2] o1) {{ {text_body} }},
+                 else_branch = e1 () => (float[2] p1) {{ p1 = Identity(x) }}>
+    }}"""
+    model = onnx.parser.parse_model(text)
+    nesting = [f for f in _findings(model, "TRT141") if "nested" in f.message]
+    assert nesting and nesting[0].fix and nesting[0].fix.rewrite == "inline-constant-if"
+    outcome, out = _apply("inline-constant-if", model)
+    assert len([c for c in outcome.changes if "decided by an enclosing If" in c]) == 24
+    assert [n.op_type for n in out.graph.node] == ["If"]
+    assert [n.op_type for n in _branch(out.graph.node[0], "then_branch").node] == ["Neg"]
+    assert not _findings(out, "TRT141")
+    _equal_in_ort(model, out, _both_conditions(model))
+
+
+def test_if_nested_on_another_condition_or_one_redefined_in_the_branch_is_left_alone():
+    other = H + """g (bool c, bool d, float[2] x) => (float[2] y) {
+      y = If(c) <then_branch = t () => (float[2] a) {
+          a = If(d) <then_branch = t2 () => (float[2] a2) { a2 = Neg(x) }, else_branch = e2 () => (float[2] b2) { b2 = Relu(x) }> },
+        else_branch = e () => (float[2] b) { b = Identity(x) }>
+    }"""
+    outcome, _ = _apply("inline-constant-if", onnx.parser.parse_model(other))
+    assert not outcome.changed and "decided by an enclosing If" in outcome.skipped[0]
+    # In the else branch the same condition is false: the nested If takes its else branch.
+    text = H + """g (bool c, float[2] x) => (float[2] y) {
+      y = If(c) <then_branch = t () => (float[2] a) { a = Identity(x) },
+        else_branch = e () => (float[2] b) {
+          b = If(c) <then_branch = t2 () => (float[2] a2) { a2 = Neg(x) }, else_branch = e2 () => (float[2] b2) { b2 = Relu(x) }> }>
+    }"""
+    model = onnx.parser.parse_model(text)
+    outcome, out = _apply("inline-constant-if", model)
+    assert "inlined the else branch" in outcome.changes[0]
+    assert [n.op_type for n in _branch(out.graph.node[0], "else_branch").node] == ["Relu"]
+    _equal_in_ort(model, out, _both_conditions(model))
+
+
 def test_condition_computed_from_a_static_shape_is_folded_then_inlined():
     # The exported-RNN pattern: squeeze the batch axis only when it is 1. With x: float[1,4] the
     # branches have different ranks (TRT141), and the condition is constant once folded.
