@@ -1,6 +1,7 @@
 """Exact equivalents for op configurations an importer rejects that the decompositions module does not
 cover: EyeLike of a dynamic shape, DeformConv with asymmetric pads, MaxPool with dilations, Pad in
-wrap mode before TensorRT 10, MaxPool's Indices output, DFT before TensorRT 11.2."""
+wrap mode before TensorRT 10, MaxPool's Indices output, DFT before TensorRT 11.2, optional outputs
+listed but unread (Attention's present_key/value)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from .._proto import graphs
 from ..findings import Applicability
-from .substitutions._build import Builder, Skip, Substitution
+from .base import Outcome, Rewrite, RewriteContext
+from .substitutions._build import Builder, Skip, Substitution, default_opset
 
 _FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
 
@@ -862,3 +865,179 @@ class ResizeKeepAspectRatioToScales(_Equivalent):
 
 
 REWRITES = (*REWRITES, ResizeKeepAspectRatioToScales)
+
+
+class DropUnusedOptionalOutputs(Rewrite):
+    """Drop the optional outputs of a node that nothing reads.
+
+    ## What it does
+    An output the operator's schema marks optional (Attention's `present_key`, `present_value`,
+    `qk_matmul_output`; Dropout's `mask`; MaxPool's `Indices`; LayerNormalization's `Mean` and
+    `InvStdDev`; ...) that no node, subgraph or graph output reads is unlisted: its name becomes
+    empty, and empty names at the end of the output list are removed. The outputs that are read
+    keep their names and positions.
+
+    ## When it applies
+    TRT126 on an `Attention` node that lists more than one output while only `Y` is read (the
+    importer requires exactly one output, even when the others are unused). Nodes of the standard
+    domain only (their schema says which outputs are optional).
+
+    ## Example
+    `y, nk = Attention(q, k, v)` with `nk` unread becomes `y = Attention(q, k, v)`.
+
+    ## Safety
+    Safe: the outputs that are read are computed exactly as before; an optional output that is not
+    listed is not computed.
+
+    ## Resolves
+    TRT126
+    """
+
+    name = "drop-unused-optional-outputs"
+    summary = "unlist optional outputs nothing reads (Attention's present_key/value, Dropout's mask)"
+    applicability = Applicability.SAFE
+    phase = 30
+    resolves = ("TRT126",)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        opset = default_opset(out)
+        read: set[str] = set()
+        for g in graphs(out.graph):
+            read.update(vi.name for vi in g.output)
+            for n in g.node:
+                read.update(n.input)
+        changes: list[str] = []
+        for g in graphs(out.graph):
+            for n in g.node:
+                if n.domain not in ("", "ai.onnx") or len(n.output) < 2:
+                    continue
+                try:
+                    schema = onnx.defs.get_schema(n.op_type, opset, "")
+                except onnx.defs.SchemaError:
+                    continue
+                params = schema.outputs
+                dropped = []
+                for i, o in enumerate(n.output):
+                    optional = i < len(params) and params[i].option == onnx.defs.OpSchema.FormalParameterOption.Optional
+                    if o and optional and o not in read:
+                        dropped.append(o)
+                        n.output[i] = ""
+                trailing = len(n.output)
+                while trailing > 1 and not n.output[trailing - 1]:
+                    trailing -= 1
+                if not dropped and trailing == len(n.output):
+                    continue
+                kept = list(n.output[:trailing])
+                del n.output[:]
+                n.output.extend(kept)
+                where = n.name or kept[0]
+                changes.append(f"{n.op_type} {where!r}: unlisted unused optional output(s) "
+                               + (", ".join(repr(o) for o in dropped) or "(empty names)"))
+        if not changes:
+            return Outcome(model, skipped=["no node lists an optional output nothing reads"])
+        return Outcome(out, changes)
+
+
+REWRITES = (*REWRITES, DropUnusedOptionalOutputs)
+
+
+# ITopKLayer's largest K (rules/trt/constraints.toml TopK.K_max, 10.1 and later).
+TOPK_MAX_K = 3840
+
+
+class TopKInRounds(_Equivalent):
+    """Replace a `TopK` whose K exceeds TensorRT's limit by rounds of TopK of at most 3840.
+
+    ## What it does
+    `TopK(x, K)` along an axis of static length N, sorted, becomes ceil(K / 3840) rounds. Each
+    round takes the TopK (at most 3840) of what is left; the elements it took are then moved out:
+    a permutation computed with `ScatterElements` (1 where taken), `CumSum` of the taken and kept
+    flags (the new place of every element: kept ones first, in their order), `ScatterElements` of
+    the values and of their original indices to those places, and a `Slice` of the kept part. The
+    rounds' values and original indices (`GatherElements` of the index map) are concatenated.
+
+    ## When it applies
+    TRT125 on `TopK` with a constant K above 3840 (ITopKLayer's limit from 10.1), `sorted=1`, and
+    the axis length known. K from a static `Shape` (K = N, a full sort, as detection heads export it)
+    counts once folded.
+
+    ## Example
+    `v, i = TopK(x, 5000)` with `x: float[1,10000]` becomes a TopK of 3840, a compaction of the
+    6160 elements left, a TopK of 1160 of those, and `Concat`s of the values and indices.
+
+    ## Safety
+    Safe: TopK orders by value, ties by lower index. Every round takes the next elements of that
+    order from the rest, and the compaction keeps the rest in index order, so the concatenation
+    is the single TopK's result, values and indices. The flags are summed in FLOAT, exact for
+    axis lengths up to 2^24.
+
+    ## Resolves
+    TRT125
+    """
+
+    name = "topk-in-rounds"
+    summary = "split a TopK whose K exceeds 3840 into rounds of at most 3840"
+    op_type = "TopK"
+    pattern = "TopK with a constant K above 3840"
+    resolves = ("TRT125",)
+
+    def replace(self, b: Builder) -> None:
+        if b.opset < 10:
+            raise Skip("K is an attribute before opset 10")
+        x = b.node.input[0]
+        kv = b.value(b.input(1))
+        if kv is None or kv.size != 1:
+            raise Skip("K is not a constant")
+        k = int(kv.reshape(-1)[0])
+        if k <= TOPK_MAX_K:
+            raise Skip(f"K = {k} is within TensorRT's limit of {TOPK_MAX_K}")
+        if not b.attr("sorted", 1):
+            raise Skip("sorted=0: the order of the results is unspecified, so no decomposition can be proven equal")
+        shape = b.shape(x)
+        if shape is None:
+            raise Skip("the input's rank is unknown")
+        axis = int(b.attr("axis", -1)) % len(shape)
+        n = shape[axis]
+        if not n:
+            raise Skip("the length of the TopK axis is not static")
+        if n >= 2**24:
+            raise Skip("the axis is longer than 2^24 (the flags are summed in FLOAT)")
+        largest = int(b.attr("largest", 1))
+        f = TensorProto.FLOAT
+        bshape = [1] * len(shape)
+        bshape[axis] = n
+        # The original index of every remaining element (the indices output's type is INT64).
+        where = b.op("Expand", [b.tensor(np.arange(n, dtype=np.int64).reshape(bshape), f"{b.base}/positions"),
+                                b.op("Shape", [x])])
+        rest, left, taken = x, n, 0
+        values, indices = [], []
+        while taken < k:
+            kr = min(TOPK_MAX_K, k - taken)
+            v = b.op("TopK", [rest, b.ints([kr], "k")], outputs=2, axis=axis, largest=largest, sorted=1)
+            i = b.nodes[-1].output[1]
+            values.append(v)
+            indices.append(i if taken == 0 else b.op("GatherElements", [where, i], axis=axis))
+            taken += kr
+            if taken >= k:
+                break
+            # Move the taken elements out: kept ones to 0..left-kr-1, taken ones after them.
+            ones = b.op("ConstantOfShape", [b.op("Shape", [i])], value=onnx.helper.make_tensor("one", f, [1], [1.0]))
+            zeros = b.op("ConstantOfShape", [b.op("Shape", [rest])], value=onnx.helper.make_tensor("zero", f, [1], [0.0]))
+            hit = b.op("ScatterElements", [zeros, i, ones], axis=axis)
+            keep = b.op("Sub", [b.const(1.0, f, "one"), hit])
+            axis_c = b.const(axis, TensorProto.INT64, "axis")
+            at_keep = b.op("Sub", [b.op("CumSum", [keep, axis_c]), b.const(1.0, f, "one")])
+            at_hit = b.add(b.op("CumSum", [hit, axis_c]), b.const(float(left - kr - 1), f, "hit_offset"))
+            place = b.cast(b.add(b.mul(keep, at_keep), b.mul(hit, at_hit)), TensorProto.INT64)
+            starts, ends, axes = b.ints([0], "starts"), b.ints([left - kr], "ends"), b.ints([axis], "axes")
+            rest = b.op("Slice", [b.op("ScatterElements", [rest, place, rest], axis=axis), starts, ends, axes])
+            where = b.op("Slice", [b.op("ScatterElements", [where, place, where], axis=axis), starts, ends, axes])
+            left -= kr
+        b.op("Concat", values, b.node.output[0], axis=axis)
+        if len(b.node.output) > 1 and b.node.output[1]:
+            b.op("Concat", indices, b.node.output[1], axis=axis)
+
+
+REWRITES = (*REWRITES, TopKInRounds)
