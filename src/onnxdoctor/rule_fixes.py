@@ -9,6 +9,10 @@ from .findings import Applicability, Fix
 
 _SAFE, _UNSAFE = Applicability.SAFE, Applicability.UNSAFE
 
+# integer-matmul-to-mul-reduce-sum on releases whose ReduceSum is float only (8.6, 9.x) sums the
+# products over K with Adds, unrolled: only up to this static K (the check names the fix only then).
+INTEGER_MATMUL_UNROLL_MAX_K = 64
+
 # The rewrites that replace a node of (domain, op_type) that some TensorRT release cannot import:
 # TRT101 (no importer), TRT102 (custom-domain op) and TRT113 (UINT8 inside the network) findings on
 # such a node name them (each rewrite lists these in its `ops`).

@@ -243,6 +243,12 @@ class Builder:
             return self.op("Squeeze", [x, self.ints(list(axes))], out)
         return self.op("Squeeze", [x], out, axes=list(axes))
 
+    def slice(self, x: str, starts, ends, axes, out: str | None = None) -> str:
+        if self.opset >= 10:
+            return self.op("Slice", [x, self.ints(list(starts), "starts"), self.ints(list(ends), "ends"),
+                                     self.ints(list(axes), "axes")], out)
+        return self.op("Slice", [x], out, starts=list(starts), ends=list(ends), axes=list(axes))
+
     def cast(self, x: str, to: int, out: str | None = None, **attrs) -> str:
         return self.op("Cast", [x], out, to=to, **attrs)
 
