@@ -409,3 +409,42 @@ def test_topk_from_a_static_shape_is_split_after_folding():
 def test_topk_that_cannot_or_need_not_be_split_is_left_alone(text, why):
     outcome, _, _ = apply("topk-in-rounds", '<ir_version: 8, opset_import: ["" : 11]>\n' + text, "10.15")
     assert not outcome.changed and why in outcome.skipped[0]
+
+
+@pytest.mark.parametrize("shape,mode,extra,tail,out", [
+    ([1, 3, 8, 8], "linear", "", "(x, , s)", [1, 3, 4, 4]),
+    ([2, 2, 10, 7], "cubic", ', coordinate_transformation_mode = "pytorch_half_pixel"', "(x, , s)", [2, 2, 6, 4]),
+    ([1, 2, 9, 12], "linear", ', axes = [2, 3], coordinate_transformation_mode = "align_corners"', "(x, , , sz)", [1, 2, 4, 5]),
+    ([1, 2, 6, 5], "cubic", ", exclude_outside = 1, cubic_coeff_a = -0.5", "(x, , s)", [1, 2, 6, 3]),
+    ([3, 20], "linear", "", "(x, , s)", [3, 12]),
+    ([1, 1, 4, 4], "linear", "", "(x, , s)", [1, 1, 8, 6]),
+])
+def test_antialiased_resize_becomes_matmuls(shape, mode, extra, tail, out):
+    rank = len(shape)
+    scales = {4: {(1, 3, 4, 4): "1.0, 1.0, 0.5, 0.5", (2, 2, 6, 4): "1.0, 1.0, 0.6, 0.6", (1, 2, 6, 3): "1.0, 1.0, 1.0, 0.6",
+                  (1, 1, 8, 6): "1.0, 1.0, 2.0, 1.5"}, 2: {(3, 12): "1.0, 0.6"}}
+    inits = f"<int64[2] sz = {{{out[2]}, {out[3]}}}>" if "sz" in tail else f"<float[{rank}] s = {{{scales[rank][tuple(out)]}}}>"
+    text = f"""<ir_version: 9, opset_import: ["" : 19]>
+    g (float{shape} x) => (float{out} y) {inits} {{
+      y = Resize<mode = "{mode}", antialias = 1{extra}>{tail}
+    }}"""
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    outcome, _, res = apply("resize-antialias-to-matmul", text, "10.15", feeds, exact=False)
+    assert outcome.changed and "Resize" not in [n.op_type for n in res.graph.node]
+
+
+@pytest.mark.parametrize("text,why", [
+    ("""g (float[1,4,8,8] x) => (float[1,2,4,4] y) <float[4] s = {1.0, 0.5, 0.5, 0.5}> { y = Resize<mode = "linear", antialias = 1>(x, , s) }""",
+     "only the last two axes"),
+    ("""g (float[1,1,H,8] x) => (float[1,1,?,4] y) <float[4] s = {1.0, 1.0, 0.5, 0.5}> { y = Resize<mode = "linear", antialias = 1>(x, , s) }""",
+     "not static"),
+    ("""g (float[1,1,8,8] x, float[4] s) => (float[1,1,?,?] y) { y = Resize<mode = "linear", antialias = 1>(x, , s) }""",
+     "not constant"),
+    ("""g (float[1,1,8,8] x) => (float[1,1,4,4] y) <float[4] s = {1.0, 1.0, 0.5, 0.5}> { y = Resize<mode = "linear">(x, , s) }""",
+     "no Resize with antialias=1"),
+    ("""g (float[1,1,8,8] x) => (float[1,1,4,4] y) <float[4] s = {1.0, 1.0, 0.5, 0.5}> { y = Resize<mode = "nearest", antialias = 1>(x, , s) }""",
+     "linear and cubic only"),
+])
+def test_antialiased_resize_that_is_not_a_matmul_is_left_alone(text, why):
+    outcome, _, _ = apply("resize-antialias-to-matmul", '<ir_version: 9, opset_import: ["" : 19]>\n' + text, "10.15")
+    assert not outcome.changed and why in outcome.skipped[0], outcome.skipped

@@ -1041,3 +1041,122 @@ class TopKInRounds(_Equivalent):
 
 
 REWRITES = (*REWRITES, TopKInRounds)
+
+
+# Largest interpolation matrix resize-antialias-to-matmul creates (elements).
+ANTIALIAS_MAX_MATRIX = 16 * 2**20
+
+
+def _resize_matrix(n_in: int, scale: float | None, size: int | None, attrs: dict) -> np.ndarray:
+    """The [out, in] matrix of a Resize along one axis of length `n_in`: ONNX's reference
+    implementation resizing the identity (each basis vector's image is one column)."""
+    import onnx.reference
+
+    scales = np.array([1.0, scale], np.float32) if scale is not None else None
+    sizes = np.array([n_in, size], np.int64) if size is not None else None
+    inputs = ["e", "", "scales" if scales is not None else "", "sizes" if sizes is not None else ""]
+    while inputs and not inputs[-1]:
+        inputs.pop()
+    node = onnx.helper.make_node("Resize", inputs, ["y"], **attrs)
+    inits = [onnx.numpy_helper.from_array(v, k) for k, v in (("scales", scales), ("sizes", sizes)) if v is not None]
+    graph = onnx.helper.make_graph([node], "axis", [onnx.helper.make_tensor_value_info("e", TensorProto.FLOAT, [n_in, n_in])],
+                                   [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 19)])
+    out = onnx.reference.ReferenceEvaluator(model).run(None, {"e": np.eye(n_in, dtype=np.float32)})[0]
+    return np.ascontiguousarray(out.T.astype(np.float32))
+
+
+class ResizeAntialiasToMatMul(_Equivalent):
+    """Replace an antialiased `Resize` of the last one or two axes by `MatMul`s with its
+    interpolation matrices.
+
+    ## What it does
+    A linear or cubic `Resize` with `antialias=1` is linear in its input and separable: along each
+    resized axis it multiplies by a constant [out, in] matrix (the antialiasing filter widened by
+    1/scale when downsampling). The matrix is computed when fixing, by ONNX's reference
+    implementation of the same `Resize` applied to the identity along that axis, and the node
+    becomes `MatMul(x, A_w^T)` for the last axis and `MatMul(A_h, ...)` for the one before it.
+
+    ## When it applies
+    TRT121 on `Resize` with `antialias=1` (10.0 and later reject it; 8.6 and 9.x ignore it, so the
+    engine's output differs). Needs FLOAT data, constant scales or sizes, the input length static
+    along the resized axes, every other axis unscaled and the resized ones among the last two,
+    the stretch aspect-ratio policy, a coordinate mode other than `tf_crop_and_resize`, and at most
+    16M elements per matrix.
+
+    ## Example
+    `y = Resize<mode="linear", antialias=1>(x, , [1, 1, 0.5, 0.5])` with `x: float[1,3,8,8]`
+    becomes `y = MatMul(A, MatMul(x, A^T))` with `A: float[4,8]` (rows `[0.5, 0.375, 0.125, 0, ...]`,
+    `[0, 0.125, 0.375, 0.375, 0.125, 0, ...]`, ...).
+
+    ## Safety
+    Safe: the same weighted sums of the same inputs (the operator's definition); only the order of
+    the float additions differs (about 1e-7 relative in ONNX Runtime).
+
+    ## Resolves
+    TRT121
+    """
+
+    name = "resize-antialias-to-matmul"
+    summary = "replace an antialiased Resize of the last axes by MatMuls with its interpolation matrices"
+    op_type = "Resize"
+    pattern = "Resize with antialias=1"
+    resolves = ("TRT121",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return super().matches(node) and any(a.name == "antialias" and a.i for a in node.attribute)
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        mode = _str(b.attr("mode")) or "nearest"
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in b.node.attribute}
+        if mode not in ("linear", "cubic"):
+            raise Skip(f"mode {mode}: antialias is defined for linear and cubic only (ONNX Runtime and ONNX's "
+                       "reference implementation refuse the model)")
+        if b.dtype(x) != TensorProto.FLOAT:
+            raise Skip("the input is not FLOAT")
+        if _str(attrs.get("coordinate_transformation_mode")) == "tf_crop_and_resize":
+            raise Skip("tf_crop_and_resize reads a region of interest")
+        if _str(attrs.get("keep_aspect_ratio_policy")) not in ("", "stretch"):
+            raise Skip("keep_aspect_ratio_policy is not stretch")
+        shape = b.shape(x)
+        if shape is None:
+            raise Skip("the input's rank is unknown")
+        rank = len(shape)
+        axes = [int(a) % rank for a in (attrs.get("axes") or range(rank))]
+        scales, sizes = b.value(b.input(2)), b.value(b.input(3))
+        if scales is not None and scales.size:
+            per_axis = {a: (float(s), None) for a, s in zip(axes, np.asarray(scales, np.float32).reshape(-1))}
+        elif sizes is not None and sizes.size:
+            per_axis = {a: (None, int(s)) for a, s in zip(axes, np.asarray(sizes).reshape(-1))}
+        else:
+            raise Skip("the scales or sizes are not constant")
+        resized = []
+        for a, (scale, size) in sorted(per_axis.items()):
+            if (scale is not None and scale == 1.0) or (size is not None and shape[a] and size == shape[a]):
+                continue
+            if a < rank - 2:
+                raise Skip(f"axis {a} is resized (only the last two axes become MatMuls)")
+            if not shape[a]:
+                raise Skip(f"the length of resized axis {a} is not static")
+            resized.append((a, scale, size))
+        if not resized:
+            raise Skip("no axis is resized")
+        keep = {k: v for k, v in attrs.items() if k in ("mode", "coordinate_transformation_mode", "cubic_coeff_a",
+                                                          "exclude_outside", "antialias")}
+        mats = {}
+        for a, scale, size in resized:
+            out_len = size if size is not None else int(np.floor(shape[a] * np.float32(scale)))
+            if out_len * shape[a] > ANTIALIAS_MAX_MATRIX:
+                raise Skip(f"the matrix for axis {a} would have more than {ANTIALIAS_MAX_MATRIX} elements")
+            mats[a] = _resize_matrix(shape[a], scale, size, keep)
+        y = x
+        for a in sorted(mats, reverse=True):
+            out = b.node.output[0] if a == min(mats) else None
+            if a == rank - 1:
+                y = b.op("MatMul", [y, b.tensor(mats[a].T.copy(), f"{b.base}/weights_axis{a}")], out)
+            else:
+                y = b.op("MatMul", [b.tensor(mats[a], f"{b.base}/weights_axis{a}"), y], out)
+
+
+REWRITES = (*REWRITES, ResizeAntialiasToMatMul)
