@@ -567,7 +567,7 @@ class _SplitBidirectional(_Decomposition):
             return b.tensor(np.take(value, [d], axis=axis), f"{b.base}/{'forward' if d == 0 else 'reverse'}_{name}")
         if b.opset < 10:
             raise Skip("a per-direction input is computed at run time and Slice needs opset 10 to take it apart")
-        return b.op("Slice", [name, b.ints([d], "starts"), b.ints([d + 1], "ends"), b.ints([axis], "axes")])
+        return b.slice(name, [d], [d + 1], [axis])
 
 
 class RnnBidirectionalSplit(_SplitBidirectional):

@@ -361,14 +361,14 @@ class PadWrapToSlices(_Equivalent):
                 raise Skip(f"pads on axis {axis} exceed its size {size}")
             start, end = max(0, -lo), size - max(0, -hi)
             if start or end != size:
-                cur = b.op("Slice", [cur, b.ints([start], "starts"), b.ints([end], "ends"), b.ints([axis])])
+                cur = b.slice(cur, [start], [end], [axis])
             size = end - start
             parts = []
             if lo > 0:
-                parts.append(b.op("Slice", [cur, b.ints([size - lo], "starts"), b.ints([size], "ends"), b.ints([axis])]))
+                parts.append(b.slice(cur, [size - lo], [size], [axis]))
             parts.append(cur)
             if hi > 0:
-                parts.append(b.op("Slice", [cur, b.ints([0], "starts"), b.ints([hi], "ends"), b.ints([axis])]))
+                parts.append(b.slice(cur, [0], [hi], [axis]))
             cur = b.op("Concat", parts, axis=axis) if len(parts) > 1 else cur
         b.op("Identity", [cur], b.node.output[0])
 
@@ -623,7 +623,7 @@ class DeformConvToGridSample(_Equivalent):
         last = b.ints([-1], "last")
         sampled = []
         for g in range(ogroup):
-            o = off if ogroup == 1 else b.op("Slice", [off, b.ints([g * 2 * K], "starts"), b.ints([(g + 1) * 2 * K], "ends"), b.ints([1], "axes")])
+            o = off if ogroup == 1 else b.slice(off, [g * 2 * K], [(g + 1) * 2 * K], [1])
             o = b.op("Reshape", [o, b.ints([0, K, 2, oh, ow], "offset_shape")])
             dy = b.op("Gather", [o, b.const(0, TensorProto.INT64, "zero")], axis=2)  # [N, K, oh, ow]
             dx = b.op("Gather", [o, b.const(1, TensorProto.INT64, "one")], axis=2)
@@ -631,11 +631,11 @@ class DeformConvToGridSample(_Equivalent):
             gx = b.add(b.mul(dx, b.const(float(sx), dtype, "scale_x")), nx)
             grid = b.op("Concat", [b.op("Unsqueeze", [gx, last]), b.op("Unsqueeze", [gy, last])], axis=-1)
             grid = b.op("Reshape", [grid, b.ints([0, K * oh, ow, 2], "grid_shape")])
-            xg = x if ogroup == 1 else b.op("Slice", [x, b.ints([g * cg], "starts"), b.ints([(g + 1) * cg], "ends"), b.ints([1], "axes")])
+            xg = x if ogroup == 1 else b.slice(x, [g * cg], [(g + 1) * cg], [1])
             smp = b.op("GridSample", [xg, grid], mode="bilinear", padding_mode="zeros", align_corners=1)
             smp = b.op("Reshape", [smp, b.ints([0, cg, K, oh, ow], "sample_shape")])
             if mask:
-                m = mask if ogroup == 1 else b.op("Slice", [mask, b.ints([g * K], "starts"), b.ints([(g + 1) * K], "ends"), b.ints([1], "axes")])
+                m = mask if ogroup == 1 else b.slice(mask, [g * K], [(g + 1) * K], [1])
                 smp = b.mul(smp, b.op("Unsqueeze", [m, b.ints([1], "channel_axis")]))
             sampled.append(smp)
         stacked = sampled[0] if len(sampled) == 1 else b.op("Concat", sampled, axis=1)
