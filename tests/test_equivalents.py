@@ -448,3 +448,49 @@ def test_antialiased_resize_becomes_matmuls(shape, mode, extra, tail, out):
 def test_antialiased_resize_that_is_not_a_matmul_is_left_alone(text, why):
     outcome, _, _ = apply("resize-antialias-to-matmul", '<ir_version: 9, opset_import: ["" : 19]>\n' + text, "10.15")
     assert not outcome.changed and why in outcome.skipped[0], outcome.skipped
+
+
+@pytest.mark.parametrize("text,axes", [
+    ("""g (float[2,5] x, int64 ax) => (float[2,5] y) { y = CumSum(x, ax) }""", [-2, -1, 0, 1]),
+    ("""g (float[2,3,4] x, int64[1] axes) => (float[?,?,?] y) { y = ReduceSum<keepdims = 1>(x, axes) }""", [-3, -1, 0, 1, 2]),
+    ("""g (float[2,3,4] x, int64[1] axes) => (float[?,?] y) { y = ReduceMax<keepdims = 0>(x, axes) }""", [-2, 0, 1, 2]),
+    ("""g (float[1,4,1] x, int64[1] ax) => (float[?,?] y) { y = Squeeze(x, ax) }""", [-3, -1, 0, 2]),
+    ("""g (float[3,4] x, int64[1] ax) => (float[?,?,?] y) { y = Unsqueeze(x, ax) }""", [-3, -1, 0, 1, 2]),
+    ("""g (float[4,6] x, int64[1] ax) => (float[?,?] y) <int64[1] st = {1}, int64[1] en = {3}> { y = Slice(x, st, en, ax) }""",
+     [-2, -1, 0, 1]),
+])
+def test_an_op_with_one_runtime_axis_becomes_ifs_over_its_axes(text, axes):
+    from onnxdoctor.engine import analyze
+
+    opset = 18 if "ReduceMax" in text else 14
+    model = onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : {opset}]>\n' + text)
+    onnx.checker.check_model(model, full_check=True)
+    before = [f for f in _errors(model, "8.6") + _errors(model, "10.15") if f.code == "TRT122"]
+    assert before and all(f.fix and f.fix.rewrite == "runtime-axis-to-if" for f in before)
+    outcome = get_rewrite("runtime-axis-to-if").apply(model, RewriteContext(target=Target.make("10.15")))
+    assert outcome.changed
+    out = cleaned(outcome.model)
+    onnx.checker.check_model(out, full_check=True)
+    assert "If" in [n.op_type for n in out.graph.node]
+    x = np.random.default_rng(0).standard_normal([d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim])
+    axis_input = model.graph.input[1]
+    for a in axes:  # every axis the original accepts
+        value = np.array(a if not axis_input.type.tensor_type.shape.dim else [a], np.int64)
+        feeds = {"x": x.astype(np.float32), axis_input.name: value}
+        ref, got = prove.run(model, feeds), prove.run(out, feeds)
+        np.testing.assert_array_equal(got["y"], ref["y"])
+    for trt in ("8.6", "10.15"):
+        assert not _errors(out, trt), [(f.code, f.message) for f in _errors(out, trt)]
+    assert not [f for f in analyze(from_proto(out), Target.make("10.15"), all_rules()) if f.code == "TRT141"]
+
+
+@pytest.mark.parametrize("text,why", [
+    ("""g (float[2,3] x) => (float[2,1] y) <int64[1] axes = {1}> { y = ReduceSum<keepdims = 1>(x, axes) }""", "is a constant"),
+    ("""g (float[2,3,4] x, int64[2] axes) => (float[?,?,?] y) { y = ReduceSum<keepdims = 1>(x, axes) }""", "exactly one value"),
+    ("""g (x, int64[1] axes) => (y) { y = ReduceSum<keepdims = 1>(x, axes) }""", "rank is unknown"),
+    ("""g (float[2,3] x, int64[1] ax) => (float[?,?] y) { y = Squeeze(x, ax) }""", "no axis of length 1"),
+])
+def test_an_op_whose_axes_are_not_one_runtime_value_is_left_alone(text, why):
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 14]>\n' + text)
+    outcome = get_rewrite("runtime-axis-to-if").apply(model, RewriteContext(target=Target.make("10.15")))
+    assert not outcome.changed and any(why in s for s in outcome.skipped), outcome.skipped

@@ -1160,3 +1160,110 @@ class ResizeAntialiasToMatMul(_Equivalent):
 
 
 REWRITES = (*REWRITES, ResizeAntialiasToMatMul)
+
+
+# Ops whose axes/axis input the importer needs at build time (TRT122), by the input's position.
+_AXIS_INPUT = {"CumSum": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 3, "ReduceSum": 1, "ReduceMean": 1, "ReduceMax": 1,
+               "ReduceMin": 1, "ReduceProd": 1, "ReduceL1": 1, "ReduceL2": 1, "ReduceLogSum": 1, "ReduceLogSumExp": 1,
+               "ReduceSumSquare": 1}
+
+
+class RuntimeAxisToIf(_Equivalent):
+    """Replace an op whose single axis comes from a run-time value by `If`s over the axes it can be.
+
+    ## What it does
+    `op(x, axis)` where `axis` holds one value computed at run time (a graph input, a value derived
+    from a dynamic dimension) becomes a chain of `If`s: `If(axis == 0 or axis == 0 - r)` runs the op
+    with the constant axis 0, its else branch `If(axis == 1 or ...)` with axis 1, and so on; the last
+    else branch takes the last possible axis. Every branch holds the op with a constant axis, which
+    the importer reads at build time; the condition is computed at run time.
+
+    ## When it applies
+    TRT122 on the axes/axis input of `CumSum`, `Squeeze`, `Unsqueeze`, `Slice` and the `Reduce*` ops
+    when that input holds exactly one value (shape `[1]` or a scalar) and the data's rank is known
+    (at most 8). For `Squeeze`, only the axes whose length can be 1 are candidates; for `Unsqueeze`
+    the output rank counts. The branches' outputs have the same rank (their sizes may differ), as
+    TensorRT's conditional requires.
+
+    ## Example
+    `y = CumSum(x, ax)` with `x: float[2,5]` and `ax` a graph input becomes
+    `y = If(Or(Equal(ax, 0), Equal(ax, -2))) <then: CumSum(x, [0]), else: CumSum(x, [1])>`.
+
+    ## Safety
+    Safe: for every axis the original accepts, the branch that runs computes the op with that axis.
+    (An axis outside the valid range, which makes the original fail, selects the last branch.)
+
+    ## Resolves
+    TRT122
+    """
+
+    name = "runtime-axis-to-if"
+    summary = "replace an op with one run-time axis by Ifs over the axes it can be"
+    op_type = "op with a run-time axis"
+    pattern = "CumSum/Squeeze/Unsqueeze/Slice/Reduce* with one axis computed at run time"
+    resolves = ("TRT122",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        i = _AXIS_INPUT.get(node.op_type)
+        return node.domain in ("", "ai.onnx") and i is not None and len(node.input) > i and bool(node.input[i])
+
+    def replace(self, b: Builder) -> None:
+        op = b.node.op_type
+        pos = _AXIS_INPUT[op]
+        if op.startswith("Reduce") and b.opset < (13 if op == "ReduceSum" else 18):
+            raise Skip("axes is an attribute at this opset")
+        ax = b.node.input[pos]
+        if b.value(ax) is not None:
+            raise Skip("the axis is a constant")
+        ax_shape = b.shape(ax)
+        if ax_shape is None or int(np.prod(ax_shape or [1])) != 1 or any(d is None for d in ax_shape):
+            raise Skip("the axes input does not hold exactly one value")
+        x = b.node.input[0]
+        shape = b.shape(x)
+        if shape is None or len(shape) > 8:
+            raise Skip("the data's rank is unknown" if shape is None else "the data has more than 8 dimensions")
+        rank = len(shape) + (1 if op == "Unsqueeze" else 0)
+        candidates = [a for a in range(rank) if op != "Squeeze" or shape[a] in (None, 1)]
+        if not candidates:
+            raise Skip("no axis of length 1 to squeeze")
+        out_type = b.dtype(x) or TensorProto.FLOAT
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in b.node.attribute}
+        if b.dtype(ax) not in (None, TensorProto.INT64):
+            ax = b.cast(ax, TensorProto.INT64)
+        scalar = b.op("Reshape", [ax, b.ints([], "scalar_shape")])
+
+        def branch(axis: int) -> onnx.GraphProto:
+            inputs = list(b.node.input)
+            inputs[pos] = b.ints([axis] if op != "CumSum" else axis, "axis")
+            out = b.info.unique(f"{b.base}/axis{axis}_output")
+            node = onnx.helper.make_node(op, inputs, [out], name=b.info.unique(f"{b.base}/axis{axis}"), **attrs)
+            return onnx.helper.make_graph([node], b.info.unique(f"{b.base}/axis{axis}_branch"), [],
+                                          [onnx.helper.make_tensor_value_info(out, out_type, None)])
+
+        def chain(rest: list[int], out: str | None) -> str:
+            if len(rest) == 1:
+                raise AssertionError("chain needs two candidates")
+            a = rest[0]
+            is_a = b.op("Equal", [scalar, b.const(a, TensorProto.INT64, "axis_value")])
+            if a - rank != a:
+                is_a = b.op("Or", [is_a, b.op("Equal", [scalar, b.const(a - rank, TensorProto.INT64, "axis_value")])])
+            other = branch(rest[1]) if len(rest) == 2 else None
+            if other is None:
+                # The else branch is itself an If over the remaining axes: built into a graph of its own.
+                saved, b.nodes = b.nodes, []
+                inner_out = b.info.unique(f"{b.base}/else_output")
+                chain(rest[1:], inner_out)
+                other = onnx.helper.make_graph(b.nodes, b.info.unique(f"{b.base}/else_branch"), [],
+                                               [onnx.helper.make_tensor_value_info(inner_out, out_type, None)])
+                b.nodes = saved
+            return b.op("If", [is_a], out, then_branch=branch(a), else_branch=other)
+
+        if len(candidates) == 1:
+            inputs = list(b.node.input)
+            inputs[pos] = b.ints([candidates[0]] if op != "CumSum" else candidates[0], "axis")
+            b.op(op, inputs, b.node.output[0], **attrs)
+            return
+        chain(candidates, b.node.output[0])
+
+
+REWRITES = (*REWRITES, RuntimeAxisToIf)
