@@ -726,6 +726,10 @@ def _np_dtype(elem_type: int, name: str, path: str) -> np.dtype:
     except Exception:  # noqa: BLE001 - element type 0, 999, ...
         raise UsageError(f"{path}: input {name!r} has element type {elem_type}, which onnxdoctor cannot generate; pass --data") from None
     # numpy's own numbers only: bfloat16/float8/int4 (ml_dtypes) and complex need --data
+    if elem_type == onnx.TensorProto.STRING:
+        raise UsageError(f"{path}: cannot generate values of type STRING for input {name!r} (TensorRT has no string "
+                         "tensors and no equivalent graph replaces them: keep string processing outside the engine); "
+                         "pass --data")
     if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or dtype == np.bool_):
         raise UsageError(f"{path}: cannot generate values of type {onnx.helper.tensor_dtype_to_string(elem_type)} for "
                          f"input {name!r}; pass --data")
