@@ -422,7 +422,7 @@ def test_control_flow_model_survives_folding_freezing_and_fp16_conversion():
 
 def _strongly_typed_and_equal(model, converted, feeds_list, tol=2e-2):
     onnx.checker.check_model(converted, full_check=True)
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     assert mp.mixed_type_nodes(converted) == []
     for feeds in feeds_list:
@@ -433,7 +433,7 @@ def _strongly_typed_and_equal(model, converted, feeds_list, tol=2e-2):
 
 
 def test_fp16_conversion_inside_a_loop_body_keeps_carried_values_fp32():
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     m = onnx.parser.parse_model(H + """g (float[2,4] x, int64 n) => (float[2,4] y, float[?,2,4] ys) {
       cond = Constant<value = bool {1}>()
@@ -458,7 +458,7 @@ def test_fp16_conversion_inside_a_loop_body_keeps_carried_values_fp32():
 
 def test_fp16_conversion_of_nested_bodies_and_main_weights_read_only_inside_a_branch():
     # `w` is read only inside the branches: the main-graph conversion must not drop it as unused.
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     m = onnx.parser.parse_model(H + """g (float[2,4] x, bool c, bool d) => (float[2,4] y) {
       h = MatMul(x, v)
@@ -485,13 +485,15 @@ def test_fp16_conversion_of_nested_bodies_and_main_weights_read_only_inside_a_br
 
 
 def test_fp16_conversion_of_main_graph_only_when_asked():
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     model = control_flow_model()
     feeds = {"x": np.ones((2, 8), np.float32), "c": np.array(True)}
     flat = mp.convert(model, "fp16", feeds=feeds, convert_subgraphs=False)
     deep = mp.convert(model, "fp16", feeds=feeds)
-    assert mp._count_op(flat.model.graph, "Cast") < mp._count_op(deep.model.graph, "Cast")
+    from onnxdoctor.mixed_precision.builder import _count_op
+
+    assert _count_op(flat.model.graph, "Cast") < _count_op(deep.model.graph, "Cast")
     assert flat.passed and deep.passed
 
 

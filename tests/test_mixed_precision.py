@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto as TP
 from onnx import numpy_helper
 
-from onnxdoctor.rewrites import mixed_precision as mp
+from onnxdoctor import mixed_precision as mp
 
 pytest.importorskip("onnxruntime")
 
