@@ -85,6 +85,20 @@ class ConversionResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def proof_result(self):
+        """The conversion's proof as the fix pipeline reports proofs (prove.ProofResult): one comparison
+        per graph output; None when the conversion was not proven."""
+        from ..prove import Comparison, ProofResult
+
+        if self.passed is None:
+            return None
+        comps = [Comparison(c.tensor, c.max_abs_diff, c.max_rel_diff, c.passed) for c in self.outputs]
+        fd = self.first_divergence
+        if not self.passed and all(c.passed for c in comps) and fd is not None:
+            # the outputs held, an intermediate did not (it overflowed): that tensor is what failed
+            comps.append(Comparison(fd.tensor, fd.max_abs_diff, fd.max_rel_diff, False))
+        return ProofResult(bool(self.passed), comps)
+
     @property
     def kept(self) -> list[Decision]:
         return [d for d in self.decisions if d.kept_fp32 and d.kind == "compute"]

@@ -13,6 +13,9 @@ from .decisions import ConversionResult, DEFAULT_TOLERANCE, Decision, MAX_RETRIE
 from .emulation import _adapt_feeds, emulated
 from .planner import _name_nodes, _widen, elem_types, fp32_fractions, observe, plan
 
+# Folded constants larger than this stay Casts (fold-constants' default cap).
+FOLD_MAX_BYTES = 64 * 2**20
+
 
 def _prove(reference: onnx.ModelProto, converted: onnx.ModelProto, target_type: str, feeds, atol: float, rtol: float, notes: list[str],
            budget=None):
@@ -41,14 +44,16 @@ def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types:
             max_abs: float | None = None, feeds: dict[str, np.ndarray] | None = None,
             tolerance: tuple[float, float] | None = None, prove: bool = True, observe_activations: bool = True,
             max_retries: int = MAX_RETRIES, seed: int = 0, shapes: dict | None = None, keep_norm_stats: bool = False,
-            convert_subgraphs: bool = True, log=None, budget=None) -> ConversionResult:
+            convert_subgraphs: bool = True, log=None, budget=None, fold_constants: bool = False) -> ConversionResult:
     """Convert an FP32 model to mixed FP16/BF16. With `observe_activations`/`prove` (default) the model
     runs in ONNX Runtime on `feeds` (generated when None); the layerwise proof reruns the original
     segment by segment (layerwise.run); `budget` (layerwise.Budget) bounds those runs.
     LayerNorm/RMSNorm statistics and Pow convert unless evidence keeps them (observed ranges beyond
     `max_abs`, large reductions, tiny constants, a failed proof); `keep_norm_stats=True` keeps the
     statistics FP32 regardless. Control-flow bodies convert too (`convert_bodies`), unless
-    `convert_subgraphs=False` or a proof with converted bodies fails (then they stay FP32, noted)."""
+    `convert_subgraphs=False` or a proof with converted bodies fails (then they stay FP32, noted).
+    `fold_constants=True` folds what became constant (Casts of weights read inside bodies) before the
+    proof, so the proof covers the model returned (the fix pipeline's final stage asks for it)."""
     from .. import prove as proving
 
     if target_type not in TARGETS:
@@ -78,6 +83,10 @@ def convert(model: onnx.ModelProto, target_type: str = "fp16", *, keep_io_types:
             converted, body_decisions, body_notes = convert_bodies(converted, target_type, keep_fp32=keep_fp32, max_abs=max_abs,
                                                                    keep_norm_stats=keep_norm_stats)
             notes.extend(n for n in body_notes if n not in notes)
+        if fold_constants:
+            from ..rewrites._gs import fold
+
+            converted = fold(converted, FOLD_MAX_BYTES)
         converted = onnx.shape_inference.infer_shapes(converted)
         all_decisions = decisions + body_decisions
         res = ConversionResult(converted, target_type, all_decisions,

@@ -30,7 +30,8 @@ class ConvertPrecision(Rewrite):
 
     ## When it applies
     Findings PRC303 (FP32-only model on a strongly typed release) when `--precision fp16` or `bf16` is
-    given. A model that already carries FP16/BF16 tensors is left alone.
+    given. A model that already carries FP16/BF16 tensors is left alone. It runs once, as the fix
+    pipeline's final stage, after every other rewrite, and its own layerwise proof is the one reported.
 
     ## Example
     `MatMul(x, W) -> Add(mask=-1e9) -> Softmax` becomes `Cast(x, fp16) -> MatMul(x16, W16) -> Cast(fp32)
@@ -46,6 +47,7 @@ class ConvertPrecision(Rewrite):
 
     name = "convert-precision"
     reads_weights = True  # the fix pipeline gives it the model with its weights
+    final_stage = True  # after the rewrite loop, proven by its own layerwise proof (not a second one)
     phase = 70
     summary = "convert FP32 to mixed FP16/BF16 with Casts around the regions that must stay FP32"
     applicability = Applicability.UNSAFE
@@ -62,6 +64,7 @@ class ConvertPrecision(Rewrite):
         # Options from the CLI (--keep-io-types, --keep-fp32, --max-abs, --data) when the pipeline passes them.
         opts = dict(ctx.precision_options or {})
         opts.setdefault("tolerance", (self.atol, self.rtol) if target == "fp16" else None)
+        opts.setdefault("fold_constants", True)
         res = convert(model, target, shapes=ctx.shapes, **opts)
         if not any(not d.kept_fp32 and d.kind in ("compute", "movement") for d in res.decisions):
             return Outcome(model, skipped=[f"every node stays FP32 ({len(res.kept)} kept with a reason)"]
@@ -69,7 +72,7 @@ class ConvertPrecision(Rewrite):
         changes = [f"converted to {target}: {len(res.kept)} compute node(s) kept FP32 ({res.fp32_fraction:.1%} of compute), "
                    f"{res.casts_inserted} Cast(s) inserted" + (f", {res.retries} retr{'y' if res.retries == 1 else 'ies'}" if res.retries else "")]
         changes += [f"kept FP32: {d.node} ({d.op_type}): {d.reason}" for d in res.kept]
-        return Outcome(res.model, changes, res.notes, details=res.to_dict())
+        return Outcome(res.model, changes, res.notes, details=res.to_dict(), proof=res.proof_result())
 
     def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
         # BF16 keeps 8 mantissa bits: its storage rounding alone reaches a few 1e-2.
