@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .._proto import defined_names, node_count, rename, taken_names, unique_name
 from ..findings import Applicability
-from .._proto import bodies, defined_names, node_count, rename, unique_name, taken_names
 from ._gs import fold
 from .base import Outcome, Rewrite, RewriteContext
 

@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from .._proto import graphs
+from .._proto import default_opset, graphs
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
-from .substitutions._build import Builder, Skip, Substitution, default_opset
+from .substitutions._build import Builder, Skip, Substitution
 
 _FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
 
