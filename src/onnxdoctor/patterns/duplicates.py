@@ -50,10 +50,15 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
             key = attr_keys[k] = None if parts is None else tuple(sorted(parts))
         return key
 
-    for i in g.topo_order:
+    consumers = g.consumers
+    # A node that alone reads some value cannot have a twin: it is set aside unkeyed (most nodes are),
+    # and keyed only if a duplicate found later makes that value read by others too.
+    extra_readers: dict[str, int] = {}
+    set_aside: dict[str, list[int]] = {}
+
+    def visit(i: int) -> dict[str, str] | None:
+        """Keys node i; its outputs -> the original's when it is a duplicate."""
         op = ops[i]
-        if not std[i] or op in NONDETERMINISTIC or op in GRAPH_ATTR_OPS:
-            continue
         inputs = []
         for name in ins_[i]:
             name = alias.get(name, name)
@@ -66,22 +71,48 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
         bucket = seen.get(cheap)
         if bucket is None:
             seen[cheap] = i  # attributes read only when a second node has the same op and inputs
-            continue
+            return None
         mine = attrs(i)
         if mine is None:
-            continue
+            return None
         if isinstance(bucket, int):
             bucket = seen[cheap] = {attrs(bucket): bucket}
         first = bucket.get(mine)
         if first is None:
             bucket[mine] = i
-            continue
+            return None
         if any(o in outputs for o in outs if o):
-            continue  # the graph output needs its name
+            return None  # the graph output needs its name
         mapping = {o: p for o, p in zip(outs, outs_[first]) if o}
         alias.update(mapping)
         found.append(Duplicate(i, first, mapping))
+        return mapping
+
+    # node -> a value it alone reads, keyed by its name (not an initializer keyed by its content)
+    sole_reader = {cs[0]: name for name, cs in consumers.items() if len(cs) == 1 and _keyed_by_name(g, name)}
+    for i in g.topo_order:
+        op = ops[i]
+        if not std[i] or op in NONDETERMINISTIC or op in GRAPH_ATTR_OPS:
+            continue
+        name = sole_reader.get(i)
+        if name is not None and name not in alias and name not in extra_readers:
+            set_aside.setdefault(name, []).append(i)
+            continue
+        pending = [i]
+        while pending:
+            mapping = visit(pending.pop())
+            for o, p in (mapping or {}).items():
+                extra_readers[p] = extra_readers.get(p, 0) + len(consumers.get(o, ()))
+                # set aside before, keyed now as it would have been then (its inputs' aliases are older)
+                pending.extend(set_aside.pop(p, ()))
     return found
+
+
+def _keyed_by_name(g: Graph, name: str) -> bool:
+    """Whether _input_key(g, name) is the name itself, decided without reading the tensor's size:
+    not an initializer, or one in external data or left in the file, or one that is a graph input."""
+    t = g.initializers.get(name)
+    return t is None or name in g.lazy_raw or t.data_location == TensorProto.EXTERNAL or name in g.inputs
 
 
 def _input_key(g: Graph, name: str):

@@ -134,18 +134,21 @@ def identity_operand(model: Model, node: NodeRef) -> tuple[str, str] | None:
     spec = IDENTITIES.get(op)
     g = node.graph
     ins = g.node_inputs[node.index]
-    if spec is None or node.domain or len(ins) != 2:
+    if spec is None or node.domain or len(ins) != 2 or not node.output(0):
         return None
     neutral, either = spec
     a, b = ins
-    cv = model.constants(g)
-    ca, cb = cv.is_constant(b), either and cv.is_constant(a)
-    if not ca and not cb or not node.output(0):
-        return None
+    cv = None
     for x, c in ((a, b), (b, a)) if either else ((a, b),):
-        if not c or not x or not cv.is_constant(c) or cv.is_constant(x):
+        if not c or not x:
             continue
+        # An initializer or Constant whose first value shows it is not neutral is the common case:
+        # decided before the constant analysis is asked.
         if _surely_not(g, c, neutral):
+            continue
+        if cv is None:
+            cv = model.constants(g)
+        if not cv.is_constant(c) or cv.is_constant(x):
             continue
         value = cv.value(c)
         if value is None or value.dtype.kind not in "biuf" or not (value == neutral).all():
@@ -172,17 +175,31 @@ _NEUTRAL_BYTES = {
 }
 
 
+# The typed field that holds a tensor's values when it has no raw_data (FLOAT16 is stored as bits).
+_TYPED_FIELDS = {1: "float_data", 11: "double_data", 6: "int32_data", 7: "int64_data"}
+
+
 def _surely_not(g, name: str, neutral: int) -> bool:
     """True when the first element of initializer or Constant `name` is visibly not `neutral` (-0.0
-    counts as not 0: a miss, never a wrong answer)."""
+    counts as not 0: a miss, never a wrong answer), or when its value is in external data, which the
+    analysis never reads (ConstantView.value is None there: no answer either way)."""
     tp = g.initializers.get(name)
     if tp is None:
-        node = g.producer(name)
-        if node is None or node.op_type != "Constant" or len(node.attribute) != 1 or node.attribute[0].name != "value":
+        hit = g.producers.get(name)
+        if hit is None or g.op_types[hit[0]] != "Constant":
+            return False
+        node = g.nodes[hit[0]]
+        if len(node.attribute) != 1 or node.attribute[0].name != "value":
             return False
         tp = node.attribute[0].t
+    if tp.data_location == 1:
+        return True
     want = _NEUTRAL_BYTES.get((tp.data_type, neutral))
-    if want is None or not tp.HasField("raw_data") or tp.data_location == 1:
+    if want is None:
         return False
+    if not tp.HasField("raw_data"):
+        typed = _TYPED_FIELDS.get(tp.data_type)
+        values = getattr(tp, typed) if typed else ()
+        return len(values) > 0 and values[0] != neutral  # -0.0 == 0 here: the value is then compared
     raw = tp.raw_data if name not in g.lazy_raw else g.lazy_raw[name].read(0, len(want))
     return raw[:len(want)] != want

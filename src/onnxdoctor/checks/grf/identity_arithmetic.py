@@ -53,9 +53,22 @@ class IdentityArithmetic(Rule):
     release_independent = True
 
     def check(self, ctx: Context):
-        for node in ctx.nodes_of(*IDENTITIES):
-            n = noop(ctx.model, node)
-            if n is None or needed(node.graph, n.input, n.output):
+        model = ctx.model
+        for g in model.graphs:
+            positions = [(IDENTITIES[op][1], g.op_positions.get(op, ())) for op in IDENTITIES]
+            if not any(p for _, p in positions):
                 continue
-            yield self.finding(ctx, f"{n.what}: the output equals {n.input!r}", node=node, tensor=n.output,
-                               versions=ctx.kb.versions, hint="onnxdoctor fix removes it")
+            is_constant = model.constants(g).is_constant
+            ins_ = g.node_inputs
+            for either, idxs in positions:
+                for i in idxs:
+                    ins = ins_[i]
+                    # most arithmetic has no constant operand: decided here, without a NodeRef
+                    if len(ins) != 2 or not (is_constant(ins[1]) or either and is_constant(ins[0])):
+                        continue
+                    node = g.ref(i)
+                    n = noop(model, node)
+                    if n is None or needed(g, n.input, n.output):
+                        continue
+                    yield self.finding(ctx, f"{n.what}: the output equals {n.input!r}", node=node, tensor=n.output,
+                                       versions=ctx.kb.versions, hint="onnxdoctor fix removes it")
