@@ -330,7 +330,8 @@ CATALOG = {
     "nested-bytes-70": lambda d: _write(d, _fixture_build().deeply_nested_bytes(70)),
     "nested-bytes-1000": lambda d: _write(d, _fixture_build().deeply_nested_bytes(1000)),
     "chain-20k": lambda d: _save(d, _chain(20000)),
-    "wide-2000": lambda d: _save(d, _many_outputs(2000)),
+    "chain-100k": lambda d: _save(d, _chain(100000)),  # issue 13's 2.5 MB chain
+    "wide-5000": lambda d: _save(d, _many_outputs(5000)),
     "empty-graph": lambda d: _save(d, helper.make_model(helper.make_graph([], "e", [], []), opset_imports=[helper.make_opsetid("", 17)])),
 }
 
@@ -555,6 +556,11 @@ def make_case(seed: int, index: int, root: Path) -> Case:
     return Case(index, origin, folder, "model.onnx", args, outputs)
 
 
+# The layerwise commands get this --time-limit (seconds): a run over it must stop with exit 2 and its
+# one line well before the harness's --timeout counts it as a hang.
+LAYERWISE_SECONDS = "20"
+
+
 def _command(rng: random.Random) -> tuple[list[str], list[str]]:
     kind = rng.choices(["check", "check-o", "fix", "fix-fp16", "verify-fp16", "verify-against", "verify-layerwise", "profile"],
                        weights=[25, 10, 20, 8, 12, 6, 8, 6])[0]
@@ -568,14 +574,16 @@ def _command(rng: random.Random) -> tuple[list[str], list[str]]:
         outs = ["out/fixed.onnx", "out/fixed.onnx.data", "out/fixed.onnx.1.data"] + (["out/fix.json"] if "--report" in extra else [])
         return ["fix", "{model}", "-o", "out/fixed.onnx", "--isolated"] + extra, outs
     if kind == "fix-fp16":
-        return ["fix", "{model}", "-o", "out/fixed.onnx", "--precision", "fp16", "--unsafe-fixes", "--isolated"], \
+        return ["fix", "{model}", "-o", "out/fixed.onnx", "--precision", "fp16", "--unsafe-fixes", "--isolated",
+                "--time-limit", LAYERWISE_SECONDS], \
                ["out/fixed.onnx", "out/fixed.onnx.data", "out/fixed.onnx.1.data"]
     if kind == "verify-fp16":
-        return ["verify", "{model}", "--fp16"] + (["--format", "json"] if rng.random() < 0.5 else []), []
+        return ["verify", "{model}", "--fp16", "--time-limit", LAYERWISE_SECONDS] + \
+               (["--format", "json"] if rng.random() < 0.5 else []), []
     if kind == "verify-against":
         return ["verify", "{model}", "--against", "{model}", "-o", "out/verify.txt"], ["out/verify.txt"]
     if kind == "verify-layerwise":
-        return ["verify", "{model}", "--against", "{model}", "--layerwise"], []
+        return ["verify", "{model}", "--against", "{model}", "--layerwise", "--time-limit", LAYERWISE_SECONDS], []
     return ["profile", "{model}", "--isolated"] + (["--no-validate"] if rng.random() < 0.5 else []), []
 
 

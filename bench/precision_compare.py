@@ -79,7 +79,7 @@ def measure(original, converted, feeds) -> dict:
     from onnx import TensorProto as TP
 
     from onnxdoctor import prove as proving
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     ref = proving.run(original, feeds)
     try:
@@ -99,10 +99,12 @@ def measure(original, converted, feeds) -> dict:
         print(f"emulation failed: {' '.join(str(e).split())[:200]}", file=sys.stderr)
     named = onnx.ModelProto()
     named.CopyFrom(converted)
-    mp._name_nodes(named)
+    from onnxdoctor.mixed_precision.planner import _constants, _name_nodes
+
+    _name_nodes(named)
     observed = mp.observe(named, feeds)
     types = mp.elem_types(named, observed)
-    static = set(mp._constants(named))
+    static = set(_constants(named))
     total = kept = 0.0
     n_compute = n_kept = 0
     for n in named.graph.node:
@@ -153,7 +155,7 @@ def main() -> int:
     import onnx
 
     from onnxdoctor import prove as proving
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []

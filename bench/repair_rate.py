@@ -252,27 +252,37 @@ CLASSES: list[tuple[str, object, str]] = [
      or "QuantizeLinear" in _texts_left(r) or "DequantizeLinear" in _texts_left(r) or "Dropout" in _texts_left(r)
      or ("TRT113" in _codes_left(r)),
      "Quantization or training formats the release cannot import (asymmetric zero points, UINT8 Q/DQ "
-     "data, INT4/FP8 before the release supports them, zero scales, Dropout forced into training mode): "
-     "the quantization and training-leftover rewrites' area (branch rewrites-q); a zero scale or a "
-     "Dropout that really is random at run time has no equivalent."),
+     "data, INT4/FP8/UINT32 values computed inside the network before the release has the type, Dropout "
+     "in training mode). The quantization rewrites named here (`qdq-to-symmetric-int8`, "
+     "`dynamic-quantization-to-float`) are proven within a tolerance only, so they apply with "
+     "`--unsafe-fixes` (the second table); a value computed in a type the release lacks has no exact "
+     "equivalent in another type, and a Dropout that is random at run time has none at all."),
     ("value known only at run time", lambda r: "TRT122" in _codes_left(r),
-     "A value the importer needs at build time (Reduce/Squeeze/Slice/Pad axes, OneHot depth, CumSum axis, "
-     "InstanceNormalization scale) comes from a graph input or a dynamic dimension: only `--shape` or a "
-     "different export makes it a constant."),
+     "A value the importer needs at build time comes from a graph input or a dynamic dimension, and no "
+     "graph of constant-parameter ops computes the same: OneHot's depth is its output's size; Pad axes "
+     "holding several run-time values (before 10.3). Only `--shape` or a different export makes it a "
+     "constant. (A single run-time Reduce/Squeeze/Unsqueeze/Slice/CumSum axis is repaired by "
+     "`runtime-axis-to-if`, a run-time InstanceNormalization scale by `instance-norm-to-reductions`.)"),
     ("dynamic Squeeze without axes", lambda r: "Squeeze without axes" in _texts_left(r),
      "Squeeze without axes on a dynamic shape: which dimensions go (so the output's rank) depends on run-time "
      "sizes. An equivalent graph exists only for fixed shapes (`--shape`)."),
     ("TensorRT limits", lambda r: "TRT124" in _codes_left(r) or "TopK K must not exceed" in _texts_left(r),
-     "Beyond what TensorRT can represent: tensors of more than 8 dimensions, 5-D GridSample before 11.x, "
-     "6-D InstanceNormalization on 9.3, TopK with K above 3840. No equivalent graph of supported layers."),
+     "Beyond what TensorRT can represent: tensors of more than 8 dimensions (no layer holds them), 5-D "
+     "GridSample before 11.x (no volumetric sampling layer). (TopK with K above 3840 is repaired by "
+     "`topk-in-rounds`, 6-D InstanceNormalization by `instance-norm-to-reductions`.)"),
     ("control flow", lambda r: "TRT141" in _codes_left(r),
-     "If branches whose outputs differ in rank with a run-time condition, a Loop with scan outputs and "
-     "no trip count, subgraphs nested deeper than the parser accepts: no equivalent graph."),
+     "If branches whose outputs differ in rank under a run-time condition (the output's rank depends "
+     "on data), a Loop with scan outputs and no trip count (its length is known only at run time): no "
+     "equivalent graph. (Ifs nested deeper than the parser accepts are flattened by `inline-constant-if` "
+     "when they repeat an enclosing condition.)"),
     ("no equivalent graph", lambda r: "Unique" in _texts_left(r) or "ScatterND reduction" in _texts_left(r),
      "Unique (its output size depends on the data) and ScatterND with a reduction (duplicate indices "
      "accumulate in an order-dependent way): no equivalent graph of imported ops; a plugin is the route."),
     ("no rewrite yet", lambda r: True,
-     "An equivalent graph may exist, but no rewrite produces it yet (see the errors)."),
+     "An equivalent graph may exist, but no rewrite produces it by default yet (see the errors): an "
+     "integer Pow with a run-time exponent (computed in FLOAT it is exact only below 2^24; repeated "
+     "multiplication needs the exponent's range), Pow mixing FLOAT16 and FLOAT in a strongly typed network, QLinearMatMul (whose "
+     "`qlinear-to-qdq` is proven within tolerance only, so applies with `--unsafe-fixes`)."),
 ]
 
 

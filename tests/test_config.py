@@ -135,3 +135,69 @@ def test_jobs_give_identical_results(run_cli, tmp_path):
     parallel = run_cli("check", tmp_path, "--format", "json", "--isolated", "-j", "2")
     assert serial.returncode == parallel.returncode == 1
     assert json.loads(serial.stdout) == json.loads(parallel.stdout)
+
+
+# One value per setting, as a file writes it, and as Config holds it after reading.
+_FILE_VALUES = {
+    "trt": ('trt = "10.15"', "10.15"),
+    "precision": ('precision = "fp16"', "fp16"),
+    "select": ('select = ["TRT1"]', ("TRT1",)),
+    "ignore": ('ignore = "TRT115, GRF"', ("TRT115", "GRF")),
+    "fail-on": ('fail-on = "warning"', "warning"),
+    "per-file-ignores": ('[per-file-ignores]\n"legacy/*.onnx" = ["TRT131"]', (("legacy/*.onnx", ("TRT131",)),)),
+    "shapes": ('[shapes]\nx = [4, 3]', ("x:4x3",)),
+    "plugins": ('plugins = ["MyNMS_TRT"]', ("MyNMS_TRT",)),
+    "fix.rules": ('[fix]\nrules = ["TRT", "GRF"]', "TRT,GRF"),
+    "fix.atol": ('[fix]\natol = 1', 1.0),
+    "fix.rtol": ('[fix]\nrtol = 0.5', 0.5),
+}
+
+
+def test_every_setting_is_one_field_read_from_the_file_and_overridden_by_a_flag(tmp_path):
+    """A setting is declared once (a Config field with its key and reader): the file reads it, and
+    Config.resolve, which every command calls, lets a flag of the same name replace it."""
+    from dataclasses import fields
+
+    from onnxdoctor import config
+
+    settings = {f.metadata["key"]: f.name for f in fields(config.Config) if "key" in f.metadata}
+    assert set(settings) == set(_FILE_VALUES), "add the new setting to _FILE_VALUES"
+    for key, (text, held) in _FILE_VALUES.items():
+        path = tmp_path / "onnxdoctor.toml"
+        path.write_text(text + "\n")
+        cfg = config.load(path)
+        name = settings[key]
+        assert getattr(cfg, name) == held, key
+        flag = {tuple: ("FLAG",), str: "8.6" if name == "trt" else "fp32" if name == "precision" else "info"
+                if name == "fail_on" else "strict", float: 2.0}[type(held)]
+        if name == "per_file_ignores":
+            continue  # not a flag: it adds to --ignore (below)
+        assert getattr(cfg.resolve(**{name: flag}), name) == flag, key
+        assert getattr(cfg.resolve(**{name: None}), name) == held, key  # not given: the file's value
+    with pytest.raises(TypeError, match="no setting 'colour'"):
+        config.DEFAULT.resolve(colour="red")
+
+
+def test_per_file_ignores_add_to_the_ignore_flag(tmp_path):
+    from onnxdoctor import config
+
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "onnxdoctor.toml").write_text('ignore = ["TRT115"]\n[per-file-ignores]\n"legacy/*.onnx" = ["TRT131"]\n')
+    cfg = config.load(tmp_path / "onnxdoctor.toml")
+    assert cfg.resolve(tmp_path / "legacy" / "m.onnx").ignore == ("TRT115", "TRT131")
+    assert cfg.resolve(tmp_path / "legacy" / "m.onnx", ignore=["GRF"]).ignore == ("GRF", "TRT131")
+    assert cfg.resolve(tmp_path / "m.onnx", ignore=["GRF"]).ignore == ("GRF",)
+
+
+@pytest.mark.parametrize("command", ["check", "fix", "verify", "profile"])
+def test_every_command_with_settings_takes_the_shared_config_options(run_cli, tmp_path, command):
+    """--config names the file for every command: a bad one is exit 2 naming it, before any work."""
+    shutil.copy(EXAMPLE, tmp_path / "m.onnx")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('trt = "7.0"\n')
+    extra = {"fix": ["-o", str(tmp_path / "out.onnx")], "verify": ["--fp16"]}.get(command, [])
+    proc = run_cli(command, tmp_path / "m.onnx", *extra, "--config", bad)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stderr.strip()
+    assert "bad.toml" in line and "trt" in line and "\n" not in line, line
+    assert not (tmp_path / "out.onnx").exists()

@@ -136,6 +136,49 @@ def test_runtime_condition_is_left_alone():
     assert not _findings(out, "GRF401")
 
 
+def test_if_nested_in_a_branch_of_an_if_on_the_same_condition_takes_that_branch():
+    # 25 levels of If(c) in each other's then_branch: only the outer If decides; inside it, c is
+    # true. The parser accepts 24 levels (TRT141); inlining leaves one If.
+    text_body = "o25 = Neg(x)"
+    for d in range(24, 0, -1):
+        text_body = (f"o{d} = If(c) <then_branch = t{d + 1} () => (float[2] o{d + 1}) {{ {text_body} }}, "
+                     f"else_branch = e{d + 1} () => (float[2] p{d + 1}) {{ p{d + 1} = Sigmoid(x) }}>")
+    text = H + f"""g (bool c, float[2] x) => (float[2] y) {{
+      y = If(c) <then_branch = t1 () => (float[2] o1) {{ {text_body} }},
+                 else_branch = e1 () => (float[2] p1) {{ p1 = Identity(x) }}>
+    }}"""
+    model = onnx.parser.parse_model(text)
+    nesting = [f for f in _findings(model, "TRT141") if "nested" in f.message]
+    assert nesting and nesting[0].fix and nesting[0].fix.rewrite == "inline-constant-if"
+    outcome, out = _apply("inline-constant-if", model)
+    assert len([c for c in outcome.changes if "decided by an enclosing If" in c]) == 24
+    assert [n.op_type for n in out.graph.node] == ["If"]
+    assert [n.op_type for n in _branch(out.graph.node[0], "then_branch").node] == ["Neg"]
+    assert not _findings(out, "TRT141")
+    _equal_in_ort(model, out, _both_conditions(model))
+
+
+def test_if_nested_on_another_condition_or_one_redefined_in_the_branch_is_left_alone():
+    other = H + """g (bool c, bool d, float[2] x) => (float[2] y) {
+      y = If(c) <then_branch = t () => (float[2] a) {
+          a = If(d) <then_branch = t2 () => (float[2] a2) { a2 = Neg(x) }, else_branch = e2 () => (float[2] b2) { b2 = Relu(x) }> },
+        else_branch = e () => (float[2] b) { b = Identity(x) }>
+    }"""
+    outcome, _ = _apply("inline-constant-if", onnx.parser.parse_model(other))
+    assert not outcome.changed and "decided by an enclosing If" in outcome.skipped[0]
+    # In the else branch the same condition is false: the nested If takes its else branch.
+    text = H + """g (bool c, float[2] x) => (float[2] y) {
+      y = If(c) <then_branch = t () => (float[2] a) { a = Identity(x) },
+        else_branch = e () => (float[2] b) {
+          b = If(c) <then_branch = t2 () => (float[2] a2) { a2 = Neg(x) }, else_branch = e2 () => (float[2] b2) { b2 = Relu(x) }> }>
+    }"""
+    model = onnx.parser.parse_model(text)
+    outcome, out = _apply("inline-constant-if", model)
+    assert "inlined the else branch" in outcome.changes[0]
+    assert [n.op_type for n in _branch(out.graph.node[0], "else_branch").node] == ["Relu"]
+    _equal_in_ort(model, out, _both_conditions(model))
+
+
 def test_condition_computed_from_a_static_shape_is_folded_then_inlined():
     # The exported-RNN pattern: squeeze the batch axis only when it is 1. With x: float[1,4] the
     # branches have different ranks (TRT141), and the condition is constant once folded.
@@ -347,7 +390,8 @@ def test_control_flow_model_survives_folding_freezing_and_fp16_conversion():
     res = fix_model(model, FixOptions(trt="10.15", shapes=("x:2x8",), precision="fp16", unsafe=True))
     applied = {s.rewrite for s in res.steps if s.status == "applied"}
     assert not [s for s in res.steps if s.status == "rolled-back"], [(s.rewrite, s.reason) for s in res.steps]
-    assert {"freeze-shapes", "fold-constants", "convert-precision"} <= applied, res.steps
+    # the conversion is the final stage: it folds the Casts of weights its bodies read before its proof
+    assert {"freeze-shapes", "convert-precision"} <= applied and res.steps[-1].rewrite == "convert-precision", res.steps
     assert res.proof is not None and res.proof.passed, res.proof.summary()
     onnx.checker.check_model(res.model, full_check=True)
     # Folding: `scale = half + half` is a constant; freezing: the shape-conditioned If is gone (its
@@ -379,7 +423,7 @@ def test_control_flow_model_survives_folding_freezing_and_fp16_conversion():
 
 def _strongly_typed_and_equal(model, converted, feeds_list, tol=2e-2):
     onnx.checker.check_model(converted, full_check=True)
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     assert mp.mixed_type_nodes(converted) == []
     for feeds in feeds_list:
@@ -390,7 +434,7 @@ def _strongly_typed_and_equal(model, converted, feeds_list, tol=2e-2):
 
 
 def test_fp16_conversion_inside_a_loop_body_keeps_carried_values_fp32():
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     m = onnx.parser.parse_model(H + """g (float[2,4] x, int64 n) => (float[2,4] y, float[?,2,4] ys) {
       cond = Constant<value = bool {1}>()
@@ -415,7 +459,7 @@ def test_fp16_conversion_inside_a_loop_body_keeps_carried_values_fp32():
 
 def test_fp16_conversion_of_nested_bodies_and_main_weights_read_only_inside_a_branch():
     # `w` is read only inside the branches: the main-graph conversion must not drop it as unused.
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     m = onnx.parser.parse_model(H + """g (float[2,4] x, bool c, bool d) => (float[2,4] y) {
       h = MatMul(x, v)
@@ -442,13 +486,15 @@ def test_fp16_conversion_of_nested_bodies_and_main_weights_read_only_inside_a_br
 
 
 def test_fp16_conversion_of_main_graph_only_when_asked():
-    from onnxdoctor.rewrites import mixed_precision as mp
+    from onnxdoctor import mixed_precision as mp
 
     model = control_flow_model()
     feeds = {"x": np.ones((2, 8), np.float32), "c": np.array(True)}
     flat = mp.convert(model, "fp16", feeds=feeds, convert_subgraphs=False)
     deep = mp.convert(model, "fp16", feeds=feeds)
-    assert mp._count_op(flat.model.graph, "Cast") < mp._count_op(deep.model.graph, "Cast")
+    from onnxdoctor.mixed_precision.builder import _count_op
+
+    assert _count_op(flat.model.graph, "Cast") < _count_op(deep.model.graph, "Cast")
     assert flat.passed and deep.passed
 
 

@@ -43,6 +43,13 @@ EXACT = [
         g (float[2,4,5] x, float[4] s, float[4] b) => (float[2,4,5] y) {
           y = GroupNormalization<num_groups = 2>(x, s, b)
         }""", id="group-norm-21-3d"),
+    pytest.param("instance-norm-to-reductions", "8.6", H(17) + """
+        g (float[1,2,4,4] x, float[2] sc) => (float[1,2,4,4] y) <float[2] b = {0.5, -1.0}> { y = InstanceNormalization(x, sc, b) }""",
+                 id="instance-norm-runtime-scale"),
+    pytest.param("instance-norm-to-reductions", "9.3", H(17) + """
+        g (float[1,2,2,2,2,3] x) => (float[1,2,2,2,2,3] y) <float[2] sc = {2.0, 0.5}, float[2] b = {0.5, -1.0}> {
+          y = InstanceNormalization<epsilon = 1e-3>(x, sc, b)
+        }""", id="instance-norm-6d"),
     pytest.param("resize-equivalent-coordinate-mode", "10.15", H(13) + """
         g (float[1,2,5,4] x) => (float[1,2,9,7] y) <float[8] roi = {0, 0, 0, 0, 1, 1, 1, 1}, int64[4] sz = {1, 2, 9, 7}> {
           y = Resize<mode = "cubic", coordinate_transformation_mode = "tf_crop_and_resize">(x, roi, , sz)
@@ -129,6 +136,9 @@ def test_exact_decomposition(rewrite, release, text):
         pytest.param("layer-norm-stats-to-reductions", H(17) + """
             g (x, float[8] s) => (y, mu) { y, mu = LayerNormalization<axis = 1>(x, s) }""",
                      "rank is unknown", id="layer-norm-positive-axis-unknown-rank"),
+        pytest.param("instance-norm-to-reductions", H(17) + """
+            g (float[1,2,4,4] x) => (float[1,2,4,4] y) <float[2] sc = {1.0, 2.0}, float[2] b = {0.0, 1.0}> { y = InstanceNormalization(x, sc, b) }""",
+                     "every importer takes it", id="instance-norm-constant-4d"),
         pytest.param("group-norm-to-reductions", H(18) + """
             g (float[1,4,2,2] x, float[2] s, float[2] b) => (float[1,4,2,2] y) { y = GroupNormalization<num_groups = 2>(x, s, b) }""",
                      "before opset 21", id="group-norm-18"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx.parser
+from onnx import numpy_helper
 import pytest
 
 from onnxdoctor import prove
@@ -326,3 +327,170 @@ def test_keep_aspect_ratio_resize_whose_rounding_differs_is_left_alone():
       y = Resize<mode = "linear", axes = [2, 3], keep_aspect_ratio_policy = "not_larger">(x, , , sz)
     }""", "10.15")
     assert not outcome.changed and "rounds to another size" in outcome.skipped[0]
+
+
+def test_attention_listing_an_unused_present_key_keeps_only_y():
+    outcome, _, out = apply("drop-unused-optional-outputs", """<ir_version: 10, opset_import: ["" : 23]>
+    g (float[1,2,4,8] q, float[1,2,6,8] k, float[1,2,6,8] v) => (float[1,2,4,8] y) {
+      y, nk, nv = Attention(q, k, v)
+    }""", "10.15")
+    assert outcome.changed and "'nk', 'nv'" in outcome.changes[0]
+    assert list(out.graph.node[0].output) == ["y"]
+
+
+def test_optional_outputs_that_are_read_keep_their_place():
+    # Dropout's mask is read: nothing to drop. MaxPool's Indices read, an unused middle output of
+    # LayerNormalization is unlisted (empty name) while the read InvStdDev keeps position 2.
+    text = """<ir_version: 9, opset_import: ["" : 17]>
+    g (float[2,4] x) => (float[2,4] y, bool[2,4] m, float[2,1] r) <float[4] s = {1.0, 2.0, 3.0, 4.0}> {
+      y0, m = Dropout(x)
+      y, mu, r = LayerNormalization(y0, s)
+    }"""
+    model = onnx.parser.parse_model(text)
+    outcome = get_rewrite("drop-unused-optional-outputs").apply(model, RewriteContext(target=Target.make("10.15")))
+    assert outcome.changed
+    ln = outcome.model.graph.node[1]
+    assert list(ln.output) == ["y", "", "r"] and list(outcome.model.graph.node[0].output) == ["y0", "m"]
+    onnx.checker.check_model(outcome.model, full_check=True)
+    feeds = prove.generate_inputs(model, seed=0)
+    ref, got = prove.run(model, feeds), prove.run(outcome.model, feeds)
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k])
+    unread = onnx.parser.parse_model("""<ir_version: 9, opset_import: ["" : 17]>
+    g (float[2,4] x) => (float[2,4] y) { y = Relu(x) }""")
+    none = get_rewrite("drop-unused-optional-outputs").apply(unread, RewriteContext(target=Target.make("10.15")))
+    assert not none.changed and "no node lists" in none.skipped[0]
+
+
+@pytest.mark.parametrize("shape,k,axis,largest", [
+    ([1, 10000], 5000, -1, 1),
+    ([2, 8400], 8400, 1, 0),
+    ([9000, 2], 7700, 0, 1),
+])
+def test_topk_above_3840_in_rounds(shape, k, axis, largest):
+    out_shape = list(shape)
+    out_shape[axis] = k
+    text = f"""<ir_version: 8, opset_import: ["" : 11]>
+    g (float{shape} x) => (float{out_shape} v, int64{out_shape} i) <int64[1] k = {{{k}}}> {{
+      v, i = TopK<axis = {axis}, largest = {largest}>(x, k)
+    }}"""
+    rng = np.random.default_rng(0)
+    # Many ties (values from a small set): TopK puts lower indices first, and so must every round.
+    feeds = {"x": rng.integers(-50, 50, size=shape).astype(np.float32)}
+    outcome, _, out = apply("topk-in-rounds", text, "10.15", feeds)
+    tops = [n for n in out.graph.node if n.op_type == "TopK"]
+    assert len(tops) == -(-k // 3840)
+    assert all(numpy_helper.to_array(next(t for t in out.graph.initializer if t.name == n.input[1]))[0] <= 3840 for n in tops)
+
+
+def test_topk_from_a_static_shape_is_split_after_folding():
+    # A detection head's full sort: K = Shape(scores)[1] = 8400.
+    from onnxdoctor.fix import FixOptions, fix_model
+
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 11]>
+    g (float[1,8400] scores) => (float[1,8400] v, int64[1,8400] i) {
+      s = Shape(scores)
+      i1 = Constant<value = int64[1] {1}>()
+      k = Gather<axis = 0>(s, i1)
+      v, i = TopK(scores, k)
+    }""")
+    res = fix_model(model, FixOptions(trt="10.15"))
+    assert "topk-in-rounds" in [s.rewrite for s in res.steps if s.status == "applied"]
+    assert not [f for f in res.after if str(f.severity) == "error"]
+    assert res.proof is not None and res.proof.passed
+
+
+@pytest.mark.parametrize("text,why", [
+    ("""g (float[1,5000] x) => (float[1,3000] v, int64[1,3000] i) <int64[1] k = {3000}> { v, i = TopK(x, k) }""", "within"),
+    ("""g (float[1,5000] x, int64[1] k) => (float[1,?] v, int64[1,?] i) { v, i = TopK(x, k) }""", "not a constant"),
+    ("""g (float[1,N] x) => (float[1,5000] v, int64[1,5000] i) <int64[1] k = {5000}> { v, i = TopK(x, k) }""", "not static"),
+    ("""g (float[1,9000] x) => (float[1,5000] v, int64[1,5000] i) <int64[1] k = {5000}> { v, i = TopK<sorted = 0>(x, k) }""", "sorted=0"),
+])
+def test_topk_that_cannot_or_need_not_be_split_is_left_alone(text, why):
+    outcome, _, _ = apply("topk-in-rounds", '<ir_version: 8, opset_import: ["" : 11]>\n' + text, "10.15")
+    assert not outcome.changed and why in outcome.skipped[0]
+
+
+@pytest.mark.parametrize("shape,mode,extra,tail,out", [
+    ([1, 3, 8, 8], "linear", "", "(x, , s)", [1, 3, 4, 4]),
+    ([2, 2, 10, 7], "cubic", ', coordinate_transformation_mode = "pytorch_half_pixel"', "(x, , s)", [2, 2, 6, 4]),
+    ([1, 2, 9, 12], "linear", ', axes = [2, 3], coordinate_transformation_mode = "align_corners"', "(x, , , sz)", [1, 2, 4, 5]),
+    ([1, 2, 6, 5], "cubic", ", exclude_outside = 1, cubic_coeff_a = -0.5", "(x, , s)", [1, 2, 6, 3]),
+    ([3, 20], "linear", "", "(x, , s)", [3, 12]),
+    ([1, 1, 4, 4], "linear", "", "(x, , s)", [1, 1, 8, 6]),
+])
+def test_antialiased_resize_becomes_matmuls(shape, mode, extra, tail, out):
+    rank = len(shape)
+    scales = {4: {(1, 3, 4, 4): "1.0, 1.0, 0.5, 0.5", (2, 2, 6, 4): "1.0, 1.0, 0.6, 0.6", (1, 2, 6, 3): "1.0, 1.0, 1.0, 0.6",
+                  (1, 1, 8, 6): "1.0, 1.0, 2.0, 1.5"}, 2: {(3, 12): "1.0, 0.6"}}
+    inits = f"<int64[2] sz = {{{out[2]}, {out[3]}}}>" if "sz" in tail else f"<float[{rank}] s = {{{scales[rank][tuple(out)]}}}>"
+    text = f"""<ir_version: 9, opset_import: ["" : 19]>
+    g (float{shape} x) => (float{out} y) {inits} {{
+      y = Resize<mode = "{mode}", antialias = 1{extra}>{tail}
+    }}"""
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    outcome, _, res = apply("resize-antialias-to-matmul", text, "10.15", feeds, exact=False)
+    assert outcome.changed and "Resize" not in [n.op_type for n in res.graph.node]
+
+
+@pytest.mark.parametrize("text,why", [
+    ("""g (float[1,4,8,8] x) => (float[1,2,4,4] y) <float[4] s = {1.0, 0.5, 0.5, 0.5}> { y = Resize<mode = "linear", antialias = 1>(x, , s) }""",
+     "only the last two axes"),
+    ("""g (float[1,1,H,8] x) => (float[1,1,?,4] y) <float[4] s = {1.0, 1.0, 0.5, 0.5}> { y = Resize<mode = "linear", antialias = 1>(x, , s) }""",
+     "not static"),
+    ("""g (float[1,1,8,8] x, float[4] s) => (float[1,1,?,?] y) { y = Resize<mode = "linear", antialias = 1>(x, , s) }""",
+     "not constant"),
+    ("""g (float[1,1,8,8] x) => (float[1,1,4,4] y) <float[4] s = {1.0, 1.0, 0.5, 0.5}> { y = Resize<mode = "linear">(x, , s) }""",
+     "no Resize with antialias=1"),
+    ("""g (float[1,1,8,8] x) => (float[1,1,4,4] y) <float[4] s = {1.0, 1.0, 0.5, 0.5}> { y = Resize<mode = "nearest", antialias = 1>(x, , s) }""",
+     "linear and cubic only"),
+])
+def test_antialiased_resize_that_is_not_a_matmul_is_left_alone(text, why):
+    outcome, _, _ = apply("resize-antialias-to-matmul", '<ir_version: 9, opset_import: ["" : 19]>\n' + text, "10.15")
+    assert not outcome.changed and why in outcome.skipped[0], outcome.skipped
+
+
+@pytest.mark.parametrize("text,axes", [
+    ("""g (float[2,5] x, int64 ax) => (float[2,5] y) { y = CumSum(x, ax) }""", [-2, -1, 0, 1]),
+    ("""g (float[2,3,4] x, int64[1] axes) => (float[?,?,?] y) { y = ReduceSum<keepdims = 1>(x, axes) }""", [-3, -1, 0, 1, 2]),
+    ("""g (float[2,3,4] x, int64[1] axes) => (float[?,?] y) { y = ReduceMax<keepdims = 0>(x, axes) }""", [-2, 0, 1, 2]),
+    ("""g (float[1,4,1] x, int64[1] ax) => (float[?,?] y) { y = Squeeze(x, ax) }""", [-3, -1, 0, 2]),
+    ("""g (float[3,4] x, int64[1] ax) => (float[?,?,?] y) { y = Unsqueeze(x, ax) }""", [-3, -1, 0, 1, 2]),
+    ("""g (float[4,6] x, int64[1] ax) => (float[?,?] y) <int64[1] st = {1}, int64[1] en = {3}> { y = Slice(x, st, en, ax) }""",
+     [-2, -1, 0, 1]),
+])
+def test_an_op_with_one_runtime_axis_becomes_ifs_over_its_axes(text, axes):
+    from onnxdoctor.engine import analyze
+
+    opset = 18 if "ReduceMax" in text else 14
+    model = onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : {opset}]>\n' + text)
+    onnx.checker.check_model(model, full_check=True)
+    before = [f for f in _errors(model, "8.6") + _errors(model, "10.15") if f.code == "TRT122"]
+    assert before and all(f.fix and f.fix.rewrite == "runtime-axis-to-if" for f in before)
+    outcome = get_rewrite("runtime-axis-to-if").apply(model, RewriteContext(target=Target.make("10.15")))
+    assert outcome.changed
+    out = cleaned(outcome.model)
+    onnx.checker.check_model(out, full_check=True)
+    assert "If" in [n.op_type for n in out.graph.node]
+    x = np.random.default_rng(0).standard_normal([d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim])
+    axis_input = model.graph.input[1]
+    for a in axes:  # every axis the original accepts
+        value = np.array(a if not axis_input.type.tensor_type.shape.dim else [a], np.int64)
+        feeds = {"x": x.astype(np.float32), axis_input.name: value}
+        ref, got = prove.run(model, feeds), prove.run(out, feeds)
+        np.testing.assert_array_equal(got["y"], ref["y"])
+    for trt in ("8.6", "10.15"):
+        assert not _errors(out, trt), [(f.code, f.message) for f in _errors(out, trt)]
+    assert not [f for f in analyze(from_proto(out), Target.make("10.15"), all_rules()) if f.code == "TRT141"]
+
+
+@pytest.mark.parametrize("text,why", [
+    ("""g (float[2,3] x) => (float[2,1] y) <int64[1] axes = {1}> { y = ReduceSum<keepdims = 1>(x, axes) }""", "is a constant"),
+    ("""g (float[2,3,4] x, int64[2] axes) => (float[?,?,?] y) { y = ReduceSum<keepdims = 1>(x, axes) }""", "exactly one value"),
+    ("""g (x, int64[1] axes) => (y) { y = ReduceSum<keepdims = 1>(x, axes) }""", "rank is unknown"),
+    ("""g (float[2,3] x, int64[1] ax) => (float[?,?] y) { y = Squeeze(x, ax) }""", "no axis of length 1"),
+])
+def test_an_op_whose_axes_are_not_one_runtime_value_is_left_alone(text, why):
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 14]>\n' + text)
+    outcome = get_rewrite("runtime-axis-to-if").apply(model, RewriteContext(target=Target.make("10.15")))
+    assert not outcome.changed and any(why in s for s in outcome.skipped), outcome.skipped

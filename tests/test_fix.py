@@ -69,6 +69,20 @@ def test_unsafe_fixes_apply_and_are_proven():
     onnx.checker.check_model(res.model, full_check=True)
 
 
+def test_value_info_repeating_an_output_without_a_shape_keeps_the_outputs_shape():
+    """Old ONNX Runtime exports list graph outputs in value_info with a type but no shape;
+    graphsurgeon took that entry over the output's, the result lost the output's shape and
+    onnx.checker rejected every rewrite ("Field 'shape' of 'type' is required but missing")."""
+    m = small_model()
+    m.graph.value_info.append(onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None))
+    res = fix_model(m, FixOptions(trt="10.15"))
+    assert not [s for s in res.steps if s.status == "rolled-back"], [(s.rewrite, s.reason) for s in res.steps]
+    assert "fold-constants" in {s.rewrite for s in res.steps if s.status == "applied"}
+    y = next(o for o in res.model.graph.output if o.name == "y")
+    assert [d.dim_value for d in y.type.tensor_type.shape.dim] == [2, 1]
+    onnx.checker.check_model(res.model, full_check=True)
+
+
 def test_rewrite_whose_proof_fails_is_rolled_back():
     # A huge constant that is *meant* to be huge: clamping it changes the output, so the proof fails.
     m = onnx.parser.parse_model("""

@@ -178,3 +178,28 @@ def test_deeply_nested_and_garbage_bytes(run_cli, tmp_path):
         model = folder / fuzz.CATALOG[case](folder)
         for command in ("check", "fix", "verify"):
             _judge(run_cli(*COMMANDS[command](model, folder)), model)
+
+
+def test_graphsurgeon_logging_stays_quiet(run_cli, tmp_path):
+    """graphsurgeon logged "[W] Found distinct Nodes that share the same name" to stdout with the
+    nodes' raw names (terminal escapes included) when fix imported a graph with duplicate names."""
+    m = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2,4] x) => (float[2,4] y) {
+      two = Constant<value = float {2.0}>()
+      three = Constant<value = float {3.0}>()
+      six = Mul(two, three)
+      a = Mul(x, six)
+      dead = Neg(a)
+      y = Abs(a)
+    }""")
+    m.graph.node[3].name = m.graph.node[5].name = "evil\x1b[31m\x1b]0;x\x07"
+    model = tmp_path / "dup-names.onnx"
+    onnx.save(m, model)
+    before = _hashes(tmp_path)
+    (tmp_path / "out").mkdir()
+    proc = run_cli("fix", model, "-o", tmp_path / "out" / "x.onnx", "--rules", "strict", "--no-prove", "--isolated")
+    _judge(proc, model, allow=(0, 1))
+    assert "[W]" not in proc.stdout + proc.stderr and "colored" not in proc.stdout + proc.stderr
+    assert not [ln for ln in proc.stderr.splitlines() if ln.strip()], proc.stderr
+    assert {k: v for k, v in _hashes(tmp_path).items() if "/out/" not in k} == before

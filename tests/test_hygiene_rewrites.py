@@ -221,3 +221,38 @@ def test_llama_noops_removed_exactly_on_a_release_without_rms_norm():
     assert (len(model.graph.node), len(res.model.graph.node)) == (382, 146)
     assert sum(n.op_type == "Constant" for n in res.model.graph.node) == 0
     assert res.proof.worst().max_abs_diff == 0.0
+
+
+# One detector (onnxdoctor.patterns.noops) for GRF405/406/408 and remove-noops: the nodes the rules
+# report are exactly the nodes the rewrite removes, including the no-ops that must stay because they
+# give a graph output its name (graph input, initializer or outer-scope value behind them).
+_AGREE = {
+    "identity-inside": "g (float[4] x) => (float[4] y) { a = Identity(x)\n y = Relu(a) }",
+    "identity-to-output": "g (float[4] x) => (float[4] y) { r = Relu(x)\n y = Identity(r) }",
+    "identity-input-to-output": "g (float[4] x) => (float[4] y) { y = Identity(x) }",
+    "identity-initializer-to-output": "g (float[4] x) => (float[4] y, float[4] z) <float[4] w = {1, 2, 3, 4}> "
+                                      "{ y = Relu(x)\n z = Identity(w) }",
+    "identity-output-to-output": "g (float[4] x) => (float[4] y, float[4] z) { y = Relu(x)\n z = Identity(y) }",
+    "same-type-cast-input-to-output": "g (float[4] x) => (float[4] y) { y = Cast<to = 1>(x) }",
+    "round-trip-inside": "g (float[4] x) => (float[4] y) { d = Cast<to = 11>(x)\n f = Cast<to = 1>(d)\n y = Relu(f) }",
+    "round-trip-input-to-output": "g (float[4] x) => (float[4] y) { d = Cast<to = 11>(x)\n y = Cast<to = 1>(d) }",
+    "add-zero-inside": "g (float[4] x) => (float[4] y) <float[4] b = {0, 0, 0, 0}> { a = Add(x, b)\n y = Relu(a) }",
+    "add-zero-input-to-output": "g (float[4] x) => (float[4] y) <float[4] b = {0, 0, 0, 0}> { y = Add(x, b) }",
+    "mul-one-to-output": "g (float[4] x) => (float[4] y) <float one = {1}> { r = Relu(x)\n y = Mul(r, one) }",
+    "dropout-input-to-output": "g (float[4] x) => (float[4] y) { y = Dropout(x) }",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_AGREE))
+def test_noop_rules_report_exactly_what_remove_noops_removes(case):
+    model = onnx.parser.parse_model(H + _AGREE[case])
+    view = from_proto(model)
+    names = {n.output[0]: n.name or n.output[0] for n in model.graph.node}
+    reported = {f.location.tensor for f in analyze(view, Target.make("10.15"), all_rules())
+                if f.code in ("GRF405", "GRF406", "GRF408")}
+    outcome = get_rewrite("remove-noops").apply(model, RewriteContext(target=Target.make("10.15")))
+    removed = {o for o in names if any(f"{names[o]!r}" in c for c in outcome.changes)}
+    assert reported == removed, (outcome.changes, outcome.skipped)
+    kept = {o for o in names if any(f"{names[o]!r} kept" in s for s in outcome.skipped)}
+    assert not reported & kept
+    assert reported or kept  # every case is a no-op, removed (and reported) or kept (and not reported)

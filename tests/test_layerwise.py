@@ -134,7 +134,7 @@ def test_wide_graph_fp16_conversion_is_not_quadratic():
     """5,000 graph outputs once cost a pass over every node per output in the FP16 conversion."""
     import time
 
-    from onnxdoctor.rewrites.mixed_precision import convert
+    from onnxdoctor.mixed_precision import convert
 
     model = fuzz._many_outputs(5000)
     t = time.perf_counter()

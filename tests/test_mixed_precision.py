@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto as TP
 from onnx import numpy_helper
 
-from onnxdoctor.rewrites import mixed_precision as mp
+from onnxdoctor import mixed_precision as mp
 
 pytest.importorskip("onnxruntime")
 
@@ -341,6 +341,35 @@ def test_bf16_result_is_provable_by_the_fix_pipeline_through_its_emulation():
     assert proof.passed, proof.summary()
     fp16 = mp.convert(m, "fp16", prove=False).model
     assert mp.proof_model(fp16) is fp16
+
+
+
+def test_fix_runs_the_conversion_once_as_a_final_stage_proven_by_its_own_proof():
+    """`fix --precision fp16`: the rewrite loop first, then the conversion once, on its result; the
+    stage's layerwise proof is the one reported, no pipeline proof runs it again."""
+    from onnxdoctor.fix import FixOptions, fix_model
+
+    res = fix_model(block_model(), FixOptions(trt="11.0", precision="fp16", unsafe=True))
+    conv = [s for s in res.steps if s.rewrite == "convert-precision"]
+    assert len(conv) == 1 and conv[0].status == "applied", [(s.rewrite, s.status, s.reason) for s in res.steps]
+    assert res.steps[-1] is conv[0] and conv[0].iteration > max(s.iteration for s in res.steps[:-1])
+    assert conv[0].proof is not None and conv[0].proof.passed and res.proof is conv[0].proof
+    assert {c.name for c in conv[0].proof.comparisons} == {o.name for o in block_model().graph.output}
+    # one pipeline proof per loop iteration that applied something; none for the stage
+    assert res.timings["proof_runs"] == len({s.iteration for s in res.steps[:-1] if s.status == "applied"})
+    assert_strongly_typed(res.model)
+
+
+def test_a_failed_stage_proof_rolls_the_conversion_back():
+    from onnxdoctor.fix import FixOptions, fix_model
+
+    opts = FixOptions(trt="11.0", precision="fp16", unsafe=True,
+                      precision_options={"tolerance": (1e-9, 1e-9), "max_retries": 0})
+    res = fix_model(block_model(), opts)
+    conv = next(s for s in res.steps if s.rewrite == "convert-precision")
+    assert conv.status == "rolled-back" and conv.reason.startswith("outputs differ"), conv
+    assert conv.proof is not None and not conv.proof.passed
+    assert not any(t.data_type == TP.FLOAT16 for t in res.model.graph.initializer)
 
 
 IF_MODEL = """

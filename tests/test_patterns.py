@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx.parser
 import pytest
 
-from onnxdoctor.checks.grf.patterns import (
+from onnxdoctor.patterns.decomposed import (
     Match,
     MatchFailure,
     iter_matches,

@@ -12,11 +12,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxdoctor
 from onnxdoctor import prove
-from onnxdoctor.rule_fixes import APPLICABILITY, SUBSTITUTIONS
+from onnxdoctor._proto import graphs
 from onnxdoctor.findings import Applicability
 from onnxdoctor.fix import FixOptions, fix_model
 from onnxdoctor.rewrites import RewriteContext, all_rewrites, get_rewrite
 from onnxdoctor.rewrites.quantization import _tolerance
+from onnxdoctor.rule_fixes import APPLICABILITY, SUBSTITUTIONS
 from onnxdoctor.target import Target
 
 pytest.importorskip("onnxruntime.quantization")
@@ -98,6 +99,8 @@ def test_quantize_dynamic_model_is_repaired_and_proven(tmp_path, variant, releas
         opts["weight_type"] = QuantType[opts["weight_type"]]
     model = quantized(tmp_path, **opts)
     assert _ops(model) & QUANT_OPS, "quantize_dynamic did not quantize anything"
+    if variant != "ort-optimized":  # the conv, the Gemm and the LSTM are all quantized
+        assert {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "DynamicQuantizeLSTM"} <= _ops(model), _ops(model)
     before = _quant_errors(onnxdoctor.check(model, trt=release, config=False).findings)
     assert before and all(f.fix is not None and f.fix.applicability == Applicability.UNSAFE for f in before)
 
@@ -129,6 +132,27 @@ def test_unsafe_rewrites_need_unsafe_fixes(tmp_path):
     assert _ops(result.model) & QUANT_OPS
     assert _quant_errors(result.after)
     assert not {s.rewrite for s in result.steps} & {r.name for r in all_rewrites() if r.name.startswith("dynamic-quantiz")}
+
+
+def test_cli_says_unsafe_fixes_cure_it_and_they_do(run_cli, tmp_path):
+    """The documented command for a quantize_dynamic model: `fix --unsafe-fixes`; without the flag
+    the report says which unsafe rewrites would apply."""
+    import json
+
+    src = tmp_path / "quantized.onnx"
+    onnx.save(quantized(tmp_path), src)
+    plain = run_cli("fix", src, "-o", tmp_path / "plain.onnx", "--trt", "10.15", "--isolated")
+    assert plain.returncode == 1, plain.stderr
+    assert "have an unsafe fix (dynamic-quantization-to-float, dynamic-quantize-lstm-to-lstm): --unsafe-fixes" in plain.stdout
+    for release in ("8.6", "10.15"):
+        out = tmp_path / f"fixed-{release}.onnx"
+        proc = run_cli("fix", src, "-o", out, "--trt", release, "--unsafe-fixes", "--isolated", "--format", "json")
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["after"]["summary"]["error"] == 0 and report["proof"]["pass"]
+        assert "unsafe fix" not in run_cli("fix", src, "-o", out, "--trt", release, "--unsafe-fixes", "--isolated").stdout
+        onnx.checker.check_model(str(out), full_check=True)
+        assert not _ops(onnx.load(str(out))) & QUANT_OPS
 
 
 def test_quantized_bias_of_older_quantizers_becomes_the_conv_bias():
@@ -248,7 +272,12 @@ def test_findings_name_the_rewrites_check_lists():
 
 def static_quantized(tmp_path, fmt: str, activation: str = "QInt8", symmetric: bool = False) -> onnx.ModelProto:
     """A Conv -> Relu -> Reshape -> MatMul model through onnxruntime.quantization.quantize_static."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array((rng.standard_normal(s) * k).astype(np.float32), n)
@@ -413,7 +442,12 @@ def test_quantize_static_qoperator_cnn_with_contrib_ops(tmp_path):
     """QOperator quantization of a CNN writes QLinearAdd/Mul/Concat/Sigmoid/LeakyRelu/GlobalAveragePool
     and QGemm (com.microsoft) and moves UINT8 codes through Flatten: all of it becomes Q/DQ that
     TensorRT imports."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     rng = np.random.default_rng(1)
 
@@ -452,3 +486,203 @@ def test_quantize_static_qoperator_cnn_with_contrib_ops(tmp_path):
         assert not [n for n in result.model.graph.node if n.domain]
         assert result.proof.passed, result.proof.summary()
         onnx.checker.check_model(result.model, full_check=True)
+
+
+def _all_ops(model):
+    return {n.op_type for g in graphs(model.graph) for n in g.node}
+
+
+def _weight(rng, name, *shape):
+    return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+
+def if_of_matmuls() -> onnx.ModelProto:
+    """`y = If(c)` whose branches are MatMuls of the outer `x`: the quantizer puts the
+    DynamicQuantizeLinear of `x` in the main graph and the MatMulInteger chains in the branches."""
+    rng = np.random.default_rng(2)
+    out = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16])]
+
+    def branch(name, w):
+        return helper.make_graph([helper.make_node("MatMul", ["x", w], ["y_" + name])], name, [],
+                                 [helper.make_tensor_value_info("y_" + name, TensorProto.FLOAT, [2, 16])],
+                                 [_weight(rng, w, 8, 16)])
+
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch("then", "w1"), else_branch=branch("else", "w2"))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+                                            helper.make_tensor_value_info("c", TensorProto.BOOL, [])], out)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def loop_and_if_of_lstms() -> onnx.ModelProto:
+    """A Loop whose body multiplies its state by a weight, beside an If whose branches are LSTMs
+    (one with a bias, one without): the quantizer writes the MatMulInteger chain inside the Loop
+    body and a com.microsoft::DynamicQuantizeLSTM in each branch."""
+    rng = np.random.default_rng(3)
+    hidden = 4
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["s_in", "wl"], ["m"]), helper.make_node("Tanh", ["m"], ["s_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [2, 8])],
+        [_weight(rng, "wl", 8, 8)])
+
+    def branch(name, bias):
+        weights = [_weight(rng, f"{name}_w", 1, 4 * hidden, 8), _weight(rng, f"{name}_r", 1, 4 * hidden, hidden)]
+        if bias:
+            weights.append(_weight(rng, f"{name}_b", 1, 8 * hidden))
+        nodes = [helper.make_node("Unsqueeze", ["x", "axis0"], [f"{name}_seq"]),
+                 helper.make_node("LSTM", [f"{name}_seq", *(t.name for t in weights)], [f"{name}_y"], hidden_size=hidden)]
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [1, 1, 2, hidden])], weights)
+
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "", "x"], ["s"], body=body),
+         helper.make_node("If", ["c"], ["y"], then_branch=branch("then", True), else_branch=branch("else", False))], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, hidden]), helper.make_tensor_value_info("s", TensorProto.FLOAT, [2, 8])],
+        [numpy_helper.from_array(np.array(3, np.int64), "trips"), numpy_helper.from_array(np.array([0], np.int64), "axis0")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+BODY_MODELS = {"if-of-matmuls": (if_of_matmuls, {"MatMulInteger", "DynamicQuantizeLinear"}),
+               "loop-and-if-of-lstms": (loop_and_if_of_lstms, {"MatMulInteger", "DynamicQuantizeLSTM"})}
+
+
+@pytest.mark.parametrize("name", list(BODY_MODELS))
+@pytest.mark.parametrize("release", ["8.6", "10.15"])
+def test_quantize_dynamic_inside_control_flow_bodies(tmp_path, name, release):
+    """quantize_dynamic(EnableSubgraph) quantizes inside If/Loop bodies, reading the quantized
+    activation from the enclosing graph: the rewrites reach every body, and both branches of the
+    If stay within tolerance of the quantized model."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    build, made = BODY_MODELS[name]
+    src, dst = tmp_path / "float.onnx", tmp_path / "quantized.onnx"
+    onnx.save(build(), src)
+    quantize_dynamic(str(src), str(dst), extra_options={"EnableSubgraph": True}, op_types_to_quantize=["MatMul", "LSTM"])
+    model = onnx.load(str(dst))
+    assert made <= _all_ops(model), _all_ops(model)
+    assert not made & {n.op_type for n in model.graph.node if n.op_type != "DynamicQuantizeLinear"}, "nothing quantized in a body"
+
+    result = fix_model(model, FixOptions(trt=release, unsafe=True))
+
+    assert not (_all_ops(result.model) & QUANT_OPS), _all_ops(result.model)
+    assert not [f for f in result.after if str(f.severity) == "error"], [(f.code, f.message) for f in result.after]
+    assert not [s for s in result.steps if s.status == "rolled-back"], [(s.rewrite, s.reason) for s in result.steps]
+    assert result.proof.passed, result.proof.summary()
+    onnx.checker.check_model(result.model, full_check=True)
+    x = np.random.default_rng(7).standard_normal((2, 8)).astype(np.float32)
+    for c in (True, False):  # the proof ran one branch; both are rewritten
+        feeds = {"x": x, "c": np.array(c)}
+        ref, got = prove.run(model, feeds), prove.run(result.model, feeds)
+        for out, value in ref.items():
+            assert np.abs(value - got[out]).max() <= result.tolerance[0] + result.tolerance[1] * np.abs(value).max(), (c, out)
+
+
+def test_a_quantized_activation_a_body_still_reads_is_kept():
+    """A DynamicQuantizeLinear read by a chain it replaces and by an If branch whose chain it
+    cannot replace (a weight computed at run time) stays for the branch."""
+    rng = np.random.default_rng(4)
+    scale = numpy_helper.from_array(np.array(0.01, np.float32), "ws")
+
+    def chain(prefix, weight, out):
+        return [helper.make_node("Mul", ["xs", "ws"], [f"{prefix}_s"]),
+                helper.make_node("MatMulInteger", ["xq", weight, "xz"], [f"{prefix}_acc"]),
+                helper.make_node("Cast", [f"{prefix}_acc"], [f"{prefix}_f"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", [f"{prefix}_f", f"{prefix}_s"], [out])]
+
+    wq = numpy_helper.from_array(rng.integers(-100, 100, (8, 4)).astype(np.int8), "wq")
+    then = helper.make_graph([helper.make_node("Cast", ["wi"], ["w_run"], to=TensorProto.INT8), *chain("t", "w_run", "yt")],
+                             "then", [], [helper.make_tensor_value_info("yt", TensorProto.FLOAT, [2, 4])])
+    other = helper.make_graph(chain("e", "wq", "ye"), "else", [], [helper.make_tensor_value_info("ye", TensorProto.FLOAT, [2, 4])])
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]), *chain("m", "wq", "ym"),
+             helper.make_node("If", ["c"], ["yb"], then_branch=then, else_branch=other)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+                                           helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                                           helper.make_tensor_value_info("wi", TensorProto.INT32, [8, 4])],
+                              [helper.make_tensor_value_info("ym", TensorProto.FLOAT, [2, 4]),
+                               helper.make_tensor_value_info("yb", TensorProto.FLOAT, [2, 4])], [wq, scale])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+
+    outcome = get_rewrite("dynamic-quantization-to-float").apply(model, RewriteContext(target=Target.make("10.15")))
+
+    assert len(outcome.changes) == 2, outcome.changes  # the main graph's chain and the else branch's
+    assert any("the weight is not a constant" in s for s in outcome.skipped), outcome.skipped
+    assert [n.op_type for n in outcome.model.graph.node] == ["DynamicQuantizeLinear", "MatMul", "If"]
+    onnx.checker.check_model(outcome.model, full_check=True)
+    feeds = {"x": rng.standard_normal((2, 8)).astype(np.float32),
+             "wi": rng.integers(-100, 100, (8, 4)).astype(np.int32)}
+    for c in (True, False):
+        ref = prove.run(model, {**feeds, "c": np.array(c)})
+        got = prove.run(outcome.model, {**feeds, "c": np.array(c)})
+        if c:
+            assert np.array_equal(ref["yb"], got["yb"])  # the branch left alone computes what it did
+        for out in ("ym", "yb"):
+            assert np.abs(ref[out] - got[out]).max() <= 0.05 * np.abs(ref[out]).max(), (c, out)
+
+
+_MS_OPSET = '<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>'
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "text", "reason"),
+    [
+        pytest.param("dynamic-quantize-matmul-to-matmul", """
+            g (float[2,4] a, int8[4,3] w) => (float[2,3] y) <float s = {0.1}, int8 z = {0}> {
+              y = com.microsoft.DynamicQuantizeMatMul(a, w, s, z) }""", "weight is not a constant", id="matmul-runtime-weight"),
+        pytest.param("dynamic-quantization-to-float", """
+            g (uint8[2,4] a, float s) => (float[2,3] y) <int8[12] w = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, float t = {0.1}> {
+              w2 = Reshape(w, shape)  shape = Constant<value = int64[2] {4, 3}>()
+              y = com.microsoft.MatMulIntegerToFloat(a, w2, s, t) }""", "does not come from DynamicQuantizeLinear",
+                     id="integer-to-float-static-input"),
+        pytest.param("matmul-nbits-to-matmul", """
+            g (float[2,8] a, uint8[4,1,8] b, float[4] s, int32[8] gi) => (float[2,4] y) {
+              y = com.microsoft.MatMulNBits<K = 8, N = 4, bits = 4, block_size = 16>(a, b, s, , gi) }""", "g_idx",
+                     id="nbits-act-order"),
+        pytest.param("qlinear-contrib-to-qdq", """
+            g (uint8[1,4,4,2] x) => (uint8[1,2,2,2] y) <float s = {0.1}, uint8 z = {128}> {
+              y = com.microsoft.QLinearAveragePool<kernel_shape = [2, 2], strides = [2, 2], channels_last = 1>(x, s, z, s, z) }""",
+                     "channels-last", id="contrib-channels-last-pool"),
+        pytest.param("qlinear-contrib-to-qdq", """
+            g (uint8[2,4] a, int8[3,4] b, float bs) => (float[2,3] y) <float s = {0.1}, uint8 z = {128}> {
+              y = com.microsoft.QGemm<transB = 1>(a, s, z, b, bs, ) }""", "weight scale is not a constant",
+                     id="qgemm-runtime-scale"),
+        pytest.param("dequantize-constant-to-float", """
+            g (float[4] x) => (float[4] y) <int8[4] w = {1, -2, 3, -4}, float s = {0.1}> {
+              d = DequantizeLinear(w, s)  y = Add(x, d) }""", "TensorRT 10.15 imports it", id="int8-symmetric-weight"),
+        pytest.param("dequantize-constant-to-float", """
+            g (uint8[4] q) => (float[4] y) <float s = {0.1}, uint8 z = {128}> { y = DequantizeLinear(q, s, z) }""",
+                     "not a constant", id="runtime-data"),
+    ],
+)
+def test_quantization_rewrites_leave_alone_what_they_cannot_replace(rewrite, text, reason):
+    model = onnx.parser.parse_model(_MS_OPSET + text)
+    outcome = get_rewrite(rewrite).apply(model, RewriteContext(target=Target.make("10.15")))
+    assert not outcome.changed
+    assert any(reason in s for s in outcome.skipped), outcome.skipped
+
+
+def test_qdq_to_symmetric_int8_inside_an_if_branch():
+    """An asymmetric Q/DQ pair inside a branch, its scale and zero point in the main graph."""
+    then = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+                              helper.make_node("Relu", ["d"], ["yt"])], "then", [],
+                             [helper.make_tensor_value_info("yt", TensorProto.FLOAT, [2, 8])])
+    other = helper.make_graph([helper.make_node("Relu", ["x"], ["ye"])], "else", [],
+                              [helper.make_tensor_value_info("ye", TensorProto.FLOAT, [2, 8])])
+    graph = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+                               helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+                              [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(3, np.int8), "z")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    outcome = get_rewrite("qdq-to-symmetric-int8").apply(model, RewriteContext(target=Target.make("10.15")))
+    assert len(outcome.changes) == 1, (outcome.changes, outcome.skipped)
+    onnx.checker.check_model(outcome.model, full_check=True)
+    branch = outcome.model.graph.node[0].attribute[0].g if outcome.model.graph.node[0].attribute[0].name == "then_branch" \
+        else outcome.model.graph.node[0].attribute[1].g
+    assert [n.op_type for n in branch.node] == ["Add", "QuantizeLinear", "DequantizeLinear", "Sub", "Relu"]
+    feeds = {"x": np.linspace(-12, 12, 16, dtype=np.float32).reshape(2, 8) + 0.013, "c": np.array(True)}
+    proof = prove.compare(prove.run(model, feeds), prove.run(outcome.model, feeds), atol=1e-6, rtol=1e-6)
+    assert proof.passed, proof.summary()

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 import onnxdoctor
-from onnxdoctor.checks.grf.patterns import iter_matches, match_gelu, match_layer_norm, match_rms_norm
+from onnxdoctor.patterns.decomposed import iter_matches, match_gelu, match_layer_norm, match_rms_norm
 from onnxdoctor.model import load
 
 from ._fixtures import MODELS

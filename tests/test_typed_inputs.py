@@ -46,11 +46,26 @@ def test_integer_matmul_becomes_mul_reduce_sum(t, np_t):
     assert "MatMul" not in [n.op_type for n in out.graph.node]
 
 
-def test_integer_matmul_names_no_fix_where_reduce_sum_is_float_only():
-    model = onnx.parser.parse_model(H + "g (int32[2,3] a, int32[3,4] b) => (int32[2,4] y) { y = MatMul(a, b) }")
-    assert [f.fix for f in _errors(model, "8.6") if f.code == "TRT116"] == [None]
-    outcome = get_rewrite("integer-matmul-to-mul-reduce-sum").apply(model, RewriteContext(target=Target.make("8.6")))
-    assert not outcome.changed and "does not take INT32" in outcome.skipped[0]
+@pytest.mark.parametrize("t,np_t,trt", [("int32", np.int32, "8.6"), ("int64", np.int64, "8.6")])
+def test_integer_matmul_is_unrolled_where_reduce_sum_is_float_only(t, np_t, trt):
+    # Extremes included: Mul and Add wrap around as MatMul does, in any order (ONNX Runtime).
+    rng = np.random.default_rng(1)
+    info = np.iinfo(np.int32)
+    a = rng.integers(info.min, info.max, (2, 2, 5), dtype=np.int64).astype(np_t)
+    a[0, 0, :] = info.max
+    b = rng.integers(-1000, 1000, (5, 4)).astype(np_t)
+    out = repaired(f"g ({t}[2,2,5] a, {t}[5,4] b) => ({t}[2,2,4] y) {{ y = MatMul(a, b) }}", trt,
+                   "integer-matmul-to-mul-reduce-sum", {"a": a, "b": b})
+    ops = [n.op_type for n in out.graph.node]
+    assert "MatMul" not in ops and "ReduceSum" not in ops and ops.count("Mul") == 5 and ops.count("Add") == 4
+
+
+def test_integer_matmul_names_no_fix_where_reduce_sum_is_float_only_and_k_is_large_or_unknown():
+    for a_shape in ("[2,65]", "[2,K]"):
+        model = onnx.parser.parse_model(H + f"g (int32{a_shape} a, int32[{a_shape[3:-1]},4] b) => (int32[2,4] y) {{ y = MatMul(a, b) }}")
+        assert [f.fix for f in _errors(model, "8.6") if f.code == "TRT116"] == [None]
+        outcome = get_rewrite("integer-matmul-to-mul-reduce-sum").apply(model, RewriteContext(target=Target.make("8.6")))
+        assert not outcome.changed and "does not take INT32" in outcome.skipped[0]
 
 
 def test_integer_exponent_of_a_float_pow_is_cast():

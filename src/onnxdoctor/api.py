@@ -74,8 +74,8 @@ def check(
     """
     from .config import DEFAULT, Discovery
 
-    explicit = Options(trt, _opt_tuple(select), _opt_tuple(ignore), _opt_tuple(plugins), precision,
-                       _opt_tuple(shapes), fail_on)
+    flags = dict(trt=trt, select=_opt_tuple(select), ignore=_opt_tuple(ignore), plugins=_opt_tuple(plugins),
+                 precision=precision, shapes=_opt_tuple(shapes), fail_on=fail_on)
     discovery = None if config is False else Discovery(config if config not in (None, True) else None)
     items = list(models) if isinstance(models, (list, tuple)) else [models]
     single = len(items) == 1 and not (isinstance(items[0], (str, os.PathLike)) and Path(items[0]).is_dir())
@@ -88,13 +88,13 @@ def check(
     plans = []
     for item in expanded:
         cfg = discovery.for_model(item) if discovery and isinstance(item, (str, os.PathLike)) else DEFAULT
-        plans.append((item, explicit.resolve(cfg, item if isinstance(item, (str, os.PathLike)) else None)))
+        plans.append((item, Settings.of(cfg.resolve(item if isinstance(item, (str, os.PathLike)) else None, **flags))))
     # Validate every plan's settings up front: a bad flag or config value is a usage error (exit 2).
     for _, settings in plans:
         settings.target()
         settings.rules()
     reports = _run(plans, jobs, progress, single)
-    top = plans[0][1].target() if plans else explicit.resolve(DEFAULT, None).target()
+    top = plans[0][1].target() if plans else Settings.of(DEFAULT.resolve(**flags)).target()
     return Report(target=top, models=reports)
 
 
@@ -109,6 +109,12 @@ class Settings:
     precision: str | None
     shapes: tuple[str, ...]
     fail_on: str
+
+    @classmethod
+    def of(cls, cfg) -> Settings:
+        """The settings of a check from a resolved configuration (config.Config.resolve)."""
+        return cls(trt=cfg.trt, select=cfg.select, ignore=tuple(cfg.ignore), plugins=tuple(cfg.plugins),
+                   precision=cfg.precision, shapes=tuple(cfg.shapes), fail_on=cfg.fail_on or "error")
 
     def target(self) -> Target:
         """The release checked (the newest of a range)."""
@@ -136,33 +142,6 @@ def _targets(trt, precision, plugins, shapes) -> tuple[Target, ...]:
     frozen = parse_shapes(shapes) if shapes else None
     versions = knowledge_base().resolve_range(trt) or (trt,)
     return tuple(Target.make(v, precision=precision, plugins=plugins, shapes=frozen) for v in versions)
-
-
-@dataclass(frozen=True)
-class Options:
-    """What the caller said explicitly (None: not said, so the configuration decides)."""
-
-    trt: str | None
-    select: tuple[str, ...] | None
-    ignore: tuple[str, ...] | None
-    plugins: tuple[str, ...] | None
-    precision: str | None
-    shapes: tuple[str, ...] | None
-    fail_on: str | None
-
-    def resolve(self, cfg, path) -> Settings:
-        ignore = self.ignore if self.ignore is not None else cfg.ignore
-        if path is not None and cfg.per_file_ignores:
-            ignore = tuple(ignore) + tuple(c for c in cfg.ignores_for(path) if c not in cfg.ignore)
-        return Settings(
-            trt=self.trt if self.trt is not None else cfg.trt,
-            select=self.select if self.select is not None else cfg.select,
-            ignore=tuple(ignore),
-            plugins=self.plugins if self.plugins is not None else cfg.plugins,
-            precision=self.precision if self.precision is not None else cfg.precision,
-            shapes=self.shapes if self.shapes is not None else cfg.shapes,
-            fail_on=self.fail_on or cfg.fail_on or "error",
-        )
 
 
 def _opt_tuple(value) -> tuple[str, ...] | None:
@@ -379,16 +358,18 @@ def fix(
         target(destination, inputs, option="-o", in_place=in_place, hint="pass --in-place to overwrite it")
     if report is not None:
         target(report, inputs, option="--report")
+    cfg = cfg.resolve(fix_rules=rules, trt=trt, precision=precision, plugins=_opt_tuple(plugins), fix_atol=atol,
+                      fix_rtol=rtol, shapes=_opt_tuple(shapes))
     opts = FixOptions(
-        rules=rules or cfg.fix_rules or "default",
-        trt=trt or cfg.trt,
-        precision=precision or cfg.precision,
-        plugins=tuple(plugins or ()) or cfg.plugins,
+        rules=cfg.fix_rules or "default",
+        trt=cfg.trt,
+        precision=cfg.precision,
+        plugins=cfg.plugins,
         unsafe=unsafe_fixes,
         prove=prove,
-        atol=atol if atol is not None else (cfg.fix_atol if cfg.fix_atol is not None else DEFAULT_ATOL),
-        rtol=rtol if rtol is not None else (cfg.fix_rtol if cfg.fix_rtol is not None else DEFAULT_RTOL),
-        shapes=tuple(shapes or ()) or cfg.shapes,
+        atol=cfg.fix_atol if cfg.fix_atol is not None else DEFAULT_ATOL,
+        rtol=cfg.fix_rtol if cfg.fix_rtol is not None else DEFAULT_RTOL,
+        shapes=cfg.shapes,
         data=os.fspath(data) if data is not None else None,
         seed=DEFAULT_SEED if seed is None else seed,
         progress=progress,
@@ -432,6 +413,7 @@ def verify(
     output: str | os.PathLike | None = None,
     format: str = "text",
     show_all: bool = False,
+    config: str | os.PathLike | bool | None = None,
     log=None,
     progress=None,
     time_limit: float | None = None,
@@ -441,9 +423,10 @@ def verify(
     (`against`), FP16 emulation on CPU (`fp16=True`), or a TensorRT engine (`backend="trt"`) —
     outputs only or every tensor (`layerwise`). `output` gets the report in `format` ("text" or
     "json"). `log` receives the line saying which inputs were used; `progress(done, total)` is
-    called per segment run (nodes done, nodes). Returns the VerifyResult (`passed`, `comparisons`, `first_divergence`,
-    `inputs`). `time_limit`/`activation_limit` bound the layerwise runs (as for fix). Raises
-    OnnxDoctorError; ONNX Runtime's own errors propagate."""
+    called per segment run (nodes done, nodes). `trt` and `shapes` left None come from the
+    configuration, as in `check`. Returns the VerifyResult (`passed`, `comparisons`,
+    `first_divergence`, `inputs`). `time_limit`/`activation_limit` bound the layerwise runs (as for
+    fix). Raises OnnxDoctorError; ONNX Runtime's own errors propagate."""
     from . import prove as proving
     from .inputs import plan_inputs
     from .io import Inputs, target, write_text
@@ -460,12 +443,16 @@ def verify(
         raise UsageError("nothing to compare: give --against OTHER.onnx, --fp16 (emulation), or --backend trt")
     if backend == "trt" and not isinstance(model, (str, os.PathLike)):
         raise UsageError("the TensorRT backend needs a model file")
-    specs = parse_shapes(list(shapes or ()))
+    cfg = _config(config, model).resolve(trt=trt, shapes=_opt_tuple(shapes))
+    trt = cfg.trt
+    specs = parse_shapes(list(cfg.shapes))
     frozen = {n: s.opt for n, s in specs.items()}
     inputs = Inputs()
     reference, _, shown = _with_weights(model, inputs, "the input model")
     if data is not None:
         inputs.add(data, "the --data file")
+    if config not in (None, True, False):
+        inputs.add(config, "the --config file")
     if isinstance(against, (str, os.PathLike)):
         inputs.add(against, "the --against model")
     if output is not None:
@@ -515,9 +502,9 @@ def profile(
     from .profile import build_profile
     from .shapes import parse_shapes
 
-    cfg = _config(config, model)
-    specs = parse_shapes(list(shapes or ()) or list(cfg.shapes))
-    target_release = Target.make(trt or cfg.trt, precision=precision or cfg.precision)
+    cfg = _config(config, model).resolve(shapes=_opt_tuple(shapes), trt=trt, precision=precision)
+    specs = parse_shapes(list(cfg.shapes))
+    target_release = Target.make(cfg.trt, precision=cfg.precision)
     m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
     proto = None
     if validate:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -14,7 +13,7 @@ from .errors import OnnxDoctorError, UsageError
 from .report import FORMATS
 from .terminal import printable, printable_lines
 
-SEVERITIES = ("error", "warning", "info")
+from .config import PRECISIONS, SEVERITIES
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -42,6 +41,60 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+# -- option groups shared by the commands: one definition each, so they read and behave alike -----
+def _options(*decorators):
+    """Apply several click options as one decorator, in the order written."""
+
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def _trt_option(help: str = "TensorRT release (default: latest, or the configuration's trt)."):
+    return click.option("--trt", "trt", default=None, metavar="VERSION", help=help)
+
+
+def _precision_option(help: str):
+    return click.option("--precision", type=click.Choice(PRECISIONS), default=None, help=help)
+
+
+def _plugin_option(help: str = "A TensorRT plugin you will load (op types with this name are not errors)."):
+    return click.option("--plugin", "plugins", multiple=True, metavar="NAME", help=help)
+
+
+def _shape_option(help: str, metavar: str = "NAME:DIMS"):
+    return click.option("--shape", "shapes", multiple=True, metavar=metavar, help=help)
+
+
+def _fail_on_option(help: str):
+    return click.option("--fail-on", type=click.Choice(SEVERITIES), default=None, help=help)
+
+
+# Where the settings come from: every command that has settings takes these two, and passes
+# `_config_source(config, isolated)` on (config.Config.resolve merges the flags in).
+_config_options = _options(
+    click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+                 help="Use this configuration file instead of discovering pyproject.toml/onnxdoctor.toml upward from the model."),
+    click.option("--isolated", is_flag=True, help="Ignore all configuration files."),
+)
+
+
+def _config_source(config, isolated: bool):
+    return False if isolated else config
+
+
+# The budgets of the layerwise runs (fix --precision, verify --layerwise/--fp16).
+_budget_options = _options(
+    click.option("--time-limit", type=float, default=None, metavar="SECONDS",
+                 help="Stop the layerwise runs (every tensor observed or compared) after this long, with a clear error (default 600)."),
+    click.option("--activation-limit", type=float, default=None, metavar="MB",
+                 help="Most activation memory the layerwise runs may hold at once (default 2048)."),
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="onnxdoctor")
 def main() -> None:
@@ -67,9 +120,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--trt", "trt", default=None, metavar="VERSION",
-              help="TensorRT release: 8.6, 10, 10.15, 11, latest (default: latest); or every release of a range "
-                   "(all, 10.0..11.5, 10..): a table of releases and the oldest one without errors.")
+@_trt_option("TensorRT release: 8.6, 10, 10.15, 11, latest (default: latest, or the configuration's trt); or every "
+             "release of a range (all, 10.0..11.5, 10..): a table of releases and the oldest one without errors.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Report format.")
 @click.option("--show", "show", multiple=True, metavar="SEVERITIES",
               help="Text report: severities to list (error, warning, info, all; comma-separated). Default: error,warning; "
@@ -78,12 +130,11 @@ def main() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE instead of stdout.")
 @click.option("--select", multiple=True, metavar="CODES", help="Only these rules: codes, prefixes (TRT1), families (TRT) or names; comma-separated or repeated.")
 @click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rules (same forms as --select).")
-@click.option("--fail-on", type=click.Choice(SEVERITIES), default=None, help="Lowest severity that makes the exit code 1 (default: error, or the configuration's fail-on).")
-@click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="A TensorRT plugin you will load (op types with this name are not errors).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision you intend to build in.")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS", help="Freeze an input for the analysis, e.g. input_ids:1x128 (repeatable).")
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Use this configuration file instead of discovering pyproject.toml/onnxdoctor.toml upward from each model.")
-@click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
+@_fail_on_option("Lowest severity that makes the exit code 1 (default: error, or the configuration's fail-on).")
+@_plugin_option()
+@_precision_option("Precision you intend to build in.")
+@_shape_option("Freeze an input for the analysis, e.g. input_ids:1x128 (repeatable).")
+@_config_options
 @click.option("--baseline", type=click.Path(dir_okay=False), default=None, help="Report only findings that are not in this baseline file.")
 @click.option("--write-baseline", type=click.Path(dir_okay=False), default=None, help="Record the current findings in FILE (then exit 0) for later --baseline runs.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
@@ -131,7 +182,7 @@ def check(paths, trt, fmt, show, verbose, output, select, ignore, fail_on, plugi
             list(paths), trt,
             select=_split(select) or None, ignore=_split(ignore) or None, plugins=_split(plugins) or None,
             precision=precision, shapes=list(shapes) or None, fail_on=fail_on,
-            config=False if isolated else config, jobs=jobs,
+            config=_config_source(config, isolated), jobs=jobs,
             progress=sys.stderr.isatty(),
         )
     except OnnxDoctorError as e:
@@ -240,32 +291,28 @@ def entry() -> None:
 @click.option("-o", "--output", type=click.Path(), default=None, help="Where to write the fixed model.")
 @click.option("--in-place", is_flag=True, help="Overwrite the input model (and its external data).")
 @click.option("--rules", "rules", default=None, metavar="RULESET|CODES", help="Ruleset (default, strict) or comma-separated rule codes whose fixes apply (default: default, or the configuration's fix.rules).")
-@click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release to fix for (default: latest, or the configuration's trt).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision to build in. fp16/bf16 convert the graph to mixed precision (convert-precision), keeping sensitive regions in FP32, proven layer by layer.")
-@click.option("--plugin", "plugins", multiple=True, metavar="NAME", help="A TensorRT plugin you will load.")
+@_trt_option("TensorRT release to fix for (default: latest, or the configuration's trt).")
+@_precision_option("Precision to build in. fp16/bf16 convert the graph to mixed precision (convert-precision), keeping sensitive regions in FP32, proven layer by layer.")
+@_plugin_option("A TensorRT plugin you will load.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change values slightly (proven within a looser tolerance).")
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @click.option("--diff", "show_diff", is_flag=True, help="Print removed, added and modified nodes.")
 @click.option("--explain", is_flag=True, help="Also say why rewrites did not fire where they looked.")
 @click.option("--no-prove", is_flag=True, help="Skip the ONNX Runtime proof (not recommended).")
-@click.option("--atol", type=float, default=None, help="Absolute tolerance of the proof (default 1e-4).")
-@click.option("--rtol", type=float, default=None, help="Relative tolerance of the proof (default 1e-3).")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS", help="Freeze an input (enables freeze-shapes), e.g. input_ids:1x128.")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance of the proof (default 1e-4, or the configuration's fix.atol).")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance of the proof (default 1e-3, or the configuration's fix.rtol).")
+@_shape_option("Freeze an input (enables freeze-shapes), e.g. input_ids:1x128.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None, help="Inputs for the proof (.npz, one array per graph input).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated proof inputs.")
-@click.option("--fail-on", type=click.Choice(SEVERITIES), default=None, help="Exit 1 when the fixed model still has findings at or above this (default: error).")
+@_fail_on_option("Exit 1 when the fixed model still has findings at or above this (default: the configuration's fail-on, the ruleset's, or error).")
 @click.option("--keep-io-types/--no-keep-io-types", default=True, show_default=True, help="--precision conversion: keep graph inputs/outputs in their original types.")
 @click.option("--keep-fp32", "keep_fp32", multiple=True, metavar="OP_OR_NODE_GLOB", help="--precision conversion: keep these op types or node names (globs) in FP32; repeatable.")
 @click.option("--max-abs", type=float, default=None, help="--precision conversion: keep in FP32 nodes whose observed activations exceed this magnitude.")
 @click.option("--keep-norm-stats", is_flag=True, help="--precision conversion: keep decomposed LayerNorm/RMSNorm statistics in FP32 even where the reference run saw them in range.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write the full JSON report (every step, every conversion decision with its reason) to FILE.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Configuration file to use instead of discovery.")
-@click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
-@click.option("--time-limit", type=float, default=None, metavar="SECONDS",
-              help="Stop the layerwise runs (every tensor observed or compared) after this long, with a clear error (default 600).")
-@click.option("--activation-limit", type=float, default=None, metavar="MB",
-              help="Most activation memory the layerwise runs may hold at once (default 2048).")
+@_config_options
+@_budget_options
 def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, dry_run, show_diff, explain, no_prove, atol,
         rtol, shapes, data, seed, fail_on, keep_io_types, keep_fp32, max_abs, keep_norm_stats, report_path, fmt, config,
         isolated, time_limit, activation_limit) -> None:
@@ -297,7 +344,7 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
                 rules=rules, trt=trt, precision=precision, plugins=_split(plugins), unsafe_fixes=unsafe_fixes,
                 prove=not no_prove, atol=atol, rtol=rtol, shapes=shapes, data=data, seed=seed, keep_io_types=keep_io_types,
                 keep_fp32=keep_fp32, max_abs=max_abs, keep_norm_stats=keep_norm_stats,
-                config=False if isolated else config, log=progress, progress=progress is not None,
+                config=_config_source(config, isolated), log=progress, progress=progress is not None,
                 time_limit=time_limit, activation_limit=activation_limit,
             )
     except OnnxDoctorError as e:
@@ -324,19 +371,17 @@ def rewrites_cmd() -> None:
 @click.option("--fp16", is_flag=True, help="Without TensorRT: emulate FP16 on CPU (flag tensors leaving the FP16 range). With --backend trt on 10.x: build with the FP16 flag.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None, help="Inputs (.npz, one array per graph input).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS", help="Input shapes for generated inputs (and the TensorRT profile).")
-@click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release (for --backend trt: strongly typed on 11.x).")
+@_shape_option("Input shapes for generated inputs (and the TensorRT profile).")
+@_trt_option("TensorRT release (for --backend trt: strongly typed on 11.x; default: latest, or the configuration's trt).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-4).")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default 1e-3).")
 @click.option("--all", "show_all", is_flag=True, help="Text output: list every compared tensor, not only failures.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE.")
-@click.option("--time-limit", type=float, default=None, metavar="SECONDS",
-              help="Stop the layerwise runs (every tensor observed or compared) after this long, with a clear error (default 600).")
-@click.option("--activation-limit", type=float, default=None, metavar="MB",
-              help="Most activation memory the layerwise runs may hold at once (default 2048).")
+@_budget_options
+@_config_options
 def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, atol, rtol, show_all, fmt, output,
-           time_limit, activation_limit) -> None:
+           time_limit, activation_limit, config, isolated) -> None:
     """Compare a candidate against ONNX Runtime on MODEL, optionally layer by layer, and name the
     first layer that diverges.
 
@@ -355,7 +400,8 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if fmt == "text" and sys.stderr.isatty() else None
         result = api_verify(model, against, backend=backend, layerwise=layerwise, fp16=fp16, data=data, seed=seed,
                             shapes=shapes, trt=trt, atol=atol, rtol=rtol, output=output, format=fmt, show_all=show_all,
-                            log=log, progress=_progress_printer() if sys.stderr.isatty() else None,
+                            config=_config_source(config, isolated), log=log,
+                            progress=_progress_printer() if sys.stderr.isatty() else None,
                             time_limit=time_limit, activation_limit=activation_limit)
     except OnnxDoctorError as e:
         _fail(str(e))
@@ -417,14 +463,13 @@ def _progress_printer():
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("--shape", "shapes", multiple=True, metavar="NAME:MIN:OPT:MAX", help="Profile of an input (or NAME:DIMS for a fixed shape); repeatable.")
-@click.option("--trt", "trt", default=None, metavar="VERSION", help="TensorRT release the command is for (default: latest, or the configuration's trt).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8"]), default=None, help="Precision intent (adds the builder flag on releases that still have one).")
+@_shape_option("Profile of an input (or NAME:DIMS for a fixed shape); repeatable.", metavar="NAME:MIN:OPT:MAX")
+@_trt_option("TensorRT release the command is for (default: latest, or the configuration's trt).")
+@_precision_option("Precision intent (adds the builder flag on releases that still have one).")
 @click.option("--engine", default=None, metavar="FILE", help="--saveEngine path in the trtexec command (default: MODEL with .engine).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--no-validate", is_flag=True, help="Do not run min/opt/max in ONNX Runtime (faster; the shapes are then name-based defaults and marked not validated).")
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Configuration file to use instead of discovery.")
-@click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
+@_config_options
 def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, isolated) -> None:
     """Print an optimization profile (min/opt/max) for every dynamic input of MODEL, and the
     ready-to-run trtexec command that builds the engine for your TensorRT release.
@@ -445,7 +490,7 @@ def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, iso
     try:
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() else None
         prof = api_profile(model, shapes=shapes, trt=trt, precision=precision, engine=engine, validate=not no_validate,
-                           config=False if isolated else config, log=log)
+                           config=_config_source(config, isolated), log=log)
     except OnnxDoctorError as e:
         _fail(str(e))
     click.echo(json.dumps(prof, indent=2) if fmt == "json" else printable_lines(render_text(prof).rstrip("\n")))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -32,26 +32,109 @@ else:  # pragma: no cover
 
 from .errors import UsageError
 
-KEYS = {"trt", "precision", "select", "ignore", "fail-on", "per-file-ignores", "shapes", "plugins", "fix"}
-FIX_KEYS = {"rules", "atol", "rtol"}
 SEVERITIES = ("error", "warning", "info")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 
 
+def _fail(path: Path, key: str, problem: str) -> UsageError:
+    return UsageError(f"{path}: [{'tool.onnxdoctor' if path.name == 'pyproject.toml' else 'onnxdoctor'}] {key}: {problem}")
+
+
+# -- readers: (file, key as the file spells it, value) -> the Config value, or UsageError -------------
+def _str_list(path: Path, key: str, value) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise _fail(path, key, "expected a list of strings")
+
+
+def _release(path: Path, key: str, value) -> str:
+    if not isinstance(value, (str, int, float)):
+        raise _fail(path, key, "expected a version string such as \"10.15\"")
+    from .kb import knowledge_base
+
+    try:
+        kb = knowledge_base()
+        return str(value).strip() if kb.resolve_range(str(value)) is not None else kb.resolve(str(value))
+    except UsageError as e:
+        raise _fail(path, key, str(e)) from None
+
+
+def _one_of(choices: tuple[str, ...]):
+    def read(path: Path, key: str, value) -> str:
+        if value not in choices:
+            raise _fail(path, key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return read
+
+
+def _per_file_ignores(path: Path, key: str, value) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(value, dict):
+        raise _fail(path, key, "expected a table of glob = [codes]")
+    return tuple((g, _str_list(path, f"{key}.{g}", c)) for g, c in value.items())
+
+
+def _shapes(path: Path, key: str, value) -> tuple[str, ...]:
+    from .shapes import parse_shape
+
+    if not isinstance(value, dict):
+        raise _fail(path, key, "expected a table of input = \"1x128\" or \"MIN:OPT:MAX\" or {min, opt, max}")
+    out = []
+    for name, v in value.items():
+        if isinstance(v, str):
+            text = f"{name}:{v}"
+        elif isinstance(v, dict) and set(v) == {"min", "opt", "max"} and all(isinstance(x, str) for x in v.values()):
+            text = f"{name}:{v['min']}:{v['opt']}:{v['max']}"
+        elif isinstance(v, list) and all(isinstance(x, int) for x in v):
+            text = f"{name}:{'x'.join(map(str, v))}"
+        else:
+            raise _fail(path, f"{key}.{name}", "expected \"1x128\", \"MIN:OPT:MAX\", [1, 128] or {min, opt, max}")
+        try:
+            parse_shape(text)
+        except UsageError as e:
+            raise _fail(path, f"{key}.{name}", str(e)) from None
+        out.append(text)
+    return tuple(out)
+
+
+def _ruleset(path: Path, key: str, value) -> str:
+    if not isinstance(value, (str, list)):
+        raise _fail(path, key, "expected a ruleset name or a list of codes")
+    return value if isinstance(value, str) else ",".join(value)
+
+
+def _tolerance(path: Path, key: str, value) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise _fail(path, key, "expected a non-negative number")
+    return float(value)
+
+
+def _setting(key: str, read, default=None):
+    """A Config field that the file sets with `key` ("fix.atol": key atol of table [fix]), read and
+    checked by `read`; a flag of the same name overrides it (`resolve`)."""
+    return field(default=default, metadata={"key": key, "read": read})
+
+
 @dataclass(frozen=True)
 class Config:
+    """The settings of one model: from its configuration file, then (`resolve`) the flags given.
+    Every setting is one field here, with its key in the file and its reader: adding a setting
+    is adding a field."""
+
     path: Path | None = None  # the file it came from; None: defaults
-    trt: str | None = None
-    precision: str | None = None
-    select: tuple[str, ...] | None = None
-    ignore: tuple[str, ...] = ()
-    fail_on: str | None = None
-    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    shapes: tuple[str, ...] = ()  # "NAME:DIMS" / "NAME:MIN:OPT:MAX" strings
-    plugins: tuple[str, ...] = ()
-    fix_rules: str | None = None
-    fix_atol: float | None = None
-    fix_rtol: float | None = None
+    trt: str | None = _setting("trt", _release)
+    precision: str | None = _setting("precision", _one_of(PRECISIONS))
+    select: tuple[str, ...] | None = _setting("select", _str_list)
+    ignore: tuple[str, ...] = _setting("ignore", _str_list, ())
+    fail_on: str | None = _setting("fail-on", _one_of(SEVERITIES))
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = _setting("per-file-ignores", _per_file_ignores, ())
+    shapes: tuple[str, ...] = _setting("shapes", _shapes, ())  # "NAME:DIMS" / "NAME:MIN:OPT:MAX" strings
+    plugins: tuple[str, ...] = _setting("plugins", _str_list, ())
+    fix_rules: str | None = _setting("fix.rules", _ruleset)
+    fix_atol: float | None = _setting("fix.atol", _tolerance)
+    fix_rtol: float | None = _setting("fix.rtol", _tolerance)
 
     @property
     def root(self) -> Path | None:
@@ -71,75 +154,54 @@ class Config:
                     codes.extend(pcodes)
         return tuple(codes)
 
+    def resolve(self, model: str | Path | None = None, **flags) -> Config:
+        """The settings a command uses: each flag that was given (not None and not empty) replaces
+        the file's value; `per-file-ignores` matching `model` still add to `ignore`. The one place
+        where configuration and command line meet, for every command."""
+        names = _SETTINGS.keys()
+        unknown = sorted(set(flags) - names)
+        if unknown:
+            raise TypeError(f"no setting {unknown[0]!r} (known: {', '.join(sorted(names))})")
+        given = {k: tuple(v) if isinstance(v, list) else v for k, v in flags.items() if v is not None and v != () and v != []}
+        resolved = replace(self, **given)
+        if model is not None and self.per_file_ignores:
+            extra = tuple(c for c in self.ignores_for(model) if c not in self.ignore and c not in resolved.ignore)
+            resolved = replace(resolved, ignore=tuple(resolved.ignore) + extra)
+        return resolved
+
+
+# field name -> its key in the file
+_SETTINGS = {f.name: f.metadata["key"] for f in fields(Config) if "key" in f.metadata}
+_READERS = {f.metadata["key"]: (f.name, f.metadata["read"]) for f in fields(Config) if "key" in f.metadata}
+# the file's top-level keys, and the keys of its tables ([fix])
+KEYS = sorted({k.split(".")[0] for k in _READERS})
+TABLES: dict[str, list[str]] = {}
+for _key in sorted(_READERS):
+    if "." in _key:
+        _table, _sub = _key.split(".", 1)
+        TABLES.setdefault(_table, []).append(_sub)
 
 DEFAULT = Config()
 
 
-def _fail(path: Path, key: str, problem: str) -> UsageError:
-    return UsageError(f"{path}: [{'tool.onnxdoctor' if path.name == 'pyproject.toml' else 'onnxdoctor'}] {key}: {problem}")
-
-
-def _str_list(path: Path, key: str, value) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise _fail(path, key, "expected a list of strings")
-
-
 def parse(data: dict, path: Path) -> Config:
-    unknown = sorted(set(data) - KEYS)
+    unknown = sorted(set(data) - set(KEYS))
     if unknown:
-        raise _fail(path, unknown[0], f"unknown key (known: {', '.join(sorted(KEYS))})")
+        raise _fail(path, unknown[0], f"unknown key (known: {', '.join(KEYS)})")
     kw: dict = {"path": path}
-    if "trt" in data:
-        v = data["trt"]
-        if not isinstance(v, (str, int, float)):
-            raise _fail(path, "trt", "expected a version string such as \"10.15\"")
-        from .kb import knowledge_base
-
-        try:
-            kb = knowledge_base()
-            kw["trt"] = str(v).strip() if kb.resolve_range(str(v)) is not None else kb.resolve(str(v))
-        except UsageError as e:
-            raise _fail(path, "trt", str(e)) from None
-    if "precision" in data:
-        if data["precision"] not in PRECISIONS:
-            raise _fail(path, "precision", f"expected one of {', '.join(PRECISIONS)}, got {data['precision']!r}")
-        kw["precision"] = data["precision"]
-    if "select" in data:
-        kw["select"] = _str_list(path, "select", data["select"])
-    if "ignore" in data:
-        kw["ignore"] = _str_list(path, "ignore", data["ignore"])
-    if "fail-on" in data:
-        if data["fail-on"] not in SEVERITIES:
-            raise _fail(path, "fail-on", f"expected one of {', '.join(SEVERITIES)}, got {data['fail-on']!r}")
-        kw["fail_on"] = data["fail-on"]
-    if "plugins" in data:
-        kw["plugins"] = _str_list(path, "plugins", data["plugins"])
-    if "per-file-ignores" in data:
-        pfi = data["per-file-ignores"]
-        if not isinstance(pfi, dict):
-            raise _fail(path, "per-file-ignores", "expected a table of glob = [codes]")
-        kw["per_file_ignores"] = tuple((g, _str_list(path, f"per-file-ignores.{g}", c)) for g, c in pfi.items())
-    if "shapes" in data:
-        kw["shapes"] = _shapes(path, data["shapes"])
-    if "fix" in data:
-        fix = data["fix"]
-        if not isinstance(fix, dict):
-            raise _fail(path, "fix", "expected a table with rules, atol, rtol")
-        bad = sorted(set(fix) - FIX_KEYS)
-        if bad:
-            raise _fail(path, f"fix.{bad[0]}", f"unknown key (known: {', '.join(sorted(FIX_KEYS))})")
-        if "rules" in fix:
-            if not isinstance(fix["rules"], (str, list)):
-                raise _fail(path, "fix.rules", "expected a ruleset name or a list of codes")
-            kw["fix_rules"] = fix["rules"] if isinstance(fix["rules"], str) else ",".join(fix["rules"])
-        for k in ("atol", "rtol"):
-            if k in fix:
-                if not isinstance(fix[k], (int, float)) or isinstance(fix[k], bool) or fix[k] < 0:
-                    raise _fail(path, f"fix.{k}", "expected a non-negative number")
-                kw[f"fix_{k}"] = float(fix[k])
+    for key, value in data.items():
+        if key in TABLES:
+            if not isinstance(value, dict):
+                raise _fail(path, key, f"expected a table with {', '.join(TABLES[key])}")
+            bad = sorted(set(value) - set(TABLES[key]))
+            if bad:
+                raise _fail(path, f"{key}.{bad[0]}", f"unknown key (known: {', '.join(TABLES[key])})")
+            items = [(f"{key}.{sub}", v) for sub, v in value.items()]
+        else:
+            items = [(key, value)]
+        for full, v in items:
+            name, read = _READERS[full]
+            kw[name] = read(path, full, v)
     cfg = Config(**kw)
     # validate codes now, so a typo fails with the file's name rather than later
     from .registry import select_rules
@@ -151,29 +213,6 @@ def parse(data: dict, path: Path) -> Config:
     except UsageError as e:
         raise _fail(path, "select/ignore", str(e).replace("--select/--ignore: ", "")) from None
     return cfg
-
-
-def _shapes(path: Path, value) -> tuple[str, ...]:
-    from .shapes import parse_shape
-
-    if not isinstance(value, dict):
-        raise _fail(path, "shapes", "expected a table of input = \"1x128\" or \"MIN:OPT:MAX\" or {min, opt, max}")
-    out = []
-    for name, v in value.items():
-        if isinstance(v, str):
-            text = f"{name}:{v}"
-        elif isinstance(v, dict) and set(v) == {"min", "opt", "max"} and all(isinstance(x, str) for x in v.values()):
-            text = f"{name}:{v['min']}:{v['opt']}:{v['max']}"
-        elif isinstance(v, list) and all(isinstance(x, int) for x in v):
-            text = f"{name}:{'x'.join(map(str, v))}"
-        else:
-            raise _fail(path, f"shapes.{name}", "expected \"1x128\", \"MIN:OPT:MAX\", [1, 128] or {min, opt, max}")
-        try:
-            parse_shape(text)
-        except UsageError as e:
-            raise _fail(path, f"shapes.{name}", str(e)) from None
-        out.append(text)
-    return tuple(out)
 
 
 def load(path: str | Path) -> Config:

@@ -20,3 +20,8 @@ BF16_OVERFLOW = 3.39617752923046e38
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# Bytes per element of each ONNX element type; sub-byte types count as one byte (an upper bound is
+# enough for a size report).
+ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
+            17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1}

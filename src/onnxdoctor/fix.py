@@ -200,9 +200,10 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
 
         log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
         with timings("inputs"):
-            # the session reads the weights from the store: no serialized copy of them
-            plan = plan_inputs(proto, path=options.path, shapes=frozen, data=options.data, seed=options.seed,
-                               session=lambda: store.session(work))
+            # on `work` with the store's sessions: no serialized copy of the weights (and a model over
+            # 2 GB never goes through one protobuf)
+            plan = plan_inputs(work, path=options.path, shapes=frozen, data=options.data, seed=options.seed,
+                               session=store.session)
             feeds, reference = plan.feeds, plan.outputs
         log(plan.describe())
     if options.prove and reference is None:
@@ -220,9 +221,20 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
         findings = before
         iteration = 0
         rewrites = all_rewrites()
+        stages = {r.name for r in rewrites if r.final_stage}
         selected = {r.code for r in rules if ruleset.selects(r)}
         unprompted = {r.name for r in rewrites if r.unprompted and r.applicability == Applicability.SAFE
                       and any(c in selected for c in r.resolves)}
+
+        def context(rw) -> RewriteContext:
+            mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
+            precision_options = dict(options.precision_options)
+            if feeds is not None:
+                precision_options.setdefault("feeds", feeds)
+            precision_options.setdefault("budget", budget)
+            return RewriteContext(target=target, findings=mine, shapes=frozen, precision_options=precision_options,
+                                  reference=reference)
+
         converged = False
         while True:
             while iteration < options.max_iterations:
@@ -234,22 +246,11 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                     wanted |= unprompted
                 if frozen:
                     wanted.add("freeze-shapes")
-                # `--precision fp16|bf16` asks for the conversion itself: that request is its consent.
-                if options.precision in ("fp16", "bf16"):
-                    wanted.add("convert-precision")
-                todo = [r for r in rewrites if r.name in wanted and r.name not in blocked]
+                todo = [r for r in rewrites if r.name in wanted and r.name not in blocked and not r.final_stage]
                 if not todo:
                     converged = True
                     break
-                contexts = {}
-                for rw in todo:
-                    mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
-                    precision_options = dict(options.precision_options)
-                    if feeds is not None:
-                        precision_options.setdefault("feeds", feeds)
-                    precision_options.setdefault("budget", budget)
-                    contexts[rw.name] = RewriteContext(target=target, findings=mine, shapes=frozen,
-                                                       precision_options=precision_options, reference=reference)
+                contexts = {rw.name: context(rw) for rw in todo}
                 changed = run.iterate(todo, contexts, iteration, steps, blocked)
                 steps[:] = [s for s in steps if not (s.iteration == iteration and s.rewrite in tried and s.status == "no-change")]
                 if not changed:
@@ -260,7 +261,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                 # A rewrite that changed the graph may be needed again after others ran.
                 blocked -= {s.rewrite for s in steps if s.iteration == iteration and s.status == "no-change"}
             if not converged:
-                wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked
+                wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} - blocked - stages
                 if wanted:
                     raise FixError(f"{options.path}: rewrites did not converge after {options.max_iterations} iterations "
                                    f"(still wanted: {', '.join(sorted(wanted))})")
@@ -272,6 +273,13 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
             if iteration >= options.max_iterations:
                 break
             converged = False
+        # `--precision fp16|bf16` asks for the conversion itself (that request is its consent): the final
+        # stage, on the loop's proven result, proven by its own layerwise proof.
+        if options.precision in ("fp16", "bf16"):
+            stage = next(r for r in rewrites if r.name == "convert-precision")
+            if run.final_stage(stage, context(stage), max((s.iteration for s in steps), default=0) + 1, steps):
+                log("checking the result")
+                findings = check(run.current)
     after = findings  # the findings of `current`: every change above was followed by a re-check
     result_model = proto
     if run.current is not work:
@@ -506,6 +514,45 @@ class _Run:
         if proof is not None:
             self.proof = proof
 
+    # ------------------------------------------------------------ the final stage
+    def final_stage(self, rw, ctx, iteration: int, steps: list[Step]) -> bool:
+        """Apply final stage `rw` (mixed precision) to the loop's proven result. The stage proves its own
+        result (Outcome.proof, against the model it was given): that proof is reported, not run again;
+        a failed one rolls the stage back. Returns whether it was applied."""
+        import time
+
+        from .findings import Applicability
+
+        self.log(f"final stage: {rw.name}")
+        t = time.perf_counter()
+        try:
+            with self.timings("rewrites"):
+                outcome, candidate = self.attempt(rw, ctx, self.current)
+        except _Rejected as e:
+            o = e.outcome
+            steps.append(Step(rw.name, iteration, "rolled-back", o.changes if o else [], o.skipped if o else [],
+                              reason=e.reason, applicability=str(rw.applicability), seconds=round(time.perf_counter() - t, 3)))
+            return False
+        seconds = round(time.perf_counter() - t, 3)
+        if candidate is None:
+            steps.append(Step(rw.name, iteration, "no-change", skipped=outcome.skipped, applicability=str(rw.applicability),
+                              seconds=seconds))
+            return False
+        proof = outcome.proof if self.options.prove else None
+        step = Step(rw.name, iteration, "applied", outcome.changes, outcome.skipped, proof=proof,
+                    applicability=str(rw.applicability), details=outcome.details, seconds=seconds)
+        steps.append(step)
+        if proof is not None and not _holds(proof):
+            step.status, step.reason = "rolled-back", f"outputs differ: {proof.summary()}"
+            return False
+        self.current = candidate
+        if rw.applicability == Applicability.UNSAFE:
+            ra, rr = rw.tolerances(ctx)
+            self.tol = (max(self.tol[0], ra or self.tol[0]), max(self.tol[1], rr or self.tol[1]))
+        if proof is not None:
+            self.proof = proof
+        return True
+
     # ------------------------------------------------------------ proofs
     def _prove(self, p: _Pending, count: int, cache: dict[int, ProofResult]) -> ProofResult:
         """The proof of the model after the first `count` pending rewrites (p is the last of them)."""
@@ -580,7 +627,7 @@ def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _nbytes(t: onnx.TensorProto) -> int:
     """A tensor's size from its dims and type (strings count 1 byte each): no data read."""
-    from .checks.grf._util import ITEMSIZE
+    from .dtype_limits import ITEMSIZE
 
     n = 1
     for d in t.dims:

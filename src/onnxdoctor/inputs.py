@@ -211,8 +211,9 @@ class InputOracle:
     """Analyses a model's graph inputs once; proposes and tries candidate inputs."""
 
     def __init__(self, model: onnx.ModelProto, fixed: dict[str, tuple[int, ...]] | None = None, *,
-                 path: str = "model", seed: int = DEFAULT_SEED) -> None:
+                 path: str = "model", seed: int = DEFAULT_SEED, session=None) -> None:
         self.model = model
+        self._session = session  # model -> ONNX Runtime session (None: prove.session)
         self.path = path
         self.seed = seed
         self.fixed = dict(fixed or {})
@@ -646,13 +647,12 @@ class InputOracle:
 
     # ---------------------------------------------------------------- trial
 
-    def find(self, *, max_tries: int = MAX_TRIES, budget_s: float = TIME_BUDGET_S, session=None) -> InputPlan:
-        """The first candidate that ONNX Runtime runs, with its outputs. `session()`, when given, makes
-        the ONNX Runtime session of the model (e.g. with its weights fed from a WeightStore)."""
+    def find(self, *, max_tries: int = MAX_TRIES, budget_s: float = TIME_BUDGET_S) -> InputPlan:
+        """The first candidate that ONNX Runtime runs, with its outputs."""
         from . import prove as proving
 
         try:
-            sess = session() if session is not None else proving.session(self.model)
+            sess = (self._session or proving.session)(self.model)
         except Exception as e:  # noqa: BLE001
             raise OnnxDoctorError(f"{self.path}: ONNX Runtime cannot load this model, so nothing can be run or proven "
                                   f"here ({_one_line(e)})") from None
@@ -726,6 +726,10 @@ def _np_dtype(elem_type: int, name: str, path: str) -> np.dtype:
     except Exception:  # noqa: BLE001 - element type 0, 999, ...
         raise UsageError(f"{path}: input {name!r} has element type {elem_type}, which onnxdoctor cannot generate; pass --data") from None
     # numpy's own numbers only: bfloat16/float8/int4 (ml_dtypes) and complex need --data
+    if elem_type == onnx.TensorProto.STRING:
+        raise UsageError(f"{path}: cannot generate values of type STRING for input {name!r} (TensorRT has no string "
+                         "tensors and no equivalent graph replaces them: keep string processing outside the engine); "
+                         "pass --data")
     if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or dtype == np.bool_):
         raise UsageError(f"{path}: cannot generate values of type {onnx.helper.tensor_dtype_to_string(elem_type)} for "
                          f"input {name!r}; pass --data")
@@ -735,11 +739,12 @@ def _np_dtype(elem_type: int, name: str, path: str) -> np.dtype:
 def plan_inputs(model: onnx.ModelProto, *, path: str = "model", shapes: dict[str, tuple[int, ...]] | None = None,
                 data: str | None = None, seed: int = DEFAULT_SEED, session=None) -> InputPlan:
     """Inputs for running `model`: the arrays of `data` (.npz) when given, else the oracle's first
-    candidate that runs in ONNX Runtime (with its outputs; `session`: as InputOracle.find)."""
+    candidate that runs in ONNX Runtime (with its outputs). `session` builds the ONNX Runtime session
+    (fix passes its weight store's, so that a model of stubs runs on weights never serialized again)."""
     if data:
         from .prove import load_inputs
 
         feeds = load_inputs(data, model)
         return InputPlan(feeds, [InputChoice(n, tuple(a.shape), str(a.dtype), ["--data"]) for n, a in feeds.items()],
                          source="data")
-    return InputOracle(model, shapes, path=path, seed=seed).find(session=session)
+    return InputOracle(model, shapes, path=path, seed=seed, session=session).find()

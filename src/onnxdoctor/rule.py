@@ -180,9 +180,15 @@ class Context:
         index = self.op_index()
         if len(op_types) == 1:
             return index.get(("", op_types[0]), [])
+        return self.model_memo(("nodes-of", op_types), lambda: self._merged(index, op_types))
+
+    def _merged(self, index, op_types: tuple[str, ...]) -> list[NodeRef]:
         hits = [ref for op in op_types for ref in index.get(("", op), ())]
         if len(hits) > 1:
-            hits.sort(key=lambda r: (self.graph_position(r.graph), r.index))
+            if len(self.model.graphs) == 1:
+                hits.sort(key=_node_index)
+            else:
+                hits.sort(key=lambda r: (self.graph_position(r.graph), r.index))
         return hits
 
     def graph_position(self, graph) -> int:
@@ -201,6 +207,10 @@ class Context:
         if key not in self.shared:
             self.shared[key] = compute()
         return self.shared[key]
+
+
+def _node_index(ref: NodeRef) -> int:
+    return ref.index
 
 
 __all__ = ["Applicability", "Context", "DOC_HEADINGS", "Finding", "Fix", "Rule", "Severity"]

@@ -9,6 +9,10 @@ from .findings import Applicability, Fix
 
 _SAFE, _UNSAFE = Applicability.SAFE, Applicability.UNSAFE
 
+# integer-matmul-to-mul-reduce-sum on releases whose ReduceSum is float only (8.6, 9.x) sums the
+# products over K with Adds, unrolled: only up to this static K (the check names the fix only then).
+INTEGER_MATMUL_UNROLL_MAX_K = 64
+
 # The rewrites that replace a node of (domain, op_type) that some TensorRT release cannot import:
 # TRT101 (no importer), TRT102 (custom-domain op) and TRT113 (UINT8 inside the network) findings on
 # such a node name them (each rewrite lists these in its `ops`).
@@ -104,15 +108,17 @@ RULE_FIXES: dict[str, tuple[str, ...]] = {
     "TRT121": ("small-int-to-int32", "batch-norm-training-to-reductions", "lp-pool-to-pow-average-pool",
                "resize-equivalent-coordinate-mode", "densify-sparse-constants", "op-to-function-body",
                "max-pool-dilations-to-slices", "pad-wrap-to-slices", "scatter-nd-reduction-to-dense",
-               "avg-lp-pool-dilations-to-slices", "resize-keep-aspect-ratio-to-scales", "qdq-to-symmetric-int8"),
-    "TRT122": ("fold-constants",),
+               "avg-lp-pool-dilations-to-slices", "resize-keep-aspect-ratio-to-scales", "resize-antialias-to-matmul",
+               "qdq-to-symmetric-int8"),
+    "TRT122": ("fold-constants", "instance-norm-to-reductions", "runtime-axis-to-if"),
     "TRT123": ("batch-norm-training-to-reductions", "layer-norm-stats-to-reductions", "op-to-function-body",
                "max-pool-indices-by-argmax"),
-    "TRT124": ("op-to-function-body", "collapse-reshape-chains"),
-    "TRT125": ("qdq-to-symmetric-int8", "dequantize-constant-to-float"),
+    "TRT124": ("op-to-function-body", "collapse-reshape-chains", "instance-norm-to-reductions"),
+    "TRT125": ("qdq-to-symmetric-int8", "dequantize-constant-to-float", "topk-in-rounds"),
     "TRT126": ("einsum-lowercase-labels", "einsum-explicit-form", "group-norm-to-reductions", "gru-bidirectional-split",
                "lstm-bidirectional-split", "rnn-bidirectional-split", "eyelike-to-range-equal", "deform-conv-explicit-pads",
-               "hardmax-to-argmax-onehot", "resize-equivalent-coordinate-mode", "dequantize-constant-to-float"),
+               "hardmax-to-argmax-onehot", "resize-equivalent-coordinate-mode", "dequantize-constant-to-float",
+               "drop-unused-optional-outputs"),
     "TRT127": ("max-pool-dilations-to-slices", "avg-lp-pool-dilations-to-slices"),
     "TRT132": ("upgrade-opset",),
     "TRT141": ("inline-constant-if",),
@@ -173,6 +179,11 @@ APPLICABILITY: dict[str, Applicability] = {
     "resize-nearest-via-float": _SAFE,
     "resize-equivalent-coordinate-mode": _SAFE,
     "resize-keep-aspect-ratio-to-scales": _SAFE,
+    "drop-unused-optional-outputs": _SAFE,
+    "topk-in-rounds": _SAFE,
+    "resize-antialias-to-matmul": _SAFE,
+    "instance-norm-to-reductions": _SAFE,
+    "runtime-axis-to-if": _SAFE,
     "rnn-bidirectional-split": _SAFE,
     "scatter-nd-reduction-to-dense": _SAFE,
     "sequences-to-tensors": _SAFE,

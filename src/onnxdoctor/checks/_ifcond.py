@@ -26,3 +26,27 @@ def condition_kind(model: Model, ref: NodeRef) -> str | None:
             break
         g = g.outer
     return "folded" if model.constants(ref.graph).is_constant(cond) else None
+
+
+def decided_by_enclosing(model: Model) -> bool:
+    """Whether some `If` sits inside a branch of another `If` on the same condition value (the same
+    name, not redefined in between): its condition is known there (true inside `then_branch`, false
+    inside `else_branch`), so `inline-constant-if` replaces it by that branch."""
+    for g in model.graphs:
+        if g.outer is None or g.function is not None:
+            continue
+        conditions: set[str] = set()
+        cur = g
+        while cur.outer is not None and cur.path:
+            op, _, rest = cur.path[-1].partition("#")
+            index, _, attr = rest.partition("/")
+            if op == "If" and attr in ("then_branch", "else_branch") and index.isdigit():
+                owner = cur.outer.nodes[int(index)]
+                if owner.input and owner.input[0]:
+                    conditions.add(owner.input[0])
+            cur = cur.outer
+        for n in g.nodes:
+            if n.op_type == "If" and n.input and n.input[0] in conditions and n.input[0] not in g.producers \
+                    and n.input[0] not in g.inputs and n.input[0] not in g.initializers:
+                return True
+    return False

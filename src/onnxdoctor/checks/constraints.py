@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._onnx import TensorProto
 from ..kb import Constraint
 from ..model import NodeRef, dtype_name
 from ..rule import Context
@@ -57,8 +58,10 @@ def _evaluate(ctx: Context, c: Constraint) -> list[Violation]:
         return out
     if "opset_max" in c.params and opv > c.params["opset_max"]:
         return out
-    for node in ctx.nodes_of(c.op):
-        detail = _check(ctx, c, node)
+    nodes = ctx.nodes_of(c.op)
+    # input_type: decided once per distinct tuple of input types (a few per op), not once per node
+    details = _input_type_details(ctx, c) if c.kind == "input_type" else (_check(ctx, c, n) for n in nodes)
+    for node, detail in zip(nodes, details):
         if isinstance(detail, _Foldable):
             out.append(Violation(c, node, str(detail), "warning", "fold-constants"))
         elif detail is not None:
@@ -165,7 +168,8 @@ def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
         shown = orig.reshape(-1)[:4].tolist()
         return f"input {p['input']} ({name!r}) = {shown if arr.size > 1 else shown[0]:}"
     if kind == "input_type":
-        return _input_type(ctx, p, node)
+        hit = _rejected_input(ctx, p, _input_types(ctx, node))
+        return None if hit is None else f"input {hit[0]} ({node.input(hit[0])!r}) is {hit[1]}"
     if kind == "input_ignored":
         name = node.input(p["input"])
         if not name:
@@ -189,25 +193,59 @@ def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
     raise KeyError(f"knowledge base: constraint {c.id} has unknown kind {kind!r}")
 
 
-def _input_type(ctx: Context, p: dict, node: NodeRef) -> str | None:
-    """The first input whose type the importer asserts against. Types are compared as the release
-    sees them: INT64 is INT32 on releases that cast it down (8.6) before any importer runs."""
+def _input_type_details(ctx: Context, c: Constraint) -> list[str | None]:
+    """_check's detail for each node of c.op (ctx.nodes_of order), for an input_type constraint."""
+    nodes = ctx.nodes_of(c.op)
+    if not any(_rejected_input(ctx, c.params, (e,), first_only=True) for e in _elem_types(ctx)):
+        return [None] * len(nodes)  # no value of the model has a type this constraint rejects
+    signatures = ctx.model_memo(("input-types", c.op), lambda: [_input_types(ctx, n) for n in nodes])
+    decided: dict[tuple[int, ...], tuple[int, str] | None] = {}
+    out: list[str | None] = []
+    for node, sig in zip(nodes, signatures):
+        hit = decided.get(sig, _UNDECIDED)
+        if hit is _UNDECIDED:
+            hit = decided[sig] = _rejected_input(ctx, c.params, sig)
+        out.append(None if hit is None else f"input {hit[0]} ({node.input(hit[0])!r}) is {hit[1]}")
+    return out
+
+
+_UNDECIDED = object()
+
+
+def _input_types(ctx: Context, node: NodeRef) -> tuple[int, ...]:
+    """The element type of each input (0: absent or unknown). A UINT8 input that is not a network
+    input counts as unknown: a UINT8 tensor inside the network is TRT113's finding."""
+    graph = node.graph
+    out = []
+    for name in graph.node_inputs[node.index]:
+        elem = graph.elem_type_of(name) if name else 0
+        if elem == TensorProto.UINT8 and not _main_input(ctx, node, name):
+            elem = 0
+        out.append(elem)
+    return tuple(out)
+
+
+def _elem_types(ctx: Context) -> frozenset[int]:
+    """Every tensor element type of the model (Graph.type_summary: values and initializers)."""
+    return ctx.model_memo("elem-types", lambda: frozenset(
+        e for g in ctx.model.graphs for kind, e in g.type_summary[0] if kind == "tensor" and e))
+
+
+def _rejected_input(ctx: Context, p: dict, types: tuple[int, ...], first_only: bool = False) -> tuple[int, str] | None:
+    """(index, type as shown) of the first input whose type the importer asserts against. Types are
+    compared as the release sees them: INT64 is INT32 on releases that cast it down (8.6) before any
+    importer runs. `first_only`: whether the type types[0] is rejected at all, whatever the input."""
     spec = p["input"]
-    n = len(node.graph.node_inputs[node.index])
-    indices = range(n) if spec == "all" else [spec] if isinstance(spec, int) else spec
+    indices = (0,) if first_only else range(len(types)) if spec == "all" else [spec] if isinstance(spec, int) else spec
     forbidden, allowed = p.get("forbidden"), p.get("allowed")
     for i in indices:
-        name = node.input(i)
-        elem = node.graph.elem_type_of(name) if name else 0
+        elem = types[i] if i < len(types) else 0
         if not elem:
             continue
         type_name = dtype_name(elem)
         seen = "INT32" if type_name == "INT64" and ctx.release.int64 == "cast" else type_name
         if (seen in forbidden) if forbidden is not None else (seen not in allowed):
-            if type_name == "UINT8" and not _main_input(ctx, node, name):
-                continue  # a UINT8 tensor inside the network is TRT113's finding
-            shown = type_name if seen == type_name else f"{type_name}, which TensorRT {ctx.release.version} casts to {seen}"
-            return f"input {i} ({name!r}) is {shown}"
+            return i, type_name if seen == type_name else f"{type_name}, which TensorRT {ctx.release.version} casts to {seen}"
     return None
 
 

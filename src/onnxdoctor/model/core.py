@@ -33,6 +33,8 @@ class Model:
         self.opsets: dict[str, int] = _opsets(proto)
         # Text fields that were not valid UTF-8, as repaired at load time (repair_text).
         self.text_repairs: list[str] = []
+        # id(graph) -> its ConstantView (see `constants`); emptied when the graph views are rebuilt
+        self.constant_views: dict[int, ConstantView] = {}
 
     @functools.cached_property
     def external_refs(self) -> dict[str, ExternalRef]:
@@ -86,7 +88,8 @@ class Model:
 
     # -- constants --------------------------------------------------------------
     def constants(self, graph: Graph) -> ConstantView:
-        return constant_view(self.__dict__.setdefault("_constant_views", {}), graph)
+        view = self.constant_views.get(id(graph))
+        return view if view is not None else constant_view(self.constant_views, graph)
 
 
 def _graph_protos(proto: ModelProto, views: list[Graph]) -> list[GraphProto | FunctionProto]:

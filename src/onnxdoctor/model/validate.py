@@ -39,7 +39,7 @@ def _validate(model: Model) -> None:
     if _undecodable_text(model, graphs):
         model.text_repairs = repair_text(model.proto)
         model.__dict__.pop("graphs", None)
-        model.__dict__.pop("_constant_views", None)
+        model.constant_views.clear()
         model.opsets = _opsets(model.proto)
         graphs = model.graphs
     for g in graphs:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from .. import __version__
-from ..findings import Severity
 from .._proto import node_count
+from ..findings import Applicability, Severity
 from ..terminal import printable_lines
 
 
@@ -109,6 +109,14 @@ def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=No
         if f.fix is None and f.hint and f.severity >= Severity.ERROR:
             # No rewrite: say what the user can do instead (a plugin, an export option).
             lines.append(f"                    {f.hint}")
+    # Like ruff's "hidden fixes": what --unsafe-fixes would have tried (it was not given).
+    tried = {s.rewrite for s in result.steps}
+    unsafe = [f for f in result.after if f.severity >= Severity.WARNING and f.fix is not None
+              and f.fix.applicability == Applicability.UNSAFE and f.fix.rewrite not in tried]
+    if unsafe:
+        names = ", ".join(sorted({f.fix.rewrite for f in unsafe}))
+        lines.append(f"  {len(unsafe)} finding(s) left have an unsafe fix ({names}): "
+                     "--unsafe-fixes applies it, proven within a looser tolerance")
     hidden = len(result.after) - len(shown)
     if hidden:
         lines.append(f"  ({hidden} info finding(s) not shown: --explain lists them, `onnxdoctor check` explains them)")

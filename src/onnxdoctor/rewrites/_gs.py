@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import onnx
 
-from .._proto import bodies, body_reads
+from .._proto import bodies, body_reads, graphs
 
 
 def import_graph(model: onnx.ModelProto):
@@ -15,11 +15,42 @@ def import_graph(model: onnx.ModelProto):
 
     _quiet_onnxruntime()
 
-    return gs.import_onnx(model)
+    return gs.import_onnx(_without_io_value_info(model))
+
+
+def _without_io_value_info(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, or a copy without the `value_info` entries that repeat a graph input or output.
+
+    graphsurgeon takes a tensor's type from `value_info` over the graph output's: an entry without a
+    shape (old ONNX Runtime exports carry them) would drop the output's shape, and onnx.checker then
+    rejects the result ("Field 'shape' of 'type' is required but missing")."""
+
+    def duplicates(g: onnx.GraphProto) -> bool:
+        io = {v.name for v in g.input} | {v.name for v in g.output}
+        return any(vi.name in io for vi in g.value_info)
+
+    if not any(duplicates(g) for g in graphs(model.graph)):
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for g in graphs(out.graph):
+        io = {v.name for v in g.input} | {v.name for v in g.output}
+        keep = [vi for vi in g.value_info if vi.name not in io]
+        del g.value_info[:]
+        g.value_info.extend(keep)
+    return out
 
 
 def _quiet_onnxruntime() -> None:
-    """graphsurgeon folds through ONNX Runtime, whose optimizer warnings would leak to the user."""
+    """graphsurgeon folds through ONNX Runtime, whose optimizer warnings would leak to the user; its
+    own logger ("[W] Inference failed ...", colour codes when `colored` is installed) stays quiet too."""
+    try:
+        from onnx_graphsurgeon.logger import G_LOGGER
+
+        G_LOGGER.severity = G_LOGGER.CRITICAL
+        G_LOGGER.colors = False
+    except Exception:  # noqa: BLE001 - logging setup is best effort
+        pass
     try:
         from ..prove import onnxruntime
 

@@ -52,6 +52,9 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)
     # Structured detail for machine-readable reports (e.g. the conversion decisions).
     details: dict | None = None
+    # A final stage's own proof (prove.ProofResult) of its result against the model it was given;
+    # the pipeline reports it instead of proving the stage again.
+    proof: object | None = None
 
     @property
     def changed(self) -> bool:
@@ -66,7 +69,7 @@ class Rewrite:
     summary: ClassVar[str]
     applicability: ClassVar[Applicability] = Applicability.SAFE
     # When the pipeline runs it within one iteration: 10 shapes, 15 inlining, 20 folding, 30 op substitution,
-    # 35 Q/DQ repair, 40 opset upgrade, 50 fusion, 60 precision repairs, 70 precision conversion, 90 cleanup
+    # 35 Q/DQ repair, 40 opset upgrade, 50 fusion, 60 precision repairs, 70 precision conversion (a final stage: after the loop), 90 cleanup
     # (tests/test_docs.py fails on a phase this list does not name).
     phase: ClassVar[int] = 50
     # Rule codes whose findings this rewrite resolves (they name it in their `fix`).
@@ -81,6 +84,9 @@ class Rewrite:
     # ruleset selects the rules it resolves): for rewrites that see more than their rule can in
     # `check` (fold-shape-computations types the graph with ONNX Runtime's symbolic inference).
     unprompted: ClassVar[bool] = False
+    # A final stage runs once, after the rewrite loop converged, on its proven result, and proves its
+    # own result (Outcome.proof): mixed precision, whose layerwise proof is part of the conversion.
+    final_stage: ClassVar[bool] = False
     # Tolerances for proving an UNSAFE rewrite (safe ones use the fix defaults).
     atol: ClassVar[float | None] = None
     rtol: ClassVar[float | None] = None

@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .._proto import defined_names, node_count, rename, taken_names, unique_name
 from ..findings import Applicability
-from .._proto import bodies, defined_names, node_count, rename, unique_name, taken_names
 from ._gs import fold
 from .base import Outcome, Rewrite, RewriteContext
 
@@ -107,28 +107,45 @@ def _inline(model: onnx.ModelProto, g: onnx.GraphProto, index: int, taken_branch
 def inline_constant_ifs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of `model` with every `If` whose condition is an initializer or a `Constant` (of its own
     graph or an enclosing one) replaced by the branch that runs, in every graph; nested Ifs that an
-    inlined branch brings along are inlined too when their condition is constant."""
+    inlined branch brings along are inlined too when their condition is constant. An `If` inside a
+    branch of another `If` on the same condition value (the same name, not redefined in between) is
+    replaced by the branch that value selects: true inside `then_branch`, false inside `else_branch`."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     changes: list[str] = []
 
-    def visit(g: onnx.GraphProto, scopes: list) -> None:
+    def visit(g: onnx.GraphProto, scopes: list, decided: dict[str, bool]) -> None:
         scopes = [*scopes, _scope(g)]
+        # A name this graph defines hides the enclosing If's condition of that name.
+        mine = defined_names(g, Counter())
+        decided = {k: v for k, v in decided.items() if k not in mine}
         i = 0
         while i < len(g.node):
             n = g.node[i]
-            if n.op_type == "If" and n.domain in ("", "ai.onnx"):
+            is_if = n.op_type == "If" and n.domain in ("", "ai.onnx")
+            if is_if:
                 cond = condition(n, scopes)
+                by_outer = cond is None and bool(n.input) and n.input[0] in decided
+                if by_outer:
+                    cond = decided[n.input[0]]
                 if cond is not None:
                     _count, what = _inline(out, g, i, "then_branch" if cond else "else_branch")
-                    changes.append(what)
+                    changes.append(what + (f" (its condition {n.input[0]!r} is decided by an enclosing If on the same value)"
+                                           if by_outer else ""))
                     scopes[-1] = _scope(g)  # the branch's Constants now live in this graph
                     continue  # the inlined nodes are visited from position i on
-            for body in bodies(n):
-                visit(body, scopes)
+            for a in n.attribute:
+                if a.type == _GRAPH and is_if and n.input and n.input[0] and a.name in ("then_branch", "else_branch"):
+                    # Inside a branch, the If's own condition is known: true in then_branch, false in else_branch.
+                    visit(a.g, scopes, {**decided, n.input[0]: a.name == "then_branch"})
+                elif a.type == _GRAPH:
+                    visit(a.g, scopes, decided)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for body in a.graphs:
+                        visit(body, scopes, decided)
             i += 1
 
-    visit(out.graph, [])
+    visit(out.graph, [], {})
     return out, changes
 
 
@@ -169,15 +186,19 @@ class InlineConstantIf(Rewrite):
     ## When it applies
     TRT141 on an `If` (branches with different ranks or output counts) whose condition is constant
     once folded: exported RNN/VAD models are full of `If(Shape(x)[0] == 1)` that a `--shape` makes
-    constant. GRF401 findings on an `If` with a constant condition.
+    constant. GRF401 findings on an `If` with a constant condition. TRT141 on subgraphs nested
+    deeper than the parser accepts, when the nested `If`s test the same condition value as an
+    enclosing `If` (the same name, not redefined in between): inside `then_branch` that value is
+    true, inside `else_branch` false, so the nested `If` is replaced by the branch it selects.
 
     ## Example
     `k = Equal(Gather(Shape(x), 0), 1); y = If(k) <then: Squeeze(x, 0), else: Identity(x)>` with
     `x: float[1,64]` becomes `y = Squeeze(x, 0)`.
 
     ## Safety
-    Safe: the condition has the same value on every run, so the taken branch computes exactly what
-    the `If` did.
+    Safe: the condition has the same value on every run (or, for a nested `If` on the enclosing
+    `If`'s condition, the same value as where that branch runs), so the taken branch computes exactly
+    what the `If` did.
 
     ## Resolves
     TRT141, GRF401
@@ -193,7 +214,7 @@ class InlineConstantIf(Rewrite):
         before = node_count(model)
         out, changes = fold_and_inline(model, ctx.max_constant_bytes)
         if not changes:
-            return Outcome(model, skipped=["no If has a condition that is constant, even after folding"])
+            return Outcome(model, skipped=["no If has a condition that is constant (even after folding) or decided by an enclosing If"])
         changes.append(f"{before} -> {node_count(out)} nodes, subgraphs included")
         return Outcome(out, changes)
 

@@ -216,6 +216,56 @@ class GroupNormalizationToReductions(_Decomposition):
         b.add(scaled, _channel(b, b.node.input[2], rank, "bias"), b.node.output[0])
 
 
+class InstanceNormToReductions(_Decomposition):
+    """Replace `InstanceNormalization` by reductions over the spatial axes.
+
+    ## What it does
+    `InstanceNormalization(x, scale, B)` with `x: [N, C, D1, ...]` becomes the operator's
+    definition: `mean = ReduceMean(x, [2..])`, `d = x - mean`,
+    `y = d / Sqrt(ReduceMean(d * d, [2..]) + epsilon) * scale[c] + B[c]` (scale and B shaped
+    `[C, 1, ...]`).
+
+    ## When it applies
+    8.6 and 9.x import InstanceNormalization through a plugin that needs `scale` and `B` as
+    initializers and the input 3-D to 5-D: TRT122 on a `scale` or `B` computed at run time, TRT124
+    on a 6-D or larger input. Needs the input's rank known; a node with constant scale and B and a
+    3-D to 5-D input, which every importer takes, is left as it is.
+
+    ## Example
+    `y = InstanceNormalization(x, sc, b)` with `x: float[1,2,4,4]` and `sc` a graph input becomes
+    `m = ReduceMean(x, [2, 3]); d = Sub(x, m); y = Add(Mul(Div(d, Sqrt(Add(ReduceMean(Mul(d, d), [2, 3]), 1e-5))),
+    Reshape(sc, [-1, 1, 1])), b')`.
+
+    ## Safety
+    Safe: the statistics and affine map the operator defines, in the input's type (only the order
+    of float additions can differ).
+
+    ## Resolves
+    TRT122, TRT124
+    """
+
+    name = "instance-norm-to-reductions"
+    summary = "replace InstanceNormalization by ReduceMean normalization over the spatial axes"
+    op_type = "InstanceNormalization"
+    resolves = ("TRT122", "TRT124")
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        rank = b.rank(x)
+        if rank is None or rank < 3:
+            raise Skip("the input's rank is unknown or below 3")
+        if rank <= 5 and b.value(b.node.input[1]) is not None and b.value(b.node.input[2]) is not None:
+            raise Skip("scale and B are constants and the input 3-D to 5-D: every importer takes it as it is")
+        eps = float(b.attr("epsilon", 1e-5))
+        dtype = b.float_type(x)
+        axes = list(range(2, rank))
+        d = b.op("Sub", [x, b.reduce("ReduceMean", x, axes)])
+        var = b.reduce("ReduceMean", b.mul(d, d), axes)
+        norm = b.op("Div", [d, b.op("Sqrt", [b.add(var, b.const(eps, dtype, "epsilon"))])])
+        scaled = b.mul(norm, _channel(b, b.node.input[1], rank, "scale"))
+        b.add(scaled, _channel(b, b.node.input[2], rank, "bias"), b.node.output[0])
+
+
 class ResizeEquivalentCoordinateMode(_Decomposition):
     """Rewrite a Resize coordinate mode TensorRT rejects to the supported mode it equals here.
 
@@ -567,7 +617,7 @@ class _SplitBidirectional(_Decomposition):
             return b.tensor(np.take(value, [d], axis=axis), f"{b.base}/{'forward' if d == 0 else 'reverse'}_{name}")
         if b.opset < 10:
             raise Skip("a per-direction input is computed at run time and Slice needs opset 10 to take it apart")
-        return b.op("Slice", [name, b.ints([d], "starts"), b.ints([d + 1], "ends"), b.ints([axis], "axes")])
+        return b.slice(name, [d], [d + 1], [axis])
 
 
 class RnnBidirectionalSplit(_SplitBidirectional):
@@ -658,6 +708,7 @@ REWRITES = (
     EinsumExplicitForm,
     GroupNormalizationToReductions,
     GruBidirectionalSplit,
+    InstanceNormToReductions,
     LayerNormStatsToReductions,
     LpPoolToPowAveragePool,
     LstmBidirectionalSplit,

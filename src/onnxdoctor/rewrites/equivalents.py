@@ -1,6 +1,7 @@
 """Exact equivalents for op configurations an importer rejects that the decompositions module does not
 cover: EyeLike of a dynamic shape, DeformConv with asymmetric pads, MaxPool with dilations, Pad in
-wrap mode before TensorRT 10, MaxPool's Indices output, DFT before TensorRT 11.2."""
+wrap mode before TensorRT 10, MaxPool's Indices output, DFT before TensorRT 11.2, optional outputs
+listed but unread (Attention's present_key/value)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from .._proto import default_opset, graphs
 from ..findings import Applicability
+from .base import Outcome, Rewrite, RewriteContext
 from .substitutions._build import Builder, Skip, Substitution
 
 _FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
@@ -358,14 +361,14 @@ class PadWrapToSlices(_Equivalent):
                 raise Skip(f"pads on axis {axis} exceed its size {size}")
             start, end = max(0, -lo), size - max(0, -hi)
             if start or end != size:
-                cur = b.op("Slice", [cur, b.ints([start], "starts"), b.ints([end], "ends"), b.ints([axis])])
+                cur = b.slice(cur, [start], [end], [axis])
             size = end - start
             parts = []
             if lo > 0:
-                parts.append(b.op("Slice", [cur, b.ints([size - lo], "starts"), b.ints([size], "ends"), b.ints([axis])]))
+                parts.append(b.slice(cur, [size - lo], [size], [axis]))
             parts.append(cur)
             if hi > 0:
-                parts.append(b.op("Slice", [cur, b.ints([0], "starts"), b.ints([hi], "ends"), b.ints([axis])]))
+                parts.append(b.slice(cur, [0], [hi], [axis]))
             cur = b.op("Concat", parts, axis=axis) if len(parts) > 1 else cur
         b.op("Identity", [cur], b.node.output[0])
 
@@ -620,7 +623,7 @@ class DeformConvToGridSample(_Equivalent):
         last = b.ints([-1], "last")
         sampled = []
         for g in range(ogroup):
-            o = off if ogroup == 1 else b.op("Slice", [off, b.ints([g * 2 * K], "starts"), b.ints([(g + 1) * 2 * K], "ends"), b.ints([1], "axes")])
+            o = off if ogroup == 1 else b.slice(off, [g * 2 * K], [(g + 1) * 2 * K], [1])
             o = b.op("Reshape", [o, b.ints([0, K, 2, oh, ow], "offset_shape")])
             dy = b.op("Gather", [o, b.const(0, TensorProto.INT64, "zero")], axis=2)  # [N, K, oh, ow]
             dx = b.op("Gather", [o, b.const(1, TensorProto.INT64, "one")], axis=2)
@@ -628,11 +631,11 @@ class DeformConvToGridSample(_Equivalent):
             gx = b.add(b.mul(dx, b.const(float(sx), dtype, "scale_x")), nx)
             grid = b.op("Concat", [b.op("Unsqueeze", [gx, last]), b.op("Unsqueeze", [gy, last])], axis=-1)
             grid = b.op("Reshape", [grid, b.ints([0, K * oh, ow, 2], "grid_shape")])
-            xg = x if ogroup == 1 else b.op("Slice", [x, b.ints([g * cg], "starts"), b.ints([(g + 1) * cg], "ends"), b.ints([1], "axes")])
+            xg = x if ogroup == 1 else b.slice(x, [g * cg], [(g + 1) * cg], [1])
             smp = b.op("GridSample", [xg, grid], mode="bilinear", padding_mode="zeros", align_corners=1)
             smp = b.op("Reshape", [smp, b.ints([0, cg, K, oh, ow], "sample_shape")])
             if mask:
-                m = mask if ogroup == 1 else b.op("Slice", [mask, b.ints([g * K], "starts"), b.ints([(g + 1) * K], "ends"), b.ints([1], "axes")])
+                m = mask if ogroup == 1 else b.slice(mask, [g * K], [(g + 1) * K], [1])
                 smp = b.mul(smp, b.op("Unsqueeze", [m, b.ints([1], "channel_axis")]))
             sampled.append(smp)
         stacked = sampled[0] if len(sampled) == 1 else b.op("Concat", sampled, axis=1)
@@ -862,3 +865,405 @@ class ResizeKeepAspectRatioToScales(_Equivalent):
 
 
 REWRITES = (*REWRITES, ResizeKeepAspectRatioToScales)
+
+
+class DropUnusedOptionalOutputs(Rewrite):
+    """Drop the optional outputs of a node that nothing reads.
+
+    ## What it does
+    An output the operator's schema marks optional (Attention's `present_key`, `present_value`,
+    `qk_matmul_output`; Dropout's `mask`; MaxPool's `Indices`; LayerNormalization's `Mean` and
+    `InvStdDev`; ...) that no node, subgraph or graph output reads is unlisted: its name becomes
+    empty, and empty names at the end of the output list are removed. The outputs that are read
+    keep their names and positions.
+
+    ## When it applies
+    TRT126 on an `Attention` node that lists more than one output while only `Y` is read (the
+    importer requires exactly one output, even when the others are unused). Nodes of the standard
+    domain only (their schema says which outputs are optional).
+
+    ## Example
+    `y, nk = Attention(q, k, v)` with `nk` unread becomes `y = Attention(q, k, v)`.
+
+    ## Safety
+    Safe: the outputs that are read are computed exactly as before; an optional output that is not
+    listed is not computed.
+
+    ## Resolves
+    TRT126
+    """
+
+    name = "drop-unused-optional-outputs"
+    summary = "unlist optional outputs nothing reads (Attention's present_key/value, Dropout's mask)"
+    applicability = Applicability.SAFE
+    phase = 30
+    resolves = ("TRT126",)
+
+    def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        opset = default_opset(out)
+        read: set[str] = set()
+        for g in graphs(out.graph):
+            read.update(vi.name for vi in g.output)
+            for n in g.node:
+                read.update(n.input)
+        changes: list[str] = []
+        for g in graphs(out.graph):
+            for n in g.node:
+                if n.domain not in ("", "ai.onnx") or len(n.output) < 2:
+                    continue
+                try:
+                    schema = onnx.defs.get_schema(n.op_type, opset, "")
+                except onnx.defs.SchemaError:
+                    continue
+                params = schema.outputs
+                dropped = []
+                for i, o in enumerate(n.output):
+                    optional = i < len(params) and params[i].option == onnx.defs.OpSchema.FormalParameterOption.Optional
+                    if o and optional and o not in read:
+                        dropped.append(o)
+                        n.output[i] = ""
+                trailing = len(n.output)
+                while trailing > 1 and not n.output[trailing - 1]:
+                    trailing -= 1
+                if not dropped and trailing == len(n.output):
+                    continue
+                kept = list(n.output[:trailing])
+                del n.output[:]
+                n.output.extend(kept)
+                where = n.name or kept[0]
+                changes.append(f"{n.op_type} {where!r}: unlisted unused optional output(s) "
+                               + (", ".join(repr(o) for o in dropped) or "(empty names)"))
+        if not changes:
+            return Outcome(model, skipped=["no node lists an optional output nothing reads"])
+        return Outcome(out, changes)
+
+
+REWRITES = (*REWRITES, DropUnusedOptionalOutputs)
+
+
+# ITopKLayer's largest K (rules/trt/constraints.toml TopK.K_max, 10.1 and later).
+TOPK_MAX_K = 3840
+
+
+class TopKInRounds(_Equivalent):
+    """Replace a `TopK` whose K exceeds TensorRT's limit by rounds of TopK of at most 3840.
+
+    ## What it does
+    `TopK(x, K)` along an axis of static length N, sorted, becomes ceil(K / 3840) rounds. Each
+    round takes the TopK (at most 3840) of what is left; the elements it took are then moved out:
+    a permutation computed with `ScatterElements` (1 where taken), `CumSum` of the taken and kept
+    flags (the new place of every element: kept ones first, in their order), `ScatterElements` of
+    the values and of their original indices to those places, and a `Slice` of the kept part. The
+    rounds' values and original indices (`GatherElements` of the index map) are concatenated.
+
+    ## When it applies
+    TRT125 on `TopK` with a constant K above 3840 (ITopKLayer's limit from 10.1), `sorted=1`, and
+    the axis length known. K from a static `Shape` (K = N, a full sort, as detection heads export it)
+    counts once folded.
+
+    ## Example
+    `v, i = TopK(x, 5000)` with `x: float[1,10000]` becomes a TopK of 3840, a compaction of the
+    6160 elements left, a TopK of 1160 of those, and `Concat`s of the values and indices.
+
+    ## Safety
+    Safe: TopK orders by value, ties by lower index. Every round takes the next elements of that
+    order from the rest, and the compaction keeps the rest in index order, so the concatenation
+    is the single TopK's result, values and indices. The flags are summed in FLOAT, exact for
+    axis lengths up to 2^24.
+
+    ## Resolves
+    TRT125
+    """
+
+    name = "topk-in-rounds"
+    summary = "split a TopK whose K exceeds 3840 into rounds of at most 3840"
+    op_type = "TopK"
+    pattern = "TopK with a constant K above 3840"
+    resolves = ("TRT125",)
+
+    def replace(self, b: Builder) -> None:
+        if b.opset < 10:
+            raise Skip("K is an attribute before opset 10")
+        x = b.node.input[0]
+        kv = b.value(b.input(1))
+        if kv is None or kv.size != 1:
+            raise Skip("K is not a constant")
+        k = int(kv.reshape(-1)[0])
+        if k <= TOPK_MAX_K:
+            raise Skip(f"K = {k} is within TensorRT's limit of {TOPK_MAX_K}")
+        if not b.attr("sorted", 1):
+            raise Skip("sorted=0: the order of the results is unspecified, so no decomposition can be proven equal")
+        shape = b.shape(x)
+        if shape is None:
+            raise Skip("the input's rank is unknown")
+        axis = int(b.attr("axis", -1)) % len(shape)
+        n = shape[axis]
+        if not n:
+            raise Skip("the length of the TopK axis is not static")
+        if n >= 2**24:
+            raise Skip("the axis is longer than 2^24 (the flags are summed in FLOAT)")
+        largest = int(b.attr("largest", 1))
+        f = TensorProto.FLOAT
+        bshape = [1] * len(shape)
+        bshape[axis] = n
+        # The original index of every remaining element (the indices output's type is INT64).
+        where = b.op("Expand", [b.tensor(np.arange(n, dtype=np.int64).reshape(bshape), f"{b.base}/positions"),
+                                b.op("Shape", [x])])
+        rest, left, taken = x, n, 0
+        values, indices = [], []
+        while taken < k:
+            kr = min(TOPK_MAX_K, k - taken)
+            v = b.op("TopK", [rest, b.ints([kr], "k")], outputs=2, axis=axis, largest=largest, sorted=1)
+            i = b.nodes[-1].output[1]
+            values.append(v)
+            indices.append(i if taken == 0 else b.op("GatherElements", [where, i], axis=axis))
+            taken += kr
+            if taken >= k:
+                break
+            # Move the taken elements out: kept ones to 0..left-kr-1, taken ones after them.
+            ones = b.op("ConstantOfShape", [b.op("Shape", [i])], value=onnx.helper.make_tensor("one", f, [1], [1.0]))
+            zeros = b.op("ConstantOfShape", [b.op("Shape", [rest])], value=onnx.helper.make_tensor("zero", f, [1], [0.0]))
+            hit = b.op("ScatterElements", [zeros, i, ones], axis=axis)
+            keep = b.op("Sub", [b.const(1.0, f, "one"), hit])
+            axis_c = b.const(axis, TensorProto.INT64, "axis")
+            at_keep = b.op("Sub", [b.op("CumSum", [keep, axis_c]), b.const(1.0, f, "one")])
+            at_hit = b.add(b.op("CumSum", [hit, axis_c]), b.const(float(left - kr - 1), f, "hit_offset"))
+            place = b.cast(b.add(b.mul(keep, at_keep), b.mul(hit, at_hit)), TensorProto.INT64)
+            starts, ends, axes = b.ints([0], "starts"), b.ints([left - kr], "ends"), b.ints([axis], "axes")
+            rest = b.op("Slice", [b.op("ScatterElements", [rest, place, rest], axis=axis), starts, ends, axes])
+            where = b.op("Slice", [b.op("ScatterElements", [where, place, where], axis=axis), starts, ends, axes])
+            left -= kr
+        b.op("Concat", values, b.node.output[0], axis=axis)
+        if len(b.node.output) > 1 and b.node.output[1]:
+            b.op("Concat", indices, b.node.output[1], axis=axis)
+
+
+REWRITES = (*REWRITES, TopKInRounds)
+
+
+# Largest interpolation matrix resize-antialias-to-matmul creates (elements).
+ANTIALIAS_MAX_MATRIX = 16 * 2**20
+
+
+def _resize_matrix(n_in: int, scale: float | None, size: int | None, attrs: dict) -> np.ndarray:
+    """The [out, in] matrix of a Resize along one axis of length `n_in`: ONNX's reference
+    implementation resizing the identity (each basis vector's image is one column)."""
+    import onnx.reference
+
+    scales = np.array([1.0, scale], np.float32) if scale is not None else None
+    sizes = np.array([n_in, size], np.int64) if size is not None else None
+    inputs = ["e", "", "scales" if scales is not None else "", "sizes" if sizes is not None else ""]
+    while inputs and not inputs[-1]:
+        inputs.pop()
+    node = onnx.helper.make_node("Resize", inputs, ["y"], **attrs)
+    inits = [onnx.numpy_helper.from_array(v, k) for k, v in (("scales", scales), ("sizes", sizes)) if v is not None]
+    graph = onnx.helper.make_graph([node], "axis", [onnx.helper.make_tensor_value_info("e", TensorProto.FLOAT, [n_in, n_in])],
+                                   [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 19)])
+    out = onnx.reference.ReferenceEvaluator(model).run(None, {"e": np.eye(n_in, dtype=np.float32)})[0]
+    return np.ascontiguousarray(out.T.astype(np.float32))
+
+
+class ResizeAntialiasToMatMul(_Equivalent):
+    """Replace an antialiased `Resize` of the last one or two axes by `MatMul`s with its
+    interpolation matrices.
+
+    ## What it does
+    A linear or cubic `Resize` with `antialias=1` is linear in its input and separable: along each
+    resized axis it multiplies by a constant [out, in] matrix (the antialiasing filter widened by
+    1/scale when downsampling). The matrix is computed when fixing, by ONNX's reference
+    implementation of the same `Resize` applied to the identity along that axis, and the node
+    becomes `MatMul(x, A_w^T)` for the last axis and `MatMul(A_h, ...)` for the one before it.
+
+    ## When it applies
+    TRT121 on `Resize` with `antialias=1` (10.0 and later reject it; 8.6 and 9.x ignore it, so the
+    engine's output differs). Needs FLOAT data, constant scales or sizes, the input length static
+    along the resized axes, every other axis unscaled and the resized ones among the last two,
+    the stretch aspect-ratio policy, a coordinate mode other than `tf_crop_and_resize`, and at most
+    16M elements per matrix.
+
+    ## Example
+    `y = Resize<mode="linear", antialias=1>(x, , [1, 1, 0.5, 0.5])` with `x: float[1,3,8,8]`
+    becomes `y = MatMul(A, MatMul(x, A^T))` with `A: float[4,8]` (rows `[0.5, 0.375, 0.125, 0, ...]`,
+    `[0, 0.125, 0.375, 0.375, 0.125, 0, ...]`, ...).
+
+    ## Safety
+    Safe: the same weighted sums of the same inputs (the operator's definition); only the order of
+    the float additions differs (about 1e-7 relative in ONNX Runtime).
+
+    ## Resolves
+    TRT121
+    """
+
+    name = "resize-antialias-to-matmul"
+    summary = "replace an antialiased Resize of the last axes by MatMuls with its interpolation matrices"
+    op_type = "Resize"
+    pattern = "Resize with antialias=1"
+    resolves = ("TRT121",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        return super().matches(node) and any(a.name == "antialias" and a.i for a in node.attribute)
+
+    def replace(self, b: Builder) -> None:
+        x = b.node.input[0]
+        mode = _str(b.attr("mode")) or "nearest"
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in b.node.attribute}
+        if mode not in ("linear", "cubic"):
+            raise Skip(f"mode {mode}: antialias is defined for linear and cubic only (ONNX Runtime and ONNX's "
+                       "reference implementation refuse the model)")
+        if b.dtype(x) != TensorProto.FLOAT:
+            raise Skip("the input is not FLOAT")
+        if _str(attrs.get("coordinate_transformation_mode")) == "tf_crop_and_resize":
+            raise Skip("tf_crop_and_resize reads a region of interest")
+        if _str(attrs.get("keep_aspect_ratio_policy")) not in ("", "stretch"):
+            raise Skip("keep_aspect_ratio_policy is not stretch")
+        shape = b.shape(x)
+        if shape is None:
+            raise Skip("the input's rank is unknown")
+        rank = len(shape)
+        axes = [int(a) % rank for a in (attrs.get("axes") or range(rank))]
+        scales, sizes = b.value(b.input(2)), b.value(b.input(3))
+        if scales is not None and scales.size:
+            per_axis = {a: (float(s), None) for a, s in zip(axes, np.asarray(scales, np.float32).reshape(-1))}
+        elif sizes is not None and sizes.size:
+            per_axis = {a: (None, int(s)) for a, s in zip(axes, np.asarray(sizes).reshape(-1))}
+        else:
+            raise Skip("the scales or sizes are not constant")
+        resized = []
+        for a, (scale, size) in sorted(per_axis.items()):
+            if (scale is not None and scale == 1.0) or (size is not None and shape[a] and size == shape[a]):
+                continue
+            if a < rank - 2:
+                raise Skip(f"axis {a} is resized (only the last two axes become MatMuls)")
+            if not shape[a]:
+                raise Skip(f"the length of resized axis {a} is not static")
+            resized.append((a, scale, size))
+        if not resized:
+            raise Skip("no axis is resized")
+        keep = {k: v for k, v in attrs.items() if k in ("mode", "coordinate_transformation_mode", "cubic_coeff_a",
+                                                          "exclude_outside", "antialias")}
+        mats = {}
+        for a, scale, size in resized:
+            out_len = size if size is not None else int(np.floor(shape[a] * np.float32(scale)))
+            if out_len * shape[a] > ANTIALIAS_MAX_MATRIX:
+                raise Skip(f"the matrix for axis {a} would have more than {ANTIALIAS_MAX_MATRIX} elements")
+            mats[a] = _resize_matrix(shape[a], scale, size, keep)
+        y = x
+        for a in sorted(mats, reverse=True):
+            out = b.node.output[0] if a == min(mats) else None
+            if a == rank - 1:
+                y = b.op("MatMul", [y, b.tensor(mats[a].T.copy(), f"{b.base}/weights_axis{a}")], out)
+            else:
+                y = b.op("MatMul", [b.tensor(mats[a], f"{b.base}/weights_axis{a}"), y], out)
+
+
+REWRITES = (*REWRITES, ResizeAntialiasToMatMul)
+
+
+# Ops whose axes/axis input the importer needs at build time (TRT122), by the input's position.
+_AXIS_INPUT = {"CumSum": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 3, "ReduceSum": 1, "ReduceMean": 1, "ReduceMax": 1,
+               "ReduceMin": 1, "ReduceProd": 1, "ReduceL1": 1, "ReduceL2": 1, "ReduceLogSum": 1, "ReduceLogSumExp": 1,
+               "ReduceSumSquare": 1}
+
+
+class RuntimeAxisToIf(_Equivalent):
+    """Replace an op whose single axis comes from a run-time value by `If`s over the axes it can be.
+
+    ## What it does
+    `op(x, axis)` where `axis` holds one value computed at run time (a graph input, a value derived
+    from a dynamic dimension) becomes a chain of `If`s: `If(axis == 0 or axis == 0 - r)` runs the op
+    with the constant axis 0, its else branch `If(axis == 1 or ...)` with axis 1, and so on; the last
+    else branch takes the last possible axis. Every branch holds the op with a constant axis, which
+    the importer reads at build time; the condition is computed at run time.
+
+    ## When it applies
+    TRT122 on the axes/axis input of `CumSum`, `Squeeze`, `Unsqueeze`, `Slice` and the `Reduce*` ops
+    when that input holds exactly one value (shape `[1]` or a scalar) and the data's rank is known
+    (at most 8). For `Squeeze`, only the axes whose length can be 1 are candidates; for `Unsqueeze`
+    the output rank counts. The branches' outputs have the same rank (their sizes may differ), as
+    TensorRT's conditional requires.
+
+    ## Example
+    `y = CumSum(x, ax)` with `x: float[2,5]` and `ax` a graph input becomes
+    `y = If(Or(Equal(ax, 0), Equal(ax, -2))) <then: CumSum(x, [0]), else: CumSum(x, [1])>`.
+
+    ## Safety
+    Safe: for every axis the original accepts, the branch that runs computes the op with that axis.
+    (An axis outside the valid range, which makes the original fail, selects the last branch.)
+
+    ## Resolves
+    TRT122
+    """
+
+    name = "runtime-axis-to-if"
+    summary = "replace an op with one run-time axis by Ifs over the axes it can be"
+    op_type = "op with a run-time axis"
+    pattern = "CumSum/Squeeze/Unsqueeze/Slice/Reduce* with one axis computed at run time"
+    resolves = ("TRT122",)
+
+    def matches(self, node: onnx.NodeProto) -> bool:
+        i = _AXIS_INPUT.get(node.op_type)
+        return node.domain in ("", "ai.onnx") and i is not None and len(node.input) > i and bool(node.input[i])
+
+    def replace(self, b: Builder) -> None:
+        op = b.node.op_type
+        pos = _AXIS_INPUT[op]
+        if op.startswith("Reduce") and b.opset < (13 if op == "ReduceSum" else 18):
+            raise Skip("axes is an attribute at this opset")
+        ax = b.node.input[pos]
+        if b.value(ax) is not None:
+            raise Skip("the axis is a constant")
+        ax_shape = b.shape(ax)
+        if ax_shape is None or int(np.prod(ax_shape or [1])) != 1 or any(d is None for d in ax_shape):
+            raise Skip("the axes input does not hold exactly one value")
+        x = b.node.input[0]
+        shape = b.shape(x)
+        if shape is None or len(shape) > 8:
+            raise Skip("the data's rank is unknown" if shape is None else "the data has more than 8 dimensions")
+        rank = len(shape) + (1 if op == "Unsqueeze" else 0)
+        candidates = [a for a in range(rank) if op != "Squeeze" or shape[a] in (None, 1)]
+        if not candidates:
+            raise Skip("no axis of length 1 to squeeze")
+        out_type = b.dtype(x) or TensorProto.FLOAT
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in b.node.attribute}
+        if b.dtype(ax) not in (None, TensorProto.INT64):
+            ax = b.cast(ax, TensorProto.INT64)
+        scalar = b.op("Reshape", [ax, b.ints([], "scalar_shape")])
+
+        def branch(axis: int) -> onnx.GraphProto:
+            inputs = list(b.node.input)
+            inputs[pos] = b.ints([axis] if op != "CumSum" else axis, "axis")
+            out = b.info.unique(f"{b.base}/axis{axis}_output")
+            node = onnx.helper.make_node(op, inputs, [out], name=b.info.unique(f"{b.base}/axis{axis}"), **attrs)
+            return onnx.helper.make_graph([node], b.info.unique(f"{b.base}/axis{axis}_branch"), [],
+                                          [onnx.helper.make_tensor_value_info(out, out_type, None)])
+
+        def chain(rest: list[int], out: str | None) -> str:
+            if len(rest) == 1:
+                raise AssertionError("chain needs two candidates")
+            a = rest[0]
+            is_a = b.op("Equal", [scalar, b.const(a, TensorProto.INT64, "axis_value")])
+            if a - rank != a:
+                is_a = b.op("Or", [is_a, b.op("Equal", [scalar, b.const(a - rank, TensorProto.INT64, "axis_value")])])
+            other = branch(rest[1]) if len(rest) == 2 else None
+            if other is None:
+                # The else branch is itself an If over the remaining axes: built into a graph of its own.
+                saved, b.nodes = b.nodes, []
+                inner_out = b.info.unique(f"{b.base}/else_output")
+                chain(rest[1:], inner_out)
+                other = onnx.helper.make_graph(b.nodes, b.info.unique(f"{b.base}/else_branch"), [],
+                                               [onnx.helper.make_tensor_value_info(inner_out, out_type, None)])
+                b.nodes = saved
+            return b.op("If", [is_a], out, then_branch=branch(a), else_branch=other)
+
+        if len(candidates) == 1:
+            inputs = list(b.node.input)
+            inputs[pos] = b.ints([candidates[0]] if op != "CumSum" else candidates[0], "axis")
+            b.op(op, inputs, b.node.output[0], **attrs)
+            return
+        chain(candidates, b.node.output[0])
+
+
+REWRITES = (*REWRITES, RuntimeAxisToIf)

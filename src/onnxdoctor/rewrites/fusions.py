@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..checks.grf import patterns
 from .._proto import default_opset, graph_protos, taken_names, unique_name
 from ..findings import Applicability
 from ..model import Graph, Model, from_proto
+from ..patterns import decomposed as patterns
 from .base import Outcome, Rewrite, RewriteContext
 from .opset import OpsetUpgradeError, plan, upgrade
 

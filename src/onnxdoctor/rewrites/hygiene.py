@@ -143,7 +143,7 @@ class DedupeInitializers(Rewrite):
     resolves = ("GRF404",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.duplicate_initializer import _content_key
+        from ..patterns.duplicates import content_key
 
         out = onnx.ModelProto()
         out.CopyFrom(model)
@@ -157,7 +157,7 @@ class DedupeInitializers(Rewrite):
             mapping: dict[str, str] = {}
             for t in g.initializer:
                 external = t.data_location == onnx.TensorProto.EXTERNAL
-                key = _content_key(t, external)
+                key = content_key(t, external)
                 if key is None:
                     continue
                 key = (t.data_type, tuple(t.dims), key)
@@ -214,7 +214,7 @@ class DedupeNodes(Rewrite):
     resolves = ("GRF407",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.duplicate_node import duplicates
+        from ..patterns.duplicates import duplicates
         from ..model import from_proto
 
         view = from_proto(model, infer_shapes=False)
@@ -308,56 +308,18 @@ class RemoveNoops(Rewrite):
 
 
 def _noops(model, g) -> list[tuple[int, str, str, str]]:
-    """(node index, input, output, what) for each no-op of graph `g`, as the GRF405/GRF406 rules see them."""
-    from ..checks.grf.cancelling_casts import lossless
-    from ..checks.grf.noop_node import _inference
-    from ..model import NodeRef, dtype_name
+    """(node index, input, output, what) for each no-op of graph `g`: GRF405/406/408's detector."""
+    from ..patterns.noops import noops
 
-    from ..checks.grf.identity_arithmetic import identity_operand
-
-    found = []
-    for i, node in enumerate(g.nodes):
-        op = node.op_type
-        if op in ("Add", "Sub", "Mul", "Div") and g.standard[i]:
-            hit = identity_operand(model, g.ref(i))
-            if hit is not None:
-                found.append((i, hit[0], node.output[0], hit[1]))
-            continue
-        if op not in ("Identity", "Dropout", "Cast") or node.domain not in ("", "ai.onnx") or not node.input or not node.output:
-            continue
-        ref = NodeRef(node, g, i)
-        x, y = ref.input(0), ref.output(0)
-        if not x or not y:
-            continue
-        if op == "Identity":
-            found.append((i, x, y, "Identity"))
-        elif op == "Dropout":
-            mask = ref.output(1)
-            if (mask and g.is_used(mask)) or not _inference(model, ref):
-                continue
-            found.append((i, x, y, "inference Dropout"))
-        else:
-            to = ref.attr("to")
-            src = g.elem_type_of(x)
-            if src and to == src:
-                found.append((i, x, y, f"Cast to {dtype_name(src)} of a {dtype_name(src)} tensor"))
-                continue
-            hit = g.producers.get(x)
-            first = g.nodes[hit[0]] if hit else None
-            if first is None or first.op_type != "Cast" or first.domain not in ("", "ai.onnx") or not first.input:
-                continue
-            orig = g.elem_type_of(first.input[0])
-            via = next((a.i for a in first.attribute if a.name == "to"), 0)
-            if orig and orig != via and to == orig and lossless(orig, via):
-                found.append((i, first.input[0], y, f"Cast round trip {dtype_name(orig)} -> {dtype_name(via)} -> {dtype_name(orig)}"))
-    return found
+    return [(n.index, n.input, n.output, n.what) for n in noops(model, g)]
 
 
 def _remove(g, gp: onnx.GraphProto, found: list[tuple[int, str, str, str]]) -> tuple[list[str], list[str]]:
+    from ..patterns.noops import needed
+
     changes: list[str] = []
     skipped: list[str] = []
     outputs = set(g.outputs)
-    local = set(g.producers)  # values produced by nodes of this graph
     alias: dict[str, str] = {}  # removed output -> the value it equals
 
     def resolve(name: str) -> str:
@@ -379,9 +341,8 @@ def _remove(g, gp: onnx.GraphProto, found: list[tuple[int, str, str, str]]) -> t
     rename: dict[str, str] = {}
     for i, x, y, what in to_output:
         src = resolve(x)
-        if src not in local or src in outputs or src in rename:
-            why = ("is a graph input, initializer or outer-scope value" if src not in local
-                   else "is itself a graph output" if src in outputs else "already renamed to another graph output")
+        why = needed(g, src, y) or ("already renamed to another graph output" if src in rename else None)
+        if why:
             skipped.append(f"{what} {g.nodes[i].name or y!r} kept: its output {y!r} is a graph output and its input {src!r} {why}")
             continue
         rename[src] = y

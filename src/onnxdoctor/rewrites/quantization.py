@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .._proto import bodies, graphs, outer_reads
 from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
-from .._proto import graphs
 from .substitutions._build import Builder, ModelInfo, Skip, Substitution
 
 MS = "com.microsoft"
@@ -43,6 +43,18 @@ def _tolerance(ctx: RewriteContext) -> tuple[float, float]:
                 peak = max(peak, float(np.max(np.abs(finite))))
     return max(_ATOL, _SHARE_OF_PEAK * peak), _RTOL
 
+
+class _WithinTolerance:
+    """The quantization rewrites that drop a rounding: unsafe, proven with `_tolerance`."""
+
+    applicability = Applicability.UNSAFE
+    atol = _ATOL
+    rtol = _RTOL
+
+    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
+        return _tolerance(ctx)
+
+
 _CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
 
@@ -53,19 +65,22 @@ def _dequantized(q: np.ndarray, zero_point: np.ndarray | None, scale: np.ndarray
 
 
 def _weight_name(quantized: str) -> str:
-    base = quantized[: -len("_quantized")] if quantized.endswith("_quantized") else quantized
+    base = quantized.removesuffix("_quantized")
     return f"{base}_dequantized"
 
 
 class _Graph:
-    """Readers of every value of one graph, for matching chains of nodes."""
+    """Readers of every value of one graph, for matching chains of nodes. A node with control-flow
+    bodies reads what its bodies read from this graph (outer-scope references), so a value a body
+    reads is never taken for read by one node only, nor removed."""
 
     def __init__(self, g: onnx.GraphProto):
         self.g = g
         self.readers: dict[str, list[int]] = {}
         self.producer: dict[str, int] = {}
         for i, n in enumerate(g.node):
-            for name in n.input:
+            outer = [name for body in bodies(n) for name in outer_reads(body)]
+            for name in dict.fromkeys([*n.input, *outer]):
                 if name:
                     self.readers.setdefault(name, []).append(i)
             for name in n.output:
@@ -95,7 +110,7 @@ def _is(node: onnx.NodeProto | None, op_type: str, domain: str = "") -> bool:
     return node is not None and node.op_type == op_type and (node.domain or "") in ((domain,) if domain else ("", "ai.onnx"))
 
 
-class DynamicQuantizationToFloat(Rewrite):
+class DynamicQuantizationToFloat(_WithinTolerance, Rewrite):
     """Replace ONNX Runtime's dynamic quantization chains by float `MatMul`/`Conv` with dequantized weights.
 
     ## What it does
@@ -120,10 +135,12 @@ class DynamicQuantizationToFloat(Rewrite):
     ## When it applies
     TRT101 on `DynamicQuantizeLinear`, `MatMulInteger` and `ConvInteger` (no TensorRT release
     imports them), TRT102 on `com.microsoft::MatMulIntegerToFloat`, and TRT113 on the UINT8 values
-    `DynamicQuantizeLinear` produces. Skipped (with the reason) for a `MatMulInteger`/`ConvInteger`
-    whose input is not a `DynamicQuantizeLinear` output or whose zero point is not that node's, for
-    non-constant weights, scales or zero points, and when the integer result is read by anything
-    but one `Cast` to FLOAT followed by the scale `Mul`.
+    `DynamicQuantizeLinear` produces. In the main graph and inside `If`/`Loop`/`Scan` bodies,
+    including a chain in a body whose `DynamicQuantizeLinear` is in an enclosing graph (where ONNX
+    Runtime's quantizer puts it); that node goes once no graph reads it. Skipped (with the reason)
+    for a `MatMulInteger`/`ConvInteger` whose input is not a `DynamicQuantizeLinear` output or whose
+    zero point is not that node's, for non-constant weights, scales or zero points, and when the
+    integer result is read by anything but one `Cast` to FLOAT followed by the scale `Mul`.
 
     ## Example
     `xq, xs, xz = DynamicQuantizeLinear(x); s = Mul(xs, ws); a = MatMulInteger(xq, Wq, xz, wz);
@@ -145,17 +162,11 @@ class DynamicQuantizationToFloat(Rewrite):
     name = "dynamic-quantization-to-float"
     reads_weights = True  # the fix pipeline gives it the model with its weights
     summary = "replace DynamicQuantizeLinear + MatMulInteger/ConvInteger chains by float MatMul/Conv"
-    applicability = Applicability.UNSAFE
     phase = 30
     resolves = ("TRT101", "TRT102", "TRT113")
     ops: ClassVar[tuple[tuple[str, str], ...]] = (
         ("", "DynamicQuantizeLinear"), ("", "MatMulInteger"), ("", "ConvInteger"), (MS, "MatMulIntegerToFloat"),
     )
-    atol = _ATOL
-    rtol = _RTOL
-
-    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
-        return _tolerance(ctx)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         out = onnx.ModelProto()
@@ -163,49 +174,58 @@ class DynamicQuantizationToFloat(Rewrite):
         info = ModelInfo(out)
         changes: list[str] = []
         skipped: list[str] = []
+        sources: set[str] = set()  # the DynamicQuantizeLinear outputs a replaced chain read
+        # Innermost graphs first: a chain inside an If/Loop/Scan body may read a DynamicQuantizeLinear
+        # of an enclosing graph (ONNX Runtime's quantizer hoists it there), which goes once unread.
         for gi, g in reversed(list(enumerate(graphs(out.graph)))):
-            self._graph(info, gi, g, ctx, changes, skipped)
+            self._graph(info, gi, g, ctx, changes, skipped, sources)
         if not changes:
             return Outcome(model, skipped=skipped or ["no DynamicQuantizeLinear, MatMulInteger or ConvInteger node"])
+        for g in graphs(out.graph):
+            view = _Graph(g)
+            unread = [n for n in g.node if _is(n, "DynamicQuantizeLinear") and n.output[0] in sources
+                      and not any(view.readers.get(o) or o in view.outputs for o in n.output)]
+            for n in unread:
+                g.node.remove(n)
         return Outcome(out, changes, skipped)
 
-    def _graph(self, info: ModelInfo, gi: int, g: onnx.GraphProto, ctx, changes: list[str], skipped: list[str]) -> None:
+    @staticmethod
+    def _quantizer(info: ModelInfo, gi: int, view: _Graph, name: str) -> onnx.NodeProto | None:
+        """The DynamicQuantizeLinear whose quantized output is `name`: in this graph, or in an
+        enclosing one when `name` is an outer-scope reference."""
+        d = view.node(view.producer.get(name))
+        if d is None:
+            d = info.outer_producer(gi, name)
+        return d if _is(d, "DynamicQuantizeLinear") and d.output[0] == name else None
+
+    def _graph(self, info: ModelInfo, gi: int, g: onnx.GraphProto, ctx, changes: list[str], skipped: list[str],
+               sources: set[str]) -> None:
         view = _Graph(g)
         remove: set[int] = set()
         insert: dict[int, list[onnx.NodeProto]] = {}  # new nodes, placed where the chain's last node was
-        matched: set[int] = set()
-        for di, d in enumerate(g.node):
-            if not _is(d, "DynamicQuantizeLinear"):
+        for ci, c in enumerate(g.node):
+            if not (_is(c, "MatMulInteger") or _is(c, "ConvInteger") or _is(c, "MatMulIntegerToFloat", MS)):
                 continue
-            q = d.output[0]
-            for ci in view.readers.get(q, []):
-                c = g.node[ci]
-                where = c.name or c.output[0]
-                b = Builder(info, gi, c, ctx)
-                try:
-                    if _is(c, "MatMulInteger") or _is(c, "ConvInteger"):
-                        chain = self._integer_chain(view, b, d, ci)
-                    elif _is(c, "MatMulIntegerToFloat", MS):
-                        chain = self._integer_to_float(b, d, ci)
-                    else:
-                        raise Skip(f"the quantized input is also read by {c.op_type}")
-                except Skip as e:
-                    skipped.append(f"{c.op_type} {where!r}: {e}")
-                    continue
-                matched.add(ci)
-                remove.update(chain)
-                insert.setdefault(max(chain), []).extend(b.nodes)
-                g.initializer.extend(b.inits)
-                info.constants.update(b.new_constants)
-                ops = ", ".join(dict.fromkeys(n.op_type for n in b.nodes))
-                changes.append(f"replaced {c.op_type} {where!r} ({len(chain)} node(s) fed by DynamicQuantizeLinear) by {ops} "
-                               "with dequantized FLOAT weights")
-        for i, n in enumerate(g.node):
-            if i not in matched and (_is(n, "MatMulInteger") or _is(n, "ConvInteger") or _is(n, "MatMulIntegerToFloat", MS)):
-                src = view.producer.get(n.input[0])
-                if src is None or not _is(g.node[src], "DynamicQuantizeLinear"):
-                    skipped.append(f"{n.op_type} {n.name or n.output[0]!r}: its input does not come from DynamicQuantizeLinear "
-                                   "(static integer quantization has no TensorRT form this rewrite knows)")
+            where = c.name or c.output[0]
+            d = self._quantizer(info, gi, view, c.input[0])
+            if d is None:
+                skipped.append(f"{c.op_type} {where!r}: its input does not come from DynamicQuantizeLinear "
+                               "(static integer quantization has no TensorRT form this rewrite knows)")
+                continue
+            b = Builder(info, gi, c, ctx)
+            try:
+                chain = self._integer_to_float(b, d, ci) if c.domain == MS else self._integer_chain(view, b, d, ci)
+            except Skip as e:
+                skipped.append(f"{c.op_type} {where!r}: {e}")
+                continue
+            sources.add(d.output[0])
+            remove.update(chain)
+            insert.setdefault(max(chain), []).extend(b.nodes)
+            g.initializer.extend(b.inits)
+            info.constants.update(b.new_constants)
+            ops = ", ".join(dict.fromkeys(n.op_type for n in b.nodes))
+            changes.append(f"replaced {c.op_type} {where!r} ({len(chain)} node(s) fed by DynamicQuantizeLinear) by {ops} "
+                           "with dequantized FLOAT weights")
         if not remove:
             return
         # What only the replaced chains read (the scale products, a run-time bias quantization,
@@ -388,15 +408,9 @@ def _matmul_bias(b: Builder, x: str, weight: str, bias: str, y: str) -> None:
         b.op("MatMul", [x, weight], y)
 
 
-class _DynamicContrib(Substitution):
+class _DynamicContrib(_WithinTolerance, Substitution):
     domain = MS
     resolves = ("TRT102",)
-    applicability = Applicability.UNSAFE
-    atol = _ATOL
-    rtol = _RTOL
-
-    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
-        return _tolerance(ctx)
 
 
 class DynamicQuantizeMatmulToMatmul(_DynamicContrib):
@@ -584,7 +598,7 @@ def _per_axis(value: np.ndarray, rank: int, axis: int) -> np.ndarray:
     return value.reshape(shape)
 
 
-class QlinearToQdq(Substitution):
+class QlinearToQdq(_WithinTolerance, Substitution):
     """Replace `QLinearConv` / `QLinearMatMul` by `DequantizeLinear` -> `Conv`/`MatMul` -> `QuantizeLinear`.
 
     ## What it does
@@ -625,14 +639,8 @@ class QlinearToQdq(Substitution):
     summary = "replace QLinearConv/QLinearMatMul by DequantizeLinear + Conv/MatMul + QuantizeLinear"
     op_type = "QLinearConv"
     pattern = "QLinearConv or QLinearMatMul"
-    applicability = Applicability.UNSAFE
     resolves = ("TRT101", "TRT113")
     ops = (("", "QLinearConv"), ("", "QLinearMatMul"))
-    atol = _ATOL
-    rtol = _RTOL
-
-    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
-        return _tolerance(ctx)
 
     def matches(self, node: onnx.NodeProto) -> bool:
         return node.domain in ("", "ai.onnx") and node.op_type in ("QLinearConv", "QLinearMatMul")
@@ -691,7 +699,7 @@ _QLINEAR_BINARY = {"QLinearAdd": "Add", "QLinearMul": "Mul"}
 _QLINEAR_CONTRIB = (*_QLINEAR_BINARY, *_QLINEAR_UNARY, "QLinearConcat", "QGemm")
 
 
-class QlinearContribToQdq(Substitution):
+class QlinearContribToQdq(_WithinTolerance, Substitution):
     """Replace ONNX Runtime's QOperator contrib ops (`QLinearAdd`, `QLinearMul`, `QLinearConcat`, `QLinearSigmoid`, `QLinearLeakyRelu`, `QLinearGlobalAveragePool`, `QLinearAveragePool`, `QGemm`) by DequantizeLinear -> float op -> QuantizeLinear.
 
     ## What it does
@@ -726,14 +734,8 @@ class QlinearContribToQdq(Substitution):
     domain = MS
     op_type = "QLinearAdd"
     pattern = "com.microsoft QOperator op"
-    applicability = Applicability.UNSAFE
     resolves = ("TRT102",)
     ops = tuple((MS, op) for op in _QLINEAR_CONTRIB)
-    atol = _ATOL
-    rtol = _RTOL
-
-    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
-        return _tolerance(ctx)
 
     def matches(self, node: onnx.NodeProto) -> bool:
         return node.domain == MS and node.op_type in _QLINEAR_CONTRIB
@@ -858,7 +860,7 @@ class DequantizeConstantToFloat(Substitution):
         b.op("Identity", [b.tensor(value.astype(np.float32), f"{b.base}/value")], b.node.output[0])
 
 
-class QdqToSymmetricInt8(Rewrite):
+class QdqToSymmetricInt8(_WithinTolerance, Rewrite):
     """Rewrite activation Q/DQ pairs with a non-zero zero point (or UINT8) as symmetric INT8 around a shift.
 
     ## What it does
@@ -896,14 +898,8 @@ class QdqToSymmetricInt8(Rewrite):
 
     name = "qdq-to-symmetric-int8"
     summary = "rewrite asymmetric or UINT8 activation Q/DQ pairs as symmetric INT8 around a shift"
-    applicability = Applicability.UNSAFE
     phase = 35
     resolves = ("TRT125", "TRT113", "TRT121")
-    atol = _ATOL
-    rtol = _RTOL
-
-    def tolerances(self, ctx: RewriteContext) -> tuple[float | None, float | None]:
-        return _tolerance(ctx)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         out = onnx.ModelProto()

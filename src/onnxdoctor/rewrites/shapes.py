@@ -123,7 +123,7 @@ class FoldShapeComputations(Rewrite):
     unprompted = True  # `check` types the graph with ONNX's inference only: it sees fewer of them
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.known_shape_computation import known_shape_actions
+        from ..patterns.shape_values import known_shape_actions
         from .._proto import graph_protos, rename_reads as _rename_inputs, taken_names
 
         if not any(n.op_type == "Shape" for g in graphs(model.graph) for n in g.node):

@@ -86,7 +86,7 @@ class CollapseLayoutChains(Rewrite):
     resolves = ("GRF416",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.redundant_layout_chain import layout_chains, target_array
+        from ..patterns.layout_chains import layout_chains, target_array
 
         view, out, protos, taken = _editable(model)
         opset = default_opset(model, 1)
@@ -173,7 +173,7 @@ class FoldBatchNorm(Rewrite):
     reads_weights = True
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.unfolded_batch_norm import batch_norm_fold
+        from ..patterns.batch_norm import batch_norm_fold
         from ..model import from_proto
 
         view = from_proto(model)
@@ -311,7 +311,7 @@ class MergeConstantArithmetic(Rewrite):
     resolves = ("GRF415",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.chained_constant_arithmetic import arithmetic_chains
+        from ..patterns.constant_arithmetic import arithmetic_chains
 
         view, out, protos, taken = _editable(model)
         changes: list[str] = []
@@ -366,7 +366,7 @@ class FoldBiasAdd(Rewrite):
     resolves = ("GRF417",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.unfused_bias_add import bias_fold
+        from ..patterns.bias_add import bias_fold
         from ..model import from_proto
 
         view = from_proto(model)
@@ -447,7 +447,7 @@ class MergeSlices(Rewrite):
     resolves = ("GRF418",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
-        from ..checks.grf.consecutive_slices import slice_merges
+        from ..patterns.slices import slice_merges
         from ._gs import pruned
 
         current, merged, removed = model, 0, 0

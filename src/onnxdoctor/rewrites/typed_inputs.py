@@ -8,6 +8,7 @@ import onnx
 from onnx import TensorProto
 
 from ..findings import Applicability
+from ..rule_fixes import INTEGER_MATMUL_UNROLL_MAX_K
 from .substitutions._build import Builder, Skip, Substitution
 
 _INTS = (TensorProto.INT32, TensorProto.INT64)
@@ -30,19 +31,25 @@ class IntegerMatMulToMulReduceSum(_TypedInput):
     ## What it does
     `MatMul(a, b)` with `a: [..., M, K]`, `b: [..., K, N]` of INT32/INT64 becomes
     `ReduceSum(Mul(Unsqueeze(a, -1), Unsqueeze(b, -3)), axes=[-2], keepdims=0)`: the products of
-    every row of `a` with every column of `b`, summed over `K`, in the integers themselves.
+    every row of `a` with every column of `b`, summed over `K`, in the integers themselves. On
+    releases whose `ReduceSum` is float only (8.6, 9.x) and a static `K` up to 64, the sum is
+    unrolled instead: `Mul(Slice(a, column k), Slice(b, row k))` for each k, added up.
 
     ## When it applies
     TRT116 on an integer `MatMul` (no release's importer multiplies integer matrices). Needs both
-    inputs of rank >= 2, the release's `ReduceSum` and `Mul` to take the type (not 8.6 and 9.x, whose
-    ReduceSum is float only) and at most 16M elements in the product tensor when its size is known.
+    inputs of rank >= 2, the release's `Mul` (and `ReduceSum`, or `Add` and `Slice` for the unrolled
+    form with K <= 64) to take the type, and at most 16M elements in the product tensor when its
+    size is known.
 
     ## Example
     `y = MatMul(a, b)` with `a: int32[2,3]`, `b: int32[3,4]` becomes
-    `y = ReduceSum<keepdims=0>(Mul(Unsqueeze(a, [2]), Unsqueeze(b, [0])), [1])`.
+    `y = ReduceSum<keepdims=0>(Mul(Unsqueeze(a, [2]), Unsqueeze(b, [0])), [1])` (10.0 and later), or
+    `y = a[:, 0:1] * b[0:1, :] + a[:, 1:2] * b[1:2, :] + a[:, 2:3] * b[2:3, :]` (8.6, 9.x).
 
     ## Safety
-    Safe: integer sums are exact (and wrap around alike in any order).
+    Safe: integer products and sums are exact. Where a sum leaves the type's range, the unrolled
+    form wraps around as `MatMul` does in ONNX Runtime, but ONNX Runtime's INT32 `ReduceSum`
+    saturates instead, so the `ReduceSum` form equals `MatMul` only for results within the range.
 
     ## Resolves
     TRT116
@@ -60,11 +67,21 @@ class IntegerMatMulToMulReduceSum(_TypedInput):
             raise Skip(f"its inputs are {_type_name(t) if t else 'of unknown type'}, not integers")
         name = "INT32" if t == TensorProto.INT32 or b.ctx.target.release.int64 == "cast" else "INT64"
         ops = b.ctx.target.release.ops
-        if name not in ops.get("ReduceSum", ()) or name not in ops.get("Mul", ()):
-            raise Skip(f"TensorRT {b.ctx.target.release.version}'s ReduceSum or Mul does not take {name}")
+        version = b.ctx.target.release.version
+        if name not in ops.get("Mul", ()):
+            raise Skip(f"TensorRT {version}'s Mul does not take {name}")
         sa, sw = b.shape(a), b.shape(w)
         if sa is None or sw is None or len(sa) < 2 or len(sw) < 2:
             raise Skip("needs both inputs of known rank >= 2")
+        if name not in ops.get("ReduceSum", ()):
+            k = sa[-1] or sw[-2]
+            if name not in ops.get("Add", ()) or name not in ops.get("Slice", ()):
+                raise Skip(f"TensorRT {version}'s ReduceSum, Add or Slice does not take {name}")
+            if not k or k > INTEGER_MATMUL_UNROLL_MAX_K:
+                raise Skip(f"TensorRT {version}'s ReduceSum does not take {name}, and K is "
+                           + (f"{k}, above {INTEGER_MATMUL_UNROLL_MAX_K} (the sum is unrolled)" if k else "not static"))
+            self._unrolled(b, a, w, k, len(sa), len(sw))
+            return
         if all(sa) and all(sw):
             m, k, n = sa[-2], sa[-1], sw[-1]
             batch = int(np.prod(sa[:-2] or [1])) * int(np.prod(sw[:-2] or [1]))
@@ -73,6 +90,16 @@ class IntegerMatMulToMulReduceSum(_TypedInput):
         lhs = b.op("Unsqueeze", [a, b.ints([-1])]) if b.opset >= 13 else b.op("Unsqueeze", [a], axes=[len(sa)])
         rhs = b.op("Unsqueeze", [w, b.ints([-3])]) if b.opset >= 13 else b.op("Unsqueeze", [w], axes=[len(sw) - 2])
         b.reduce("ReduceSum", b.mul(lhs, rhs), [-2], keepdims=0, out=b.node.output[0])
+
+    @staticmethod
+    def _unrolled(b: Builder, a: str, w: str, k: int, ra: int, rw: int) -> None:
+        """sum over j < k of a[..., :, j:j+1] * w[..., j:j+1, :] (broadcast like MatMul's batch axes)."""
+        total = None
+        for j in range(k):
+            col = b.slice(a, [j], [j + 1], [ra - 1])
+            row = b.slice(w, [j], [j + 1], [rw - 2])
+            term = b.mul(col, row, b.node.output[0] if k == 1 else None)
+            total = term if total is None else b.add(total, term, b.node.output[0] if j == k - 1 else None)
 
 
 class PowExponentToFloat(_TypedInput):

@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 
 from ..._proto import body_reads, has_body
+from ...dtype_limits import ITEMSIZE
 from ...kb import Release
 from ...model import Graph, Model, dtype_name
+from ...patterns import decomposed as patterns
 from ...rule import Context
-from . import patterns
 
-# bytes per element; sub-byte types count as one byte (an upper bound is enough for a size report)
-ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
-            17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1}
 
 
 def nbytes(graph: Graph, tensor: str) -> int | None:

@@ -2,37 +2,10 @@
 
 from __future__ import annotations
 
-from ..._onnx import TensorProto as T
-
 from ...findings import Severity
 from ...model import dtype_name
+from ...patterns.noops import needed, noop
 from ...rule import Context, Rule
-
-# (significand bits incl. the implicit one, exponent bits)
-_FLOATS = {T.FLOAT16: (11, 5), T.BFLOAT16: (8, 8), T.FLOAT: (24, 8), T.DOUBLE: (53, 11)}
-# (bits, signed)
-_INTS = {T.INT8: (8, True), T.INT16: (16, True), T.INT32: (32, True), T.INT64: (64, True),
-         T.UINT8: (8, False), T.UINT16: (16, False), T.UINT32: (32, False), T.UINT64: (64, False)}
-
-
-def lossless(src: int, via: int) -> bool:
-    """Every value of type `src` survives a Cast to `via` and back unchanged."""
-    if src == via:
-        return True
-    if src == T.BOOL:
-        return via in _FLOATS or via in _INTS  # 0/1 and back through `!= 0`
-    if src in _FLOATS and via in _FLOATS:
-        (m1, e1), (m2, e2) = _FLOATS[src], _FLOATS[via]
-        return m2 >= m1 and e2 >= e1
-    if src in _INTS and via in _INTS:
-        (b1, s1), (b2, s2) = _INTS[src], _INTS[via]
-        if s1 == s2:
-            return b2 >= b1
-        return (not s1) and s2 and b2 > b1
-    if src in _INTS and via in _FLOATS:
-        bits, signed = _INTS[src]
-        return _FLOATS[via][0] >= bits - (1 if signed else 0)
-    return False
 
 
 class CancellingCasts(Rule):
@@ -44,6 +17,8 @@ class CancellingCasts(Rule):
     FLOAT, FLOAT16 → FLOAT → FLOAT16, INT32 → INT64 → INT32, BOOL → INT32 → BOOL). Round trips through
     a narrower type (FLOAT → FLOAT16 → FLOAT rounds; INT64 → INT32 → INT64 wraps) change values and are
     not reported.
+    As for every no-op (GRF405), a graph output computed from a graph input, an initializer or an
+    outer-scope value keeps the node: it gives the output its name, and is not reported.
 
     ## Why it breaks TensorRT
     The round trip costs two cast layers and, through DOUBLE or INT64, a type TensorRT does not have
@@ -80,20 +55,15 @@ class CancellingCasts(Rule):
 
     def check(self, ctx: Context):
         for node in ctx.nodes_of("Cast"):
+            n = noop(ctx.model, node)
             g = node.graph
-            hit = g.producers.get(node.input(0))
-            if hit is None:
+            if n is None or n.kind != "cast-round-trip" or needed(g, n.input, n.output):
                 continue
-            first = g.nodes[hit[0]]
-            if first.op_type != "Cast" or first.domain not in ("", "ai.onnx") or not first.input:
-                continue
-            src = g.elem_type_of(first.input[0])
-            via = next((a.i for a in first.attribute if a.name == "to"), 0)
-            if not src or src == via or node.attr("to") != src or not lossless(src, via):
-                continue
+            first = g.nodes[n.first]
             both = len(g.consumers.get(first.output[0], ())) == 1 and first.output[0] not in g.outputs
             tail = "both Casts can be removed" if both else "the second Cast can be removed (the first has other readers)"
+            src, via = dtype_name(n.src), dtype_name(n.via)
             yield self.finding(
-                ctx, f"Cast {dtype_name(src)} → {dtype_name(via)} → {dtype_name(src)} is an exact round trip: {tail}",
-                node=node, tensor=node.output(0), versions=ctx.kb.versions, hint="onnxdoctor fix removes it",
+                ctx, f"Cast {src} → {via} → {src} is an exact round trip: {tail}",
+                node=node, tensor=n.output, versions=ctx.kb.versions, hint="onnxdoctor fix removes it",
             )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from ..._onnx import TensorProto
 
 from ...findings import Severity
-from ...model import Graph, LazyBytes
-from ...model.graph import _external_ref
+from ...dtype_limits import ITEMSIZE
+from ...model import Graph
+from ...patterns.duplicates import content_key
 from ...rule import Context, Rule
-from ._util import ITEMSIZE, human_bytes, type_text
+from ._util import human_bytes, type_text
 
 
 # Duplicates this small (scalars, 4-element vectors) are reported together, one finding per graph.
@@ -116,7 +115,7 @@ def _duplicates(ctx: Context, g: Graph):
             group = _sample_collisions(g, group)
         first: dict[object, str] = {}
         for t in group:
-            key = _content_key(t, external, ctx.model.external_refs, g.lazy_raw.get(t.name))
+            key = content_key(t, external, ctx.model.external_refs, g.lazy_raw.get(t.name))
             if key is None:
                 continue
             if key not in first:
@@ -143,30 +142,3 @@ def _sample_collisions(g: Graph, group: list[TensorProto]) -> list[TensorProto]:
             key = ("typed",)
         by_sample.setdefault(key, []).append(t)
     return [t for members in by_sample.values() if len(members) > 1 for t in members]
-
-
-def _content_key(t: TensorProto, external: bool, known: dict | None = None, lazy: LazyBytes | None = None):
-    """What identifies the tensor's content; `lazy`: its raw_data, when the check left it in the file."""
-    if external:
-        ref = known.get(t.name) if known else None
-        if ref is None:
-            try:
-                ref = _external_ref(t)
-            except ValueError:
-                return None
-        if ref.length is None:
-            return None  # "to the end of the file": the region's extent is not known without a stat
-        return ("external", ref.location, ref.offset, ref.length)
-    if lazy is not None:
-        data = lazy.read()
-    elif t.HasField("raw_data"):
-        data = t.raw_data
-    else:
-        copy = TensorProto()
-        copy.CopyFrom(t)
-        copy.ClearField("name")
-        copy.ClearField("doc_string")
-        if "metadata_props" in copy.DESCRIPTOR.fields_by_name:
-            copy.ClearField("metadata_props")
-        data = copy.SerializeToString(deterministic=True)
-    return ("inline", hashlib.blake2b(data, digest_size=20).digest())

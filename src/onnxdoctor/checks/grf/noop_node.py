@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...model import dtype_name
+from ...patterns.noops import PASS_THROUGH, needed, noop
 from ...rule import Context, Rule
 
 
@@ -13,8 +14,10 @@ class NoopNode(Rule):
     ## What it does
     Reports `Identity` nodes, `Dropout` nodes in inference mode (no `training_mode` input, or a
     constant false one; opsets before 7 need `is_test=1`) whose mask output is unused, and `Cast`
-    nodes whose target type equals their input's type. An `Identity` that forwards an outer-scope
-    value to a control-flow body output is needed and not reported.
+    nodes whose target type equals their input's type. A no-op that gives a graph output its name
+    and whose input is not computed in the same graph (a graph input, an initializer, an outer-scope
+    value: an `Identity` forwarding it to a control-flow body output) or is itself a graph output is
+    needed and not reported: no producer can be renamed in its place.
 
     ## Why it breaks TensorRT
     Each no-op becomes an identity layer or a copy unless the builder proves it away; they also hide
@@ -54,39 +57,17 @@ class NoopNode(Rule):
 
     def check(self, ctx: Context):
         model = ctx.model
-        for node in ctx.nodes_of("Identity", "Dropout", "Cast"):
-            op = node.op_type
+        for node in ctx.nodes_of(*PASS_THROUGH):
+            n = noop(model, node)
             g = node.graph
-            x, y = node.input(0), node.output(0)
-            if not x or not y:
+            if n is None or n.kind not in _MESSAGES or needed(g, n.input, n.output):
                 continue
-            if op == "Identity":
-                if g.outer is not None and y in g.outputs and not (x in g.producers or x in g.inputs or x in g.initializers):
-                    continue  # forwards an outer-scope value out of a body: needed
-                what = "Identity is a no-op"
-            elif op == "Dropout":
-                mask = node.output(1)
-                if mask and g.is_used(mask):
-                    continue
-                if not _inference(model, node):
-                    continue
-                what = "Dropout in inference mode is a no-op"
-            else:
-                src = g.elem_type_of(x)
-                if not src or node.attr("to") != src:
-                    continue
-                what = f"Cast to {dtype_name(src)} of a tensor that is already {dtype_name(src)} is a no-op"
-            if y in g.outputs:
+            what = _MESSAGES[n.kind].format(t=dtype_name(n.src))
+            if n.output in g.outputs:
                 what += " (its output is a graph output: the fix renames the producer's output)"
-            yield self.finding(ctx, what, node=node, tensor=y, versions=ctx.kb.versions,
+            yield self.finding(ctx, what, node=node, tensor=n.output, versions=ctx.kb.versions,
                                hint="onnxdoctor fix removes it")
 
 
-def _inference(model, node) -> bool:
-    if model.op_version(node) < 7:
-        return node.attr("is_test", 0) == 1
-    tm = node.input(2)
-    if not tm:
-        return True
-    v = model.constants(node.graph).value(tm)
-    return v is not None and v.size == 1 and not bool(v.reshape(-1)[0])
+_MESSAGES = {"identity": "Identity is a no-op", "dropout": "Dropout in inference mode is a no-op",
+             "cast": "Cast to {t} of a tensor that is already {t} is a no-op"}

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import numpy as np
-
 from ...findings import Severity
-from ...model import Model, NodeRef
 from ...rule import Context, Rule
-from .unfolded_batch_norm import FLOAT_TYPES, _sole_producer
-
-
-class BiasFold(NamedTuple):
-    add: NodeRef
-    layer: NodeRef  # Conv, ConvTranspose or MatMul
-    bias: np.ndarray  # the Add's constant as one value per output channel (column)
-    old_bias: str | None  # the layer's own bias input (Conv/ConvTranspose), if any
+from ...patterns.bias_add import bias_fold
 
 
 class UnfusedBiasAdd(Rule):
@@ -77,46 +65,3 @@ class UnfusedBiasAdd(Rule):
             what = "its bias" if f.layer.op_type != "MatMul" else "a Gemm"
             yield self.finding(ctx, f"Add of a constant bias after {f.layer.op_type} {f.layer.name!r}: {what} can do it",
                                node=add, tensor=add.output(0), versions=ctx.kb.versions, hint="onnxdoctor fix folds it")
-
-
-def bias_fold(model: Model, add: NodeRef) -> BiasFold | None:
-    """The fold GRF417 reports and fold-bias-add makes for `add`, or None."""
-    g = add.graph
-    ins = g.node_inputs[add.index]
-    if add.domain or len(ins) != 2 or not all(ins) or not add.output(0):
-        return None
-    cv = model.constants(g)
-    a, b = ins
-    data, const = (a, b) if cv.is_constant(b) else (b, a)
-    if not cv.is_constant(const) or cv.is_constant(data) or g.elem_type_of(data) not in FLOAT_TYPES:
-        return None
-    layer = _sole_producer(g, data)
-    if layer is None or layer.domain or layer.op_type not in ("Conv", "ConvTranspose", "MatMul"):
-        return None
-    value = cv.value(const)
-    if value is None or value.dtype.kind != "f" or not value.any():
-        return None  # an all-zero bias is identity-arithmetic's: the Add goes
-    lins = g.node_inputs[layer.index]
-    if len(lins) < 2 or not lins[1]:
-        return None
-    wt = g.type_of(lins[1])
-    if wt is None or wt.shape is None or not wt.is_static:
-        return None
-    if layer.op_type == "MatMul":
-        if len(wt.shape) != 2 or g.rank_of(lins[0]) != 2 or not cv.is_weights(lins[1]):
-            return None
-        n = wt.shape[1]
-        if value.size not in (1, n) or value.ndim > 2 or (value.ndim == 2 and value.shape[0] != 1):
-            return None
-        return BiasFold(add, layer, np.broadcast_to(value.reshape(-1), (n,)).copy(), None)
-    rank = len(wt.shape)  # a convolution's output has its weight's rank
-    channels = wt.shape[0] if layer.op_type == "Conv" else wt.shape[1] * int(layer.attr("group", 1))
-    if value.ndim > rank:
-        return None
-    shape = (1,) * (rank - value.ndim) + tuple(value.shape)
-    if any(d != 1 for k, d in enumerate(shape) if k != 1) or shape[1] not in (1, channels):
-        return None
-    old = lins[2] if len(lins) > 2 and lins[2] else None
-    if old is not None and not cv.is_constant(old):
-        return None
-    return BiasFold(add, layer, np.broadcast_to(value.reshape(-1), (channels,)).copy(), old)

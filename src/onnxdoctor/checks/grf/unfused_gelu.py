@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ...findings import Severity
+from ...patterns import decomposed as patterns
 from ...rule import Context, Rule
-from . import patterns
 from ._util import fused_op_available, matches, opset_note
 
 OPSET = 20

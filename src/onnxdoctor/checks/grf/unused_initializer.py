@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ._util import ITEMSIZE, human_bytes, nested_uses, type_text
+from ...dtype_limits import ITEMSIZE
+from ._util import human_bytes, nested_uses, type_text
 
 
 class UnusedInitializer(Rule):

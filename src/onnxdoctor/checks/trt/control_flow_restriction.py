@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context
-from .._ifcond import condition_kind
+from .._ifcond import condition_kind, decided_by_enclosing
 from ..constraints import constraint_versions, violations
 from ._constraint_rule import CONTROL_FLOW_OPS, ConstraintRule
 
@@ -41,7 +41,9 @@ class ControlFlowRestriction(ConstraintRule):
 
     ## Fix safety
     `inline-constant-if` is safe: the condition has one value on every run. Other control-flow
-    restrictions have no automatic fix.
+    restrictions have no automatic fix. Nesting deeper than the parser accepts is cured when the
+    nested `If`s test the same condition as an enclosing `If` (known inside its branches:
+    `inline-constant-if` keeps the branch that value selects); otherwise there is no automatic fix.
 
     ## TensorRT versions
     Per constraint, listed in each finding; nesting limit from 10.0.
@@ -86,5 +88,7 @@ class ControlFlowRestriction(ConstraintRule):
                 subgraph=deepest.path,
                 versions=ctx.kb.versions_where(lambda r: r.max_subgraph_nesting is not None and deepest.depth > r.max_subgraph_nesting),
                 hint="flatten nested control flow",
-                fix=None,  # inline-constant-if helps only where conditions are constant: those Ifs have their own findings
+                # inline-constant-if helps where conditions are constant (those Ifs have their own
+                # findings) or decided by an enclosing If on the same condition (it removes levels).
+                fix=self.fix_by("inline-constant-if") if decided_by_enclosing(ctx.model) else None,
             )

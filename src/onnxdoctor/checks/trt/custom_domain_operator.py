@@ -33,13 +33,20 @@ class CustomDomainOperator(Rule):
     ## How to fix
     Export without ONNX Runtime's graph optimizations (optimize for TensorRT, not for ORT), or let
     `onnxdoctor fix` replace the contrib op with standard ONNX ops; or load a plugin with that name
-    and pass `--plugin NAME`.
+    and pass `--plugin NAME`. A model quantized by ONNX Runtime (`quantize_dynamic`,
+    `quantize_static` in the QOperator format, `MatMulNBitsQuantizer`) is repaired by
+    `onnxdoctor fix --unsafe-fixes`; without the flag the fix report says which unsafe rewrites
+    would apply.
 
     ## Fix safety
-    Replacements of contrib ops by standard ops are exact (safe) where a rewrite exists; those of
-    ONNX Runtime's dynamic quantization ops (`DynamicQuantizeMatMul`, `DynamicQuantizeLSTM`,
-    `MatMulIntegerToFloat`) by float ops with dequantized weights are unsafe (proven within
-    tolerance, need `--unsafe-fixes`).
+    Replacements of contrib ops by standard ops are exact (safe) where a rewrite exists. Those of
+    ONNX Runtime's quantization ops are unsafe (proven within tolerance, need `--unsafe-fixes`):
+    the dynamic ones (`DynamicQuantizeMatMul`, `MatMulIntegerToFloat`, `DynamicQuantizeLSTM`) and
+    the weight-only `MatMulNBits` become float ops with the weights dequantized when fix runs (their
+    activation scale is computed at run time, which TensorRT's Q/DQ cannot express); the static
+    QOperator ops (`QLinearAdd`, `QLinearMul`, `QLinearConcat`, `QLinearSigmoid`,
+    `QLinearLeakyRelu`, `QLinearGlobalAveragePool`, `QLinearAveragePool`, `QGemm`) become explicit
+    Q/DQ around the float op, which TensorRT imports and runs in INT8.
 
     ## TensorRT versions
     All. From 10.10 the parser also tries the node's domain as plugin namespace.

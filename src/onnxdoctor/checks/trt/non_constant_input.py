@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from ...findings import Severity
+from ...rule import Context
 from ._constraint_rule import ConstraintRule
+
+# The axes/axis input of the ops runtime-axis-to-if rewrites, by position.
+_AXIS_INPUT = {"CumSum": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 3, "ReduceSum": 1, "ReduceMean": 1, "ReduceMax": 1,
+               "ReduceMin": 1, "ReduceProd": 1, "ReduceL1": 1, "ReduceL2": 1, "ReduceLogSum": 1, "ReduceLogSumExp": 1,
+               "ReduceSumSquare": 1}
 
 
 class NonConstantInput(ConstraintRule):
@@ -36,8 +42,13 @@ class NonConstantInput(ConstraintRule):
     and the value is constant only after propagation (e.g. `Cast(Constant)`), the finding is a
     warning that names the `fold-constants` rewrite: folded, the model imports.
 
+    A single axis computed at run time (the axes/axis input of `CumSum`, `Squeeze`, `Unsqueeze`,
+    `Slice` or a `Reduce*` op holding one value, on data of known rank) is cured by `If`s over the
+    axes it can be, each branch with a constant axis (`runtime-axis-to-if`).
+
     ## Fix safety
-    `fold-constants` is exact (safe). A value computed from runtime inputs has no automatic fix.
+    `fold-constants` and `runtime-axis-to-if` are exact (safe). Other values computed from runtime
+    inputs have no automatic fix.
 
     ## TensorRT versions
     Per constraint, listed in each finding.
@@ -53,3 +64,14 @@ class NonConstantInput(ConstraintRule):
     summary = "input must be a build-time constant"
     kinds = frozenset({"input_constant"})
     hint_text = "make the value an initializer/Constant (fold constants) or freeze input shapes"
+
+    def fix_for(self, ctx: Context, v):
+        pos = v.constraint.params.get("input")
+        if v.fix is None and pos is not None and _AXIS_INPUT.get(v.node.op_type) == pos:
+            t = v.node.graph.type_of(v.node.input(pos))
+            data = v.node.graph.type_of(v.node.input(0))
+            one = t is not None and t.shape is not None and all(isinstance(d, int) for d in t.shape) \
+                and all(d == 1 for d in t.shape)
+            if one and data is not None and data.rank is not None and data.rank <= 8:
+                return self.fix_by("runtime-axis-to-if")
+        return super().fix_for(ctx, v)

@@ -27,7 +27,8 @@ class OutOfRangeValue(ConstraintRule):
 
     ## How to fix
     For TopK, split the selection (e.g. TopK per chunk then TopK of the candidates); for
-    quantization, re-quantize symmetrically (zero point 0).
+    quantization, re-quantize symmetrically (zero point 0), or let `onnxdoctor fix` rewrite it
+    (the activation rewrite needs `--unsafe-fixes`).
 
     `Dropout` with `training_mode` true draws a random mask on every run: no equivalent graph of
     imported ops exists that a proof could compare, so `fix` leaves it. Export in inference mode
@@ -35,7 +36,9 @@ class OutOfRangeValue(ConstraintRule):
 
     ## Fix safety
     Non-zero Q/DQ zero points have rewrites: a `DequantizeLinear` of constants is folded to its
-    FLOAT value (`dequantize-constant-to-float`, safe); an activation Q/DQ pair is rewritten as
+    FLOAT value (`dequantize-constant-to-float`, safe; a lookup `DequantizeLinear(Gather(table, i))`
+    of a constant table, ONNX Runtime's quantized embeddings, becomes a `Gather` from the
+    dequantized table); an activation Q/DQ pair is rewritten as
     symmetric INT8 around a shift (`qdq-to-symmetric-int8`, unsafe: proven within tolerance). Other
     values have no automatic fix.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..._onnx import TensorProto
 from ...findings import Severity
 from ...rule import Context
+from ...rule_fixes import INTEGER_MATMUL_UNROLL_MAX_K
 from ._constraint_rule import ConstraintRule
 
 
@@ -40,7 +41,8 @@ class RejectedInputType(ConstraintRule):
 
     ## Fix safety
     Exact rewrites where one exists (all safe): an integer `MatMul` becomes `Mul` + `ReduceSum` in
-    the integer type (from 10.0, whose ReduceSum takes INT32; `integer-matmul-to-mul-reduce-sum`);
+    the integer type (from 10.0, whose ReduceSum takes INT32; before, with K up to 64 known, a sum of
+    K products of a column and a row, unrolled; `integer-matmul-to-mul-reduce-sum`);
     an integer exponent of a float `Pow` is cast to the float type (`pow-exponent-to-float`); integer
     `Relu` is `Max(x, 0)` (`int-relu-to-max`); `Abs` of an unsigned value is the value
     (`abs-unsigned-to-identity`); a nearest `Resize` of UINT8 runs in FLOAT (`resize-nearest-via-float`);
@@ -68,7 +70,11 @@ class RejectedInputType(ConstraintRule):
     def fix_for(self, ctx: Context, v):
         # The rewrites a constraint names apply only where their construction is possible.
         if v.fix == "integer-matmul-to-mul-reduce-sum" and "INT32" not in ctx.release.ops.get("ReduceSum", ()):
-            return None  # 8.6/9.x: ReduceSum is float only
+            # 8.6/9.x: ReduceSum is float only; the rewrite then unrolls the sum over a small static K.
+            t = v.node.graph.type_of(v.node.input(0))
+            k = t.shape[-1] if t is not None and t.shape else None
+            if not (isinstance(k, int) and 0 < k <= INTEGER_MATMUL_UNROLL_MAX_K):
+                return None
         if v.fix == "pow-exponent-to-float" and v.node.graph.elem_type_of(v.node.input(0)) not in _FLOATS:
             return None  # an integer base: no exact float form
         if v.fix is None and v.node.op_type in _WIDE_OK:

@@ -46,9 +46,10 @@ class UnsupportedOperator(Rule):
     `CenterCropPad` and the training losses are replaced by the function body ONNX defines for
     them (`op-to-function-body`); the bit operators (`BitwiseAnd/Or/Xor/Not` on 8- to 32-bit
     integers, `BitShift` on UINT8/UINT16) become INT32 arithmetic. ONNX Runtime's dynamic quantization
-    (`DynamicQuantizeLinear`, `MatMulInteger`, `ConvInteger`) is replaced by float ops with
-    dequantized weights, which is unsafe (activations are no longer rounded to 8 bits; proven within
-    tolerance, needs `--unsafe-fixes`). An op whose inputs are all build-time constants (a
+    (`DynamicQuantizeLinear`, `MatMulInteger`, `ConvInteger`, also inside `If`/`Loop`/`Scan`
+    bodies) is replaced by float ops with dequantized weights (activations are no longer rounded to
+    8 bits), and the static `QLinearConv`/`QLinearMatMul` by explicit Q/DQ around the float op; both
+    are unsafe (proven within tolerance, need `--unsafe-fixes`). An op whose inputs are all build-time constants (a
     `HannWindow` or `MelWeightMatrix` of constant size, a `DFT` of a constant) is folded into an
     initializer by `fold-constants` (safe: ONNX Runtime computes the values). Otherwise no
     automatic fix.

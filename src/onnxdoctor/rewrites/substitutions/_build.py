@@ -85,6 +85,16 @@ class ModelInfo:
             table = self._producers[graph_index] = {o: n for n in self._graph_list[graph_index].node for o in n.output if o}
         return table.get(name)
 
+    def outer_producer(self, graph_index: int, name: str) -> onnx.NodeProto | None:
+        """The node of the nearest enclosing graph that outputs `name` (an outer-scope reference of
+        that control-flow body), if any."""
+        while graph_index in self._parent:
+            graph_index = self._parent[graph_index]
+            node = self.producer(graph_index, name)
+            if node is not None:
+                return node
+        return None
+
     def value(self, graph_index: int, name: str) -> np.ndarray | None:
         """The value of `name` when it is an initializer or a `Constant` node output of that graph
         (inline data only), else None."""
@@ -232,6 +242,12 @@ class Builder:
         if self.opset >= 13:
             return self.op("Squeeze", [x, self.ints(list(axes))], out)
         return self.op("Squeeze", [x], out, axes=list(axes))
+
+    def slice(self, x: str, starts, ends, axes, out: str | None = None) -> str:
+        if self.opset >= 10:
+            return self.op("Slice", [x, self.ints(list(starts), "starts"), self.ints(list(ends), "ends"),
+                                     self.ints(list(axes), "axes")], out)
+        return self.op("Slice", [x], out, starts=list(starts), ends=list(ends), axes=list(axes))
 
     def cast(self, x: str, to: int, out: str | None = None, **attrs) -> str:
         return self.op("Cast", [x], out, to=to, **attrs)

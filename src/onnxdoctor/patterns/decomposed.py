@@ -19,9 +19,9 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Union
 
-from ..._onnx import TensorProto
+from .._onnx import TensorProto
 
-from ...model import Graph, Model, NodeRef
+from ..model import Graph, Model, NodeRef
 
 FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE})
 

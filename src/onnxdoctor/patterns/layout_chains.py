@@ -1,0 +1,233 @@
+"""Layout chains (GRF416, collapse-layout-chains): consecutive Reshape/Flatten/Squeeze/Unsqueeze/Transpose
+nodes that one node (or none) can replace."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._proto import body_reads, has_body
+from ..model import Graph, Model
+
+# Ops that change a tensor's shape but not the order of its elements.
+
+
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
+class Chain(NamedTuple):
+    nodes: list[int]  # node indices, first to last
+    x: str  # the chain's input
+    y: str  # the chain's output
+    op: str | None  # the one node that replaces it (None: removed, readers of y read x)
+    value: list[int] | None  # Reshape: the shape; Transpose: perm; Squeeze/Unsqueeze: axes
+    text: str
+
+
+def layout_chains(model: Model, g: Graph) -> list[Chain]:
+    """The chains GRF416 reports and collapse-layout-chains replaces, in graph `g` (disjoint)."""
+    ops, std = g.op_types, g.standard
+    if not any(op in VIEW_OPS or op == "Transpose" for op in g.op_positions):
+        return []
+    nested: set[str] = set()
+    if g.may_nest:
+        for n in g.nodes:
+            if has_body(n):
+                nested |= body_reads(n)
+    outputs = set(g.outputs)
+
+    def family(i: int) -> str | None:
+        if not std[i]:
+            return None
+        op = ops[i]
+        return "view" if op in VIEW_OPS else "transpose" if op == "Transpose" else None
+
+    def next_in_chain(i: int) -> int | None:
+        outs = g.node_outputs[i]
+        if len(outs) != 1 or not outs[0] or outs[0] in outputs or outs[0] in nested:
+            return None
+        readers = g.consumers.get(outs[0], ())
+        if len(readers) != 1 or family(readers[0]) != family(i) or g.node_inputs[readers[0]][:1] != [outs[0]]:
+            return None
+        return readers[0]
+
+    heads = []
+    positions = sorted(k for op in (*VIEW_OPS, "Transpose") for k in g.op_positions.get(op, ()))
+    if not g.topo_sorted:
+        rank = {k: r for r, k in enumerate(g.topo_order)}
+        positions.sort(key=lambda k: rank.get(k, -1))
+    for i in positions:
+        if not g.node_inputs[i] or not g.node_inputs[i][0]:
+            continue
+        hit = g.producers.get(g.node_inputs[i][0])
+        if hit is not None and next_in_chain(hit[0]) == i:
+            continue  # not the head: the chain starts earlier
+        heads.append(i)
+    found: list[Chain] = []
+    for i in heads:
+        chain = [i]
+        while (k := next_in_chain(chain[-1])) is not None:
+            chain.append(k)
+        start = 0
+        while start < len(chain):
+            for end in range(len(chain), start, -1):  # the longest collapsible run from `start`
+                c = _collapse(model, g, chain[start:end])
+                if c is not None:
+                    found.append(c)
+                    start = end
+                    break
+            else:
+                start += 1
+    return found
+
+
+def _same_shape(a, b) -> bool:
+    return a is not None and b is not None and len(a) == len(b) and all(
+        x is not None and x == y and x != "" for x, y in zip(a, b))
+
+
+def _shape(g: Graph, t: str):
+    tt = g.type_of(t)
+    return None if tt is None else tt.shape
+
+
+def _const_ints(model: Model, g: Graph, t: str) -> list[int] | None:
+    v = model.constants(g).value(t) if t else None
+    if v is None or v.dtype.kind not in "iu" or v.ndim > 1:
+        return None
+    return [int(x) for x in v.reshape(-1)]
+
+
+def _axes(model: Model, g: Graph, i: int) -> list[int] | None:
+    ref = g.ref(i)
+    if ref.has_attr("axes"):
+        return list(ref.attr("axes"))
+    ins = g.node_inputs[i]
+    if len(ins) > 1 and ins[1]:
+        return _const_ints(model, g, ins[1])
+    return None
+
+
+def _perm(g: Graph, i: int) -> list[int] | None:
+    ref = g.ref(i)
+    if ref.has_attr("perm"):
+        return list(ref.attr("perm"))
+    rank = g.rank_of(ref.input(0))
+    return list(range(rank - 1, -1, -1)) if rank is not None else None
+
+
+def _collapse(model: Model, g: Graph, nodes: list[int]) -> Chain | None:
+    first, last = g.ref(nodes[0]), g.ref(nodes[-1])
+    x, y = first.input(0), last.output(0)
+    if not x or not y:
+        return None
+    n = len(nodes)
+    if first.op_type == "Transpose":
+        perm: list[int] | None = None
+        for i in nodes:
+            p = _perm(g, i)
+            if p is None or (perm is not None and len(p) != len(perm)):
+                return None
+            perm = p if perm is None else [perm[k] for k in p]
+        assert perm is not None
+        if perm == list(range(len(perm))):
+            what = "a Transpose with the identity permutation" if n == 1 else f"{n} Transposes that cancel"
+            return Chain(nodes, x, y, None, None, f"{what}: the output is the input")
+        if n == 1:
+            return None
+        return Chain(nodes, x, y, "Transpose", perm, f"{n} consecutive Transposes: one with perm={perm} replaces them")
+    ops = [g.op_types[i] for i in nodes]
+    if n == 1 and (ops[0] != "Reshape" or g.rank_of(x) != g.rank_of(y)):
+        return None  # one Squeeze/Unsqueeze/Flatten changes the rank (or does nothing a checker allows)
+    xs, ys = _shape(g, x), _shape(g, y)
+    names = "→".join(ops)
+    if _same_shape(xs, ys):
+        return Chain(nodes, x, y, None, None, f"{names} gives its input's own shape: it does nothing")
+    if n == 1:
+        return None
+    rank = g.rank_of(x)
+    if set(ops) <= {"Squeeze", "Unsqueeze"} and rank is not None:
+        net = _squeeze_unsqueeze(model, g, nodes, rank)
+        if net is not None:
+            kind, axes = net
+            if kind is None:
+                return Chain(nodes, x, y, None, None, f"{names} gives back its input: it does nothing")
+            return Chain(nodes, x, y, kind, axes, f"{names}: one {kind} with axes={axes} replaces them")
+    target = _reshape_target(model, g, nodes, xs, ys)
+    if target is None:
+        return None
+    return Chain(nodes, x, y, "Reshape", target, f"{names}: one Reshape to {target} replaces them")
+
+
+def _squeeze_unsqueeze(model: Model, g: Graph, nodes: list[int], rank: int):
+    """(None | 'Squeeze' | 'Unsqueeze', axes) equal to the chain, or None."""
+    dims: list[object] = list(range(rank))  # the input's axes; "new" for an inserted one
+    removed: list[int] = []
+    for i in nodes:
+        axes = _axes(model, g, i)
+        if axes is None:
+            return None
+        if g.op_types[i] == "Unsqueeze":
+            out_rank = len(dims) + len(axes)
+            norm = sorted(a + out_rank if a < 0 else a for a in axes)
+            if len(set(norm)) != len(norm) or any(not 0 <= a < out_rank for a in norm):
+                return None
+            for a in norm:
+                dims.insert(a, "new")
+        else:
+            norm = sorted({a + len(dims) if a < 0 else a for a in axes}, reverse=True)
+            if any(not 0 <= a < len(dims) for a in norm):
+                return None
+            for a in norm:
+                d = dims.pop(a)
+                if d != "new":
+                    removed.append(d)  # type: ignore[arg-type]
+    kept = [d for d in dims if d != "new"]
+    new = [k for k, d in enumerate(dims) if d == "new"]
+    if removed and new:
+        return None
+    if removed:
+        return "Squeeze", sorted(removed)
+    if kept != list(range(rank)):
+        return None
+    return (None, None) if not new else ("Unsqueeze", new)
+
+
+def _reshape_target(model: Model, g: Graph, nodes: list[int], xs, ys) -> list[int] | None:
+    """A constant Reshape target for x that gives the chain's output, or None."""
+    if ys is not None and all(d is not None for d in ys):
+        target = []
+        for j, d in enumerate(ys):
+            if isinstance(d, int) and d > 0:
+                target.append(d)
+            elif xs is not None and j < len(xs) and isinstance(d, str) and d and xs[j] == d:
+                target.append(0)
+            else:
+                break
+        else:
+            return target
+    last = g.ref(nodes[-1])
+    if last.op_type != "Reshape" or last.attr("allowzero", 0):
+        return None
+    shape = _const_ints(model, g, last.input(1))
+    if shape is None:
+        return None
+    mid = _shape(g, last.input(0))
+    target = []
+    for j, d in enumerate(shape):
+        if d != 0:
+            target.append(d)
+            continue
+        m = mid[j] if mid is not None and j < len(mid) else None
+        if isinstance(m, int) and m > 0:
+            target.append(m)
+        elif isinstance(m, str) and m and xs is not None and j < len(xs) and xs[j] == m:
+            target.append(0)
+        else:
+            return None
+    return target
+
+
+def target_array(c: Chain) -> np.ndarray:
+    return np.array(c.value, dtype=np.int64)

@@ -1,0 +1,312 @@
+"""Shape computations whose values are known without running the model (GRF409,
+fold-shape-computations)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import numpy as np
+
+from ..model import Graph, Model, NodeRef
+
+# A dim of a tensor whose value is not a number: ("p", dim_param) for a named (symbolic) dim, equal
+# wherever the name is; ("d", tensor, axis) for an unnamed one, equal only to itself.
+
+
+Dim = tuple
+# An element of a shape value: a number, a dim, or None (not known at all).
+Item = Union[int, Dim, None]
+
+# Ops the evaluator follows; everything else ends a shape computation.
+_OPS = frozenset({"Shape", "Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Cast", "Identity", "Reshape",
+                  "ReduceProd", "Add", "Sub", "Mul", "Div", "Max", "Min"})
+_MAX_ITEMS = 64
+_MISSING = object()
+
+
+class ShapeValue(NamedTuple):
+    scalar: bool  # a 0-D tensor (one item) rather than 1-D
+    items: tuple[Item, ...]
+
+    @property
+    def static(self) -> bool:
+        return all(isinstance(i, int) for i in self.items)
+
+
+class Action(NamedTuple):
+    kind: str  # constant | reshape | expand
+    node: NodeRef  # the producer of the constant, the Reshape, the Expand
+    tensor: str  # the tensor replaced: the constant, the Reshape's shape input, the Expand's output
+    value: np.ndarray | None  # the constant (kind constant, reshape); None for expand (removed)
+    text: str
+
+
+class ShapeValues:
+    """The ShapeValue of each tensor of a graph, computed on demand (memoized)."""
+
+    def __init__(self, model: Model, g: Graph) -> None:
+        self.model = model
+        self.g = g
+        self.cv = model.constants(g)
+        self.memo: dict[str, ShapeValue | None] = {}
+
+    def dim(self, tensor: str, axis: int) -> Item:
+        t = self.g.type_of(tensor)
+        if t is None or t.shape is None or not -len(t.shape) <= axis < len(t.shape):
+            return None
+        d = t.shape[axis]
+        if isinstance(d, int):
+            return d
+        if isinstance(d, str) and d:
+            return ("p", d)
+        return ("d", tensor, axis % len(t.shape))
+
+    def value(self, tensor: str) -> ShapeValue | None:
+        """The value of a tensor `evaluate` reached, or of a constant."""
+        v = self.memo.get(tensor, _MISSING)
+        if v is _MISSING:
+            v = self.memo[tensor] = self._const(tensor) if self.cv.is_constant(tensor) else None
+        return v  # type: ignore[return-value]
+
+    def evaluate(self) -> list[str]:
+        """Evaluates, in one forward pass, every node reachable from a `Shape` through the ops the
+        evaluator follows; returns their outputs in topological order."""
+        g = self.g
+        ops, std, outs_ = g.op_types, g.standard, g.node_outputs
+        nodes: set[int] = set()
+        stack = list(g.op_positions.get("Shape", ()))
+        while stack:
+            k = stack.pop()
+            if k in nodes:
+                continue
+            nodes.add(k)
+            for o in outs_[k]:
+                for c in g.consumers.get(o, ()) if o else ():
+                    if c not in nodes and std[c] and ops[c] in _OPS:
+                        stack.append(c)
+        order = sorted(nodes) if g.topo_sorted else [k for k in g.topo_order if k in nodes]
+        reached = []
+        memo = self.memo
+        for k in order:
+            out = outs_[k][0] if outs_[k] else ""
+            if not out:
+                continue
+            try:
+                memo[out] = self._evaluate_node(k)
+            except (ValueError, IndexError, TypeError, OverflowError):
+                memo[out] = None
+            reached.append(out)
+        return reached
+
+    def _const(self, t: str) -> ShapeValue | None:
+        g = self.g
+        tp = g.initializers.get(t)
+        if tp is None:
+            hit = g.producers.get(t)
+            if hit is not None and g.op_types[hit[0]] == "Constant":
+                node = g.nodes[hit[0]]
+                a = node.attribute[0] if len(node.attribute) == 1 else None
+                if a is not None and a.name == "value":
+                    tp = a.t
+        if tp is not None and tp.data_type == 7 and len(tp.dims) <= 1 and tp.data_location != 1:
+            # INT64, the common case, read without numpy
+            if tp.HasField("raw_data"):
+                raw = g.raw_data(t) if t in g.initializers else tp.raw_data
+                if raw is not None and len(raw) <= 8 * _MAX_ITEMS:
+                    return ShapeValue(not tp.dims, tuple(int.from_bytes(raw[k:k + 8], "little", signed=True)
+                                                         for k in range(0, len(raw), 8)))
+            elif len(tp.int64_data) <= _MAX_ITEMS:
+                return ShapeValue(not tp.dims, tuple(tp.int64_data))
+        v = self.cv.value(t)
+        if v is None or v.dtype.kind not in "iu" or v.ndim > 1 or v.size > _MAX_ITEMS:
+            return None
+        return ShapeValue(v.ndim == 0, tuple(int(x) for x in v.reshape(-1)))
+
+    def _evaluate_node(self, i: int) -> ShapeValue | None:
+        g = self.g
+        op = g.op_types[i]
+        ref = g.ref(i)
+        ins = g.node_inputs[i]
+        value = self.value
+        arg = (lambda k: value(ins[k]) if k < len(ins) and ins[k] else None)  # noqa: E731
+        if op == "Shape":
+            rank = g.rank_of(ins[0]) if ins else None
+            if rank is None:
+                return None
+            axes = range(rank)[_clamp(ref.attr("start", 0), rank):_clamp(ref.attr("end", rank), rank)]
+            return ShapeValue(False, tuple(self.dim(ins[0], a) for a in axes))
+        if op in ("Cast", "Identity"):
+            v = arg(0)
+            if v is None or (op == "Cast" and ref.attr("to") not in (6, 7)):  # INT32, INT64
+                return None
+            return v
+        if op == "Gather":
+            v, idx = arg(0), arg(1)
+            if v is None or idx is None or v.scalar or ref.attr("axis", 0) != 0 or not idx.static:
+                return None
+            n = len(v.items)
+            picked = tuple(v.items[k + n if k < 0 else k] for k in idx.items)  # type: ignore[operator]
+            return ShapeValue(idx.scalar, picked)
+        if op == "Slice":
+            v = arg(0)
+            if v is None or v.scalar or len(ins) < 3:
+                return None
+            params = [arg(k) if ins[k] else None for k in range(1, min(len(ins), 5))]
+            if any(ins[k + 1] and (p is None or not p.static or len(p.items) != 1) for k, p in enumerate(params)):
+                return None
+            start, end = params[0].items[0], params[1].items[0]  # type: ignore[union-attr]
+            if len(params) > 2 and params[2] is not None and params[2].items[0] not in (0, -1):
+                return None
+            step = params[3].items[0] if len(params) > 3 and params[3] is not None else 1
+            if step == 0:
+                return None
+            return ShapeValue(False, tuple(v.items[slice(start, end, step)]))  # type: ignore[misc]
+        if op == "Concat":
+            vals = [arg(k) for k in range(len(ins))]
+            if any(v is None or v.scalar for v in vals) or ref.attr("axis", 0) not in (0, -1):
+                return None
+            items = tuple(x for v in vals for x in v.items)  # type: ignore[union-attr]
+            return ShapeValue(False, items) if len(items) <= _MAX_ITEMS else None
+        if op == "Unsqueeze":
+            v = arg(0)
+            if v is None or not v.scalar:
+                return None
+            return ShapeValue(False, v.items)
+        if op == "Squeeze":
+            v = arg(0)
+            if v is None or v.scalar or len(v.items) != 1:
+                return None
+            return ShapeValue(True, v.items)
+        if op == "Reshape":
+            v, shape = arg(0), arg(1)
+            if v is None or shape is None or not shape.static or len(shape.items) > 1:
+                return None
+            if shape.items in ((), (1,)) or (shape.items == (-1,)):
+                if shape.items == () and len(v.items) != 1:
+                    return None
+                return ShapeValue(shape.items == (), v.items)
+            return None
+        if op == "ReduceProd":
+            v = arg(0)
+            if v is None or v.scalar or (len(ins) > 1 and ins[1]) or ref.has_attr("axes") and ref.attr("axes") not in ([0], [-1]):
+                return None
+            if len(v.items) == 1:
+                prod: Item = v.items[0]
+            elif v.static:
+                prod = int(np.prod(v.items, dtype=np.int64))
+            else:
+                return None
+            return ShapeValue(False, (prod,)) if ref.attr("keepdims", 1) else ShapeValue(True, (prod,))
+        # integer arithmetic, element by element (numbers only; x*1, x+0, x-0, x/1 keep a dim)
+        a, b = arg(0), arg(1)
+        if a is None or b is None:
+            return None
+        if len(a.items) != len(b.items) and 1 not in (len(a.items), len(b.items)):
+            return None
+        n = max(len(a.items), len(b.items))
+        xs = a.items if len(a.items) == n else a.items * n
+        ys = b.items if len(b.items) == n else b.items * n
+        return ShapeValue(a.scalar and b.scalar, tuple(_arith(op, x, y) for x, y in zip(xs, ys)))
+
+
+def _clamp(k: int, rank: int) -> int:
+    k = k + rank if k < 0 else k
+    return min(max(k, 0), rank)
+
+
+def _arith(op: str, x: Item, y: Item) -> Item:
+    if isinstance(x, int) and isinstance(y, int):
+        if op == "Add":
+            return x + y
+        if op == "Sub":
+            return x - y
+        if op == "Mul":
+            return x * y
+        if op == "Div":
+            return int(x / y) if y else None  # ONNX integer Div truncates
+        if op == "Max":
+            return max(x, y)
+        if op == "Min":
+            return min(x, y)
+    if op in ("Add", "Sub") and y == 0 or op in ("Mul", "Div") and y == 1:
+        return x
+    if op in ("Add", "Mul") and x == (0 if op == "Add" else 1):
+        return y
+    return None
+
+
+def known_shape_actions(model: Model, g: Graph) -> list[Action]:
+    """What GRF409 reports and fold-shape-computations replaces in graph `g`."""
+    shapes = g.op_positions.get("Shape")
+    if not shapes:
+        return []
+    sv = ShapeValues(model, g)
+    cv = sv.cv
+    actions: list[Action] = []
+    static: dict[str, ShapeValue] = {}
+    for t in sv.evaluate():
+        v = sv.memo[t]
+        if v is not None and v.static and not cv.is_constant(t):
+            static[t] = v
+    outputs = set(g.outputs)
+    elem = g.elem_type_of
+    for t, v in static.items():
+        readers = g.consumers.get(t, ())
+        # the frontier: a value read by something that is not itself a known constant
+        if t in outputs or not any(o not in static for c in readers for o in g.node_outputs[c] if o):
+            continue
+        et = elem(t)
+        if et not in (6, 7):
+            continue
+        arr = np.array(v.items, dtype=np.int64 if et == 7 else np.int32)
+        if v.scalar:
+            arr = arr.reshape(())
+        node = g.producer_ref(t)
+        shown = arr.tolist()
+        actions.append(Action("constant", node, t, arr,
+                              f"{node.op_type} computes {shown} from static dims: it is a constant"))
+    for k in g.op_positions.get("Reshape", ()):
+        ref = g.ref(k)
+        x, s = ref.input(0), ref.input(1)
+        if not x or not s or cv.is_constant(s) or s in static or ref.attr("allowzero", 0):
+            continue
+        v = sv.value(s)
+        if v is None or v.scalar:
+            continue
+        target = []
+        for i, item in enumerate(v.items):
+            if isinstance(item, int):
+                target.append(item)
+            elif item is not None and sv.dim(x, i) == item:
+                target.append(0)
+            else:
+                break
+        else:
+            if -1 in target and 0 in target:
+                # a -1 beside copied dims is ambiguous for empty tensors (SHP205): written out when the
+                # dims that are not copied are static
+                xt = g.type_of(x)
+                rest = [d for j, d in enumerate(xt.shape) if not (j < len(target) and target[j] == 0)] \
+                    if xt is not None and xt.shape is not None else [None]
+                known = int(np.prod([t for t in target if t > 0], dtype=np.int64))
+                if all(isinstance(d, int) for d in rest) and known > 0:
+                    total = int(np.prod(rest, dtype=np.int64))
+                    if total % known == 0 and total // known > 0:
+                        target[target.index(-1)] = total // known
+            arr = np.array(target, dtype=np.int64)
+            actions.append(Action("reshape", ref, s, arr, f"Reshape to a computed shape that is the constant {target} "
+                                  f"(0 copies the input's dim)"))
+    for k in g.op_positions.get("Expand", ()):
+        ref = g.ref(k)
+        x, s, y = ref.input(0), ref.input(1), ref.output(0)
+        if not x or not s or not y or y in outputs:
+            continue
+        v = sv.value(s)
+        rank = g.rank_of(x)
+        if v is None or v.scalar or rank is None or len(v.items) > rank:
+            continue
+        off = rank - len(v.items)
+        if all(item == 1 or (item is not None and sv.dim(x, off + i) == item) for i, item in enumerate(v.items)):
+            actions.append(Action("expand", ref, y, None, "Expand to the input's own shape (a computed shape whose "
+                                  "every element is 1 or the input's dim) changes nothing"))
+    return actions
