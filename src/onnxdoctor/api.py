@@ -380,6 +380,13 @@ def fix(
         budget=_budget(time_limit, activation_limit, shown),
     )
     result = fix_model(proto, opts, log=log)
+    if where is not None and result.model is not proto:
+        from .fix import weightless
+
+        # Read from a file here, so nothing else holds its weights: the report reads the original's
+        # structure only, and its weights go before the result is serialized (a model's size off the peak).
+        result.original = weightless(proto)
+        proto = None
     # --in-place with nothing changed leaves the file alone; -o always gets the model.
     if not dry_run and (result.changed or not in_place):
         if log is not None:
