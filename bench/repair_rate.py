@@ -145,7 +145,7 @@ def run_one(args: tuple[dict, str, bool]) -> dict:
             res = fix_model(proto, FixOptions(trt=release, precision=opts["precision"], plugins=tuple(opts["plugins"]),
                                               shapes=tuple(opts["shapes"]), unsafe=unsafe))
         except OnnxDoctorError as e:
-            msg = " ".join(str(e).split())
+            msg = " ".join(str(e).replace(f"{tmp}/", "").split())  # the temporary folder differs per run
             outcome = "not provable" if "does not run in ONNX Runtime" in msg else "fix error"
             rec.update(repaired=False, outcome=outcome, reason=msg[:300])
             return rec

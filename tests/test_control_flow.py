@@ -13,13 +13,13 @@ import pytest
 from onnx import numpy_helper
 
 from onnxdoctor import prove
+from onnxdoctor._proto import node_count
 from onnxdoctor.engine import analyze
 from onnxdoctor.fix import FixOptions, fix_model
 from onnxdoctor.model import from_proto
 from onnxdoctor.registry import all_rules
 from onnxdoctor.report.fix import render_fix, to_dict
 from onnxdoctor.rewrites import RewriteContext, get_rewrite
-from onnxdoctor._proto import node_count
 from onnxdoctor.rewrites._gs import cleaned
 from onnxdoctor.target import Target
 

@@ -114,3 +114,26 @@ def test_the_phase_list_names_every_phase():
     listed = {int(n) for n in re.findall(r"\b(\d+) [A-Za-z]", comment)}
     used = {r.phase for r in _rewrites()}
     assert len(used) >= 8 and used <= listed, sorted(used - listed)
+
+
+@pytest.mark.parametrize("command,pages", [("check", ["usage.md"]), ("fix", ["fix.md", "precision.md"]),
+                                           ("verify", ["verify.md"])])
+def test_synopsis_lists_every_option_of_the_command(command, pages):
+    """The synopses of a command's pages name every option `--help` shows (the shared option groups
+    of cli.py included), by its long or short name, so the pages cannot fall behind the code."""
+    import re
+
+    import click
+
+    from onnxdoctor.cli import main
+
+    synopses = ""
+    for page in pages:
+        text = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
+        found = re.search(rf"```text\nonnxdoctor {command} (.*?)```", text, re.S)
+        assert found, f"docs/{page} has no `onnxdoctor {command}` synopsis"
+        synopses += found.group(1)
+    cmd = main.commands[command]
+    names = [p.opts + p.secondary_opts for p in cmd.params if isinstance(p, click.Option) and p.name != "help"]
+    missing = [opts[0] for opts in names if not any(re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", synopses) for o in opts)]
+    assert not missing, f"the synopses in {pages} lack {missing}"

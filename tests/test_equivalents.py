@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx.parser
-from onnx import numpy_helper
 import pytest
+from onnx import numpy_helper
 
 from onnxdoctor import prove
 from onnxdoctor.engine import analyze

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from ._proto import bodies, has_body, outer_reads
 from .errors import OnnxDoctorError
 
 DEFAULT_SECONDS = 600.0
@@ -72,33 +73,13 @@ class Budget:
 # ----------------------------------------------------------------------------------------------
 def subgraph_reads(node: onnx.NodeProto) -> set[str]:
     """Names a node's subgraphs (If/Loop/Scan bodies, at any depth) read from enclosing scopes."""
-    out: set[str] = set()
-    for a in node.attribute:
-        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
-        for g in graphs:
-            out |= _outer_reads(g)
-    return out
-
-
-def _outer_reads(g: onnx.GraphProto) -> set[str]:
-    defined = {vi.name for vi in g.input} | {t.name for t in g.initializer} | \
-        {st.values.name for st in g.sparse_initializer}
-    reads: set[str] = set()
-    for n in g.node:
-        reads.update(i for i in n.input if i and i not in defined)
-        reads |= subgraph_reads(n) - defined
-        defined.update(o for o in n.output if o)
-    reads.update(o.name for o in g.output if o.name not in defined)
-    return reads
-
-
-_GRAPH_KINDS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    return {name for body in bodies(node) for name in outer_reads(body)}
 
 
 def node_reads(node: onnx.NodeProto) -> list[str]:
     """The values a node reads: its inputs, and what its subgraphs read from outside them."""
     reads = [i for i in node.input if i]
-    if len(node.attribute) and any(a.type in _GRAPH_KINDS for a in node.attribute):
+    if has_body(node):
         reads.extend(sorted(subgraph_reads(node) - set(reads)))
     return reads
 

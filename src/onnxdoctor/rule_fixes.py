@@ -9,6 +9,12 @@ from .findings import Applicability, Fix
 
 _SAFE, _UNSAFE = Applicability.SAFE, Applicability.UNSAFE
 
+# The ops whose axes/axis input runtime-axis-to-if turns into Ifs over constant axes, by the input's
+# position (TRT122 names the rewrite for them).
+RUNTIME_AXIS_INPUT = {"CumSum": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 3, "ReduceSum": 1, "ReduceMean": 1,
+                      "ReduceMax": 1, "ReduceMin": 1, "ReduceProd": 1, "ReduceL1": 1, "ReduceL2": 1, "ReduceLogSum": 1,
+                      "ReduceLogSumExp": 1, "ReduceSumSquare": 1}
+
 # integer-matmul-to-mul-reduce-sum on releases whose ReduceSum is float only (8.6, 9.x) sums the
 # products over K with Adds, unrolled: only up to this static K (the check names the fix only then).
 INTEGER_MATMUL_UNROLL_MAX_K = 64

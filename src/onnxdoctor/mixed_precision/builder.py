@@ -58,12 +58,7 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
     producer_idx = {o: k for k, n in enumerate(g.node) for o in n.output}
 
     def uniq(base: str) -> str:
-        name, k = base, 0
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        return name
+        return unique_name(taken, base)
 
     def type_of(t: str) -> int:
         return nat.get(t, types.get(t, 0))

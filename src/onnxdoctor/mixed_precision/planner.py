@@ -10,7 +10,7 @@ import onnx
 from onnx import TensorProto as TP
 from onnx import numpy_helper
 
-from .._proto import bodies, default_opset, graphs, has_body
+from .._proto import bodies, default_opset, graphs, has_body, unique_name
 from ..dtype_limits import BF16_MAX, FP16_MAX, FP16_TINY
 from .decisions import (BIG_REDUCTION, DEFAULT_MAX_ABS, MOVEMENT, TARGETS, _ARITH, _BOUNDED, _MAC_OPS, _REDUCTIONS, _TYPE_STR,
                         Decision, Stat)
@@ -73,13 +73,7 @@ def _name_nodes(model: onnx.ModelProto) -> None:
     taken = {n.name for n in model.graph.node if n.name}
     for i, n in enumerate(model.graph.node):
         if not n.name:
-            base = f"{n.op_type}_{n.output[0] if n.output else i}"
-            name, k = base, 0
-            while name in taken:
-                k += 1
-                name = f"{base}_{k}"
-            n.name = name
-            taken.add(name)
+            n.name = unique_name(taken, f"{n.op_type}_{n.output[0] if n.output else i}")
 
 
 

@@ -14,6 +14,7 @@ from onnx import TensorProto
 
 from .._proto import default_opset, graphs
 from ..findings import Applicability
+from ..rule_fixes import RUNTIME_AXIS_INPUT
 from .base import Outcome, Rewrite, RewriteContext
 from .substitutions._build import Builder, Skip, Substitution
 
@@ -1162,12 +1163,6 @@ class ResizeAntialiasToMatMul(_Equivalent):
 REWRITES = (*REWRITES, ResizeAntialiasToMatMul)
 
 
-# Ops whose axes/axis input the importer needs at build time (TRT122), by the input's position.
-_AXIS_INPUT = {"CumSum": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 3, "ReduceSum": 1, "ReduceMean": 1, "ReduceMax": 1,
-               "ReduceMin": 1, "ReduceProd": 1, "ReduceL1": 1, "ReduceL2": 1, "ReduceLogSum": 1, "ReduceLogSumExp": 1,
-               "ReduceSumSquare": 1}
-
-
 class RuntimeAxisToIf(_Equivalent):
     """Replace an op whose single axis comes from a run-time value by `If`s over the axes it can be.
 
@@ -1204,12 +1199,12 @@ class RuntimeAxisToIf(_Equivalent):
     resolves = ("TRT122",)
 
     def matches(self, node: onnx.NodeProto) -> bool:
-        i = _AXIS_INPUT.get(node.op_type)
+        i = RUNTIME_AXIS_INPUT.get(node.op_type)
         return node.domain in ("", "ai.onnx") and i is not None and len(node.input) > i and bool(node.input[i])
 
     def replace(self, b: Builder) -> None:
         op = b.node.op_type
-        pos = _AXIS_INPUT[op]
+        pos = RUNTIME_AXIS_INPUT[op]
         if op.startswith("Reduce") and b.opset < (13 if op == "ReduceSum" else 18):
             raise Skip("axes is an attribute at this opset")
         ax = b.node.input[pos]

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context
+from ...rule_fixes import RUNTIME_AXIS_INPUT
 from ._constraint_rule import ConstraintRule
-
-# The axes/axis input of the ops runtime-axis-to-if rewrites, by position.
-_AXIS_INPUT = {"CumSum": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 3, "ReduceSum": 1, "ReduceMean": 1, "ReduceMax": 1,
-               "ReduceMin": 1, "ReduceProd": 1, "ReduceL1": 1, "ReduceL2": 1, "ReduceLogSum": 1, "ReduceLogSumExp": 1,
-               "ReduceSumSquare": 1}
 
 
 class NonConstantInput(ConstraintRule):
@@ -67,7 +63,7 @@ class NonConstantInput(ConstraintRule):
 
     def fix_for(self, ctx: Context, v):
         pos = v.constraint.params.get("input")
-        if v.fix is None and pos is not None and _AXIS_INPUT.get(v.node.op_type) == pos:
+        if v.fix is None and pos is not None and RUNTIME_AXIS_INPUT.get(v.node.op_type) == pos:
             t = v.node.graph.type_of(v.node.input(pos))
             data = v.node.graph.type_of(v.node.input(0))
             one = t is not None and t.shape is not None and all(isinstance(d, int) for d in t.shape) \
