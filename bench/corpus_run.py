@@ -9,7 +9,8 @@ Per model, each command a fresh process with a wall-clock timeout (reported as "
 
 1. ONNX Runtime on the original with a known-good input (KNOWN_GOOD below: the shapes and values the package's
    own inference code feeds the model): can ONNX Runtime run this model at all?
-2. `onnxdoctor fix M -o OUT --report R.json` (default rules, default --trt): exit code, the one-line error,
+2. `onnxdoctor fix M -o OUT --report R.json` (default rules, default --trt; plus the model's FIX_FLAGS: the
+   command docs/fix.md documents for it, e.g. `--unsafe-fixes` for ONNX Runtime quantization): exit code, the one-line error,
    nodes before/after, and the inputs the fix report says it chose (its "inputs" section, when it has one).
 3. `onnxdoctor verify M --against OUT --format json` when fix wrote OUT.
 4. `onnxdoctor profile M --format json`; then each of min/opt/max is run in ONNX Runtime with inputs of those
@@ -92,6 +93,13 @@ KNOWN_GOOD: dict[str, dict[str, tuple[list[int], tuple]]] = {
 }
 for _m in ("bert", "gpt2", "vit"):
     KNOWN_GOOD[f"{_m}-dynamo"] = KNOWN_GOOD[f"{_m}-torchscript"]
+
+# Extra `fix` flags per model: the command docs/fix.md documents for that kind of model. Models quantized by
+# ONNX Runtime are repaired by the quantization rewrites, which are unsafe (proven within tolerance).
+FIX_FLAGS: dict[str, tuple[str, ...]] = {
+    "ddddocr-common-old": ("--unsafe-fixes",),
+    "smart-turn-v3": ("--unsafe-fixes",),
+}
 
 # Display labels for one-line errors (the full line is always recorded); first match wins.
 ERROR_CLASSES: tuple[tuple[str, str], ...] = (
@@ -353,7 +361,7 @@ def run_model(entry: dict, corpus: Path, out: Path, od: list[str], timeout: floa
         res["ort_original"] = _ort(model, [case], timeout)[0]
 
     # 2. fix
-    cmd = od + ["fix", str(model), "-o", str(fixed), "--report", str(report_path)]
+    cmd = od + ["fix", str(model), "-o", str(fixed), "--report", str(report_path), *FIX_FLAGS.get(name, ())]
     r = _run(cmd, timeout)
     report = None
     if report_path.exists():
@@ -374,6 +382,10 @@ def run_model(entry: dict, corpus: Path, out: Path, od: list[str], timeout: floa
     # 3. verify --against the fixed model
     if fixed.exists():
         cmd = od + ["verify", str(model), "--against", str(fixed), "--format", "json"]
+        tol = (report or {}).get("tolerance") or {}
+        if "--unsafe-fixes" in FIX_FLAGS.get(name, ()) and tol.get("atol") is not None:
+            # Unsafe rewrites are proven within a looser tolerance, which the fix report states: verify with it.
+            cmd += ["--atol", str(tol["atol"]), "--rtol", str(tol["rtol"])]
         r = _run(cmd, timeout)
         vj = None
         try:
@@ -463,6 +475,11 @@ def _versions() -> dict:
 
 
 def _cell_fix(f: dict) -> str:
+    flags = [a for a in f.get("cmd") or [] if a in ("--unsafe-fixes",)]
+    return " ".join(f"`{a}`:" for a in flags) + (" " if flags else "") + _cell_fix_result(f)
+
+
+def _cell_fix_result(f: dict) -> str:
     if f.get("timeout"):
         return "timeout"
     if f.get("written"):
@@ -584,6 +601,9 @@ def write_doc(doc: Path, data: dict, od: list[str]) -> None:
     L.append("Columns: *ORT* = ONNX Runtime runs the original with the package's own input shape (KNOWN_GOOD in the "
              "script) — *package's input* is that input, the shape the package's own inference code feeds the model; "
              "*inputs chosen* = the fix report's `inputs` section (\"not reported\" when it has none); "
+             "*fix* = `onnxdoctor fix` with the default rules, plus `--unsafe-fixes` where the cell starts with it "
+             "(models quantized by ONNX Runtime: the command docs/fix.md documents for them; *verify* then uses "
+             "the tolerance the fix report states); "
              "*profile* = each of min/opt/max run in ONNX Runtime with onnxdoctor's generated values "
              "(✗(values) = fails with those values but runs with known-good values at the same shapes); "
              "times are wall seconds of fix / verify / profile. There is no TensorRT here: a profile that runs in "

@@ -388,6 +388,13 @@ def _rand_value_for_attr(rng: random.Random):
     return [2**62] * 3
 
 
+def _attribute(name: str, value) -> onnx.AttributeProto:
+    """helper.make_attribute, with an empty list taken as INTS (it cannot infer a type from nothing)."""
+    if isinstance(value, list) and not value:
+        return helper.make_attribute(name, value, attr_type=onnx.AttributeProto.INTS)
+    return helper.make_attribute(name, value)
+
+
 def structural_mutation(m: onnx.ModelProto, rng: random.Random, folder: Path) -> str:
     g = m.graph
     nodes = list(g.node)
@@ -417,11 +424,11 @@ def structural_mutation(m: onnx.ModelProto, rng: random.Random, folder: Path) ->
             a = rng.choice(list(n.attribute))
             name = a.name
             n.attribute.remove(a)
-            n.attribute.append(helper.make_attribute(name, _rand_value_for_attr(rng)))
+            n.attribute.append(_attribute(name, _rand_value_for_attr(rng)))
     elif kind == "attr-add" and nodes:
         n = rng.choice(nodes)
-        n.attribute.append(helper.make_attribute(rng.choice(["axis", "axes", "perm", "to", "value", "mode", "body"]),
-                                                 _rand_value_for_attr(rng)))
+        n.attribute.append(_attribute(rng.choice(["axis", "axes", "perm", "to", "value", "mode", "body"]),
+                                      _rand_value_for_attr(rng)))
     elif kind == "op-type" and nodes:
         rng.choice(nodes).op_type = rng.choice(OPS)
     elif kind == "domain" and nodes:

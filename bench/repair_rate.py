@@ -247,16 +247,20 @@ CLASSES: list[tuple[str, object, str]] = [
         e["message"].startswith(("input ", "output ")) for e in r.get("remaining", [])),
      "A type TensorRT cannot hold (INT16, a sequence, an optional) on a graph input or output: changing "
      "it changes the model's interface. Cast or restructure at export."),
+    ("rewrite within tolerance only", lambda r: bool(r.get("remaining")) and all(
+        e["fix"] and e["applicability"] == "unsafe" for e in r["remaining"]),
+     "Every remaining error names a rewrite proven only within a tolerance (ONNX Runtime's dynamic or "
+     "static quantization to float ops or symmetric INT8, MatMulNBits' weights dequantized): safe mode "
+     "does not apply it; `--unsafe-fixes` does (the second table counts what that repairs)."),
     ("quantization format", lambda r: bool(_codes_left(r) & {"TRT125", "PRC311"}) and "TopK" not in _texts_left(r)
      or "zero_point" in _texts_left(r) or "INT4" in _texts_left(r) or "FLOAT8" in _texts_left(r)
      or "QuantizeLinear" in _texts_left(r) or "DequantizeLinear" in _texts_left(r) or "Dropout" in _texts_left(r)
      or ("TRT113" in _codes_left(r)),
      "Quantization or training formats the release cannot import (asymmetric zero points, UINT8 Q/DQ "
      "data, INT4/FP8/UINT32 values computed inside the network before the release has the type, Dropout "
-     "in training mode). The quantization rewrites named here (`qdq-to-symmetric-int8`, "
-     "`dynamic-quantization-to-float`) are proven within a tolerance only, so they apply with "
-     "`--unsafe-fixes` (the second table); a value computed in a type the release lacks has no exact "
-     "equivalent in another type, and a Dropout that is random at run time has none at all."),
+     "in training mode), where no rewrite (or not one for every error) applies: a value computed in a "
+     "type the release lacks has no exact equivalent in another type, and a Dropout that is random at "
+     "run time has none at all."),
     ("value known only at run time", lambda r: "TRT122" in _codes_left(r),
      "A value the importer needs at build time comes from a graph input or a dynamic dimension, and no "
      "graph of constant-parameter ops computes the same: OneHot's depth is its output's size; Pad axes "
@@ -281,8 +285,7 @@ CLASSES: list[tuple[str, object, str]] = [
     ("no rewrite yet", lambda r: True,
      "An equivalent graph may exist, but no rewrite produces it by default yet (see the errors): an "
      "integer Pow with a run-time exponent (computed in FLOAT it is exact only below 2^24; repeated "
-     "multiplication needs the exponent's range), Pow mixing FLOAT16 and FLOAT in a strongly typed network, QLinearMatMul (whose "
-     "`qlinear-to-qdq` is proven within tolerance only, so applies with `--unsafe-fixes`)."),
+     "multiplication needs the exponent's range), Pow mixing FLOAT16 and FLOAT in a strongly typed network."),
 ]
 
 

@@ -150,6 +150,8 @@ _FILE_VALUES = {
     "fix.rules": ('[fix]\nrules = ["TRT", "GRF"]', "TRT,GRF"),
     "fix.atol": ('[fix]\natol = 1', 1.0),
     "fix.rtol": ('[fix]\nrtol = 0.5', 0.5),
+    "fix.time-limit": ('[fix]\ntime-limit = 30', 30.0),
+    "fix.activation-limit": ('[fix]\nactivation-limit = 512', 512.0),
 }
 
 

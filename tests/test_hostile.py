@@ -4,7 +4,9 @@ never a traceback, and leaves every input byte-identical. Run through the instal
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import onnx.parser
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from .conftest import REPO
+from .conftest import REPO, onnxdoctor_exe
 
 sys.path.insert(0, str(REPO / "bench"))
 import fuzz  # noqa: E402  (the fuzz harness's catalog builds the hostile models)
@@ -126,9 +128,15 @@ def test_absurd_static_dims_in_fix(run_cli, tmp_path):
 
 def test_qdq_axis_given_as_a_list_is_a_finding(run_cli, tmp_path):
     model = tmp_path / fuzz.CATALOG["qdq-axis-list"](tmp_path)
+    before = _hashes(tmp_path)
     proc = run_cli("check", model, "--format", "json", "--trt", "10.15")
     out = _judge(proc, model, allow=(1,))
     assert '"MOD506"' in out
+    # fix and verify (which tracebacked on it) give a result or one line
+    (tmp_path / "out").mkdir()
+    for args in (("fix", model, "-o", tmp_path / "out" / "x.onnx", "--isolated"), ("verify", model, "--fp16")):
+        _judge(run_cli(*args), model)
+    assert {k: v for k, v in _hashes(tmp_path).items() if "/out/" not in k} == before
 
 
 @pytest.mark.parametrize("case,code", [("dup-producer", "MOD504"), ("writes-input", "MOD504"), ("opset-99", "MOD505")])
@@ -203,3 +211,96 @@ def test_graphsurgeon_logging_stays_quiet(run_cli, tmp_path):
     assert "[W]" not in proc.stdout + proc.stderr and "colored" not in proc.stdout + proc.stderr
     assert not [ln for ln in proc.stderr.splitlines() if ln.strip()], proc.stderr
     assert {k: v for k, v in _hashes(tmp_path).items() if "/out/" not in k} == before
+
+
+# ------------------------------------------------------------------------------------------------
+# Resources: issue 13's hangs and memory, each a fast result or one clear over-budget line
+# ------------------------------------------------------------------------------------------------
+def _measured(*args) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run the CLI in a child of a fresh Python: (process, wall seconds, that run's peak RSS in MB)."""
+    code = ("import resource, subprocess, sys, time, json\n"
+            "t = time.monotonic()\n"
+            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "print(json.dumps([p.returncode, p.stdout, p.stderr, time.monotonic() - t,"
+            " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))\n")
+    out = subprocess.run([sys.executable, "-c", code, *onnxdoctor_exe(), *map(str, args)], capture_output=True,
+                         text=True, timeout=600)
+    rc, stdout, stderr, seconds, rss = json.loads(out.stdout)
+    return subprocess.CompletedProcess(args, rc, stdout, stderr), seconds, rss
+
+
+def test_fp16_conversion_of_a_5000_output_graph_is_fast(tmp_path):
+    """Renaming kept-type outputs was a pass over every node per output (minutes at 5,000 outputs)."""
+    model = tmp_path / "wide.onnx"
+    onnx.save(fuzz._many_outputs(5000), model)
+    before = _hashes(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc, seconds, _ = _measured("fix", model, "-o", out / "wide16.onnx", "--precision", "fp16", "--unsafe-fixes",
+                                 "--isolated")
+    _judge(proc, model, allow=(0, 1))
+    assert seconds < 120, seconds  # a few seconds on a quiet machine
+    fixed = onnx.load(out / "wide16.onnx")
+    assert len(fixed.graph.output) == 5000
+    assert {o.type.tensor_type.elem_type for o in fixed.graph.output} == {TensorProto.FLOAT}  # I/O types kept
+    assert sum(n.op_type == "Cast" for n in fixed.graph.node) >= 5000
+    assert {k: v for k, v in _hashes(tmp_path).items() if "/out/" not in k} == before
+
+
+@pytest.mark.parametrize("command", ["verify-layerwise", "fix-fp16"])
+def test_a_100k_node_chain_stops_at_its_time_budget(tmp_path, command):
+    """The 2.5 MB chain of 100,000 Relu nodes: these ran for many minutes (a session over the whole
+    graph per chunk of tensors). Now each node is built once and --time-limit stops the layerwise
+    work with one line; what is left (loading, inputs, planning) is linear."""
+    model = tmp_path / "chain.onnx"
+    onnx.save(fuzz._chain(100_000), model)
+    assert model.stat().st_size > 2_000_000
+    before = _hashes(tmp_path)
+    args = {"verify-layerwise": ("verify", model, "--against", model, "--layerwise", "--time-limit", "1"),
+            "fix-fp16": ("fix", model, "-o", tmp_path / "chain16.onnx", "--precision", "fp16", "--unsafe-fixes",
+                         "--isolated", "--time-limit", "1")}[command]
+    proc, seconds, rss = _measured(*args)
+    line = _judge(proc, model, allow=(2,))
+    assert "over the time budget of 1 s" in line and "--time-limit" in line, line
+    assert seconds < 180, seconds  # ~15 s on a quiet machine, of which 1 s of layerwise runs
+    assert rss < 2000, rss
+    assert _hashes(tmp_path) == before  # no output written
+
+
+def test_a_1kb_model_declaring_a_huge_static_input_stays_small(tmp_path):
+    """float[30000, 10000] declared by a 1 KB model made fix --precision fp16 take 5.9 GB."""
+    model = tmp_path / fuzz.CATALOG["big-static-input"](tmp_path)
+    assert model.stat().st_size < 1024
+    before = _hashes(tmp_path)
+    for args in (("fix", model, "-o", tmp_path / "x.onnx", "--precision", "fp16", "--unsafe-fixes"),
+                 ("verify", model, "--against", model, "--layerwise")):
+        proc, _, rss = _measured(*args)
+        assert "300,000,000" in _judge(proc, model, allow=(2,))
+        assert rss < 1000, rss  # nothing generated: the interpreter, onnx and ONNX Runtime only
+    assert _hashes(tmp_path) == before
+
+
+def test_2_2_gb_of_external_weights_stay_on_the_external_data_path(run_cli, tmp_path):
+    """A 3 KB model whose 22 tensors of 100 MB live in a 2.2 GB (sparse) file: check reads no weight
+    (the 2 GB protobuf limit never comes near), and the file is left as it was."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    k, n = 22, 25_000_000
+    with open(folder / "w.bin", "wb") as fh:
+        fh.truncate(k * n * 4)  # 2.2 GB of zeros, no disk blocks
+    nodes, inits, outs = [], [numpy_helper.from_array(np.array([0, 1, 2, 3], np.int64), "idx")], []
+    for i in range(k):
+        t = TensorProto(name=f"w{i}", data_type=TensorProto.FLOAT, dims=[n], data_location=TensorProto.EXTERNAL)
+        for key, value in (("location", "w.bin"), ("offset", str(i * n * 4)), ("length", str(n * 4))):
+            t.external_data.add(key=key, value=value)
+        inits.append(t)
+        nodes += [helper.make_node("Gather", [f"w{i}", "idx"], [f"g{i}"]), helper.make_node("Add", [f"g{i}", "x"], [f"o{i}"])]
+        outs.append(helper.make_tensor_value_info(f"o{i}", TensorProto.FLOAT, [4]))
+    g = helper.make_graph(nodes, "huge", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])], outs, initializer=inits)
+    model = folder / "huge.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    stat = (folder / "w.bin").stat()
+    proc, seconds, rss = _measured("check", model, "--format", "json")
+    _judge(proc, model, allow=(0, 1))
+    assert rss < 1000, rss  # the weights were not read
+    assert (folder / "w.bin").stat().st_mtime_ns == stat.st_mtime_ns and (folder / "w.bin").stat().st_size == k * n * 4

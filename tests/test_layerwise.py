@@ -144,3 +144,18 @@ def test_wide_graph_fp16_conversion_is_not_quadratic():
     assert len(res.model.graph.output) == 5000
     casts = [n for n in res.model.graph.node if n.op_type == "Cast"]
     assert {n.output[0] for n in casts} >= {o.name for o in model.graph.output}
+
+
+def test_budgets_come_from_the_configuration_and_flags_override_it(run_cli, tmp_path):
+    m = tmp_path / "chain.onnx"
+    onnx.save(fuzz._chain(3000), m)
+    (tmp_path / "onnxdoctor.toml").write_text("[fix]\ntime-limit = 0.01\n")
+    args = ("fix", m, "-o", tmp_path / "out.onnx", "--precision", "fp16", "--unsafe-fixes")
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and "over the time budget of 0.01 s" in proc.stderr, proc.stderr
+    proc = run_cli(*args, "--time-limit", "600")
+    assert proc.returncode in (0, 1), proc.stderr
+    (tmp_path / "onnxdoctor.toml").write_text("[fix]\nactivation-limit = -1\n")
+    proc = run_cli(*args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "onnxdoctor.toml" in lines[0] and "fix.activation-limit" in lines[0]

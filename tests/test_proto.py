@@ -42,7 +42,7 @@ def test_body_reads_reach_nested_bodies_and_outer_reads_are_ordered():
     if_node = NESTED.graph.node[1]
     assert _proto.has_body(if_node) and not _proto.has_body(NESTED.graph.node[0])
     assert {"x", "k"} <= _proto.body_reads(if_node)
-    assert {"x", "k"} <= _proto.nested_reads(NESTED.graph)
+    assert {"x", "k"} <= _proto.nested_reads(NESTED.graph.node)
     then = next(_proto.bodies(if_node))
     assert _proto.outer_reads(then) == ["c", "x", "k"]  # the inner If reads c too
 

@@ -563,6 +563,9 @@ def test_quantize_dynamic_inside_control_flow_bodies(tmp_path, name, release):
     model = onnx.load(str(dst))
     assert made <= _all_ops(model), _all_ops(model)
     assert not made & {n.op_type for n in model.graph.node if n.op_type != "DynamicQuantizeLinear"}, "nothing quantized in a body"
+    # The model exactly as quantize_dynamic writes it: DynamicQuantizeLSTM in the branches without
+    # the com.microsoft opset import, which onnx.checker refuses (ONNX Runtime runs it). fix must not
+    # blame the rewrites for a problem the model already had.
 
     result = fix_model(model, FixOptions(trt=release, unsafe=True))
 

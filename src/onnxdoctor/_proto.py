@@ -68,10 +68,11 @@ def body_reads(node) -> set[str]:
     return names
 
 
-def nested_reads(graph) -> set[str]:
-    """Every name read by the bodies of `graph`'s nodes (nested ones included), and their outputs."""
+def nested_reads(nodes) -> set[str]:
+    """Every name read by the bodies of `nodes` (a graph's nodes; nested bodies included), and the
+    bodies' outputs: the values of that graph its control-flow bodies may read."""
     out: set[str] = set()
-    for n in graph.node:
+    for n in nodes:
         if has_body(n):
             out |= body_reads(n)
     out.discard("")

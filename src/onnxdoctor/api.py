@@ -359,7 +359,8 @@ def fix(
     if report is not None:
         target(report, inputs, option="--report")
     cfg = cfg.resolve(fix_rules=rules, trt=trt, precision=precision, plugins=_opt_tuple(plugins), fix_atol=atol,
-                      fix_rtol=rtol, shapes=_opt_tuple(shapes))
+                      fix_rtol=rtol, shapes=_opt_tuple(shapes), fix_time_limit=time_limit,
+                      fix_activation_limit=activation_limit)
     opts = FixOptions(
         rules=cfg.fix_rules or "default",
         trt=cfg.trt,
@@ -377,7 +378,7 @@ def fix(
                            **({"max_abs": max_abs} if max_abs is not None else {}),
                            **({"keep_norm_stats": True} if keep_norm_stats else {})},
         path=shown,
-        budget=_budget(time_limit, activation_limit, shown),
+        budget=_budget(cfg.fix_time_limit, cfg.fix_activation_limit, shown),
     )
     result = fix_model(proto, opts, log=log)
     if where is not None and result.model is not proto:

@@ -111,6 +111,12 @@ def _tolerance(path: Path, key: str, value) -> float:
     return float(value)
 
 
+def _positive(path: Path, key: str, value) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise _fail(path, key, "expected a positive number")
+    return float(value)
+
+
 def _setting(key: str, read, default=None):
     """A Config field that the file sets with `key` ("fix.atol": key atol of table [fix]), read and
     checked by `read`; a flag of the same name overrides it (`resolve`)."""
@@ -135,6 +141,8 @@ class Config:
     fix_rules: str | None = _setting("fix.rules", _ruleset)
     fix_atol: float | None = _setting("fix.atol", _tolerance)
     fix_rtol: float | None = _setting("fix.rtol", _tolerance)
+    fix_time_limit: float | None = _setting("fix.time-limit", _positive)  # seconds of layerwise runs
+    fix_activation_limit: float | None = _setting("fix.activation-limit", _positive)  # MB held at once
 
     @property
     def root(self) -> Path | None:

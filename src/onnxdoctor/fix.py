@@ -354,6 +354,7 @@ class _Run:
         self.pending: list[_Pending] = []
         self.proof: ProofResult | None = None
         self.proof_runs = 0
+        self._checked: tuple[onnx.ModelProto, str | None] | None = None
 
     # ------------------------------------------------------------ one rewrite
     def attempt(self, rw, ctx, model: onnx.ModelProto):
@@ -376,8 +377,26 @@ class _Run:
             candidate = self.store.strip(pruned(outcome.model))
             check_model(candidate, self.tmp)
         except Exception as e:  # noqa: BLE001
-            raise _Rejected(f"result is not a valid ONNX model: {' '.join(str(e).split())[:200]}", outcome) from None
+            problem = " ".join(str(e).split())[:200]
+            # A model onnx.checker already refused (ONNX Runtime's quantizer leaves com.microsoft
+            # nodes in bodies without their opset import) does not make every rewrite guilty: only
+            # a problem the rewrite's input did not have rolls it back.
+            if problem != self.checker_problem(model):
+                raise _Rejected(f"result is not a valid ONNX model: {problem}", outcome) from None
         return outcome, candidate
+
+    def checker_problem(self, model: onnx.ModelProto) -> str | None:
+        """What onnx.checker says of `model` (stubbed), None when it passes; remembered for the last model asked."""
+        from .weights import check_model
+
+        if self._checked is None or self._checked[0] is not model:
+            try:
+                check_model(model, self.tmp)
+                problem = None
+            except Exception as e:  # noqa: BLE001
+                problem = " ".join(str(e).split())[:200]
+            self._checked = (model, problem)
+        return self._checked[1]
 
     # ------------------------------------------------------------ one iteration
     def iterate(self, todo, contexts, iteration: int, steps: list[Step], blocked: set[str]) -> bool:

@@ -105,7 +105,7 @@ def build(model: onnx.ModelProto, decisions: list[Decision], target_type: str = 
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output} | nested_reads(g)  # bodies read these as they are typed now
+    outputs = {o.name for o in g.output} | nested_reads(g.node)  # bodies read these as they are typed now
 
     def low(n: onnx.NodeProto) -> bool:
         """Whether node `n` runs in the target type."""
@@ -248,7 +248,7 @@ def _drop_dead(model: onnx.ModelProto) -> None:
     """Remove Cast/Constant nodes and initializers nothing reads any more (the conversion's leftovers)."""
     g = model.graph
     # Values that control-flow bodies read from this graph count as used.
-    outputs = {o.name for o in g.output} | nested_reads(g)
+    outputs = {o.name for o in g.output} | nested_reads(g.node)
     while True:
         used = {i for n in g.node for i in n.input} | outputs
         dead = [k for k, n in enumerate(g.node) if n.op_type in ("Cast", "Constant") and not any(o in used for o in n.output)]

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._proto import body_reads, has_body
+from .._proto import nested_reads
 from ..model import Graph, Model
 
 
@@ -52,11 +52,7 @@ def _step(model: Model, g: Graph, i: int, data: str | None = None):
 
 def arithmetic_chains(model: Model, g: Graph) -> list[ArithmeticChain]:
     """The chains GRF415 reports and merge-constant-arithmetic replaces in graph `g`."""
-    nested: set[str] = set()
-    if g.may_nest:
-        for n in g.nodes:
-            if has_body(n):
-                nested |= body_reads(n)
+    nested = nested_reads(g.nodes) if g.may_nest else set()
     outputs = set(g.outputs)
     used: set[int] = set()
     found: list[ArithmeticChain] = []

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._proto import body_reads, has_body
+from .._proto import nested_reads
 from ..model import Graph, Model
 
 # Ops that change a tensor's shape but not the order of its elements.
@@ -30,11 +30,7 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
     ops, std = g.op_types, g.standard
     if not any(op in VIEW_OPS or op == "Transpose" for op in g.op_positions):
         return []
-    nested: set[str] = set()
-    if g.may_nest:
-        for n in g.nodes:
-            if has_body(n):
-                nested |= body_reads(n)
+    nested = nested_reads(g.nodes) if g.may_nest else set()
     outputs = set(g.outputs)
 
     def family(i: int) -> str | None:

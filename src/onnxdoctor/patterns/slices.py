@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .._proto import body_reads, has_body
+from .._proto import nested_reads
 from ..dtype_limits import INT64_MAX
 from ..model import Graph, Model, NodeRef
 
@@ -86,11 +86,7 @@ def slice_merges(model: Model, g: Graph) -> list[SliceMerge]:
     positions = g.op_positions.get("Slice", ())
     if not positions:
         return []
-    nested: set[str] = set()
-    if g.may_nest:
-        for n in g.nodes:
-            if has_body(n):
-                nested |= body_reads(n)
+    nested = nested_reads(g.nodes) if g.may_nest else set()
     outputs = set(g.outputs)
     found: list[SliceMerge] = []
     used: set[int] = set()

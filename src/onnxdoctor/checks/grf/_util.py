@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..._proto import body_reads, has_body
+from ..._proto import nested_reads
 from ...dtype_limits import ITEMSIZE
 from ...kb import Release
 from ...model import Graph, Model, dtype_name
@@ -39,14 +39,7 @@ def nested_uses(ctx: Context, graph: Graph) -> set[str]:
     """Names of `graph` read from inside the subgraphs of its nodes (outer-scope references)."""
 
     def compute() -> dict[int, set[str]]:
-        out: dict[int, set[str]] = {}
-        for g in ctx.model.graphs:
-            used: set[str] = set()
-            for node in g.nodes:
-                if has_body(node):
-                    used |= body_reads(node)
-            out[id(g)] = used
-        return out
+        return {id(g): nested_reads(g.nodes) for g in ctx.model.graphs}
 
     return ctx.model_memo("grf-nested-uses", compute)[id(graph)]
 
