@@ -304,3 +304,35 @@ def test_2_2_gb_of_external_weights_stay_on_the_external_data_path(run_cli, tmp_
     _judge(proc, model, allow=(0, 1))
     assert rss < 1000, rss  # the weights were not read
     assert (folder / "w.bin").stat().st_mtime_ns == stat.st_mtime_ns and (folder / "w.bin").stat().st_size == k * n * 4
+
+
+@pytest.mark.parametrize("case", ["if-branch-int", "transpose-perm-float"])
+def test_attributes_of_another_kind_are_no_traceback(run_cli, tmp_path, case):
+    """Found by the fuzz run seed 2027 (cases 426, 525): an If whose then_branch is an INT and a
+    Transpose chain whose perm is a FLOAT tracebacked in check's predicates and layout patterns."""
+    if case == "if-branch-int":
+        m = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (bool c, float[2] x) => (float[2] y) {
+          y = If(c) <then_branch = g1 () => (float[2] r) { r = Neg(x) }, else_branch = g2 () => (float[2] r) { r = Abs(x) }>
+        }""")
+        node = m.graph.node[0]
+        keep = [a for a in node.attribute if a.name != "then_branch"]
+        del node.attribute[:]
+        node.attribute.extend([*keep, helper.make_attribute("then_branch", 3)])
+    else:
+        m = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,2,3] x) => (float[1,2,3] y) {
+          t = Transpose<perm = [0, 2, 1]>(x)
+          y = Transpose<perm = [0, 2, 1]>(t)
+        }""")
+        node = m.graph.node[1]
+        del node.attribute[:]
+        node.attribute.append(helper.make_attribute("perm", 1.5))
+    model = tmp_path / f"{case}.onnx"
+    onnx.save(m, model)
+    before = _hashes(tmp_path)
+    for fmt in ("text", "github"):
+        _judge(run_cli("check", model, "--format", fmt, "--trt", "10.15"), model)
+    assert _hashes(tmp_path) == before

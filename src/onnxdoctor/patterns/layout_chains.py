@@ -108,7 +108,8 @@ def _axes(model: Model, g: Graph, i: int) -> list[int] | None:
 def _perm(g: Graph, i: int) -> list[int] | None:
     ref = g.ref(i)
     if ref.has_attr("perm"):
-        return list(ref.attr("perm"))
+        perm = ref.attr("perm")  # a perm of another attribute kind (a float, a string): no chain
+        return list(perm) if isinstance(perm, (list, tuple)) and all(isinstance(v, int) for v in perm) else None
     rank = g.rank_of(ref.input(0))
     return list(range(rank - 1, -1, -1)) if rank is not None else None
 
