@@ -292,6 +292,8 @@ def _symbolic_shape_inference():
     module = sys.modules.get(name)
     if module is None:
         try:
+            import sympy  # noqa: F401 - the module's symbolic algebra (a dependency of onnxdoctor, not of onnxruntime)
+
             spec = importlib.util.find_spec("onnxruntime")
             if spec is None or not spec.submodule_search_locations:
                 return None
