@@ -137,7 +137,7 @@ def expected_bytes(t: TensorProto) -> int | None:
     size = FIXED_SIZES.get(t.data_type)
     if size is None:
         return None
-    return math.ceil(math.prod(int(d) for d in t.dims) * size)
+    return math.ceil(math.prod(t.dims) * size)
 
 
 def parse_ref(t: TensorProto) -> Ref:
@@ -152,15 +152,8 @@ def parse_ref(t: TensorProto) -> Ref:
     loc = fields.get("location", "")
     if not loc:
         raise RefError(f"{name!r} is marked external but names no location")
-    if "\0" in loc:
-        raise RefError(f"external data of {name!r}: the location contains a NUL byte; refused")
-    encoded = os.fsencode(loc) if _encodable(loc) else None
-    if encoded is None:
-        raise RefError(f"external data of {name!r}: the location {loc[:80]!r} cannot be a file name here; refused")
-    if len(encoded) > MAX_LOCATION_BYTES or any(len(part) > MAX_NAME_BYTES for part in re.split(rb"[\\/]", encoded)):
-        raise RefError(f"external data of {name!r}: the location is too long ({len(encoded)} bytes); refused")
-    if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
-        raise RefError(f"external data of {name!r} points to an absolute path {loc[:200]!r}; refused (must be inside the model's folder)")
+    if len(loc) > MAX_LOCATION_BYTES or not _location_ok(loc):
+        _check_location(name, loc)  # raises, naming the tensor
     numbers = {}
     for key in ("offset", "length"):
         raw = fields.get(key)
@@ -172,6 +165,31 @@ def parse_ref(t: TensorProto) -> Ref:
             raise RefError(f"external data of {name!r}: {key} {raw[:40]!r} is {what}; refused")
         numbers[key] = int(raw)
     return Ref(name, loc, numbers["offset"] or 0, numbers["length"])
+
+
+@functools.lru_cache(maxsize=256)
+def _location_ok(loc: str) -> bool:
+    """Whether `loc` passes _check_location: thousands of tensors usually share one data file, so
+    each location is checked once (a refused one is checked again to name its tensor)."""
+    try:
+        _check_location("", loc)
+    except RefError:
+        return False
+    return True
+
+
+def _check_location(name: str, loc: str) -> None:
+    """Raises RefError when `loc` cannot be a data file inside the model's folder (as text: no file
+    system access)."""
+    if "\0" in loc:
+        raise RefError(f"external data of {name!r}: the location contains a NUL byte; refused")
+    encoded = os.fsencode(loc) if _encodable(loc) else None
+    if encoded is None:
+        raise RefError(f"external data of {name!r}: the location {loc[:80]!r} cannot be a file name here; refused")
+    if len(encoded) > MAX_LOCATION_BYTES or any(len(part) > MAX_NAME_BYTES for part in re.split(rb"[\\/]", encoded)):
+        raise RefError(f"external data of {name!r}: the location is too long ({len(encoded)} bytes); refused")
+    if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
+        raise RefError(f"external data of {name!r} points to an absolute path {loc[:200]!r}; refused (must be inside the model's folder)")
 
 
 def _encodable(s: str) -> bool:

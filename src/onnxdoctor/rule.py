@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
+import functools
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 
@@ -88,8 +89,7 @@ class Rule:
         """A finding of this rule. `fix`: by default the rule's fix when the table lists exactly one
         rewrite for it (else none); None for a finding no rewrite resolves."""
         if fix is _RULE_FIX:
-            listed = self.fixes
-            fix = listed[0] if len(listed) == 1 else None
+            fix = _only_fix(self.code)
         loc = Location(
             node=node.name if node else None,
             op_type=node.op_type if node else None,
@@ -108,6 +108,14 @@ class Rule:
             hint=hint,
             order=(ctx.graph_position(node.graph), node.index) if node else (),
         )
+
+
+@functools.lru_cache(maxsize=None)
+def _only_fix(code: str) -> Fix | None:
+    """The rule's fix when rule_fixes.RULE_FIXES lists exactly one rewrite for it (a literal table:
+    looked up once per rule, not per finding), else None."""
+    listed = fixes_for(code)
+    return listed[0] if len(listed) == 1 else None
 
 
 @dataclass

@@ -11,6 +11,9 @@ from ..model import Model, NodeRef
 from .batch_norm import FLOAT_TYPES, _sole_producer
 
 
+_LAYERS = frozenset({"Conv", "ConvTranspose", "MatMul"})
+
+
 class BiasFold(NamedTuple):
     add: NodeRef
     layer: NodeRef  # Conv, ConvTranspose or MatMul
@@ -23,6 +26,10 @@ def bias_fold(model: Model, add: NodeRef) -> BiasFold | None:
     g = add.graph
     ins = g.node_inputs[add.index]
     if add.domain or len(ins) != 2 or not all(ins) or not add.output(0):
+        return None
+    # most Adds read no Conv/ConvTranspose/MatMul output: decided before the constant analysis
+    producers, ops = g.producers, g.op_types
+    if not any((hit := producers.get(t)) is not None and ops[hit[0]] in _LAYERS for t in ins):
         return None
     cv = model.constants(g)
     a, b = ins

@@ -56,8 +56,26 @@ def arithmetic_chains(model: Model, g: Graph) -> list[ArithmeticChain]:
     outputs = set(g.outputs)
     used: set[int] = set()
     found: list[ArithmeticChain] = []
-    for i in g.topo_order:
+    op_of, std, outs_ = g.op_types, g.standard, g.node_outputs
+    # only Add/Sub/Mul/Div can start a chain: their positions, in topological order
+    starts = sorted(k for op in (*ADDITIVE, *MULTIPLICATIVE) for k in g.op_positions.get(op, ()))
+    if not starts:
+        return found
+    if not g.topo_sorted:
+        rank = {k: r for r, k in enumerate(g.topo_order)}
+        starts = sorted((k for k in starts if k in rank), key=rank.__getitem__)
+    for i in starts:
         if i in used:
+            continue
+        # a chain needs a second node: the only reader of i's output, of the same family. Decided
+        # here, before _step asks the constant analysis for i's operand (most arithmetic fails it).
+        outs = outs_[i]
+        out = outs[0] if outs else ""
+        readers = g.consumers.get(out, ()) if out else ()
+        if len(readers) != 1 or out in outputs or out in nested or readers[0] in used or not std[readers[0]]:
+            continue
+        fam = ADDITIVE if op_of[i] in ADDITIVE else MULTIPLICATIVE
+        if op_of[readers[0]] not in fam:
             continue
         first = _step(model, g, i)
         if first is None:

@@ -39,7 +39,15 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
         op = ops[i]
         return "view" if op in VIEW_OPS else "transpose" if op == "Transpose" else None
 
+    memo: dict[int, int | None] = {}
+
     def next_in_chain(i: int) -> int | None:
+        k = memo.get(i, -1)
+        if k == -1:
+            k = memo[i] = _next_in_chain(i)
+        return k
+
+    def _next_in_chain(i: int) -> int | None:
         outs = g.node_outputs[i]
         if len(outs) != 1 or not outs[0] or outs[0] in outputs or outs[0] in nested:
             return None
