@@ -10,7 +10,6 @@ import numpy as np
 from ..model import Model, NodeRef
 from .batch_norm import FLOAT_TYPES, _sole_producer
 
-
 _LAYERS = frozenset({"Conv", "ConvTranspose", "MatMul"})
 
 
