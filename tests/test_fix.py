@@ -242,6 +242,7 @@ def test_old_opset_is_upgraded_to_release_minimum():
 def test_big_weights_go_through_the_pipeline(monkeypatch):
     """Weights above the weight-free threshold: re-checks use stubs, the checker and proofs the real model."""
     from onnxdoctor import fix as fixing
+    from onnxdoctor import weights as weights_mod
     m = onnx.parser.parse_model("""
         <ir_version: 8, opset_import: ["" : 14]>
         g (float[2,512] x) => (float[2,512] y) {
@@ -262,8 +263,8 @@ def test_big_weights_go_through_the_pipeline(monkeypatch):
     m.graph.initializer.append(numpy_helper.from_array(weights, "w"))
     # Over the gate (as the lazy-weight tests assert theirs): a model of more than 8 x 64 KiB with a
     # weight of more than 64 KiB, so weightless() stubs it.
-    assert m.ByteSize() > 8 * fixing._WEIGHTLESS_MIN_BYTES and weights.nbytes > fixing._WEIGHTLESS_MIN_BYTES
-    stubbed = fixing.weightless(m)
+    assert m.ByteSize() > 8 * weights_mod._WEIGHTLESS_MIN_BYTES and weights.nbytes > weights_mod._WEIGHTLESS_MIN_BYTES
+    stubbed = weights_mod.weightless(m)
     assert stubbed is not m
     [stub] = stubbed.graph.initializer
     assert stub.data_location == onnx.TensorProto.EXTERNAL and not stub.raw_data and list(stub.dims) == [512, 512]

@@ -382,7 +382,7 @@ def fix(
     )
     result = fix_model(proto, opts, log=log)
     if where is not None and result.model is not proto:
-        from .fix import weightless
+        from .weights import weightless
 
         # Read from a file here, so nothing else holds its weights: the report reads the original's
         # structure only, and its weights go before the result is serialized (a model's size off the peak).

@@ -318,7 +318,7 @@ class InputOracle:
 
     def _inferred(self, raw: dict[str, list]) -> dict[str, list]:
         """Shapes of every value, inferred with each dynamic input dim a distinct symbol (`_VAR<k>`)."""
-        from .fix import weightless
+        from .weights import weightless
 
         m = onnx.ModelProto()
         m.CopyFrom(weightless(self.model))

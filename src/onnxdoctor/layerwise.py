@@ -131,7 +131,7 @@ def toposort(model: onnx.ModelProto, priority: dict[str, int] | None = None,
 def value_kinds(model: onnx.ModelProto) -> dict[str, str]:
     """tensor name -> 'tensor_type', 'sequence_type', ... from ONNX shape inference of a copy without
     the big weights (empty when inference fails: every value is then taken for a tensor)."""
-    from .fix import weightless
+    from .weights import weightless
 
     try:
         inferred = onnx.shape_inference.infer_shapes(weightless(model))

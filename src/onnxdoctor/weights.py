@@ -236,6 +236,45 @@ def _is_big(t: onnx.TensorProto) -> bool:
     return n * np.dtype(_NUMPY[t.data_type]).itemsize > MIN_BYTES
 
 
+# Initializers above this size are replaced by external-data stubs in `weightless` copies.
+_WEIGHTLESS_MIN_BYTES = 1 << 16
+
+
+def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose big initializers are external-data stubs (name, type, dims only): enough for
+    shape inference, the checker and every rule, at a fraction of the cost. Returns `model` itself
+    when nothing is big. Decided from dims and types, and copied field by field: the weights are
+    neither serialized nor copied."""
+    graph = model.graph
+    big = [i for i, t in enumerate(graph.initializer)
+           if t.data_location != onnx.TensorProto.EXTERNAL and _nbytes(t) > _WEIGHTLESS_MIN_BYTES]
+    if not big or sum(_nbytes(graph.initializer[i]) for i in big) <= 8 * _WEIGHTLESS_MIN_BYTES:
+        return model
+    out = copy_without_initializers(model)
+    bigset = set(big)
+    for i, t in enumerate(graph.initializer):
+        if i in bigset:
+            stub = out.graph.initializer.add()
+            stub.name, stub.data_type = t.name, t.data_type
+            stub.dims.extend(t.dims)
+            stub.data_location = onnx.TensorProto.EXTERNAL
+            e = stub.external_data.add()
+            e.key, e.value = "location", "in-memory-weights"
+        else:
+            out.graph.initializer.add().CopyFrom(t)
+    return out
+
+
+def _nbytes(t: onnx.TensorProto) -> int:
+    """A tensor's size from its dims and type (strings count 1 byte each): no data read."""
+    from .dtype_limits import ITEMSIZE
+
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n * ITEMSIZE.get(t.data_type, 1)
+
+
 def check_model(model: onnx.ModelProto, folder: Path) -> None:
     """onnx.checker on a stubbed model: written to `folder`, beside an empty file named like the
     stubs' location (the checker wants external data to be a regular file; it reads none of it)."""
