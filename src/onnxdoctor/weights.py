@@ -230,10 +230,7 @@ def _names_read(model: onnx.ModelProto) -> set[str]:
 def _is_big(t: onnx.TensorProto) -> bool:
     if t.data_location == onnx.TensorProto.EXTERNAL or t.data_type not in _NUMPY:
         return False
-    n = 1
-    for d in t.dims:
-        n *= d
-    return n * np.dtype(_NUMPY[t.data_type]).itemsize > MIN_BYTES
+    return _nbytes(t) > MIN_BYTES
 
 
 # Initializers above this size are replaced by external-data stubs in `weightless` copies.
