@@ -201,3 +201,29 @@ def test_progress_shows_each_phase_with_its_time():
                   "putting the weights back"):
         assert phase in text, text[-2000:]
     assert "0:00:0" in text  # the elapsed-time column
+
+
+def test_inconclusive_proof_names_the_data_sized_nodes():
+    """A proof whose output size depends on data names the sizing nodes as `Op 'name'` (unnamed: `Op`),
+    with the name's closing quote kept."""
+    ref_text = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[6] x) => (int64[1,N] y) {
+  m = Greater(x, half)
+  y = NonZero(m)
+}
+"""
+    ref = onnx.parser.parse_model(ref_text)
+    ref.graph.node[1].name = "nz"
+    ref.graph.initializer.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
+    cand = onnx.parser.parse_model(ref_text.replace("Greater(x, half)", "Greater(x, third)").replace("m =", "q =")
+                                   .replace("(m)", "(q)"))
+    cand.graph.initializer.append(numpy_helper.from_array(np.array(0.25, np.float32), "third"))
+    feeds = {"x": np.array([0.1, 0.3, 0.6, 0.9, 0.2, 0.7], np.float32)}
+    reference = prove.run(ref, feeds)
+    result = prove.prove(reference, cand, feeds, reference_model=ref)
+    assert not result.passed
+    assert "(NonZero 'nz')" in result.inconclusive
+    ref.graph.node[1].name = ""
+    result = prove.prove(reference, cand, feeds, reference_model=ref)
+    assert "(NonZero)" in result.inconclusive

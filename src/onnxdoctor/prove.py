@@ -244,7 +244,7 @@ def _data_dependent(result: ProofResult, reference: onnx.ModelProto, candidate: 
         return
     cand_names = {o for n in candidate.graph.node for o in n.output if o} | {i.name for i in candidate.graph.input}
     watched = [t for t in _before_rounding(reference, [i for _, ins in points for i in ins]) if t in cand_names and t not in feeds]
-    where = ", ".join(f"{n.op_type} {n.name!r}".rstrip(" ''") for n, _ in points[:3])
+    where = ", ".join(f"{n.op_type} {n.name!r}" if n.name else n.op_type for n, _ in points[:3])
     if not watched:
         result.inconclusive = f"an output's size depends on data ({where}) and the values it is computed from are not in both models"
         return
