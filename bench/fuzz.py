@@ -563,9 +563,14 @@ def make_case(seed: int, index: int, root: Path) -> Case:
     return Case(index, origin, folder, "model.onnx", args, outputs)
 
 
-# The layerwise commands get this --time-limit (seconds): a run over it must stop with exit 2 and its
-# one line well before the harness's --timeout counts it as a hang.
-LAYERWISE_SECONDS = "20"
+# Every fix and verify gets a --time-limit, a deadline for the whole command: 20 s, or a third of the
+# harness's --timeout when that is shorter (run_case fills it in). A run over it must stop with exit 2
+# and its one line well before the harness's --timeout counts it as a hang.
+TIME_LIMIT = ["--time-limit", "{time_limit}"]
+
+
+def time_limit(timeout: float) -> str:
+    return f"{min(20.0, timeout / 3):g}"
 
 
 def _command(rng: random.Random) -> tuple[list[str], list[str]]:
@@ -579,18 +584,18 @@ def _command(rng: random.Random) -> tuple[list[str], list[str]]:
     if kind == "fix":
         extra = rng.choice([[], ["--no-prove"], ["--rules", "strict"], ["--unsafe-fixes"], ["--report", "out/fix.json"]])
         outs = ["out/fixed.onnx", "out/fixed.onnx.data", "out/fixed.onnx.1.data"] + (["out/fix.json"] if "--report" in extra else [])
-        return ["fix", "{model}", "-o", "out/fixed.onnx", "--isolated"] + extra, outs
+        return ["fix", "{model}", "-o", "out/fixed.onnx", "--isolated", *TIME_LIMIT] + extra, outs
     if kind == "fix-fp16":
         return ["fix", "{model}", "-o", "out/fixed.onnx", "--precision", "fp16", "--unsafe-fixes", "--isolated",
-                "--time-limit", LAYERWISE_SECONDS], \
+                *TIME_LIMIT], \
                ["out/fixed.onnx", "out/fixed.onnx.data", "out/fixed.onnx.1.data"]
     if kind == "verify-fp16":
-        return ["verify", "{model}", "--fp16", "--time-limit", LAYERWISE_SECONDS] + \
+        return ["verify", "{model}", "--fp16", *TIME_LIMIT] + \
                (["--format", "json"] if rng.random() < 0.5 else []), []
     if kind == "verify-against":
-        return ["verify", "{model}", "--against", "{model}", "-o", "out/verify.txt"], ["out/verify.txt"]
+        return ["verify", "{model}", "--against", "{model}", "-o", "out/verify.txt", *TIME_LIMIT], ["out/verify.txt"]
     if kind == "verify-layerwise":
-        return ["verify", "{model}", "--against", "{model}", "--layerwise", "--time-limit", LAYERWISE_SECONDS], []
+        return ["verify", "{model}", "--against", "{model}", "--layerwise", *TIME_LIMIT], []
     return ["profile", "{model}", "--isolated"] + (["--no-validate"] if rng.random() < 0.5 else []), []
 
 
@@ -641,7 +646,7 @@ def _limits(max_as_mb: int):
 
 def run_case(case: Case, exe: list[str], *, timeout: float, max_rss_mb: float, max_as_mb: int, scratch: Path) -> Verdict:
     model = str(case.folder / case.model)
-    args = [a.replace("{model}", model) for a in case.args]
+    args = [a.replace("{model}", model).replace("{time_limit}", time_limit(timeout)) for a in case.args]
     args = [str(case.folder / a) if a.startswith("out/") else a for a in args]
     before = _snapshot(case.folder)
     home, tmp, cwd = scratch / "home", scratch / "tmp", scratch / "cwd"

@@ -247,24 +247,7 @@ def test_fp16_conversion_of_a_5000_output_graph_is_fast(tmp_path):
     assert {k: v for k, v in _hashes(tmp_path).items() if "/out/" not in k} == before
 
 
-@pytest.mark.parametrize("command", ["verify-layerwise", "fix-fp16"])
-def test_a_100k_node_chain_stops_at_its_time_budget(tmp_path, command):
-    """The 2.5 MB chain of 100,000 Relu nodes: these ran for many minutes (a session over the whole
-    graph per chunk of tensors). Now each node is built once and --time-limit stops the layerwise
-    work with one line; what is left (loading, inputs, planning) is linear."""
-    model = tmp_path / "chain.onnx"
-    onnx.save(fuzz._chain(100_000), model)
-    assert model.stat().st_size > 2_000_000
-    before = _hashes(tmp_path)
-    args = {"verify-layerwise": ("verify", model, "--against", model, "--layerwise", "--time-limit", "1"),
-            "fix-fp16": ("fix", model, "-o", tmp_path / "chain16.onnx", "--precision", "fp16", "--unsafe-fixes",
-                         "--isolated", "--time-limit", "1")}[command]
-    proc, seconds, rss = _measured(*args)
-    line = _judge(proc, model, allow=(2,))
-    assert "over the time budget of 1 s" in line and "--time-limit" in line, line
-    assert seconds < 180, seconds  # ~15 s on a quiet machine, of which 1 s of layerwise runs
-    assert rss < 2000, rss
-    assert _hashes(tmp_path) == before  # no output written
+# The 100,000-node chain under --time-limit: tests/test_deadline.py.
 
 
 def test_a_1kb_model_declaring_a_huge_static_input_stays_small(tmp_path):

@@ -289,14 +289,19 @@ def _with_weights(model, inputs, what: str):
     return loaded.proto, loaded.external, os.fspath(model)
 
 
-def _budget(time_limit: float | None, activation_limit: float | None, shown: str):
-    """The limits of a command's layerwise runs (layerwise.Budget), defaults where None."""
-    from .layerwise import DEFAULT_ACTIVATION_MB, DEFAULT_SECONDS, Budget
+def _budget(time_limit: float | None, activation_limit: float | None, shown: str, command: str):
+    """The budget of a command (budget.Budget), defaults where None; its deadline starts now."""
+    from .budget import DEFAULT_ACTIVATION_MB, DEFAULT_SECONDS, Budget
 
-    if time_limit is not None and time_limit <= 0 or activation_limit is not None and activation_limit <= 0:
+    if time_limit is not None and not time_limit > 0 or activation_limit is not None and not activation_limit > 0:
         raise UsageError("--time-limit and --activation-limit must be positive")
     return Budget(seconds=DEFAULT_SECONDS if time_limit is None else time_limit,
-                  activation_mb=DEFAULT_ACTIVATION_MB if activation_limit is None else activation_limit, label=shown)
+                  activation_mb=DEFAULT_ACTIVATION_MB if activation_limit is None else activation_limit, label=shown,
+                  command=command)
+
+
+def _shown(model) -> str:
+    return os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<memory>"
 
 
 def fix(
@@ -326,6 +331,7 @@ def fix(
     progress: bool = False,
     time_limit: float | None = None,
     activation_limit: float | None = None,
+    hard_stop=None,
 ):
     """`onnxdoctor fix`: rewrite a model (a path or an onnx.ModelProto) for a TensorRT release, prove
     every rewrite in ONNX Runtime, and write the result to `output` (or over the input with
@@ -333,8 +339,11 @@ def fix(
     (with the node diff when `diff`). Options left None come from the configuration, as in `check`;
     `log` receives progress lines. Returns the FixResult: `changed`, `before`/`after` findings,
     `steps`, `proof`, and `written` (the files written) and `fail_on` (the configured fail-on level).
-    `time_limit` (seconds, all layerwise runs together) and `activation_limit` (MB held at once)
-    bound the layerwise runs of --precision conversion (layerwise.Budget; None: the defaults).
+    `time_limit` (seconds; None: the configuration's, else 600; inf: none) bounds the whole command
+    up to the writing of the output, reading the model included (budget.Budget: over it,
+    BudgetExceeded and nothing written); `activation_limit` (MB held at once) bounds the layerwise
+    runs of --precision conversion. `hard_stop(message)` is called from a watchdog thread when the
+    command is still running a few seconds past its time limit (the CLI ends the process there).
     Raises OnnxDoctorError (UsageError, ModelLoadError, FixError) with the one-line message the CLI
     prints."""
     from .fix import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, FixOptions, fix_model, load_ruleset, node_diff
@@ -346,48 +355,54 @@ def fix(
         raise UsageError("in_place needs a model file, not an in-memory model")
     destination = where if in_place else output
     distinct(("-o", destination), ("--report", report))
-    cfg = _config(config, model)
+    cfg = _config(config, model).resolve(fix_rules=rules, trt=trt, precision=precision, plugins=_opt_tuple(plugins),
+                                         fix_atol=atol, fix_rtol=rtol, shapes=_opt_tuple(shapes),
+                                         fix_time_limit=time_limit, fix_activation_limit=activation_limit)
+    shown = _shown(model)
+    budget = _budget(cfg.fix_time_limit, cfg.fix_activation_limit, shown, "fix")
     inputs = Inputs()
-    if log is not None and where is not None:
-        log(f"reading {os.fspath(where)}")
-    proto, external, shown = _with_weights(model, inputs, "the input model")
-    for other, what in ((data, "the --data file"), (config if config not in (None, True, False) else None, "the --config file")):
-        if other is not None:
-            inputs.add(other, what)
-    if not dry_run:
-        target(destination, inputs, option="-o", in_place=in_place, hint="pass --in-place to overwrite it")
-    if report is not None:
-        target(report, inputs, option="--report")
-    cfg = cfg.resolve(fix_rules=rules, trt=trt, precision=precision, plugins=_opt_tuple(plugins), fix_atol=atol,
-                      fix_rtol=rtol, shapes=_opt_tuple(shapes), fix_time_limit=time_limit,
-                      fix_activation_limit=activation_limit)
-    opts = FixOptions(
-        rules=cfg.fix_rules or "default",
-        trt=cfg.trt,
-        precision=cfg.precision,
-        plugins=cfg.plugins,
-        unsafe=unsafe_fixes,
-        prove=prove,
-        atol=cfg.fix_atol if cfg.fix_atol is not None else DEFAULT_ATOL,
-        rtol=cfg.fix_rtol if cfg.fix_rtol is not None else DEFAULT_RTOL,
-        shapes=cfg.shapes,
-        data=os.fspath(data) if data is not None else None,
-        seed=DEFAULT_SEED if seed is None else seed,
-        progress=progress,
-        precision_options={"keep_io_types": keep_io_types, "keep_fp32": tuple(keep_fp32),
-                           **({"max_abs": max_abs} if max_abs is not None else {}),
-                           **({"keep_norm_stats": True} if keep_norm_stats else {})},
-        path=shown,
-        budget=_budget(cfg.fix_time_limit, cfg.fix_activation_limit, shown),
-    )
-    result = fix_model(proto, opts, log=log)
-    if where is not None and result.model is not proto:
-        from .weights import weightless
+    # Everything up to the writing of the output runs under the time limit; the writing does not (it is
+    # not interrupted: a model and its data are replaced as a pair).
+    with budget.running(hard_stop):
+        if log is not None and where is not None:
+            log(f"reading {os.fspath(where)}")
+        budget.enter("reading the model")
+        proto, external, shown = _with_weights(model, inputs, "the input model")
+        for other, what in ((data, "the --data file"), (config if config not in (None, True, False) else None, "the --config file")):
+            if other is not None:
+                inputs.add(other, what)
+        if not dry_run:
+            target(destination, inputs, option="-o", in_place=in_place, hint="pass --in-place to overwrite it")
+        if report is not None:
+            target(report, inputs, option="--report")
+        opts = FixOptions(
+            rules=cfg.fix_rules or "default",
+            trt=cfg.trt,
+            precision=cfg.precision,
+            plugins=cfg.plugins,
+            unsafe=unsafe_fixes,
+            prove=prove,
+            atol=cfg.fix_atol if cfg.fix_atol is not None else DEFAULT_ATOL,
+            rtol=cfg.fix_rtol if cfg.fix_rtol is not None else DEFAULT_RTOL,
+            shapes=cfg.shapes,
+            data=os.fspath(data) if data is not None else None,
+            seed=DEFAULT_SEED if seed is None else seed,
+            progress=progress,
+            precision_options={"keep_io_types": keep_io_types, "keep_fp32": tuple(keep_fp32),
+                               **({"max_abs": max_abs} if max_abs is not None else {}),
+                               **({"keep_norm_stats": True} if keep_norm_stats else {})},
+            path=shown,
+            budget=budget,
+        )
+        result = fix_model(proto, opts, log=log)
+        if where is not None and result.model is not proto:
+            from .weights import weightless
 
-        # Read from a file here, so nothing else holds its weights: the report reads the original's
-        # structure only, and its weights go before the result is serialized (a model's size off the peak).
-        result.original = weightless(proto)
-        proto = None
+            # Read from a file here, so nothing else holds its weights: the report reads the original's
+            # structure only, and its weights go before the result is serialized (a model's size off the peak).
+            result.original = weightless(proto)
+            proto = None
+        budget.enter("preparing the output")
     # --in-place with nothing changed leaves the file alone; -o always gets the model.
     if not dry_run and (result.changed or not in_place):
         if log is not None:
@@ -426,6 +441,7 @@ def verify(
     progress=None,
     time_limit: float | None = None,
     activation_limit: float | None = None,
+    hard_stop=None,
 ):
     """`onnxdoctor verify`: compare a candidate against ONNX Runtime on `model` — another model
     (`against`), FP16 emulation on CPU (`fp16=True`), or a TensorRT engine (`backend="trt"`) —
@@ -433,8 +449,8 @@ def verify(
     "json"). `log` receives the line saying which inputs were used; `progress(done, total)` is
     called per segment run (nodes done, nodes). `trt` and `shapes` left None come from the
     configuration, as in `check`. Returns the VerifyResult (`passed`, `comparisons`,
-    `first_divergence`, `inputs`). `time_limit`/`activation_limit` bound the layerwise runs (as for
-    fix). Raises OnnxDoctorError; ONNX Runtime's own errors propagate."""
+    `first_divergence`, `inputs`). `time_limit` bounds the whole command up to the writing of the
+    report (as for fix; default 600 s), `activation_limit` the layerwise runs. Raises OnnxDoctorError; ONNX Runtime's own errors propagate."""
     from . import prove as proving
     from .inputs import plan_inputs
     from .io import Inputs, target, write_text
@@ -455,33 +471,43 @@ def verify(
     trt = cfg.trt
     specs = parse_shapes(list(cfg.shapes))
     frozen = {n: s.opt for n, s in specs.items()}
+    # A TensorRT engine build takes what it takes: only an explicit --time-limit bounds that backend.
+    default = float("inf") if backend == "trt" and time_limit is None else None
+    budget = _budget(time_limit or default, activation_limit, _shown(model), "verify")
     inputs = Inputs()
-    reference, _, shown = _with_weights(model, inputs, "the input model")
-    if data is not None:
-        inputs.add(data, "the --data file")
-    if config not in (None, True, False):
-        inputs.add(config, "the --config file")
-    if isinstance(against, (str, os.PathLike)):
-        inputs.add(against, "the --against model")
-    if output is not None:
-        target(output, inputs, option="-o")
-    plan = plan_inputs(reference, path=shown, shapes=frozen, data=os.fspath(data) if data is not None else None, seed=seed)
-    if log is not None:
-        log(plan.describe())
-    if backend == "trt":
-        target_release = Target.make(trt)
-        result = verify_trt(os.fspath(model), plan.feeds, layerwise=layerwise, fp16=fp16, trt_version=target_release.trt,
-                                      strongly_typed=target_release.release.strongly_typed, shapes=specs, atol=atol, rtol=rtol)
-    elif against is not None:
-        other, _, other_shown = _with_weights(against, inputs, "the --against model")
+    with budget.running(hard_stop):
+        budget.enter("reading the model")
+        reference, _, shown = _with_weights(model, inputs, "the input model")
+        if data is not None:
+            inputs.add(data, "the --data file")
+        if config not in (None, True, False):
+            inputs.add(config, "the --config file")
+        if isinstance(against, (str, os.PathLike)):
+            inputs.add(against, "the --against model")
         if output is not None:
-            target(output, inputs, option="-o")  # also not one of the candidate's external-data files
-        result = verify_against(shown, other_shown, reference, other, plan.feeds, layerwise=layerwise,
-                                          atol=atol, rtol=rtol, progress=progress,
-                                          budget=_budget(time_limit, activation_limit, shown))
-    else:
-        result = fp16_emulation(shown, reference, plan.feeds, rtol=rtol, progress=progress,
-                                budget=_budget(time_limit, activation_limit, shown))
+            target(output, inputs, option="-o")
+        budget.enter("finding inputs the model runs on in ONNX Runtime")
+        plan = plan_inputs(reference, path=shown, shapes=frozen, data=os.fspath(data) if data is not None else None,
+                           seed=seed)
+        if log is not None:
+            log(plan.describe())
+        if backend == "trt":
+            budget.enter("running TensorRT")
+            target_release = Target.make(trt)
+            result = verify_trt(os.fspath(model), plan.feeds, layerwise=layerwise, fp16=fp16, trt_version=target_release.trt,
+                                strongly_typed=target_release.release.strongly_typed, shapes=specs, atol=atol, rtol=rtol)
+        elif against is not None:
+            budget.enter("reading the --against model")
+            other, _, other_shown = _with_weights(against, inputs, "the --against model")
+            if output is not None:
+                target(output, inputs, option="-o")  # also not one of the candidate's external-data files
+            budget.enter("comparing the models")
+            result = verify_against(shown, other_shown, reference, other, plan.feeds, layerwise=layerwise,
+                                    atol=atol, rtol=rtol, progress=progress, budget=budget)
+        else:
+            budget.enter("emulating FP16")
+            result = fp16_emulation(shown, reference, plan.feeds, rtol=rtol, progress=progress, budget=budget)
+        budget.enter("preparing the report")
     result.inputs = plan
     if output is not None:
         import json

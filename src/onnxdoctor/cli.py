@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import click
@@ -39,6 +41,48 @@ def _write_output(text: str, output: str | None, inputs=None, option: str = "-o"
 def _fail(message: str) -> NoReturn:
     click.echo(f"onnxdoctor: {printable(message)}", err=True)
     sys.exit(2)
+
+
+class _Terminated(BaseException):
+    """SIGTERM during fix or verify (a BaseException: no `except Exception` on the way swallows it)."""
+
+
+@contextlib.contextmanager
+def _guarded(model: str, command: str) -> Iterator[Callable[[str], NoReturn]]:
+    """The frame of a long command (fix, verify): its temporaries in one private folder, removed on
+    every way out; SIGTERM ends the command like an error (exit 2, one line, temporaries removed).
+    Gives the hard stop of its time limit: called from a watchdog thread when the command is still
+    running past the limit (ONNX Runtime building a session releases the GIL but never returns to
+    the Python code the SIGALRM interrupts), it removes the temporaries, says so and exits 2."""
+    import shutil
+    import signal
+    import tempfile
+    import threading
+
+    root = tempfile.mkdtemp(prefix=f"onnxdoctor-{command}-")
+    saved = tempfile.tempdir
+    tempfile.tempdir = root  # every temporary of the command (proof models, checker files) goes here
+
+    def hard_stop(message: str) -> NoReturn:
+        shutil.rmtree(root, ignore_errors=True)
+        # os.write, not click: the main thread may hold sys.stderr's lock
+        os.write(2, f"onnxdoctor: {printable(message)}\n".encode("utf-8", "replace"))
+        os._exit(2)
+
+    def on_term(signum, frame) -> None:
+        raise _Terminated()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_term) if main_thread else None
+    try:
+        yield hard_stop
+    except _Terminated:
+        _fail(f"{model}: {command} stopped by SIGTERM before it finished (its temporary files removed)")
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        tempfile.tempdir = saved
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- option groups shared by the commands: one definition each, so they read and behave alike -----
@@ -89,7 +133,9 @@ def _config_source(config, isolated: bool):
 # The budgets of the layerwise runs (fix --precision, verify --layerwise/--fp16).
 _budget_options = _options(
     click.option("--time-limit", type=float, default=None, metavar="SECONDS",
-                 help="Stop the layerwise runs (every tensor observed or compared) after this long, with a clear error (default 600)."),
+                 help="Stop the whole command (reading, checks, inputs, rewrites, proofs, layerwise runs; not the "
+                      "writing of the output) after this long, with a clear error and nothing written "
+                      "(default 600; inf: no limit)."),
     click.option("--activation-limit", type=float, default=None, metavar="MB",
                  help="Most activation memory the layerwise runs may hold at once (default 2048)."),
 )
@@ -338,14 +384,14 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
             raise UsageError("--in-place and -o/--output name different files; use one of them")
         if output is None and not in_place and not dry_run:
             raise UsageError("fix needs -o/--output FILE (or --in-place to overwrite the input)")
-        with PhaseProgress.on_terminal() as progress:
+        with _guarded(model, "fix") as hard_stop, PhaseProgress.on_terminal() as progress:
             result = api_fix(
                 model, None if dry_run else output, in_place=in_place and not dry_run, report=report_path, diff=show_diff,
                 rules=rules, trt=trt, precision=precision, plugins=_split(plugins), unsafe_fixes=unsafe_fixes,
                 prove=not no_prove, atol=atol, rtol=rtol, shapes=shapes, data=data, seed=seed, keep_io_types=keep_io_types,
                 keep_fp32=keep_fp32, max_abs=max_abs, keep_norm_stats=keep_norm_stats,
                 config=_config_source(config, isolated), log=progress, progress=progress is not None,
-                time_limit=time_limit, activation_limit=activation_limit,
+                time_limit=time_limit, activation_limit=activation_limit, hard_stop=hard_stop,
             )
     except OnnxDoctorError as e:
         _fail(str(e))
@@ -398,11 +444,12 @@ def verify(model, against, backend, layerwise, fp16, data, seed, shapes, trt, at
 
     try:
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if fmt == "text" and sys.stderr.isatty() else None
-        result = api_verify(model, against, backend=backend, layerwise=layerwise, fp16=fp16, data=data, seed=seed,
-                            shapes=shapes, trt=trt, atol=atol, rtol=rtol, output=output, format=fmt, show_all=show_all,
-                            config=_config_source(config, isolated), log=log,
-                            progress=_progress_printer() if sys.stderr.isatty() else None,
-                            time_limit=time_limit, activation_limit=activation_limit)
+        with _guarded(model, "verify") as hard_stop:
+            result = api_verify(model, against, backend=backend, layerwise=layerwise, fp16=fp16, data=data, seed=seed,
+                                shapes=shapes, trt=trt, atol=atol, rtol=rtol, output=output, format=fmt,
+                                show_all=show_all, config=_config_source(config, isolated), log=log,
+                                progress=_progress_printer() if sys.stderr.isatty() else None,
+                                time_limit=time_limit, activation_limit=activation_limit, hard_stop=hard_stop)
     except OnnxDoctorError as e:
         _fail(str(e))
     except Exception as e:  # noqa: BLE001 - ONNX Runtime refusing to run a model is a user-facing error

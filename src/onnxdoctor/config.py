@@ -141,7 +141,7 @@ class Config:
     fix_rules: str | None = _setting("fix.rules", _ruleset)
     fix_atol: float | None = _setting("fix.atol", _tolerance)
     fix_rtol: float | None = _setting("fix.rtol", _tolerance)
-    fix_time_limit: float | None = _setting("fix.time-limit", _positive)  # seconds of layerwise runs
+    fix_time_limit: float | None = _setting("fix.time-limit", _positive)  # seconds of the whole fix (budget.py)
     fix_activation_limit: float | None = _setting("fix.activation-limit", _positive)  # MB held at once
 
     @property

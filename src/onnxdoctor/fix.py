@@ -15,18 +15,19 @@ only rewrites that read weight values get them, and the result gets them back at
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import onnx
 
+from .budget import Budget, BudgetExceeded
 from .engine import analyze
 from .errors import ModelLoadError, OnnxDoctorError, UsageError
 from .findings import Applicability, Finding, Severity
 from .inputs import InputPlan
 from .kb import _load_toml, rules_dir
-from .layerwise import Budget, BudgetExceeded
 from .model import from_proto
 from .prove import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, ProofResult
 from .registry import all_rules
@@ -55,7 +56,7 @@ class FixOptions:
     # `--precision fp16|bf16` conversion options (convert-precision): keep_io_types, keep_fp32, max_abs.
     precision_options: dict = field(default_factory=dict)
     path: str = "model"  # the model's file, for messages
-    # Limits of the layerwise runs (convert-precision's reference run and proofs): a layerwise.Budget.
+    # The command's deadline (checked between stages) and the layerwise runs' memory: a budget.Budget.
     budget: object = None
 
 
@@ -167,6 +168,9 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     from .weights import WeightStore
 
     started = time.perf_counter()
+    if options.budget is None:
+        options = dataclasses.replace(options, budget=Budget(label=options.path, command="fix"))
+    budget = options.budget
     timings = _Timings()
     log = log or (lambda msg: None)
     specs = parse_shapes(options.shapes) if options.shapes else {}
@@ -177,6 +181,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     store = WeightStore()
 
     def check(p: onnx.ModelProto) -> list[Finding]:
+        budget.enter("checking the model" if p is work else "checking the result")
         with timings("check"):
             try:
                 return analyze(from_proto(p, path=options.path), target, rules)
@@ -189,16 +194,17 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
 
     # The pipeline works on `work`: the model with its big weights in the store (stubs in the graph).
     log("setting the big weights aside")
+    budget.enter("setting the big weights aside")
     with timings("store"):
         work = store.strip(proto)
     log("checking the model")
-    budget = options.budget or Budget(label=options.path)
     before = check(work)
     feeds = reference = plan = None
     if options.prove:
         from .inputs import plan_inputs
 
         log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
+        budget.enter("finding inputs the model runs on in ONNX Runtime")
         with timings("inputs"):
             # on `work` with the store's sessions: no serialized copy of the weights (and a model over
             # 2 GB never goes through one protobuf)
@@ -284,6 +290,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     result_model = proto
     if run.current is not work:
         log("putting the weights back")
+        budget.enter("putting the weights back")
         with timings("store"):
             result_model = store.materialize(run.current)
     store.clear()  # the result holds its own copy of the weights: the store's goes before it is written
@@ -412,6 +419,7 @@ class _Run:
         for rw in todo:
             ctx = contexts[rw.name]
             self.log(f"iteration {iteration}: {rw.name}")
+            self.options.budget.enter(f"applying {rw.name}")
             t = time.perf_counter()
             try:
                 with self.timings("rewrites"):
@@ -501,6 +509,7 @@ class _Run:
 
         out: list[_Pending] = []
         for p in rest:
+            self.options.budget.enter(f"applying {p.rw.name}")
             t = time.perf_counter()
             try:
                 with self.timings("rewrites"):
@@ -543,6 +552,7 @@ class _Run:
         from .findings import Applicability
 
         self.log(f"final stage: {rw.name}")
+        self.options.budget.enter(f"applying {rw.name}")
         t = time.perf_counter()
         try:
             with self.timings("rewrites"):
@@ -580,6 +590,7 @@ class _Run:
         from . import prove as proving
 
         self.log(f"proving {count} rewrite(s) in ONNX Runtime")
+        self.options.budget.enter("proving the rewrites in ONNX Runtime")
         self.proof_runs += 1
         with self.timings("proofs"):
             model = p.model

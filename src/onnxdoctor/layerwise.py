@@ -11,62 +11,20 @@ Cuts never split a value that is not a tensor (a sequence, an optional) from its
 values of Constant nodes cross cuts as initializers (some kernels want constant inputs). Segments
 grow and shrink with the bytes their outputs take.
 
-`Budget` bounds a command's layerwise work: wall time for all its runs, activation bytes held at
-once, nodes per segment. Over budget is `BudgetExceeded`: one line naming the model and the limit.
+`Budget` (budget.py) bounds the run: the command's deadline, checked between segments, activation
+bytes held at once, nodes per segment. Over budget is `BudgetExceeded`: one line naming the model and the limit.
 """
 
 from __future__ import annotations
 
 import heapq
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 
 from ._proto import bodies, has_body, outer_reads
-from .errors import OnnxDoctorError
-
-DEFAULT_SECONDS = 600.0
-DEFAULT_ACTIVATION_MB = 2048.0
-MAX_SEGMENT_NODES = 512
-
-
-class BudgetExceeded(OnnxDoctorError):
-    """A layerwise run went over its time or memory budget."""
-
-
-@dataclass
-class Budget:
-    """Limits of a command's layerwise runs (all of them together for the time). `label` names the
-    model in messages; `option` is the flag that raises the time limit."""
-
-    seconds: float | None = DEFAULT_SECONDS
-    activation_mb: float = DEFAULT_ACTIVATION_MB
-    max_segment_nodes: int = MAX_SEGMENT_NODES
-    label: str = "model"
-    option: str = "--time-limit"
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def activation_bytes(self) -> int:
-        return int(self.activation_mb * 2**20)
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def check_time(self, what: str, done: int, total: int) -> None:
-        if self.seconds is not None and self.elapsed() > self.seconds:
-            raise BudgetExceeded(f"{self.label}: {what} stopped after {self.elapsed():.0f} s, {done} of {total} nodes "
-                                 f"done: over the time budget of {self.seconds:g} s (raise it with {self.option})")
-
-    def check_memory(self, what: str, held: int, done: int, total: int) -> None:
-        if held > self.activation_bytes:
-            raise BudgetExceeded(f"{self.label}: {what} would hold {held / 2**20:.0f} MB of activations at once "
-                                 f"(at node {done} of {total}): over the budget of {self.activation_mb:g} MB "
-                                 "(raise it with --activation-limit, or give smaller --shape values)")
-
+from .budget import DEFAULT_ACTIVATION_MB, DEFAULT_SECONDS, MAX_SEGMENT_NODES, Budget, BudgetExceeded  # noqa: F401
 
 # ----------------------------------------------------------------------------------------------
 # Graph helpers

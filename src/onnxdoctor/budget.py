@@ -1,0 +1,144 @@
+"""A command's budget: one deadline for the whole command (`--time-limit`, `[fix] time-limit`) and the
+activation memory its layerwise runs may hold (`--activation-limit`).
+
+The deadline starts when the command starts, before the model is read, and is consulted between the
+command's stages (`Budget.enter`: reading, checking, finding inputs, each rewrite, each proof, each
+layerwise segment...). Stages that cannot poll (onnx's and ONNX Runtime's C++ code, long Python
+passes) are covered by `Budget.running()`: in the main thread, a SIGALRM at the deadline stops the
+Python code wherever it is; and a caller that may end the process (the CLI) can pass `hard_stop`,
+called from a watchdog thread shortly after the deadline when the command has still not stopped
+(ONNX Runtime building a session over a huge graph releases the GIL but does not return).
+Over budget is `BudgetExceeded`: one line naming the model, the stage, and how to raise the limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .errors import OnnxDoctorError
+
+DEFAULT_SECONDS = 600.0
+DEFAULT_ACTIVATION_MB = 2048.0
+MAX_SEGMENT_NODES = 512
+
+
+class BudgetExceeded(OnnxDoctorError):
+    """A command went over its time limit or its activation-memory budget."""
+
+
+class _Alarm(BaseException):
+    """Raised by the SIGALRM handler. A BaseException, so that the `except Exception` of a library (or
+    of onnxdoctor's own fallbacks) cannot swallow it; `Budget.running` turns it into BudgetExceeded."""
+
+
+@dataclass
+class Budget:
+    """Limits of one command. `seconds` (None or inf: no limit) counts from `started`, the command's
+    start; `label` names the model in messages, `command` the command ("fix", "verify"), `option`
+    the flag that raises the limit."""
+
+    seconds: float | None = DEFAULT_SECONDS
+    activation_mb: float = DEFAULT_ACTIVATION_MB
+    max_segment_nodes: int = MAX_SEGMENT_NODES
+    label: str = "model"
+    command: str = "onnxdoctor"
+    option: str = "--time-limit"
+    started: float = field(default_factory=time.monotonic)
+    stage: str = "starting"  # what the command is doing, for the message
+
+    @property
+    def activation_bytes(self) -> int:
+        return int(self.activation_mb * 2**20)
+
+    @property
+    def limited(self) -> bool:
+        return self.seconds is not None and math.isfinite(self.seconds)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed() if self.limited else math.inf
+
+    def message(self, where: str | None = None) -> str:
+        return (f"{self.label}: {self.command} stopped at its {self.seconds:g} s time limit "
+                f"{where or self.stage} (raise it with {self.option})")
+
+    def exceeded(self, where: str | None = None) -> BudgetExceeded:
+        return BudgetExceeded(self.message(where))
+
+    def enter(self, doing: str) -> None:
+        """The command starts a stage (`doing`: "proving the rewrites"); stops it if over time."""
+        self.stage = f"while {doing}"
+        self.check()
+
+    def check(self) -> None:
+        if self.remaining() <= 0:
+            raise self.exceeded()
+
+    def check_time(self, what: str, done: int, total: int) -> None:
+        """Between the segments of a layerwise run (`what`: "the reference run")."""
+        if self.remaining() <= 0:
+            raise self.exceeded(f"in {what} ({done:,} of {total:,} nodes done)")
+
+    def check_memory(self, what: str, held: int, done: int, total: int) -> None:
+        if held > self.activation_bytes:
+            raise BudgetExceeded(f"{self.label}: {what} would hold {held / 2**20:.0f} MB of activations at once "
+                                 f"(at node {done} of {total}): over the budget of {self.activation_mb:g} MB "
+                                 "(raise it with --activation-limit, or give smaller --shape values)")
+
+    @contextlib.contextmanager
+    def running(self, hard_stop: Callable[[str], object] | None = None, grace: float | None = None) -> Iterator[Budget]:
+        """Enforce the deadline over the block, also where nothing polls: a SIGALRM at the deadline
+        (main thread only, and only if nothing else handles SIGALRM) raises BudgetExceeded wherever the
+        Python code is; `hard_stop(message)`, if given, is called from a watchdog thread `grace` seconds
+        after the deadline if the block is still running then (it should end the process)."""
+        if not self.limited:
+            yield self
+            return
+        alarm = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGALRM) in (
+            signal.SIG_DFL, signal.SIG_IGN, None)
+        lock = threading.Lock()
+        armed = [True]
+        previous = None
+        if alarm:
+            def on_alarm(signum, frame):
+                if armed[0]:
+                    raise _Alarm()
+
+            previous = signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, max(self.remaining(), 1e-3))
+        watchdog = None
+        if hard_stop is not None:
+            def fire() -> None:
+                with lock:
+                    if armed[0]:
+                        hard_stop(self.message())
+
+            wait = self.remaining() + (grace if grace is not None else 2.0 + 0.05 * self.seconds)
+            watchdog = threading.Timer(max(wait, 0.0), fire)
+            watchdog.daemon = True
+            watchdog.start()
+        def disarm() -> None:
+            with lock:
+                armed[0] = False
+            if watchdog is not None:
+                watchdog.cancel()
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+
+        try:
+            try:
+                yield self
+            finally:
+                disarm()
+        except _Alarm:
+            disarm()  # again: the alarm may have come in the middle of the first
+            raise self.exceeded() from None
