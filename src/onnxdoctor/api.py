@@ -278,13 +278,14 @@ def _config(config, model) -> object:
     return Discovery(explicit).for_model(model if isinstance(model, (str, os.PathLike)) else ".")
 
 
-def _with_weights(model, inputs, what: str):
-    """(proto with its weights, whether its file kept them in external data, the name shown)."""
+def _with_weights(model, inputs, what: str, store=None):
+    """(proto with its weights, whether its file kept them in external data, the name shown). With
+    `store` (a weights.WeightStore), a file's external data of main-graph initializers go there."""
     if isinstance(model, ModelProto):
         return model, False, "<memory>"
     from .fix import load_with_weights
 
-    loaded = load_with_weights(model)
+    loaded = load_with_weights(model, store)
     inputs.add_model(model, loaded.data_files, what=what)
     return loaded.proto, loaded.external, os.fspath(model)
 
@@ -367,7 +368,12 @@ def fix(
         if log is not None and where is not None:
             log(f"reading {os.fspath(where)}")
         budget.enter("reading the model")
-        proto, external, shown = _with_weights(model, inputs, "the input model")
+        from .weights import WeightStore
+
+        # A file's big external weights are read into the run's store and stay there until written
+        # (held once; the report reads structures only).
+        store = WeightStore()
+        proto, external, shown = _with_weights(model, inputs, "the input model", store)
         for other, what in ((data, "the --data file"), (config if config not in (None, True, False) else None, "the --config file")):
             if other is not None:
                 inputs.add(other, what)
@@ -394,22 +400,17 @@ def fix(
             path=shown,
             budget=budget,
         )
-        result = fix_model(proto, opts, log=log)
-        if where is not None and result.model is not proto:
-            from .weights import weightless
-
-            # Read from a file here, so nothing else holds its weights: the report reads the original's
-            # structure only, and its weights go before the result is serialized (a model's size off the peak).
-            result.original = weightless(proto)
-            proto = None
+        result = fix_model(proto, opts, log=log, weights=store)
+        proto = None
         budget.enter("preparing the output")
     # --in-place with nothing changed leaves the file alone; -o always gets the model.
     if not dry_run and (result.changed or not in_place):
         if log is not None:
             log(f"writing {os.fspath(destination)}")
-        result.written = [str(w) for w in save_model(result.model, destination, inputs, external=external, in_place=in_place)]
+        result.written = [str(w) for w in save_model(result.stubbed, destination, inputs, external=external,
+                                                     in_place=in_place, weights=result.weights)]
     result.fail_on = cfg.fail_on or load_ruleset(opts.rules).fail_on or "error"
-    result.diff = node_diff(result.original, result.model) if diff else None
+    result.diff = node_diff(result.original, result.stubbed) if diff else None
     if report is not None:
         import json
 

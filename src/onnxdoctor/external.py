@@ -70,11 +70,14 @@ def _node_label(node, i: int) -> str:
     return text(node.name) or f"{text(node.op_type)}#{i}"
 
 
+MAIN_GRAPH = "the main graph"  # the `where` of the main graph's tensors
+
+
 def tensors(model: ModelProto, max_depth: int = 64) -> Iterator[tuple[str, TensorProto, int]]:
     """(where, tensor, depth) for every TensorProto of the model: see the module docstring. `where`
     names the graph ("the main graph", "subgraph NODE/ATTR", "function NAME"); depth 0 is the main
     graph. Raises RecursionError past `max_depth` nested graphs."""
-    stack: list[tuple[object, str, int, bool]] = [(model.graph, "the main graph", 0, False)]
+    stack: list[tuple[object, str, int, bool]] = [(model.graph, MAIN_GRAPH, 0, False)]
     stack.extend((f, f"function {text(f.name)}", 1, True) for f in reversed(model.functions))
     while stack:
         graph, where, depth, is_function = stack.pop()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import onnx
 
@@ -32,6 +32,9 @@ from .model import from_proto
 from .prove import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, ProofResult
 from .registry import all_rules
 from .target import Target
+
+if TYPE_CHECKING:
+    from .weights import WeightStore
 
 
 class FixError(OnnxDoctorError):
@@ -93,7 +96,8 @@ class Step:
 @dataclass
 class FixResult:
     original: onnx.ModelProto
-    model: onnx.ModelProto
+    # The result's structure: its big initializers may be stubs into `weights` (see `model`).
+    stubbed: onnx.ModelProto
     target: Target
     before: list[Finding]
     after: list[Finding]
@@ -109,6 +113,16 @@ class FixResult:
     diff: dict | None = None
     # Wall time per phase (s): store, check, inputs, rewrites, proofs, total; and proof_runs.
     timings: dict = field(default_factory=dict)
+    # The store holding the big weights of `stubbed` (and of `original` when fix_model owned it).
+    weights: WeightStore | None = None
+    _model: onnx.ModelProto | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The result with its weights (put back from the store the first time it is read)."""
+        if self._model is None:
+            self._model = self.stubbed if self.weights is None else self.weights.materialize(self.stubbed)
+        return self._model
 
     @property
     def changed(self) -> bool:
@@ -156,8 +170,9 @@ def load_ruleset(spec: str) -> Ruleset:
     return Ruleset(spec, codes, Severity.INFO, (), None)
 
 
-def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixResult:
-    """Fix an in-memory model (weights loaded). Pure: returns the result, writes nothing.
+def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights: WeightStore | None = None) -> FixResult:
+    """Fix an in-memory model (weights loaded, or stubs into `weights`, as load_with_weights reads
+    a file's external data). Pure: returns the result, writes nothing.
 
     `log(message)` hears each phase as it starts (the CLI shows them as progress)."""
     import tempfile
@@ -178,7 +193,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
     target = Target.make(options.trt, precision=options.precision, plugins=options.plugins, shapes=specs)
     ruleset = load_ruleset(options.rules)
     rules = all_rules()
-    store = WeightStore()
+    store = weights if weights is not None else WeightStore()
 
     def check(p: onnx.ModelProto) -> list[Finding]:
         budget.enter("checking the model" if p is work else "checking the result")
@@ -287,16 +302,12 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None) -> FixRe
                 log("checking the result")
                 findings = check(run.current)
     after = findings  # the findings of `current`: every change above was followed by a re-check
-    result_model = proto
-    if run.current is not work:
-        log("putting the weights back")
-        budget.enter("putting the weights back")
-        with timings("store"):
-            result_model = store.materialize(run.current)
-    store.clear()  # the result holds its own copy of the weights: the store's goes before it is written
+    # The result keeps its big weights in the store (stubs): written from there, or put back into the
+    # model when `result.model` is first read.
+    result_model = proto if run.current is work else run.current
     timings.values["total"] = time.perf_counter() - started
     return FixResult(proto, result_model, target, before, after, steps, iteration, run.proof, run.tol, plan,
-                     timings=timings.report(run.proof_runs))
+                     timings=timings.report(run.proof_runs), weights=store)
 
 
 class _Timings:
@@ -598,7 +609,8 @@ class _Run:
                 full = self.store.materialize(model)
                 for r, c in p.sticky:
                     full = r.proof_model(full, c)
-                result = proving.prove(self.reference, full, self.feeds, *p.tol, reference_model=self.proto)
+                result = proving.prove(self.reference, full, self.feeds, *p.tol,
+                                       reference_model=self.store.materialize(self.proto))
             else:
                 try:
                     got = self.store.run(model, self.feeds, list(self.reference))
@@ -608,7 +620,7 @@ class _Run:
                 if not result.passed and any(c.shape_mismatch for c in result.comparisons):
                     # the data-dependent analysis runs both models itself
                     result = proving.prove(self.reference, self.store.materialize(model), self.feeds, *p.tol,
-                                           reference_model=self.proto)
+                                           reference_model=self.store.materialize(self.proto))
         cache[count] = result
         return result
 
@@ -650,9 +662,12 @@ def load_for_fix(path: str | Path) -> tuple[onnx.ModelProto, bool]:
     return loaded.proto, loaded.external
 
 
-def load_with_weights(path: str | Path) -> Loaded:
+def load_with_weights(path: str | Path, store: WeightStore | None = None) -> Loaded:
     """Load a model with its weights: every external-data reference validated by the loader (refused,
-    missing or short data is an error), then exactly the validated bytes read from the model's folder."""
+    missing or short data is an error), then exactly the validated bytes read from the model's folder.
+    With `store`, the external data of main-graph initializers go into it (the model gets stubs):
+    the bytes are read once and never copied into the protobuf (whose memory is not given back
+    until the whole model goes)."""
     from . import external as ext
     from .errors import ModelLoadError
     from .model import load, repair_text
@@ -667,7 +682,9 @@ def load_with_weights(path: str | Path) -> Loaded:
         raise ModelLoadError(str(path), f"tensor {tensor!r}: {problem}; nothing written")
     proto = model.proto
     files = model.external_files
-    for _, t in ext.external_tensors(proto):
+    # main-graph initializers (sparse ones' values are reported from the main graph too)
+    main = {t.name for t in proto.graph.initializer} - {s.values.name for s in proto.graph.sparse_initializer}
+    for where, t in ext.external_tensors(proto):
         ref = ext.parse_ref(t)  # validated at load: cannot fail here
         resolved = files[ref.location]
         n = ref.length if ref.length is not None else ext.expected_bytes(t)
@@ -677,6 +694,8 @@ def load_with_weights(path: str | Path) -> Loaded:
             data = ext.read(resolved.path, ref.offset, n)
         except OSError as e:
             raise ModelLoadError(str(path), f"external data of {ref.tensor!r}: cannot read {ref.location!r}: {e.strerror or e}") from None
+        if store is not None and where == ext.MAIN_GRAPH and t.name in main and store.hold(t, data):
+            continue
         t.raw_data = data
         del t.external_data[:]
         t.data_location = onnx.TensorProto.DEFAULT

@@ -149,19 +149,24 @@ def write_text(path: str | os.PathLike, content: str, inputs: Inputs, *, option:
     return out
 
 
-def save_model(model, path: str | os.PathLike, inputs: Inputs, *, external: bool, in_place: bool = False) -> list[str]:
-    """Write `model` (an onnx.ModelProto whose weights are loaded) to `path`. With `external` (the
-    input had external data) or when the model is too big for one protobuf, tensors of
-    EXTERNAL_MIN_BYTES or more go to a data file beside it. Returns the files written, as the caller
-    named them.
+def save_model(model, path: str | os.PathLike, inputs: Inputs, *, external: bool, in_place: bool = False,
+               weights=None) -> list[str]:
+    """Write `model` (an onnx.ModelProto whose weights are loaded, or stubs into `weights`, a
+    weights.WeightStore) to `path`. With `external` (the input had external data) or when the model
+    is too big for one protobuf, tensors of EXTERNAL_MIN_BYTES or more go to a data file beside it,
+    written from where they lie (the store's arrays are not copied). Returns the files written, as
+    the caller named them.
     See the module docstring for the guarantees. Raises UsageError / WriteError."""
     shown = os.fspath(path)
     out = target(path, inputs, in_place=in_place)
     with _Folder(out, shown) as folder:
         old_data = _data_files_of(out) if out.exists() else []
-        use_external = external or _too_big(model)
+        stored = weights.nbytes(model) if weights is not None else 0
+        use_external = external or (stored + model.ByteSize() > PROTOBUF_SAFE_BYTES if stored else _too_big(model))
         data_name = _fresh_data_name(out) if use_external else None
-        model_bytes, chunks = _serialize(model, data_name, shown)
+        if stored and data_name is None:  # one file: the weights go back into the model to be serialized
+            model = weights.materialize(model)
+        model_bytes, chunks = _serialize(model, data_name, shown, weights if stored else None)
         tmp_data = None
         if chunks:
             tmp_data = folder.temp_file()
@@ -288,7 +293,7 @@ def _data_files_of(out: Path) -> list[Path]:
         return []
 
 
-def _serialize(model, data_name: str | None, shown: str) -> tuple[bytes, list]:
+def _serialize(model, data_name: str | None, shown: str, weights=None) -> tuple[bytes, list]:
     """The model's bytes and the data file's chunks. With `data_name`, every tensor of at least
     EXTERNAL_MIN_BYTES of the main graph's initializers (and of its other tensors, through onnx) is
     written to the data file, 4 KiB aligned, and replaced by a reference; the caller's model is left
@@ -303,7 +308,9 @@ def _serialize(model, data_name: str | None, shown: str) -> tuple[bytes, list]:
     held = list(graph.initializer)
     stubs = []
     for t in held:
-        raw = _raw_bytes(t)
+        raw = weights.raw_view(t) if weights is not None else None  # stored: over weights.MIN_BYTES
+        if raw is None:
+            raw = _raw_bytes(t)
         if raw is None or len(raw) < EXTERNAL_MIN_BYTES:
             stubs.append(t)
             continue

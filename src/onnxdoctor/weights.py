@@ -3,8 +3,8 @@
 `WeightStore.strip` replaces each big main-graph initializer by a stub (name, type, dims and an
 external-data reference into the store) and keeps its bytes once. Rewrites, re-checks, shape
 inference and the checker then handle a graph of a few hundred KB instead of the whole model;
-ONNX Runtime runs a stubbed graph with the stored arrays passed as external initializers (no copy,
-no serialization of the weights); `materialize` puts the bytes back, for the rewrites that read
+ONNX Runtime runs a stubbed graph with the stored arrays fed as inputs (no copy, no serialization
+of the weights); `materialize` puts the bytes back, for the rewrites that read
 weight values and for the result.
 
 A stub's reference names the content, not the tensor: equal bytes share one entry (and one
@@ -26,6 +26,9 @@ import onnx
 LOCATION = "onnxdoctor-weights.bin"
 # Inline initializers above this many bytes are stored.
 MIN_BYTES = 1 << 16
+
+# The fields a tensor's values can be held in.
+_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
 
 # Element types ONNX Runtime takes as numpy arrays (others, e.g. BFLOAT16 and FLOAT8, stay inline).
 _NUMPY = {
@@ -66,17 +69,17 @@ class WeightStore:
         return int(offset) if loc == LOCATION and offset is not None and offset.isdigit() else None
 
     def _add(self, t: onnx.TensorProto) -> int:
-        dtype = _NUMPY[t.data_type]
         if t.HasField("raw_data"):
             raw = t.raw_data  # the one copy: the bytes object the proto hands out
-            arr = np.frombuffer(raw, dtype=dtype)
         else:
-            arr = onnx.numpy_helper.to_array(t).astype(dtype, copy=False).reshape(-1)
-            raw = arr.tobytes()
-            arr = np.frombuffer(raw, dtype=dtype)
-        arr = arr.reshape([int(d) for d in t.dims])
+            raw = onnx.numpy_helper.to_array(t).astype(_NUMPY[t.data_type], copy=False).tobytes()
+        return self.add_raw(raw, t.data_type, t.dims)
+
+    def add_raw(self, raw: bytes, data_type: int, dims) -> int:
+        """The key of a tensor given by its raw_data bytes (kept, not copied)."""
+        arr = np.frombuffer(raw, dtype=_NUMPY[data_type]).reshape([int(d) for d in dims])
         n, mid = len(raw), len(raw) // 2
-        alike = (t.data_type, arr.shape, n, raw[:64], raw[mid:mid + 64], raw[-64:])
+        alike = (data_type, arr.shape, n, raw[:64], raw[mid:mid + 64], raw[-64:])
         keys = self._alike.setdefault(alike, [])
         for key in keys:
             if _raw(self.arrays[key]) == raw:  # equal bytes: one entry
@@ -102,14 +105,44 @@ class WeightStore:
                 stub = out.graph.initializer.add()
                 stub.name, stub.data_type = t.name, t.data_type
                 stub.dims.extend(t.dims)
-                stub.data_location = onnx.TensorProto.EXTERNAL
-                arr = self.arrays[key]
-                for k, v in (("location", LOCATION), ("offset", str(key)), ("length", str(arr.nbytes))):
-                    e = stub.external_data.add()
-                    e.key, e.value = k, v
+                self._point(stub, key)
             else:
                 out.graph.initializer.add().CopyFrom(t)
         return out
+
+    def hold(self, t: onnx.TensorProto, raw: bytes) -> bool:
+        """Make `t` (a main-graph initializer whose data are `raw`, read from its file) a stub into
+        the store, the bytes kept once; False (nothing changed) for a type the store does not hold
+        or a tensor as small as those `strip` leaves inline."""
+        if t.data_type not in _NUMPY or len(raw) <= MIN_BYTES:  # small ones stay readable by the rules
+            return False
+        key = self.add_raw(raw, t.data_type, t.dims)
+        for f in _DATA_FIELDS:
+            t.ClearField(f)
+        del t.external_data[:]
+        self._point(t, key)
+        return True
+
+    def _point(self, stub: onnx.TensorProto, key: int) -> None:
+        stub.data_location = onnx.TensorProto.EXTERNAL
+        for k, v in (("location", LOCATION), ("offset", str(key)), ("length", str(self.arrays[key].nbytes))):
+            e = stub.external_data.add()
+            e.key, e.value = k, v
+
+    def raw_view(self, stub: onnx.TensorProto) -> memoryview | None:
+        """The raw_data bytes of a stub's tensor as a view of the store (no copy), or None when `stub`
+        is not one of this store's stubs."""
+        key = self.key_of(stub)
+        if key is None or key not in self.arrays:
+            return None
+        arr = self.arrays[key]
+        if arr.dtype.byteorder == ">" or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
+        return memoryview(arr.reshape(-1)).cast("B")
+
+    def nbytes(self, model: onnx.ModelProto) -> int:
+        """The bytes of the stored tensors `model`'s stubs stand for."""
+        return sum(self.arrays[k].nbytes for _, k in self.stubs(model))
 
     def stubs(self, model: onnx.ModelProto) -> list[tuple[str, int]]:
         """(name, key) of every stub among the main graph's initializers."""
@@ -159,20 +192,39 @@ class WeightStore:
     # ---------------------------------------------------------------- running and checking
     def session(self, model: onnx.ModelProto):
         """An ONNX Runtime CPU session of a stubbed model, its stubs fed from the store (no graph
-        optimizations, as onnxdoctor.prove.session)."""
+        optimizations, as onnxdoctor.prove.session).
+
+        Stubs read only by standard ONNX ops become graph inputs that every run feeds with the
+        stored arrays: ONNX Runtime reads a fed array where it lies, where an external initializer
+        would be copied into the session (one more copy of the weights per session). Stubs read by
+        other domains' ops (whose kernels may require constant weights), and every stub when a
+        session of that form does not load, are passed as external initializers."""
         from .prove import onnxruntime
 
         ort = onnxruntime()
+        read = _names_read(model)  # ONNX Runtime drops initializers nothing reads: feeding one fails
+        stubs = [(n, k) for n, k in self.stubs(model) if n in read]
+        if stubs:
+            fed = [(n, k) for n, k in stubs if n in _read_only_by_standard_ops(model)]
+            if fed:
+                try:
+                    return _FedSession(ort.InferenceSession(_as_inputs(model, {n for n, _ in fed}).SerializeToString(),
+                                                            self._options(ort, [s for s in stubs if s not in fed]),
+                                                            providers=["CPUExecutionProvider"]),
+                                       {n: self._contiguous(k) for n, k in fed})
+                except Exception:  # noqa: BLE001 - a kernel that wants a constant: the copying form below
+                    pass
+        return ort.InferenceSession(model.SerializeToString(), self._options(ort, stubs), providers=["CPUExecutionProvider"])
+
+    def _options(self, ort, stubs: list[tuple[str, int]]):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         so.log_severity_level = 4
         so.add_session_config_entry("session.disable_prepacking", "1")  # as prove.session
-        read = _names_read(model)  # ONNX Runtime drops initializers nothing reads: feeding one fails
-        stubs = [(n, k) for n, k in self.stubs(model) if n in read]
         if stubs:
             so.add_external_initializers([n for n, _ in stubs],
                                          [ort.OrtValue.ortvalue_from_numpy(self._contiguous(k)) for _, k in stubs])
-        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return so
 
     def _contiguous(self, key: int) -> np.ndarray:
         arr = self.arrays[key]
@@ -204,6 +256,51 @@ def _copy_fields(src, dst, skip: str) -> None:
             getattr(dst, fd.name).CopyFrom(value)
         else:
             setattr(dst, fd.name, value)
+
+
+class _FedSession:
+    """An ONNX Runtime session whose weights are graph inputs, fed on every run: it looks and runs
+    like a session of the model itself (its inputs are the model's own)."""
+
+    def __init__(self, sess, weights: dict[str, np.ndarray]) -> None:
+        self._sess, self._weights = sess, weights
+
+    def get_inputs(self):
+        return [i for i in self._sess.get_inputs() if i.name not in self._weights]
+
+    def get_outputs(self):
+        return self._sess.get_outputs()
+
+    def run(self, output_names, input_feed, run_options=None):
+        return self._sess.run(output_names, {**self._weights, **input_feed}, run_options)
+
+
+def _read_only_by_standard_ops(model: onnx.ModelProto) -> set[str]:
+    """Names read by nodes of the default ONNX domain only (in every graph of the model)."""
+    from ._proto import graphs
+
+    standard: set[str] = set()
+    other: set[str] = set()
+    for g in graphs(model.graph):
+        for n in g.node:
+            (standard if n.domain in ("", "ai.onnx") else other).update(n.input)
+    return standard - other
+
+
+def _as_inputs(model: onnx.ModelProto, names: set[str]) -> onnx.ModelProto:
+    """A copy of a stubbed model whose stubs `names` are graph inputs instead of initializers."""
+    out = copy_without_initializers(model)
+    declared = {i.name for i in model.graph.input}
+    for t in model.graph.initializer:
+        if t.name not in names:
+            out.graph.initializer.add().CopyFrom(t)
+        elif t.name not in declared:
+            vi = out.graph.input.add()
+            vi.name = t.name
+            vi.type.tensor_type.elem_type = t.data_type
+            for d in t.dims:
+                vi.type.tensor_type.shape.dim.add().dim_value = d
+    return out
 
 
 def _raw(arr: np.ndarray) -> bytes:

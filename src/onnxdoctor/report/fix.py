@@ -49,7 +49,7 @@ def to_dict(result, model_path: str, written: list[str], *, diff=None, dry_run: 
         "target": result.target.to_dict(),
         "iterations": result.iterations,
         # Every node, control-flow bodies included.
-        "nodes": {"before": node_count(result.original), "after": node_count(result.model)},
+        "nodes": {"before": node_count(result.original), "after": node_count(result.stubbed)},
         "steps": [s.to_dict() for s in result.steps],
         "before": {"summary": summary(result.before)},
         "after": {"summary": summary(result.after), "findings": [f.to_dict() for f in result.after]},
@@ -98,7 +98,7 @@ def render_fix(result, model_path: str, written: list[str], fmt: str, *, diff=No
     b, a = len(result.before), len(result.after)
     be = sum(1 for f in result.before if f.severity == Severity.ERROR)
     ae = sum(1 for f in result.after if f.severity == Severity.ERROR)
-    lines.append(f"  findings: {b} -> {a} (errors {be} -> {ae}); nodes: {node_count(result.original)} -> {node_count(result.model)}"
+    lines.append(f"  findings: {b} -> {a} (errors {be} -> {ae}); nodes: {node_count(result.original)} -> {node_count(result.stubbed)}"
                  + (" (subgraphs included)" if _has_subgraphs(result.original) else ""))
     if result.proof is not None:
         lines.append(f"  proof of the result vs the original: {_verdict(result.proof)}, {result.proof.summary()}")
