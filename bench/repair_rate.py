@@ -12,8 +12,9 @@ external data). For each release V among --releases:
 2. `fix --trt V` with the same options, the default ruleset and default safety (no
    --unsafe-fixes unless asked), proving every rewrite in ONNX Runtime as the CLI does.
 3. *Repaired*: the fixed model has no error at V and the final proof passed (every output equal
-   to the original's in ONNX Runtime within fix's tolerance). A model whose original does not run
-   in ONNX Runtime cannot be proven, so it is never counted repaired.
+   to the original's within fix's tolerance: in ONNX Runtime, or in onnx.reference when ONNX Runtime
+   refuses a valid model). A model no runtime here runs cannot be proven, so it is never counted
+   repaired; neither is one that is invalid ONNX (counted apart: `onnxdoctor.refeval.invalid_onnx`).
 
 Also reported per release: the flagged models whose every error names an exact (safe) rewrite in
 its `fix` field — the issue's target is that all of them are repaired — and, for every model not
@@ -97,6 +98,16 @@ def _errors(findings) -> list:
     return [f for f in findings if f.severity == Severity.ERROR]
 
 
+def _invalid_onnx(entry: dict) -> str | None:
+    """Why the case model is not valid ONNX (onnx.checker's full check, strict shape inference, the
+    specs' stated constraints: onnxdoctor.refeval.invalid_onnx), or None."""
+    import onnx.parser
+
+    from onnxdoctor.refeval import invalid_onnx
+
+    return invalid_onnx(onnx.parser.parse_model(entry["model"]))
+
+
 def _describe(f) -> dict:
     return {"code": f.code, "node": f.location.node or f.location.tensor or "model", "message": f.message,
             "fix": f.fix.rewrite if f.fix else None, "applicability": str(f.fix.applicability) if f.fix else None}
@@ -135,6 +146,7 @@ def run_one(args: tuple[dict, str, bool]) -> dict:
             return rec
         errors = _errors(report.findings)
         rec["errors"] = [_describe(f) for f in errors]
+        rec["invalid_onnx"] = _invalid_onnx(entry)
         rec["flagged"] = bool(errors)
         rec["exact"] = bool(errors) and all(f.fix is not None and f.fix.applicability == Applicability.SAFE for f in errors)
         if not errors:
@@ -186,12 +198,16 @@ def summarize(records: list[dict], releases: list[str]) -> dict:
         recs = [r for r in records if r["release"] == rel and r.get("flagged")]
         exact = [r for r in recs if r.get("exact")]
         provable = [r for r in recs if classify(r)[0] not in _UNPROVABLE]
+        exact_valid = [r for r in exact if not r.get("invalid_onnx")]
         out[rel] = {
             "flagged": len(recs),
             "repaired": sum(1 for r in recs if r["repaired"]),
+            "invalid_onnx": sum(1 for r in recs if r.get("invalid_onnx")),
             "provable": len(provable),
             "exact_flagged": len(exact),
             "exact_repaired": sum(1 for r in exact if r["repaired"]),
+            "exact_valid": len(exact_valid),
+            "exact_valid_repaired": sum(1 for r in exact_valid if r["repaired"]),
             "outcomes": dict(Counter(r["outcome"] for r in recs)),
         }
     return out
@@ -207,6 +223,13 @@ def _git_commit() -> str:
 
 
 def _why(r: dict) -> str:
+    if r.get("invalid_onnx") and r["outcome"] in ("fix error", "not provable"):
+        return f"the model is invalid ONNX: {r['invalid_onnx']}; no rewrite can be proven"
+    text = _why_valid(r)
+    return text + (f" (and the model is invalid ONNX: {r['invalid_onnx']})" if r.get("invalid_onnx") else "")
+
+
+def _why_valid(r: dict) -> str:
     if r["outcome"] in ("not provable", "fix error", "crash", "unreadable", "proof failed"):
         return f"{r['outcome']}: {r.get('reason', '')}"
     parts = []
@@ -232,6 +255,15 @@ def _texts_left(r: dict) -> str:
 
 
 CLASSES: list[tuple[str, object, str]] = [
+    ("model is invalid ONNX", lambda r: bool(r.get("invalid_onnx")) and r["outcome"] in ("fix error", "not provable"),
+     "The model is not valid ONNX: `onnx.checker`'s full check or strict shape inference refuses it (a "
+     "type outside the operator's type constraints, such as INT32 Hardmax or BOOL Add; a 3-D Attention "
+     "without `q_num_heads`, or a hidden size num_heads does not divide; duplicate definitions; an "
+     "attribute of the wrong kind; an opset no ONNX release defines; a top-level input or output without "
+     "a shape, whose rank IR.md requires), or it breaks a constraint the "
+     "operator's specification states in words (an Attention mask of rank above 4, floating-point Mod with "
+     "fmod=0). Such a model has no defined meaning, so no runtime's output is its reference and no rewrite "
+     "can be proven equal to it: re-export it valid."),
     ("missing weights", lambda r: "MOD502" in _codes_left(r) and r["outcome"] == "fix error",
      "The external data file is missing or too short: the weights are not there, so there is nothing "
      "to rewrite or run (supply the data)."),
@@ -239,10 +271,10 @@ CLASSES: list[tuple[str, object, str]] = [
      "A graph input of a type ONNX Runtime inputs cannot be generated for (BF16, FP8, FP4, string, "
      "complex): `fix` needs `--data`; the type is on the interface anyway."),
     ("original does not run in ONNX Runtime", lambda r: r["outcome"] in ("fix error", "not provable"),
-     "ONNX Runtime cannot load or run the original model (the configuration is invalid or unsupported "
-     "there too: a DequantizeLinear axis outside the tensor, ArgMax select_last_index at opset 11, "
-     "Resize scaling the batch, float Mod with fmod=0, 4-D pooling, axes from a graph input it rejects): "
-     "no rewrite can be proven equal to it."),
+     "Valid ONNX that ONNX Runtime cannot load or run, and that the fallback runtime (`onnx.reference`, "
+     "used for the reference outputs when ONNX Runtime refuses a valid model) cannot run either or "
+     "refuses (a DequantizeLinear axis outside the tensor, 4-D pooling, an op onnx.reference does not "
+     "implement for that opset): no rewrite can be proven equal to it."),
     ("type at the interface", lambda r: bool(_codes_left(r) & {"TRT111", "TRT151"}) and any(
         e["message"].startswith(("input ", "output ")) for e in r.get("remaining", [])),
      "A type TensorRT cannot hold (INT16, a sequence, an optional) on a graph input or output: changing "
@@ -255,9 +287,10 @@ CLASSES: list[tuple[str, object, str]] = [
     ("quantization format", lambda r: bool(_codes_left(r) & {"TRT125", "PRC311"}) and "TopK" not in _texts_left(r)
      or "zero_point" in _texts_left(r) or "INT4" in _texts_left(r) or "FLOAT8" in _texts_left(r)
      or "QuantizeLinear" in _texts_left(r) or "DequantizeLinear" in _texts_left(r) or "Dropout" in _texts_left(r)
+     or "type BFLOAT16" in _texts_left(r)
      or ("TRT113" in _codes_left(r)),
      "Quantization or training formats the release cannot import (asymmetric zero points, UINT8 Q/DQ "
-     "data, INT4/FP8/UINT32 values computed inside the network before the release has the type, Dropout "
+     "data, INT4/FP8/BF16/UINT32 values computed inside the network before the release has the type, Dropout "
      "in training mode), where no rewrite (or not one for every error) applies: a value computed in a "
      "type the release lacks has no exact equivalent in another type, and a Dropout that is random at "
      "run time has none at all."),
@@ -272,7 +305,8 @@ CLASSES: list[tuple[str, object, str]] = [
      "sizes. An equivalent graph exists only for fixed shapes (`--shape`)."),
     ("TensorRT limits", lambda r: "TRT124" in _codes_left(r) or "TopK K must not exceed" in _texts_left(r),
      "Beyond what TensorRT can represent: tensors of more than 8 dimensions (no layer holds them), 5-D "
-     "GridSample before 11.x (no volumetric sampling layer). (TopK with K above 3840 is repaired by "
+     "GridSample before 11.x (no volumetric sampling layer), a DeformConv with 3 spatial dimensions (the "
+     "importer takes 1 or 2; trilinear sampling by gathers would be equivalent, no rewrite produces it yet). (TopK with K above 3840 is repaired by "
      "`topk-in-rounds`, 6-D InstanceNormalization by `instance-norm-to-reductions`.)"),
     ("control flow", lambda r: "TRT141" in _codes_left(r),
      "If branches whose outputs differ in rank under a run-time condition (the output's rank depends "
@@ -285,12 +319,15 @@ CLASSES: list[tuple[str, object, str]] = [
     ("no rewrite yet", lambda r: True,
      "An equivalent graph may exist, but no rewrite produces it by default yet (see the errors): an "
      "integer Pow with a run-time exponent (computed in FLOAT it is exact only below 2^24; repeated "
-     "multiplication needs the exponent's range), Pow mixing FLOAT16 and FLOAT in a strongly typed network."),
+     "multiplication needs the exponent's range), Pow mixing FLOAT16 and FLOAT in a strongly typed network, "
+     "a 3-D DeformConv before 10.1 (`deform-conv-to-grid-sample` samples with a 4-D GridSample and those "
+     "releases have no volumetric one; trilinear sampling by gathers would be equivalent)."),
 ]
 
 
 # Classes whose original cannot be run (so no rewrite can be proven equal to it).
-_UNPROVABLE = frozenset({"missing weights", "no proof inputs", "original does not run in ONNX Runtime"})
+_UNPROVABLE = frozenset({"missing weights", "no proof inputs", "original does not run in ONNX Runtime",
+                         "model is invalid ONNX"})
 
 
 def classify(r: dict) -> tuple[str, str]:
@@ -315,21 +352,27 @@ def render_doc(summary: dict, records: list[dict], releases: list[str], commit: 
         "A model counts at release V when `check --trt V` reports at least one error for it; it is",
         "*repaired* when the fixed model has no error at V and the final proof passed. *Exact rewrite",
         "listed*: flagged models whose every error names a safe (exactly equivalent) rewrite in its fix.",
-        "Some flagged models are invalid or unsupported in ONNX Runtime itself (duplicate definitions, an",
-        "opset it does not know, an op configuration it rejects, inputs it cannot be fed): no rewrite can be",
-        "proven equal to those, so the rate is also given among the models whose original runs.",
+        "Proofs run in ONNX Runtime; when it refuses a valid model (an op, type or form it does not",
+        "implement), the reference outputs come from `onnx.reference` instead (see docs/fix.md).",
+        "Some flagged models are *invalid ONNX* (onnx.checker's full check or strict shape inference",
+        "refuses them, or they break a constraint the operator's specification states): they have no",
+        "defined meaning, so no rewrite can be proven equal to them; they stay in the denominator and are",
+        "counted in their own column. Others cannot be run at all (inputs that cannot be generated, missing",
+        "weights, configurations no runtime here runs), so the rate is also given among the models whose",
+        "original runs.",
         "",
         f"Commit: `{commit}`. Reproduce: `PYTHONPATH=src python bench/repair_rate.py --doc docs/repair-rate.md`.",
         "",
-        "| TensorRT | flagged models | repaired | rate | whose original runs in ONNX Runtime | rate among those | exact rewrite listed | of those repaired |",
-        "|---|---|---|---|---|---|---|---|",
+        "| TensorRT | flagged models | repaired | rate | invalid ONNX | whose original runs | rate among those | exact rewrite listed | of those repaired | exact, valid ONNX | of those repaired |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for rel in releases:
         s = summary[rel]
         rate = s["repaired"] / s["flagged"] if s["flagged"] else 0.0
         prate = s["repaired"] / s["provable"] if s["provable"] else 0.0
-        lines.append(f"| {rel} | {s['flagged']} | {s['repaired']} | {rate:.0%} | {s['provable']} | {prate:.0%} | "
-                     f"{s['exact_flagged']} | {s['exact_repaired']} |")
+        lines.append(f"| {rel} | {s['flagged']} | {s['repaired']} | {rate:.0%} | {s['invalid_onnx']} | {s['provable']} | "
+                     f"{prate:.0%} | {s['exact_flagged']} | {s['exact_repaired']} | {s['exact_valid']} | "
+                     f"{s['exact_valid_repaired']} |")
     if unsafe_summary:
         lines += ["", "The same with `--unsafe-fixes` (rewrites proven within a looser tolerance also apply: ONNX",
                   "Runtime's dynamic and static quantization to float or symmetric INT8, DOUBLE to FLOAT):", "",
@@ -338,7 +381,8 @@ def render_doc(summary: dict, records: list[dict], releases: list[str], commit: 
             u = unsafe_summary[rel]
             lines.append(f"| {rel} | {u['flagged']} | {u['repaired']} | {u['repaired'] / u['flagged'] if u['flagged'] else 0:.0%} |")
     lines += ["", "Target (issue 14): at least half of the flagged models at 8.6 and at 10.15, and every model",
-              "whose errors all name an exact rewrite.", ""]
+              "whose errors all name an exact rewrite (an invalid model has no meaning to preserve: those are",
+              "listed, not counted as repairable).", ""]
     for rel in releases:
         missed = [r for r in records if r["release"] == rel and r.get("flagged") and r.get("exact") and not r["repaired"]]
         if missed:
@@ -405,8 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         s = summary[rel]
         rate = s["repaired"] / s["flagged"] if s["flagged"] else 0.0
         print(f"TensorRT {rel}: {s['repaired']}/{s['flagged']} flagged models repaired ({rate:.0%}; "
-              f"{s['repaired']}/{s['provable']} of those whose original runs in ONNX Runtime); "
-              f"exact rewrite listed: {s['exact_repaired']}/{s['exact_flagged']}; {s['outcomes']}")
+              f"{s['repaired']}/{s['provable']} of those whose original runs; {s['invalid_onnx']} invalid ONNX); "
+              f"exact rewrite listed: {s['exact_repaired']}/{s['exact_flagged']} "
+              f"(valid ONNX: {s['exact_valid_repaired']}/{s['exact_valid']}); {s['outcomes']}")
     if ns.doc:
         unsafe_summary = None
         if not ns.unsafe_fixes:  # the page also shows the --unsafe-fixes rates

@@ -224,7 +224,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
             # on `work` with the store's sessions: no serialized copy of the weights (and a model over
             # 2 GB never goes through one protobuf)
             plan = plan_inputs(work, path=options.path, shapes=frozen, data=options.data, seed=options.seed,
-                               session=store.session)
+                               session=store.session, fallback=lambda m, err: _fallback_session(store, m, err))
             feeds, reference = plan.feeds, plan.outputs
         log(plan.describe())
     if options.prove and reference is None:
@@ -232,8 +232,17 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
             try:
                 reference = store.run(work, feeds)
             except Exception as e:  # noqa: BLE001
-                raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
-                               f"--data inputs ({' '.join(str(e).split())[:200]}); check the data, or use --no-prove") from None
+                from . import refeval
+
+                err = " ".join(str(e).split())
+                try:
+                    sess = _fallback_session(store, work, err)
+                    reference = dict(zip([o.name for o in work.graph.output], sess.run(None, feeds)))
+                    plan.runtime, plan.runtime_note = refeval.RUNTIME, f"ONNX Runtime does not run it: {refeval.ort_reason(err)}"
+                except Exception as r:  # noqa: BLE001 - Refused, or the fallback fails on the data too
+                    raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
+                                   f"--data inputs ({err[:200]}; {' '.join(str(r).split())[:200]}); check the data, "
+                                   "or use --no-prove") from None
 
     with tempfile.TemporaryDirectory(prefix="onnxdoctor-fix-") as tmp:
         run = _Run(options, target, store, proto, work, feeds, reference, Path(tmp), timings, log)
@@ -616,13 +625,37 @@ class _Run:
                     got = self.store.run(model, self.feeds, list(self.reference))
                     result = proving.compare(self.reference, got, *p.tol)
                 except Exception as e:  # noqa: BLE001 - an unrunnable candidate fails its proof, with ORT's reason
-                    result = ProofResult(False, [], " ".join(str(e).split())[:300])
-                if not result.passed and any(c.shape_mismatch for c in result.comparisons):
+                    result = self._prove_in_fallback(model, " ".join(str(e).split()), p.tol)
+                if not result.passed and result.runtime is None and any(c.shape_mismatch for c in result.comparisons):
                     # the data-dependent analysis runs both models itself
                     result = proving.prove(self.reference, self.store.materialize(model), self.feeds, *p.tol,
                                            reference_model=self.store.materialize(self.proto))
         cache[count] = result
         return result
+
+
+    def _prove_in_fallback(self, model: onnx.ModelProto, ort_error: str, tol: tuple[float, float]) -> ProofResult:
+        """ONNX Runtime refused the candidate: its proof in the fallback runtime (onnxdoctor.refeval)
+        when that applies (a valid, small model), else a failed proof with ONNX Runtime's reason."""
+        from . import prove as proving
+        from . import refeval
+
+        try:
+            sess = _fallback_session(self.store, model, ort_error)
+            got = dict(zip(list(self.reference), sess.run(list(self.reference), self.feeds)))
+        except Exception as e:  # noqa: BLE001 - Refused, or it fails there too: the proof fails with both reasons
+            return ProofResult(False, [], f"{ort_error[:200]}; {' '.join(str(e).split())[:100]}")
+        result = proving.compare(self.reference, got, *tol)
+        result.runtime = f"{refeval.RUNTIME} (ONNX Runtime does not run the rewritten model: {refeval.ort_reason(ort_error)})"
+        return result
+
+
+def _fallback_session(store, model: onnx.ModelProto, ort_error: str):
+    """The fallback runtime's session for a (stubbed) model ONNX Runtime refused (onnxdoctor.refeval),
+    or refeval.Refused saying why it does not apply."""
+    from . import refeval
+
+    return refeval.session(store.materialize(model), ort_error)
 
 
 def _holds(proof: ProofResult) -> bool:

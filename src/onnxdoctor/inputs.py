@@ -38,6 +38,7 @@ from .errors import OnnxDoctorError, UsageError
 DEFAULT_SEED = 0
 MAX_TRIES = 10
 TIME_BUDGET_S = 120.0
+FALLBACK_TRIES = 3  # candidates tried in the fallback runtime (onnx.reference is slow)
 # Bounds on one generated input: a model may declare a static [30000, 10000] input; such a model
 # needs --data, not gigabytes of random numbers.
 MAX_INPUT_ELEMENTS = 1 << 26
@@ -78,6 +79,10 @@ _VAR = "__onnxdoctor_dim"
 
 class InputsNotFound(OnnxDoctorError):
     """No generated candidate ran: the user has to give shapes or data."""
+
+    def __init__(self, message: str, tried: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.tried = list(tried or ())  # (shapes, the runtime's error) per candidate
 
 
 @dataclass
@@ -150,13 +155,24 @@ class InputPlan:
     tried: list[tuple[str, str]] = field(default_factory=list)  # (shapes, ONNX Runtime's error)
     outputs: dict[str, np.ndarray] | None = None  # outputs of the run that succeeded (ORT, no optimizations)
     source: str = "generated"  # generated | data
+    # The runtime that produced `outputs`: ONNX Runtime, or (when it refused the model and the caller
+    # allowed it) the fallback onnx.reference, with ONNX Runtime's reason.
+    runtime: str = "onnxruntime"
+    runtime_note: str | None = None
 
     def shapes_text(self) -> str:
         return _shapes_text({c.name: c.shape for c in self.choices})
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "inputs": [c.to_dict() for c in self.choices],
-                "tried": [{"shapes": s, "error": e} for s, e in self.tried]}
+        d = {"source": self.source, "inputs": [c.to_dict() for c in self.choices],
+             "tried": [{"shapes": s, "error": e} for s, e in self.tried], "reference_runtime": self.runtime}
+        if self.runtime_note:
+            d["reference_runtime_note"] = self.runtime_note
+        return d
+
+    def runtime_text(self) -> str:
+        """'reference: onnx.reference (ONNX Runtime ...)' when the fallback produced the outputs, else ''."""
+        return f"reference: {self.runtime} ({self.runtime_note})" if self.runtime != "onnxruntime" else ""
 
     def describe(self) -> str:
         parts = []
@@ -166,6 +182,8 @@ class InputPlan:
         text = "inputs " + ("from --data: " if self.source == "data" else "generated: ") + ", ".join(parts)
         if self.tried:
             text += f" [after {len(self.tried)} candidate(s) that did not run]"
+        if self.runtime != "onnxruntime":
+            text += f"; {self.runtime_text()}"
         return text
 
 
@@ -211,9 +229,12 @@ class InputOracle:
     """Analyses a model's graph inputs once; proposes and tries candidate inputs."""
 
     def __init__(self, model: onnx.ModelProto, fixed: dict[str, tuple[int, ...]] | None = None, *,
-                 path: str = "model", seed: int = DEFAULT_SEED, session=None) -> None:
+                 path: str = "model", seed: int = DEFAULT_SEED, session=None, fallback=None) -> None:
         self.model = model
         self._session = session  # model -> ONNX Runtime session (None: prove.session)
+        # (model, ONNX Runtime's error) -> a session of the fallback runtime (onnxdoctor.refeval), or
+        # raises refeval.Refused saying why not; None: ONNX Runtime only
+        self._fallback = fallback
         self.path = path
         self.seed = seed
         self.fixed = dict(fixed or {})
@@ -654,10 +675,41 @@ class InputOracle:
         try:
             sess = (self._session or proving.session)(self.model)
         except Exception as e:  # noqa: BLE001
-            raise OnnxDoctorError(f"{self.path}: ONNX Runtime cannot load this model, so nothing can be run or proven "
-                                  f"here ({_one_line(e)})") from None
+            cannot = (f"{self.path}: ONNX Runtime cannot load this model, so nothing can be run or proven "
+                      f"here ({_one_line(e)})")
+            if self._fallback is None:
+                raise OnnxDoctorError(cannot) from None
+            from . import refeval
+
+            try:
+                sess = self._fallback(self.model, _one_line(e))
+            except refeval.Refused as r:
+                raise OnnxDoctorError(f"{cannot}; {r}") from None
+            return self._trials(sess, min(max_tries, FALLBACK_TRIES), budget_s, [],
+                                f"ONNX Runtime cannot load it: {refeval.ort_reason(str(e))}")
+        try:
+            return self._trials(sess, max_tries, budget_s, [])
+        except InputsNotFound as e:
+            if self._fallback is None:
+                raise
+            from . import refeval
+
+            # ONNX Runtime loaded the model but ran none of the candidates: one that it does not
+            # implement (a 3-D DeformConv) runs in the fallback; inputs the model refuses fail there too
+            first = e.tried[0][1] if e.tried else ""
+            try:
+                fb = self._fallback(self.model, first)
+                return self._trials(fb, min(max_tries, FALLBACK_TRIES), budget_s, [],
+                                    f"ONNX Runtime does not run it: {refeval.ort_reason(first)}")
+            except refeval.Refused as r:
+                raise InputsNotFound(f"{e}; {r}", e.tried) from None
+            except InputsNotFound as again:
+                raise InputsNotFound(f"{e}; {refeval.RUNTIME} did not run them either ({again.tried[0][1] if again.tried else ''})",
+                                     e.tried) from None
+
+    def _trials(self, sess, max_tries: int, budget_s: float, tried: list[tuple[str, str]],
+                fallback_note: str | None = None) -> InputPlan:
         names = [o.name for o in sess.get_outputs()]
-        tried: list[tuple[str, str]] = []
         start = time.monotonic()
         for values in self.levels()[:max_tries]:
             shapes = self.shapes_at(values)
@@ -669,8 +721,11 @@ class InputOracle:
                 if time.monotonic() - start > budget_s:
                     break
                 continue
-            return InputPlan(feeds, self.choices(shapes, values), tried, dict(zip(names, outs)))
-        raise InputsNotFound(self._not_found(tried))
+            plan = InputPlan(feeds, self.choices(shapes, values), tried, dict(zip(names, outs)))
+            if fallback_note is not None:
+                plan.runtime, plan.runtime_note = getattr(sess, "runtime", "fallback"), fallback_note
+            return plan
+        raise InputsNotFound(self._not_found(tried), tried)
 
     def _not_found(self, tried: list[tuple[str, str]]) -> str:
         shown = "; ".join(f"{s} -> {e[:100]}" for s, e in tried[:3])
@@ -737,14 +792,16 @@ def _np_dtype(elem_type: int, name: str, path: str) -> np.dtype:
 
 
 def plan_inputs(model: onnx.ModelProto, *, path: str = "model", shapes: dict[str, tuple[int, ...]] | None = None,
-                data: str | None = None, seed: int = DEFAULT_SEED, session=None) -> InputPlan:
+                data: str | None = None, seed: int = DEFAULT_SEED, session=None, fallback=None) -> InputPlan:
     """Inputs for running `model`: the arrays of `data` (.npz) when given, else the oracle's first
     candidate that runs in ONNX Runtime (with its outputs). `session` builds the ONNX Runtime session
-    (fix passes its weight store's, so that a model of stubs runs on weights never serialized again)."""
+    (fix passes its weight store's, so that a model of stubs runs on weights never serialized again);
+    `fallback(model, ort_error)` the session of the runtime used when ONNX Runtime refuses the model
+    (fix passes onnxdoctor.refeval's), which raises refeval.Refused when it does not apply."""
     if data:
         from .prove import load_inputs
 
         feeds = load_inputs(data, model)
         return InputPlan(feeds, [InputChoice(n, tuple(a.shape), str(a.dtype), ["--data"]) for n, a in feeds.items()],
                          source="data")
-    return InputOracle(model, shapes, path=path, seed=seed, session=session).find()
+    return InputOracle(model, shapes, path=path, seed=seed, session=session, fallback=fallback).find()

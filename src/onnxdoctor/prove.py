@@ -44,6 +44,8 @@ class ProofResult:
     # Set when output shapes differ only through a data-dependent size whose inputs agree: the
     # rewrite is not refuted, but this input cannot prove it either.
     inconclusive: str | None = None
+    # Set when the candidate ran in the fallback runtime, not ONNX Runtime (onnxdoctor.refeval): which and why.
+    runtime: str | None = None
 
     def worst(self) -> Comparison | None:
         fails = [c for c in self.comparisons if not c.passed]
@@ -61,7 +63,7 @@ class ProofResult:
         if w.shape_mismatch:
             return f"output {w.name!r}: {w.shape_mismatch}"
         return (f"max |diff| {w.max_abs_diff:.3g} ({w.max_rel_diff:.3g} of its range) on {w.name!r} "
-                f"over {len(self.comparisons)} output(s)")
+                f"over {len(self.comparisons)} output(s)" + (f", run in {self.runtime}" if self.runtime else ""))
 
 
 def generate_inputs(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:

@@ -10,12 +10,23 @@ from ...rule_fixes import fix_for, substitution_for
 _SMALL_INTS = {"UINT8", "INT16", "UINT16", "UINT32"}
 
 
+# Substitutions that cover some ranks of their op only: (domain, op) -> (input, the ranks covered). A
+# node of another (known) rank names no rewrite: deform-conv-to-grid-sample samples with a 4-D
+# GridSample, and the releases without DeformConv (before 10.1) have no volumetric GridSample.
+_RANKS_COVERED: dict[tuple[str, str], tuple[int, frozenset[int]]] = {("", "DeformConv"): (0, frozenset({4}))}
+
+
 def node_fix(code: str, node) -> Fix | None:
     """The substitution for a node (a model.NodeRef) of a `code` finding; inside a local function's
     body, where the substitutions do not reach, the fix is to inline the function first."""
     fix = substitution_for(code, node.op_type, node.domain)
     if fix is None:
         return None
+    covered = _RANKS_COVERED.get((node.domain, node.op_type))
+    if covered is not None and node.node.input:
+        rank = node.graph.rank_of(node.node.input[covered[0]])
+        if rank is not None and rank not in covered[1]:
+            return None
     graph = node.graph
     while graph is not None:
         if graph.function is not None:

@@ -39,6 +39,11 @@ class RejectedInputType(ConstraintRule):
     Compute in floating point: `Cast` the inputs to FLOAT (and the result back if an integer is
     needed), or, for a UINT8 network input, `Cast` it right after the input.
 
+    Some of these forms are not valid ONNX either: an input type outside the operator's own type
+    constraints (INT32 `Hardmax`, BOOL `Add`) is refused by `onnx.checker` and ONNX Runtime. Such a
+    model has no defined meaning, so `fix` proves no rewrite of it and says so ("the model is
+    invalid ONNX"); re-export it with the cast in place.
+
     ## Fix safety
     Exact rewrites where one exists (all safe): an integer `MatMul` becomes `Mul` + `ReduceSum` in
     the integer type (from 10.0, whose ReduceSum takes INT32; before, with K up to 64 known, a sum of

@@ -31,6 +31,11 @@ class UnsupportedNodeConfiguration(ConstraintRule):
     Follow the message: re-export with explicit axes, lowercase Einsum labels, a supported mode,
     static shapes (`--shape`), or replace the node with supported ops.
 
+    Some configurations are not valid ONNX either: a 3-D `Attention` without `q_num_heads` or whose
+    hidden size the head count does not divide (onnx's shape inference refuses both), floating-point
+    `Mod` with `fmod=0` (the specification requires `fmod=1`). Such a model has no defined meaning, so
+    `fix` proves no rewrite of it and says so ("the model is invalid ONNX"); re-export it valid.
+
     ## Fix safety
     Some have exact (safe) rewrites: uppercase Einsum labels (`einsum-lowercase-labels`), Einsum
     ellipses, diagonals and broadcasting (`einsum-explicit-form`), `tf_half_pixel_for_nn` Resize

@@ -30,6 +30,11 @@ class UnsupportedRank(ConstraintRule):
     ## How to fix
     Reshape to a supported rank around the node (e.g. fold extra dims into the batch dim).
 
+    An `Attention` mask of rank above 4 is not valid ONNX either (the specification requires a mask
+    broadcastable to the 4-D `(batch, q_num_heads, q_sequence_length, total_sequence_length)`):
+    `fix` proves no rewrite of such a model and says so ("the model is invalid ONNX"). A 3-D
+    `DeformConv` is valid ONNX; no rewrite replaces it yet (trilinear sampling by gathers would).
+
     ## Fix safety
     A value of more than 8 dimensions that reshape-like nodes make and read is removed by
     `collapse-reshape-chains` (safe).
