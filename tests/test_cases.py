@@ -126,7 +126,7 @@ def test_fix_case(rule, case):
 
     assert case["kind"] == "fail", "fix cases are fail cases: the model the rule flags is repaired"
     model = _model(case)
-    result = fix_model(model, FixOptions(trt=str(case["trt"]), unsafe=bool(case.get("unsafe")),
+    result = fix_model(model, FixOptions(trt=str(case["trt"]), unsafe=bool(case.get("unsafe")), precision=case.get("precision"),
                                          shapes=tuple(case.get("shapes", ())), plugins=tuple(case.get("plugins", ()))))
     applied = [s.rewrite for s in result.steps if s.status == "applied"]
     assert case["fix"] in applied, [(s.rewrite, s.status, s.reason, s.skipped) for s in result.steps]
