@@ -494,3 +494,103 @@ def test_an_op_whose_axes_are_not_one_runtime_value_is_left_alone(text, why):
     model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 14]>\n' + text)
     outcome = get_rewrite("runtime-axis-to-if").apply(model, RewriteContext(target=Target.make("10.15")))
     assert not outcome.changed and any(why in s for s in outcome.skipped), outcome.skipped
+
+
+# ---------------------------------------------------------------- deform-conv-3d-to-gathers
+
+def _deform3d(x_shape, w_shape, out, *, group=1, offset_group=1, strides=(1, 1, 1), dilations=(1, 1, 1),
+              pads=(0,) * 6, bias=False, mask=False) -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+
+    k = w_shape[2:]
+    kk = int(np.prod(k))
+    n = x_shape[0]
+    ins = [("x", x_shape), ("w", w_shape), ("off", [n, offset_group * kk * 3, *out])]
+    if bias or mask:
+        ins.append(("b", [w_shape[0]]) if bias else ("", None))
+    if mask:
+        ins.append(("m", [n, offset_group * kk, *out]))
+    node = helper.make_node("DeformConv", [name for name, _ in ins], ["y"], kernel_shape=list(k), group=group,
+                            offset_group=offset_group, strides=list(strides), dilations=list(dilations), pads=list(pads))
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info(nm, TensorProto.FLOAT, s) for nm, s in ins if nm],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, w_shape[0], *out])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    m.ir_version = 9
+    return m
+
+
+def _deform2d_ort(x, w, off, b, m, **attrs) -> np.ndarray:
+    from onnx import TensorProto, helper
+
+    names = ["x", "w", "off"] + (["b"] if b is not None else [""] if m is not None else []) + (["m"] if m is not None else [])
+    arrays = {"x": x, "w": w, "off": off, "b": b, "m": m}
+    g = helper.make_graph([helper.make_node("DeformConv", names, ["y"], **attrs)], "g",
+                          [helper.make_tensor_value_info(nm, TensorProto.FLOAT, list(arrays[nm].shape)) for nm in names if nm],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    return prove.run(model, {nm: arrays[nm] for nm in names if nm})["y"]
+
+
+@pytest.mark.parametrize("group,offset_group,bias,mask", [(1, 1, False, False), (2, 1, True, False), (1, 2, False, True),
+                                                          (2, 2, True, True)])
+def test_deform_conv_3d_with_depth_kernel_1_is_2d_deform_conv_per_plane(group, offset_group, bias, mask):
+    """A 3-D DeformConv whose kernel is 1 deep and whose depth offsets are 0 samples each depth plane on
+    its own: ONNX Runtime's 2-D DeformConv, plane by plane, is an oracle independent of onnxdoctor's."""
+    rng = np.random.default_rng(group * 4 + offset_group)
+    n, c, oc, d, h, w_ = 2, 4, 4, 3, 6, 7
+    kh, kw = 2, 3
+    strides, dil, pads = (1, 1, 2), (1, 2, 1), (0, 1, 0, 0, 0, 1)
+    oh = (h + 1 + 0 - dil[1] * (kh - 1) - 1) // strides[1] + 1
+    ow = (w_ + 0 + 1 - dil[2] * (kw - 1) - 1) // strides[2] + 1
+    out = [d, oh, ow]
+    model = _deform3d([n, c, d, h, w_], [oc, c // group, 1, kh, kw], out, group=group, offset_group=offset_group,
+                      strides=strides, dilations=dil, pads=pads, bias=bias, mask=mask)
+    kk = kh * kw
+    off = (rng.standard_normal((n, offset_group, kk, 3, *out)) * 1.7).astype(np.float32)
+    off[:, :, :, 0] = 0.0  # no depth offset
+    feeds = {"x": rng.standard_normal((n, c, d, h, w_)).astype(np.float32),
+             "w": rng.standard_normal((oc, c // group, 1, kh, kw)).astype(np.float32),
+             "off": off.reshape(n, -1, *out)}
+    if bias:
+        feeds["b"] = rng.standard_normal(oc).astype(np.float32)
+    if mask:
+        feeds["m"] = rng.random((n, offset_group * kk, *out)).astype(np.float32)
+    outcome = get_rewrite("deform-conv-3d-to-gathers").apply(model, RewriteContext(target=Target.make("8.6")))
+    assert outcome.changed, outcome.skipped
+    result = outcome.model
+    onnx.checker.check_model(result, full_check=True)
+    assert "DeformConv" not in {nd.op_type for nd in result.graph.node}
+    got = prove.run(result, feeds)["y"]  # ONNX Runtime runs the rewritten graph
+    attrs = dict(kernel_shape=[kh, kw], group=group, offset_group=offset_group, strides=list(strides[1:]),
+                 dilations=list(dil[1:]), pads=[pads[1], pads[2], pads[4], pads[5]])
+    for z in range(d):
+        off2 = off[:, :, :, 1:, z].reshape(n, offset_group * kk * 2, oh, ow)
+        m2 = feeds["m"][:, :, z] if mask else None
+        plane = _deform2d_ort(feeds["x"][:, :, z], feeds["w"][:, :, 0], np.ascontiguousarray(off2), feeds.get("b"),
+                              None if m2 is None else np.ascontiguousarray(m2), **attrs)
+        np.testing.assert_allclose(got[:, :, z], plane, atol=1e-4, rtol=1e-4)
+    # and with depth offsets too, against onnx.reference with onnxdoctor's N-D DeformConv
+    from onnxdoctor import refeval
+
+    feeds["off"] = (rng.standard_normal((n, offset_group * kk * 3, *out)) * 1.7).astype(np.float32)
+    np.testing.assert_allclose(prove.run(result, feeds)["y"], refeval.Session(model, "3-D").run(None, feeds)[0],
+                               atol=1e-4, rtol=1e-4)
+    # every op emitted is one TensorRT 8.6 imports
+    kb = knowledge_base()
+    assert {nd.op_type for nd in result.graph.node} <= set(kb.release("8.6").ops)
+
+
+def test_deform_conv_3d_to_gathers_leaves_2d_and_dynamic_alone():
+    rw = get_rewrite("deform-conv-3d-to-gathers")
+    two_d = onnx.parser.parse_model("""<ir_version: 9, opset_import: ["" : 19]>
+        g (float[1,2,5,5] x, float[2,2,3,3] w, float[1,18,3,3] off) => (float[1,2,3,3] y) {
+          y = DeformConv<kernel_shape = [3, 3]>(x, w, off)
+        }""")
+    out = rw.apply(two_d, RewriteContext(target=Target.make("8.6")))
+    assert not out.changed and "not a 3-D DeformConv" in out.skipped[0]
+    dynamic = onnx.parser.parse_model("""<ir_version: 9, opset_import: ["" : 19]>
+        g (float[1,1,D,4,4] x, float[1,1,2,2,2] w, float[1,24,E,3,3] off) => (float[1,1,E,3,3] y) {
+          y = DeformConv<kernel_shape = [2, 2, 2]>(x, w, off)
+        }""")
+    out = rw.apply(dynamic, RewriteContext(target=Target.make("8.6")))
+    assert not out.changed and "not all static" in out.skipped[0]

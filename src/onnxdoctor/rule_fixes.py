@@ -101,7 +101,8 @@ RULE_FIXES: dict[str, tuple[str, ...]] = {
     "SHP206": ("freeze-shapes",),
     # inside a local function's body, where substitutions do not reach, the fix is to inline it first
     "TRT101": (*dict.fromkeys(name for (domain, _), name in SUBSTITUTIONS.items() if not domain), "inline-local-functions",
-               "fold-constants"),  # an op whose inputs are all build-time constants is folded away
+               "fold-constants",  # an op whose inputs are all build-time constants is folded away
+               "deform-conv-3d-to-gathers"),  # a DeformConv of 3 spatial dims (deform-conv-to-grid-sample: 2)
     "TRT102": (*dict.fromkeys(name for (domain, _), name in SUBSTITUTIONS.items() if domain), "inline-local-functions"),
     "TRT104": ("inline-local-functions",),
     "TRT115": ("dequantize-constant-to-float",),
@@ -119,7 +120,7 @@ RULE_FIXES: dict[str, tuple[str, ...]] = {
     "TRT122": ("fold-constants", "instance-norm-to-reductions", "runtime-axis-to-if"),
     "TRT123": ("batch-norm-training-to-reductions", "layer-norm-stats-to-reductions", "op-to-function-body",
                "max-pool-indices-by-argmax"),
-    "TRT124": ("op-to-function-body", "collapse-reshape-chains", "instance-norm-to-reductions"),
+    "TRT124": ("op-to-function-body", "collapse-reshape-chains", "instance-norm-to-reductions", "deform-conv-3d-to-gathers"),
     "TRT125": ("qdq-to-symmetric-int8", "dequantize-constant-to-float", "topk-in-rounds"),
     "TRT126": ("einsum-lowercase-labels", "einsum-explicit-form", "group-norm-to-reductions", "gru-bidirectional-split",
                "lstm-bidirectional-split", "rnn-bidirectional-split", "eyelike-to-range-equal", "deform-conv-explicit-pads",
@@ -143,6 +144,7 @@ APPLICABILITY: dict[str, Applicability] = {
     "qdq-to-symmetric-int8": _UNSAFE,
     "dequantize-constant-to-float": _SAFE,
     "avg-lp-pool-dilations-to-slices": _SAFE,
+    "deform-conv-3d-to-gathers": _SAFE,
     "batch-norm-training-to-reductions": _SAFE,
     "cast-double-to-float": _UNSAFE,
     "clamp-fp16-constants": _UNSAFE,

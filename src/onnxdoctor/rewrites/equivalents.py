@@ -651,6 +651,128 @@ class DeformConvToGridSample(_Equivalent):
 REWRITES = (*REWRITES, DeformConvToGridSample)
 
 
+class DeformConv3dToGathers(_Equivalent):
+    """Replace a 3-D `DeformConv` by trilinear sampling with `GatherElements` and a 1x1x1 `Conv`.
+
+    ## What it does
+    DeformConv samples the input at `o * stride - pad + k * dilation + offset` for every output
+    position `o` and kernel position `k` (offsets per offset group), interpolating linearly between
+    the 8 neighbours and reading zero outside the input. The rewrite computes every sampling
+    position at once (constant base positions plus the offsets), splits each into its floor and
+    fraction, and for each of the 8 corners gathers the input at the flattened index of the
+    (clamped) corner with `GatherElements`, weighted by the product of the fractions and by whether
+    the corner lies inside the input. The weighted sum, times the mask when there is one, holds the
+    `C * kD * kH * kW` samples per output position; the weights apply as a grouped 1x1x1 `Conv`.
+
+    ## When it applies
+    TRT101 on a `DeformConv` with 3 spatial dimensions (no importer before 10.1) and TRT124 on it from
+    10.1 (the importer takes 1 or 2): `deform-conv-to-grid-sample` would need a volumetric GridSample,
+    which those releases lack. Needs static input, weight and offset shapes and a floating-point input;
+    at most 16M gathered elements per corner.
+
+    ## Example
+    `y = DeformConv<kernel_shape=[2,2,2]>(x, w, off)` with `x: float[1,1,4,4,4]` becomes 8
+    `GatherElements` of `Reshape(x, [1,1,1,64])` at the corners of `Floor(base + off)`, weighted,
+    summed, reshaped to `[1,8,3,3,3]` and `y = Conv(cols, Reshape(w, [1,8,1,1,1]))`.
+
+    ## Safety
+    Safe: the same trilinear samples and weighted sum; the summation order changes the last bits
+    (proven within the fix tolerance; ONNX Runtime runs no 3-D DeformConv, so the original's outputs
+    come from onnx.reference with onnxdoctor's N-D DeformConv, see docs/fix.md).
+
+    ## Resolves
+    TRT101, TRT124
+    """
+
+    name = "deform-conv-3d-to-gathers"
+    summary = "replace a 3-D DeformConv by trilinear GatherElements sampling and a 1x1x1 Conv"
+    op_type = "DeformConv"
+    ops = ()  # TRT101 names it for the 3-D form only (checks/trt/_substitutes.py)
+    pattern = "DeformConv with 3 spatial dimensions"
+    resolves = ("TRT101", "TRT124")
+
+    def replace(self, b: Builder) -> None:
+        x, w, off = b.node.input[0], b.node.input[1], b.node.input[2]
+        bias, mask = b.input(3), b.input(4)
+        xs, ws, os_ = b.shape(x), b.shape(w), b.shape(off)
+        if xs is None or len(xs) != 5:
+            raise Skip("not a 3-D DeformConv (deform-conv-to-grid-sample handles 2-D)")
+        if not all(xs) or ws is None or not all(ws) or os_ is None or not all(os_):
+            raise Skip("the input, weight and offset shapes are not all static")
+        if _str(b.attr("auto_pad", "NOTSET")) not in ("NOTSET", ""):
+            raise Skip("auto_pad is set")
+        dtype = b.float_type(x)
+        np_t = onnx.helper.tensor_dtype_to_np_dtype(dtype)
+        n, c, *spatial = xs
+        oc, cpg, *kernel_w = ws
+        kernel = list(b.attr("kernel_shape") or kernel_w)
+        strides = list(b.attr("strides") or [1, 1, 1])
+        dil = list(b.attr("dilations") or [1, 1, 1])
+        pads = list(b.attr("pads") or [0] * 6)
+        group, ogroup = int(b.attr("group", 1)), int(b.attr("offset_group", 1))
+        out = list(os_[2:])
+        kk, oo = math.prod(kernel), math.prod(out)
+        if c % ogroup or c % group or os_[1] != ogroup * kk * 3 or os_[0] != n:
+            raise Skip("the channels, groups and offset shape do not fit")
+        for d in range(3):
+            expect = (spatial[d] + pads[d] + pads[d + 3] - dil[d] * (kernel[d] - 1) - 1) // strides[d] + 1
+            if out[d] != expect:
+                raise Skip("the offset's spatial size does not match the attributes")
+        cg = c // ogroup
+        if n * c * kk * oo > 16 * 2**20:
+            raise Skip("more than 16M gathered elements per corner")
+        # base[d]: [K, oD, oH, oW], the position kernel position k of output position o samples, before the offset
+        kpos = np.stack(np.meshgrid(*[np.arange(k) * dl for k, dl in zip(kernel, dil)], indexing="ij"), 0).reshape(3, kk)
+        opos = np.stack(np.meshgrid(*[np.arange(o) * st - p for o, st, p in zip(out, strides, pads[:3])], indexing="ij"), 0)
+        base = kpos.reshape(3, kk, 1, 1, 1) + opos.reshape(3, 1, *out)
+        o = b.op("Reshape", [off, b.ints([n, ogroup, kk, 3, *out], "offset_shape")])
+        dims = np.asarray(spatial, np.int64)
+        corner_terms = []
+        pos, lo, frac = [], [], []
+        for d in range(3):
+            pd = b.add(b.squeeze(b.slice(o, [d], [d + 1], [3]), [3]), b.tensor(base[d].astype(np_t), f"{b.base}/base{d}"))
+            f0 = b.op("Floor", [pd])
+            pos.append(pd)
+            lo.append(b.cast(f0, TensorProto.INT64))
+            frac.append(b.op("Sub", [pd, f0]))
+        one = b.const(1.0, dtype, "one_f")
+        xflat = b.op("Reshape", [x, b.ints([n, ogroup, cg, int(np.prod(spatial))], "flat_shape")])
+        strides_flat = [spatial[1] * spatial[2], spatial[2], 1]
+        for corner in itertools.product((0, 1), repeat=3):
+            index = weight = inside = None
+            for d in range(3):
+                i = b.add(lo[d], b.const(corner[d], TensorProto.INT64, f"c{corner[d]}")) if corner[d] else lo[d]
+                ok = b.op("And", [b.op("GreaterOrEqual", [i, b.const(0, TensorProto.INT64, "zero_i")]),
+                                  b.op("Less", [i, b.const(int(dims[d]), TensorProto.INT64, f"size{d}")])])
+                inside = ok if inside is None else b.op("And", [inside, ok])
+                clipped = b.op("Min", [b.op("Max", [i, b.const(0, TensorProto.INT64, "zero_i")]),
+                                       b.const(int(dims[d]) - 1, TensorProto.INT64, f"last{d}")])
+                term = b.mul(clipped, b.const(strides_flat[d], TensorProto.INT64, f"stride{d}")) if strides_flat[d] != 1 else clipped
+                index = term if index is None else b.add(index, term)
+                wd = frac[d] if corner[d] else b.op("Sub", [one, frac[d]])
+                weight = wd if weight is None else b.mul(weight, wd)
+            weight = b.mul(weight, b.cast(inside, dtype))  # [N, G, K, oD, oH, oW]
+            idx = b.op("Reshape", [index, b.ints([n, ogroup, 1, kk * oo], "index_shape")])
+            idx = b.op("Expand", [idx, b.ints([n, ogroup, cg, kk * oo], "gather_shape")])
+            picked = b.op("GatherElements", [xflat, idx], axis=3)  # [N, G, Cg, K*O]
+            wflat = b.op("Reshape", [weight, b.ints([n, ogroup, 1, kk * oo], "index_shape")])
+            corner_terms.append(b.mul(picked, wflat))
+        sample = corner_terms[0]
+        for t in corner_terms[1:]:
+            sample = b.add(sample, t)
+        if mask:
+            m = b.op("Reshape", [mask, b.ints([n, ogroup, 1, kk * oo], "index_shape")])
+            sample = b.mul(sample, m)
+        cols = b.op("Reshape", [sample, b.ints([n, c * kk, *out], "cols_shape")])
+        wv = b.value(w)
+        w2 = b.tensor(wv.reshape(oc, cpg * kk, 1, 1, 1), f"{b.base}/weight") if wv is not None else \
+            b.op("Reshape", [w, b.ints([oc, cpg * kk, 1, 1, 1], "weight_shape")])
+        b.op("Conv", [cols, w2] + ([bias] if bias else []), b.node.output[0], kernel_shape=[1, 1, 1], group=group)
+
+
+REWRITES = (*REWRITES, DeformConv3dToGathers)
+
+
 class ScatterNdReductionToDense(_Equivalent):
     """Replace `ScatterND` with a reduction by a dense one-hot computation.
 

@@ -10,10 +10,13 @@ from ...rule_fixes import fix_for, substitution_for
 _SMALL_INTS = {"UINT8", "INT16", "UINT16", "UINT32"}
 
 
-# Substitutions that cover some ranks of their op only: (domain, op) -> (input, the ranks covered). A
-# node of another (known) rank names no rewrite: deform-conv-to-grid-sample samples with a 4-D
-# GridSample, and the releases without DeformConv (before 10.1) have no volumetric GridSample.
-_RANKS_COVERED: dict[tuple[str, str], tuple[int, frozenset[int]]] = {("", "DeformConv"): (0, frozenset({4}))}
+# Substitutions that depend on the rank of an input: (domain, op) -> (input, {rank: rewrite}). A node
+# of another (known) rank names no rewrite. deform-conv-to-grid-sample samples with a 4-D GridSample
+# (2 spatial dims); the releases without DeformConv (before 10.1) have no volumetric GridSample, so
+# 3 spatial dims take deform-conv-3d-to-gathers.
+BY_RANK: dict[tuple[str, str], tuple[int, dict[int, str]]] = {
+    ("", "DeformConv"): (0, {4: "deform-conv-to-grid-sample", 5: "deform-conv-3d-to-gathers"}),
+}
 
 
 def node_fix(code: str, node) -> Fix | None:
@@ -22,11 +25,14 @@ def node_fix(code: str, node) -> Fix | None:
     fix = substitution_for(code, node.op_type, node.domain)
     if fix is None:
         return None
-    covered = _RANKS_COVERED.get((node.domain, node.op_type))
-    if covered is not None and node.node.input:
-        rank = node.graph.rank_of(node.node.input[covered[0]])
-        if rank is not None and rank not in covered[1]:
-            return None
+    by_rank = BY_RANK.get((node.domain, node.op_type))
+    if by_rank is not None and node.node.input:
+        rank = node.graph.rank_of(node.node.input[by_rank[0]])
+        if rank is not None:
+            name = by_rank[1].get(rank)
+            if name is None:
+                return None
+            fix = fix_for(code, name)
     graph = node.graph
     while graph is not None:
         if graph.function is not None:

@@ -32,14 +32,14 @@ class UnsupportedRank(ConstraintRule):
 
     An `Attention` mask of rank above 4 is not valid ONNX either (the specification requires a mask
     broadcastable to the 4-D `(batch, q_num_heads, q_sequence_length, total_sequence_length)`):
-    `fix` proves no rewrite of such a model and says so ("the model is invalid ONNX"). A 3-D
-    `DeformConv` is valid ONNX; no rewrite replaces it yet (trilinear sampling by gathers would).
+    `fix` proves no rewrite of such a model and says so ("the model is invalid ONNX").
 
     ## Fix safety
     A value of more than 8 dimensions that reshape-like nodes make and read is removed by
     `collapse-reshape-chains` (safe).
     A 3-D `Attention` on 10.14 is replaced by its ONNX function body (`op-to-function-body`,
-    exact); otherwise no automatic fix.
+    exact); a `DeformConv` of 3 spatial dimensions by trilinear `GatherElements` sampling and a
+    1x1x1 `Conv` (`deform-conv-3d-to-gathers`, safe); otherwise no automatic fix.
 
     ## TensorRT versions
     All for the rank-8 limit; per constraint otherwise.
@@ -54,6 +54,12 @@ class UnsupportedRank(ConstraintRule):
     summary = "tensor rank TensorRT cannot handle"
     kinds = frozenset({"rank"})
     hint_text = "reshape to a supported rank around this node"
+
+    def fix_for(self, ctx: Context, v):
+        # deform-conv-3d-to-gathers replaces a DeformConv of 3 spatial dimensions only (rank 5)
+        if v.constraint.id == "DeformConv.rank" and v.node.graph.rank_of(v.node.node.input[0]) != 5:
+            return None
+        return super().fix_for(ctx, v)
 
     def check(self, ctx: Context):
         yield from super().check(ctx)
