@@ -305,8 +305,8 @@ CLASSES: list[tuple[str, object, str]] = [
      "sizes. An equivalent graph exists only for fixed shapes (`--shape`)."),
     ("TensorRT limits", lambda r: "TRT124" in _codes_left(r) or "TopK K must not exceed" in _texts_left(r),
      "Beyond what TensorRT can represent: tensors of more than 8 dimensions (no layer holds them), 5-D "
-     "GridSample before 11.x (no volumetric sampling layer), a DeformConv with 3 spatial dimensions (the "
-     "importer takes 1 or 2; trilinear sampling by gathers would be equivalent, no rewrite produces it yet). (TopK with K above 3840 is repaired by "
+     "GridSample before 11.x (no volumetric sampling layer). (A DeformConv with 3 spatial dimensions is "
+     "repaired by `deform-conv-3d-to-gathers`; TopK with K above 3840 is repaired by "
      "`topk-in-rounds`, 6-D InstanceNormalization by `instance-norm-to-reductions`.)"),
     ("control flow", lambda r: "TRT141" in _codes_left(r),
      "If branches whose outputs differ in rank under a run-time condition (the output's rank depends "
@@ -320,8 +320,8 @@ CLASSES: list[tuple[str, object, str]] = [
      "An equivalent graph may exist, but no rewrite produces it by default yet (see the errors): an "
      "integer Pow with a run-time exponent (computed in FLOAT it is exact only below 2^24; repeated "
      "multiplication needs the exponent's range), Pow mixing FLOAT16 and FLOAT in a strongly typed network, "
-     "a 3-D DeformConv before 10.1 (`deform-conv-to-grid-sample` samples with a 4-D GridSample and those "
-     "releases have no volumetric one; trilinear sampling by gathers would be equivalent)."),
+     "integer Gemm (MatMul has `integer-matmul-to-mul-reduce-sum`, Gemm not yet), Resize scaling an outer "
+     "dimension (a Resize over a transposed layout would be equivalent)."),
 ]
 
 
