@@ -128,3 +128,41 @@ def test_rewrites_leave_plain_models_alone(rewrite, release):
         outcome = rewrite.apply(model, RewriteContext(target=Target.make(release)))
         assert not outcome.changed, (name, outcome.changes)
         assert model.SerializeToString() == before  # the model given is never modified
+
+
+def _fix_cases() -> list:
+    out = []
+    for path in sorted(CASES_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        for case in data["cases"]:
+            if "fix" in case and not case.get("external"):
+                out.append(pytest.param(case, id=f"{data['rule']}::{case['id']}"))
+    return out
+
+
+@pytest.mark.parametrize("case", _fix_cases())
+def test_a_rewrite_runs_only_where_a_finding_names_it(case):
+    """Not where it should not: each yaml fix case's model at the releases (8.6, 10.15, the latest)
+    where no finding names the case's rewrite (the op is imported there, the form accepted): fix does
+    not run it on that model. Rewrites the pipeline also tries unprompted are exempt."""
+    import onnxdoctor
+    from onnxdoctor.kb import knowledge_base
+
+    rewrite = next(r for r in all_rewrites() if r.name == case["fix"])
+    if rewrite.unprompted:
+        pytest.skip(f"{rewrite.name} is tried without a finding naming it")
+    model = onnx.parser.parse_model(case["model"])
+    opts = dict(precision=case.get("precision"), plugins=tuple(case.get("plugins", ())), shapes=tuple(case.get("shapes", ())))
+    checked = 0
+    for release in dict.fromkeys(("8.6", "10.15", knowledge_base().versions[-1])):
+        report = onnxdoctor.check(model, trt=release, config=False, precision=opts["precision"],
+                                  plugins=opts["plugins"], shapes=opts["shapes"] or None)
+        if any(f.fix is not None and f.fix.rewrite == rewrite.name for f in report.findings):
+            continue
+        res = fix_model(model, FixOptions(trt=release, unsafe=bool(case.get("unsafe")), **opts))
+        # the first iteration runs what the findings of the model as given name (a later one may
+        # rightly run it on what another rewrite produced)
+        assert rewrite.name not in {s.rewrite for s in res.steps if s.iteration == 1}, release
+        checked += 1
+    if not checked:
+        pytest.skip(f"a finding names {rewrite.name} at every release tried")
