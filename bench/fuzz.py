@@ -834,7 +834,8 @@ def main(argv: list[str] | None = None) -> int:
         root = OUT / "replay"
         shutil.rmtree(root, ignore_errors=True)
         case = make_case(args.seed, args.replay, root / "cases")
-        print(f"case {args.replay} of seed {args.seed}: {case.origin}\n  folder {case.folder}\n  onnxdoctor {' '.join(case.args)}")
+        print(f"case {args.replay} of seed {args.seed}: {case.origin}\n  folder {case.folder}\n  onnxdoctor "
+              f"{' '.join(a.replace('{time_limit}', time_limit(args.timeout)) for a in case.args)}")
         import copy
 
         keep = copy.deepcopy(case)

@@ -474,7 +474,7 @@ def verify(
     frozen = {n: s.opt for n, s in specs.items()}
     # A TensorRT engine build takes what it takes: only an explicit --time-limit bounds that backend.
     default = float("inf") if backend == "trt" and time_limit is None else None
-    budget = _budget(time_limit or default, activation_limit, _shown(model), "verify")
+    budget = _budget(time_limit if time_limit is not None else default, activation_limit, _shown(model), "verify")
     inputs = Inputs()
     with budget.running(hard_stop):
         budget.enter("reading the model")

@@ -21,6 +21,7 @@ data-renamed, committed; actions: kill, enospc, eio) stops a write at that step.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import secrets
@@ -297,23 +298,27 @@ def _serialize(model, data_name: str | None, shown: str, weights=None) -> tuple[
     """The model's bytes and the data file's chunks. With `data_name`, every tensor of at least
     EXTERNAL_MIN_BYTES of the main graph's initializers (and of its other tensors, through onnx) is
     written to the data file, 4 KiB aligned, and replaced by a reference; the caller's model is left
-    as it was."""
+    as it was. A tensor that is not in `weights` is a chunk that gives its bytes when they are
+    written: protobuf hands out a copy of a tensor's bytes at each read, and holding every copy at
+    once would double the weights in memory (2.2 GB more for 2.2 GB of weights)."""
     if data_name is None:
         return model.SerializeToString(), []
     from ._onnx import TensorProto
 
     chunks: list = []
     offset = 0
-    graph = model.graph
-    held = list(graph.initializer)
     stubs = []
-    for t in held:
-        raw = weights.raw_view(t) if weights is not None else None  # stored: over weights.MIN_BYTES
-        if raw is None:
-            raw = _raw_bytes(t)
+    for t in model.graph.initializer:
+        view = weights.raw_view(t) if weights is not None else None  # stored: over weights.MIN_BYTES
+        raw = view if view is not None else _raw_bytes(t)
         if raw is None or len(raw) < EXTERNAL_MIN_BYTES:
             stubs.append(t)
             continue
+        size = len(raw)
+        # a store's view is written as it lies; protobuf's copy is dropped and read again when written
+        # (_Folder.write_file): one tensor's copy at a time
+        chunk = view if view is not None else functools.partial(_exact_bytes, t, size)
+        del raw
         pad = -offset % 4096
         if pad:
             chunks.append(b"\0" * pad)
@@ -323,25 +328,32 @@ def _serialize(model, data_name: str | None, shown: str, weights=None) -> tuple[
         stub.dims.extend(t.dims)
         if t.doc_string:
             stub.doc_string = t.doc_string
-        for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(len(raw)))):
+        for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(size))):
             entry = stub.external_data.add()
             entry.key, entry.value = key, value
         stub.data_location = TensorProto.EXTERNAL
-        chunks.append(raw)
-        offset += len(raw)
+        chunks.append(chunk)
+        offset += size
         stubs.append(stub)
-    # Swap the stubs in, serialize, swap the tensors back: no copy of the weights.
-    del graph.initializer[:]
-    graph.initializer.extend(stubs)
-    try:
-        data = model.SerializeToString()
-    finally:
-        del graph.initializer[:]
-        graph.initializer.extend(held)
+    # A copy without the initializers, then the stubs (and the small tensors): swapping the stubs into
+    # the caller's model and back would copy every weight into its protobuf arena again.
+    from .weights import copy_without_initializers
+
+    shell = copy_without_initializers(model)
+    shell.graph.initializer.extend(stubs)
+    data = shell.SerializeToString()
+    del shell
     if len(data) > PROTOBUF_SAFE_BYTES:
         raise WriteError(f"{shown}: cannot write: the model is over 2 GB even with its initializers in external data "
                          "(big tensors in attributes or subgraphs); cannot write it")
     return data, chunks
+
+
+def _exact_bytes(t, size: int) -> bytes:
+    raw = _raw_bytes(t)
+    if raw is None or len(raw) != size:  # the model changed between sizing and writing: never write a wrong file
+        raise OSError(errno.EIO, f"tensor {t.name!r} changed while the model was being written")
+    return raw
 
 
 def _raw_bytes(t) -> bytes | None:
@@ -430,13 +442,14 @@ class _Folder:
         try:
             first = True
             for chunk in chunks:
-                view = memoryview(chunk)
+                view = memoryview(chunk() if callable(chunk) else chunk)
                 while view:
                     n = os.write(fd, view[:1 << 26])
                     view = view[n:]
                     if first:
                         _fault("write")
                         first = False
+                del view  # this chunk's bytes go before the next one's are read
             os.fsync(fd)
         finally:
             os.close(fd)
