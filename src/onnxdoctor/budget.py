@@ -106,36 +106,39 @@ class Budget:
             signal.SIG_DFL, signal.SIG_IGN, None)
         lock = threading.Lock()
         armed = [True]
-        previous = None
-        if alarm:
-            def on_alarm(signum, frame):
+        previous: list = []  # the SIGALRM handler replaced, once ours is installed
+        watchdog: list[threading.Timer] = []
+
+        def on_alarm(signum, frame):
+            if armed[0]:
+                raise _Alarm()
+
+        def fire() -> None:
+            with lock:
                 if armed[0]:
-                    raise _Alarm()
+                    hard_stop(self.message())
 
-            previous = signal.signal(signal.SIGALRM, on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, max(self.remaining(), 1e-3))
-        watchdog = None
-        if hard_stop is not None:
-            def fire() -> None:
-                with lock:
-                    if armed[0]:
-                        hard_stop(self.message())
-
-            wait = self.remaining() + (grace if grace is not None else 2.0 + 0.05 * self.seconds)
-            watchdog = threading.Timer(max(wait, 0.0), fire)
-            watchdog.daemon = True
-            watchdog.start()
         def disarm() -> None:
             with lock:
                 armed[0] = False
-            if watchdog is not None:
-                watchdog.cancel()
-            if alarm:
+            for w in watchdog:
+                w.cancel()
+            if previous:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+                signal.signal(signal.SIGALRM, previous[0] if previous[0] is not None else signal.SIG_DFL)
+                previous.clear()
 
+        # Arming happens inside the try: the (one-shot) alarm of a very short limit may come at once.
         try:
             try:
+                if hard_stop is not None:
+                    wait = self.remaining() + (grace if grace is not None else 2.0 + 0.05 * self.seconds)
+                    watchdog.append(threading.Timer(max(wait, 0.0), fire))
+                    watchdog[0].daemon = True
+                    watchdog[0].start()
+                if alarm:
+                    previous.append(signal.signal(signal.SIGALRM, on_alarm))
+                    signal.setitimer(signal.ITIMER_REAL, max(self.remaining(), 1e-3))
                 yield self
             finally:
                 disarm()
