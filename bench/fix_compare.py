@@ -85,6 +85,22 @@ def commands(args) -> dict:
     }
 
 
+def install(source: Path, out: Path) -> dict:
+    """Build a wheel of the onnxdoctor source tree `source` and install it (no dependencies: they are
+    this Python's) into out/onnxdoctor-site; pip compiles its bytecode."""
+    wheels, site = out / "onnxdoctor-wheel", out / "onnxdoctor-site"
+    for d in (wheels, site):
+        shutil.rmtree(d, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)], check=True)
+    wheel = next(wheels.glob("onnxdoctor-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    print(f"installed {wheel.name} from {source} at {commit}{' (modified)' if dirty else ''} into {site}", file=sys.stderr)
+    return {"source": str(source), "commit": commit, "modified": bool(dirty), "wheel": wheel.name, "site": str(site)}
+
+
 def run_once(cmd: list[str], log: Path, timeout: float) -> dict:
     p = subprocess.run([sys.executable, "-c", WRAPPER, json.dumps(cmd), str(log), str(timeout)],
                        capture_output=True, text=True, check=True)
@@ -233,6 +249,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--timeout", type=float, default=3600.0)
     ap.add_argument("--trt", default="10.15")
     ap.add_argument("--onnxdoctor", default="", help="command for onnxdoctor (default: /work/venv/bin/onnxdoctor)")
+    ap.add_argument("--install", type=Path, default=None, metavar="SOURCE",
+                    help="build a wheel of the onnxdoctor source tree SOURCE, install it into --out/onnxdoctor-site "
+                         "and run that (bytecode compiled and knowledge base pre-parsed, as users get it; a source "
+                         "tree run under PYTHONDONTWRITEBYTECODE compiles every module on every run)")
     ap.add_argument("--tag", default="", help="label stored in results.json (e.g. 'before fusions')")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other models of an existing --out/results.json and replace only those run now "
@@ -243,6 +263,9 @@ def main(argv: list[str]) -> int:
         print(markdown(json.loads((args.out / "results.json").read_text())))
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
+    installed = install(args.install, args.out) if args.install else None
+    if installed:
+        args.onnxdoctor = f"env PYTHONPATH={installed['site']} {sys.executable} -m onnxdoctor"
     cmds = commands(args)
     tools = args.tools.split(",")
     models = sorted(args.models_dir.glob("*.onnx"))
@@ -250,7 +273,7 @@ def main(argv: list[str]) -> int:
         keep = set(args.only.split(","))
         models = [m for m in models if m.stem in keep]
     results = {"machine": machine(), "tag": args.tag, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "tolerance": {"atol": ATOL, "rtol": RTOL}, "commands": cmds, "models": []}
+               "tolerance": {"atol": ATOL, "rtol": RTOL}, "commands": cmds, "installed": installed, "models": []}
     old = {}
     if args.merge and (args.out / "results.json").exists():
         prev = json.loads((args.out / "results.json").read_text())

@@ -214,6 +214,16 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
         work = store.strip(proto)
     log("checking the model")
     before = check(work)
+    # Big weights held in Constant nodes go to the store too (as initializers, as the first rewrite's
+    # `pruned` would store them), after the check: the findings are the model's own.
+    from .rewrites._gs import big_constants_to_initializers
+    from .weights import is_big
+
+    with timings("store"):
+        hoisted = big_constants_to_initializers(work, is_big)
+        if hoisted is not work:
+            work = store.strip(hoisted)
+        del hoisted
     feeds = reference = plan = None
     if options.prove:
         from .inputs import plan_inputs

@@ -44,6 +44,8 @@ class Action(NamedTuple):
 class ShapeValues:
     """The ShapeValue of each tensor of a graph, computed on demand (memoized)."""
 
+    OPS = _OPS  # the ops `evaluate` follows (a subclass that evaluates more ops extends it)
+
     def __init__(self, model: Model, g: Graph) -> None:
         self.model = model
         self.g = g
@@ -72,7 +74,7 @@ class ShapeValues:
         """Evaluates, in one forward pass, every node reachable from a `Shape` through the ops the
         evaluator follows; returns their outputs in topological order."""
         g = self.g
-        ops, std, outs_ = g.op_types, g.standard, g.node_outputs
+        ops, std, outs_, followed = g.op_types, g.standard, g.node_outputs, self.OPS
         nodes: set[int] = set()
         stack = list(g.op_positions.get("Shape", ()))
         while stack:
@@ -82,7 +84,7 @@ class ShapeValues:
             nodes.add(k)
             for o in outs_[k]:
                 for c in g.consumers.get(o, ()) if o else ():
-                    if c not in nodes and std[c] and ops[c] in _OPS:
+                    if c not in nodes and std[c] and ops[c] in followed:
                         stack.append(c)
         order = sorted(nodes) if g.topo_sorted else [k for k in g.topo_order if k in nodes]
         reached = []

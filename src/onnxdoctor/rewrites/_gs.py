@@ -227,6 +227,34 @@ def _prune_graph(g: onnx.GraphProto, outer: set[str]) -> bool:
     return True
 
 
+def big_constants_to_initializers(model: onnx.ModelProto, is_big) -> onnx.ModelProto:
+    """A copy of `model` whose main-graph `Constant` nodes holding a tensor `is_big` accepts are
+    initializers, named and appended as `pruned` stores them; `model` itself when there is none. The
+    fix pipeline does this ahead of its first rewrite, so that its weight store holds those weights
+    (exporters such as paddle2onnx put every weight in a Constant node) instead of every rewrite and
+    check copying them until the first `pruned`."""
+    if model.ir_version < 4:
+        return model
+    outputs = {o.name for o in model.graph.output}
+    big = {i for i, n in enumerate(model.graph.node)
+           if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value"
+           and n.attribute[0].type == onnx.AttributeProto.TENSOR and is_big(n.attribute[0].t)
+           and _constant_tensor(n, outputs) is not None}
+    if not big:
+        return model
+    from ..weights import _copy_fields
+
+    out = onnx.ModelProto()  # field by field: the big Constants' tensors are copied once, into initializers
+    _copy_fields(model, out, skip="graph")
+    _copy_fields(model.graph, out.graph, skip="node")
+    for i, n in enumerate(model.graph.node):
+        if i in big:
+            out.graph.initializer.append(_constant_tensor(n, outputs))
+        else:
+            out.graph.node.add().CopyFrom(n)
+    return out
+
+
 def _constants_to_initializers(model: onnx.ModelProto) -> None:
     """Store the values of `Constant` nodes (what GRF410 reports) as initializers of their graph, in
     every graph: the main graph and control-flow bodies. IR version 3 needs initializers to be graph

@@ -88,9 +88,11 @@ class FoldShapeComputations(Rewrite):
     """Replace shape computations whose values are known without running the model by constants.
 
     ## What it does
-    Types the graph with ONNX Runtime's symbolic shape inference (dims keep their names through the
-    whole graph: `batch` stays `batch` behind computed reshapes and position slices) where a Reshape
-    or Expand takes a computed shape, else with ONNX shape inference with data propagation, then
+    Types the graph with ONNX shape inference with data propagation, and with ONNX Runtime's
+    symbolic shape inference (dims keep their names through the whole graph: `batch` stays `batch`
+    behind computed reshapes and position slices) where a Reshape or Expand takes a computed shape
+    that ONNX's inference leaves with an element, or a dim it is compared with, that is neither a
+    number nor a dim of the graph inputs (elsewhere the symbolic inference would know no more), then
     replaces what GRF409 reports: a value computed from `Shape` whose every element is a
     number becomes an initializer; a `Reshape` whose computed shape is numbers and its input's own
     dims becomes a `Reshape` to a constant with 0 for those dims; an `Expand` to the input's own
@@ -173,7 +175,7 @@ class FoldShapeComputations(Rewrite):
                     del gp.value_info[:]
                     gp.value_info.extend(vis)
             if not done:
-                if symbolic or tried or not _shape_fed(current):
+                if symbolic or tried or not _symbolic_may_help(view, current):
                     break
                 symbolic = tried = True
                 continue
@@ -263,6 +265,20 @@ def _symbolic_types(model: onnx.ModelProto) -> onnx.ModelProto | None:
             merges.append(list(symbols))
             return super()._add_suggested_merge(symbols, apply)
 
+        def _infer_Resize(self, node):  # noqa: N802 - the name ONNX Runtime's dispatcher calls
+            # Its handler runs sympy.simplify on floor(dim * scale): seconds per Resize once the dims
+            # are nested floors (YOLO necks: 12.6 s of one fix). With a scale that is an integer or
+            # 1/integer the floor needs no simplify (the exact rational is the float's value, and
+            # sympy folds floor(k * d) for integer d itself); other Resizes keep its handler.
+            dims = _resize_dims(self, node)
+            if dims is None:
+                return super()._infer_Resize(node)
+            self._update_computed_dims(dims)
+            vi = self.known_vi_[node.output[0]]
+            vi.CopyFrom(onnx.helper.make_tensor_value_info(
+                node.output[0], self.known_vi_[node.input[0]].type.tensor_type.elem_type,
+                [int(d) if getattr(d, "is_number", False) or isinstance(d, int) else str(d) for d in dims]))
+
     log = logging.getLogger(SymbolicShapeInference.__module__)
     level = log.level
     log.setLevel(logging.CRITICAL)
@@ -308,6 +324,230 @@ def _symbolic_shape_inference():
             sys.modules.pop(name, None)
             return None
     return getattr(module, "SymbolicShapeInference", None)
+
+
+def _resize_dims(inference, node) -> list | None:
+    """The output dims of Resize `node` in ONNX Runtime's symbolic inference, when its scales are
+    constants that are each an integer k or exactly 1/k (floor(d * k), floor(d / k), as ONNX
+    Runtime computes them: those floats are exact); None for any other Resize."""
+    from fractions import Fraction
+
+    import sympy
+
+    opset = next((o.version for o in inference.out_mp_.opset_import if o.domain in ("", "ai.onnx")), None)
+    attrs = {a.name: a for a in node.attribute}
+    if opset is None or "axes" in attrs:
+        return None
+    if opset <= 10:
+        scales = inference._try_get_value(node, 1)
+    else:
+        mode = attrs.get("coordinate_transformation_mode")
+        if (mode is not None and mode.s == b"tf_crop_and_resize") or inference._try_get_value(node, 3) is not None:
+            return None
+        scales = inference._try_get_value(node, 2)
+    if scales is None:
+        return None
+    try:
+        scales = [float(s) for s in scales]
+        shape = inference._get_sympy_shape(node, 0)
+    except Exception:  # noqa: BLE001 - symbolic scales, no input shape: its own handler decides
+        return None
+    if len(scales) != len(shape):
+        return None
+    dims = []
+    for d, s in zip(shape, scales):
+        if s >= 1 and s == int(s):
+            dims.append(sympy.floor(d * sympy.Integer(int(s))))
+        elif 0 < s < 1 and Fraction(s) == Fraction(1, round(1 / s)):
+            dims.append(sympy.floor(d / sympy.Integer(round(1 / s))))
+        else:
+            return None
+    return dims
+
+
+def _symbolic_may_help(view, model: onnx.ModelProto) -> bool:
+    """Whether ONNX Runtime's symbolic inference could fold a shape computation that ONNX's inference
+    (which typed `view`) left. It is run only where some Reshape or Expand takes a shape computed
+    from a `Shape`; it is not needed when every shape value computed from a `Shape` that leaves the
+    computation (read by an op the evaluator does not follow, by a Reshape or Expand as its shape,
+    or a graph output) is known element by element in numbers and dims of the graph inputs, and
+    every such Reshape's or Expand's data input has only such dims: the symbolic inference names the
+    inputs' dims as they are and numbers are numbers, so it would know no more, and neither sympy's
+    import (~0.4 s and ~35 MB) nor its run (seconds on YOLO necks) is worth it."""
+    if not _shape_fed(model):
+        return False
+    named = {d.dim_param for vi in model.graph.input for d in vi.type.tensor_type.shape.dim if d.dim_param}
+
+    def plain(item) -> bool:
+        # a number or a dim of the graph inputs: what the symbolic inference knows them as too (a
+        # name it derives, e.g. `floor(h/2) + 1`, may be written differently from the model's own)
+        return isinstance(item, int) or (item is not None and item[0] == "p" and item[1] in named)
+
+    for g in view.graphs:
+        if g.function is not None or "Shape" not in g.op_positions:
+            continue
+        if g.path:
+            return True  # a body: dims from the outer graph are not judged here
+        sv = _wider_shape_values()(view, g)
+        # what `evaluate` reached from a Shape through ops it follows, less their data outputs (a Reshape
+        # of an activation by a computed shape is reached too): the shape values
+        values: set[str] = set()
+        for t in sv.evaluate():
+            k = g.producers[t][0]
+            if g.op_types[k] == "Shape" or all(not i or i in values or sv.cv.is_constant(i) for i in g.node_inputs[k]):
+                values.add(t)
+        outputs = set(g.outputs)
+        shaped = {g.node_inputs[k][1] for op in ("Reshape", "Expand") for k in g.op_positions.get(op, ())
+                  if len(g.node_inputs[k]) > 1}
+        for t in values:
+            leaves = t in outputs or t in shaped or any(
+                not g.standard[c] or g.op_types[c] not in sv.OPS for c in g.consumers.get(t, ()))
+            v = sv.memo.get(t)
+            if leaves and (v is None or not all(plain(i) for i in v.items)):
+                return True
+        # the data input's dims the fold compares with the shape's elements: a Reshape's where the
+        # element is a dim (all of them beside a -1, which a static rest writes out); an Expand's
+        # where the element is not 1
+        for op in ("Reshape", "Expand"):
+            for k in g.op_positions.get(op, ()):
+                ins = g.node_inputs[k]
+                v = sv.memo.get(ins[1]) if len(ins) > 1 and ins[1] in values else None
+                if v is None:
+                    continue
+                rank = g.rank_of(ins[0])
+                if rank is None:
+                    return True
+                dims = [sv.dim(ins[0], a) for a in range(rank)]
+                if op == "Reshape":
+                    axes = range(rank) if -1 in v.items else [a for a, i in enumerate(v.items) if not isinstance(i, int)]
+                else:
+                    axes = [rank - len(v.items) + a for a, i in enumerate(v.items) if i != 1]
+                unknown = [a for a in axes if 0 <= a < rank and not plain(dims[a])]
+                if not unknown:
+                    continue
+                if op == "Reshape" and -1 not in v.items and not _could_copy(v.items, dims, plain):
+                    continue
+                return True
+    return False
+
+
+def _could_copy(items: tuple, dims: list, plain) -> bool:
+    """Whether a Reshape of a tensor of `dims` to `items` (a shape without -1, every element plain)
+    could copy one of its dims, i.e. some dim the fold compares with an element might equal it.
+    With one dim not plain, the element count fixes it: the product of `items` over the product of
+    the other dims, as a coefficient times input dims; it can equal an element only when that
+    quotient is one input dim alone. More than one such dim: it could."""
+    from collections import Counter
+
+    unknown = [a for a, d in enumerate(dims) if not plain(d)]
+    if len(unknown) != 1:
+        return True
+
+    def monomial(xs) -> tuple[int, Counter]:
+        coef, names = 1, Counter()
+        for x in xs:
+            if isinstance(x, int):
+                coef *= x
+            else:
+                names[x[1]] += 1
+        return coef, names
+
+    total_coef, total_names = monomial(items)
+    rest_coef, rest_names = monomial(d for a, d in enumerate(dims) if a != unknown[0])
+    if rest_coef == 0 or total_coef % rest_coef or rest_names - total_names:
+        return True  # not a whole monomial: no conclusion
+    coef, names = total_coef // rest_coef, total_names - rest_names
+    a = unknown[0]
+    item = items[a] if a < len(items) else None
+    if isinstance(item, int):
+        return False  # a number is written as it is: the dim is not compared
+    return coef == 1 and sum(names.values()) == 1 and item is not None and names[item[1]] == 1
+
+
+def _wider_shape_values():
+    from ..patterns.shape_values import ShapeValue, ShapeValues
+
+    class Wider(ShapeValues):
+        """ShapeValues that also follows ConstantOfShape, Equal and Where: PyTorch's `expand` exports
+        its shape as Where(Equal(shape, -1), ones, shape), which ONNX's inference leaves unknown."""
+
+        OPS = ShapeValues.OPS | {"ConstantOfShape", "Equal", "Where"}
+
+        def _evaluate_node(self, i: int):
+            g = self.g
+            op = g.op_types[i]
+            ins = g.node_inputs[i]
+            arg = (lambda k: self.value(ins[k]) if k < len(ins) and ins[k] else None)  # noqa: E731
+            if op == "Cast":
+                return arg(0)  # to any type: a number stays a number, a dim the same dim
+            if op == "ConstantOfShape":
+                shape = arg(0)
+                value = g.ref(i).attr("value", None)
+                if shape is None or not shape.static or len(shape.items) != 1 or not 0 <= shape.items[0] <= 64:
+                    return None
+                fill = 0
+                if value is not None:
+                    arr = onnx.numpy_helper.to_array(value)
+                    if arr.dtype.kind not in "iub" or arr.size != 1:
+                        return None
+                    fill = int(arr.reshape(-1)[0])
+                return ShapeValue(False, (fill,) * shape.items[0])
+            if op == "Equal":
+                a, b = arg(0), arg(1)
+                if a is None or b is None:
+                    return None
+                pairs = _broadcast(a.items, b.items)
+                if pairs is None:
+                    return None
+                out = []
+                for x, y in pairs:
+                    if isinstance(x, int) and isinstance(y, int):
+                        out.append(int(x == y))
+                    elif x is not None and x == y:
+                        out.append(1)
+                    elif (isinstance(x, int) and x < 0 and y is not None) or (isinstance(y, int) and y < 0 and x is not None):
+                        out.append(0)  # a dim is never negative
+                    else:
+                        out.append(None)
+                return ShapeValue(a.scalar and b.scalar, tuple(out))
+            if op == "Where":
+                c, x, y = arg(0), arg(1), arg(2)
+                if c is None or x is None or y is None or not c.static:
+                    return None
+                n = max(len(c.items), len(x.items), len(y.items))
+                if any(len(v.items) not in (1, n) for v in (c, x, y)):
+                    return None
+                pick = [(x.items[k if len(x.items) == n else 0] if c.items[k if len(c.items) == n else 0]
+                         else y.items[k if len(y.items) == n else 0]) for k in range(n)]
+                return ShapeValue(c.scalar and x.scalar and y.scalar, tuple(pick))
+            return super()._evaluate_node(i)
+
+    return Wider
+
+
+def _broadcast(a: tuple, b: tuple) -> list | None:
+    if len(a) == len(b):
+        return list(zip(a, b))
+    if len(a) == 1:
+        return [(a[0], y) for y in b]
+    if len(b) == 1:
+        return [(x, b[0]) for x in a]
+    return None
+
+
+def _fed_by_shape(g, tensor: str) -> bool:
+    """Whether `tensor` of view graph `g` is computed from a `Shape` node (at most 64 steps back)."""
+    stack, seen = [tensor], set()
+    while stack and len(seen) < 64:
+        t = stack.pop()
+        hit = g.producers.get(t)
+        if hit is None or t in seen:
+            continue
+        seen.add(t)
+        if g.op_types[hit[0]] == "Shape":
+            return True
+        stack.extend(g.node_inputs[hit[0]])
+    return False
 
 
 def _shape_fed(model: onnx.ModelProto) -> bool:

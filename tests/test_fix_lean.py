@@ -1,0 +1,264 @@
+"""What `fix` spends on shape folding: ONNX Runtime's symbolic shape inference (and sympy's import) only
+where it could know more than ONNX's own inference; its Resize handler without sympy.simplify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import onnx.parser
+from onnx import numpy_helper
+
+from onnxdoctor import prove
+from onnxdoctor.model import from_proto
+from onnxdoctor.rewrites.shapes import _symbolic_may_help, _symbolic_shape_inference, _symbolic_types
+
+H = '<ir_version: 8, opset_import: ["" : 17]>\n'
+
+
+def _parse(text: str, **inits: np.ndarray) -> onnx.ModelProto:
+    m = onnx.parser.parse_model(H + text)
+    m.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in inits.items())
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def _typed(m: onnx.ModelProto):
+    view = from_proto(m, infer_shapes=False)
+    view.attach_types(onnx.shape_inference.infer_shapes(m, data_prop=True))
+    return view
+
+
+# Reshape(x, [Shape(x)[0], 2, 4]): ONNX's inference knows every element (`batch`, 2, 4)
+STATIC_CHAIN = """g (float[batch,8] x) => (float[batch,2,4] y) {
+    s = Shape(x)
+    i0 = Constant<value = int64 {0}>()
+    b = Gather(s, i0)
+    ax = Constant<value = int64[1] {0}>()
+    bu = Unsqueeze(b, ax)
+    tail = Constant<value = int64[2] {2, 4}>()
+    shape = Concat<axis = 0>(bu, tail)
+    y = Reshape(x, shape)
+}"""
+
+# The same Reshape of h = x + a slice of a table to the sequence length: ONNX's inference loses h's
+# sequence dim (`seq` against the slice's unknown length), ONNX Runtime's names it (see test_simplify)
+POSITIONS = """g (float[batch,seq,8] x) => (float[batch,seq,2,4] y) {
+    s = Shape(x)
+    i1 = Constant<value = int64 {1}>()
+    n = Gather(s, i1)
+    ax = Constant<value = int64[1] {0}>()
+    nu = Unsqueeze(n, ax)
+    p = Slice(pe, zero, nu, one)
+    h = Add(x, p)
+    i0 = Constant<value = int64 {0}>()
+    b = Gather(s, i0)
+    bu = Unsqueeze(b, ax)
+    tail = Constant<value = int64[2] {2, 4}>()
+    shape = Concat<axis = 0>(bu, nu, tail)
+    y = Reshape(h, shape)
+}"""
+
+
+def _positions() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    return _parse(POSITIONS, pe=rng.standard_normal((1, 512, 8)).astype(np.float32), zero=np.array([0], np.int64),
+                  one=np.array([1], np.int64))
+
+
+def _fix_in_fresh_process(tmp_path, model: onnx.ModelProto) -> dict:
+    """Fix `model` in a new interpreter: (the shape the result's Reshape reads, whether sympy was imported)."""
+    src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(model, src)
+    code = textwrap.dedent(f"""
+        import json, sys
+        import onnx
+        from onnx import numpy_helper
+        from onnxdoctor import api
+        api.fix({str(src)!r}, {str(out)!r}, rules="default", trt="10.15")
+        m = onnx.load({str(out)!r})
+        inits = {{t.name: numpy_helper.to_array(t).tolist() for t in m.graph.initializer}}
+        reshape = next(n for n in m.graph.node if n.op_type == "Reshape")
+        print(json.dumps({{"shape": inits.get(reshape.input[1]), "sympy": "sympy" in sys.modules}}))
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_fix_folds_a_chain_onnx_inference_knows_without_importing_sympy(tmp_path):
+    got = _fix_in_fresh_process(tmp_path, _parse(STATIC_CHAIN))
+    assert got == {"shape": [0, 2, 4], "sympy": False}
+
+
+def test_fix_imports_sympy_where_the_symbolic_inference_is_needed(tmp_path):
+    # the other side of the test above: here only the symbolic inference finds h's dims
+    got = _fix_in_fresh_process(tmp_path, _positions())
+    assert got == {"shape": [0, 0, 2, 4], "sympy": True}
+
+
+def test_symbolic_may_help_judges_what_onnx_inference_left():
+    m = _parse(STATIC_CHAIN)
+    assert not _symbolic_may_help(_typed(m), m)
+    m = _positions()
+    assert _symbolic_may_help(_typed(m), m)  # h's sequence dim is unknown to ONNX's inference
+
+
+def test_symbolic_may_help_follows_pytorchs_expand_shape():
+    # PyTorch exports expand(batch, -1, -1) as Expand(t, Where(Equal(shape, -1), ones, shape)):
+    # [batch, 1, 4] against t's [1, 1, 4], all numbers and input dims, so nothing for symbolic inference
+    m = _parse("""g (float[batch,3] x) => (float[batch,1,4] y) {
+        s = Shape(x)
+        i0 = Constant<value = int64[1] {0}>()
+        b = Gather(s, i0)
+        rest = Constant<value = int64[2] {-1, -1}>()
+        shape = Concat<axis = 0>(b, rest)
+        three = Constant<value = int64[1] {3}>()
+        ones = ConstantOfShape<value = int64[1] {1}>(three)
+        minus = Constant<value = int64 {-1}>()
+        neg = Mul(ones, minus)
+        eq = Equal(shape, neg)
+        fixed = Where(eq, ones, shape)
+        y = Expand(t, fixed)
+    }""", t=np.ones((1, 1, 4), np.float32))
+    assert not _symbolic_may_help(_typed(m), m)
+    feeds = {"x": np.ones((3, 3), np.float32)}
+    assert prove.run(m, feeds)["y"].shape == (3, 1, 4)
+
+
+def test_symbolic_may_help_when_the_element_count_could_make_a_dim_the_inputs():
+    # z = Relu(Reshape(x, [-1])): ONNX names z's dim afresh; the element count makes it 4*batch, never
+    # `batch`, so a Reshape of z to [batch, 4] copies nothing: no need for the symbolic inference
+    m = _parse("""g (float[batch,4] x) => (float[batch,4] y) {
+        flat = Constant<value = int64[1] {-1}>()
+        z0 = Reshape(x, flat)
+        z = Relu(z0)
+        s = Shape(x)
+        i0 = Constant<value = int64[1] {0}>()
+        b = Gather(s, i0)
+        four = Constant<value = int64[1] {4}>()
+        shape = Concat<axis = 0>(b, four)
+        y = Reshape(z, shape)
+    }""")
+    view = _typed(m)
+    assert not _symbolic_may_help(view, m)
+    # ... but with z of [n] where n could be `batch` (a 1-element-per-row reshape), it may
+    m = _parse("""g (float[batch,1] x) => (float[batch,1] y) {
+        flat = Constant<value = int64[1] {-1}>()
+        z0 = Reshape(x, flat)
+        z = Relu(z0)
+        s = Shape(x)
+        i0 = Constant<value = int64[1] {0}>()
+        b = Gather(s, i0)
+        one = Constant<value = int64[1] {1}>()
+        shape = Concat<axis = 0>(b, one)
+        y = Reshape(z, shape)
+    }""")
+    assert _symbolic_may_help(_typed(m), m)
+
+
+RESIZE = """g (float[batch,3,h,w] x) => (float[batch,3,H,W] y) {
+    a = Resize<mode = "nearest">(x, roi, up)
+    b = MaxPool<kernel_shape = [2, 2], strides = [2, 2]>(a)
+    c = Resize<mode = "nearest">(b, roi, up)
+    y = Resize<mode = "nearest">(c, roi, %s)
+}"""
+
+
+def _dims(m: onnx.ModelProto) -> dict[str, list]:
+    return {vi.name: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
+            for vi in list(m.graph.value_info) + list(m.graph.output)}
+
+
+def _at(dim, values: dict[str, int]) -> int:
+    import sympy
+
+    return dim if isinstance(dim, int) else int(sympy.sympify(dim).subs(values))
+
+
+def test_resize_types_as_onnxruntimes_own_handler():
+    # the same dims as its handler (which keeps float scales: floor(2.0*h)), exact rationals instead
+    inits = {"roi": np.zeros(0, np.float32), "up": np.array([1, 1, 2, 2], np.float32),
+             "half": np.array([1, 1, 0.5, 0.5], np.float32), "odd": np.array([1, 1, 1.5, 1.5], np.float32)}
+    for last in ("half", "up", "odd"):  # odd: not k or 1/k, its handler's own path
+        m = _parse(RESIZE % last, **inits)
+        ours, theirs = _dims(_symbolic_types(m)), _dims(_symbolic_shape_inference().infer_shapes(m))
+        assert ours.keys() == theirs.keys()
+        for values in ({"batch": 1, "h": 7, "w": 8}, {"batch": 3, "h": 33, "w": 1}):
+            for name in ours:
+                assert [_at(d, values) for d in ours[name]] == [_at(d, values) for d in theirs[name]], (last, name)
+        feeds = {"x": np.ones((2, 3, 7, 9), np.float32)}
+        y = prove.run(m, feeds)["y"]
+        assert list(y.shape) == [_at(d, {"batch": 2, "h": 7, "w": 9}) for d in ours["y"]]
+    # up, pool, up, half: h again (its handler leaves floor(0.5*floor(2.0*floor(floor(2.0*h)/2))))
+    assert _dims(_symbolic_types(_parse(RESIZE % "half", **inits)))["y"] == ["batch", 3, "h", "w"]
+
+
+def test_weights_in_constant_nodes_go_to_the_store_before_the_first_rewrite(monkeypatch):
+    # paddle2onnx puts every weight in a Constant node: the rewrites get the graph without those bytes
+    # (a stub initializer), the findings before are the model's own (GRF410 for that Constant), and
+    # the result has the weight back, as an initializer (as the first rewrite's cleanup stores it)
+    import onnxdoctor.rewrites as rewrites_pkg
+    from onnxdoctor.fix import FixOptions, fix_model
+    from onnxdoctor.rewrites.hygiene import DedupeNodes
+    from onnxdoctor.weights import WeightStore
+
+    seen = []
+
+    class Recording(DedupeNodes):
+        def apply(self, model, ctx):
+            seen.append([(t.name, WeightStore.key_of(t) is not None, len(t.raw_data)) for t in model.graph.initializer
+                         if t.name == "w"] + [n.op_type for n in model.graph.node if n.output[0] == "w"])
+            return super().apply(model, ctx)
+
+    table = tuple(Recording() if r.name == "dedupe-nodes" else r for r in rewrites_pkg.all_rewrites())
+    monkeypatch.setattr(rewrites_pkg, "all_rewrites", lambda: table)
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((256, 256)).astype(np.float32)
+    m = onnx.parser.parse_model(H + """g (float[2,256] x) => (float[2,256] y) {
+        w = Constant<value = float[1] {0}>()
+        one = Constant<value = float[1] {1}>()
+        h = MatMul(x, w)
+        a = Relu(h)
+        b = Relu(h)
+        s = Add(a, b)
+        y = Mul(s, one)
+    }""")
+    m.graph.node[0].attribute[0].t.CopyFrom(numpy_helper.from_array(weight, "w"))
+    onnx.checker.check_model(m, full_check=True)
+    res = fix_model(m, FixOptions(trt="10.15"))
+    assert any(f.code == "GRF410" for f in res.before)
+    assert seen and seen[0] == [("w", True, 0)]  # a stub: the bytes are in the store
+    w = next(t for t in res.model.graph.initializer if t.name == "w")
+    assert np.array_equal(numpy_helper.to_array(w), weight)
+    assert [n.op_type for n in res.model.graph.node] == ["MatMul", "Relu", "Add"]
+    assert res.proof.passed
+    feeds = {"x": rng.standard_normal((2, 256)).astype(np.float32)}
+    np.testing.assert_allclose(prove.run(res.model, feeds)["y"], prove.run(m, feeds)["y"], rtol=1e-6)
+
+
+def test_big_constants_to_initializers_moves_only_big_tensors_not_outputs():
+    from onnxdoctor.rewrites._gs import big_constants_to_initializers
+    from onnxdoctor.weights import is_big
+
+    m = onnx.parser.parse_model(H + """g (float[2,256] x) => (float[256,256] w2, float[2,256] y) {
+        w = Constant<value = float[1] {0}>()
+        w2 = Constant<value = float[1] {0}>()
+        k = Constant<value = float[1] {2}>()
+        h = MatMul(x, w)
+        y = Mul(h, k)
+    }""")
+    big = numpy_helper.from_array(np.ones((256, 256), np.float32))
+    for n in m.graph.node[:2]:
+        n.attribute[0].t.CopyFrom(big)
+    out = big_constants_to_initializers(m, is_big)
+    assert [n.output[0] for n in out.graph.node] == ["w2", "k", "h", "y"]  # w2 is a graph output: kept
+    assert [t.name for t in out.graph.initializer] == ["w"]
+    assert np.array_equal(numpy_helper.to_array(out.graph.initializer[0]), np.ones((256, 256), np.float32))
+    assert len(m.graph.node) == 5  # the given model is not modified
+    onnx.checker.check_model(out, full_check=True)
+    assert big_constants_to_initializers(out, is_big) is out
