@@ -262,3 +262,39 @@ def test_big_constants_to_initializers_moves_only_big_tensors_not_outputs():
     assert len(m.graph.node) == 5  # the given model is not modified
     onnx.checker.check_model(out, full_check=True)
     assert big_constants_to_initializers(out, is_big) is out
+
+
+def test_fold_batch_norm_gets_only_the_weights_it_folds(monkeypatch):
+    # a 256x256 MatMul weight that no normalization follows stays in the store while fold-batch-norm runs
+    import onnxdoctor.rewrites as rewrites_pkg
+    from onnxdoctor.fix import FixOptions, fix_model
+    from onnxdoctor.rewrites.simplify import FoldBatchNorm
+    from onnxdoctor.weights import WeightStore
+
+    given = []
+
+    class Recording(FoldBatchNorm):
+        def apply(self, model, ctx):
+            given.append({t.name: WeightStore.key_of(t) is not None for t in model.graph.initializer})
+            return super().apply(model, ctx)
+
+    table = tuple(Recording() if r.name == "fold-batch-norm" else r for r in rewrites_pkg.all_rewrites())
+    monkeypatch.setattr(rewrites_pkg, "all_rewrites", lambda: table)
+    rng = np.random.default_rng(3)
+    m = onnx.parser.parse_model(H + """g (float[1,256,4,4] x, float[2,256] t) => (float[1,256,4,4] y, float[2,256] z) {
+        c = Conv(x, w)
+        y = BatchNormalization(c, s, b, mu, v)
+        z = MatMul(t, big)
+    }""")
+    m.graph.initializer.extend(
+        [numpy_helper.from_array(rng.standard_normal((256, 256, 1, 1)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal((256, 256)).astype(np.float32) / 16, "big")]
+        + [numpy_helper.from_array(rng.uniform(0.5, 2, 256).astype(np.float32), k) for k in ("s", "b", "mu", "v")])
+    res = fix_model(m, FixOptions(trt="10.15"))
+    assert given and given[0]["w"] is False and given[0]["big"] is True  # w's bytes given, big's left stored
+    assert [n.op_type for n in res.model.graph.node] == ["Conv", "MatMul"]
+    assert res.proof.passed
+    feeds = {"x": rng.standard_normal((1, 256, 4, 4)).astype(np.float32), "t": rng.standard_normal((2, 256)).astype(np.float32)}
+    got, want = prove.run(res.model, feeds), prove.run(m, feeds)
+    for k in ("y", "z"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-4)

@@ -172,6 +172,34 @@ class FoldBatchNorm(Rewrite):
     resolves = ("GRF414",)
     reads_weights = True
 
+    def weights_needed(self, model: onnx.ModelProto) -> set[str]:
+        """The initializers the folds read: the layers' weights and biases and the normalizations'
+        parameters, and what a computed one of those is computed from (not the whole model's)."""
+        from ..patterns.batch_norm import batch_norm_fold
+        from ..model import from_proto
+
+        view = from_proto(model)
+        needed: set[str] = set()
+        for g in view.graphs:
+            if g.function is not None:
+                continue
+            todo: list[str] = []
+            for k in g.op_positions.get("BatchNormalization", ()):
+                f = batch_norm_fold(view, g.ref(k))
+                if f is not None:
+                    todo += [f.weight, f.bias or "", *f.bn.node.input[1:5]]
+            seen: set[str] = set()
+            while todo:
+                t = todo.pop()
+                if not t or t in seen:
+                    continue
+                seen.add(t)
+                needed.add(t)
+                hit = g.producers.get(t)
+                if hit is not None:
+                    todo.extend(g.node_inputs[hit[0]])
+        return needed
+
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from ..patterns.batch_norm import batch_norm_fold
         from ..model import from_proto
