@@ -1,7 +1,7 @@
 """Compares `onnxdoctor fix --rules default` with onnxslim and onnx-simplifier on real exported models.
 
     /work/venv-bench/bin/python bench/fix_compare.py [--models-dir bench/out/fix-models]
-        [--only bert-torchscript,...] [--tools onnxdoctor,onnxslim,onnxsim] [--runs 3]
+        [--only bert-torchscript,...] [--tools onnxdoctor,onnxslim,onnxsim] [--runs 3] [--install .]
 
 Models come from bench/export_models.py (BERT, GPT-2, ViT, a Llama-style decoder; TorchScript
 opset 17 and 14, dynamo opset 18). For every model and tool:
