@@ -298,3 +298,35 @@ def test_fold_batch_norm_gets_only_the_weights_it_folds(monkeypatch):
     got, want = prove.run(res.model, feeds), prove.run(m, feeds)
     for k in ("y", "z"):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-4)
+
+
+def test_a_one_file_result_is_written_from_the_store(tmp_path, monkeypatch):
+    # fix -o writes the stored weights from the store (no materialized model, no serialized copy of it):
+    # the file parses to exactly the model result.model materializes
+    from onnxdoctor import api
+    from onnxdoctor.weights import WeightStore
+
+    rng = np.random.default_rng(0)
+    m = onnx.parser.parse_model(H + """g (float[2,256] x) => (float[2,1024] y) {
+        h = MatMul(x, w)
+        a = Relu(h)
+        b = Relu(h)
+        s = Add(a, b)
+        y = Add(s, c)
+    }""")
+    m.graph.initializer.extend([numpy_helper.from_array(rng.standard_normal((256, 1024)).astype(np.float32), "w"),
+                                numpy_helper.from_array(rng.standard_normal(1024).astype(np.float32), "c")])
+    src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(m, src)
+    whole = []
+    materialize = WeightStore.materialize
+    monkeypatch.setattr(WeightStore, "materialize",
+                        lambda self, model, names=None: whole.append(names is None) or materialize(self, model, names))
+    res = api.fix(src, out, rules="default", trt="10.15")
+    assert res.changed and not any(whole)  # no whole-model materialization before the file is written
+    written = onnx.load(out)
+    assert written.SerializeToString() == res.model.SerializeToString()
+    w = next(t for t in written.graph.initializer if t.name == "w")
+    assert not w.external_data and len(w.raw_data) == 256 * 1024 * 4
+    feeds = {"x": rng.standard_normal((2, 256)).astype(np.float32)}
+    np.testing.assert_allclose(prove.run(written, feeds)["y"], prove.run(m, feeds)["y"], rtol=1e-5, atol=1e-5)

@@ -165,16 +165,18 @@ def save_model(model, path: str | os.PathLike, inputs: Inputs, *, external: bool
         stored = weights.nbytes(model) if weights is not None else 0
         use_external = external or (stored + model.ByteSize() > PROTOBUF_SAFE_BYTES if stored else _too_big(model))
         data_name = _fresh_data_name(out) if use_external else None
-        if stored and data_name is None:  # one file: the weights go back into the model to be serialized
-            model = weights.materialize(model)
-        model_bytes, chunks = _serialize(model, data_name, shown, weights if stored else None)
+        if stored and data_name is None:  # one file: the stored weights are written from the store
+            model_chunks, chunks = _serialize_from_store(model, weights), []
+        else:
+            model_bytes, chunks = _serialize(model, data_name, shown, weights if stored else None)
+            model_chunks = [model_bytes]
         tmp_data = None
         if chunks:
             tmp_data = folder.temp_file()
             folder.write_file(tmp_data, chunks)
             _fault("data-written")
         tmp_model = folder.temp_file()
-        folder.write_file(tmp_model, [model_bytes])
+        folder.write_file(tmp_model, model_chunks)
         _fault("model-written")
         written = [out]
         shown_written = [shown]
@@ -354,6 +356,59 @@ def _exact_bytes(t, size: int) -> bytes:
     if raw is None or len(raw) != size:  # the model changed between sizing and writing: never write a wrong file
         raise OSError(errno.EIO, f"tensor {t.name!r} changed while the model was being written")
     return raw
+
+
+def _serialize_from_store(model, weights) -> list:
+    """The serialization of weights.materialize(model), as chunks whose stored tensors' bytes are
+    views of the store: neither the materialized model nor its serialized bytes exist at once (two
+    model sizes off the peak of writing one file). The graph's initializers come after its other
+    fields, and each stored tensor's raw_data after its other fields: protobuf parses fields in any
+    order, so the file parses to the same model."""
+    from ._onnx import GraphProto, ModelProto, TensorProto
+    from .weights import _copy_fields
+
+    graph_field = ModelProto.DESCRIPTOR.fields_by_name["graph"].number
+    init_field = GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
+    raw_field = TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
+    graph = model.graph
+    inits: list = []
+    for t in graph.initializer:
+        raw = weights.checked_raw_view(t)
+        if raw is None:
+            body = [t.SerializeToString()]
+        else:  # as materialize makes it: no external_data, data_location DEFAULT, raw_data
+            head = TensorProto()
+            head.CopyFrom(t)
+            del head.external_data[:]
+            head.data_location = TensorProto.DEFAULT
+            body = [head.SerializeToString(), _tag(raw_field) + _varint(len(raw)), raw]
+        inits += [_tag(init_field) + _varint(sum(len(b) for b in body)), *body]
+    held = list(graph.initializer)
+    del graph.initializer[:]
+    try:
+        rest = graph.SerializeToString()
+    finally:
+        graph.initializer.extend(held)
+    outer = ModelProto()
+    _copy_fields(model, outer, skip="graph")
+    graph_len = len(rest) + sum(len(c) for c in inits)
+    return [outer.SerializeToString(), _tag(graph_field) + _varint(graph_len), rest, *inits]
+
+
+def _tag(field: int) -> bytes:
+    return _varint(field << 3 | 2)  # a length-delimited field
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
 def _raw_bytes(t) -> bytes | None:

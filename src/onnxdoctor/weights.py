@@ -140,6 +140,19 @@ class WeightStore:
             arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
         return memoryview(arr.reshape(-1)).cast("B")
 
+    def checked_raw_view(self, stub: onnx.TensorProto) -> memoryview | None:
+        """raw_view, after the check `materialize` makes (the stub's type and dims still those of its
+        stored tensor)."""
+        key = self.key_of(stub)
+        if key is None or key not in self.arrays:
+            return None
+        arr = self.arrays[key]
+        dims = [int(d) for d in stub.dims]
+        if math.prod(dims) != arr.size or _NUMPY.get(stub.data_type) != arr.dtype.type:
+            raise ValueError(f"initializer {stub.name!r} was changed to {onnx.TensorProto.DataType.Name(stub.data_type)} "
+                             f"{dims} without its data")
+        return self.raw_view(stub)
+
     def nbytes(self, model: onnx.ModelProto) -> int:
         """The bytes of the stored tensors `model`'s stubs stand for."""
         return sum(self.arrays[k].nbytes for _, k in self.stubs(model))
