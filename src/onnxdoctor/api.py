@@ -402,6 +402,13 @@ def fix(
         )
         result = fix_model(proto, opts, log=log, weights=store)
         proto = None
+        if where is not None and result.stubbed is not result.original:
+            from .weights import weightless
+
+            # Read from a file here, so nothing else holds its weights: the report and the diff read
+            # the original's structure only; its weights go before the result is written (a model's
+            # size off the peak of a one-file model).
+            result.original = weightless(result.original)
         budget.enter("preparing the output")
     # --in-place with nothing changed leaves the file alone; -o always gets the model.
     if not dry_run and (result.changed or not in_place):
