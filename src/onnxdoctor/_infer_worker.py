@@ -41,7 +41,7 @@ def main(path: str) -> int:
     if view is not None:
         view.close()
     try:
-        status, payload = b"1", c.shape_inference.infer_shapes(data, False, True, False)
+        status, payload = b"1", c.shape_inference.infer_shapes(data, True, True, False)
     except Exception as e:  # noqa: BLE001 - the inferencer's message is a result too
         status, payload = b"0", (" ".join(str(e).split())[:300] or type(e).__name__).encode("utf-8", "replace")
     if status == b"1":

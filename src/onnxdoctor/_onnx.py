@@ -118,8 +118,9 @@ def __getattr__(name: str) -> object:
 
 def infer_shapes(data: bytes, *, strict: bool) -> bytes:
     """ONNX shape inference of a serialized model, as onnx.shape_inference.infer_shapes does it with
-    check_type=False and data_prop=False (see model/inference.py, _infer, for why data propagation stays off)."""
-    return extension().shape_inference.infer_shapes(data, False, strict, False)
+    check_type=True (an input type outside its op's type constraints is an error: MOD501) and
+    data_prop=False (see model/inference.py, _infer, for why data propagation stays off)."""
+    return extension().shape_inference.infer_shapes(data, True, strict, False)
 
 
 def get_schema(op_type: str, max_inclusive_version: int, domain: str = "") -> object:

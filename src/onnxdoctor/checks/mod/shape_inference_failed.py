@@ -10,9 +10,10 @@ class ShapeInferenceFailed(Rule):
     """ONNX shape inference failed on the model.
 
     ## What it does
-    Reports the error raised by `onnx.shape_inference.infer_shapes`. The analysis continues
-    without inferred types and shapes, so checks that need them stay silent (fewer findings, not
-    wrong ones).
+    Reports the error raised by `onnx.shape_inference.infer_shapes`, in strict mode and with type
+    checking: inconsistent shapes, and an input type outside its operator's type constraints (INT32
+    `Hardmax`, BOOL `Add`), which makes the model invalid ONNX. The analysis continues with what a
+    lenient pass infers, so checks that need more stay silent (fewer findings, not wrong ones).
 
     ## Why it breaks TensorRT
     A failure usually means the graph is inconsistent (mismatched shapes or types, an invalid
@@ -32,7 +33,7 @@ class ShapeInferenceFailed(Rule):
     All releases.
 
     ## Sources
-    `onnx.shape_inference.infer_shapes` (strict mode off, data propagation on).
+    `onnx.shape_inference.infer_shapes` (strict mode and type checking on, data propagation off).
     """
 
     code = "MOD501"
