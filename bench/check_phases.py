@@ -55,7 +55,7 @@ import marshal
 from onnxdoctor import _typeinfo
 inferred = _onnx.infer_shapes(data, strict=True)
 t6a = clock()
-packed = marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred)))
+packed = marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred), inferred))
 t6 = clock()
 m.graphs
 validate._validate(m)

@@ -32,7 +32,9 @@ def _case_models():
 def _pair(proto: onnx.ModelProto):
     raw = model_mod.from_proto(proto)
     packed = model_mod.from_proto(proto)
-    tables = marshal.loads(marshal.dumps(_typeinfo.pack(packed.inferred)))
+    # as the helper packs them: with the inferred model's bytes (the subgraph pre-check)
+    tables = marshal.loads(marshal.dumps(_typeinfo.pack(packed.inferred, packed.inferred.SerializeToString())))
+    assert tables == _typeinfo.pack(packed.inferred)
     model_mod.inference._fill_packed(packed.graphs, tables)
     assert all(not g.types.raw for g in packed.graphs)
     return raw, packed
@@ -97,3 +99,33 @@ def test_graph_order_matches_the_views_with_nested_and_duplicate_named_subgraphs
     _assert_same_types(raw, packed)
     # the second If's branches are typed with their own tensors (float[3]), not the first's
     assert raw.graphs[3].types.get("a3").shape == (3,) and packed.graphs[3].types.get("a3").shape == (3,)
+
+
+def test_subgraph_precheck_reads_the_bytes_and_a_missed_subgraph_falls_back_to_inference():
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (bool c, float[2] x) => (float[2] y) {
+      y = If <then_branch = t1 () => (float[2] a) { a = Relu(x) },
+              else_branch = e1 () => (float[2] b) { b = Neg(x) }> (c)
+    }
+    """
+    with_if = onnx.parser.parse_model(text)
+    plain = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2] x) => (float[2] y) { y = Relu(x) }
+    """)
+    assert _typeinfo.may_have_subgraphs(with_if.SerializeToString())
+    assert not _typeinfo.may_have_subgraphs(plain.SerializeToString())
+    assert len(_typeinfo.graph_order(with_if, with_if.SerializeToString())) == 3
+    assert len(_typeinfo.graph_order(plain, plain.SerializeToString())) == 1
+    # Bytes that hide the subgraphs (as an over-long varint would): the tables miss the branches, the
+    # checking process refuses them and infers the types itself.
+    raw = model_mod.from_proto(with_if)
+    short = _typeinfo.pack(raw.inferred, b"")
+    assert len(short) == 1
+    with pytest.raises(ValueError):
+        model_mod.inference._fill_packed(model_mod.from_proto(with_if).graphs, short)
+    fallback = model_mod.from_proto(with_if, infer_shapes=False)
+    model_mod.inference.use_helper_result(fallback, ("packed", marshal.dumps(short)))
+    _assert_same_types(raw, fallback)
+    assert fallback.graphs[1].types.get("a").shape == (2,)

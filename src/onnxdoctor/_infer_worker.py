@@ -32,7 +32,7 @@ def _pack(inferred: bytes) -> bytes:
     from onnxdoctor import _typeinfo
 
     _onnx.use_light()
-    return marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred)))
+    return marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred), inferred))
 
 
 def main(path: str) -> int:

@@ -63,7 +63,11 @@ class Model:
             children = [_make_graph(sub, g.path + (label,), g, g.depth + 1) for label, sub in subgraphs_of(g.nodes, g.op_types, g.standard)]
             stack.extend(reversed(children))
         out.extend(_make_function_graph(f) for f in self.proto.functions)
-        _fill_types(out, _graph_protos(self.inferred, out))
+        # Before inference the views' own protos are the ones to type them from (the views were just
+        # built from them, in graph_order's order): no second walk of every node to find them.
+        protos = [g.function if g.function is not None else g.proto for g in out] \
+            if self.inferred is self.proto else _graph_protos(self.inferred, out)
+        _fill_types(out, protos)
         return out
 
     def attach_types(self, inferred: ModelProto) -> None:

@@ -89,12 +89,14 @@ class ShapeValues:
         order = sorted(nodes) if g.topo_sorted else [k for k in g.topo_order if k in nodes]
         reached = []
         memo = self.memo
+        evaluate_node = self._evaluate_node
         for k in order:
-            out = outs_[k][0] if outs_[k] else ""
+            outs = outs_[k]
+            out = outs[0] if outs else ""
             if not out:
                 continue
             try:
-                memo[out] = self._evaluate_node(k)
+                memo[out] = evaluate_node(k)
             except (ValueError, IndexError, TypeError, OverflowError):
                 memo[out] = None
             reached.append(out)
@@ -127,24 +129,36 @@ class ShapeValues:
     def _evaluate_node(self, i: int) -> ShapeValue | None:
         g = self.g
         op = g.op_types[i]
-        ref = g.ref(i)
         ins = g.node_inputs[i]
-        value = self.value
-        arg = (lambda k: value(ins[k]) if k < len(ins) and ins[k] else None)  # noqa: E731
+        memo = self.memo
+        n_in = len(ins)
+
+        def arg(k: int) -> ShapeValue | None:
+            # value(), inlined: every input of a reached node was reached before it, or is a constant
+            t = ins[k] if k < n_in else ""
+            if not t:
+                return None
+            v = memo.get(t, _MISSING)
+            if v is _MISSING:
+                v = self.value(t)
+            return v  # type: ignore[return-value]
+
         if op == "Shape":
             rank = g.rank_of(ins[0]) if ins else None
             if rank is None:
                 return None
-            axes = range(rank)[_clamp(ref.attr("start", 0), rank):_clamp(ref.attr("end", rank), rank)]
+            start = _int_attr(g, i, "start", 0)
+            end = _int_attr(g, i, "end", rank)
+            axes = range(rank)[_clamp(start, rank):_clamp(end, rank)]
             return ShapeValue(False, tuple(self.dim(ins[0], a) for a in axes))
-        if op in ("Cast", "Identity"):
+        if op == "Cast" or op == "Identity":
             v = arg(0)
-            if v is None or (op == "Cast" and ref.attr("to") not in (6, 7)):  # INT32, INT64
+            if v is None or (op == "Cast" and _int_attr(g, i, "to", None) not in (6, 7)):  # INT32, INT64
                 return None
             return v
         if op == "Gather":
             v, idx = arg(0), arg(1)
-            if v is None or idx is None or v.scalar or ref.attr("axis", 0) != 0 or not idx.static:
+            if v is None or idx is None or v.scalar or _int_attr(g, i, "axis", 0) != 0 or not idx.static:
                 return None
             n = len(v.items)
             picked = tuple(v.items[k + n if k < 0 else k] for k in idx.items)  # type: ignore[operator]
@@ -165,7 +179,7 @@ class ShapeValues:
             return ShapeValue(False, tuple(v.items[slice(start, end, step)]))  # type: ignore[misc]
         if op == "Concat":
             vals = [arg(k) for k in range(len(ins))]
-            if any(v is None or v.scalar for v in vals) or ref.attr("axis", 0) not in (0, -1):
+            if any(v is None or v.scalar for v in vals) or _int_attr(g, i, "axis", 0) not in (0, -1):
                 return None
             items = tuple(x for v in vals for x in v.items)  # type: ignore[union-attr]
             return ShapeValue(False, items) if len(items) <= _MAX_ITEMS else None
@@ -190,7 +204,7 @@ class ShapeValues:
             return None
         if op == "ReduceProd":
             v = arg(0)
-            if v is None or v.scalar or (len(ins) > 1 and ins[1]) or ref.has_attr("axes") and ref.attr("axes") not in ([0], [-1]):
+            if v is None or v.scalar or (len(ins) > 1 and ins[1]) or g.ref(i).has_attr("axes") and g.ref(i).attr("axes") not in ([0], [-1]):
                 return None
             if len(v.items) == 1:
                 prod: Item = v.items[0]
@@ -198,7 +212,7 @@ class ShapeValues:
                 prod = int(np.prod(v.items, dtype=np.int64))
             else:
                 return None
-            return ShapeValue(False, (prod,)) if ref.attr("keepdims", 1) else ShapeValue(True, (prod,))
+            return ShapeValue(False, (prod,)) if _int_attr(g, i, "keepdims", 1) else ShapeValue(True, (prod,))
         # integer arithmetic, element by element (numbers only; x*1, x+0, x-0, x/1 keep a dim)
         a, b = arg(0), arg(1)
         if a is None or b is None:
@@ -209,6 +223,23 @@ class ShapeValues:
         xs = a.items if len(a.items) == n else a.items * n
         ys = b.items if len(b.items) == n else b.items * n
         return ShapeValue(a.scalar and b.scalar, tuple(_arith(op, x, y) for x, y in zip(xs, ys)))
+
+
+def _int_attr(g: Graph, i: int, name: str, default: int | None):
+    """NodeRef.attr(name, default) for an INT attribute without making the NodeRef: read straight from
+    the proto when the node's first attribute of that name is an INT; anything else (absent, another
+    kind: recorded for MOD506) goes through NodeRef.attr."""
+    for a in g.nodes[i].attribute:
+        if a.name == name:
+            if a.type == _INT:
+                return int(a.i)
+            break
+    else:
+        return default
+    return g.ref(i).attr(name, default)
+
+
+_INT = 2  # AttributeProto.INT
 
 
 def _clamp(k: int, rank: int) -> int:
