@@ -19,7 +19,7 @@ import functools
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from ._onnx import AttributeProto, ModelProto, TensorProto
@@ -47,7 +47,6 @@ for _name, _size in (("FLOAT4E2M1", 0.5), ("FLOAT8E8M0", 1), ("UINT2", 0.25), ("
 # A location longer than this (bytes) is refused before the file system is asked.
 MAX_LOCATION_BYTES = 4096
 MAX_NAME_BYTES = 255
-_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 def text(value: str | bytes) -> str:
@@ -73,10 +72,13 @@ def _node_label(node, i: int) -> str:
 MAIN_GRAPH = "the main graph"  # the `where` of the main graph's tensors
 
 
-def tensors(model: ModelProto, max_depth: int = 64) -> Iterator[tuple[str, TensorProto, int]]:
+def tensors(model: ModelProto, max_depth: int = 64,
+            main_nodes: tuple[Sequence, Iterable[int]] | None = None) -> Iterator[tuple[str, TensorProto, int]]:
     """(where, tensor, depth) for every TensorProto of the model: see the module docstring. `where`
     names the graph ("the main graph", "subgraph NODE/ATTR", "function NAME"); depth 0 is the main
-    graph. Raises RecursionError past `max_depth` nested graphs."""
+    graph. Raises RecursionError past `max_depth` nested graphs. `main_nodes`: (the main graph's
+    nodes, the indices, in order, of those that may hold tensors: may_hold_tensors), when the
+    caller has them at hand: the other nodes' op types are then not read again."""
     stack: list[tuple[object, str, int, bool]] = [(model.graph, MAIN_GRAPH, 0, False)]
     stack.extend((f, f"function {text(f.name)}", 1, True) for f in reversed(model.functions))
     while stack:
@@ -90,9 +92,12 @@ def tensors(model: ModelProto, max_depth: int = 64) -> Iterator[tuple[str, Tenso
                 yield where, st.values, depth
                 yield where, st.indices, depth
         subgraphs = []
-        for i, node in enumerate(graph.node):
-            if not may_hold_tensors(node.op_type, node.domain):
-                continue
+        if depth == 0 and not is_function and main_nodes is not None:
+            listed, indices = main_nodes
+            candidates: Iterable = ((i, listed[i]) for i in indices)
+        else:
+            candidates = ((i, node) for i, node in enumerate(graph.node) if may_hold_tensors(node.op_type, node.domain))
+        for i, node in candidates:
             for a in node.attribute:
                 kind = a.type
                 if kind == _TENSOR:
@@ -145,29 +150,34 @@ def expected_bytes(t: TensorProto) -> int | None:
 
 def parse_ref(t: TensorProto) -> Ref:
     """The tensor's external-data entries, validated as text. Raises RefError."""
-    name = text(t.name)
+    name = t.name
+    if type(name) is not str:
+        name = text(name)
     fields: dict[str, str] = {}
     for e in t.external_data:
         key, value = e.key, e.value
-        if isinstance(key, bytes) or isinstance(value, bytes):
+        # protobuf gives bytes for a string field that is not valid UTF-8
+        if type(key) is not str or type(value) is not str:
             raise RefError(f"external data of {name!r} has an entry that is not valid UTF-8")
-        fields.setdefault(key, value)
+        if key not in fields:
+            fields[key] = value
     loc = fields.get("location", "")
     if not loc:
         raise RefError(f"{name!r} is marked external but names no location")
     if len(loc) > MAX_LOCATION_BYTES or not _location_ok(loc):
         _check_location(name, loc)  # raises, naming the tensor
-    numbers = {}
-    for key in ("offset", "length"):
-        raw = fields.get(key)
-        if raw is None or raw == "":
-            numbers[key] = None
-            continue
-        if not _DIGITS.fullmatch(raw.strip()):
-            what = "negative" if raw.strip().startswith("-") else "not a number"
-            raise RefError(f"external data of {name!r}: {key} {raw[:40]!r} is {what}; refused")
-        numbers[key] = int(raw)
-    return Ref(name, loc, numbers["offset"] or 0, numbers["length"])
+    offset, length = fields.get("offset"), fields.get("length")
+    return Ref(name, loc, _number(name, "offset", offset) or 0 if offset else 0,
+               _number(name, "length", length) if length else None)
+
+
+def _number(name: str, key: str, raw: str) -> int:
+    """A non-empty offset or length entry as a number (up to 20 digits, blanks around allowed)."""
+    digits = raw.strip()
+    if not (digits.isdigit() and digits.isascii() and len(digits) <= 20):
+        what = "negative" if digits.startswith("-") else "not a number"
+        raise RefError(f"external data of {name!r}: {key} {raw[:40]!r} is {what}; refused")
+    return int(digits)
 
 
 @functools.lru_cache(maxsize=256)

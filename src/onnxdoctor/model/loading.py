@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 from .. import _wire
 from .._onnx import ModelProto
 from ..errors import ModelLoadError
-from .core import Model
+from .core import MAX_SUBGRAPH_DEPTH, Model, _TooDeep
 from .graph import LazyBytes
 from .inference import run_shape_inference, use_helper_result
 from .validate import _validate, _validate_tensors
@@ -96,6 +96,13 @@ def _prepare(model: Model, infer_shapes: bool, shapes: dict | None = None, infer
     validate structure. Inference runs on the unvalidated graph: it is linear without data propagation
     and survives cycles. `inferred_elsewhere()` returns a helper process's inference result, if any
     (prefetch.take): then the views are built first and typed when it is collected."""
+    if inferred_elsewhere is not None and not shapes:
+        # The views are built before inference finishes anyway: built first, their op types spare
+        # the tensor walk reading every node's again. Building them reads names, not tensors.
+        try:
+            model.graphs
+        except _TooDeep:
+            raise ModelLoadError(model.path, f"subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep") from None
     _validate_tensors(model)
     if shapes:
         from ..shapes import freeze_inputs
