@@ -102,8 +102,8 @@ class Rule:
             severity=severity if severity is not None else self.severity,
             message=message,
             location=loc,
-            trt_versions=(tuple(versions) if versions is not None
-                          else tuple(ctx.kb.versions) if self.release_independent else (ctx.target.trt,)),
+            trt_versions=(ctx.all_versions if versions is ctx.kb.versions or (versions is None and self.release_independent)
+                          else tuple(versions) if versions is not None else (ctx.target.trt,)),
             fix=fix,  # type: ignore[arg-type]
             hint=hint,
             order=(ctx.graph_position(node.graph), node.index) if node else (),
@@ -133,6 +133,8 @@ class Context:
     def __post_init__(self) -> None:
         self.release: Release = self.target.release
         self.kb = self.target.kb
+        # Every release, shared by the findings that name them all (thousands on a big model).
+        self.all_versions: tuple[str, ...] = tuple(self.kb.versions)
 
     @property
     def precisions(self) -> frozenset[str]:

@@ -15,6 +15,8 @@ from ..model.graph import _external_ref
 # Ops whose result is not a function of their inputs and attributes.
 NONDETERMINISTIC = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
                               "Bernoulli", "Dropout"})
+_NOT_KEYED = NONDETERMINISTIC | GRAPH_ATTR_OPS
+_GRAPH_TYPES = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
 # Initializers up to this many bytes are compared by value (bigger ones by name: GRF404 merges those).
 _VALUE_KEY_BYTES = 4096
 
@@ -43,7 +45,7 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
         if key == ():
             parts = []
             for a in nodes[k].attribute:
-                if a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+                if a.type in _GRAPH_TYPES:
                     parts = None
                     break
                 parts.append(a.SerializeToString(deterministic=True))
@@ -54,7 +56,7 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
     # A node that alone reads some value cannot have a twin: it is set aside unkeyed (most nodes are),
     # and keyed only if a duplicate found later makes that value read by others too.
     extra_readers: dict[str, int] = {}
-    set_aside: dict[str, list[int]] = {}
+    set_aside: dict[str, int] = {}  # a value -> the node that alone reads it, set aside
 
     def visit(i: int) -> dict[str, str] | None:
         """Keys node i; its outputs -> the original's when it is a duplicate."""
@@ -89,14 +91,15 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
         return mapping
 
     # node -> a value it alone reads, keyed by its name (not an initializer keyed by its content)
-    sole_reader = {cs[0]: name for name, cs in consumers.items() if len(cs) == 1 and _keyed_by_name(g, name)}
+    inits = g.initializers
+    sole_reader = {cs[0]: name for name, cs in consumers.items()
+                   if len(cs) == 1 and (name not in inits or _keyed_by_name(g, name))}
     for i in g.topo_order:
-        op = ops[i]
-        if not std[i] or op in NONDETERMINISTIC or op in GRAPH_ATTR_OPS:
+        if not std[i] or ops[i] in _NOT_KEYED:
             continue
         name = sole_reader.get(i)
         if name is not None and name not in alias and name not in extra_readers:
-            set_aside.setdefault(name, []).append(i)
+            set_aside[name] = i  # its only reader: one node per value
             continue
         pending = [i]
         while pending:
@@ -104,7 +107,9 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
             for o, p in (mapping or {}).items():
                 extra_readers[p] = extra_readers.get(p, 0) + len(consumers.get(o, ()))
                 # set aside before, keyed now as it would have been then (its inputs' aliases are older)
-                pending.extend(set_aside.pop(p, ()))
+                k = set_aside.pop(p, None)
+                if k is not None:
+                    pending.append(k)
     return found
 
 

@@ -138,17 +138,14 @@ def identity_operand(model: Model, node: NodeRef) -> tuple[str, str] | None:
         return None
     neutral, either = spec
     a, b = ins
-    cv = None
+    cv = model.constants(g)
+    is_constant = cv.is_constant
     for x, c in ((a, b), (b, a)) if either else ((a, b),):
-        if not c or not x:
+        if not c or not x or not is_constant(c) or is_constant(x):
             continue
         # An initializer or Constant whose first value shows it is not neutral is the common case:
-        # decided before the constant analysis is asked.
+        # decided before its value is computed.
         if _surely_not(g, c, neutral):
-            continue
-        if cv is None:
-            cv = model.constants(g)
-        if not cv.is_constant(c) or cv.is_constant(x):
             continue
         value = cv.value(c)
         if value is None or value.dtype.kind not in "biuf" or not (value == neutral).all():

@@ -11,26 +11,43 @@ SCHEMA_VERSION = 1
 
 
 def to_dict(report: Report) -> dict:
+    return _report(report, lazy=False)
+
+
+def _report(report: Report, lazy: bool) -> dict:
     return {
         "onnxdoctor": __version__,
         "schema": SCHEMA_VERSION,
         "target": report.target.to_dict(),
-        "models": [_model(m) for m in report.models],
+        "models": [_model(m, lazy) for m in report.models],
         "summary": report.summary(),
     }
 
 
-def _model(m) -> dict:
+def _model(m, lazy: bool = False) -> dict:
     out = {"path": m.path, "trt": m.trt, "error": m.error}
     if m.releases is not None:  # --trt all / A..B: the matrix, then every distinct finding of the range
         out["releases"] = [r.to_dict() for r in m.releases]
         out["oldest_without_errors"] = m.oldest_without_errors
-    out["findings"] = [f.to_dict() for f in m.findings]
+    out["findings"] = _Findings(m.findings) if lazy and m.findings else [f.to_dict() for f in m.findings]
     return out
 
 
+class _Findings:
+    """A model's findings, each turned into its dict only when written: the dicts of thousands of
+    findings never exist all at once (a few MB at the report's peak)."""
+
+    __slots__ = ("findings",)
+
+    def __init__(self, findings) -> None:
+        self.findings = findings
+
+
 def render(report: Report) -> str:
-    return _pretty(to_dict(report), 0) + "\n"
+    parts: list[str] = []
+    _write(_report(report, lazy=True), 0, parts)
+    parts.append("\n")
+    return "".join(parts)  # one copy of the text: pieces are not joined level by level
 
 
 # Objects nested this deep (a finding: report > models > model > findings > finding) are written on one
@@ -39,12 +56,28 @@ def render(report: Report) -> str:
 _ONE_LINE_DEPTH = 4
 
 
-def _pretty(obj, depth: int) -> str:
+def _write(obj, depth: int, out: list[str]) -> None:
+    """Append the text of `obj` (indented by depth) to `out`."""
+    dumps = json.dumps
+    if type(obj) is _Findings:  # a non-empty list of one-line objects
+        pad = ",\n" + "  " * (depth + 1)
+        out.append("[\n" + "  " * (depth + 1))
+        out.append(pad.join([dumps(f.to_dict()) for f in obj.findings]))
+        out.append("\n" + "  " * depth + "]")
+        return
     if depth >= _ONE_LINE_DEPTH or not isinstance(obj, (dict, list)) or not obj:
-        return json.dumps(obj)
+        out.append(dumps(obj))
+        return
     pad = "  " * (depth + 1)
-    if isinstance(obj, dict):
-        body = ",\n".join(f"{pad}{json.dumps(k)}: {_pretty(v, depth + 1)}" for k, v in obj.items())
-        return "{\n" + body + "\n" + "  " * depth + "}"
-    body = ",\n".join(pad + _pretty(v, depth + 1) for v in obj)
-    return "[\n" + body + "\n" + "  " * depth + "]"
+    is_dict = isinstance(obj, dict)
+    out.append("{\n" if is_dict else "[\n")
+    for k, item in enumerate(obj.items() if is_dict else obj):
+        if k:
+            out.append(",\n")
+        if is_dict:
+            out.append(f"{pad}{dumps(item[0])}: ")
+            _write(item[1], depth + 1, out)
+        else:
+            out.append(pad)
+            _write(item, depth + 1, out)
+    out.append("\n" + "  " * depth + ("}" if is_dict else "]"))
