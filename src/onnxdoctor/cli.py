@@ -257,9 +257,16 @@ def check(paths, trt, fmt, show, verbose, output, select, ignore, fail_on, plugi
             click.echo(f"onnxdoctor: {dropped} finding(s) already in baseline {baseline} not shown", err=True)
     if color is None:
         color = output is None and sys.stdout.isatty()
-    # text.py escapes the model's text itself (rich adds its colours after)
-    _write_output(render(report, fmt, color=color, verbose=verbose, show=shown), output, inputs,
-                  raw=fmt in ("text", "json", "sarif"))
+    if fmt == "json" and output is None:
+        # written as it is made: a big report's text (and its encoded copy) is never whole in memory
+        from .report.json import render_chunks
+
+        for chunk in render_chunks(report):
+            click.echo(chunk, nl=False)
+    else:
+        # text.py escapes the model's text itself (rich adds its colours after)
+        _write_output(render(report, fmt, color=color, verbose=verbose, show=shown), output, inputs,
+                      raw=fmt in ("text", "json", "sarif"))
     for m in report.models:
         if m.error:  # exit 2 always comes with its line on stderr
             click.echo(f"onnxdoctor: {printable(m.error)}", err=True)

@@ -33,14 +33,17 @@ def bias_fold(model: Model, add: NodeRef) -> BiasFold | None:
     cv = model.constants(g)
     a, b = ins
     data, const = (a, b) if cv.is_constant(b) else (b, a)
-    if not cv.is_constant(const) or cv.is_constant(data) or g.elem_type_of(data) not in FLOAT_TYPES:
+    if not cv.is_constant(const) or cv.is_constant(data):
+        return None
+    # the constant first: external (big) biases are never read, so most Adds after a layer end here
+    value = cv.value(const)
+    if value is None or value.dtype.kind != "f" or not value.any():
+        return None  # an all-zero bias is identity-arithmetic's: the Add goes
+    if g.elem_type_of(data) not in FLOAT_TYPES:
         return None
     layer = _sole_producer(g, data)
     if layer is None or layer.domain or layer.op_type not in ("Conv", "ConvTranspose", "MatMul"):
         return None
-    value = cv.value(const)
-    if value is None or value.dtype.kind != "f" or not value.any():
-        return None  # an all-zero bias is identity-arithmetic's: the Add goes
     lins = g.node_inputs[layer.index]
     if len(lins) < 2 or not lins[1]:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 from .. import __version__
 from ..findings import Report
@@ -44,10 +45,23 @@ class _Findings:
 
 
 def render(report: Report) -> str:
-    parts: list[str] = []
-    _write(_report(report, lazy=True), 0, parts)
-    parts.append("\n")
-    return "".join(parts)  # one copy of the text: pieces are not joined level by level
+    return "".join(_pieces(_report(report, lazy=True), 0)) + "\n"
+
+
+def render_chunks(report: Report, size: int = 1 << 16) -> Iterator[str]:
+    """render(report)'s text in pieces of about `size` characters, for writing it out as it is made:
+    the whole text (and its encoded copy) never exists at once."""
+    buf: list[str] = []
+    held = 0
+    for piece in _pieces(_report(report, lazy=True), 0):
+        buf.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield "".join(buf)
+            buf.clear()
+            held = 0
+    buf.append("\n")
+    yield "".join(buf)
 
 
 # Objects nested this deep (a finding: report > models > model > findings > finding) are written on one
@@ -56,28 +70,30 @@ def render(report: Report) -> str:
 _ONE_LINE_DEPTH = 4
 
 
-def _write(obj, depth: int, out: list[str]) -> None:
-    """Append the text of `obj` (indented by depth) to `out`."""
+def _pieces(obj, depth: int) -> Iterator[str]:
+    """The text of `obj` (indented by depth), piece by piece."""
     dumps = json.dumps
     if type(obj) is _Findings:  # a non-empty list of one-line objects
-        pad = ",\n" + "  " * (depth + 1)
-        out.append("[\n" + "  " * (depth + 1))
-        out.append(pad.join([dumps(f.to_dict()) for f in obj.findings]))
-        out.append("\n" + "  " * depth + "]")
+        pad = "  " * (depth + 1)
+        sep = "[\n" + pad
+        for f in obj.findings:
+            yield sep + dumps(f.to_dict())
+            sep = ",\n" + pad
+        yield "\n" + "  " * depth + "]"
         return
     if depth >= _ONE_LINE_DEPTH or not isinstance(obj, (dict, list)) or not obj:
-        out.append(dumps(obj))
+        yield dumps(obj)
         return
     pad = "  " * (depth + 1)
     is_dict = isinstance(obj, dict)
-    out.append("{\n" if is_dict else "[\n")
+    yield "{\n" if is_dict else "[\n"
     for k, item in enumerate(obj.items() if is_dict else obj):
         if k:
-            out.append(",\n")
+            yield ",\n"
         if is_dict:
-            out.append(f"{pad}{dumps(item[0])}: ")
-            _write(item[1], depth + 1, out)
+            yield f"{pad}{dumps(item[0])}: "
+            yield from _pieces(item[1], depth + 1)
         else:
-            out.append(pad)
-            _write(item, depth + 1, out)
-    out.append("\n" + "  " * depth + ("}" if is_dict else "]"))
+            yield pad
+            yield from _pieces(item, depth + 1)
+    yield "\n" + "  " * depth + ("}" if is_dict else "]")
