@@ -546,9 +546,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inline", action="store_true",
                     help="measure on a copy of the model with its weights inline (one file, as torch.onnx.export "
                          "writes models under 2 GB) instead of external data; --weights-gb must stay under 2")
-    ap.add_argument("--compare", default=None, metavar="CMD",
+    ap.add_argument("--compare", action="append", default=[], metavar="CMD",
                     help="another onnxdoctor command (e.g. an older build: 'env PYTHONPATH=DIR python -m onnxdoctor') "
-                         "whose check is measured in the same rounds, for an A/B comparison on a drifting machine")
+                         "whose check is measured in the same rounds, for an A/B comparison on a drifting machine "
+                         "(repeatable: several builds)")
     ap.add_argument("--skip-check", action="store_true", help="do not run onnxdoctor (e.g. before the CLI exists)")
     ap.add_argument("--build-only", action="store_true", help="only build the model(s)")
     ap.add_argument("--scaling", action="store_true", help="time check at --scaling-nodes with small weights instead")
@@ -625,8 +626,8 @@ def main(argv: list[str] | None = None) -> int:
             od + ["check", str(path), "--format", "json", "-j", "1"])
         cmds["onnxdoctor check --format json --trt all (every release)"] = (
             od + ["check", str(path), "--format", "json", "--trt", "all"])
-    if args.compare:
-        cmds["compared: " + args.compare + " check --format json"] = shlex.split(args.compare) + [
+    for other in args.compare:
+        cmds["compared: " + other + " check --format json"] = shlex.split(other) + [
             "check", str(path), "--format", "json"]
     m = measure_interleaved(cmds, args.runs, args.warmup)
     poly = find_tool("polygraphy", args.polygraphy)
