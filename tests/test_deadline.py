@@ -172,3 +172,29 @@ def test_an_alarm_during_arming_is_the_one_line_too():
         assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     assert exceeded == 200  # each limit (0.1-2 ms) is far shorter than the 50 ms block
     assert not stops  # every watchdog was cancelled
+
+
+@pytest.mark.parametrize("step", ["data-written", "model-written"])
+def test_a_fix_killed_while_writing_leaves_no_temporary_folder(tmp_path, step):
+    """The command's temporary folder is removed as the computing ends, before the output is
+    written: a SIGKILL during the write (injected at a named step) left it in $TMPDIR."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    src, out, tmp = tmp_path / "src", tmp_path / "out", tmp_path / "tmp"
+    for d in (src, out, tmp):
+        d.mkdir()
+    w = numpy_helper.from_array(np.arange(512, dtype=np.float32), "w")
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["i"]), helper.make_node("Add", ["i", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [512])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [512])], initializer=[w])
+    model = src / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), model, save_as_external_data=True,
+              location="m.onnx.data", size_threshold=0)
+    before = _hashes(src)
+    env = {**os.environ, "TMPDIR": str(tmp), "_ONNXDOCTOR_TEST_FAULT": f"{step}:kill"}
+    proc = subprocess.run([*onnxdoctor_exe(), "fix", str(model), "-o", str(out / "fixed.onnx"), "--rules", "strict",
+                           "--isolated"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == -9, (proc.returncode, proc.stderr)  # killed where it was told
+    assert list(tmp.iterdir()) == []
+    assert _hashes(src) == before

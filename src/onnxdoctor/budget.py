@@ -98,9 +98,16 @@ class Budget:
         """Enforce the deadline over the block, also where nothing polls: a SIGALRM at the deadline
         (main thread only, and only if nothing else handles SIGALRM) raises BudgetExceeded wherever the
         Python code is; `hard_stop(message)`, if given, is called from a watchdog thread `grace` seconds
-        after the deadline if the block is still running then (it should end the process)."""
+        after the deadline if the block is still running then (it should end the process). A
+        `hard_stop` with a `close()` method has it called when the block ends: what it would clean up
+        is no longer needed then (the CLI removes the command's temporary folder before writing)."""
+        close = getattr(hard_stop, "close", None)
         if not self.limited:
-            yield self
+            try:
+                yield self
+            finally:
+                if close is not None:
+                    close()
             return
         alarm = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGALRM) in (
             signal.SIG_DFL, signal.SIG_IGN, None)
@@ -127,6 +134,8 @@ class Budget:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous[0] if previous[0] is not None else signal.SIG_DFL)
                 previous.clear()
+            if close is not None:
+                close()
 
         # Arming happens inside the try: the (one-shot) alarm of a very short limit may come at once.
         try:

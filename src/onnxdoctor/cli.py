@@ -47,27 +47,46 @@ class _Terminated(BaseException):
     """SIGTERM during fix or verify (a BaseException: no `except Exception` on the way swallows it)."""
 
 
-@contextlib.contextmanager
-def _guarded(model: str, command: str) -> Iterator[Callable[[str], NoReturn]]:
-    """The frame of a long command (fix, verify): its temporaries in one private folder, removed on
-    every way out; SIGTERM ends the command like an error (exit 2, one line, temporaries removed).
-    Gives the hard stop of its time limit: called from a watchdog thread when the command is still
-    running past the limit (ONNX Runtime building a session releases the GIL but never returns to
-    the Python code the SIGALRM interrupts), it removes the temporaries, says so and exits 2."""
-    import shutil
-    import signal
-    import tempfile
-    import threading
+class _Scratch:
+    """A command's temporary folder, made the default of `tempfile` while the command computes, and
+    the hard stop of its time limit (called with the one line: removes the folder, says so, exits 2)."""
 
-    root = tempfile.mkdtemp(prefix=f"onnxdoctor-{command}-")
-    saved = tempfile.tempdir
-    tempfile.tempdir = root  # every temporary of the command (proof models, checker files) goes here
+    def __init__(self, command: str) -> None:
+        import tempfile
 
-    def hard_stop(message: str) -> NoReturn:
-        shutil.rmtree(root, ignore_errors=True)
+        self.root = tempfile.mkdtemp(prefix=f"onnxdoctor-{command}-")
+        self.saved = tempfile.tempdir
+        tempfile.tempdir = self.root  # every temporary of the command (proof models, checker files) goes here
+
+    def __call__(self, message: str) -> NoReturn:
+        self.close()
         # os.write, not click: the main thread may hold sys.stderr's lock
         os.write(2, f"onnxdoctor: {printable(message)}\n".encode("utf-8", "replace"))
         os._exit(2)
+
+    def close(self) -> None:
+        """Remove the folder: nothing after the computing uses it, and a kill while the output is
+        written must not leave it behind (budget.running calls this as the computing ends; the end of
+        the command again: idempotent)."""
+        import shutil
+        import tempfile
+
+        if tempfile.tempdir == self.root:
+            tempfile.tempdir = self.saved
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _guarded(model: str, command: str) -> Iterator[Callable[[str], NoReturn]]:
+    """The frame of a long command (fix, verify): its temporaries in one private folder (_Scratch),
+    removed as the computing ends and on every way out; SIGTERM ends the command like an error (exit
+    2, one line, temporaries removed). Gives the hard stop of its time limit: called from a watchdog
+    thread when the command is still running past the limit (ONNX Runtime building a session
+    releases the GIL but never returns to the Python code the SIGALRM interrupts)."""
+    import signal
+    import threading
+
+    scratch = _Scratch(command)
 
     def on_term(signum, frame) -> None:
         raise _Terminated()
@@ -75,14 +94,13 @@ def _guarded(model: str, command: str) -> Iterator[Callable[[str], NoReturn]]:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_term) if main_thread else None
     try:
-        yield hard_stop
+        yield scratch
     except _Terminated:
         _fail(f"{model}: {command} stopped by SIGTERM before it finished (its temporary files removed)")
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        tempfile.tempdir = saved
-        shutil.rmtree(root, ignore_errors=True)
+        scratch.close()
 
 
 # -- option groups shared by the commands: one definition each, so they read and behave alike -----
