@@ -302,6 +302,37 @@ def _sparse_external_model(folder: Path, k: int, n: int, runtime_index: bool = F
     return model
 
 
+def test_an_impossible_annotation_does_not_blow_up_data_propagation(tmp_path):
+    """A Constant whose value_info says element type 999 and 2^40 elements, read by a Gather of a
+    Shape: merged into inference, onnx's data propagation computed 2^40 values inside one call
+    (10.9 GB before the time limit could stop it; fuzz seed 2031, case 59). fix drops annotations
+    no tensor can have, and runs in its usual size."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(0, np.int64))),
+             helper.make_node("Gather", ["s", "c"], ["g"], axis=0),
+             helper.make_node("Unsqueeze", ["g", "ax"], ["gu"]),
+             helper.make_node("Concat", ["gu", "four"], ["shp"], axis=0),
+             helper.make_node("Reshape", ["x", "shp"], ["y"])]
+    g = helper.make_graph(nodes, "poisoned", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.array([0], np.int64), "ax"),
+                           numpy_helper.from_array(np.array([4], np.int64), "four")])
+    vi = g.value_info.add()
+    vi.name, vi.type.tensor_type.elem_type = "c", 999
+    vi.type.tensor_type.shape.dim.add().dim_value = 2**40
+    model = tmp_path / "poisoned.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    before = _hashes(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc, _, rss = _measured("fix", model, "-o", out / "fixed.onnx", "--isolated", "--time-limit", "60")
+    _judge(proc, model, allow=(0, 1))
+    assert rss < 1000, rss
+    fixed = onnx.load(out / "fixed.onnx")
+    assert not any(v.type.tensor_type.elem_type == 999 for v in fixed.graph.value_info)
+    assert {k: v for k, v in _hashes(tmp_path).items() if "/out/" not in k} == before
+
+
 def test_2_2_gb_of_external_weights_through_fix_are_held_once(tmp_path):
     """fix reads a file's external weights straight into its store (never into the protobuf), runs
     them in ONNX Runtime as fed inputs (no session copy): on 2.2 GB of zeros (22 equal tensors, one

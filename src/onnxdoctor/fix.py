@@ -26,7 +26,7 @@ from .budget import Budget, BudgetExceeded
 from .engine import analyze
 from .errors import ModelLoadError, OnnxDoctorError, UsageError
 from .findings import Applicability, Finding, Severity
-from .inputs import InputPlan
+from .inputs import InputPlan, drop_impossible_annotations
 from .kb import _load_toml, rules_dir
 from .model import from_proto
 from .prove import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SEED, ProofResult
@@ -724,6 +724,9 @@ def load_with_weights(path: str | Path, store: WeightStore | None = None) -> Loa
         tensor, problem = model.external_problems[0]
         raise ModelLoadError(str(path), f"tensor {tensor!r}: {problem}; nothing written")
     proto = model.proto
+    # annotations no tensor can have: onnx's data propagation (input finding, shape folding) would
+    # compute values of their size inside one uninterruptible call
+    drop_impossible_annotations(proto)
     files = model.external_files
     # main-graph initializers (sparse ones' values are reported from the main graph too)
     main = {t.name for t in proto.graph.initializer} - {s.values.name for s in proto.graph.sparse_initializer}
