@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 
 from ._proto import graphs
+from .dtype_limits import INT32_MAX
 from .errors import OnnxDoctorError, UsageError
 
 DEFAULT_SEED = 0
@@ -747,8 +748,6 @@ class InputOracle:
         return None
 
 
-# No real tensor has a dim or an element count past this.
-_MAX_ANNOTATED = 2**31 - 1
 
 
 def drop_impossible_annotations(model: onnx.ModelProto) -> None:
@@ -762,8 +761,8 @@ def drop_impossible_annotations(model: onnx.ModelProto) -> None:
         for vi in g.value_info:
             tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
             dims = [d.dim_value for d in tt.shape.dim if d.WhichOneof("value") == "dim_value"] if tt is not None else []
-            if tt is not None and (tt.elem_type not in known or any(d > _MAX_ANNOTATED for d in dims)
-                                   or math.prod(dims) > _MAX_ANNOTATED):
+            if tt is not None and (tt.elem_type not in known or any(d > INT32_MAX for d in dims)
+                                   or math.prod(dims) > INT32_MAX):
                 continue
             keep.append(vi)
         if len(keep) < len(g.value_info):
