@@ -218,7 +218,8 @@ class WeightStore:
         read = _names_read(model)  # ONNX Runtime drops initializers nothing reads: feeding one fails
         stubs = [(n, k) for n, k in self.stubs(model) if n in read]
         if stubs:
-            fed = [(n, k) for n, k in stubs if n in _read_only_by_standard_ops(model)]
+            standard = _read_only_by_standard_ops(model)
+            fed = [(n, k) for n, k in stubs if n in standard]
             if fed:
                 try:
                     return _FedSession(ort.InferenceSession(_as_inputs(model, {n for n, _ in fed}).SerializeToString(),
