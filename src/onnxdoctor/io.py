@@ -311,7 +311,7 @@ def _serialize(model, data_name: str | None, shown: str, weights=None) -> tuple[
     offset = 0
     stubs = []
     for t in model.graph.initializer:
-        view = weights.raw_view(t) if weights is not None else None  # stored: over weights.MIN_BYTES
+        view = weights.checked_raw_view(t) if weights is not None else None  # stored: over weights.MIN_BYTES
         raw = view if view is not None else _raw_bytes(t)
         if raw is None or len(raw) < EXTERNAL_MIN_BYTES:
             stubs.append(t)
