@@ -15,7 +15,13 @@ from onnx import numpy_helper
 
 from onnxdoctor import prove
 from onnxdoctor.model import from_proto
-from onnxdoctor.rewrites.shapes import _symbolic_may_help, _symbolic_shape_inference, _symbolic_types
+from onnxdoctor.rewrites.shapes import (
+    _symbolic_may_help,
+    _symbolic_shape_inference,
+    _symbolic_types,
+)
+
+from .test_simplify import _positions
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'
 
@@ -45,29 +51,8 @@ STATIC_CHAIN = """g (float[batch,8] x) => (float[batch,2,4] y) {
     y = Reshape(x, shape)
 }"""
 
-# The same Reshape of h = x + a slice of a table to the sequence length: ONNX's inference loses h's
-# sequence dim (`seq` against the slice's unknown length), ONNX Runtime's names it (see test_simplify)
-POSITIONS = """g (float[batch,seq,8] x) => (float[batch,seq,2,4] y) {
-    s = Shape(x)
-    i1 = Constant<value = int64 {1}>()
-    n = Gather(s, i1)
-    ax = Constant<value = int64[1] {0}>()
-    nu = Unsqueeze(n, ax)
-    p = Slice(pe, zero, nu, one)
-    h = Add(x, p)
-    i0 = Constant<value = int64 {0}>()
-    b = Gather(s, i0)
-    bu = Unsqueeze(b, ax)
-    tail = Constant<value = int64[2] {2, 4}>()
-    shape = Concat<axis = 0>(bu, nu, tail)
-    y = Reshape(h, shape)
-}"""
-
-
-def _positions() -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    return _parse(POSITIONS, pe=rng.standard_normal((1, 512, 8)).astype(np.float32), zero=np.array([0], np.int64),
-                  one=np.array([1], np.int64))
+# _positions (from test_simplify): the same Reshape of h = x + a slice of a table to the sequence length:
+# ONNX's inference loses h's sequence dim, ONNX Runtime's names it.
 
 
 def _fix_in_fresh_process(tmp_path, model: onnx.ModelProto) -> dict:
@@ -133,32 +118,27 @@ def test_symbolic_may_help_follows_pytorchs_expand_shape():
 def test_symbolic_may_help_when_the_element_count_could_make_a_dim_the_inputs():
     # z = Relu(Reshape(x, [-1])): ONNX names z's dim afresh; the element count makes it 4*batch, never
     # `batch`, so a Reshape of z to [batch, 4] copies nothing: no need for the symbolic inference
-    m = _parse("""g (float[batch,4] x) => (float[batch,4] y) {
-        flat = Constant<value = int64[1] {-1}>()
-        z0 = Reshape(x, flat)
-        z = Relu(z0)
-        s = Shape(x)
-        i0 = Constant<value = int64[1] {0}>()
-        b = Gather(s, i0)
-        four = Constant<value = int64[1] {4}>()
-        shape = Concat<axis = 0>(b, four)
-        y = Reshape(z, shape)
-    }""")
+    m = _flat_then_reshape(4)
     view = _typed(m)
     assert not _symbolic_may_help(view, m)
     # ... but with z of [n] where n could be `batch` (a 1-element-per-row reshape), it may
-    m = _parse("""g (float[batch,1] x) => (float[batch,1] y) {
-        flat = Constant<value = int64[1] {-1}>()
+    m = _flat_then_reshape(1)
+    assert _symbolic_may_help(_typed(m), m)
+
+
+def _flat_then_reshape(cols: int) -> onnx.ModelProto:
+    """z = Relu(Reshape(x, [-1])) for x of [batch, cols], then Reshape(z, [Shape(x)[0], cols])."""
+    return _parse(f"""g (float[batch,{cols}] x) => (float[batch,{cols}] y) {{
+        flat = Constant<value = int64[1] {{-1}}>()
         z0 = Reshape(x, flat)
         z = Relu(z0)
         s = Shape(x)
-        i0 = Constant<value = int64[1] {0}>()
+        i0 = Constant<value = int64[1] {{0}}>()
         b = Gather(s, i0)
-        one = Constant<value = int64[1] {1}>()
-        shape = Concat<axis = 0>(b, one)
+        cols = Constant<value = int64[1] {{{cols}}}>()
+        shape = Concat<axis = 0>(b, cols)
         y = Reshape(z, shape)
-    }""")
-    assert _symbolic_may_help(_typed(m), m)
+    }}""")
 
 
 RESIZE = """g (float[batch,3,h,w] x) => (float[batch,3,H,W] y) {
