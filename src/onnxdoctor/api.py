@@ -342,7 +342,7 @@ def fix(
     `steps`, `proof`, and `written` (the files written) and `fail_on` (the configured fail-on level).
     `time_limit` (seconds; None: the configuration's, else 600; inf: none) bounds the whole command
     up to the writing of the output, reading the model included (budget.Budget: over it,
-    BudgetExceeded and nothing written); `activation_limit` (MB held at once) bounds the layerwise
+    BudgetExceeded and nothing written); `activation_limit` (MB held at once) bounds every ONNX Runtime run (budget.run_session) and the layerwise
     runs of --precision conversion. `hard_stop(message)` is called from a watchdog thread when the
     command is still running a few seconds past its time limit (the CLI ends the process there).
     Raises OnnxDoctorError (UsageError, ModelLoadError, FixError) with the one-line message the CLI
@@ -458,7 +458,7 @@ def verify(
     called per segment run (nodes done, nodes). `trt` and `shapes` left None come from the
     configuration, as in `check`. Returns the VerifyResult (`passed`, `comparisons`,
     `first_divergence`, `inputs`). `time_limit` bounds the whole command up to the writing of the
-    report (as for fix; default 600 s), `activation_limit` the layerwise runs. Raises OnnxDoctorError; ONNX Runtime's own errors propagate."""
+    report (as for fix; default 600 s), `activation_limit` the activations of every run. Raises OnnxDoctorError; ONNX Runtime's own errors propagate."""
     from . import prove as proving
     from .inputs import plan_inputs
     from .io import Inputs, target, write_text

@@ -1,5 +1,5 @@
 """A command's budget: one deadline for the whole command (`--time-limit`, `[fix] time-limit`) and the
-activation memory its layerwise runs may hold (`--activation-limit`).
+activation memory its ONNX Runtime runs may hold (`--activation-limit`).
 
 The deadline starts when the command starts, before the model is read, and is consulted between the
 command's stages (`Budget.enter`: reading, checking, finding inputs, each rewrite, each proof, each
@@ -9,12 +9,21 @@ Python code wherever it is; and a caller that may end the process (the CLI) can 
 called from a watchdog thread shortly after the deadline when the command has still not stopped
 (ONNX Runtime building a session over a huge graph releases the GIL but does not return).
 Over budget is `BudgetExceeded`: one line naming the model, the stage, and how to raise the limit.
+
+Activation memory is bounded in three places: the layerwise runs count the arrays they hold between
+segments (`Budget.check_memory`); the input finder refuses candidates whose tensors, sized from
+inferred shapes, would not fit (inputs.py); and every ONNX Runtime run made while a budget is
+running goes through `run_session`, which watches the process's resident memory from a thread and
+stops the run between two nodes (ONNX Runtime's `RunOptions.terminate`) once it has grown by more
+than the budget - the bound for the runs whose sizes inference cannot see.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
+import os
 import signal
 import threading
 import time
@@ -28,8 +37,24 @@ DEFAULT_ACTIVATION_MB = 2048.0
 MAX_SEGMENT_NODES = 512
 
 
+_ACTIVE: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("onnxdoctor_budget", default=None)
+_POLL_S = 0.01  # how often run_session looks at the resident memory
+
+
+def active() -> Budget | None:
+    """The budget of the command running in this context (inside `Budget.running()`), else None."""
+    return _ACTIVE.get()
+
+
 class BudgetExceeded(OnnxDoctorError):
     """A command went over its time limit or its activation-memory budget."""
+
+
+class _OverMemory(BaseException):
+    """Raised by `run_session` when a run went over the activation budget. A BaseException for the
+    same reason as _Alarm: a caller's `except Exception` (a proof that turns an unrunnable candidate
+    into a failed proof, the input finder trying its next candidate) must not take it for the model's
+    error and go on; `Budget.running` turns it into BudgetExceeded."""
 
 
 class _Alarm(BaseException):
@@ -102,13 +127,22 @@ class Budget:
         `hard_stop` with a `close()` method has it called when the block ends: what it would clean up
         is no longer needed then (the CLI removes the command's temporary folder before writing)."""
         close = getattr(hard_stop, "close", None)
-        if not self.limited:
-            try:
-                yield self
-            finally:
-                if close is not None:
-                    close()
-            return
+        token = _ACTIVE.set(self)
+        try:
+            if not self.limited:
+                try:
+                    yield self
+                finally:
+                    if close is not None:
+                        close()
+                return
+            yield from self._deadline(hard_stop, grace, close)
+        except _OverMemory as e:
+            raise BudgetExceeded(str(e)) from None
+        finally:
+            _ACTIVE.reset(token)
+
+    def _deadline(self, hard_stop, grace, close) -> Iterator[Budget]:
         alarm = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGALRM) in (
             signal.SIG_DFL, signal.SIG_IGN, None)
         lock = threading.Lock()
@@ -154,3 +188,55 @@ class Budget:
         except _Alarm:
             disarm()  # again: the alarm may have come in the middle of the first
             raise self.exceeded() from None
+
+
+def _resident_bytes() -> int | None:
+    """The process's resident memory (Linux: /proc/self/statm), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_session(sess, names, feeds, run_options=None):
+    """`sess.run(names, feeds)` of an ONNX Runtime session, bounded by the running budget's
+    activation memory: a thread looks at the resident memory every 10 ms and, once it has grown by
+    more than the budget since the run started, sets `terminate` on the run's options; ONNX Runtime
+    stops before its next node and the command ends with BudgetExceeded (from `Budget.running`). (A node already computing
+    finishes first: one node's output is the most the bound can be overshot by.) Without a running
+    budget, or where resident memory cannot be read, a plain run."""
+    budget = active()
+    base = _resident_bytes() if budget is not None else None
+    if base is None:
+        return sess.run(names, feeds, run_options)
+    if run_options is None:
+        from .prove import onnxruntime
+
+        run_options = onnxruntime().RunOptions()
+    limit = base + budget.activation_bytes
+    stop = threading.Event()
+    over: list[int] = []
+
+    def watch() -> None:
+        while not stop.wait(_POLL_S):
+            now = _resident_bytes()
+            if now is not None and now > limit:
+                over.append(now - base)
+                run_options.terminate = True
+                return
+
+    watcher = threading.Thread(target=watch, name="onnxdoctor-memory", daemon=True)
+    watcher.start()
+    try:
+        return sess.run(names, feeds, run_options)
+    except Exception:
+        if over:
+            raise _OverMemory(
+                f"{budget.label}: an ONNX Runtime run {budget.stage} took {over[0] / 2**20:.0f} MB more than the process held "
+                f"before it: over the activation budget of {budget.activation_mb:g} MB "
+                "(raise it with --activation-limit, or give smaller --shape values)") from None
+        raise
+    finally:
+        stop.set()
+        watcher.join()

@@ -148,14 +148,15 @@ def _config_source(config, isolated: bool):
     return False if isolated else config
 
 
-# The budgets of the layerwise runs (fix --precision, verify --layerwise/--fp16).
+# The budgets of fix and verify: one deadline, and the activation memory of every ONNX Runtime run.
 _budget_options = _options(
     click.option("--time-limit", type=float, default=None, metavar="SECONDS",
                  help="Stop the whole command (reading, checks, inputs, rewrites, proofs, layerwise runs; not the "
                       "writing of the output) after this long, with a clear error and nothing written "
                       "(default 600; inf: no limit)."),
     click.option("--activation-limit", type=float, default=None, metavar="MB",
-                 help="Most activation memory the layerwise runs may hold at once (default 2048)."),
+                 help="Most activation memory an ONNX Runtime run (finding inputs, a proof, a comparison, a "
+                      "layerwise segment) may take at once (default 2048)."),
 )
 
 

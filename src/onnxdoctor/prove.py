@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .budget import run_session
 from .errors import UsageError
 
 DEFAULT_ATOL = 1e-4
@@ -120,13 +121,27 @@ def session(model: onnx.ModelProto, *, optimize: bool = False, workdir: Path | N
     except ValueError:
         data = None
     if data is not None:
-        return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        return Bounded(ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]))
     import tempfile
 
     d = Path(tempfile.mkdtemp(dir=workdir))
     path = d / "model.onnx"
     onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return Bounded(ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]))
+
+
+class Bounded:
+    """An ONNX Runtime session whose runs are bounded by the running command's activation budget
+    (budget.run_session); otherwise the session itself."""
+
+    def __init__(self, sess) -> None:
+        self._sess = sess
+
+    def __getattr__(self, name: str):
+        return getattr(self._sess, name)
+
+    def run(self, output_names, input_feed, run_options=None):
+        return run_session(self._sess, output_names, input_feed, run_options)
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -212,7 +212,7 @@ class WeightStore:
         would be copied into the session (one more copy of the weights per session). Stubs read by
         other domains' ops (whose kernels may require constant weights), and every stub when a
         session of that form does not load, are passed as external initializers."""
-        from .prove import onnxruntime
+        from .prove import Bounded, onnxruntime
 
         ort = onnxruntime()
         read = _names_read(model)  # ONNX Runtime drops initializers nothing reads: feeding one fails
@@ -222,13 +222,14 @@ class WeightStore:
             fed = [(n, k) for n, k in stubs if n in standard]
             if fed:
                 try:
-                    return _FedSession(ort.InferenceSession(_as_inputs(model, {n for n, _ in fed}).SerializeToString(),
+                    return Bounded(_FedSession(ort.InferenceSession(_as_inputs(model, {n for n, _ in fed}).SerializeToString(),
                                                             self._options(ort, [s for s in stubs if s not in fed]),
                                                             providers=["CPUExecutionProvider"]),
-                                       {n: self._contiguous(k) for n, k in fed})
+                                       {n: self._contiguous(k) for n, k in fed}))
                 except Exception:  # noqa: BLE001 - a kernel that wants a constant: the copying form below
                     pass
-        return ort.InferenceSession(model.SerializeToString(), self._options(ort, stubs), providers=["CPUExecutionProvider"])
+        return Bounded(ort.InferenceSession(model.SerializeToString(), self._options(ort, stubs),
+                                            providers=["CPUExecutionProvider"]))
 
     def _options(self, ort, stubs: list[tuple[str, int]]):
         so = ort.SessionOptions()
