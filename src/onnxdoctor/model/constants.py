@@ -19,6 +19,7 @@ _SHAPE_OPS = frozenset({"Shape", "Size"})
 # Ops whose output value does not need their inputs' values.
 _VALUE_FREE_OPS = frozenset({"Constant", "Shape", "Size"})
 _PENDING = object()
+_EXTERNAL = 1  # TensorProto.EXTERNAL
 
 
 class ConstantView:
@@ -118,11 +119,16 @@ class ConstantView:
 
     def value(self, tensor: str) -> np.ndarray | None:
         """The value of a small constant, or None when unknown (non-constant, external, big, or not evaluable)."""
-        if not tensor or not self.is_constant(tensor):
-            return None
-        hit = self._value.get(tensor, _PENDING)
+        hit = self._value.get(tensor, _PENDING)  # only constants of this graph are memoized
         if hit is not _PENDING:
             return hit
+        if not tensor or not self.is_constant(tensor):
+            return None
+        init = self.graph.initializers.get(tensor)
+        if init is not None and init.data_location == _EXTERNAL:
+            # the common case of a weight: never read (as tensor_value says), without the evaluation below
+            self._value[tensor] = None
+            return None
         g, view = self._owner(tensor)  # type: ignore[misc]
         if view is not self:
             return view.value(tensor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
@@ -13,6 +14,8 @@ import numpy as np
 from .. import _onnx, _wire, external
 from .._onnx import AttributeProto, FunctionProto, GraphProto, NodeProto, TensorProto, TypeProto
 from .._typeinfo import GRAPH_ATTR_OPS, KINDS as _KINDS, type_tuple
+
+_OP_TYPE = operator.attrgetter("op_type")
 
 # Values of constants bigger than this are never materialized by the analysis.
 MAX_VALUE_ELEMENTS = 1 << 16
@@ -253,12 +256,32 @@ class Graph:
             g = g.outer
         return None
 
+    def shape_of(self, tensor: str) -> tuple[int | str | None, ...] | None:
+        """type_of(tensor).shape (None: untyped or rank unknown), without making a TensorType."""
+        g: Graph | None = self
+        while g is not None:
+            types = g.types
+            p = types.packed.get(tensor)  # the helper's tables: the common case, read directly
+            if p is not None:
+                return p[2]
+            t = types.get(tensor)
+            if t is not None:
+                return t.shape
+            if tensor in g.producers or tensor in g.initializers or tensor in g.inputs:
+                return None
+            g = g.outer
+        return None
+
     def rank_of(self, tensor: str) -> int | None:
         """Rank only (None = unknown), without parsing the shape."""
         g: Graph | None = self
         while g is not None:
-            if tensor in g.types:
-                return g.types.rank(tensor)
+            types = g.types
+            p = types.packed.get(tensor)  # the helper's tables: the common case, read directly
+            if p is not None:
+                return None if p[2] is None else len(p[2])
+            if tensor in types:
+                return types.rank(tensor)
             if tensor in g.producers or tensor in g.initializers or tensor in g.inputs:
                 return None
             g = g.outer
@@ -268,8 +291,12 @@ class Graph:
         """Element type only (0 = unknown): much cheaper than type_of for rules that need nothing else."""
         g: Graph | None = self
         while g is not None:
-            if tensor in g.types:
-                return g.types.elem_type(tensor)
+            types = g.types
+            p = types.packed.get(tensor)  # the helper's tables: the common case, read directly
+            if p is not None:
+                return p[1]
+            if tensor in types:
+                return types.elem_type(tensor)
             if tensor in g.producers or tensor in g.initializers or tensor in g.inputs:
                 return 0
             g = g.outer
@@ -311,8 +338,10 @@ class Graph:
 
     @functools.cached_property
     def op_types(self) -> list[str]:
-        """op_type of node i, read from the protos once."""
-        return [n.op_type for n in self.nodes]
+        """op_type of node i, read from the protos once. A graph has a few distinct op types and protobuf
+        returns a new string per read: one string per op type, not per node (~1.3 MB on 20,000 nodes)."""
+        seen: dict[str, str] = {}
+        return [seen.setdefault(op, op) for op in map(_OP_TYPE, self.nodes)]
 
     @functools.cached_property
     def standard(self) -> list[bool]:

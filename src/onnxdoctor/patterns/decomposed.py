@@ -149,7 +149,7 @@ def _close(value: float | None, expected: float, tensor_dtype: int = 0) -> bool:
 
 def _other(node: NodeRef, tensor: str) -> str | None:
     """The other operand of a binary node that reads `tensor` (None if it does not, or reads it twice)."""
-    ins = list(node.node.input)
+    ins = node.graph.node_inputs[node.index]  # read, not changed
     if len(ins) != 2:
         return None
     if ins[0] == tensor and ins[1] != tensor:
@@ -161,7 +161,7 @@ def _other(node: NodeRef, tensor: str) -> str | None:
 
 def _split_const(v: _View, node: NodeRef, what: str) -> tuple[str, str, float]:
     """(variable operand, constant operand, its scalar value) of a commutative binary node."""
-    ins = list(node.node.input)
+    ins = node.graph.node_inputs[node.index]  # read, not changed
     if len(ins) != 2:
         raise _Fail(f"{node.op_type} {node.name!r} does not have two inputs", node)
     for c, x in ((1, 0), (0, 1)):

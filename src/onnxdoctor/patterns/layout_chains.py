@@ -27,18 +27,17 @@ class Chain(NamedTuple):
 
 def layout_chains(model: Model, g: Graph) -> list[Chain]:
     """The chains GRF416 reports and collapse-layout-chains replaces, in graph `g` (disjoint)."""
-    ops, std = g.op_types, g.standard
     if not any(op in VIEW_OPS or op == "Transpose" for op in g.op_positions):
         return []
     nested = nested_reads(g.nodes) if g.may_nest else set()
     outputs = set(g.outputs)
-
-    def family(i: int) -> str | None:
-        if not std[i]:
-            return None
-        op = ops[i]
-        return "view" if op in VIEW_OPS else "transpose" if op == "Transpose" else None
-
+    # node -> its family ("view" or "transpose"); standard-domain nodes only, as op_positions lists them
+    family: dict[int, str] = {}
+    for op in (*VIEW_OPS, "Transpose"):
+        kind = "transpose" if op == "Transpose" else "view"
+        for k in g.op_positions.get(op, ()):
+            family[k] = kind
+    ins_, outs_, consumers = g.node_inputs, g.node_outputs, g.consumers
     memo: dict[int, int | None] = {}
 
     def next_in_chain(i: int) -> int | None:
@@ -48,23 +47,32 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
         return k
 
     def _next_in_chain(i: int) -> int | None:
-        outs = g.node_outputs[i]
-        if len(outs) != 1 or not outs[0] or outs[0] in outputs or outs[0] in nested:
+        outs = outs_[i]
+        if len(outs) != 1:
             return None
-        readers = g.consumers.get(outs[0], ())
-        if len(readers) != 1 or family(readers[0]) != family(i) or g.node_inputs[readers[0]][:1] != [outs[0]]:
+        out = outs[0]
+        if not out or out in outputs or out in nested:
             return None
-        return readers[0]
+        readers = consumers.get(out, ())
+        if len(readers) != 1:
+            return None
+        r = readers[0]
+        if family.get(r) != family.get(i):
+            return None
+        ins = ins_[r]
+        return r if ins and ins[0] == out else None
 
     heads = []
-    positions = sorted(k for op in (*VIEW_OPS, "Transpose") for k in g.op_positions.get(op, ()))
+    positions = sorted(family)
     if not g.topo_sorted:
         rank = {k: r for r, k in enumerate(g.topo_order)}
         positions.sort(key=lambda k: rank.get(k, -1))
+    producers = g.producers
     for i in positions:
-        if not g.node_inputs[i] or not g.node_inputs[i][0]:
+        ins = ins_[i]
+        if not ins or not ins[0]:
             continue
-        hit = g.producers.get(g.node_inputs[i][0])
+        hit = producers.get(ins[0])
         if hit is not None and next_in_chain(hit[0]) == i:
             continue  # not the head: the chain starts earlier
         heads.append(i)
@@ -92,8 +100,7 @@ def _same_shape(a, b) -> bool:
 
 
 def _shape(g: Graph, t: str):
-    tt = g.type_of(t)
-    return None if tt is None else tt.shape
+    return g.shape_of(t)
 
 
 def _const_ints(model: Model, g: Graph, t: str) -> list[int] | None:
@@ -123,12 +130,12 @@ def _perm(g: Graph, i: int) -> list[int] | None:
 
 
 def _collapse(model: Model, g: Graph, nodes: list[int]) -> Chain | None:
-    first, last = g.ref(nodes[0]), g.ref(nodes[-1])
-    x, y = first.input(0), last.output(0)
+    ins, outs = g.node_inputs[nodes[0]], g.node_outputs[nodes[-1]]
+    x, y = ins[0] if ins else "", outs[0] if outs else ""
     if not x or not y:
         return None
     n = len(nodes)
-    if first.op_type == "Transpose":
+    if g.op_types[nodes[0]] == "Transpose":
         perm: list[int] | None = None
         for i in nodes:
             p = _perm(g, i)

@@ -176,6 +176,12 @@ _NEUTRAL_BYTES = {
 _TYPED_FIELDS = {1: "float_data", 11: "double_data", 6: "int32_data", 7: "int64_data"}
 
 
+def may_be_neutral(g: Graph, name: str, neutral: int) -> bool:
+    """False when constant `name` is visibly not all `neutral` (see _surely_not): a cheap first test
+    for identity_operand's candidates, before its constant's value is computed."""
+    return not _surely_not(g, name, neutral)
+
+
 def _surely_not(g, name: str, neutral: int) -> bool:
     """True when the first element of initializer or Constant `name` is visibly not `neutral` (-0.0
     counts as not 0: a miss, never a wrong answer), or when its value is in external data, which the

@@ -53,15 +53,10 @@ class ShapeValues:
         self.memo: dict[str, ShapeValue | None] = {}
 
     def dim(self, tensor: str, axis: int) -> Item:
-        t = self.g.type_of(tensor)
-        if t is None or t.shape is None or not -len(t.shape) <= axis < len(t.shape):
+        shape = self.g.shape_of(tensor)
+        if shape is None or not -len(shape) <= axis < len(shape):
             return None
-        d = t.shape[axis]
-        if isinstance(d, int):
-            return d
-        if isinstance(d, str) and d:
-            return ("p", d)
-        return ("d", tensor, axis % len(t.shape))
+        return _item(tensor, shape, axis)
 
     def value(self, tensor: str) -> ShapeValue | None:
         """The value of a tensor `evaluate` reached, or of a constant."""
@@ -108,8 +103,8 @@ class ShapeValues:
         if tp is None:
             hit = g.producers.get(t)
             if hit is not None and g.op_types[hit[0]] == "Constant":
-                node = g.nodes[hit[0]]
-                a = node.attribute[0] if len(node.attribute) == 1 else None
+                attrs = g.nodes[hit[0]].attribute
+                a = attrs[0] if len(attrs) == 1 else None
                 if a is not None and a.name == "value":
                     tp = a.t
         if tp is not None and tp.data_type == 7 and len(tp.dims) <= 1 and tp.data_location != 1:
@@ -144,13 +139,14 @@ class ShapeValues:
             return v  # type: ignore[return-value]
 
         if op == "Shape":
-            rank = g.rank_of(ins[0]) if ins else None
-            if rank is None:
+            shape = g.shape_of(ins[0]) if ins else None
+            if shape is None:
                 return None
+            rank = len(shape)
             start = _int_attr(g, i, "start", 0)
             end = _int_attr(g, i, "end", rank)
             axes = range(rank)[_clamp(start, rank):_clamp(end, rank)]
-            return ShapeValue(False, tuple(self.dim(ins[0], a) for a in axes))
+            return ShapeValue(False, tuple(_item(ins[0], shape, a) for a in axes))
         if op == "Cast" or op == "Identity":
             v = arg(0)
             if v is None or (op == "Cast" and _int_attr(g, i, "to", None) not in (6, 7)):  # INT32, INT64
@@ -223,6 +219,16 @@ class ShapeValues:
         xs = a.items if len(a.items) == n else a.items * n
         ys = b.items if len(b.items) == n else b.items * n
         return ShapeValue(a.scalar and b.scalar, tuple(_arith(op, x, y) for x, y in zip(xs, ys)))
+
+
+def _item(tensor: str, shape: tuple, axis: int) -> Item:
+    """The Item of dim `axis` (in range) of `tensor`, whose shape is `shape`."""
+    d = shape[axis]
+    if isinstance(d, int):
+        return d
+    if isinstance(d, str) and d:
+        return ("p", d)
+    return ("d", tensor, axis % len(shape))
 
 
 def _int_attr(g: Graph, i: int, name: str, default: int | None):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...findings import Severity
-from ...patterns.noops import IDENTITIES, needed, noop
+from ...patterns.noops import IDENTITIES, may_be_neutral, needed, noop
 from ...rule import Context, Rule
 
 
@@ -55,16 +55,20 @@ class IdentityArithmetic(Rule):
     def check(self, ctx: Context):
         model = ctx.model
         for g in model.graphs:
-            positions = [(IDENTITIES[op][1], g.op_positions.get(op, ())) for op in IDENTITIES]
+            positions = [(IDENTITIES[op], g.op_positions.get(op, ())) for op in IDENTITIES]
             if not any(p for _, p in positions):
                 continue
             is_constant = model.constants(g).is_constant
             ins_ = g.node_inputs
-            for either, idxs in positions:
+            for (neutral, either), idxs in positions:
                 for i in idxs:
                     ins = ins_[i]
-                    # most arithmetic has no constant operand: decided here, without a NodeRef
-                    if len(ins) != 2 or not (is_constant(ins[1]) or either and is_constant(ins[0])):
+                    # most arithmetic has no constant operand, or one that is visibly not neutral (or in
+                    # external data): decided here, before the no-op detector
+                    if len(ins) != 2 or not (
+                        is_constant(ins[1]) and may_be_neutral(g, ins[1], neutral)
+                        or either and is_constant(ins[0]) and may_be_neutral(g, ins[0], neutral)
+                    ):
                         continue
                     node = g.ref(i)
                     n = noop(model, node)
