@@ -94,6 +94,7 @@ RULE_FIXES: dict[str, tuple[str, ...]] = {
     "GRF416": ("collapse-layout-chains",),
     "GRF417": ("fold-bias-add",),
     "GRF418": ("merge-slices",),
+    "MOD501": ("correct-annotations",),  # only for an annotation the inferred shape contradicts
     "PRC301": ("clamp-fp16-constants",),
     "PRC303": ("convert-precision",),
     "SHP202": ("freeze-shapes",),  # with `fix --shape` only: the findings themselves name no fix
@@ -153,6 +154,7 @@ APPLICABILITY: dict[str, Applicability] = {
     "collapse-layout-chains": _SAFE,
     "collapse-reshape-chains": _SAFE,
     "convert-precision": _UNSAFE,
+    "correct-annotations": _SAFE,
     "dedupe-initializers": _SAFE,
     "dedupe-nodes": _SAFE,
     "deform-conv-explicit-pads": _SAFE,

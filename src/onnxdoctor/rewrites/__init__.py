@@ -9,6 +9,7 @@ from ..errors import UsageError
 from . import (
     constants,
     control_flow,
+    declared_shapes,
     decompositions,
     equivalents,
     functions,
@@ -29,6 +30,7 @@ from .base import Outcome, Rewrite, RewriteContext
 
 BUILTIN_REWRITES: tuple[type[Rewrite], ...] = (
     *shapes.REWRITES,
+    *declared_shapes.REWRITES,
     *hygiene.REWRITES,
     *constants.REWRITES,
     *simplify.REWRITES,

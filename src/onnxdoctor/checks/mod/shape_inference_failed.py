@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from ...findings import Severity
 from ...rule import Context, Rule
+from ...rule_fixes import fix_for
+
+
+# onnx's message when an annotation (value_info, a graph output's shape) contradicts the inferred shape
+_ANNOTATION_CONFLICT = re.compile(r"Inferred shape and existing shape differ")
 
 
 class ShapeInferenceFailed(Rule):
@@ -24,10 +31,13 @@ class ShapeInferenceFailed(Rule):
 
     ## How to fix
     Read the message; run `python -c "import onnx; onnx.checker.check_model('model.onnx',
-    full_check=True)"` for details, and fix the export.
+    full_check=True)"` for details, and fix the export. When the failure is an annotation the
+    graph contradicts ("Inferred shape and existing shape differ": a value_info entry or a declared
+    output shape the exporter got wrong), `onnxdoctor fix` corrects it (`correct-annotations`).
 
     ## Fix safety
-    No automatic fix.
+    `correct-annotations` is safe (it changes annotations only, and only for that failure); the
+    other failures have no automatic fix.
 
     ## TensorRT versions
     All releases.
@@ -46,4 +56,5 @@ class ShapeInferenceFailed(Rule):
         err = ctx.model.shape_inference_error
         if err:
             yield self.finding(ctx, f"ONNX shape inference failed: {err}", versions=ctx.kb.versions,
-                               hint="fix the inconsistency; shape-dependent checks were skipped")
+                               hint="fix the inconsistency; shape-dependent checks were skipped",
+                               fix=fix_for(self.code, "correct-annotations") if _ANNOTATION_CONFLICT.search(err) else None)
