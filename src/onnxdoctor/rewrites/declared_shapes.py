@@ -6,8 +6,8 @@ import re
 
 import onnx
 
-from ..findings import Applicability
 from .._proto import graphs
+from ..findings import Applicability
 from .base import Outcome, Rewrite, RewriteContext
 
 _MADE_UP = re.compile(r"^unk__\d+$")

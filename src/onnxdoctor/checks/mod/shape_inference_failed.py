@@ -8,7 +8,6 @@ from ...findings import Severity
 from ...rule import Context, Rule
 from ...rule_fixes import fix_for
 
-
 # onnx's message when an annotation (value_info, a graph output's shape) contradicts the inferred shape
 _ANNOTATION_CONFLICT = re.compile(r"Inferred shape and existing shape differ")
 
