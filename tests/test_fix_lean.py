@@ -310,3 +310,33 @@ def test_a_one_file_result_is_written_from_the_store(tmp_path, monkeypatch):
     assert not w.external_data and len(w.raw_data) == 256 * 1024 * 4
     feeds = {"x": rng.standard_normal((2, 256)).astype(np.float32)}
     np.testing.assert_allclose(prove.run(written, feeds)["y"], prove.run(m, feeds)["y"], rtol=1e-5, atol=1e-5)
+
+
+
+def test_symbolic_types_reads_no_weight_stub():
+    # the fix pipeline's weight stubs (onnxdoctor.weights: external data into its store) go to the
+    # symbolic inference as inputs of their type: it reads the values an Add takes, a bias too, and a
+    # stub's are not in the model (ppocrv5-rec's inference failed on one)
+    from onnxdoctor.weights import WeightStore
+
+    m = _parse("""g (float[batch,seq,8] x) => (float[batch,seq,2,4] y) {
+        h = Add(x, w)
+        s = Shape(h)
+        r = Slice(s, zero, two)
+        tail = Constant<value = int64[2] {2, 4}>()
+        shape = Concat<axis = 0>(r, tail)
+        y = Reshape(h, shape)
+    }""", w=np.ones((1, 1, 8), np.float32), zero=np.array([0], np.int64), two=np.array([2], np.int64))
+    store = WeightStore()
+    w = m.graph.initializer[0]
+    stub = onnx.TensorProto()
+    stub.name, stub.data_type = w.name, w.data_type
+    stub.dims.extend(w.dims)
+    store._point(stub, store._add(w))  # as `strip` makes a stub of a big weight
+    w.CopyFrom(stub)
+    typed = _symbolic_types(m)
+    assert typed is not None
+    assert _dims(typed)["h"] == ["batch", "seq", 8]
+    # the stub is an initializer again, not a graph input
+    assert [i.name for i in typed.graph.input] == ["x"]
+    assert WeightStore.key_of(next(t for t in typed.graph.initializer if t.name == "w")) is not None

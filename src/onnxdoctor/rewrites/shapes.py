@@ -258,11 +258,13 @@ def _symbolic_types(model: onnx.ModelProto) -> onnx.ModelProto | None:
     if SymbolicShapeInference is None or not all(hasattr(SymbolicShapeInference, a) for a in ("_preprocess", "_infer_impl", "_update_output_from_vi",
                                                             "_add_suggested_merge")):
         return None
-    merges: list[list] = []
+    from .opset import _external_as_inputs, _inputs_as_external
 
     class Recording(SymbolicShapeInference):
         def _add_suggested_merge(self, symbols, apply=False):
-            merges.append(list(symbols))
+            # its result is not used after an unsound merge: stop there (nudenet-320n: 2 of its 3 s)
+            if not _sound_merge(list(symbols)):
+                raise _UnsoundMerge
             return super()._add_suggested_merge(symbols, apply)
 
         def _infer_Resize(self, node):  # noqa: N802 - the name ONNX Runtime's dispatcher calls
@@ -282,9 +284,13 @@ def _symbolic_types(model: onnx.ModelProto) -> onnx.ModelProto | None:
     log = logging.getLogger(SymbolicShapeInference.__module__)
     level = log.level
     log.setLevel(logging.CRITICAL)
+    # The weight store's stubs go in as graph inputs of their type and dims: it reads the values of the
+    # initializers an op takes (an Add's bias too), and a stub's data are not in the model (they are
+    # never shape data either). ppocrv5-rec's inference failed on one.
+    given, stubs, added = _external_as_inputs(model)
     try:
         inference = Recording(INT32_MAX, True, False, 0)  # int_max: "unbounded" Slice ends
-        inference._preprocess(model)
+        inference._preprocess(given)
         complete = False
         while inference.run_:
             complete = inference._infer_impl()
@@ -293,9 +299,13 @@ def _symbolic_types(model: onnx.ModelProto) -> onnx.ModelProto | None:
         return None
     finally:
         log.setLevel(level)
-    if not complete or not all(_sound_merge(m) for m in merges):
+    if not complete:
         return None
-    return inference.out_mp_
+    return _inputs_as_external(inference.out_mp_, stubs, added)
+
+
+class _UnsoundMerge(Exception):
+    """ONNX Runtime's symbolic inference assumed two dims equal that a valid input could make differ."""
 
 
 def _symbolic_shape_inference():
