@@ -340,3 +340,27 @@ def test_symbolic_types_reads_no_weight_stub():
     # the stub is an initializer again, not a graph input
     assert [i.name for i in typed.graph.input] == ["x"]
     assert WeightStore.key_of(next(t for t in typed.graph.initializer if t.name == "w")) is not None
+
+
+def test_symbolic_may_help_rules_out_a_fold_the_input_dims_make_impossible():
+    # A Reshape of t [batch, n, 8] to (0, 1, n', 8) with n' = Shape(c)[2], the length a strided Conv
+    # gives w (ONNX's inference names it afresh): the fold needs n' to be the 8 at its place. On two
+    # probes (w = 64, w = 128) it is 31 and 63: neither the same number twice nor 8, so ONNX Runtime's
+    # symbolic inference (n' = floor((w - 3)/2) + 1) could not fold it either, and is not run
+    m = _parse("""g (float[batch,8,w] x) => (float[batch,1,n,8] y) {
+        c = Conv<strides = [2]>(x, k)
+        t = Transpose<perm = [0, 2, 1]>(c)
+        s = Shape(c)
+        n = Slice(s, two, three)
+        shape = Concat<axis = 0>(zero, one, n, eight)
+        y = Reshape(t, shape)
+    }""", k=np.ones((8, 8, 3), np.float32), two=np.array([2], np.int64), three=np.array([3], np.int64),
+        zero=np.array([0], np.int64), one=np.array([1], np.int64), eight=np.array([8], np.int64))
+    view = _typed(m)
+    t_dims = view.main.type_of("t").shape
+    assert isinstance(t_dims[1], str) and not t_dims[1] == "w"  # ONNX's inference: a fresh name
+    assert not _symbolic_may_help(view, m)
+    feeds = {"x": np.ones((2, 8, 11), np.float32)}
+    assert prove.run(m, feeds)["y"].shape == (2, 1, 5, 8)
+    # where the element is compared with a dim the probes make equal to it, the inference runs
+    assert _symbolic_may_help(_typed(_positions()), _positions())

@@ -383,10 +383,18 @@ def _symbolic_may_help(view, model: onnx.ModelProto) -> bool:
     or a graph output) is known element by element in numbers and dims of the graph inputs, and
     every such Reshape's or Expand's data input has only such dims: the symbolic inference names the
     inputs' dims as they are and numbers are numbers, so it would know no more, and neither sympy's
-    import (~0.4 s and ~35 MB) nor its run (seconds on YOLO necks) is worth it."""
+    import (~0.4 s and ~35 MB) nor its run (seconds on YOLO necks) is worth it.
+
+    Where one is not so known, the fold it would allow is tried on two probes (_Probes: the graph
+    typed by ONNX's inference with every dynamic input dim set to a number, two different sets):
+    an element that is a different number in the two cannot be a constant, and one that differs from
+    the dim it must equal in a probe is not equal to it for every input. When every such fold fails
+    on the probes, the symbolic inference (which computes the same dims as functions of the inputs'
+    dims) could not make it either."""
     if not _shape_fed(model):
         return False
     named = {d.dim_param for vi in model.graph.input for d in vi.type.tensor_type.shape.dim if d.dim_param}
+    probes = _Probes(model)
 
     def plain(item) -> bool:
         # a number or a dim of the graph inputs: what the symbolic inference knows them as too (a
@@ -407,14 +415,18 @@ def _symbolic_may_help(view, model: onnx.ModelProto) -> bool:
             if g.op_types[k] == "Shape" or all(not i or i in values or sv.cv.is_constant(i) for i in g.node_inputs[k]):
                 values.add(t)
         outputs = set(g.outputs)
-        shaped = {g.node_inputs[k][1] for op in ("Reshape", "Expand") for k in g.op_positions.get(op, ())
-                  if len(g.node_inputs[k]) > 1}
+        shaped: dict[str, list[int]] = {}  # shape value -> the Reshapes and Expands reading it as their shape
+        for op in ("Reshape", "Expand"):
+            for k in g.op_positions.get(op, ()):
+                if len(g.node_inputs[k]) > 1:
+                    shaped.setdefault(g.node_inputs[k][1], []).append(k)
         for t in values:
             leaves = t in outputs or t in shaped or any(
                 not g.standard[c] or g.op_types[c] not in sv.OPS for c in g.consumers.get(t, ()))
             v = sv.memo.get(t)
             if leaves and (v is None or not all(plain(i) for i in v.items)):
-                return True
+                if probes.may_be_constant(t) or any(probes.may_fold(g, sv, k) for k in shaped.get(t, ())):
+                    return True
         # the data input's dims the fold compares with the shape's elements: a Reshape's where the
         # element is a dim (all of them beside a -1, which a static rest writes out); an Expand's
         # where the element is not 1
@@ -437,8 +449,119 @@ def _symbolic_may_help(view, model: onnx.ModelProto) -> bool:
                     continue
                 if op == "Reshape" and -1 not in v.items and not _could_copy(v.items, dims, plain):
                     continue
-                return True
+                if probes.may_fold(g, sv, k):
+                    return True
     return False
+
+
+class _Probes:
+    """The main graph's shape values and dims on two probes: the model typed by ONNX's inference
+    with data propagation after every dynamic dim of the graph inputs is set to a number (the same
+    name, the same number; the two probes give every dim a different one). Built when first asked;
+    a probe ONNX's inference cannot type answers "may" to everything."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self._probes: list | None = None
+
+    def _built(self) -> list:
+        if self._probes is None:
+            self._probes = []
+            for first in (64, 96):
+                try:
+                    view = _propagated_view(_with_input_dims(self.model, first), symbolic=False)
+                    sv = _wider_shape_values()(view, view.main)
+                    sv.evaluate()
+                except Exception:  # noqa: BLE001 - no probe: nothing is ruled out
+                    self._probes = []
+                    break
+                self._probes.append(sv)
+        return self._probes
+
+    @staticmethod
+    def _item(sv, tensor: str, i: int) -> int | None:
+        v = sv.memo.get(tensor)
+        item = v.items[i] if v is not None and 0 <= i < len(v.items) else None
+        return item if isinstance(item, int) else None
+
+    def may_be_constant(self, tensor: str) -> bool:
+        """Whether `tensor` (a shape value) could be the same numbers for every input."""
+        probes = self._built()
+        if len(probes) < 2:
+            return True
+        a, b = (sv.memo.get(tensor) for sv in probes)
+        if a is None or b is None:
+            # values it does not follow (a ConstantOfShape of computed dims): their sizes may differ
+            sa, sb = (sv.g.type_of(tensor) for sv in probes)
+            shapes = [t.shape if t is not None else None for t in (sa, sb)]
+            return not (all(sh is not None and all(isinstance(d, int) for d in sh) for sh in shapes)
+                        and shapes[0] != shapes[1])
+        if len(a.items) != len(b.items):
+            return False
+        return not any(isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(a.items, b.items))
+
+    def may_fold(self, g, sv, k: int) -> bool:
+        """Whether the Reshape or Expand at position `k` of `g` (typed by `sv`) could fold with dims
+        the symbolic inference knows, where ONNX's inference does not fold it: each element not
+        already equal to the data input's dim at its place is equal to it on both probes, or (a
+        Reshape's) the same number on both, or (an Expand's) 1 on both; an element a probe does not
+        know is not ruled out."""
+        probes = self._built()
+        if len(probes) < 2:
+            return True
+        op, ins = g.op_types[k], g.node_inputs[k]
+        x, s = ins[0], ins[1]
+        v = sv.memo.get(s)
+        rank = g.rank_of(x)
+        if v is None or rank is None:
+            return True
+        off = rank - len(v.items) if op == "Expand" else 0
+        if off < 0:
+            return False
+        asked = False  # whether some element is not already equal in `sv` (else ONNX's inference folds it)
+        for i, item in enumerate(v.items):
+            if op == "Reshape" and isinstance(item, int):
+                continue
+            if op == "Expand" and item == 1:
+                continue
+            if item is not None and item == sv.dim(x, off + i):
+                continue
+            asked = True
+            es = [self._item(p, s, i) for p in probes]
+            ds = [p.dim(x, off + i) for p in probes]
+            # None: not known on that probe, so not ruled out
+            equal = all(e is None or not isinstance(d, int) or e == d for e, d in zip(es, ds))
+            if op == "Reshape":  # a number is written as it is: one the same on both probes may be one
+                number = None in es or len(set(es)) == 1
+            else:  # an Expand's element may be 1
+                number = all(e in (None, 1) for e in es)
+            if not (equal or number):
+                return False
+        return asked
+
+
+def _with_input_dims(model: onnx.ModelProto, first: int) -> onnx.ModelProto:
+    """A copy of `model` whose graph inputs' dynamic dims are numbers: `first`, `first` + 64, ... by
+    name (a dim without a name gets one of its own); without the main graph's value_info and its
+    outputs' dim names, which would keep the dims they name (the exporter's) instead of the numbers."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.value_info[:]
+    for vi in out.graph.output:
+        if vi.type.HasField("tensor_type"):
+            for d in vi.type.tensor_type.shape.dim:
+                d.ClearField("dim_param")
+    numbers: dict[str, int] = {}
+    for vi in out.graph.input:
+        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for a, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                continue
+            key = d.dim_param or f"{vi.name}:{a}"
+            n = numbers.setdefault(key, first + 64 * len(numbers))
+            d.dim_value = n
+    return out
 
 
 def _could_copy(items: tuple, dims: list, plain) -> bool:
