@@ -361,8 +361,8 @@ class _Pending:
 
     rw: object
     ctx: object
-    outcome: object
-    model: onnx.ModelProto  # the (stubbed) model after it
+    model: onnx.ModelProto  # the (stubbed) model after it (the rewrite's own output, with the weights it
+    # read, is not kept: the pending rewrites of an iteration would hold a copy of those weights each)
     tol: tuple[float, float]  # the tolerance after it (unsafe rewrites loosen it)
     sticky: tuple  # (rewrite, ctx) pairs whose proof_model every later proof goes through
     seconds: float
@@ -474,7 +474,7 @@ class _Run:
             step = Step(rw.name, iteration, "pending", outcome.changes, outcome.skipped,
                         applicability=str(rw.applicability), details=outcome.details)
             steps.append(step)
-            self.pending.append(_Pending(rw, ctx, outcome, candidate, tol, sticky, time.perf_counter() - t, step))
+            self.pending.append(_Pending(rw, ctx, candidate, tol, sticky, time.perf_counter() - t, step))
             model = candidate
             changed = True
         self.head, self.head_tol, self.head_sticky = model, tol, sticky
@@ -561,7 +561,7 @@ class _Run:
                 tol = (max(tol[0], ra or tol[0]), max(tol[1], rr or tol[1]))
             if type(p.rw).proof_model is not Rewrite.proof_model:
                 sticky = (*sticky, (p.rw, p.ctx))
-            out.append(_Pending(p.rw, p.ctx, outcome, candidate, tol, sticky, p.seconds + time.perf_counter() - t, p.step))
+            out.append(_Pending(p.rw, p.ctx, candidate, tol, sticky, p.seconds + time.perf_counter() - t, p.step))
             model = candidate
         return out
 
