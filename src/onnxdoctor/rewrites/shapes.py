@@ -92,7 +92,10 @@ class FoldShapeComputations(Rewrite):
     symbolic shape inference (dims keep their names through the whole graph: `batch` stays `batch`
     behind computed reshapes and position slices) where a Reshape or Expand takes a computed shape
     that ONNX's inference leaves with an element, or a dim it is compared with, that is neither a
-    number nor a dim of the graph inputs (elsewhere the symbolic inference would know no more), then
+    number nor a dim of the graph inputs (elsewhere the symbolic inference would know no more), and
+    the fold such an element blocks is not ruled out on two probes (the graph typed by ONNX's
+    inference with the inputs' dynamic dims set to numbers: an element that is two different
+    numbers is no constant, one unequal to the dim it must equal is not that dim), then
     replaces what GRF409 reports: a value computed from `Shape` whose every element is a
     number becomes an initializer; a `Reshape` whose computed shape is numbers and its input's own
     dims becomes a `Reshape` to a constant with 0 for those dims; an `Expand` to the input's own
