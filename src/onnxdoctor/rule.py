@@ -173,13 +173,13 @@ class Context:
             # From each graph's standard-op positions (read from the protos once); other domains node by node.
             index: dict[tuple[str, str], list[NodeRef]] = {}
             for g in self.model.graphs:
-                ref = g.ref
+                refs = g.refs()  # the index holds every node
                 for op, idxs in g.op_positions.items():
-                    index.setdefault(("", op), []).extend(map(ref, idxs))
+                    index.setdefault(("", op), []).extend([refs[i] for i in idxs])
                 if not g.all_standard:
                     for i, std in enumerate(g.standard):
                         if not std:
-                            r = ref(i)
+                            r = refs[i]
                             index.setdefault((r.domain, r.op_type), []).append(r)
             return index
 

@@ -216,13 +216,15 @@ def _input_types(ctx: Context, node: NodeRef) -> tuple[int, ...]:
     """The element type of each input (0: absent or unknown). A UINT8 input that is not a network
     input counts as unknown: a UINT8 tensor inside the network is TRT113's finding."""
     graph = node.graph
-    out = []
-    for name in graph.node_inputs[node.index]:
-        elem = graph.elem_type_of(name) if name else 0
-        if elem == TensorProto.UINT8 and not _main_input(ctx, node, name):
-            elem = 0
-        out.append(elem)
-    return tuple(out)
+    elem_type_of = graph.elem_type_of
+    names = graph.node_inputs[node.index]
+    out = tuple([elem_type_of(name) if name else 0 for name in names])
+    if _UINT8 in out:
+        out = tuple(0 if e == _UINT8 and not _main_input(ctx, node, name) else e for e, name in zip(out, names))
+    return out
+
+
+_UINT8 = 2  # TensorProto.UINT8
 
 
 def _elem_types(ctx: Context) -> frozenset[int]:

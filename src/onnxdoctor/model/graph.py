@@ -241,6 +241,15 @@ class Graph:
             r = refs[i] = NodeRef(self.nodes[i], self, i, self.op_types[i] if self.standard[i] else None)
         return r
 
+    def refs(self) -> list[NodeRef]:
+        """Every node's NodeRef (`ref(i)` for each i), made in one pass where missing."""
+        refs = self._refs
+        if None in refs:
+            nodes, ops, std = self.nodes, self.op_types, self.standard
+            refs[:] = [r if r is not None else NodeRef(nodes[i], self, i, ops[i] if std[i] else None)
+                       for i, r in enumerate(refs)]
+        return refs  # type: ignore[return-value]
+
     @functools.cached_property
     def _refs(self) -> list[NodeRef | None]:
         return [None] * len(self.nodes)

@@ -69,7 +69,7 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
                 key = const_keys[name] = _input_key(g, name)
             inputs.append(key)
         outs = outs_[i]
-        cheap = (op, tuple(inputs), tuple(bool(o) for o in outs))
+        cheap = (op, tuple(inputs), tuple(map(bool, outs)))
         bucket = seen.get(cheap)
         if bucket is None:
             seen[cheap] = i  # attributes read only when a second node has the same op and inputs

@@ -21,6 +21,7 @@ Item = Union[int, Dim, None]
 _OPS = frozenset({"Shape", "Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Cast", "Identity", "Reshape",
                   "ReduceProd", "Add", "Sub", "Mul", "Div", "Max", "Min"})
 _MAX_ITEMS = 64
+_IS_INT = int.__instancecheck__  # isinstance(x, int), for map()
 _MISSING = object()
 
 
@@ -30,7 +31,7 @@ class ShapeValue(NamedTuple):
 
     @property
     def static(self) -> bool:
-        return all(isinstance(i, int) for i in self.items)
+        return all(map(_IS_INT, self.items))
 
 
 class Action(NamedTuple):

@@ -73,7 +73,8 @@ class ConstantNode(Rule):
 
 def movable(g: Graph, ref: NodeRef) -> bool:
     """A Constant whose value can become an initializer of the same name."""
-    node = ref.node
-    out = ref.output(0)
-    return (len(node.attribute) == 1 and node.attribute[0].name in CONVERTIBLE_ATTRS and len(node.output) == 1
-            and bool(out) and out not in g.outputs)
+    outs = g.node_outputs[ref.index]
+    if len(outs) != 1 or not outs[0] or outs[0] in g.outputs:
+        return False
+    attrs = ref.node.attribute
+    return len(attrs) == 1 and attrs[0].name in CONVERTIBLE_ATTRS

@@ -112,30 +112,30 @@ class Fp16OverflowingConstant(Rule):
         views: dict[int, object] = {}
         verdicts: dict[tuple, str | None] = {}  # a constant shared by many nodes is judged once
         for ref in ctx.nodes_of(*ARITHMETIC):
-            node = ref.node
             g = ref.graph
+            ins = g.node_inputs[ref.index]  # the view's list: not the proto's repeated field, twice
             cv = views.get(id(g))
             if cv is None:
                 cv = views[id(g)] = ctx.model.constants(g)
             # A node whose inputs are all constant is folded; the value is reported where it meets data.
             inits = g.initializers
-            if all(not i or i in inits or cv.is_constant(i) for i in node.input):
+            if all(not i or i in inits or cv.is_constant(i) for i in ins):
                 continue
             seen: set[str] = set()
-            for i, inp in enumerate(node.input):
-                if not inp or inp in seen or (node.op_type == "Where" and i == 0):
+            for i, inp in enumerate(ins):
+                if not inp or inp in seen or (ref.op_type == "Where" and i == 0):
                     continue
                 seen.add(inp)
-                key = (id(g), inp, node.op_type in _MASK_OPS)
+                key = (id(g), inp, ref.op_type in _MASK_OPS)
                 if key in verdicts:
                     msg = verdicts[key]
                 else:
-                    msg = verdicts[key] = self._judge(ctx, g, inp, node.op_type, limits, fp32_converted)
+                    msg = verdicts[key] = self._judge(ctx, g, inp, ref.op_type, limits, fp32_converted)
                 if msg is None:
                     continue
                 yield self.finding(
                     ctx,
-                    f"{node.op_type} operand {inp!r} {msg}; in {'/'.join(n for n, _, _ in limits)} arithmetic "
+                    f"{ref.op_type} operand {inp!r} {msg}; in {'/'.join(n for n, _, _ in limits)} arithmetic "
                     "it turns results into inf or NaN (inf*0, inf-inf, Softmax of an all -inf row)",
                     node=ref,
                     tensor=inp,
