@@ -73,14 +73,18 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
         if not ins or not ins[0]:
             continue
         hit = producers.get(ins[0])
-        if hit is not None and next_in_chain(hit[0]) == i:
-            continue  # not the head: the chain starts earlier
+        # not the head when the chain starts earlier (asked only of a producer of the same family)
+        if hit is not None and family.get(hit[0]) == family[i] and next_in_chain(hit[0]) == i:
+            continue
         heads.append(i)
     found: list[Chain] = []
+    ops = g.op_types
     for i in heads:
         chain = [i]
         while (k := next_in_chain(chain[-1])) is not None:
             chain.append(k)
+        if len(chain) == 1 and family[i] == "view" and ops[i] != "Reshape":
+            continue  # one Squeeze/Unsqueeze/Flatten changes the rank: never collapsible (see _collapse)
         start = 0
         while start < len(chain):
             for end in range(len(chain), start, -1):  # the longest collapsible run from `start`

@@ -70,7 +70,7 @@ class ShapeValues:
         """Evaluates, in one forward pass, every node reachable from a `Shape` through the ops the
         evaluator follows; returns their outputs in topological order."""
         g = self.g
-        ops, std, outs_, followed = g.op_types, g.standard, g.node_outputs, self.OPS
+        ops, std, outs_, followed, consumers = g.op_types, g.standard, g.node_outputs, self.OPS, g.consumers
         nodes: set[int] = set()
         stack = list(g.op_positions.get("Shape", ()))
         while stack:
@@ -79,9 +79,8 @@ class ShapeValues:
                 continue
             nodes.add(k)
             for o in outs_[k]:
-                for c in g.consumers.get(o, ()) if o else ():
-                    if c not in nodes and std[c] and ops[c] in followed:
-                        stack.append(c)
+                if o:
+                    stack += [c for c in consumers.get(o, ()) if c not in nodes and std[c] and ops[c] in followed]
         order = sorted(nodes) if g.topo_sorted else [k for k in g.topo_order if k in nodes]
         reached = []
         memo = self.memo
