@@ -125,12 +125,20 @@ def _axes(model: Model, g: Graph, i: int) -> list[int] | None:
 
 
 def _perm(g: Graph, i: int) -> list[int] | None:
-    ref = g.ref(i)
-    if ref.has_attr("perm"):
-        perm = ref.attr("perm")  # a perm of another attribute kind (a float, a string): no chain
-        return list(perm) if isinstance(perm, (list, tuple)) and all(isinstance(v, int) for v in perm) else None
-    rank = g.rank_of(ref.input(0))
+    # read from the proto (no rule but this one parses a Transpose's attributes): the first `perm`
+    # counts, as in NodeRef.attr, which reads one of another kind
+    for a in g.nodes[i].attribute:
+        if a.name == "perm":
+            if a.type == _INTS:
+                return list(a.ints)
+            perm = g.ref(i).attr("perm")  # a perm of another attribute kind (a float, a string): no chain
+            return list(perm) if isinstance(perm, (list, tuple)) and all(isinstance(v, int) for v in perm) else None
+    ins = g.node_inputs[i]
+    rank = g.rank_of(ins[0] if ins else "")
     return list(range(rank - 1, -1, -1)) if rank is not None else None
+
+
+_INTS = 7  # AttributeProto.INTS
 
 
 def _collapse(model: Model, g: Graph, nodes: list[int]) -> Chain | None:
