@@ -506,9 +506,9 @@ class _Probes:
     def may_fold(self, g, sv, k: int) -> bool:
         """Whether the Reshape or Expand at position `k` of `g` (typed by `sv`) could fold with dims
         the symbolic inference knows, where ONNX's inference does not fold it: each element not
-        already equal to the data input's dim at its place is equal to it on both probes, or (a
-        Reshape's) the same number on both, or (an Expand's) 1 on both; an element a probe does not
-        know is not ruled out."""
+        already equal to the data input's dim at its place is equal to it on a probe, or (a
+        Reshape's) the same number on both, or (an Expand's) 1 on a probe; an element a probe does
+        not know is not ruled out."""
         probes = self._built()
         if len(probes) < 2:
             return True
@@ -532,12 +532,13 @@ class _Probes:
             asked = True
             es = [self._item(p, s, i) for p in probes]
             ds = [p.dim(x, off + i) for p in probes]
-            # None: not known on that probe, so not ruled out
-            equal = all(e is None or not isinstance(d, int) or e == d for e, d in zip(es, ds))
+            # ruled out only where both probes know both and differ: a dim clipped to a limit (`Min(128,
+            # seq)` beside `seq`, equal for every input the model runs) may pass it on one probe
+            equal = any(e is None or not isinstance(d, int) or e == d for e, d in zip(es, ds))
             if op == "Reshape":  # a number is written as it is: one the same on both probes may be one
                 number = None in es or len(set(es)) == 1
             else:  # an Expand's element may be 1
-                number = all(e in (None, 1) for e in es)
+                number = any(e in (None, 1) for e in es)
             if not (equal or number):
                 return False
         return asked
