@@ -71,7 +71,7 @@ def resize_tensor_scales_with_axes(node: NodeRef, model: Model) -> str | None:
     scales = _scales_input(node, model)
     if not scales or _is_const(node, model, scales) or node.input(3):
         return None
-    axes = node.attr("axes")
+    axes = node.attr("axes", [])  # another kind of value is recorded for MOD506 and reads as none
     if not axes:
         return None
     rank = _rank(node, node.input(0))
@@ -92,7 +92,7 @@ def resize_scaled_dims(node: NodeRef, model: Model) -> str | None:
     scales = np.asarray(scales, dtype=np.float64).reshape(-1)
     if scales.size == 0:
         return None
-    axes = node.attr("axes")
+    axes = node.attr("axes", [])  # another kind of value is recorded for MOD506 and reads as none
     rank = _rank(node, node.input(0))
     if axes:
         if rank is None:
@@ -316,7 +316,7 @@ def input0_static_shape(node: NodeRef, model: Model) -> str | None:
 
 @predicate
 def deformconv_symmetric_pads(node: NodeRef, model: Model) -> str | None:
-    pads = node.attr("pads")
+    pads = node.attr("pads", [])
     if not pads or len(pads) % 2:
         return None
     n = len(pads) // 2
