@@ -203,8 +203,9 @@ def run_session(sess, names, feeds, run_options=None):
     """`sess.run(names, feeds)` of an ONNX Runtime session, bounded by the running budget's
     activation memory: a thread looks at the resident memory every 10 ms and, once it has grown by
     more than the budget since the run started, sets `terminate` on the run's options; ONNX Runtime
-    stops before its next node and the command ends with BudgetExceeded (from `Budget.running`). (A node already computing
-    finishes first: one node's output is the most the bound can be overshot by.) Without a running
+    stops before its next node and the command ends with BudgetExceeded (from `Budget.running`).
+    (A node already computing finishes first: one node's output is the most the bound can be
+    overshot by.) Without a running
     budget, or where resident memory cannot be read, a plain run."""
     budget = active()
     base = _resident_bytes() if budget is not None else None

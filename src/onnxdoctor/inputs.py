@@ -254,7 +254,6 @@ class InputOracle:
         self._consumers: dict[str, list[onnx.NodeProto]] = {}
         self._constants: dict[str, np.ndarray] = {}
         self._shapes: dict[str, list] = {}
-        self.inferred: dict[str, list] = {}
         self._lifetimes: list | None = None  # activation_peak's per-node view of the graph, built once
         self._analyse()
 
