@@ -188,3 +188,62 @@ def test_unusable_packed_types_mean_inference_here(tmp_path, monkeypatch):
     got = model_mod.load(path, use_prefetch=True)
     ref = model_mod.load(path)
     assert got.graphs[1].types.get("a") == ref.graphs[1].types.get("a") is not None
+
+
+_FORKED = r"""
+import json, marshal, os, sys
+from onnxdoctor import _typeinfo, prefetch
+from onnxdoctor.model import loading
+
+path, broken = sys.argv[1], sys.argv[2] == "broken"
+if broken:  # the child fails in run(): no result, and the caller goes on
+    from onnxdoctor import _infer_worker
+    _infer_worker.run = lambda p: 1 / 0
+me = os.getpid()
+prefetch.start(path, fork=True)
+assert os.getpid() == me  # the child never returns into this code
+pending = prefetch._pending[prefetch._key(path)]
+pid = pending.proc.pid
+result = prefetch.take(path, os.stat(path))
+try:
+    os.waitpid(pid, os.WNOHANG)
+    reaped = False
+except ChildProcessError:
+    reaped = True
+out = {"reaped": reaped, "code": pending.proc.returncode, "kind": result[0] if result else None}
+if result and result[0] == "packed":
+    from onnxdoctor import _onnx
+    data = open(path, "rb").read()
+    inferred = _onnx.infer_shapes(data, strict=True)
+    ref = _typeinfo.pack(_onnx.ModelProto.FromString(inferred), inferred)
+    out["same"] = marshal.loads(result[1]) == ref
+# a second helper, discarded before it is taken: killed and reaped
+prefetch.start(path, fork=True)
+second = prefetch._pending[prefetch._key(path)].proc
+prefetch.discard(path)
+out["discarded"] = second.returncode is not None
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not prefetch._can_fork(), reason="the console script forks only on Linux")
+@pytest.mark.parametrize("broken", [False, True])
+def test_forked_helper_gives_the_spawned_helpers_result(tmp_path, broken):
+    """What the console script does (prefetch.start(fork=True) before its imports), in a fresh process:
+    the child writes the same packed types as the helper script, exits, and is reaped; a child that
+    fails gives no result; a discarded one is killed and reaped."""
+    import subprocess
+    import sys
+
+    path = _big_nested_model(tmp_path / "nested.onnx")
+    src = os.path.dirname(os.path.dirname(os.path.abspath(prefetch.__file__)))
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run([sys.executable, "-c", _FORKED, path, "broken" if broken else "ok"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["reaped"] and out["discarded"]
+    if broken:
+        assert out["code"] == 1 and out["kind"] is None
+    else:
+        assert out["code"] == 0 and out["kind"] == "packed" and out["same"] is True

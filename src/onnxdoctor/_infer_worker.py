@@ -9,7 +9,9 @@ stdout gets one status byte, then the packed types, marshalled (b"2"), the infer
 when packing failed (b"1"), or the inferencer's message (b"0"). Any other outcome (exit code,
 missing output) means "no result": the caller infers in its own process.
 
-It imports onnxdoctor._onnx, which loads the extension by file location, and _wire (standard library
+The console script does not run this file: it forks (prefetch.start with fork=True) before it has
+imported anything heavy, and the child calls `run` (no second interpreter to start). Either way it
+imports onnxdoctor._onnx, which loads the extension by file location, and _wire (standard library
 only), and onnxdoctor's `__init__`, which imports nothing; not the onnx package, whose import is
 what it avoids.
 """
@@ -19,23 +21,20 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, this file's folder (the onnxdoctor package, whose io.py and profile.py would shadow
-# the standard library's) is sys.path[0]; its parent holds the package.
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from onnxdoctor import _onnx, _wire  # noqa: E402 - the path above first
-
 
 def _pack(inferred: bytes) -> bytes:
     import marshal
 
-    from onnxdoctor import _typeinfo
+    from onnxdoctor import _onnx, _typeinfo
 
     _onnx.use_light()
     return marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred), inferred))
 
 
-def main(path: str) -> int:
+def run(path: str) -> tuple[bytes, bytes]:
+    """The result for `path`: its status byte and its payload (see above)."""
+    from onnxdoctor import _onnx, _wire
+
     c = _onnx.load_extension()
     data, _, view = _wire.read_model(path)  # a big file without its big inline weights
     if view is not None:
@@ -49,6 +48,11 @@ def main(path: str) -> int:
             status, payload = b"2", _pack(payload)
         except Exception:  # noqa: BLE001 - the inferred model itself is a result too
             pass
+    return status, payload
+
+
+def main(path: str) -> int:
+    status, payload = run(path)
     out = sys.stdout.buffer
     out.write(status)
     out.write(payload)
@@ -57,4 +61,7 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
+    # Run as a script, this file's folder (the onnxdoctor package, whose io.py and profile.py would
+    # shadow the standard library's) is sys.path[0]; its parent holds the package.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.exit(main(sys.argv[1]))

@@ -2,7 +2,9 @@
 
 For `onnxdoctor check MODEL` (one file, not `-j 1`, no `--shape`) the shape-inference helper
 (prefetch.py) is started here, before click and the CLI are imported (~0.05 s), because on a big
-model that helper is the longest of the two paths a check runs on. The command line is read with
+model that helper is the longest of the two paths a check runs on. It is forked (on Linux), not
+spawned: this process has no threads and little memory yet, and the child needs no interpreter of
+its own. The command line is read with
 the list of `check`'s options that take a value (tests/test_prefetch.py compares it with the click
 command). A wrong guess costs nothing but the helper's work: the check starts the helper itself when
 it is wanted, and a result for another file or a changed file is never used.
@@ -57,7 +59,7 @@ def main() -> None:
             if path is not None:
                 from . import prefetch
 
-                prefetch.start(path)
+                prefetch.start(path, fork=True)
         except Exception:  # noqa: BLE001 - only a head start: the check decides for itself
             pass
     from .cli import entry
