@@ -374,6 +374,10 @@ def fix(
         # (held once; the report reads structures only).
         store = WeightStore()
         proto, external, shown = _with_weights(model, inputs, "the input model", store)
+        if where is not None:
+            # Read from a file here, so nothing else holds it: its big inline initializers go to the
+            # store now, and the model read (its weights a second copy of the store's) goes.
+            proto = store.strip(proto)
         for other, what in ((data, "the --data file"), (config if config not in (None, True, False) else None, "the --config file")):
             if other is not None:
                 inputs.add(other, what)

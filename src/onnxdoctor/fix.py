@@ -226,7 +226,11 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
         del hoisted
     feeds = reference = plan = None
     if options.prove:
+        from ._memory import release
         from .inputs import plan_inputs
+
+        # the check's views and shape inference are gone: their memory goes back before the run's peak
+        release()
 
         log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
         budget.enter("finding inputs the model runs on in ONNX Runtime")
@@ -631,6 +635,9 @@ class _Run:
                 result = proving.prove(self.reference, full, self.feeds, *p.tol,
                                        reference_model=self.store.materialize(self.proto))
             else:
+                from ._memory import release
+
+                release()  # what the rewrites freed goes back before the run's peak lands on it
                 try:
                     got = self.store.run(model, self.feeds, list(self.reference))
                     result = proving.compare(self.reference, got, *p.tol)

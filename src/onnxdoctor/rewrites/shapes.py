@@ -317,6 +317,9 @@ def _symbolic_shape_inference():
     name = "onnxdoctor._ort_symbolic_shape_infer"
     module = sys.modules.get(name)
     if module is None:
+        from .._memory import release
+
+        release()  # sympy's import (~33 MB) stays for the run: on what is freed, not beside it
         try:
             import sympy  # noqa: F401 - the module's symbolic algebra (a dependency of onnxdoctor, not of onnxruntime)
 
