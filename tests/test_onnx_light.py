@@ -102,7 +102,7 @@ def test_light_load_then_full_onnx_in_one_process():
 @pytest.mark.parametrize("name", ["bert-dynamo", "gpt2-torchscript", "llama-torchscript-opset14"])
 def test_cli_check_without_onnx_package_matches_api(name, tmp_path):
     """`onnxdoctor check` (light) and onnxdoctor.check() in a process that imported onnx (full) give the
-    same findings; the CLI never imports the onnx package."""
+    same findings; the CLI never imports the onnx package (nor the TOML parser, hashlib, secrets)."""
     model = MODELS / "real" / f"{name}.onnx"
     args = ["--trt", "8.6", "--precision", "fp16", "--isolated", "--format", "json"]
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "onnxdoctor", "check", str(model), *args],
@@ -110,6 +110,14 @@ def test_cli_check_without_onnx_package_matches_api(name, tmp_path):
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "onnx" not in imported and "onnx.helper" not in imported and "numpy" in imported
+    # nor what a check without a config file and without -o does not need: OpenSSL (hashlib), secrets,
+    # and, when the installed wheel's compiled.json holds the knowledge base, the TOML parser
+    from onnxdoctor import kb, kbcompile
+
+    unwanted = {"hashlib", "_hashlib", "secrets"}
+    if (kb.rules_dir() / kbcompile.COMPILED_NAME).is_file():
+        unwanted.add("tomllib")
+    assert not imported & unwanted, imported & unwanted
     import onnxdoctor
     from onnxdoctor.report import render
 

@@ -21,16 +21,11 @@ pyproject.toml). `--config PATH` overrides discovery. Command-line flags overrid
 from __future__ import annotations
 
 import fnmatch
-import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from .errors import UsageError
+from .kbcompile import toml
 
 SEVERITIES = ("error", "warning", "info")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
@@ -228,6 +223,7 @@ def load(path: str | Path) -> Config:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{p}: config file not found")
+    tomllib = toml()
     try:
         with open(p, "rb") as fh:
             data = tomllib.load(fh)
@@ -278,6 +274,7 @@ def _config_in(folder: Path) -> Config | None:
         return load(own)
     pyproject = folder / "pyproject.toml"
     if pyproject.is_file():
+        tomllib = toml()
         try:
             with open(pyproject, "rb") as fh:
                 data = tomllib.load(fh)

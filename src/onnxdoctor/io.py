@@ -24,7 +24,6 @@ import errno
 import functools
 import os
 import re
-import secrets
 import stat
 from pathlib import Path
 
@@ -487,6 +486,8 @@ class _Folder:
         return WriteError(f"{self.shown}: cannot write: {reason}; nothing was changed")
 
     def temp_file(self) -> Path:
+        import secrets  # imports hashlib, random, hmac (~0.01 s): only when writing
+
         name = f".{self.out.name[:120]}{TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}"
         p = self.dir / name
         self.temps.append(p)

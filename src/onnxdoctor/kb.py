@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from . import kbcompile
 from .errors import UsageError
@@ -36,7 +30,7 @@ def _load_toml(path: Path) -> dict:
     entry = _compiled_entry(path)
     if entry is not None and entry["sha256"] == kbcompile.digest(raw):
         return entry["data"]
-    return tomllib.loads(raw.decode("utf-8"))
+    return kbcompile.toml().loads(raw.decode("utf-8"))
 
 
 def _compiled_entry(path: Path) -> dict | None:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 
-from .findings import Applicability, Finding, Fix, Location, Severity
+from .findings import Applicability, Finding, Fix, Severity, make_finding, make_location
 from .kb import Release
 from .model import Model, NodeRef
 from .rule_fixes import fix_for, fixes_for
@@ -90,23 +90,17 @@ class Rule:
         rewrite for it (else none); None for a finding no rewrite resolves."""
         if fix is _RULE_FIX:
             fix = _only_fix(self.code)
-        loc = Location(
-            node=node.name if node else None,
-            op_type=node.op_type if node else None,
-            tensor=tensor,
-            subgraph=node.path if node else subgraph,
-        )
-        return Finding(
-            code=self.code,
-            rule=self.name,
-            severity=severity if severity is not None else self.severity,
-            message=message,
-            location=loc,
-            trt_versions=(ctx.all_versions if versions is ctx.kb.versions or (versions is None and self.release_independent)
-                          else tuple(versions) if versions is not None else (ctx.target.trt,)),
-            fix=fix,  # type: ignore[arg-type]
-            hint=hint,
-            order=(ctx.graph_position(node.graph), node.index) if node else (),
+        if node:
+            g = node.graph
+            loc = make_location(node.name, node.op_type, tensor, g.path)
+            order: tuple[int, ...] = (ctx.graph_position(g), node.index)
+        else:
+            loc, order = make_location(None, None, tensor, subgraph), ()
+        return make_finding(
+            self.code, self.name, severity if severity is not None else self.severity, message, loc,
+            (ctx.all_versions if versions is ctx.kb.versions or (versions is None and self.release_independent)
+             else tuple(versions) if versions is not None else (ctx.target.trt,)),
+            fix, hint, order,  # type: ignore[arg-type]
         )
 
 
@@ -203,7 +197,9 @@ class Context:
 
     def graph_position(self, graph) -> int:
         """Index of `graph` in `model.graphs` (main graph first)."""
-        positions = self.model_memo("graph-positions", lambda: {id(g): k for k, g in enumerate(self.model.graphs)})
+        positions = self.shared.get("graph-positions")
+        if positions is None:
+            positions = self.shared["graph-positions"] = {id(g): k for k, g in enumerate(self.model.graphs)}
         return positions[id(graph)]
 
     def memo(self, key, compute):

@@ -3,7 +3,10 @@ dedupe-nodes); the content key that identifies an initializer's bytes (GRF404, d
 
 from __future__ import annotations
 
-import hashlib
+try:  # what hashlib.blake2b is, without hashlib's import of OpenSSL
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover
+    from hashlib import blake2b
 from typing import NamedTuple
 
 from .._onnx import AttributeProto, TensorProto
@@ -168,4 +171,4 @@ def content_key(t: TensorProto, external: bool, known: dict | None = None, lazy:
         if "metadata_props" in copy.DESCRIPTOR.fields_by_name:
             copy.ClearField("metadata_props")
         data = copy.SerializeToString(deterministic=True)
-    return ("inline", hashlib.blake2b(data, digest_size=20).digest())
+    return ("inline", blake2b(data, digest_size=20).digest())

@@ -1,0 +1,34 @@
+"""findings.make_finding / make_location: the fast constructors Rule.finding uses make the very objects
+the dataclasses' own constructors make (fields, equality, hash, repr, dict order, replace, pickle)."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import pytest
+
+from onnxdoctor.findings import Applicability, Finding, Fix, Location, Severity, make_finding, make_location
+
+
+@pytest.mark.parametrize("fields", [
+    ("GRF409", "known-shape-computation", Severity.INFO, "m", ("n", "Shape", "t", ()), ("8.6", "10.0"), None, "h", (0, 3)),
+    ("TRT116", "rejected-input-type", Severity.ERROR, "x", (None, None, "w", ("If_1/then_branch",)), ("10.0",),
+     Fix("fold-constants", Applicability.UNSAFE), None, ()),
+])
+def test_fast_constructors_make_the_dataclasses_objects(fields):
+    code, rule, severity, message, (node, op, tensor, sub), versions, fix, hint, order = fields
+    slow = Finding(code=code, rule=rule, severity=severity, message=message,
+                   location=Location(node=node, op_type=op, tensor=tensor, subgraph=sub),
+                   trt_versions=versions, fix=fix, hint=hint, order=order)
+    fast = make_finding(code, rule, severity, message, make_location(node, op, tensor, sub), versions, fix, hint, order)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert list(vars(fast).items()) == list(vars(slow).items())
+    assert list(vars(fast.location).items()) == list(vars(slow.location).items())
+    assert fast.to_dict() == slow.to_dict() and fast.order == slow.order
+    assert dataclasses.replace(fast, hint="other") == dataclasses.replace(slow, hint="other")
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.code = "X"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.location.node = "X"  # type: ignore[misc]
