@@ -171,3 +171,77 @@ def test_render_text_and_json_roundtrip():
     text = render_text(p)
     assert "input_ids  [batch, sequence]  min 1x1  opt 1x128  max 8x512  (default)" in text
     assert text.rstrip().splitlines()[-1] == p["trtexec"]
+
+
+# -- the activation limit bounds the validation runs (min/opt/max in ONNX Runtime) -------------------
+
+def _outer_product(path: Path) -> Path:
+    """y[b, i, j] = x[b, i] * x[b, j]: activations grow with seq squared."""
+    m = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[batch, seq] x) => (float[batch, seq, seq] y) {
+            a2 = Constant <value = int64[1] {2}> ()
+            a1 = Constant <value = int64[1] {1}> ()
+            a = Unsqueeze(x, a2)
+            b = Unsqueeze(x, a1)
+            y = Mul(a, b)
+        }""")
+    onnx.save(m, path)
+    return path
+
+
+def test_validation_does_not_run_shapes_over_the_activation_limit(tmp_path):
+    from onnxdoctor import api
+
+    model = _outer_product(tmp_path / "outer.onnx")
+    free = api.profile(model, trt="10.15")
+    assert free["inputs"][0]["max"] == [8, 512] and free["validation"]["validated"]
+    assert not any("activation" in n for n in free["notes"])
+    # 8x512x512 floats are 8 MB: at a 4 MB limit the larger candidates are refused before running
+    small = api.profile(model, trt="10.15", activation_limit=4)
+    assert small["validation"]["validated"], small["validation"]
+    assert small["inputs"][0]["max"] == [2, 512]
+    refused = [t for t in small["validation"]["tried"] if not t["ran"]]
+    assert [t["shapes"] for t in refused] == ["x:8x512", "x:4x512"]
+    assert all("over the activation limit of 4 MB" in t["error"] for t in refused)
+    assert any("larger shapes were not run" in n and "--activation-limit" in n for n in small["notes"])
+
+
+def test_a_flagged_shape_over_the_limit_is_reported_not_run(tmp_path):
+    from onnxdoctor import api
+
+    model = _outer_product(tmp_path / "outer.onnx")
+    prof = api.profile(model, trt="10.15", shapes=["x:1x1:1x64:1x2048"], activation_limit=4)
+    assert prof["inputs"][0]["max"] == [1, 2048]  # the user's shape is kept
+    assert prof["validation"]["ran"] == {"min": True, "opt": True, "max": False}
+    assert "max did NOT run" in render_text(prof)
+
+
+def test_a_validation_run_whose_sizes_inference_cannot_see_is_stopped(tmp_path):
+    """NonZero's output size is data-dependent: the run itself is watched and stopped at the limit
+    (budget.run_session), and the profile reports that shape as not run instead of failing."""
+    from .test_activation_budget import _run
+
+    negs = "\n".join(f"n{i + 1} = Neg(n{i})" for i in range(8))
+    m = onnx.parser.parse_model(f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[h, w] x) => (float y) {{
+            s = Shape(x)
+            ones = ConstantOfShape <value = float[1] {{1.0}}> (s)
+            nz = NonZero(ones)
+            n0 = Cast <to = 1> (nz)
+            {negs}
+            t = Sum(n0, n1, n2, n3, n4, n5, n6, n7, n8)
+            y = ReduceSum <keepdims = 0> (t)
+        }}""")
+    model = tmp_path / "nonzero.onnx"
+    onnx.save(m, model)
+    # unbounded, max (2500x2500) holds NonZero's [2, 6.25M] int64 and nine float copies: ~550 MB
+    proc, peak_mb = _run(["profile", model, "--shape", "x:1x1:16x16:2500x2500", "--activation-limit", "60",
+                          "--format", "json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    prof = json.loads(proc.stdout)
+    assert prof["validation"]["ran"] == {"min": True, "opt": True, "max": False}
+    (last,) = [t for t in prof["validation"]["tried"] if not t["ran"]]
+    assert "over the activation budget of 60 MB" in last["error"], last
+    assert peak_mb < 400, peak_mb

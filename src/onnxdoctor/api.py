@@ -539,10 +539,16 @@ def profile(
     validate: bool = True,
     config: str | os.PathLike | bool | None = None,
     log=None,
+    time_limit: float | None = None,
+    activation_limit: float | None = None,
+    hard_stop=None,
 ) -> dict:
     """`onnxdoctor profile`: an optimization profile (min/opt/max) for every dynamic input of a model
     file and the trtexec command that builds its engine; with `validate`, min, opt and max are each
     run in ONNX Runtime (`log` is told before). Options left None come from the configuration.
+    The whole command is bounded by `time_limit` (seconds, default 600) and every validation run by
+    `activation_limit` (MB, default 2048): a shape whose run would take more is not run, and the
+    profile says so (budget.Budget).
     Returns what profile.build_profile returns (the dict `--format json` prints)."""
     from .model import load
     from .profile import build_profile
@@ -551,15 +557,20 @@ def profile(
     cfg = _config(config, model).resolve(shapes=_opt_tuple(shapes), trt=trt, precision=precision)
     specs = parse_shapes(list(cfg.shapes))
     target_release = Target.make(cfg.trt, precision=cfg.precision)
-    m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
-    proto = None
-    if validate:
-        from .fix import load_for_fix
+    budget = _budget(time_limit, activation_limit, _shown(model), "profile")
+    with budget.running(hard_stop):
+        budget.enter("reading the model")
+        m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
+        proto = None
+        if validate:
+            from .fix import load_for_fix
 
-        proto, _ = load_for_fix(model)  # the weights, to run min/opt/max in ONNX Runtime
-        if log is not None:
-            log("running min/opt/max in ONNX Runtime (--no-validate skips this)")
-    return build_profile(m, target_release, specs, engine=engine or str(Path(model).with_suffix(".engine")), proto=proto)
+            proto, _ = load_for_fix(model)  # the weights, to run min/opt/max in ONNX Runtime
+            if log is not None:
+                log("running min/opt/max in ONNX Runtime (--no-validate skips this)")
+            budget.enter("running min/opt/max in ONNX Runtime")
+        return build_profile(m, target_release, specs, engine=engine or str(Path(model).with_suffix(".engine")),
+                             proto=proto)
 
 
 __all__ = ["check", "check_one", "collect_model_paths", "explain", "fix", "list_rules", "profile", "verify", "Severity",

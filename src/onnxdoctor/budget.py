@@ -50,11 +50,12 @@ class BudgetExceeded(OnnxDoctorError):
     """A command went over its time limit or its activation-memory budget."""
 
 
-class _OverMemory(BaseException):
+class OverMemory(BaseException):
     """Raised by `run_session` when a run went over the activation budget. A BaseException for the
     same reason as _Alarm: a caller's `except Exception` (a proof that turns an unrunnable candidate
     into a failed proof, the input finder trying its next candidate) must not take it for the model's
-    error and go on; `Budget.running` turns it into BudgetExceeded."""
+    error and go on; `Budget.running` turns it into BudgetExceeded. A caller that can go on without
+    the run (profile's validation: that shape is reported as not run) catches it by name."""
 
 
 class _Alarm(BaseException):
@@ -137,7 +138,7 @@ class Budget:
                         close()
                 return
             yield from self._deadline(hard_stop, grace, close)
-        except _OverMemory as e:
+        except OverMemory as e:
             raise BudgetExceeded(str(e)) from None
         finally:
             _ACTIVE.reset(token)
@@ -233,7 +234,7 @@ def run_session(sess, names, feeds, run_options=None):
         return sess.run(names, feeds, run_options)
     except Exception:
         if over:
-            raise _OverMemory(
+            raise OverMemory(
                 f"{budget.label}: an ONNX Runtime run {budget.stage} took {over[0] / 2**20:.0f} MB more than the process held "
                 f"before it: over the activation budget of {budget.activation_mb:g} MB "
                 "(raise it with --activation-limit, or give smaller --shape values)") from None

@@ -148,15 +148,16 @@ def _config_source(config, isolated: bool):
     return False if isolated else config
 
 
-# The budgets of fix and verify: one deadline, and the activation memory of every ONNX Runtime run.
+# The budgets of fix, verify and profile: one deadline, and the activation memory of every ONNX
+# Runtime run.
 _budget_options = _options(
     click.option("--time-limit", type=float, default=None, metavar="SECONDS",
-                 help="Stop the whole command (reading, checks, inputs, rewrites, proofs, layerwise runs; not the "
-                      "writing of the output) after this long, with a clear error and nothing written "
-                      "(default 600; inf: no limit)."),
+                 help="Stop the whole command (reading, checks, inputs, rewrites, proofs, layerwise runs, profile "
+                      "validation; not the writing of the output) after this long, with a clear error and nothing "
+                      "written (default 600; inf: no limit)."),
     click.option("--activation-limit", type=float, default=None, metavar="MB",
                  help="Most activation memory an ONNX Runtime run (finding inputs, a proof, a comparison, a "
-                      "layerwise segment) may take at once (default 2048)."),
+                      "layerwise segment, a profile's min/opt/max) may take at once (default 2048)."),
 )
 
 
@@ -546,8 +547,9 @@ def _progress_printer():
 @click.option("--engine", default=None, metavar="FILE", help="--saveEngine path in the trtexec command (default: MODEL with .engine).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--no-validate", is_flag=True, help="Do not run min/opt/max in ONNX Runtime (faster; the shapes are then name-based defaults and marked not validated).")
+@_budget_options
 @_config_options
-def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, isolated) -> None:
+def profile(model, shapes, trt, precision, engine, fmt, no_validate, time_limit, activation_limit, config, isolated) -> None:
     """Print an optimization profile (min/opt/max) for every dynamic input of MODEL, and the
     ready-to-run trtexec command that builds the engine for your TensorRT release.
 
@@ -566,8 +568,10 @@ def profile(model, shapes, trt, precision, engine, fmt, no_validate, config, iso
 
     try:
         log = (lambda m: click.echo(f"onnxdoctor: {m}", err=True)) if sys.stderr.isatty() else None
-        prof = api_profile(model, shapes=shapes, trt=trt, precision=precision, engine=engine, validate=not no_validate,
-                           config=_config_source(config, isolated), log=log)
+        with _guarded(model, "profile") as hard_stop:
+            prof = api_profile(model, shapes=shapes, trt=trt, precision=precision, engine=engine,
+                               validate=not no_validate, config=_config_source(config, isolated), log=log,
+                               time_limit=time_limit, activation_limit=activation_limit, hard_stop=hard_stop)
     except OnnxDoctorError as e:
         _fail(str(e))
     click.echo(json.dumps(prof, indent=2) if fmt == "json" else printable_lines(render_text(prof).rstrip("\n")))

@@ -143,10 +143,26 @@ def build_profile(model: Model, target: Target, specs: dict[str, ShapeSpec], eng
 
 
 
+_NOT_RUN = "not run:"
+
+
+def _over_budget(oracle, shapes: dict[str, tuple[int, ...]], budget) -> str | None:
+    """Why these shapes are not run (their tensors, sized from inferred shapes, need more than the
+    command's activation limit), or None."""
+    if budget is None:
+        return None
+    need = oracle.activation_peak(shapes)
+    if need <= budget.activation_bytes:
+        return None
+    return (f"{_NOT_RUN} its tensors need ~{need / 2**20:,.0f} MB, over the activation limit of "
+            f"{budget.activation_mb:g} MB (--activation-limit)")
+
+
 def _validate(proto, path: str, specs: dict[str, ShapeSpec], inputs: list[dict], notes: list[str]) -> dict:
     """Replace the default shapes by the input oracle's and run min, opt and max in ONNX Runtime.
     Flagged shapes are kept as given and only run. `inputs` is updated in place."""
     from . import prove as proving
+    from .budget import OverMemory, active
     from .errors import OnnxDoctorError
     from .inputs import InputOracle
 
@@ -165,9 +181,16 @@ def _validate(proto, path: str, specs: dict[str, ShapeSpec], inputs: list[dict],
                 flagged.setdefault(slot.key, (spec.min[axis], spec.opt[axis], spec.max[axis]))
     tried: list[dict] = []
 
+    budget = active()
+
     def run(point: dict[int, int], label: str) -> bool:
         shapes = oracle.shapes_at(point)
-        err = oracle.try_run(sess, names, shapes)
+        err = _over_budget(oracle, shapes, budget)
+        if err is None:
+            try:
+                err = oracle.try_run(sess, names, shapes)
+            except OverMemory as e:  # grew past the limit while running (sizes inference could not see)
+                err = str(e)
         tried.append({"point": label, "shapes": _shapes_text(shapes), "ran": err is None, **({"error": err} if err else {})})
         return err is None
 
@@ -191,6 +214,10 @@ def _validate(proto, path: str, specs: dict[str, ShapeSpec], inputs: list[dict],
     if not all(ran.values()):
         notes.append("a --shape profile point did not run in ONNX Runtime (see validation.tried); "
                      "the others are onnxdoctor's and ran")
+    if budget is not None and any(t.get("error", "").startswith(_NOT_RUN) or "over the activation budget" in t.get("error", "")
+                                  for t in tried):
+        notes.append(f"larger shapes were not run: their activations would take more than {budget.activation_mb:g} MB "
+                     "(raise --activation-limit to validate them)")
     by_name = {i["name"]: i for i in inputs}
     mins, opts, maxs = oracle.shapes_at(lo), oracle.shapes_at(opt), oracle.shapes_at(hi)
     for name, row in by_name.items():
