@@ -127,3 +127,90 @@ def test_fix_of_an_in_memory_model_leaves_it_as_given():
     res = api.fix(m, None, rules="default", trt="10.15")
     assert res.changed and res.original is m
     assert m.SerializeToString() == before
+
+
+def test_collecting_freezes_survivors_and_gives_them_back():
+    class Node:
+        pass
+
+    assert gc.get_freeze_count() == 0
+    with _memory.collecting():
+        keep = Node()
+        _memory.release()
+        assert gc.get_freeze_count() > 0  # what survived is frozen: later collections skip it
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        dead = weakref.ref(a)
+        del a, b
+        _memory.between_steps()  # collects what was made since
+        assert dead() is None
+        assert keep is not None
+    assert gc.get_freeze_count() == 0
+
+
+def test_collecting_leaves_a_process_that_froze_its_own_objects_alone():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with _memory.collecting():
+            _memory.release()
+            assert gc.get_freeze_count() == frozen  # not frozen further
+        assert gc.get_freeze_count() == frozen  # and not unfrozen
+    finally:
+        gc.unfreeze()
+
+
+def test_between_steps_does_nothing_outside_a_fix_run():
+    class Node:
+        pass
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        dead = weakref.ref(a)
+        del a, b
+        _memory.between_steps()  # a full collection per rewrite would cost a caller's process dearly
+        assert dead() is not None
+        gc.collect()
+        assert dead() is None
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_only_the_latest_pending_rewrite_keeps_its_model_and_bisection_rebuilds_the_others(monkeypatch):
+    # three rewrites pending in one iteration, the last of them wrong: the pending results before it hold
+    # no model (a bisection applies them again), the culprit alone is rolled back, the result is right
+    import onnxdoctor.rewrites as rewrites_pkg
+    from onnxdoctor import fix as fixing
+
+    from .test_fix_pipeline import WrongRemoveNoops, model
+
+    table = tuple(WrongRemoveNoops() if r.name == "remove-noops" else r for r in rewrites_pkg.all_rewrites())
+    monkeypatch.setattr(rewrites_pkg, "all_rewrites", lambda: table)
+    held, rebuilt = [], []
+    settle, model_at = fixing._Run.settle, fixing._Run._model_at
+
+    def recording_settle(self, steps, blocked):
+        held.append([(p.rw.name, p.model is not None) for p in self.pending])
+        return settle(self, steps, blocked)
+
+    def recording_model_at(self, pending, i, base):
+        rebuilt.append(pending[i].model is None)
+        return model_at(self, pending, i, base)
+
+    monkeypatch.setattr(fixing._Run, "settle", recording_settle)
+    monkeypatch.setattr(fixing._Run, "_model_at", recording_model_at)
+    m = model()
+    res = fixing.fix_model(m, fixing.FixOptions(trt="10.15"))
+    first = held[0]
+    assert len(first) >= 3 and [kept for _, kept in first] == [False] * (len(first) - 1) + [True]
+    assert any(rebuilt)  # the bisection proved a prefix whose model it had to build again
+    status = {s.rewrite: s.status for s in res.steps if s.status != "no-change"}
+    assert status["remove-noops"] == "rolled-back"
+    assert status["dedupe-nodes"] == "applied" and status["collapse-layout-chains"] == "applied"
+    feeds = {"x": np.random.default_rng(1).standard_normal((2, 256)).astype(np.float32)}
+    np.testing.assert_allclose(prove.run(res.model, feeds)["y"], prove.run(m, feeds)["y"], rtol=1e-5, atol=1e-5)
+    assert res.proof is not None and res.proof.passed

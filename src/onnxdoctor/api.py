@@ -404,7 +404,10 @@ def fix(
             path=shown,
             budget=budget,
         )
-        result = fix_model(proto, opts, log=log, weights=store)
+        from ._memory import collecting
+
+        with collecting():
+            result = fix_model(proto, opts, log=log, weights=store)
         proto = None
         if where is not None and result.stubbed is not result.original:
             from .weights import weightless

@@ -365,8 +365,11 @@ class _Pending:
 
     rw: object
     ctx: object
-    model: onnx.ModelProto  # the (stubbed) model after it (the rewrite's own output, with the weights it
-    # read, is not kept: the pending rewrites of an iteration would hold a copy of those weights each)
+    # The (stubbed) model after it (the rewrite's own output, with the weights it read, is not kept: the
+    # pending rewrites of an iteration would hold a copy of those weights each). Only the latest pending
+    # rewrite keeps it (the weights in control-flow bodies, which the store does not hold, are in every
+    # copy: silero-vad's seven pending results held 23 MB); a bisection rebuilds the others (_model_at).
+    model: onnx.ModelProto | None
     tol: tuple[float, float]  # the tolerance after it (unsafe rewrites loosen it)
     sticky: tuple  # (rewrite, ctx) pairs whose proof_model every later proof goes through
     seconds: float
@@ -400,9 +403,11 @@ class _Run:
     # ------------------------------------------------------------ one rewrite
     def attempt(self, rw, ctx, model: onnx.ModelProto):
         """Apply `rw` to `model`: (outcome, cleaned stubbed candidate), or raise _Rejected."""
+        from ._memory import between_steps
         from .rewrites._gs import pruned
         from .weights import check_model
 
+        between_steps()  # the previous step's graphs (reference cycles) go before this one's are made
         given = model
         if rw.reads_weights:
             given = self.store.materialize(model, rw.weights_needed(model))
@@ -478,6 +483,8 @@ class _Run:
             step = Step(rw.name, iteration, "pending", outcome.changes, outcome.skipped,
                         applicability=str(rw.applicability), details=outcome.details)
             steps.append(step)
+            if self.pending:
+                self.pending[-1].model = None  # rebuilt from the one before it if a bisection needs it
             self.pending.append(_Pending(rw, ctx, candidate, tol, sticky, time.perf_counter() - t, step))
             model = candidate
             changed = True
@@ -501,7 +508,7 @@ class _Run:
         rolled_back = False
         while pending:
             n = len(pending)
-            last = self._prove(pending[-1], n, proofs)
+            last = self._prove(pending, n - 1, proofs, base_model)
             if _holds(last):
                 for p in pending:
                     self._accept(p, last)
@@ -510,7 +517,7 @@ class _Run:
             lo, hi = -1, n - 1
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if _holds(self._prove(pending[mid], mid + 1, proofs)):
+                if _holds(self._prove(pending, mid, proofs, base_model)):
                     lo = mid
                 else:
                     hi = mid
@@ -525,7 +532,7 @@ class _Run:
             blocked.add(culprit.rw.name)
             rolled_back = True
             # The rewrites after the culprit ran on its result: apply them again without it.
-            if kept:
+            if kept:  # prefix hi - 1 was proven: its model is built
                 base_model, base_tol, base_sticky = kept[-1].model, kept[-1].tol, kept[-1].sticky
             pending = self._reapply(pending[hi + 1:], base_model, base_tol, base_sticky, blocked)
             proofs = {}
@@ -565,6 +572,8 @@ class _Run:
                 tol = (max(tol[0], ra or tol[0]), max(tol[1], rr or tol[1]))
             if type(p.rw).proof_model is not Rewrite.proof_model:
                 sticky = (*sticky, (p.rw, p.ctx))
+            if out:
+                out[-1].model = None  # as in iterate: only the latest keeps its model
             out.append(_Pending(p.rw, p.ctx, candidate, tol, sticky, p.seconds + time.perf_counter() - t, p.step))
             model = candidate
         return out
@@ -617,9 +626,35 @@ class _Run:
         return True
 
     # ------------------------------------------------------------ proofs
-    def _prove(self, p: _Pending, count: int, cache: dict[int, ProofResult]) -> ProofResult:
-        """The proof of the model after the first `count` pending rewrites (p is the last of them)."""
+    def _model_at(self, pending: list[_Pending], i: int, base: onnx.ModelProto) -> onnx.ModelProto | None:
+        """The model after pending[:i + 1] (`base`: the model before them): kept for the latest, rebuilt
+        for the others by applying them again from the nearest one that kept its model (and kept from
+        then on). None when applying one again gives no result (it did the first time)."""
+        j = i
+        while j >= 0 and pending[j].model is None:
+            j -= 1
+        model = base if j < 0 else pending[j].model
+        for p in pending[j + 1:i + 1]:
+            self.options.budget.enter(f"applying {p.rw.name}")
+            try:
+                with self.timings("rewrites"):
+                    _, model = self.attempt(p.rw, p.ctx, model)
+            except _Rejected:
+                return None
+            if model is None:
+                return None
+            p.model = model
+        return model
+
+    def _prove(self, pending: list[_Pending], i: int, cache: dict[int, ProofResult], base: onnx.ModelProto) -> ProofResult:
+        """The proof of the model after pending[:i + 1] (`base`: the model before them)."""
+        count = i + 1
         if count in cache:
+            return cache[count]
+        p = pending[i]
+        model = self._model_at(pending, i, base)
+        if model is None:
+            cache[count] = ProofResult(False, [], f"{p.rw.name} gave no result when applied again to prove it alone")
             return cache[count]
         from . import prove as proving
 
@@ -627,7 +662,6 @@ class _Run:
         self.options.budget.enter("proving the rewrites in ONNX Runtime")
         self.proof_runs += 1
         with self.timings("proofs"):
-            model = p.model
             if p.sticky:  # results ONNX Runtime only runs through a rewrite's proof model (BF16)
                 full = self.store.materialize(model)
                 for r, c in p.sticky:
