@@ -402,14 +402,19 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
     Exit codes: 0 the result has nothing at or above --fail-on, 1 it has, 2 usage error or
     unreadable model (nothing written).
     """
-    from ._memory import large_blocks_from_mmap
+    from ._memory import SMALL_MODEL_BYTES, large_blocks_from_mmap
     from .api import fix as api_fix
     from .findings import Severity
     from .report.fix import render_fix
 
-    # this process is fix's own: its large blocks (ONNX Runtime's activations, whole-model copies) go
-    # back to the system when freed, not into a heap that the next run's peak lands on (_memory)
-    large_blocks_from_mmap()
+    # This process is fix's own: on a small model, its large blocks (ONNX Runtime's activations, model
+    # copies) go back to the system when freed, not into a heap that the next run's peak lands on
+    # (_memory). A big model's peak is its weights, held once; there the fresh pages cost time only.
+    try:
+        if os.path.getsize(model) < SMALL_MODEL_BYTES:
+            large_blocks_from_mmap()
+    except OSError:
+        pass  # the command reports the unreadable model
     try:
         if in_place and output is not None and os.path.realpath(output) != os.path.realpath(model):
             raise UsageError("--in-place and -o/--output name different files; use one of them")
