@@ -8,7 +8,7 @@ import onnx
 
 from ..findings import Applicability
 from .._proto import graph_protos, node_count, rename_reads
-from ._gs import cleaned, fold
+from ._gs import fold, pruned
 from .base import Outcome, Rewrite, RewriteContext
 
 
@@ -96,7 +96,10 @@ class Cleanup(Rewrite):
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         nodes, inits, consts = node_count(model), len(model.graph.initializer), _constant_count(model)
-        out = cleaned(model)
+        # pruned: the same removals in every graph without graphsurgeon's import and export of the
+        # whole model (0.05-0.1 s on a 1,500-node model, and the pipeline runs cleanup every
+        # iteration); a graph out of topological order still goes through graphsurgeon's sort
+        out = pruned(model)
         moved = consts - _constant_count(out)
         dn, di = nodes - node_count(out) - moved, inits - len(out.graph.initializer) + moved
         if dn <= 0 and di <= 0 and moved <= 0:
