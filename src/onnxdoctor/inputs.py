@@ -835,17 +835,18 @@ class InputOracle:
 
 
 def drop_impossible_annotations(model: onnx.ModelProto) -> None:
-    """Remove value_info that no tensor can have (an unknown element type, a dim or element count
-    past 2^31): merged into what inference derives, such an annotation makes its data propagation
-    compute values of that size inside one onnx call (a Constant annotated with 2^40 elements took
-    11 GB before the deadline could stop it: fuzz seed 2031, case 59)."""
+    """Remove value_info that no tensor can have (an unknown element type, a negative dim, a dim or
+    element count past 2^31): merged into what inference derives, such an annotation makes its data
+    propagation compute values of that size inside one onnx call (a Constant annotated with 2^40
+    elements took 11 GB before the deadline could stop it: fuzz seed 2031, case 59), and a negative
+    dim makes onnx's Slice inference abort the process (fuzz seed 2038, case 480)."""
     known = set(onnx.TensorProto.DataType.values())
     for g in graphs(model.graph):
         keep = []
         for vi in g.value_info:
             tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
             dims = [d.dim_value for d in tt.shape.dim if d.WhichOneof("value") == "dim_value"] if tt is not None else []
-            if tt is not None and (tt.elem_type not in known or any(d > INT32_MAX for d in dims)
+            if tt is not None and (tt.elem_type not in known or any(d > INT32_MAX or d < 0 for d in dims)
                                    or math.prod(dims) > INT32_MAX):
                 continue
             keep.append(vi)
