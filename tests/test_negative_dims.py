@@ -92,3 +92,19 @@ def test_negative_attribute_values_do_not_trigger_the_rewrite():
     assert not _onnx.may_have_negative_dims(data)
     assert _onnx.without_negative_dims(data) is data
     assert not _onnx.may_have_negative_dims(_shape_slice(5).SerializeToString())
+
+
+def test_without_negative_dims_reaches_local_functions():
+    f = oh.make_function("local", "f", ["a"], ["b"], [oh.make_node("Identity", ["a"], ["b"])],
+                         opset_imports=[oh.make_opsetid("", 17)])
+    f.value_info.extend([oh.make_tensor_value_info("b", I64, [-3, 2])])
+    g = oh.make_graph([oh.make_node("f", ["x"], ["y"], domain="local")], "g",
+                      [oh.make_tensor_value_info("x", I64, [2])], [oh.make_tensor_value_info("y", I64, [2])])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("local", 1)], functions=[f],
+                      ir_version=10)
+    data = m.SerializeToString()
+    assert _onnx.may_have_negative_dims(data)
+    out = onnx.ModelProto.FromString(_onnx.without_negative_dims(data))
+    dims = out.functions[0].value_info[0].type.tensor_type.shape.dim
+    assert [d.HasField("dim_value") for d in dims] == [False, True] and dims[1].dim_value == 2
+    assert out.functions[0].input == ["a"] and out.graph == m.graph

@@ -146,22 +146,21 @@ def without_negative_dims(data: bytes) -> bytes:
     """`data` with every negative dim of a value type (graph inputs, outputs and value_info, in every
     graph and function) made unknown; `data` itself when there is none. onnx's inference asserts on
     some (a Slice reading a Shape annotated with dim -5 aborted the whole process: fuzz seed 2038,
-    case 480); a negative dim means nothing, and load validation reports those of graph inputs and
-    outputs."""
+    case 480); a negative dim means nothing (the views read one as unknown, _typeinfo.type_tuple)."""
     model = __getattr__("ModelProto").FromString(data)
     changed = False
-    stack = [model.graph, *model.functions]
+    # (graph or function, whether it is a graph: a function's inputs and outputs are names only)
+    stack = [(model.graph, True), *((f, False) for f in model.functions)]
     while stack:
-        g = stack.pop()
-        values = [*g.value_info] if not hasattr(g, "input") or not hasattr(g, "initializer") else [*g.input, *g.output, *g.value_info]
-        for vi in values:
+        g, is_graph = stack.pop()
+        for vi in [*g.input, *g.output, *g.value_info] if is_graph else g.value_info:
             changed |= _clear_negative_dims(vi.type)
         for node in g.node:
             for a in node.attribute:
                 if a.type == 5:  # GRAPH
-                    stack.append(a.g)
+                    stack.append((a.g, True))
                 elif a.type == 10:  # GRAPHS
-                    stack.extend(a.graphs)
+                    stack.extend((b, True) for b in a.graphs)
     return model.SerializeToString() if changed else data
 
 
