@@ -171,8 +171,7 @@ def _compute_rank(model: Model, g: Graph, t: str, memo: dict, depth: int) -> int
 def _axes(model: Model, g: Graph, ref, ins) -> list[int] | None:
     """The `axes` of Squeeze/Unsqueeze/Reduce*: attribute (older opsets) or constant input 1."""
     if ref.has_attr("axes"):
-        axes = ref.attr("axes", [])  # another kind of value (an int) is recorded for MOD506: unknown here
-        return None if (ref.index, "axes") in ref.graph.attribute_errors else list(axes)
+        return ref.list_attr("axes")  # another kind of value (an int) is unknown here
     if len(ins) > 1 and ins[1]:
         val = model.constants(g).value(ins[1])
         return None if val is None else [int(v) for v in np.asarray(val).reshape(-1)]

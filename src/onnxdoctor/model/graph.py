@@ -458,6 +458,12 @@ class NodeRef:
             return default
         return value
 
+    def list_attr(self, name: str) -> list | None:
+        """A list attribute's values; None when absent, or when the model stores another kind of value
+        (`axes` given as an int: recorded for MOD506 by `attr`, and unknown to the caller)."""
+        value = self.attr(name, _NOT_A_LIST)
+        return None if value is _NOT_A_LIST else list(value)
+
     def has_attr(self, name: str) -> bool:
         return name in self._attributes()
 
@@ -472,6 +478,9 @@ class NodeRef:
 
 
 _KIND_NAMES = {bool: "INT", int: "INT", float: "FLOAT", str: "STRING", list: "INTS or FLOATS", tuple: "INTS or FLOATS"}
+
+
+_NOT_A_LIST: list = []  # list_attr's default, told apart by identity (attr returns a new list)
 
 
 def _same_kind(value, default) -> bool:

@@ -195,8 +195,8 @@ def _reduce_axes(v: _View, node: NodeRef, x: str) -> tuple[int, ...]:
         raise _Fail(f"ReduceMean {node.name!r} has keepdims=0", node)
     axes: list[int] | None
     if node.has_attr("axes"):
-        axes = node.attr("axes", [])  # another kind of value (an int) is recorded for MOD506
-        if (node.index, "axes") in node.graph.attribute_errors:
+        axes = node.list_attr("axes")
+        if axes is None:  # another kind of value (an int)
             raise _Fail(f"ReduceMean {node.name!r} axes attribute is not a list of integers", node)
     elif node.input(1):
         val = v.cv.value(node.input(1))

@@ -117,8 +117,7 @@ def _const_ints(model: Model, g: Graph, t: str) -> list[int] | None:
 def _axes(model: Model, g: Graph, i: int) -> list[int] | None:
     ref = g.ref(i)
     if ref.has_attr("axes"):
-        axes = ref.attr("axes", [])  # another kind of value (an int) is recorded for MOD506: unknown here
-        return None if (ref.index, "axes") in g.attribute_errors else list(axes)
+        return ref.list_attr("axes")  # another kind of value (an int) is unknown here
     ins = g.node_inputs[i]
     if len(ins) > 1 and ins[1]:
         return _const_ints(model, g, ins[1])
