@@ -186,6 +186,13 @@ class Context:
             return index.get(("", op_types[0]), [])
         return self.model_memo(("nodes-of", op_types), lambda: self._merged(index, op_types))
 
+    def attribute_names(self, op_type: str) -> frozenset[str]:
+        """The names of the attributes that standard-domain nodes of `op_type` carry, over all of them
+        (read from the protos once per model): a rule about an attribute that no node sets decides
+        every node at once."""
+        return self.model_memo(("attribute-names", op_type), lambda: frozenset(
+            a.name for ref in self.nodes_of(op_type) for a in ref.node.attribute))
+
     def _merged(self, index, op_types: tuple[str, ...]) -> list[NodeRef]:
         hits = [ref for op in op_types for ref in index.get(("", op), ())]
         if len(hits) > 1:

@@ -58,6 +58,8 @@ def _evaluate(ctx: Context, c: Constraint) -> list[Violation]:
         return out
     if "opset_max" in c.params and opv > c.params["opset_max"]:
         return out
+    if c.kind == "attr_absent" and c.params["attr"] not in ctx.attribute_names(c.op):
+        return out  # no node of the op sets the attribute
     nodes = ctx.nodes_of(c.op)
     # input_type: decided once per distinct tuple of input types (a few per op), not once per node
     details = _input_type_details(ctx, c) if c.kind == "input_type" else (_check(ctx, c, n) for n in nodes)
@@ -198,7 +200,11 @@ def _input_type_details(ctx: Context, c: Constraint) -> list[str | None]:
     nodes = ctx.nodes_of(c.op)
     if not any(_rejected_input(ctx, c.params, (e,), first_only=True) for e in _elem_types(ctx)):
         return [None] * len(nodes)  # no value of the model has a type this constraint rejects
-    signatures = ctx.model_memo(("input-types", c.op), lambda: [_input_types(ctx, n) for n in nodes])
+    # Only the inputs the constraint names are read (up to the last of them); the signatures are
+    # shared by the op's constraints that read as many.
+    spec = c.params["input"]
+    upto = None if spec == "all" else spec + 1 if isinstance(spec, int) else max(spec, default=-1) + 1
+    signatures = ctx.model_memo(("input-types", c.op, upto), lambda: [_input_types(ctx, n, upto) for n in nodes])
     decided: dict[tuple[int, ...], tuple[int, str] | None] = {}
     out: list[str | None] = []
     for node, sig in zip(nodes, signatures):
@@ -212,12 +218,15 @@ def _input_type_details(ctx: Context, c: Constraint) -> list[str | None]:
 _UNDECIDED = object()
 
 
-def _input_types(ctx: Context, node: NodeRef) -> tuple[int, ...]:
-    """The element type of each input (0: absent or unknown). A UINT8 input that is not a network
-    input counts as unknown: a UINT8 tensor inside the network is TRT113's finding."""
+def _input_types(ctx: Context, node: NodeRef, upto: int | None = None) -> tuple[int, ...]:
+    """The element type of each input (0: absent or unknown), of the first `upto` inputs if given.
+    A UINT8 input that is not a network input counts as unknown: a UINT8 tensor inside the network
+    is TRT113's finding."""
     graph = node.graph
     elem_type_of = graph.elem_type_of
     names = graph.node_inputs[node.index]
+    if upto is not None:
+        names = names[:upto]
     out = tuple([elem_type_of(name) if name else 0 for name in names])
     if _UINT8 in out:
         out = tuple(0 if e == _UINT8 and not _main_input(ctx, node, name) else e for e, name in zip(out, names))

@@ -80,11 +80,17 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
     found: list[Chain] = []
     ops = g.op_types
     for i in heads:
-        chain = [i]
+        k = next_in_chain(i)
+        if k is None:  # one node, the common case
+            if family[i] == "view" and ops[i] != "Reshape":
+                continue  # one Squeeze/Unsqueeze/Flatten changes the rank: never collapsible (see _collapse)
+            c = _collapse_one(g, i)
+            if c is not None:
+                found.append(c)
+            continue
+        chain = [i, k]
         while (k := next_in_chain(chain[-1])) is not None:
             chain.append(k)
-        if len(chain) == 1 and family[i] == "view" and ops[i] != "Reshape":
-            continue  # one Squeeze/Unsqueeze/Flatten changes the rank: never collapsible (see _collapse)
         start = 0
         while start < len(chain):
             for end in range(len(chain), start, -1):  # the longest collapsible run from `start`
@@ -182,6 +188,23 @@ def _collapse(model: Model, g: Graph, nodes: list[int]) -> Chain | None:
     if target is None:
         return None
     return Chain(nodes, x, y, "Reshape", target, f"{names}: one Reshape to {target} replaces them")
+
+
+def _collapse_one(g: Graph, i: int) -> Chain | None:
+    """_collapse(model, g, [i]) for one Transpose or Reshape: an identity permutation, or a Reshape
+    to its input's own shape."""
+    ins, outs = g.node_inputs[i], g.node_outputs[i]
+    x, y = ins[0] if ins else "", outs[0] if outs else ""
+    if not x or not y:
+        return None
+    if g.op_types[i] == "Transpose":
+        perm = _perm(g, i)
+        if perm is None or perm != list(range(len(perm))):
+            return None
+        return Chain([i], x, y, None, None, "a Transpose with the identity permutation: the output is the input")
+    if g.rank_of(x) != g.rank_of(y) or not _same_shape(_shape(g, x), _shape(g, y)):
+        return None
+    return Chain([i], x, y, None, None, "Reshape gives its input's own shape: it does nothing")
 
 
 def _squeeze_unsqueeze(model: Model, g: Graph, nodes: list[int], rank: int):
