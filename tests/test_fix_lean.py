@@ -16,6 +16,8 @@ from onnx import numpy_helper
 from onnxdoctor import prove
 from onnxdoctor.model import from_proto
 from onnxdoctor.rewrites.shapes import (
+    _inferred_with_reshape_dims,
+    _reshape_dims_of,
     _symbolic_may_help,
     _symbolic_shape_inference,
     _symbolic_types,
@@ -55,8 +57,9 @@ STATIC_CHAIN = """g (float[batch,8] x) => (float[batch,2,4] y) {
 # ONNX's inference loses h's sequence dim, ONNX Runtime's names it.
 
 
-def _fix_in_fresh_process(tmp_path, model: onnx.ModelProto) -> dict:
-    """Fix `model` in a new interpreter: (the shape the result's Reshape reads, whether sympy was imported)."""
+def _fix_in_fresh_process(tmp_path, model: onnx.ModelProto, output: str | None = None) -> dict:
+    """Fix `model` in a new interpreter: (the shape the result's Reshape reads, the one making
+    `output` if given, whether sympy was imported)."""
     src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
     onnx.save(model, src)
     code = textwrap.dedent(f"""
@@ -67,7 +70,7 @@ def _fix_in_fresh_process(tmp_path, model: onnx.ModelProto) -> dict:
         api.fix({str(src)!r}, {str(out)!r}, rules="default", trt="10.15")
         m = onnx.load({str(out)!r})
         inits = {{t.name: numpy_helper.to_array(t).tolist() for t in m.graph.initializer}}
-        reshape = next(n for n in m.graph.node if n.op_type == "Reshape")
+        reshape = next(n for n in m.graph.node if n.op_type == "Reshape" and {output!r} in (None, n.output[0]))
         print(json.dumps({{"shape": inits.get(reshape.input[1]), "sympy": "sympy" in sys.modules}}))
     """)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -84,6 +87,67 @@ def test_fix_imports_sympy_where_the_symbolic_inference_is_needed(tmp_path):
     # the other side of the test above: here only the symbolic inference finds h's dims
     got = _fix_in_fresh_process(tmp_path, _positions())
     assert got == {"shape": [0, 0, 2, 4], "sympy": True}
+
+
+# r = Reshape(x, [-1, 16, 1]): ONNX's inference gives r's first dim a name of its own, so the second
+# Reshape's computed shape [n, 4, 4] is not known to start with r's dim; -1 = n * 16 / 16 = n says it is
+# (magika's one-hot, a jax2tf export). Then a Slice of the whole first axis (end 10**9, as TF writes "to
+# the end") keeps it.
+FLATTENED_BATCH = """g (float[n,16] x) => (float[n,4,4] y, float[n,16] z) {
+    c = Constant<value = int64[3] {-1, 16, 1}>()
+    r = Reshape(x, c)
+    s = Shape(x)
+    st = Constant<value = int64[1] {0}>()
+    en = Constant<value = int64[1] {1}>()
+    b = Slice(s, st, en)
+    tail = Constant<value = int64[2] {4, 4}>()
+    shape = Concat<axis = 0>(b, tail)
+    y = Reshape(r, shape)
+    big = Constant<value = int64[1] {1000000000}>()
+    whole = Slice(x, st, big, st)
+    tail2 = Constant<value = int64[1] {16}>()
+    shape2 = Concat<axis = 0>(b, tail2)
+    z = Reshape(whole, shape2)
+}"""
+
+
+def test_reshape_minus_one_names_the_input_dim_it_equals():
+    assert _reshape_dims_of(["n", 2048], [-1, 2048, 1], False) == "n"
+    assert _reshape_dims_of(["n", 2048], [-1, 1024], False) is None  # 2n: not one dim
+    assert _reshape_dims_of(["n", "s", 64], [0, -1, 64], False) == "s"  # 0 copies n
+    assert _reshape_dims_of(["n", "s", 64], [0, -1], False) is None  # s * 64
+    assert _reshape_dims_of(["n", "s", 64], [0, -1, 64], True) is None  # allowzero: 0 is a zero dim
+    assert _reshape_dims_of([6, 8], [-1, 4], False) == 12
+    assert _reshape_dims_of(["n", None], [-1, 8], False) is None  # an unknown dim
+    assert _reshape_dims_of(["n", 8], [4, 8], False) is None  # no -1
+    assert _reshape_dims_of(["n", "m"], [-1, 4], False) is None  # n * m / 4
+
+
+def test_onnx_inference_types_a_reshape_minus_one_and_a_whole_slice_with_the_input_dim():
+    m = _parse(FLATTENED_BATCH)
+    plain = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    typed = _inferred_with_reshape_dims(m)
+
+    def dims(model, name):
+        vi = next(v for v in model.graph.value_info if v.name == name)
+        return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+    assert dims(plain, "r")[0] != "n" and dims(plain, "whole")[0] != "n"  # what the refinement adds
+    assert dims(typed, "r") == ["n", 16, 1]
+    assert dims(typed, "whole") == ["n", 16]
+    assert not _symbolic_may_help(_typed_by(m, typed), m)
+
+
+def _typed_by(m: onnx.ModelProto, typed: onnx.ModelProto):
+    view = from_proto(m, infer_shapes=False)
+    view.attach_types(typed)
+    return view
+
+
+def test_fix_folds_behind_a_reshape_minus_one_without_importing_sympy(tmp_path):
+    m = _parse(FLATTENED_BATCH)
+    assert _fix_in_fresh_process(tmp_path, m, "y") == {"shape": [0, 4, 4], "sympy": False}
+    assert _fix_in_fresh_process(tmp_path, m, "z")["shape"] == [0, 16]
 
 
 def test_symbolic_may_help_judges_what_onnx_inference_left():

@@ -88,7 +88,10 @@ class FoldShapeComputations(Rewrite):
     """Replace shape computations whose values are known without running the model by constants.
 
     ## What it does
-    Types the graph with ONNX shape inference with data propagation, and with ONNX Runtime's
+    Types the graph with ONNX shape inference with data propagation (where it makes up a dim that
+    the op's own arithmetic fixes, the dim is named and inference runs again: a Reshape's `-1` that
+    is one input dim, as in `Reshape(x[n, 2048], [-1, 2048, 1])`, a Slice that takes an axis whole),
+    and with ONNX Runtime's
     symbolic shape inference (dims keep their names through the whole graph: `batch` stays `batch`
     behind computed reshapes and position slices) where a Reshape or Expand takes a computed shape
     that ONNX's inference leaves with an element, or a dim it is compared with, that is neither a
@@ -237,10 +240,169 @@ def _propagated_view(model: onnx.ModelProto, *, symbolic: bool = True):
         view.attach_types(typed)
         return view
     try:
-        view.attach_types(onnx.shape_inference.infer_shapes(model, data_prop=True))
+        view.attach_types(_inferred_with_reshape_dims(model))
     except Exception:  # noqa: BLE001 - the plain inference types what it can
         return from_proto(model)
     return view
+
+
+def _inferred_with_reshape_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` typed by ONNX's inference with data propagation, where the dim a Reshape's `-1` makes
+    is named when it is one of the input's own dims: ONNX's inference gives it a fresh name
+    (`Reshape(x[n, 2048], [-1, 2048, 1])` -> `[unk__0, 2048, 1]`), so nothing after it is known to
+    have `x`'s first dim. The -1 is the element count over the other elements, a quotient of
+    products; where that is one dim of the input (or a number), the output's annotation says so and
+    the inference runs again from it (at most 8 times: one more such dim each): what ONNX Runtime's symbolic inference
+    (sympy's import: ~0.3 s and ~33 MB) knows of these Reshapes, by the op's own arithmetic."""
+    typed = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    named: dict[tuple[int, str], onnx.ValueInfoProto] = {}
+    for _ in range(8):
+        found = {key: vi for key, vi in _reshape_dims(model, typed).items()
+                 if key not in named or named[key] != vi}
+        if not found:
+            break
+        named.update(found)
+        given = onnx.ModelProto()
+        given.CopyFrom(model)
+        protos = list(graphs(given.graph))
+        for (k, name), vi in named.items():
+            gp = protos[k]
+            kept = [v for v in gp.value_info if v.name != name]
+            del gp.value_info[:]
+            gp.value_info.extend([*kept, vi])
+        typed = onnx.shape_inference.infer_shapes(given, data_prop=True)
+    return typed
+
+
+def _reshape_dims(model: onnx.ModelProto, typed: onnx.ModelProto) -> dict[tuple[int, str], onnx.ValueInfoProto]:
+    """The Reshape and Slice outputs of `typed` (graph index in `graphs()` order, name) with a dim
+    ONNX's inference made up that the op's arithmetic names (_op_dims), as their annotations with
+    that dim replaced. A dim named after a graph input's dim stays (it is that dim already, or
+    another input's, which the op's arithmetic cannot tell apart); the other names are made up, by
+    ONNX's inference or by the exporter's own (tf2onnx's `unk__2`), and say nothing of their value."""
+    own = {d.dim_param for vi in model.graph.input if vi.type.HasField("tensor_type")
+           for d in vi.type.tensor_type.shape.dim if d.dim_param}
+    found: dict[tuple[int, str], onnx.ValueInfoProto] = {}
+    outer_values: dict[str, list] = {}
+    for k, g in enumerate(graphs(typed.graph)):
+        infos = {vi.name: vi for vi in (*g.input, *g.value_info, *g.output) if vi.type.HasField("tensor_type")}
+        values = {**outer_values, **_small_int_constants(g)}
+        if k == 0:
+            outer_values = values
+        for n in g.node:
+            if n.op_type not in ("Reshape", "Slice") or len(n.input) < 2 or not n.output:
+                continue
+            src, dst = infos.get(n.input[0]), infos.get(n.output[0])
+            if src is None or dst is None or not src.type.tensor_type.HasField("shape") \
+                    or not dst.type.tensor_type.HasField("shape"):
+                continue
+            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in src.type.tensor_type.shape.dim]
+            named = _op_dims(n, dims, values)
+            out = dst.type.tensor_type.shape.dim
+            vi = None
+            for a, dim in named.items():
+                if a >= len(out):
+                    continue
+                d = out[a]
+                if d.HasField("dim_value") or (d.dim_param and (d.dim_param in own or d.dim_param == dim)):
+                    continue
+                if vi is None:
+                    vi = onnx.ValueInfoProto()
+                    vi.CopyFrom(dst)
+                target = vi.type.tensor_type.shape.dim[a]
+                if isinstance(dim, int):
+                    target.dim_value = dim
+                else:
+                    target.dim_param = dim
+            if vi is not None:
+                found[(k, dst.name)] = vi
+    return found
+
+
+# A Slice end from which an axis is taken whole: no dim of a tensor that runs reaches a billion (TF and
+# JAX exports write 10**9 for "to the end"; INT32_MAX and INT64_MAX are the other usual ones).
+_WHOLE_AXIS_END = 10**9
+
+
+def _op_dims(node: onnx.NodeProto, dims: list, values: dict[str, list[int]]) -> dict[int, int | str]:
+    """Output dims of Reshape or Slice `node` (input dims `dims`: numbers, names, None) that its
+    arithmetic fixes where ONNX's inference gives up, by axis: a Reshape's -1 (_reshape_dims_of);
+    a Slice's axis taken whole (start 0, step 1, an end of _WHOLE_AXIS_END or more) keeps its dim."""
+    if node.op_type == "Reshape":
+        shape = values.get(node.input[1])
+        if shape is None:
+            return {}
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        dim = _reshape_dims_of(dims, shape, allowzero)
+        return {} if dim is None else {shape.index(-1): dim}
+    ins = [values.get(t) if t else None for t in node.input[1:5]]
+    starts, ends = ins[0], ins[1] if len(ins) > 1 else None
+    if starts is None or ends is None or len(starts) != len(ends) or not dims:
+        return {}
+    axes = ins[2] if len(ins) > 2 and node.input[3] else list(range(len(starts)))
+    steps = ins[3] if len(ins) > 3 and node.input[4] else [1] * len(starts)
+    if axes is None or steps is None or len(axes) != len(starts) or len(steps) != len(starts):
+        return {}
+    out: dict[int, int | str] = {}
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis = axis + len(dims) if axis < 0 else axis
+        if 0 <= axis < len(dims) and step == 1 and start == 0 and end >= _WHOLE_AXIS_END and isinstance(dims[axis], str):
+            out[axis] = dims[axis]
+    return out
+
+
+def _small_int_constants(g: onnx.GraphProto) -> dict[str, list[int]]:
+    """The 1-D integer constants of graph `g` of at most 16 elements (initializers and Constant nodes)."""
+    from onnx import numpy_helper
+
+    out: dict[str, list[int]] = {}
+    tensors = [(t.name, t) for t in g.initializer]
+    tensors += [(n.output[0], n.attribute[0].t) for n in g.node if n.op_type == "Constant" and n.output
+                and len(n.attribute) == 1 and n.attribute[0].name == "value"]
+    for name, t in tensors:
+        if t.data_type in (6, 7) and len(t.dims) == 1 and t.dims[0] <= 16 and t.data_location != onnx.TensorProto.EXTERNAL:
+            out[name] = [int(v) for v in numpy_helper.to_array(t)]
+    return out
+
+
+def _reshape_dims_of(dims: list, shape: list[int], allowzero: bool) -> int | str | None:
+    """The dim a Reshape of a tensor of `dims` (numbers and names; None unknown) to the constant
+    `shape` gives its `-1`: the element count over the other elements when that quotient is a number
+    or one dim name alone; None otherwise (no -1, an unknown dim, a quotient of several names)."""
+    from collections import Counter
+
+    if shape.count(-1) != 1 or any(d is None for d in dims) or any(s < -1 for s in shape):
+        return None
+    rest = []
+    for a, s in enumerate(shape):
+        if s == -1:
+            continue
+        if s == 0 and not allowzero:
+            if a >= len(dims):
+                return None
+            rest.append(dims[a])
+        else:
+            rest.append(s)
+    num_coef, num_names = 1, Counter()
+    for d in dims:
+        if isinstance(d, int):
+            num_coef *= d
+        else:
+            num_names[d] += 1
+    den_coef, den_names = 1, Counter()
+    for d in rest:
+        if isinstance(d, int):
+            den_coef *= d
+        else:
+            den_names[d] += 1
+    if den_coef == 0 or num_coef % den_coef or den_names - num_names:
+        return None
+    coef, names = num_coef // den_coef, num_names - den_names
+    if not names:
+        return coef
+    if coef == 1 and sum(names.values()) == 1:
+        return next(iter(names))
+    return None
 
 
 def _symbolic_types(model: onnx.ModelProto) -> onnx.ModelProto | None:
