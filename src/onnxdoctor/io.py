@@ -364,7 +364,7 @@ def _serialize_from_store(model, weights) -> list:
     fields, and each stored tensor's raw_data after its other fields: protobuf parses fields in any
     order, so the file parses to the same model."""
     from ._onnx import GraphProto, ModelProto, TensorProto
-    from .weights import _copy_fields
+    from ._proto import copy_fields
 
     graph_field = ModelProto.DESCRIPTOR.fields_by_name["graph"].number
     init_field = GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
@@ -389,7 +389,7 @@ def _serialize_from_store(model, weights) -> list:
     finally:
         graph.initializer.extend(held)
     outer = ModelProto()
-    _copy_fields(model, outer, skip="graph")
+    copy_fields(model, outer, skip="graph")
     graph_len = len(rest) + sum(len(c) for c in inits)
     return [outer.SerializeToString(), _tag(graph_field) + _varint(graph_len), rest, *inits]
 

@@ -21,6 +21,9 @@ from typing import Iterable
 import numpy as np
 import onnx
 
+from ._proto import copy_without_initializers, weightless  # noqa: F401 - weightless: this module's API too
+from ._proto import nbytes as _nbytes
+
 # A stub's external-data location: a relative file name, so that the checker accepts it when a file of
 # that name exists next to the checked model (see `check_model`).
 LOCATION = "onnxdoctor-weights.bin"
@@ -254,28 +257,6 @@ class WeightStore:
         return dict(zip(names, sess.run(names, feeds)))
 
 
-def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` whose main graph has no initializers, made field by field: neither the
-    caller's model nor its weights are touched (detaching and re-adding repeated messages would copy
-    every weight twice)."""
-    out = onnx.ModelProto()
-    _copy_fields(model, out, skip="graph")
-    _copy_fields(model.graph, out.graph, skip="initializer")
-    return out
-
-
-def _copy_fields(src, dst, skip: str) -> None:
-    for fd, value in src.ListFields():
-        if fd.name == skip:
-            continue
-        if fd.is_repeated:
-            getattr(dst, fd.name).extend(value)
-        elif fd.type == fd.TYPE_MESSAGE:
-            getattr(dst, fd.name).CopyFrom(value)
-        else:
-            setattr(dst, fd.name, value)
-
-
 class _FedSession:
     """An ONNX Runtime session whose weights are graph inputs, fed on every run: it looks and runs
     like a session of the model itself (its inputs are the model's own)."""
@@ -351,45 +332,6 @@ def _is_big(t: onnx.TensorProto) -> bool:
     if t.data_location == onnx.TensorProto.EXTERNAL or t.data_type not in _NUMPY:
         return False
     return _nbytes(t) > MIN_BYTES
-
-
-# Initializers above this size are replaced by external-data stubs in `weightless` copies.
-_WEIGHTLESS_MIN_BYTES = 1 << 16
-
-
-def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose big initializers are external-data stubs (name, type, dims only): enough for
-    shape inference, the checker and every rule, at a fraction of the cost. Returns `model` itself
-    when nothing is big. Decided from dims and types, and copied field by field: the weights are
-    neither serialized nor copied."""
-    graph = model.graph
-    big = [i for i, t in enumerate(graph.initializer)
-           if t.data_location != onnx.TensorProto.EXTERNAL and _nbytes(t) > _WEIGHTLESS_MIN_BYTES]
-    if not big or sum(_nbytes(graph.initializer[i]) for i in big) <= 8 * _WEIGHTLESS_MIN_BYTES:
-        return model
-    out = copy_without_initializers(model)
-    bigset = set(big)
-    for i, t in enumerate(graph.initializer):
-        if i in bigset:
-            stub = out.graph.initializer.add()
-            stub.name, stub.data_type = t.name, t.data_type
-            stub.dims.extend(t.dims)
-            stub.data_location = onnx.TensorProto.EXTERNAL
-            e = stub.external_data.add()
-            e.key, e.value = "location", "in-memory-weights"
-        else:
-            out.graph.initializer.add().CopyFrom(t)
-    return out
-
-
-def _nbytes(t: onnx.TensorProto) -> int:
-    """A tensor's size from its dims and type (strings count 1 byte each): no data read."""
-    from .dtype_limits import ITEMSIZE
-
-    n = 1
-    for d in t.dims:
-        n *= d
-    return n * ITEMSIZE.get(t.data_type, 1)
 
 
 def check_model(model: onnx.ModelProto, folder: Path) -> None:

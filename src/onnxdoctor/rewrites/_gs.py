@@ -272,11 +272,11 @@ def big_constants_to_initializers(model: onnx.ModelProto, is_big) -> onnx.ModelP
            and _constant_tensor(n, outputs) is not None}
     if not big:
         return model
-    from ..weights import _copy_fields
+    from .._proto import copy_fields
 
     out = onnx.ModelProto()  # field by field: the big Constants' tensors are copied once, into initializers
-    _copy_fields(model, out, skip="graph")
-    _copy_fields(model.graph, out.graph, skip="node")
+    copy_fields(model, out, skip="graph")
+    copy_fields(model.graph, out.graph, skip="node")
     for i, n in enumerate(model.graph.node):
         if i in big:
             out.graph.initializer.append(_constant_tensor(n, outputs))

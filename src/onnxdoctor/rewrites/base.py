@@ -87,6 +87,11 @@ class Rewrite:
     # A final stage runs once, after the rewrite loop converged, on its proven result, and proves its
     # own result (Outcome.proof): mixed precision, whose layerwise proof is part of the conversion.
     final_stage: ClassVar[bool] = False
+    # Whether its result is the same whatever size the model's inputs have: `apply` reads no dim size
+    # of an activation (ranks and element types are the same at every size). The pipeline proves a
+    # batch of such rewrites at a reduced input size when the model's image input is large
+    # (inputs.reducible_axes); any other rewrite in the batch sends its proof to the declared size.
+    size_independent: ClassVar[bool] = False
     # Tolerances for proving an UNSAFE rewrite (safe ones use the fix defaults).
     atol: ClassVar[float | None] = None
     rtol: ClassVar[float | None] = None

@@ -143,6 +143,7 @@ class DedupeInitializers(Rewrite):
     phase = 90
     summary = "merge identical initializers"
     applicability = Applicability.SAFE
+    size_independent = True  # compares initializers only
     resolves = ("GRF404",)
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:

@@ -169,6 +169,7 @@ class FoldBatchNorm(Rewrite):
     phase = 50
     summary = "fold inference BatchNormalization into the preceding Conv/ConvTranspose/Gemm/MatMul"
     applicability = Applicability.SAFE
+    size_independent = True  # reads weights, attributes and ranks
     resolves = ("GRF414",)
     reads_weights = True
 
