@@ -712,14 +712,15 @@ class _Run:
 
         self.log(f"proving {count} rewrite(s) in ONNX Runtime")
         self.options.budget.enter("proving the rewrites in ONNX Runtime")
-        self.proof_runs += 1
         if self.reduced_axes and not p.sticky and all(q.rw.size_independent for q in pending[:count]):
+            self.proof_runs += 1
             with self.timings("proofs"):
                 result = self._prove_reduced(model, p.tol)
             if result is not None:
                 cache[count] = result
                 return result
         self._at_declared_size()
+        self.proof_runs += 1
         with self.timings("proofs"):
             if p.sticky:  # results ONNX Runtime only runs through a rewrite's proof model (BF16)
                 full = self.store.materialize(model)
@@ -743,7 +744,6 @@ class _Run:
         cache[count] = result
         return result
 
-
     def _prove_reduced(self, model: onnx.ModelProto, tol: tuple[float, float]) -> ProofResult | None:
         """The proof of `model` at the reduced size when it passes; None when it fails or does not run
         there (then it is decided at the declared size)."""
@@ -754,6 +754,8 @@ class _Run:
         release()
         try:
             got = self.store.run(with_dynamic_axes(model, self.reduced_axes), self.feeds, list(self.reference))
+        except BudgetExceeded:
+            raise  # the user's limit: the command stops with its message
         except Exception:  # noqa: BLE001 - not at this size: the declared size decides
             return None
         result = proving.compare(self.reference, got, *tol)

@@ -899,11 +899,15 @@ def reduced_plan(model: onnx.ModelProto, axes: dict[str, tuple[int, ...]], *, pa
     """The plan for proving `model` with `axes` (reducible_axes) dynamic: the oracle's first candidate
     that runs in ONNX Runtime (REDUCED_TRIES at most) when it is smaller than the declared size, with
     `reduced_from` set; None when none runs (a Reshape to the declared size's numbers) or none is smaller."""
+    from .budget import BudgetExceeded
+
     declared = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
                 for vi in model.graph.input if vi.name in axes}
     try:
         plan = InputOracle(with_dynamic_axes(model, axes), path=path, seed=seed, session=session).find(
             max_tries=REDUCED_TRIES, budget_s=TIME_BUDGET_S / 4)
+    except BudgetExceeded:
+        raise  # the user's limit: the command stops with its message
     except Exception:  # noqa: BLE001 - not at these sizes: the proof runs at the declared size
         return None
     got = {c.name: c.shape for c in plan.choices}
