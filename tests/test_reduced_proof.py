@@ -17,7 +17,12 @@ from onnx import numpy_helper
 from onnxdoctor import api
 from onnxdoctor.cli import main
 from onnxdoctor.fix import FixOptions, fix_model
-from onnxdoctor.inputs import REDUCE_FROM_POSITIONS, reduced_plan, reducible_axes, with_dynamic_axes
+from onnxdoctor.inputs import (
+    REDUCE_FROM_POSITIONS,
+    reduced_plan,
+    reducible_axes,
+    with_dynamic_axes,
+)
 from onnxdoctor.rewrites import all_rewrites
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'

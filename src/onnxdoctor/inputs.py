@@ -859,7 +859,7 @@ def reducible_axes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     inits = {t.name for t in model.graph.initializer}
     big: dict[str, int] = {}
     for vi in model.graph.input:
-        kind, tt = _element(vi.type)
+        _, tt = _element(vi.type)
         if vi.name in inits or tt is None or tt.elem_type not in _FLOAT_TYPES or not tt.HasField("shape"):
             continue
         dims = tt.shape.dim

@@ -8,8 +8,8 @@ import marshal
 from google.protobuf.message import DecodeError
 
 from .. import _onnx
-from .._proto import weightless
 from .._onnx import ModelProto
+from .._proto import weightless
 from .core import Model
 from .graph import Graph
 

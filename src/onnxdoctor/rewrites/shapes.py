@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 
 import onnx
 
+from .._proto import graphs, node_count, unique_name
 from ..dtype_limits import INT32_MAX
 from ..findings import Applicability
 from ..shapes import freeze_inputs
-from .._proto import graphs, node_count, unique_name
 from ._gs import cleaned
-from .control_flow import fold_and_inline
 from .base import Outcome, Rewrite, RewriteContext
+from .control_flow import fold_and_inline
 
 
 class FreezeShapes(Rewrite):
@@ -131,8 +132,9 @@ class FoldShapeComputations(Rewrite):
     unprompted = True  # `check` types the graph with ONNX's inference only: it sees fewer of them
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
+        from .._proto import graph_protos, taken_names
+        from .._proto import rename_reads as _rename_inputs
         from ..patterns.shape_values import known_shape_actions
-        from .._proto import graph_protos, rename_reads as _rename_inputs, taken_names
 
         if not any(n.op_type == "Shape" for g in graphs(model.graph) for n in g.node):
             return Outcome(model, skipped=["no Shape node: no shape computation"])
@@ -369,8 +371,6 @@ def _reshape_dims_of(dims: list, shape: list[int], allowzero: bool) -> int | str
     """The dim a Reshape of a tensor of `dims` (numbers and names; None unknown) to the constant
     `shape` gives its `-1`: the element count over the other elements when that quotient is a number
     or one dim name alone; None otherwise (no -1, an unknown dim, a quotient of several names)."""
-    from collections import Counter
-
     if shape.count(-1) != 1 or any(d is None for d in dims) or any(s < -1 for s in shape):
         return None
     rest = []
@@ -383,18 +383,7 @@ def _reshape_dims_of(dims: list, shape: list[int], allowzero: bool) -> int | str
             rest.append(dims[a])
         else:
             rest.append(s)
-    num_coef, num_names = 1, Counter()
-    for d in dims:
-        if isinstance(d, int):
-            num_coef *= d
-        else:
-            num_names[d] += 1
-    den_coef, den_names = 1, Counter()
-    for d in rest:
-        if isinstance(d, int):
-            den_coef *= d
-        else:
-            den_names[d] += 1
+    (num_coef, num_names), (den_coef, den_names) = _monomial(dims), _monomial(rest)
     if den_coef == 0 or num_coef % den_coef or den_names - num_names:
         return None
     coef, names = num_coef // den_coef, num_names - den_names
@@ -736,23 +725,12 @@ def _could_copy(items: tuple, dims: list, plain) -> bool:
     With one dim not plain, the element count fixes it: the product of `items` over the product of
     the other dims, as a coefficient times input dims; it can equal an element only when that
     quotient is one input dim alone. More than one such dim: it could."""
-    from collections import Counter
-
     unknown = [a for a, d in enumerate(dims) if not plain(d)]
     if len(unknown) != 1:
         return True
 
-    def monomial(xs) -> tuple[int, Counter]:
-        coef, names = 1, Counter()
-        for x in xs:
-            if isinstance(x, int):
-                coef *= x
-            else:
-                names[x[1]] += 1
-        return coef, names
-
-    total_coef, total_names = monomial(items)
-    rest_coef, rest_names = monomial(d for a, d in enumerate(dims) if a != unknown[0])
+    total_coef, total_names = _monomial(x if isinstance(x, int) else x[1] for x in items)
+    rest_coef, rest_names = _monomial(d if isinstance(d, int) else d[1] for a, d in enumerate(dims) if a != unknown[0])
     if rest_coef == 0 or total_coef % rest_coef or rest_names - total_names:
         return True  # not a whole monomial: no conclusion
     coef, names = total_coef // rest_coef, total_names - rest_names
@@ -761,6 +739,17 @@ def _could_copy(items: tuple, dims: list, plain) -> bool:
     if isinstance(item, int):
         return False  # a number is written as it is: the dim is not compared
     return coef == 1 and sum(names.values()) == 1 and item is not None and names[item[1]] == 1
+
+
+def _monomial(xs) -> tuple[int, Counter]:
+    """The product of `xs` (numbers and dim names) as its number and the count of each name."""
+    coef, names = 1, Counter()
+    for x in xs:
+        if isinstance(x, int):
+            coef *= x
+        else:
+            names[x] += 1
+    return coef, names
 
 
 def _wider_shape_values():
