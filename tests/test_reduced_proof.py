@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from onnxdoctor import api
+from onnxdoctor import rewrites as rewrites_pkg
 from onnxdoctor.cli import main
 from onnxdoctor.fix import FixOptions, fix_model
 from onnxdoctor.inputs import (
@@ -24,6 +25,7 @@ from onnxdoctor.inputs import (
     with_dynamic_axes,
 )
 from onnxdoctor.rewrites import all_rewrites
+from onnxdoctor.rewrites.simplify import FoldBatchNorm
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'
 RNG = np.random.default_rng(0)
@@ -99,9 +101,9 @@ def test_fix_proves_a_size_independent_fold_at_the_reduced_size_and_the_result_h
     np.testing.assert_allclose(_run(result.model, x)[0], _run(m, x)[0], atol=1e-4, rtol=1e-4)
 
 
-def test_a_size_dependent_rewrite_in_the_batch_sends_the_proof_to_the_declared_size():
+def test_a_size_dependent_rewrite_in_the_first_iteration_keeps_the_declared_size_from_the_start():
     # fold-shape-computations reads the static dims (the Expand to b's own shape goes because b's
-    # declared shape says so)
+    # declared shape says so): its proof needs the declared size's reference, so no smaller one is run
     m = _conv_bn(256, 256, tail="""sh = Shape(b)
         e = Expand(b, sh)
         y = Relu(e)""")
@@ -111,8 +113,32 @@ def test_a_size_dependent_rewrite_in_the_batch_sends_the_proof_to_the_declared_s
     assert {"fold-shape-computations", "fold-batch-norm"} <= set(applied)
     assert result.inputs.reduced_from is None
     assert [c.shape for c in result.inputs.choices] == [(1, 3, 256, 256)]
-    assert "a proof needs the model's declared input size" in logged
+    assert not any(line.startswith("finding smaller inputs") for line in logged)
     assert result.proof is not None and result.proof.passed
+
+
+class WrongFoldBatchNorm(FoldBatchNorm):
+    """fold-batch-norm, plus a deliberate error: the folded bias (`wt_bias_bn`: the Conv had none) changes sign."""
+
+    def apply(self, model, ctx):
+        out = super().apply(model, ctx)
+        for t in out.model.graph.initializer:
+            if t.name == "wt_bias_bn":
+                t.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(t), t.name))
+        return out
+
+
+def test_a_proof_that_fails_at_the_reduced_size_is_decided_at_the_declared_size(monkeypatch):
+    table = tuple(WrongFoldBatchNorm() if r.name == "fold-batch-norm" else r for r in rewrites_pkg.all_rewrites())
+    monkeypatch.setattr(rewrites_pkg, "all_rewrites", lambda: table)
+    logged: list[str] = []
+    result = fix_model(_conv_bn(256, 256), FixOptions(rules="default", trt="10.15"), log=logged.append)
+    step = next(s for s in result.steps if s.rewrite == "fold-batch-norm")
+    assert step.status == "rolled-back" and step.reason.startswith("outputs differ")
+    assert "a proof needs the model's declared input size" in logged
+    # what was decided, on what: the declared size's inputs, its reference computed once
+    assert result.inputs.reduced_from is None and [c.shape for c in result.inputs.choices] == [(1, 3, 256, 256)]
+    assert sum(line.startswith("finding inputs the model runs on") for line in logged) == 1
 
 
 def test_full_size_proof_and_data_keep_the_declared_size(tmp_path):

@@ -228,6 +228,18 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
         del hoisted
     plan = None
     reduced_axes: dict[str, tuple[int, ...]] = {}
+    rewrites = all_rewrites()
+    selected = {r.code for r in rules if ruleset.selects(r)}
+    # tried in the first iteration without a finding naming them (reported when they apply)
+    unprompted = {r.name for r in rewrites if r.unprompted and r.applicability == Applicability.SAFE
+                  and any(c in selected for c in r.resolves)}
+
+    def first_rewrites(findings: list[Finding]) -> list:
+        """The rewrites the first iteration will try that may change the model."""
+        wanted = {f.fix.rewrite for f in findings if ruleset.wants(f, options.unsafe)} | unprompted
+        if frozen:
+            wanted.add("freeze-shapes")
+        return [r for r in rewrites if r.name in wanted and not r.final_stage and r.may_change(work)]
 
     def declared_plan():
         return _declared_plan(options, work, store, frozen, timings, log)
@@ -237,7 +249,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
 
         # the check's views and shape inference are gone: their memory goes back before the run's peak
         release()
-        reduced_axes = _reducible_axes(options, work, frozen)
+        reduced_axes = _reducible_axes(options, work, frozen, first_rewrites(before))
         if reduced_axes:
             from .inputs import reduced_plan
 
@@ -258,11 +270,7 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
         blocked: set[str] = set()
         findings = before
         iteration = 0
-        rewrites = all_rewrites()
         stages = {r.name for r in rewrites if r.final_stage}
-        selected = {r.code for r in rules if ruleset.selects(r)}
-        unprompted = {r.name for r in rewrites if r.unprompted and r.applicability == Applicability.SAFE
-                      and any(c in selected for c in r.resolves)}
 
         def context(rw) -> RewriteContext:
             mine = [f for f in findings if f.fix is not None and f.fix.rewrite == rw.name]
@@ -327,11 +335,14 @@ def fix_model(proto: onnx.ModelProto, options: FixOptions, *, log=None, weights:
                      timings=timings.report(run.proof_runs), weights=store)
 
 
-def _reducible_axes(options, work: onnx.ModelProto, frozen: dict) -> dict[str, tuple[int, ...]]:
+def _reducible_axes(options, work: onnx.ModelProto, frozen: dict, first: list) -> dict[str, tuple[int, ...]]:
     """The input axes a proof may run smaller (inputs.reducible_axes), when the inputs are onnxdoctor's
-    to choose: not with --data, --shape, --full-size-proof or a precision conversion (whose error
-    depends on the values' ranges, not only on the rewrites)."""
-    if options.data or frozen or options.full_size_proof or options.precision in ("fp16", "bf16"):
+    to choose (not with --data, --shape, --full-size-proof or a precision conversion, whose error
+    depends on the values' ranges, not only on the rewrites) and every rewrite of the first
+    iteration (`first`) is size-independent: else the first proof would need the declared size's
+    reference anyway, and running both references costs more than the smaller one saves."""
+    if options.data or frozen or options.full_size_proof or options.precision in ("fp16", "bf16") \
+            or not all(r.size_independent for r in first):
         return {}
     from .inputs import reducible_axes
 

@@ -99,6 +99,11 @@ class Rewrite:
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def may_change(self, model: onnx.ModelProto) -> bool:
+        """A cheap look: False when `apply` would certainly leave `model` as it is (the pipeline then
+        knows, before running anything, that it will not be proven)."""
+        return True
+
     def weights_needed(self, model: onnx.ModelProto) -> set[str] | None:
         """With `reads_weights`: the initializers whose values `apply` reads on `model` (None: all)."""
         return None

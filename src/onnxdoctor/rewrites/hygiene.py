@@ -92,6 +92,7 @@ class Cleanup(Rewrite):
     phase = 90
     summary = "remove dead nodes and unused initializers, store Constant nodes as initializers"
     applicability = Applicability.SAFE
+    size_independent = True  # names only: what nothing reads, Constant nodes
     resolves = ("GRF402", "GRF403", "GRF410")
 
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:

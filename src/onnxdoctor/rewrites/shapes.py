@@ -131,12 +131,15 @@ class FoldShapeComputations(Rewrite):
     resolves = ("GRF409",)
     unprompted = True  # `check` types the graph with ONNX's inference only: it sees fewer of them
 
+    def may_change(self, model: onnx.ModelProto) -> bool:
+        return any(n.op_type == "Shape" for g in graphs(model.graph) for n in g.node)
+
     def apply(self, model: onnx.ModelProto, ctx: RewriteContext) -> Outcome:
         from .._proto import graph_protos, taken_names
         from .._proto import rename_reads as _rename_inputs
         from ..patterns.shape_values import known_shape_actions
 
-        if not any(n.op_type == "Shape" for g in graphs(model.graph) for n in g.node):
+        if not self.may_change(model):
             return Outcome(model, skipped=["no Shape node: no shape computation"])
         counts = {"constant": 0, "reshape": 0, "expand": 0}
         current = model
