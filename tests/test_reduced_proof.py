@@ -78,6 +78,18 @@ def test_the_reduced_plan_runs_smaller_and_says_from_what():
     assert not relaxed.graph.output[0].type.tensor_type.HasField("shape")
 
 
+def test_a_dynamic_batch_stays_the_oracles_and_the_static_spatial_axes_are_reduced():
+    m = _conv_bn(256, 256)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    assert reducible_axes(m) == {"x": (2, 3)}
+    plan = reduced_plan(m, {"x": (2, 3)})
+    assert plan is not None and plan.reduced_from == {"x": ("batch", 3, 256, 256)}
+    assert "reduced from the declared batchx3x256x256" in plan.describe()
+    m.graph.input[0].type.tensor_type.shape.dim[3].dim_param = "width"
+    assert reducible_axes(m) == {}  # a dynamic spatial axis: the oracle already picks a small size
+
+
 def test_no_reduced_plan_when_the_model_runs_only_at_its_declared_size():
     # a Reshape to the declared size's numbers: no smaller input runs
     m = _conv_bn(256, 256, tail="""flat = Constant<value = int64[2] {1, 131072}>()

@@ -162,8 +162,9 @@ class InputPlan:
     # allowed it) the fallback onnx.reference, with ONNX Runtime's reason.
     runtime: str = "onnxruntime"
     runtime_note: str | None = None
-    # The inputs' declared shapes when these are smaller (reduced_plan): a model proven at a reduced size
-    reduced_from: dict[str, tuple[int, ...]] | None = None
+    # The inputs' declared shapes when these are smaller (reduced_plan; a dynamic dim by its name, or
+    # "?"): a model proven at a reduced size
+    reduced_from: dict[str, tuple[int | str, ...]] | None = None
 
     def shapes_text(self) -> str:
         return _shapes_text({c.name: c.shape for c in self.choices})
@@ -854,8 +855,9 @@ REDUCED_TRIES = 3  # candidates at a reduced size before the proof goes back to 
 def reducible_axes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """The static spatial axes of the main graph's float inputs that a proof could run smaller: every
     axis after the channel (channel-first, as the oracle reads an input that reaches a Conv or a
-    pooling) of an input whose spatial axes hold at least REDUCE_FROM_POSITIONS positions. {} when
-    there is none (or the oracle cannot read the inputs)."""
+    pooling) of an input whose spatial axes are static and hold at least REDUCE_FROM_POSITIONS
+    positions (a dynamic batch is the oracle's to choose, as always). {} when there is none (or the
+    oracle cannot read the inputs)."""
     inits = {t.name for t in model.graph.initializer}
     big: dict[str, int] = {}
     for vi in model.graph.input:
@@ -863,7 +865,7 @@ def reducible_axes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
         if vi.name in inits or tt is None or tt.elem_type not in _FLOAT_TYPES or not tt.HasField("shape"):
             continue
         dims = tt.shape.dim
-        if len(dims) >= 3 and not any(_is_dynamic(d) for d in dims) \
+        if len(dims) >= 3 and not any(_is_dynamic(d) for d in dims[2:]) \
                 and math.prod(d.dim_value for d in dims[2:]) >= REDUCE_FROM_POSITIONS:
             big[vi.name] = len(dims)
     if not big:
@@ -901,7 +903,7 @@ def reduced_plan(model: onnx.ModelProto, axes: dict[str, tuple[int, ...]], *, pa
     `reduced_from` set; None when none runs (a Reshape to the declared size's numbers) or none is smaller."""
     from .budget import BudgetExceeded
 
-    declared = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+    declared = {vi.name: tuple(d.dim_param or "?" if _is_dynamic(d) else d.dim_value for d in vi.type.tensor_type.shape.dim)
                 for vi in model.graph.input if vi.name in axes}
     try:
         plan = InputOracle(with_dynamic_axes(model, axes), path=path, seed=seed, session=session).find(
@@ -911,7 +913,7 @@ def reduced_plan(model: onnx.ModelProto, axes: dict[str, tuple[int, ...]], *, pa
     except Exception:  # noqa: BLE001 - not at these sizes: the proof runs at the declared size
         return None
     got = {c.name: c.shape for c in plan.choices}
-    if any(math.prod(got[n]) >= math.prod(shape) for n, shape in declared.items()):
+    if any(math.prod(got[n][a] for a in axes[n]) >= math.prod(shape[a] for a in axes[n]) for n, shape in declared.items()):
         return None
     for c in plan.choices:
         if c.name in declared:
