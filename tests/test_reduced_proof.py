@@ -6,17 +6,17 @@ ONNX Runtime's runs shrink with it, the rewrites' arithmetic does not. Any other
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
 import onnx.parser
 import onnxruntime as ort
-from click.testing import CliRunner
 from onnx import numpy_helper
 
 from onnxdoctor import api
 from onnxdoctor import rewrites as rewrites_pkg
-from onnxdoctor.cli import main
 from onnxdoctor.fix import FixOptions, fix_model
 from onnxdoctor.inputs import (
     REDUCE_FROM_POSITIONS,
@@ -162,16 +162,20 @@ def test_full_size_proof_and_data_keep_the_declared_size(tmp_path):
 
 
 def test_the_cli_reports_the_reduced_size_and_full_size_proof_turns_it_off(tmp_path):
+    # in a child process: the fix command sets process-wide allocator options (_memory)
     src = tmp_path / "m.onnx"
     onnx.save(_conv_bn(256, 256), src)
-    runner = CliRunner()
-    r = runner.invoke(main, ["fix", str(src), "-o", str(tmp_path / "a.onnx"), "--trt", "10.15"])
-    assert r.exit_code == 0, r.output
-    assert "reduced from the declared 1x3x256x256" in r.output
-    r = runner.invoke(main, ["fix", str(src), "-o", str(tmp_path / "b.onnx"), "--trt", "10.15", "--full-size-proof",
-                             "--format", "json"])
-    assert r.exit_code == 0, r.output
-    report = json.loads(r.output)
+
+    def fix(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "onnxdoctor", "fix", str(src), "--trt", "10.15", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    r = fix("-o", str(tmp_path / "a.onnx"))
+    assert r.returncode == 0, r.stderr
+    assert "reduced from the declared 1x3x256x256" in r.stdout
+    r = fix("-o", str(tmp_path / "b.onnx"), "--full-size-proof", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
     assert "reduced_from" not in report["inputs"]
     assert report["inputs"]["inputs"][0]["shape"] == [1, 3, 256, 256]
     assert api.fix(str(src), None, trt="10.15").inputs.reduced_from is not None
