@@ -317,10 +317,7 @@ class Graph:
         Lets whole-graph type rules skip their per-tensor walk when nothing can match."""
         kinds: set[tuple[str, int]] = set()
         max_rank = 0
-        # The helper's table shares one tuple per distinct type (_typeinfo.pack; marshal keeps the
-        # sharing): told apart by identity, 20,000 values are a few thousand tuples to read, and
-        # hashing an int is much cheaper than hashing a type tuple with its shape.
-        for kind, elem, shape in {id(t): t for t in self.types.packed.values()}.values():
+        for kind, elem, shape in set(self.types.packed.values()):
             kinds.add((kind, elem if kind == "tensor" else 0))
             if shape is not None and len(shape) > max_rank:
                 max_rank = len(shape)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..model import Model, NodeRef
+from ..model import Graph, Model, NodeRef
 from .batch_norm import FLOAT_TYPES, _sole_producer
 
 _LAYERS = frozenset({"Conv", "ConvTranspose", "MatMul"})
@@ -18,6 +18,21 @@ class BiasFold(NamedTuple):
     layer: NodeRef  # Conv, ConvTranspose or MatMul
     bias: np.ndarray  # the Add's constant as one value per output channel (column)
     old_bias: str | None  # the layer's own bias input (Conv/ConvTranspose), if any
+
+
+def bias_candidates(g: Graph) -> list[int]:
+    """The standard-domain Adds of `g` that read an output of a standard Conv, ConvTranspose or
+    MatMul, in node order: the only Adds bias_fold can fold, found from the layers' side (a model
+    has fewer layer outputs than Adds, and most Adds read none)."""
+    outs_, consumers, ops, std = g.node_outputs, g.consumers, g.op_types, g.standard
+    adds: set[int] = set()
+    for op in _LAYERS:
+        for k in g.op_positions.get(op, ()):
+            for o in outs_[k]:
+                for c in consumers.get(o, ()) if o else ():
+                    if ops[c] == "Add" and std[c]:
+                        adds.add(c)
+    return sorted(adds)
 
 
 def bias_fold(model: Model, add: NodeRef) -> BiasFold | None:

@@ -79,8 +79,9 @@ class ShapeValues:
                 continue
             nodes.add(k)
             for o in outs_[k]:
-                if o:
-                    stack += [c for c in consumers.get(o, ()) if c not in nodes and std[c] and ops[c] in followed]
+                for c in consumers.get(o, ()) if o else ():
+                    if c not in nodes and std[c] and ops[c] in followed:
+                        stack.append(c)
         order = sorted(nodes) if g.topo_sorted else [k for k in g.topo_order if k in nodes]
         reached = []
         memo = self.memo

@@ -114,15 +114,21 @@ def _duplicates(ctx: Context, g: Graph):
         if not external:
             group = _sample_collisions(g, group)
         first: dict[object, str] = {}
+        refs = ctx.model.external_refs
         for t in group:
-            key = content_key(t, external, ctx.model.external_refs, g.lazy_raw.get(t.name))
+            name = t.name
+            ref = refs.get(name) if external else None
+            if ref is not None:  # content_key's answer for a reference validated at load, without the call
+                key = ("external", ref.location, ref.offset, ref.length) if ref.length is not None else None
+            else:
+                key = content_key(t, external, refs, g.lazy_raw.get(name))
             if key is None:
                 continue
             if key not in first:
-                first[key] = t.name
+                first[key] = name
                 continue
             how = "the same external data" if external else "the same bytes"
-            yield t.name, first[key], dtype, dims, _nbytes(dtype, dims), how
+            yield name, first[key], dtype, dims, _nbytes(dtype, dims), how
 
 
 def _sample_collisions(g: Graph, group: list[TensorProto]) -> list[TensorProto]:

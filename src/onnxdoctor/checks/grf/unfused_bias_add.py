@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...findings import Severity
 from ...rule import Context, Rule
-from ...patterns.bias_add import bias_fold
+from ...patterns.bias_add import bias_candidates, bias_fold
 
 
 class UnfusedBiasAdd(Rule):
@@ -58,10 +58,12 @@ class UnfusedBiasAdd(Rule):
     def check(self, ctx: Context):
         if not (ctx.nodes_of("Conv") or ctx.nodes_of("ConvTranspose") or ctx.nodes_of("MatMul")):
             return
-        for add in ctx.nodes_of("Add"):
-            f = bias_fold(ctx.model, add)
-            if f is None:
-                continue
-            what = "its bias" if f.layer.op_type != "MatMul" else "a Gemm"
-            yield self.finding(ctx, f"Add of a constant bias after {f.layer.op_type} {f.layer.name!r}: {what} can do it",
-                               node=add, tensor=add.output(0), versions=ctx.kb.versions, hint="onnxdoctor fix folds it")
+        for g in ctx.model.graphs:  # the Adds in the order of nodes_of("Add")
+            for k in bias_candidates(g):
+                add = g.ref(k)
+                f = bias_fold(ctx.model, add)
+                if f is None:
+                    continue
+                what = "its bias" if f.layer.op_type != "MatMul" else "a Gemm"
+                yield self.finding(ctx, f"Add of a constant bias after {f.layer.op_type} {f.layer.name!r}: {what} can do it",
+                                   node=add, tensor=add.output(0), versions=ctx.kb.versions, hint="onnxdoctor fix folds it")

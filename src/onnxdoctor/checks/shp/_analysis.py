@@ -15,6 +15,8 @@ DATA = 3  # depends on tensor values
 # Ops whose output value is a function of their input values only (what ConstantView folds), minus
 # Shape/Size, which read shapes and are classified on their own.
 _VALUE_OPS = FOLDABLE_OPS - {"Shape", "Size"}
+# ValueClasses.class_of visits the unclassified inputs of a node with up to this many one by one.
+_ONE_AT_A_TIME = 8
 
 
 def input_dim_names(model: Model) -> frozenset[str]:
@@ -108,7 +110,13 @@ class ValueClasses:
                 if DATA in known:
                     c = DATA
                 elif pending:
-                    stack.extend(pending)
+                    # One input at a time, the last first: the first DATA one decides, the others
+                    # are not visited (a LayerNorm's output is DATA through its variance, whatever
+                    # its input's history). All at once for a wide node, which is revisited per push.
+                    if len(pending) <= _ONE_AT_A_TIME:
+                        stack.append(pending[-1])
+                    else:
+                        stack.extend(pending)
                     continue
                 else:
                     c = max(known, default=CONST)
