@@ -1,4 +1,4 @@
-"""The shape-inference helper's packed types (_typeinfo.pack) type every graph exactly as the
+"""The shape-inference helper's packed types (_typeinfo.pack_serialized) type every graph exactly as the
 inferred model's protos do: on every rule case model (subgraphs, functions, sequences, sparse
 tensors included) and the real exported models."""
 
@@ -32,9 +32,11 @@ def _case_models():
 def _pair(proto: onnx.ModelProto):
     raw = model_mod.from_proto(proto)
     packed = model_mod.from_proto(proto)
-    # as the helper packs them: with the inferred model's bytes (the subgraph pre-check)
-    tables = marshal.loads(marshal.dumps(_typeinfo.pack(packed.inferred, packed.inferred.SerializeToString())))
-    assert tables == _typeinfo.pack(packed.inferred)
+    # as the helper packs them: from the inferred model's bytes (the reduced schema for a model of
+    # one graph, else the parsed model with the subgraph pre-check)
+    serialized = packed.inferred.SerializeToString()
+    tables = marshal.loads(marshal.dumps(_typeinfo.pack_serialized(serialized)))
+    assert tables == _typeinfo.pack(packed.inferred, serialized) == _typeinfo.pack(packed.inferred)
     model_mod.inference._fill_packed(packed.graphs, tables)
     assert all(not g.types.raw for g in packed.graphs)
     return raw, packed
@@ -129,3 +131,29 @@ def test_subgraph_precheck_reads_the_bytes_and_a_missed_subgraph_falls_back_to_i
     model_mod.inference.use_helper_result(fallback, ("packed", marshal.dumps(short)))
     _assert_same_types(raw, fallback)
     assert fallback.graphs[1].types.get("a").shape == (2,)
+
+
+def test_reduced_schema_packs_as_the_parsed_model_does():
+    # One graph: read through the reduced schema. value_info, then inputs, then outputs: a later
+    # entry of the same name wins, as in value_types.
+    plain = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2] x) => (float[2] y) { y = Relu(x) }
+    """)
+    plain.graph.value_info.append(onnx.helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, [7]))
+    plain.graph.value_info.append(onnx.helper.make_tensor_value_info("z", onnx.TensorProto.INT64, ["n", None]))
+    data = plain.SerializeToString()
+    tables = _typeinfo.pack_serialized(data)
+    assert tables == _typeinfo.pack(plain, data)
+    assert tables == [{"x": ("tensor", onnx.TensorProto.FLOAT, (2,)), "y": ("tensor", onnx.TensorProto.FLOAT, (2,)),
+                       "z": ("tensor", onnx.TensorProto.INT64, ("n", None))}]
+    # A local function: the parsed model, whose tables cover the function too.
+    with_function = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+    g (float[2] x) => (float[2] y) { y = local.Twice(x) }
+    <domain: "local", opset_import: ["" : 17]>
+    Twice (a) => (b) { b = Add(a, a) }
+    """)
+    data = with_function.SerializeToString()
+    assert len(_typeinfo.pack_serialized(data)) == 2
+    assert _typeinfo.pack_serialized(data) == _typeinfo.pack(with_function, data)

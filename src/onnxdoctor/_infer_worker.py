@@ -4,7 +4,7 @@ Run as a script: `python _infer_worker.py MODEL`. It loads only onnx's C++ exten
 package, whose import costs ~0.2 s — reads MODEL and runs strict shape inference (no type check, no
 data propagation: the same call as model.run_shape_inference). Then, while the checking process is
 still busy with its own part, it loads onnx's protobuf classes and packs the inferred value types
-(_typeinfo.pack: what the checking process would otherwise read from the inferred model itself).
+(_typeinfo.pack_serialized: what the checking process would otherwise read from the inferred model itself).
 stdout gets one status byte, then the packed types, marshalled (b"2"), the inferred model's bytes
 when packing failed (b"1"), or the inferencer's message (b"0"). Any other outcome (exit code,
 missing output) means "no result": the caller infers in its own process.
@@ -28,7 +28,7 @@ def _pack(inferred: bytes) -> bytes:
     from onnxdoctor import _onnx, _typeinfo
 
     _onnx.use_light()
-    return marshal.dumps(_typeinfo.pack(_onnx.ModelProto.FromString(inferred), inferred))
+    return marshal.dumps(_typeinfo.pack_serialized(inferred))
 
 
 def run(path: str) -> tuple[bytes, bytes]:

@@ -34,6 +34,7 @@ class ConstantView:
         self.graph = graph
         self._const: dict[str, bool] = {}
         self._value: dict[str, np.ndarray | None] = {}
+        self._scalar: dict[str, float | None] = {}
         # Indices of the nodes (other than Constant) whose outputs are all constant.
         self.computed_constants: list[int] = []
         self._forward()
@@ -155,6 +156,19 @@ class ConstantView:
                 val = None
             values[t] = val if val is None or val.size <= MAX_VALUE_ELEMENTS else None
         return values[tensor]
+
+    def scalar(self, tensor: str) -> float | None:
+        """The value of a one-element numeric constant as a float (a pattern's epsilon, exponent or
+        factor), else None. Memoized: a few such constants are read by hundreds of pattern matches."""
+        hit = self._scalar.get(tensor, _PENDING)
+        if hit is _PENDING:
+            hit = None
+            if self.is_constant(tensor):
+                v = self.value(tensor)
+                if v is not None and v.size == 1 and v.dtype.kind in "biufc":
+                    hit = float(v.reshape(-1)[0])
+            self._scalar[tensor] = hit
+        return hit  # type: ignore[return-value]
 
     def _computed_from(self, g: Graph, tensor: str) -> list[str]:
         """The constant inputs produced by this graph's nodes whose values `tensor`'s value needs."""

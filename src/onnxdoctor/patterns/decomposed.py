@@ -119,12 +119,7 @@ class _View:
         return self.ref(users[0])
 
     def scalar(self, tensor: str) -> float | None:
-        if not self.cv.is_constant(tensor):
-            return None
-        v = self.cv.value(tensor)
-        if v is None or v.size != 1 or v.dtype.kind not in "biufc":
-            return None
-        return float(v.reshape(-1)[0])
+        return self.cv.scalar(tensor)
 
     def is_const(self, tensor: str) -> bool:
         return self.cv.is_constant(tensor)

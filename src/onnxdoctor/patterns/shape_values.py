@@ -108,15 +108,19 @@ class ShapeValues:
                 a = attrs[0] if len(attrs) == 1 else None
                 if a is not None and a.name == "value":
                     tp = a.t
-        if tp is not None and tp.data_type == 7 and len(tp.dims) <= 1 and tp.data_location != 1:
-            # INT64, the common case, read without numpy
-            if tp.HasField("raw_data"):
-                raw = g.raw_data(t) if t in g.initializers else tp.raw_data
-                if raw is not None and len(raw) <= 8 * _MAX_ITEMS:
-                    return ShapeValue(not tp.dims, tuple(int.from_bytes(raw[k:k + 8], "little", signed=True)
-                                                         for k in range(0, len(raw), 8)))
-            elif len(tp.int64_data) <= _MAX_ITEMS:
-                return ShapeValue(not tp.dims, tuple(tp.int64_data))
+        if tp is not None and tp.data_type == 7 and tp.data_location != 1:
+            dims = tp.dims
+            if len(dims) <= 1:
+                # INT64, the common case, read without numpy
+                if tp.HasField("raw_data"):
+                    raw = g.raw_data(t) if t in g.initializers else tp.raw_data
+                    if raw is not None and len(raw) <= 8 * _MAX_ITEMS:
+                        return ShapeValue(not dims, tuple(int.from_bytes(raw[k:k + 8], "little", signed=True)
+                                                          for k in range(0, len(raw), 8)))
+                else:
+                    values = tp.int64_data
+                    if len(values) <= _MAX_ITEMS:
+                        return ShapeValue(not dims, tuple(values))
         v = self.cv.value(t)
         if v is None or v.dtype.kind not in "iu" or v.ndim > 1 or v.size > _MAX_ITEMS:
             return None
