@@ -386,6 +386,18 @@ def test_fold_batch_norm(text, weights, layer):
     assert "GRF414" not in _codes(out)
 
 
+def test_fold_batch_norm_reads_a_big_weight_and_keeps_one_something_else_reads():
+    # a 1 MB weight (beyond the constant evaluator's size: read from the initializers) shared by a
+    # second Conv without normalization, which still reads the original after the fold
+    rng = np.random.default_rng(3)
+    m = _parse(H + "g (float[1,512,2,2] x) => (float[1,512,2,2] y, float[1,512,2,2] z) { c = Conv(x, w)\n"
+               " y = BatchNormalization(c, s, b, m, v)\n z = Conv(x, w) }",
+               w=(0.04 * rng.standard_normal((512, 512, 1, 1))).astype(np.float32), **_bn_params(512))
+    outcome, out = rewrite("fold-batch-norm", m, exact=False)
+    assert outcome.changed and not outcome.skipped and "BatchNormalization" not in _ops(out)
+    assert "w" in {t.name for t in out.graph.initializer} and any(n.input[1] == "w" for n in out.graph.node)
+
+
 @pytest.mark.parametrize("text", [
     # the Conv's output is also a graph output
     "g (float[1,4,4,4] x) => (float[1,4,4,4] y, float[1,4,4,4] c) { c = Conv(x, w)\n y = BatchNormalization(c, s, b, m, v) }",

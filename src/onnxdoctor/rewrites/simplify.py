@@ -230,6 +230,7 @@ class FoldBatchNorm(Rewrite):
             if t.name not in replaced:
                 out.graph.initializer.add().CopyFrom(t)
         protos = graph_protos(out)
+        given = graph_protos(model)  # the weights are read there: `out` lacks the replaced ones
         taken = taken_names(out)
         changes: list[str] = []
         skipped: list[str] = []
@@ -239,7 +240,7 @@ class FoldBatchNorm(Rewrite):
         for path, fs in by_graph.items():
             gp = protos[path]
             g = fs[0].bn.graph
-            values = _values(view, g, gp)
+            values = _values(view, g, given[path])
             at: dict[int, list | None] = {}
             for f in fs:
                 try:
