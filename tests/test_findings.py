@@ -32,3 +32,28 @@ def test_fast_constructors_make_the_dataclasses_objects(fields):
         fast.code = "X"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.location.node = "X"  # type: ignore[misc]
+
+
+def test_json_report_line_of_a_finding_is_json_dumps_of_its_dict():
+    # report/json.py writes each finding's release list once per list: the line must still be what
+    # json.dumps makes, also when the text holds the key, the placeholder or control characters.
+    import json
+
+    from onnxdoctor.report.json import _finding_text
+
+    shared = ("8.6", "10.0", "11.5")
+    tricky = ['"trt_versions": "\\u0000"', "\x00", '"trt_versions": ', "é\u2028\n\"", ""]
+    findings = [
+        make_finding("GRF409", "known-shape-computation", Severity.INFO, m, make_location(n, "Shape", t, (s,) if s else ()),
+                     versions, fix, m, (0, k))
+        for k, (m, n, t, s) in enumerate([(a, b, c, d) for a in tricky for b in (None, tricky[0]) for c in (None, tricky[1])
+                                          for d in ("", tricky[2])])
+        for versions in (shared, ("10.0",), ())
+        for fix in (None, Fix("fold-constants", Applicability.SAFE))
+    ]
+    written: dict[int, str] = {}
+    for f in findings:
+        line = _finding_text(f, written)
+        assert line == json.dumps(f.to_dict())
+        assert json.loads(line) == f.to_dict()
+    assert len(written) == 3  # one text per list object

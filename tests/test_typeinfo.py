@@ -5,6 +5,7 @@ tensors included) and the real exported models."""
 from __future__ import annotations
 
 import marshal
+import random
 
 import onnx
 import onnx.parser
@@ -157,3 +158,70 @@ def test_reduced_schema_packs_as_the_parsed_model_does():
     data = with_function.SerializeToString()
     assert len(_typeinfo.pack_serialized(data)) == 2
     assert _typeinfo.pack_serialized(data) == _typeinfo.pack(with_function, data)
+
+
+
+def _random_type(r: random.Random) -> onnx.TypeProto:
+    """A TypeProto of the kinds and forms the helper meets, and some it hands back to the parser."""
+    tp = onnx.TypeProto()
+    kind = r.choice(["tensor", "tensor", "tensor", "sequence", "sparse", "none"])
+    if kind == "sequence":
+        tp.sequence_type.elem_type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    elif kind == "sparse":
+        tp.sparse_tensor_type.elem_type = r.randint(0, 200)
+    elif kind == "tensor":
+        tt = tp.tensor_type
+        if r.random() < 0.8:
+            tt.elem_type = r.randint(0, 200)
+        if r.random() < 0.8:
+            tt.shape.SetInParent()
+            for _ in range(r.randint(0, 12)):
+                dim = tt.shape.dim.add()
+                k = r.random()
+                if k < 0.4:
+                    dim.dim_value = r.choice([0, 1, 3, 127, 128, 300, 2**31, 2**62, 2**63 - 1, -1, -(2**63)])
+                elif k < 0.8:
+                    dim.dim_param = r.choice(["", "N", "batch", "unk__1234", "é", "x" * 130])
+                if r.random() < 0.05:
+                    dim.denotation = "DATA_BATCH"
+        if r.random() < 0.05:
+            tp.denotation = "TENSOR"
+    return tp
+
+
+def test_plain_tensor_type_decoder_agrees_with_the_protobuf_parse():
+    r = random.Random(16)
+    decoded = 0
+    for _ in range(5000):
+        tp = _random_type(r)
+        data = tp.SerializeToString()
+        fast = _typeinfo._plain_tensor_type(data)
+        assert fast is None or fast == _typeinfo.type_tuple(onnx.TypeProto.FromString(data)), tp
+        plain = (tp.WhichOneof("value") == "tensor_type" and len(data) < 128 and not tp.denotation
+                 and all(not d.denotation and (d.WhichOneof("value") != "dim_value" or d.dim_value >= 0)
+                         and len(d.dim_param.encode()) < 126 for d in tp.tensor_type.shape.dim))
+        if plain and tp.tensor_type.elem_type < 128:
+            assert fast is not None, tp  # the plain form is decoded here, not handed back
+        decoded += fast is not None
+    assert decoded > 500
+
+
+def test_plain_tensor_type_decoder_on_damaged_bytes():
+    # Plain tensor types with a byte changed, inserted or dropped: what it accepts, the parser reads alike.
+    r = random.Random(17)
+    accepted = 0
+    for _ in range(20000):
+        data = bytearray(_random_type(r).SerializeToString())
+        k = r.randint(0, len(data))
+        what = r.random()
+        if what < 0.4 and k < len(data):
+            data[k] = r.choice([0x00, 0x01, 0x08, 0x0A, 0x12, 0x1A, 0x7F, 0x80, 0xFF, r.randint(0, 255)])
+        elif what < 0.7:
+            data.insert(k, r.randint(0, 255))
+        elif k < len(data):
+            del data[k]
+        fast = _typeinfo._plain_tensor_type(bytes(data))
+        if fast is not None:
+            accepted += 1
+            assert fast == _typeinfo.type_tuple(onnx.TypeProto.FromString(bytes(data))), bytes(data)
+    assert accepted > 100

@@ -116,10 +116,64 @@ def pack_serialized(serialized: bytes) -> list[dict[str, tuple]]:
                     key = vi.type
                     t = decoded.get(key)
                     if t is None:
-                        t = decoded[key] = type_tuple(TypeProto.FromString(key))
+                        t = decoded[key] = _plain_tensor_type(key) or type_tuple(TypeProto.FromString(key))
                     table[vi.name] = t
             return [table]
     return pack(ModelProto.FromString(serialized), serialized)
+
+
+def _plain_tensor_type(b: bytes) -> tuple | None:
+    """type_tuple of a serialized TypeProto written the plain way ONNX writes a tensor type: field
+    tensor_type (1) alone, holding elem_type (1, one byte) and then shape (2), whose dims each hold
+    one dim_value (1, not negative) or one dim_param (2, valid UTF-8), every length under 128.
+    None for anything else (another kind, a denotation, a field twice, a long or negative varint):
+    the caller parses it. ~2 µs instead of ~4 µs for the protobuf parse and type_tuple."""
+    n = len(b)
+    if n < 2 or b[0] != 0x0A or b[1] >= 0x80 or b[1] + 2 != n:
+        return None
+    pos, elem, shape = 2, 0, None
+    if pos < n and b[pos] == 0x08:
+        if pos + 1 >= n or b[pos + 1] >= 0x80:
+            return None
+        elem = b[pos + 1]
+        pos += 2
+    if pos < n:
+        if b[pos] != 0x12 or pos + 1 >= n or b[pos + 1] >= 0x80 or pos + 2 + b[pos + 1] != n:
+            return None
+        pos += 2
+        dims: list[int | str | None] = []
+        while pos < n:
+            if b[pos] != 0x0A or pos + 1 >= n or b[pos + 1] >= 0x80:
+                return None
+            start, end = pos + 2, pos + 2 + b[pos + 1]
+            if end > n:
+                return None
+            if start == end:  # a dim with neither field
+                dims.append(None)
+            elif b[start] == 0x08:  # dim_value: a varint up to the dim's end
+                value, shift, p = 0, 0, start + 1
+                while True:
+                    if p >= end or shift > 56:
+                        return None
+                    c = b[p]
+                    value |= (c & 0x7F) << shift
+                    p += 1
+                    shift += 7
+                    if c < 0x80:
+                        break
+                if p != end:
+                    return None
+                dims.append(value)
+            elif b[start] == 0x12 and start + 1 < end and b[start + 1] < 0x80 and start + 2 + b[start + 1] == end:
+                try:
+                    dims.append(b[start + 2:end].decode("utf-8") or None)
+                except UnicodeDecodeError:
+                    return None
+            else:
+                return None
+            pos = end
+        shape = tuple(dims)
+    return ("tensor", elem, shape)
 
 
 _LITE = None

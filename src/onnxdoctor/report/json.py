@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from json.encoder import c_make_encoder, encode_basestring_ascii
 
 from .. import __version__
 from ..findings import Report
@@ -76,8 +77,9 @@ def _pieces(obj, depth: int) -> Iterator[str]:
     if type(obj) is _Findings:  # a non-empty list of one-line objects
         pad = "  " * (depth + 1)
         sep = "[\n" + pad
+        written: dict[int, str] = {}
         for f in obj.findings:
-            yield sep + dumps(f.to_dict())
+            yield sep + _finding_text(f, written)
             sep = ",\n" + pad
         yield "\n" + "  " * depth + "]"
         return
@@ -97,3 +99,41 @@ def _pieces(obj, depth: int) -> Iterator[str]:
             yield pad
             yield from _pieces(item, depth + 1)
     yield "\n" + "  " * depth + ("}" if is_dict else "]")
+
+
+def _finding_text(f, written: dict[int, str]) -> str:
+    """json.dumps(f.to_dict()). A finding's release list (some twenty strings, the same list for
+    thousands of findings) is written once per list object: `written` keeps its text by identity
+    for the findings of one report, which hold their lists while it is written."""
+    d = f.to_dict()
+    versions = f.trt_versions
+    text = written.get(id(versions))
+    if text is None:
+        text = written[id(versions)] = '"trt_versions": ' + _dumps(d["trt_versions"])
+    d["trt_versions"] = _LIST_MARK
+    # The mark's text follows the one unescaped `"trt_versions": ` of the line (quotes inside
+    # strings are escaped): replaced by the list's text.
+    return _dumps(d).replace(_MARK_TEXT, text, 1)
+
+
+def _dumps_with_mark(obj) -> str:
+    return "".join(_encode(obj, 0))
+
+
+_LIST_MARK = object()
+
+
+def _default(o):
+    if o is _LIST_MARK:
+        return "\x00"
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+_MARK_TEXT = '"trt_versions": "\\u0000"'
+if c_make_encoder is not None:
+    # json.dumps(obj) with its default arguments, made once (not per call), without the check for
+    # circular references that a finding's dicts and lists of strings cannot have; the mark as "\x00"
+    _encode = c_make_encoder(None, _default, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    _dumps = _dumps_with_mark
+else:  # pragma: no cover - an interpreter without the C encoder
+    _dumps = json.JSONEncoder(default=_default).encode

@@ -66,9 +66,21 @@ class DeadNode(Rule):
                 )
 
 
-def _live_nodes(g) -> set[int]:
+def _live_nodes(g) -> set[int] | range:
     """Indices of the nodes whose outputs reach a graph output (or a subgraph that reads them)."""
     nodes, ins, outs = g.nodes, g.node_inputs, g.node_outputs
+    # The common case first: every node has an output that a node reads or that is a graph output
+    # (`consumers` lists those names). Then every node is live: in an acyclic graph, a path along
+    # such outputs ends at a graph output.
+    consumers = g.consumers
+    for os_ in outs:
+        for o in os_:
+            if o and o in consumers:
+                break
+        else:
+            break  # a node whose outputs nothing reads: the walk below decides
+    else:
+        return range(len(nodes))
     nests = g.may_nest
     live: set[int] = set()
     if g.topo_sorted:  # one backward pass: a node is live when something live (or an output) reads it
