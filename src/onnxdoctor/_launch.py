@@ -4,7 +4,8 @@ For `onnxdoctor check MODEL` (one file, not `-j 1`, no `--shape`) the shape-infe
 (prefetch.py) is started here, before click and the CLI are imported (~0.05 s), because on a big
 model that helper is the longest of the two paths a check runs on. It is forked (on Linux), not
 spawned: this process has no threads and little memory yet, and the child needs no interpreter of
-its own. The command line is read with
+its own. onnx's protobuf classes and C++ extension, which both processes use, are loaded just
+before the fork, so the child inherits them. The command line is read with
 the list of `check`'s options that take a value (tests/test_prefetch.py compares it with the click
 command). A wrong guess costs nothing but the helper's work: the check starts the helper itself when
 it is wanted, and a result for another file or a changed file is never used.
@@ -57,8 +58,13 @@ def main() -> None:
         try:
             path = single_model(args[1:])
             if path is not None:
-                from . import prefetch
+                from . import _onnx, prefetch
 
+                # onnx's protobuf classes and C++ extension first (as the check loads them: ~0.04 s),
+                # so that the helper inherits them instead of loading them again; it still starts
+                # well before this process, importing and indexing the model, needs its result.
+                _onnx.use_light()
+                _onnx.extension()
                 prefetch.start(path, fork=True)
         except Exception:  # noqa: BLE001 - only a head start: the check decides for itself
             pass
