@@ -7,7 +7,9 @@ if it is still changing after `max_iterations`, that is an error (a pair of rewr
 other must not loop forever). The result is then proven once in ONNX Runtime against the *original*
 model's outputs; when that proof fails, bisection over the applied rewrites finds the one whose
 result first fails, which alone is rolled back (and not tried again) while the rewrites after it
-are applied again without it, and the loop continues from there.
+are applied again without it, and the loop continues from there. A model with a large static image
+input is proven at a reduced size while every rewrite is size-independent (inputs.reduced_plan,
+Rewrite.size_independent), else at its declared size.
 
 The big weights stay out of the graph the rewrites, checks and proofs handle (onnxdoctor.weights):
 only rewrites that read weight values get them, and the result gets them back at the end.
