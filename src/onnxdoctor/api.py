@@ -496,6 +496,9 @@ def verify(
     with budget.running(hard_stop):
         budget.enter("reading the model")
         reference, _, shown = _with_weights(model, inputs, "the input model")
+        if not reference.graph.output:
+            raise UsageError(f"{shown}: the model declares no graph outputs, so there is nothing to compare "
+                             "(`onnxdoctor check` reports it: MOD507)")
         if data is not None:
             inputs.add(data, "the --data file")
         if config not in (None, True, False):
