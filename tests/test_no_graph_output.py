@@ -1,5 +1,6 @@
 """A model whose main graph declares no outputs: `check` says TensorRT builds nothing from it (MOD507),
-`verify` says there is nothing to compare (exit 2, one line), `fix` keeps the finding (exit 1)."""
+`verify` says there is nothing to compare and `profile` that there is no profile to give (exit 2, one
+line each), `fix` keeps the finding (exit 1)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def test_verify_says_there_is_nothing_to_compare(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "no graph outputs" in lines[0] and "MOD507" in lines[0]
     assert "Traceback" not in r.stderr
+
+
+def test_profile_gives_no_trtexec_line_that_would_not_build(tmp_path):
+    path = _no_output(tmp_path)
+    r = _run("profile", str(path))
+    assert r.returncode == 2 and "trtexec" not in r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "no graph outputs" in lines[0] and "MOD507" in lines[0]
 
 
 def test_fix_keeps_the_finding(tmp_path):

@@ -570,6 +570,10 @@ def profile(
     with budget.running(hard_stop):
         budget.enter("reading the model")
         m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
+        if not m.main.outputs:
+            # a trtexec line for it would not build (the builder refuses a network without outputs)
+            raise UsageError(f"{m.path}: the model declares no graph outputs, so TensorRT builds no engine from it "
+                             "and there is no profile to give (`onnxdoctor check` reports it: MOD507)")
         proto = None
         if validate:
             from .fix import load_for_fix
