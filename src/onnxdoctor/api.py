@@ -496,9 +496,7 @@ def verify(
     with budget.running(hard_stop):
         budget.enter("reading the model")
         reference, _, shown = _with_weights(model, inputs, "the input model")
-        if not reference.graph.output:
-            raise UsageError(f"{shown}: the model declares no graph outputs, so there is nothing to compare "
-                             "(`onnxdoctor check` reports it: MOD507)")
+        _require_outputs(bool(reference.graph.output), shown, "there is nothing to compare")
         if data is not None:
             inputs.add(data, "the --data file")
         if config not in (None, True, False):
@@ -570,10 +568,9 @@ def profile(
     with budget.running(hard_stop):
         budget.enter("reading the model")
         m = load(model, lazy_weights=True)  # shapes only: big inline weights stay in the file
-        if not m.main.outputs:
-            # a trtexec line for it would not build (the builder refuses a network without outputs)
-            raise UsageError(f"{m.path}: the model declares no graph outputs, so TensorRT builds no engine from it "
-                             "and there is no profile to give (`onnxdoctor check` reports it: MOD507)")
+        # a trtexec line for it would not build (the builder refuses a network without outputs)
+        _require_outputs(bool(m.main.outputs), m.path,
+                         "TensorRT builds no engine from it and there is no profile to give")
         proto = None
         if validate:
             from .fix import load_for_fix
@@ -584,6 +581,13 @@ def profile(
             budget.enter("running min/opt/max in ONNX Runtime")
         return build_profile(m, target_release, specs, engine=engine or str(Path(model).with_suffix(".engine")),
                              proto=proto)
+
+
+def _require_outputs(has_outputs: bool, shown, consequence: str) -> None:
+    """verify's and profile's refusal of a model without graph outputs (check's MOD507), one line."""
+    if not has_outputs:
+        raise UsageError(f"{shown}: the model declares no graph outputs, so {consequence} "
+                         "(`onnxdoctor check` reports it: MOD507)")
 
 
 __all__ = ["check", "check_one", "collect_model_paths", "explain", "fix", "list_rules", "profile", "verify", "Severity",
