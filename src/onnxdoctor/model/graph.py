@@ -449,11 +449,13 @@ class NodeRef:
         """The attribute's value, or `default` when absent. When `default` says what kind of value the
         rule expects (an int, a float, a string, a list) and the model stores another kind (an `axis`
         given as a list), the default is returned and the mismatch recorded for MOD506."""
-        a = self._attributes().get(name)
+        attrs = self._attrs
+        a = (attrs if attrs is not None else self._attributes()).get(name)
         if a is None:
             return default
         value = attribute_value(a)
-        if default is not None and not _same_kind(value, default):
+        # the same type is the same kind (the common case, decided without _same_kind's tests)
+        if default is not None and type(value) is not type(default) and not _same_kind(value, default):
             self.graph.attribute_errors.setdefault((self.index, name), (a.type, _KIND_NAMES.get(type(default), type(default).__name__)))
             return default
         return value
@@ -462,19 +464,23 @@ class NodeRef:
         """A list attribute's values; None when absent, or when the model stores another kind of value
         (`axes` given as an int: recorded for MOD506 by `attr`, and unknown to the caller)."""
         value = self.attr(name, _NOT_A_LIST)
-        return None if value is _NOT_A_LIST else list(value)
+        return None if value is _NOT_A_LIST else value  # a new list: attribute_value makes one per call
 
     def has_attr(self, name: str) -> bool:
         return name in self._attributes()
 
     def input(self, i: int) -> str:
         """Name of input i, or '' when absent."""
-        ins = self.graph.node_inputs[self.index]
-        return ins[i] if i < len(ins) else ""
+        try:  # costs nothing when the input is there, the common case
+            return self.graph.node_inputs[self.index][i]
+        except IndexError:
+            return ""
 
     def output(self, i: int) -> str:
-        outs = self.graph.node_outputs[self.index]
-        return outs[i] if i < len(outs) else ""
+        try:
+            return self.graph.node_outputs[self.index][i]
+        except IndexError:
+            return ""
 
 
 _KIND_NAMES = {bool: "INT", int: "INT", float: "FLOAT", str: "STRING", list: "INTS or FLOATS", tuple: "INTS or FLOATS"}
@@ -495,29 +501,37 @@ def _same_kind(value, default) -> bool:
     return True
 
 
+# AttributeProto.AttributeType values, read once: a class attribute of a protobuf message costs a lookup
+_A_FLOAT, _A_INT, _A_STRING, _A_TENSOR, _A_GRAPH, _A_FLOATS, _A_INTS, _A_STRINGS, _A_GRAPHS, _A_SPARSE_TENSOR, \
+    _A_TYPE_PROTO = (getattr(AttributeProto, k) for k in ("FLOAT", "INT", "STRING", "TENSOR", "GRAPH", "FLOATS", "INTS",
+                                                          "STRINGS", "GRAPHS", "SPARSE_TENSOR", "TYPE_PROTO"))
+
+
 def attribute_value(a: AttributeProto):
+    """The attribute's value as Python data: int, float, str, list of them, or the proto it holds
+    (a list is new at every call). Protobuf gives ints and floats as Python ints and floats already."""
     t = a.type
-    if t == AttributeProto.INT:
-        return int(a.i)
-    if t == AttributeProto.FLOAT:
-        return float(a.f)
-    if t == AttributeProto.STRING:
+    if t == _A_INT:
+        return a.i
+    if t == _A_INTS:
+        return list(a.ints)
+    if t == _A_FLOAT:
+        return a.f
+    if t == _A_STRING:
         return a.s.decode("utf-8", errors="replace")
-    if t == AttributeProto.INTS:
-        return [int(x) for x in a.ints]
-    if t == AttributeProto.FLOATS:
-        return [float(x) for x in a.floats]
-    if t == AttributeProto.STRINGS:
+    if t == _A_FLOATS:
+        return list(a.floats)
+    if t == _A_STRINGS:
         return [s.decode("utf-8", errors="replace") for s in a.strings]
-    if t == AttributeProto.TENSOR:
+    if t == _A_TENSOR:
         return a.t
-    if t == AttributeProto.GRAPH:
+    if t == _A_GRAPH:
         return a.g
-    if t == AttributeProto.GRAPHS:
+    if t == _A_GRAPHS:
         return list(a.graphs)
-    if t == AttributeProto.SPARSE_TENSOR:
+    if t == _A_SPARSE_TENSOR:
         return a.sparse_tensor
-    if t == AttributeProto.TYPE_PROTO:
+    if t == _A_TYPE_PROTO:
         return a.tp
     return None
 

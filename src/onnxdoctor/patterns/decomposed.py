@@ -125,9 +125,9 @@ class _View:
         return self.cv.is_constant(tensor)
 
     def const_shape(self, tensor: str) -> tuple[int, ...] | None:
-        t = self.g.type_of(tensor)
-        if t is not None and t.is_static:
-            return tuple(t.shape)  # type: ignore[arg-type]
+        shape = self.g.shape_of(tensor)  # type_of(tensor).shape, without making the TensorType
+        if shape is not None and all(isinstance(d, int) for d in shape):
+            return tuple(shape)  # type: ignore[arg-type]
         v = self.cv.value(tensor)
         return None if v is None else tuple(v.shape)
 
@@ -169,14 +169,15 @@ def _split_const(v: _View, node: NodeRef, what: str) -> tuple[str, str, float]:
 def _check_closed(v: _View, nodes: list[NodeRef]) -> None:
     """Every tensor produced inside the pattern, except the last node's output, is read only inside it."""
     g = v.g
+    graph_outputs, consumers, node_outputs = g.outputs, g.consumers, g.node_outputs
     inside = {n.index for n in nodes}
     for n in nodes[:-1]:
-        for out in g.node_outputs[n.index]:
+        for out in node_outputs[n.index]:
             if not out:
                 continue
-            if out in g.outputs:
+            if out in graph_outputs:
                 raise _Fail(f"intermediate tensor {out!r} is a graph output", n)
-            for i in g.consumers.get(out, ()):
+            for i in consumers.get(out, ()):
                 if i not in inside:
                     raise _Fail(f"intermediate tensor {out!r} is also read outside the pattern (by {v.ref(i).name!r})", n)
     last = nodes[-1]
@@ -208,14 +209,15 @@ def _reduce_axes(v: _View, node: NodeRef, x: str) -> tuple[int, ...]:
             raise _Fail(f"ReduceMean {node.name!r} reduces all axes and the input rank is unknown", node)
         axes = list(range(rank))
     if rank is not None:
-        if any(not -rank <= a < rank for a in axes):
+        if min(axes) < -rank or max(axes) >= rank:
             raise _Fail(f"ReduceMean {node.name!r} axes {axes} are out of range for rank {rank}", node)
         neg = sorted({a - rank if a >= 0 else a for a in axes})
     else:
-        if any(a >= 0 for a in axes):
+        if max(axes) >= 0:
             raise _Fail(f"ReduceMean {node.name!r} axes {axes} are positive and the input rank is unknown", node)
         neg = sorted(set(axes))
-    if neg != list(range(-len(neg), 0)):
+    # distinct negative axes, sorted: they are -n..-1 exactly when the first is -n
+    if neg[0] != -len(neg):
         raise _Fail(f"ReduceMean axes {axes} are not the last axis (or trailing axes)", node)
     return tuple(neg)
 
@@ -336,7 +338,10 @@ def _check_float(v: _View, x: str, node: NodeRef) -> None:
 
 def _run(build: Callable[[_View, NodeRef], Match], model: Model, graph: Graph, node: NodeRef | int) -> MatchResult:
     v = _View(model, graph)
-    ref = v.ref(node) if isinstance(node, int) else node
+    return _attempt(build, v, v.ref(node) if isinstance(node, int) else node)
+
+
+def _attempt(build: Callable[[_View, NodeRef], Match], v: _View, ref: NodeRef) -> MatchResult:
     try:
         return build(v, ref)
     except _Fail as e:
@@ -583,13 +588,23 @@ ANCHORS: dict[Callable, tuple[str, ...]] = {
 }
 
 
+# The pattern builder behind each public matcher: iter_matches runs it on one view of the graph.
+_BUILDERS: dict[Callable, Callable[[_View, NodeRef], Match]] = {
+    match_layer_norm: _layer_norm,
+    match_rms_norm: _rms_norm,
+    match_gelu: _gelu,
+}
+
+
 def iter_matches(model: Model, graph: Graph, matcher: Callable[..., MatchResult]) -> Iterator[tuple[NodeRef, MatchResult]]:
-    """(anchor, result) for every anchor node of `matcher` in `graph`, in graph order."""
+    """(anchor, result) for every anchor node of `matcher` in `graph`, in graph order: what
+    `matcher(model, graph, anchor)` returns for each."""
     positions = graph.op_positions
     anchors = sorted(i for op in ANCHORS[matcher] for i in positions.get(op, ()))
+    build, v = _BUILDERS[matcher], _View(model, graph)
     for i in anchors:
         ref = graph.ref(i)
-        yield ref, matcher(model, graph, ref)
+        yield ref, _attempt(build, v, ref)
 
 
 __all__ = [

@@ -51,7 +51,8 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
                 if a.type in _GRAPH_TYPES:
                     parts = None
                     break
-                parts.append(a.SerializeToString(deterministic=True))
+                # ONNX's messages have no map fields, the only thing deterministic serialization orders
+                parts.append(a.SerializeToString())
             key = attr_keys[k] = None if parts is None else tuple(sorted(parts))
         return key
 
@@ -94,9 +95,8 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
         return mapping
 
     # node -> a value it alone reads, keyed by its name (not an initializer keyed by its content)
-    inits = g.initializers
-    sole_reader = {cs[0]: name for name, cs in consumers.items()
-                   if len(cs) == 1 and (name not in inits or _keyed_by_name(g, name))}
+    by_content = _keyed_by_content(g)
+    sole_reader = {cs[0]: name for name, cs in consumers.items() if len(cs) == 1 and name not in by_content}
     for i in g.topo_order:
         if not std[i] or ops[i] in _NOT_KEYED:
             continue
@@ -116,11 +116,12 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
     return found
 
 
-def _keyed_by_name(g: Graph, name: str) -> bool:
-    """Whether _input_key(g, name) is the name itself, decided without reading the tensor's size:
-    not an initializer, or one in external data or left in the file, or one that is a graph input."""
-    t = g.initializers.get(name)
-    return t is None or name in g.lazy_raw or t.data_location == TensorProto.EXTERNAL or name in g.inputs
+def _keyed_by_content(g: Graph) -> set[str]:
+    """The initializers that _input_key(g, name) may key by their content (it keys the others by name),
+    decided without reading any tensor's size: local ones, neither graph inputs nor left in the file."""
+    lazy, inputs, external = g.lazy_raw, set(g.inputs), TensorProto.EXTERNAL
+    return {name for name, t in g.initializers.items()
+            if not (name in lazy or name in inputs or t.data_location == external)}
 
 
 def _input_key(g: Graph, name: str):

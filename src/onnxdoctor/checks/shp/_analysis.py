@@ -60,28 +60,31 @@ class ValueClasses:
         if not self._local(t):
             return self.outer.class_of(t) if self.outer is not None else DATA
         g, cls = self.graph, self.cls
+        producers, inits, inputs = g.producers, g.initializers, self.inputs  # what _local reads
+        ops, standard, node_inputs, node_outputs = g.op_types, g.standard, g.node_inputs, g.node_outputs
+        is_constant = self.consts.is_constant
         stack = [t]
         while stack:
             x = stack[-1]
             if x in cls:
                 stack.pop()
                 continue
-            if self.consts.is_constant(x):  # CONST is what the one constant evaluator says
+            if is_constant(x):  # CONST is what the one constant evaluator says
                 cls[x] = CONST
                 stack.pop()
                 continue
-            hit = g.producers.get(x)
+            hit = producers.get(x)
             if hit is None:
                 cls[x] = DATA
                 stack.pop()
                 continue
             i = hit[0]
-            op = g.op_types[i]
-            outs = g.node_outputs[i]
-            if not g.standard[i]:
+            op = ops[i]
+            outs = node_outputs[i]
+            if not standard[i]:
                 c = DATA
             elif op in ("Shape", "Size"):
-                ins = g.node_inputs[i]
+                ins = node_inputs[i]
                 src = ins[0] if ins else ""
                 read = _dims_read(g, g.ref(i), src) if src else None
                 if read is not None and all(isinstance(d, int) or d in self.dim_names for d in read):
@@ -99,10 +102,10 @@ class ValueClasses:
                     c = sc if sc <= FREEZABLE else SHAPE
             elif op in _VALUE_OPS:
                 known, pending = [], []
-                for s in g.node_inputs[i]:
+                for s in node_inputs[i]:
                     if not s:
                         continue
-                    sc = cls.get(s) if self._local(s) else self.class_of(s)
+                    sc = cls.get(s) if s in producers or s in inits or s in inputs else self.class_of(s)
                     if sc is None:
                         pending.append(s)
                     else:
