@@ -32,62 +32,81 @@ class ConstantView:
     def __init__(self, graph: Graph, views: dict[int, ConstantView]) -> None:
         self._views = views  # the model's views, one per graph: an enclosing graph's answers come from its own
         self.graph = graph
-        self._const: dict[str, bool] = {}
+        # The constant tensors: this graph's, and the enclosing graphs' constants it reads.
+        self._constants: set[str] = set()
         self._value: dict[str, np.ndarray | None] = {}
         self._scalar: dict[str, float | None] = {}
         # Indices of the nodes (other than Constant) whose outputs are all constant.
         self.computed_constants: list[int] = []
         self._forward()
+        if graph.outer is None:
+            # the common question, answered by the set itself (rules ask it tens of thousands of times)
+            self.is_constant = self._constants.__contains__  # type: ignore[method-assign]
 
     def _forward(self) -> None:
         g = self.graph
-        const = self._const
-        for name in g.inputs:
-            const[name] = name in g.initializers
-        for name in g.initializers:
-            const[name] = True
-        outer = g.outer
-        outer_view: ConstantView | None = None
-        computed = self.computed_constants
         ops, std_, ins_, outs_ = g.op_types, g.standard, g.node_inputs, g.node_outputs
-        nodes = zip(range(len(ops)), ops, std_, ins_, outs_) if g.topo_sorted else \
-            ((k, ops[k], std_[k], ins_[k], outs_[k]) for k in g.topo_order)
-        for k, op, std, ins, outs in nodes:
-            if not std:
-                value = False
-            elif op == "Constant":
-                value = True
+        order = range(len(ops)) if g.topo_sorted else g.topo_order
+        # Graph inputs are constants when an initializer gives their value; a body's reads of
+        # enclosing graphs' values are constants when those graphs say so.
+        const = self._constants
+        const.update(g.initializers)
+        if g.outer is not None:
+            const.update(self._outer_constants(order))
+        # A name given a value twice (a model breaking SSA) takes the last one: then a non-constant
+        # assignment must take the name out again. Rare: looked for only when the counts say so.
+        redefined = const.intersection(g.producers)
+        if sum(map(len, outs_)) != len(g.producers):  # an output named twice, or an omitted ("") one
+            seen: set[str] = set()
+            for outs in outs_:
+                for o in outs:
+                    if o in seen:
+                        redefined.add(o)
+                    seen.add(o)
+            redefined.discard("")
+        const.add("")  # an omitted input: constant-ness is decided by the present ones
+        computed = self.computed_constants
+        all_constant = const.issuperset
+        for k in order:
+            op, outs = ops[k], outs_[k]
+            if not std_[k]:
+                folds = False
             elif op in FOLDABLE_OPS:
-                # Shape and Size also fold when their input's shape is static, whatever its value.
-                value = True
+                ins = ins_[k]
                 if op in _SHAPE_OPS:
+                    # Shape and Size also fold when their input's shape is static, whatever its value.
                     src = ins[0] if ins else ""
                     st = g.type_of(src) if src else None
-                    if st is not None and st.is_static:
-                        ins = ()
-                    elif not src:
-                        value = False
-                for i in ins:
-                    if not i:
-                        continue
-                    c = const.get(i)
-                    if c is None:  # defined in an enclosing graph (every local producer came before)
-                        if outer is None:
-                            c = False
-                        else:
-                            if outer_view is None:
-                                outer_view = constant_view(self._views, outer)
-                            c = outer_view.is_constant(i)
-                    if not c:
-                        value = False
-                        break
+                    folds = bool(src) and (st is not None and st.is_static or all_constant(ins))
+                else:
+                    folds = all_constant(ins)
+                if folds and any(outs):
+                    computed.append(k)
             else:
-                value = False
-            for o in outs:
-                if o:
-                    const[o] = value
-            if value and op != "Constant" and any(outs):
-                computed.append(k)
+                folds = op == "Constant"
+            if folds:
+                const.update(outs)
+            elif redefined:
+                const.difference_update(redefined.intersection(outs))
+        const.discard("")
+
+    def _outer_constants(self, order) -> list[str]:
+        """The names this body reads from enclosing graphs (before any local definition) that are
+        constants there."""
+        g = self.graph
+        outer_view = constant_view(self._views, g.outer)  # type: ignore[arg-type]
+        defined = set(g.inputs)
+        defined.update(g.initializers)
+        defined.add("")
+        out = []
+        for k in order:
+            for i in g.node_inputs[k]:
+                if i not in defined:
+                    defined.add(i)
+                    if outer_view.is_constant(i):
+                        out.append(i)
+            defined.update(g.node_outputs[k])
+        return out
 
     def _owner(self, tensor: str) -> tuple[Graph, ConstantView] | None:
         g: Graph | None = self.graph
@@ -99,11 +118,11 @@ class ConstantView:
         return None
 
     def is_constant(self, tensor: str) -> bool:
-        hit = self._const.get(tensor)
-        if hit is not None:
-            return hit
+        # (a main graph's view answers with its set's __contains__ instead: see __init__)
+        if tensor in self._constants:
+            return True
         owner = self._owner(tensor) if tensor else None
-        if owner is None or owner[1] is self:  # unknown, or (only in a graph with a cycle) never reached
+        if owner is None or owner[1] is self:  # unknown, or this graph's and not constant
             return False
         return owner[1].is_constant(tensor)
 
@@ -178,8 +197,8 @@ class ConstantView:
         k = hit[0]
         if g.op_types[k] in _VALUE_FREE_OPS:
             return []
-        const, producers = self._const, g.producers
-        return [i for i in g.node_inputs[k] if i and i in producers and const.get(i)]
+        const, producers = self._constants, g.producers
+        return [i for i in g.node_inputs[k] if i and i in producers and i in const]
 
     def _evaluate(self, g: Graph, tensor: str) -> np.ndarray | None:
         if tensor in g.initializers:

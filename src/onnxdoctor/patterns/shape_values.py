@@ -52,12 +52,23 @@ class ShapeValues:
         self.g = g
         self.cv = model.constants(g)
         self.memo: dict[str, ShapeValue | None] = {}
+        self._shapes: dict[str, tuple[Item, ...] | None] = {}
 
     def dim(self, tensor: str, axis: int) -> Item:
-        shape = self.g.shape_of(tensor)
-        if shape is None or not -len(shape) <= axis < len(shape):
+        dims = self._dims(tensor)
+        if dims is None or not -len(dims) <= axis < len(dims):
             return None
-        return _item(tensor, shape, axis)
+        return dims[axis]
+
+    def _dims(self, tensor: str) -> tuple[Item, ...] | None:
+        """The Items of every dim of `tensor` (None: rank unknown), once per tensor: a tensor's
+        shape is often read by several Shape nodes, and its dims compared with several values."""
+        dims = self._shapes
+        hit = dims.get(tensor, _MISSING)
+        if hit is _MISSING:
+            shape = self.g.shape_of(tensor)
+            hit = dims[tensor] = None if shape is None else tuple(_item(tensor, shape, a) for a in range(len(shape)))
+        return hit  # type: ignore[return-value]
 
     def value(self, tensor: str) -> ShapeValue | None:
         """The value of a tensor `evaluate` reached, or of a constant."""
@@ -71,16 +82,14 @@ class ShapeValues:
         evaluator follows; returns their outputs in topological order."""
         g = self.g
         ops, std, outs_, followed, consumers = g.op_types, g.standard, g.node_outputs, self.OPS, g.consumers
-        nodes: set[int] = set()
-        stack = list(g.op_positions.get("Shape", ()))
+        shapes = g.op_positions.get("Shape", ())
+        nodes = set(shapes)
+        stack = list(shapes)
         while stack:
-            k = stack.pop()
-            if k in nodes:
-                continue
-            nodes.add(k)
-            for o in outs_[k]:
-                for c in consumers.get(o, ()) if o else ():
-                    if c not in nodes and std[c] and ops[c] in followed:
+            for o in outs_[stack.pop()]:
+                for c in consumers.get(o, ()):  # (nothing consumes "", an omitted output)
+                    if c not in nodes and ops[c] in followed and std[c]:
+                        nodes.add(c)
                         stack.append(c)
         order = sorted(nodes) if g.topo_sorted else [k for k in g.topo_order if k in nodes]
         reached = []
@@ -127,95 +136,112 @@ class ShapeValues:
         return ShapeValue(v.ndim == 0, tuple(int(x) for x in v.reshape(-1)))
 
     def _evaluate_node(self, i: int) -> ShapeValue | None:
-        g = self.g
-        op = g.op_types[i]
-        ins = g.node_inputs[i]
-        memo = self.memo
-        n_in = len(ins)
+        """The value of node i's output from its inputs' (`_arg`); an op without an evaluator of its
+        own is integer arithmetic."""
+        return _EVALUATORS.get(self.g.op_types[i], ShapeValues._arithmetic)(self, i, self.g.node_inputs[i])
 
-        def arg(k: int) -> ShapeValue | None:
-            # value(), inlined: every input of a reached node was reached before it, or is a constant
-            t = ins[k] if k < n_in else ""
-            if not t:
-                return None
-            v = memo.get(t, _MISSING)
-            if v is _MISSING:
-                v = self.value(t)
-            return v  # type: ignore[return-value]
-
-        if op == "Shape":
-            shape = g.shape_of(ins[0]) if ins else None
-            if shape is None:
-                return None
-            rank = len(shape)
-            start = _int_attr(g, i, "start", 0)
-            end = _int_attr(g, i, "end", rank)
-            axes = range(rank)[_clamp(start, rank):_clamp(end, rank)]
-            return ShapeValue(False, tuple(_item(ins[0], shape, a) for a in axes))
-        if op == "Cast" or op == "Identity":
-            v = arg(0)
-            if v is None or (op == "Cast" and _int_attr(g, i, "to", None) not in (6, 7)):  # INT32, INT64
-                return None
-            return v
-        if op == "Gather":
-            v, idx = arg(0), arg(1)
-            if v is None or idx is None or v.scalar or _int_attr(g, i, "axis", 0) != 0 or not idx.static:
-                return None
-            n = len(v.items)
-            picked = tuple(v.items[k + n if k < 0 else k] for k in idx.items)  # type: ignore[operator]
-            return ShapeValue(idx.scalar, picked)
-        if op == "Slice":
-            v = arg(0)
-            if v is None or v.scalar or len(ins) < 3:
-                return None
-            params = [arg(k) if ins[k] else None for k in range(1, min(len(ins), 5))]
-            if any(ins[k + 1] and (p is None or not p.static or len(p.items) != 1) for k, p in enumerate(params)):
-                return None
-            start, end = params[0].items[0], params[1].items[0]  # type: ignore[union-attr]
-            if len(params) > 2 and params[2] is not None and params[2].items[0] not in (0, -1):
-                return None
-            step = params[3].items[0] if len(params) > 3 and params[3] is not None else 1
-            if step == 0:
-                return None
-            return ShapeValue(False, tuple(v.items[slice(start, end, step)]))  # type: ignore[misc]
-        if op == "Concat":
-            vals = [arg(k) for k in range(len(ins))]
-            if any(v is None or v.scalar for v in vals) or _int_attr(g, i, "axis", 0) not in (0, -1):
-                return None
-            items = tuple(x for v in vals for x in v.items)  # type: ignore[union-attr]
-            return ShapeValue(False, items) if len(items) <= _MAX_ITEMS else None
-        if op == "Unsqueeze":
-            v = arg(0)
-            if v is None or not v.scalar:
-                return None
-            return ShapeValue(False, v.items)
-        if op == "Squeeze":
-            v = arg(0)
-            if v is None or v.scalar or len(v.items) != 1:
-                return None
-            return ShapeValue(True, v.items)
-        if op == "Reshape":
-            v, shape = arg(0), arg(1)
-            if v is None or shape is None or not shape.static or len(shape.items) > 1:
-                return None
-            if shape.items in ((), (1,)) or (shape.items == (-1,)):
-                if shape.items == () and len(v.items) != 1:
-                    return None
-                return ShapeValue(shape.items == (), v.items)
+    def _arg(self, ins: list[str], k: int) -> ShapeValue | None:
+        """The value of input k (None when absent or unknown): `value`, with the common case, an
+        input that was reached before (every input of a reached node was) or already read, first."""
+        t = ins[k] if k < len(ins) else ""
+        if not t:
             return None
-        if op == "ReduceProd":
-            v = arg(0)
-            if v is None or v.scalar or (len(ins) > 1 and ins[1]) or g.ref(i).has_attr("axes") and g.ref(i).attr("axes") not in ([0], [-1]):
+        v = self.memo.get(t, _MISSING)
+        return self.value(t) if v is _MISSING else v  # type: ignore[return-value]
+
+    def _shape(self, i: int, ins: list[str]) -> ShapeValue | None:
+        items = self._dims(ins[0]) if ins else None
+        if items is None:
+            return None
+        g = self.g
+        if g.nodes[i].attribute:  # start, end
+            rank = len(items)
+            items = items[_clamp(_int_attr(g, i, "start", 0), rank):_clamp(_int_attr(g, i, "end", rank), rank)]
+        return ShapeValue(False, items)
+
+    def _cast(self, i: int, ins: list[str]) -> ShapeValue | None:
+        v = self._arg(ins, 0)
+        if v is None or (self.g.op_types[i] == "Cast" and _int_attr(self.g, i, "to", None) not in (6, 7)):  # INT32, INT64
+            return None
+        return v
+
+    def _gather(self, i: int, ins: list[str]) -> ShapeValue | None:
+        v, idx = self._arg(ins, 0), self._arg(ins, 1)
+        if v is None or idx is None or v.scalar or _int_attr(self.g, i, "axis", 0) != 0 or not idx.static:
+            return None
+        items = v.items
+        n = len(items)
+        return ShapeValue(idx.scalar, tuple([items[k + n if k < 0 else k] for k in idx.items]))  # type: ignore[operator]
+
+    def _slice(self, i: int, ins: list[str]) -> ShapeValue | None:
+        arg = self._arg
+        v = arg(ins, 0)
+        if v is None or v.scalar or len(ins) < 3:
+            return None
+        params = [arg(ins, k) if ins[k] else None for k in range(1, min(len(ins), 5))]
+        if any(ins[k + 1] and (p is None or not p.static or len(p.items) != 1) for k, p in enumerate(params)):
+            return None
+        start, end = params[0].items[0], params[1].items[0]  # type: ignore[union-attr]
+        if len(params) > 2 and params[2] is not None and params[2].items[0] not in (0, -1):
+            return None
+        step = params[3].items[0] if len(params) > 3 and params[3] is not None else 1
+        if step == 0:
+            return None
+        return ShapeValue(False, tuple(v.items[slice(start, end, step)]))  # type: ignore[misc]
+
+    def _concat(self, i: int, ins: list[str]) -> ShapeValue | None:
+        items: list[Item] = []
+        arg = self._arg
+        for k in range(len(ins)):
+            v = arg(ins, k)
+            if v is None or v.scalar:
                 return None
-            if len(v.items) == 1:
-                prod: Item = v.items[0]
-            elif v.static:
-                prod = int(np.prod(v.items, dtype=np.int64))
-            else:
+            items += v.items
+        if _int_attr(self.g, i, "axis", 0) not in (0, -1) or len(items) > _MAX_ITEMS:
+            return None
+        return ShapeValue(False, tuple(items))
+
+    def _unsqueeze(self, i: int, ins: list[str]) -> ShapeValue | None:
+        v = self._arg(ins, 0)
+        if v is None or not v.scalar:
+            return None
+        return ShapeValue(False, v.items)
+
+    def _squeeze(self, i: int, ins: list[str]) -> ShapeValue | None:
+        v = self._arg(ins, 0)
+        if v is None or v.scalar or len(v.items) != 1:
+            return None
+        return ShapeValue(True, v.items)
+
+    def _reshape(self, i: int, ins: list[str]) -> ShapeValue | None:
+        shape = self._arg(ins, 1)  # first: a Reshape reached through its data input rarely has a 1-D shape
+        if shape is None or len(shape.items) > 1 or not shape.static:
+            return None
+        v = self._arg(ins, 0)
+        if v is None:
+            return None
+        if shape.items in ((), (1,)) or (shape.items == (-1,)):
+            if shape.items == () and len(v.items) != 1:
                 return None
-            return ShapeValue(False, (prod,)) if _int_attr(g, i, "keepdims", 1) else ShapeValue(True, (prod,))
-        # integer arithmetic, element by element (numbers only; x*1, x+0, x-0, x/1 keep a dim)
-        a, b = arg(0), arg(1)
+            return ShapeValue(shape.items == (), v.items)
+        return None
+
+    def _reduce_prod(self, i: int, ins: list[str]) -> ShapeValue | None:
+        g = self.g
+        v = self._arg(ins, 0)
+        if v is None or v.scalar or (len(ins) > 1 and ins[1]) or g.ref(i).has_attr("axes") and g.ref(i).attr("axes") not in ([0], [-1]):
+            return None
+        if len(v.items) == 1:
+            prod: Item = v.items[0]
+        elif v.static:
+            prod = int(np.prod(v.items, dtype=np.int64))
+        else:
+            return None
+        return ShapeValue(False, (prod,)) if _int_attr(g, i, "keepdims", 1) else ShapeValue(True, (prod,))
+
+    def _arithmetic(self, i: int, ins: list[str]) -> ShapeValue | None:
+        """Integer arithmetic, element by element (numbers only; x*1, x+0, x-0, x/1 keep a dim)."""
+        a, b = self._arg(ins, 0), self._arg(ins, 1)
         if a is None or b is None:
             return None
         if len(a.items) != len(b.items) and 1 not in (len(a.items), len(b.items)):
@@ -223,7 +249,15 @@ class ShapeValues:
         n = max(len(a.items), len(b.items))
         xs = a.items if len(a.items) == n else a.items * n
         ys = b.items if len(b.items) == n else b.items * n
+        op = self.g.op_types[i]
         return ShapeValue(a.scalar and b.scalar, tuple(_arith(op, x, y) for x, y in zip(xs, ys)))
+
+
+# The evaluator of each op `ShapeValues.evaluate` follows (the others of _OPS: `_arithmetic`).
+_EVALUATORS = {"Shape": ShapeValues._shape, "Cast": ShapeValues._cast, "Identity": ShapeValues._cast,
+               "Gather": ShapeValues._gather, "Slice": ShapeValues._slice, "Concat": ShapeValues._concat,
+               "Unsqueeze": ShapeValues._unsqueeze, "Squeeze": ShapeValues._squeeze,
+               "Reshape": ShapeValues._reshape, "ReduceProd": ShapeValues._reduce_prod}
 
 
 def _item(tensor: str, shape: tuple, axis: int) -> Item:
