@@ -127,14 +127,15 @@ def _check_tensor(model: Model, t: TensorProto, where: str, lazy: LazyBytes | No
         if min(dims) < 0:
             raise ModelLoadError(shown, f"initializer {name!r} in {where} has a negative dimension {list(dims)}")
         raise ModelLoadError(shown, f"initializer {name!r} in {where} claims {n:.3g} elements (dims {list(t.dims)}): absurd size")
+    size = _FIXED_SIZES.get(t.data_type)
     if t.data_location == _EXTERNAL:
         try:
             ref = external.parse_ref(t)
         except external.RefError as e:
             raise ModelLoadError(model.path, str(e)) from None
-        _check_external(model, ref, t)
+        # the bytes its dims need (None: a type without a fixed size), as external.expected_bytes(t)
+        _check_external(model, ref, None if size is None else math.ceil(n * size))
         return
-    size = _FIXED_SIZES.get(t.data_type)
     if size is not None and (lazy is not None or t.HasField("raw_data")):
         expected = math.ceil(n * size)
         held = lazy.length if lazy is not None else len(t.raw_data)
@@ -148,25 +149,24 @@ _EXTERNAL = TensorProto.EXTERNAL
 _FIXED_SIZES = external.FIXED_SIZES
 
 
-def _check_external(model: Model, ref: ExternalRef, t: TensorProto) -> None:
+def _check_external(model: Model, ref: ExternalRef, expected: int | None) -> None:
     """Resolve the reference's file inside the model's folder (refused: ModelLoadError) and record
-    whether it can hold the tensor (a missing or short file is a finding, MOD502)."""
-    base = model.base_dir
+    whether it can hold the tensor's `expected` bytes (a missing or short file is a finding, MOD502)."""
     model.external.append(ref)
-    if base is None:
-        return
     # Thousands of tensors usually share one data file: resolve and stat each location once.
-    files = model.external_files
-    hit = files.get(ref.location)
+    hit = model.external_files.get(ref.location)
     if hit is None:
+        base = model.base_dir
+        if base is None:
+            return
         try:
-            hit = files[ref.location] = external.resolve(str(base), ref)
+            hit = model.external_files[ref.location] = external.resolve(str(base), ref)
         except external.RefError as e:
             raise ModelLoadError(model.path, str(e)) from None
     if hit.size is None:
         model.external_problems.append((ref.tensor, f"external data file {ref.location!r} not found"))
         return
-    problem = external.range_problem(ref, hit.size, external.expected_bytes(t))
+    problem = external.range_problem(ref, hit.size, expected)
     if problem is not None:
         model.external_problems.append((ref.tensor, problem))
 
