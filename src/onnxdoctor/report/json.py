@@ -101,39 +101,50 @@ def _pieces(obj, depth: int) -> Iterator[str]:
     yield "\n" + "  " * depth + ("}" if is_dict else "]")
 
 
-def _finding_text(f, written: dict[int, str]) -> str:
-    """json.dumps(f.to_dict()). A finding's release list (some twenty strings, the same list for
-    thousands of findings) is written once per list object: `written` keeps its text by identity
-    for the findings of one report, which hold their lists while it is written."""
-    d = f.to_dict()
-    versions = f.trt_versions
-    text = written.get(id(versions))
-    if text is None:
-        text = written[id(versions)] = '"trt_versions": ' + _dumps(d["trt_versions"])
-    d["trt_versions"] = _LIST_MARK
-    # The mark's text follows the one unescaped `"trt_versions": ` of the line (quotes inside
-    # strings are escaped): replaced by the list's text.
-    return _dumps(d).replace(_MARK_TEXT, text, 1)
+def _finding_text(f, written: dict) -> str:
+    """json.dumps(f.to_dict()), put together from pieces: a rule's findings share their code, rule
+    name and severity, and most share one release list (some twenty strings, the same tuple for
+    thousands of findings), one fix and one hint. `written` keeps the text of those parts for the
+    findings of one report (the tuples and fixes by identity: the findings hold them while the
+    report is written); only the message and the location are encoded per finding."""
+    head_key = ("head", f.code, f.rule, f.severity)
+    head = written.get(head_key)
+    if head is None:
+        head = written[head_key] = (
+            f'{{"code": {_text(f.code)}, "rule": {_text(f.rule)}, "severity": {_text(str(f.severity))}, "message": ')
+    fix, hint = f.fix, f.hint
+    tail_key = ("tail", id(f.trt_versions), id(fix), hint)
+    tail = written.get(tail_key)
+    if tail is None:
+        tail = written[tail_key] = (
+            f', "trt_versions": {_dumps(list(f.trt_versions))}, "fix": {_dumps(fix.to_dict()) if fix else "null"}, '
+            f'"hint": {_text(hint)}}}')
+    loc = f.location
+    subgraph = loc.subgraph
+    return (f'{head}{_text(f.message)}, "node": {_text(loc.node)}, "op_type": {_text(loc.op_type)}, '
+            f'"tensor": {_text(loc.tensor)}, "subgraph": {_dumps(list(subgraph)) if subgraph else "[]"}{tail}')
 
 
-def _dumps_with_mark(obj) -> str:
-    return "".join(_encode(obj, 0))
+def _text(value) -> str:
+    """json.dumps(value) for a string or None (the C string encoder directly), else json.dumps."""
+    if type(value) is str:
+        return _encode_str(value)
+    return "null" if value is None else _dumps(value)
 
 
-_LIST_MARK = object()
+_encode_str = encode_basestring_ascii
 
 
 def _default(o):
-    if o is _LIST_MARK:
-        return "\x00"
     raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 
 
-_MARK_TEXT = '"trt_versions": "\\u0000"'
 if c_make_encoder is not None:
     # json.dumps(obj) with its default arguments, made once (not per call), without the check for
-    # circular references that a finding's dicts and lists of strings cannot have; the mark as "\x00"
+    # circular references that a finding's lists of strings and fix dict cannot have
     _encode = c_make_encoder(None, _default, encode_basestring_ascii, None, ": ", ", ", False, False, True)
-    _dumps = _dumps_with_mark
+
+    def _dumps(obj) -> str:
+        return "".join(_encode(obj, 0))
 else:  # pragma: no cover - an interpreter without the C encoder
-    _dumps = json.JSONEncoder(default=_default).encode
+    _dumps = json.dumps
