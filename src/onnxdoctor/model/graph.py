@@ -186,6 +186,11 @@ class Graph:
         self.node_outputs = outs = [n.output[:] for n in self.nodes]
         producers: dict[str, tuple[int, int]] = {}
         for i, os_ in enumerate(outs):
+            if len(os_) == 1:  # most nodes have one output
+                o = os_[0]
+                if o:
+                    producers[o] = (i, 0)
+                continue
             for j, o in enumerate(os_):
                 if o:
                     producers[o] = (i, j)
