@@ -61,12 +61,19 @@ def _evaluate(ctx: Context, c: Constraint) -> list[Violation]:
     if c.kind == "attr_absent" and c.params["attr"] not in ctx.attribute_names(c.op):
         return out  # no node of the op sets the attribute
     nodes = ctx.nodes_of(c.op)
-    # input_type: decided once per distinct tuple of input types (a few per op), not once per node
-    details = _input_type_details(ctx, c) if c.kind == "input_type" else (_check(ctx, c, n) for n in nodes)
+    if c.kind == "input_type":
+        # decided once per distinct tuple of input types (a few per op), not once per node
+        details = _input_type_details(ctx, c)
+        if details is None:
+            return out
+    else:
+        details = (_check(ctx, c, n) for n in nodes)
     for node, detail in zip(nodes, details):
+        if detail is None:
+            continue
         if isinstance(detail, _Foldable):
             out.append(Violation(c, node, str(detail), "warning", "fold-constants"))
-        elif detail is not None:
+        else:
             fix = c.params.get("fix")
             # A node whose data input is a build-time constant may have its own fix (a
             # DequantizeLinear of weights is folded; one of activations is re-quantized).
@@ -195,11 +202,12 @@ def _check(ctx: Context, c: Constraint, node: NodeRef) -> str | None:
     raise KeyError(f"knowledge base: constraint {c.id} has unknown kind {kind!r}")
 
 
-def _input_type_details(ctx: Context, c: Constraint) -> list[str | None]:
-    """_check's detail for each node of c.op (ctx.nodes_of order), for an input_type constraint."""
+def _input_type_details(ctx: Context, c: Constraint) -> list[str | None] | None:
+    """_check's detail for each node of c.op (ctx.nodes_of order), for an input_type constraint;
+    None when no value of the model has a type the constraint rejects (no node can violate it)."""
     nodes = ctx.nodes_of(c.op)
     if not any(_rejected_input(ctx, c.params, (e,), first_only=True) for e in _elem_types(ctx)):
-        return [None] * len(nodes)  # no value of the model has a type this constraint rejects
+        return None
     # Only the inputs the constraint names are read (up to the last of them); the signatures are
     # shared by the op's constraints that read as many.
     spec = c.params["input"]
