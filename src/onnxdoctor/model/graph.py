@@ -87,7 +87,7 @@ class TypeTable:
                     init = self.inits.get(name)
                     if init is None:
                         return None
-                    t = TensorType(init.data_type, tuple(init.dims))
+                    t = TensorType(init.data_type, tuple(init.dims[:]))  # [:]: one C call, not an iteration
             self._parsed[name] = t
         return t
 

@@ -107,7 +107,7 @@ def _duplicates(ctx: Context, g: Graph):
     by_shape: dict[tuple, list[TensorProto]] = {}
     for t in g.initializers.values():
         external = t.data_location == TensorProto.EXTERNAL
-        by_shape.setdefault((t.data_type, tuple(t.dims), external), []).append(t)
+        by_shape.setdefault((t.data_type, tuple(t.dims[:]), external), []).append(t)  # [:]: one C call
     for (dtype, dims, external), group in by_shape.items():
         if len(group) < 2:
             continue
