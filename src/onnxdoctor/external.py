@@ -98,7 +98,7 @@ def tensors(model: ModelProto, max_depth: int = 64,
         else:
             candidates = ((i, node) for i, node in enumerate(graph.node) if may_hold_tensors(node.op_type, node.domain))
         for i, node in candidates:
-            for a in node.attribute:
+            for a in node.attribute[:]:  # [:]: one C call, not an iteration
                 kind = a.type
                 if kind == _TENSOR:
                     yield where, a.t, depth

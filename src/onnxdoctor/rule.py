@@ -191,7 +191,7 @@ class Context:
         (read from the protos once per model): a rule about an attribute that no node sets decides
         every node at once."""
         return self.model_memo(("attribute-names", op_type), lambda: frozenset(
-            a.name for ref in self.nodes_of(op_type) for a in ref.node.attribute))
+            a.name for ref in self.nodes_of(op_type) for a in ref.node.attribute[:]))
 
     def _merged(self, index, op_types: tuple[str, ...]) -> list[NodeRef]:
         hits = [ref for op in op_types for ref in index.get(("", op), ())]
