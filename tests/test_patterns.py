@@ -6,9 +6,12 @@ from __future__ import annotations
 import onnx.parser
 import pytest
 
+import dataclasses
+
 from onnxdoctor.patterns.decomposed import (
     Match,
     MatchFailure,
+    _match,
     iter_matches,
     match_gelu,
     match_layer_norm,
@@ -52,6 +55,18 @@ def test_layer_norm_match_lists_nodes_tensors_and_constants():
     assert m.epsilon == pytest.approx(1e-5)
     assert m.form == "Div by Sqrt"
     assert set(m.constants) == {"eps", "w", "b"}
+
+
+def test_fast_match_constructor_makes_the_dataclass_object():
+    """The matchers build their Match with _match (no frozen-dataclass __init__): the same object as Match(...)."""
+    m = _run(match_layer_norm, LN.format(axes="-1", exp="two"), "Sqrt")
+    fields = {f.name: getattr(m, f.name) for f in dataclasses.fields(Match)}
+    assert vars(m) == fields  # every field set, nothing else
+    slow = Match(**fields)
+    assert slow == m and hash(slow) == hash(m) and repr(slow) == repr(m) and vars(slow) == vars(m)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.axis = 0  # type: ignore[misc]
+    assert _match("gelu", (), "x", "y", "Erf", approximate="none") == Match("gelu", (), "x", "y", "Erf", approximate="none")
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,24 @@ class Match:
         return " → ".join(n.op_type for n in self.nodes)
 
 
+_new, _set_attr = object.__new__, object.__setattr__
+
+
+def _match(kind: str, nodes: tuple[NodeRef, ...], input: str, output: str, form: str, *, axis: int | None = None,
+           epsilon: float | None = None, epsilon_name: str | None = None, gamma: str | None = None,
+           beta: str | None = None, approximate: str | None = None, constants: tuple[str, ...] = ()) -> Match:
+    """Match(...), without the frozen dataclass's __init__ (one object.__setattr__ per field, ~3 µs for
+    the twelve): a scan makes one per pattern, a thousand on a big model. The same object
+    (tests/test_patterns.py compares the two ways)."""
+    m = _new(Match)
+    _set_attr(m, "__dict__", {
+        "kind": kind, "nodes": nodes, "input": input, "output": output, "form": form, "axis": axis,
+        "epsilon": epsilon, "epsilon_name": epsilon_name, "gamma": gamma, "beta": beta,
+        "approximate": approximate, "constants": constants,
+    })
+    return m
+
+
 @dataclass(frozen=True)
 class MatchFailure:
     """Why a matcher did not match, at which node."""
@@ -396,7 +414,7 @@ def _layer_norm(v: _View, sqrt: NodeRef) -> Match:
     _check_closed(v, nodes)
     if len(subs) > 1:
         form += ", x - mean computed twice"
-    return Match(
+    return _match(
         "layer-norm", tuple(nodes), x, nodes[-1].output(0), form, axis=axes[0], epsilon=eps,
         epsilon_name=eps_name, gamma=gamma, beta=beta,
         constants=tuple(c for c in (eps_name, gamma, beta) if c),
@@ -443,7 +461,7 @@ def _rms_norm(v: _View, sqrt: NodeRef) -> Match:
         casts = []  # without a scale, the Casts stay outside the pattern
     nodes = [*chain, *tail, *casts, *(n for n, _ in aff)]
     _check_closed(v, nodes)
-    return Match(
+    return _match(
         "rms-norm", tuple(nodes), x, nodes[-1].output(0), form, axis=axes[0], epsilon=eps,
         epsilon_name=eps_name, gamma=gamma, constants=tuple(c for c in (eps_name, gamma) if c),
     )
@@ -512,7 +530,7 @@ def _gelu(v: _View, anchor: NodeRef) -> Match:
     nodes = [*pre, *head, anchor, add, *tail]
     nodes.sort(key=lambda n: n.index)
     _check_closed_any_order(v, nodes, tail[-1])
-    return Match("gelu", tuple(nodes), x, tail[-1].output(0), form, approximate=approx,
+    return _match("gelu", tuple(nodes), x, tail[-1].output(0), form, approximate=approx,
                  constants=(*consts, one_name, half))
 
 
