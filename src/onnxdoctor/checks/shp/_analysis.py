@@ -197,14 +197,13 @@ class ValueClasses:
 
 def _dims_read(g: Graph, ref: NodeRef, src: str) -> tuple | None:
     """The dims of `src` that Shape (with start/end) or Size reads; None when unknown."""
-    t = g.type_of(src)
-    if t is None or t.shape is None:
+    dims = g.shape_of(src)  # type_of(src).shape, without making the TensorType
+    if dims is None:
         return None
-    dims = t.shape
     if ref.op_type == "Shape":
         start, end = ref.attr("start", 0), ref.attr("end", None)
         dims = dims[start:end]
-    if any(d is None for d in dims):
+    if None in dims:
         return None
     return tuple(dims)
 
