@@ -446,7 +446,7 @@ class NodeRef:
         attrs = self._attrs
         if attrs is None:
             attrs = self._attrs = {}
-            for a in self.node.attribute:
+            for a in self.node.attribute[:]:  # [:]: one C call, not an iteration of the repeated field
                 attrs.setdefault(a.name, a)  # a (malformed) repeated name: the first one counts
         return attrs
 
@@ -514,26 +514,27 @@ _A_FLOAT, _A_INT, _A_STRING, _A_TENSOR, _A_GRAPH, _A_FLOATS, _A_INTS, _A_STRINGS
 
 def attribute_value(a: AttributeProto):
     """The attribute's value as Python data: int, float, str, list of them, or the proto it holds
-    (a list is new at every call). Protobuf gives ints and floats as Python ints and floats already."""
+    (a list is new at every call). Protobuf gives ints and floats as Python ints and floats already,
+    and a slice of a repeated field as a new list, in one C call."""
     t = a.type
     if t == _A_INT:
         return a.i
     if t == _A_INTS:
-        return list(a.ints)
+        return a.ints[:]
     if t == _A_FLOAT:
         return a.f
     if t == _A_STRING:
         return a.s.decode("utf-8", errors="replace")
     if t == _A_FLOATS:
-        return list(a.floats)
+        return a.floats[:]
     if t == _A_STRINGS:
-        return [s.decode("utf-8", errors="replace") for s in a.strings]
+        return [s.decode("utf-8", errors="replace") for s in a.strings[:]]
     if t == _A_TENSOR:
         return a.t
     if t == _A_GRAPH:
         return a.g
     if t == _A_GRAPHS:
-        return list(a.graphs)
+        return a.graphs[:]
     if t == _A_SPARSE_TENSOR:
         return a.sparse_tensor
     if t == _A_TYPE_PROTO:

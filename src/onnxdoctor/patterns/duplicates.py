@@ -47,7 +47,7 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
         key = attr_keys.get(k, ())
         if key == ():
             parts = []
-            for a in nodes[k].attribute:
+            for a in nodes[k].attribute[:]:  # [:]: one C call, not an iteration of the repeated field
                 if a.type in _GRAPH_TYPES:
                     parts = None
                     break
