@@ -67,7 +67,10 @@ class ShapeValues:
         hit = dims.get(tensor, _MISSING)
         if hit is _MISSING:
             shape = self.g.shape_of(tensor)
-            hit = dims[tensor] = None if shape is None else tuple(_item(tensor, shape, a) for a in range(len(shape)))
+            # a number; ("p", name) for a named dim; ("d", tensor, axis) for an unnamed one
+            hit = dims[tensor] = None if shape is None else tuple([
+                d if isinstance(d, int) else ("p", d) if isinstance(d, str) and d else ("d", tensor, a)
+                for a, d in enumerate(shape)])
         return hit  # type: ignore[return-value]
 
     def value(self, tensor: str) -> ShapeValue | None:
@@ -129,7 +132,7 @@ class ShapeValues:
                 else:
                     values = tp.int64_data
                     if len(values) <= _MAX_ITEMS:
-                        return ShapeValue(not dims, tuple(values))
+                        return ShapeValue(not dims, tuple(values[:]))  # (a list first: quicker)
         v = self.cv.value(t)
         if v is None or v.dtype.kind not in "iu" or v.ndim > 1 or v.size > _MAX_ITEMS:
             return None
@@ -260,16 +263,6 @@ _EVALUATORS = {"Shape": ShapeValues._shape, "Cast": ShapeValues._cast, "Identity
                "Reshape": ShapeValues._reshape, "ReduceProd": ShapeValues._reduce_prod}
 
 
-def _item(tensor: str, shape: tuple, axis: int) -> Item:
-    """The Item of dim `axis` (in range) of `tensor`, whose shape is `shape`."""
-    d = shape[axis]
-    if isinstance(d, int):
-        return d
-    if isinstance(d, str) and d:
-        return ("p", d)
-    return ("d", tensor, axis % len(shape))
-
-
 def _int_attr(g: Graph, i: int, name: str, default: int | None):
     """NodeRef.attr(name, default) for an INT attribute without making the NodeRef: read straight from
     the proto when the node's first attribute of that name is an INT; anything else (absent, another
@@ -321,11 +314,8 @@ def known_shape_actions(model: Model, g: Graph) -> list[Action]:
     sv = ShapeValues(model, g)
     cv = sv.cv
     actions: list[Action] = []
-    static: dict[str, ShapeValue] = {}
-    for t in sv.evaluate():
-        v = sv.memo[t]
-        if v is not None and v.static and not cv.is_constant(t):
-            static[t] = v
+    memo, is_constant = sv.memo, cv.is_constant
+    static = {t: v for t in sv.evaluate() if (v := memo[t]) is not None and v.static and not is_constant(t)}
     outputs = set(g.outputs)
     elem = g.elem_type_of
     for t, v in static.items():
@@ -344,18 +334,22 @@ def known_shape_actions(model: Model, g: Graph) -> list[Action]:
         actions.append(Action("constant", node, t, arr,
                               f"{node.op_type} computes {shown} from static dims: it is a constant"))
     for k in g.op_positions.get("Reshape", ()):
+        ins = g.node_inputs[k]
+        x, s = (ins[0], ins[1]) if len(ins) > 1 else ("", "")
+        if not x or not s or is_constant(s) or s in static:
+            continue
         ref = g.ref(k)
-        x, s = ref.input(0), ref.input(1)
-        if not x or not s or cv.is_constant(s) or s in static or ref.attr("allowzero", 0):
+        if ref.attr("allowzero", 0):
             continue
         v = sv.value(s)
         if v is None or v.scalar:
             continue
+        dims = sv._dims(x) or ()
         target = []
         for i, item in enumerate(v.items):
             if isinstance(item, int):
                 target.append(item)
-            elif item is not None and sv.dim(x, i) == item:
+            elif item is not None and i < len(dims) and dims[i] == item:
                 target.append(0)
             else:
                 break
