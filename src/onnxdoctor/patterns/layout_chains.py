@@ -37,50 +37,36 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
         kind = "transpose" if op == "Transpose" else "view"
         for k in g.op_positions.get(op, ()):
             family[k] = kind
-    ins_, outs_, consumers = g.node_inputs, g.node_outputs, g.consumers
-    memo: dict[int, int | None] = {}
-
-    def next_in_chain(i: int) -> int | None:
-        k = memo.get(i, -1)
-        if k == -1:
-            k = memo[i] = _next_in_chain(i)
-        return k
-
-    def _next_in_chain(i: int) -> int | None:
+    ins_, outs_, consumers, producers = g.node_inputs, g.node_outputs, g.consumers, g.producers
+    # node -> the next node of its chain: the one node of its family that reads its only output, as
+    # its first input (the output neither a graph output nor read by a subgraph)
+    nxt: dict[int, int] = {}
+    for i, kind in family.items():
         outs = outs_[i]
         if len(outs) != 1:
-            return None
+            continue
         out = outs[0]
         if not out or out in outputs or out in nested:
-            return None
+            continue
         readers = consumers.get(out, ())
         if len(readers) != 1:
-            return None
+            continue
         r = readers[0]
-        if family.get(r) != family.get(i):
-            return None
-        ins = ins_[r]
-        return r if ins and ins[0] == out else None
-
-    heads = []
+        if r != i and family.get(r) == kind:  # r == i: a node reading the name it writes (SSA broken)
+            ins = ins_[r]
+            if ins and ins[0] == out:
+                nxt[i] = r
+    # a chain starts at a node that is not the next of its first input's producer
+    followed = {r for i, r in nxt.items() if producers[outs_[i][0]][0] == i}
     positions = sorted(family)
     if not g.topo_sorted:
         rank = {k: r for r, k in enumerate(g.topo_order)}
         positions.sort(key=lambda k: rank.get(k, -1))
-    producers = g.producers
-    for i in positions:
-        ins = ins_[i]
-        if not ins or not ins[0]:
-            continue
-        hit = producers.get(ins[0])
-        # not the head when the chain starts earlier (asked only of a producer of the same family)
-        if hit is not None and family.get(hit[0]) == family[i] and next_in_chain(hit[0]) == i:
-            continue
-        heads.append(i)
+    heads = [i for i in positions if i not in followed and (ins := ins_[i]) and ins[0]]
     found: list[Chain] = []
     ops = g.op_types
     for i in heads:
-        k = next_in_chain(i)
+        k = nxt.get(i)
         if k is None:  # one node, the common case
             if family[i] == "view" and ops[i] != "Reshape":
                 continue  # one Squeeze/Unsqueeze/Flatten changes the rank: never collapsible (see _collapse)
@@ -88,9 +74,11 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
             if c is not None:
                 found.append(c)
             continue
-        chain = [i, k]
-        while (k := next_in_chain(chain[-1])) is not None:
+        chain, in_chain = [i, k], {i, k}
+        # a name written twice (SSA broken) can link a chain back to itself: it ends there
+        while (k := nxt.get(chain[-1])) is not None and k not in in_chain:
             chain.append(k)
+            in_chain.add(k)
         start = 0
         while start < len(chain):
             for end in range(len(chain), start, -1):  # the longest collapsible run from `start`
