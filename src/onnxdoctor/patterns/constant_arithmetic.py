@@ -81,16 +81,18 @@ def arithmetic_chains(model: Model, g: Graph) -> list[ArithmeticChain]:
         if first is None:
             continue
         family = ADDITIVE if first[0] in ADDITIVE else MULTIPLICATIVE
-        chain, steps = [i], [first]
+        chain, steps, in_chain = [i], [first], {i}
         while True:
             out = g.node_outputs[chain[-1]][0]
             readers = g.consumers.get(out, ())
-            if out in outputs or out in nested or len(readers) != 1 or readers[0] in used:
+            # a reader already in the chain: a name written twice (SSA broken, MOD504) closes a loop
+            if out in outputs or out in nested or len(readers) != 1 or readers[0] in used or readers[0] in in_chain:
                 break
             nxt = _step(model, g, readers[0], data=out)
             if nxt is None or nxt[0] not in family:
                 break
             chain.append(readers[0])
+            in_chain.add(readers[0])
             steps.append(nxt)
         if len(chain) < 2:
             continue

@@ -63,6 +63,9 @@ class ValueClasses:
         producers, inits, inputs = g.producers, g.initializers, self.inputs  # what _local reads
         ops, standard, node_inputs, node_outputs = g.op_types, g.standard, g.node_inputs, g.node_outputs
         is_constant = self.consts.is_constant
+        # Waiting for their inputs' classes. One reached again while it waits is on a cycle of
+        # producers, which only a name written twice (SSA broken, MOD504) makes: DATA ends the cycle.
+        waiting: set[str] = set()
         stack = [t]
         while stack:
             x = stack[-1]
@@ -95,7 +98,11 @@ class ValueClasses:
                 else:
                     sc = cls.get(src) if self._local(src) else self.class_of(src)
                     if sc is None:
-                        stack.append(src)
+                        if src in waiting:
+                            cls[src] = DATA
+                        else:
+                            waiting.add(x)
+                            stack.append(src)
                         continue
                     # the shape of a foldable value is foldable; of a value fixed by the input
                     # shapes, fixed by them too
@@ -116,10 +123,12 @@ class ValueClasses:
                     # One input at a time, the last first: the first DATA one decides, the others
                     # are not visited (a LayerNorm's output is DATA through its variance, whatever
                     # its input's history). All at once for a wide node, which is revisited per push.
-                    if len(pending) <= _ONE_AT_A_TIME:
-                        stack.append(pending[-1])
+                    pushed = pending[-1:] if len(pending) <= _ONE_AT_A_TIME else pending
+                    if waiting.isdisjoint(pushed):
+                        waiting.add(x)
+                        stack.extend(pushed)
                     else:
-                        stack.extend(pending)
+                        cls.update((s, DATA) for s in pushed if s in waiting)
                     continue
                 else:
                     c = max(known, default=CONST)
