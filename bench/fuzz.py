@@ -402,11 +402,18 @@ def structural_mutation(m: onnx.ModelProto, rng: random.Random, folder: Path) ->
         "dup-output", "output-is-input", "opset", "attr-type", "attr-add", "op-type", "domain", "dims", "elem",
         "name-escape", "name-long", "external", "drop-init", "cycle", "nested", "many-outputs", "empty",
         "value-info", "metadata", "ir-version", "rename", "drop-output", "opset-domain", "huge-init",
+        "writes-own-input",
     ])
     if kind == "dup-output" and len(nodes) >= 2:
         a, b = rng.sample(nodes, 2)
         if a.output and b.output:
             b.output[0] = a.output[0]
+    elif kind == "writes-own-input" and nodes:
+        # a node writing the name it reads (SSA broken): the def-use graph loops back on itself
+        # (SHP204, GRF415 and GRF416 walked such loops forever before session 10)
+        n = rng.choice(nodes)
+        if n.input and n.input[0] and n.output:
+            n.output[0] = n.input[0]
     elif kind == "output-is-input" and nodes and g.input:
         n = rng.choice(nodes)
         if n.output:
