@@ -313,6 +313,12 @@ def test_fold_shape_computations_through_the_pipeline():
      {"ax": np.array([2], np.int64), "s2": np.array([0, 0, 12, 64], np.int64)}, ["Reshape", "Relu"]),
     ("g (float[n,8] x) => (float[n,8] y) { a = Reshape(x, s)\n y = Relu(a) }",
      {"s": np.array([0, 8], np.int64)}, ["Relu"]),
+    # a Reshape to a constant shape, then an Unsqueeze (TensorFlow exports, before a Concat): the
+    # shape with the 1 inserted, also when the output's shape is not known in full
+    ("g (float[n,6] x) => (float[n,2,1,3] y) { a = Reshape(x, s)\n b = Unsqueeze(a, ax)\n y = Relu(b) }",
+     {"s": np.array([-1, 2, 3], np.int64), "ax": np.array([2], np.int64)}, ["Reshape", "Relu"]),
+    ("g (float[n,6] x) => (float[n,2,3] y) { a = Reshape(x, s)\n b = Squeeze(a, ax)\n y = Relu(b) }",
+     {"s": np.array([0, 1, 2, 3], np.int64), "ax": np.array([1], np.int64)}, ["Reshape", "Relu"]),
 ])
 def test_collapse_layout_chains(text, inits, ops):
     m = _parse(H + text, **inits)
@@ -339,6 +345,9 @@ def test_collapse_layout_chains_combines_unsqueeze_axes():
     ("g (float[n,1,m] x) => (float[n,m,1] y) { a = Squeeze(x, a1)\n y = Unsqueeze(a, a2) }",
      {"a1": np.array([1], np.int64), "a2": np.array([2], np.int64)}),
     ("g (float[2,3] x) => (float[2,3] y) { y = Transpose<perm = [0, 1]>(x) }", {}),  # the graph output needs its node
+    # the 0 (copy x's dim 0) would move to position 1, where it would copy x's dim 1
+    ("g (float[n,6] x) => (float[1,n,2,3] y) { a = Reshape(x, s)\n b = Unsqueeze(a, ax)\n y = Relu(b) }",
+     {"s": np.array([0, 2, 3], np.int64), "ax": np.array([0], np.int64)}),
 ])
 def test_collapse_layout_chains_does_not_apply(text, inits):
     m = _parse(H + text, **inits)

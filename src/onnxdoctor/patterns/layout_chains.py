@@ -244,7 +244,7 @@ def _reshape_target(model: Model, g: Graph, nodes: list[int], xs, ys) -> list[in
             return target
     last = g.ref(nodes[-1])
     if last.op_type != "Reshape" or last.attr("allowzero", 0):
-        return None
+        return _reshape_then_squeezes(model, g, nodes)
     shape = _const_ints(model, g, last.input(1))
     if shape is None:
         return None
@@ -262,6 +262,41 @@ def _reshape_target(model: Model, g: Graph, nodes: list[int], xs, ys) -> list[in
         else:
             return None
     return target
+
+
+def _reshape_then_squeezes(model: Model, g: Graph, nodes: list[int]) -> list[int] | None:
+    """The target of a Reshape to a constant shape followed by Squeezes and Unsqueezes of constant
+    axes: the shape with their 1s inserted and removed (a TensorFlow export's Reshape then Unsqueeze
+    before a Concat). A removed entry must be a literal 1, and a 0 (which copies the input's dim at
+    its own position) must not move; a -1 may (the element count does not change)."""
+    first = g.ref(nodes[0])
+    if first.op_type != "Reshape" or first.attr("allowzero", 0) or \
+            any(g.op_types[i] not in ("Squeeze", "Unsqueeze") for i in nodes[1:]):
+        return None
+    shape = _const_ints(model, g, first.input(1))
+    if shape is None:
+        return None
+    entries: list[tuple[int, int | None]] = [(d, j) for j, d in enumerate(shape)]  # (value, position in `shape`)
+    for i in nodes[1:]:
+        axes = _axes(model, g, i)
+        if not axes:  # unknown, or a Squeeze of every 1-dim (which needs the shapes)
+            return None
+        if g.op_types[i] == "Unsqueeze":
+            rank = len(entries) + len(axes)
+            norm = sorted(a + rank if a < 0 else a for a in axes)
+            if len(set(norm)) != len(norm) or any(not 0 <= a < rank for a in norm):
+                return None
+            for a in norm:
+                entries.insert(a, (1, None))
+        else:
+            norm = sorted({a + len(entries) if a < 0 else a for a in axes}, reverse=True)
+            if any(not 0 <= a < len(entries) or entries[a][0] != 1 for a in norm):
+                return None
+            for a in norm:
+                entries.pop(a)
+    if any(d == 0 and j != k for k, (d, j) in enumerate(entries)):
+        return None
+    return [d for d, _ in entries]
 
 
 def target_array(c: Chain) -> np.ndarray:
