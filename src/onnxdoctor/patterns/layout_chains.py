@@ -201,23 +201,10 @@ def _squeeze_unsqueeze(model: Model, g: Graph, nodes: list[int], rank: int):
     removed: list[int] = []
     for i in nodes:
         axes = _axes(model, g, i)
-        if axes is None:
+        out = None if axes is None else _apply_axes(dims, g.op_types[i] == "Unsqueeze", axes, "new")
+        if out is None:
             return None
-        if g.op_types[i] == "Unsqueeze":
-            out_rank = len(dims) + len(axes)
-            norm = sorted(a + out_rank if a < 0 else a for a in axes)
-            if len(set(norm)) != len(norm) or any(not 0 <= a < out_rank for a in norm):
-                return None
-            for a in norm:
-                dims.insert(a, "new")
-        else:
-            norm = sorted({a + len(dims) if a < 0 else a for a in axes}, reverse=True)
-            if any(not 0 <= a < len(dims) for a in norm):
-                return None
-            for a in norm:
-                d = dims.pop(a)
-                if d != "new":
-                    removed.append(d)  # type: ignore[arg-type]
+        removed.extend(d for d in out if d != "new")  # type: ignore[misc]
     kept = [d for d in dims if d != "new"]
     new = [k for k, d in enumerate(dims) if d == "new"]
     if removed and new:
@@ -227,6 +214,24 @@ def _squeeze_unsqueeze(model: Model, g: Graph, nodes: list[int], rank: int):
     if kept != list(range(rank)):
         return None
     return (None, None) if not new else ("Unsqueeze", new)
+
+
+def _apply_axes(items: list, unsqueeze: bool, axes: list[int], inserted) -> list | None:
+    """`items` (one per dim, changed in place) after an Unsqueeze (`inserted` at each new axis) or a
+    Squeeze (the entries at `axes` removed); returns the removed entries, None for axes out of range
+    or repeated (an Unsqueeze's)."""
+    if unsqueeze:
+        rank = len(items) + len(axes)
+        norm = sorted(a + rank if a < 0 else a for a in axes)
+        if len(set(norm)) != len(norm) or any(not 0 <= a < rank for a in norm):
+            return None
+        for a in norm:
+            items.insert(a, inserted)
+        return []
+    norm = sorted({a + len(items) if a < 0 else a for a in axes}, reverse=True)
+    if any(not 0 <= a < len(items) for a in norm):
+        return None
+    return [items.pop(a) for a in norm]
 
 
 def _reshape_target(model: Model, g: Graph, nodes: list[int], xs, ys) -> list[int] | None:
@@ -281,19 +286,9 @@ def _reshape_then_squeezes(model: Model, g: Graph, nodes: list[int]) -> list[int
         axes = _axes(model, g, i)
         if not axes:  # unknown, or a Squeeze of every 1-dim (which needs the shapes)
             return None
-        if g.op_types[i] == "Unsqueeze":
-            rank = len(entries) + len(axes)
-            norm = sorted(a + rank if a < 0 else a for a in axes)
-            if len(set(norm)) != len(norm) or any(not 0 <= a < rank for a in norm):
-                return None
-            for a in norm:
-                entries.insert(a, (1, None))
-        else:
-            norm = sorted({a + len(entries) if a < 0 else a for a in axes}, reverse=True)
-            if any(not 0 <= a < len(entries) or entries[a][0] != 1 for a in norm):
-                return None
-            for a in norm:
-                entries.pop(a)
+        out = _apply_axes(entries, g.op_types[i] == "Unsqueeze", axes, (1, None))
+        if out is None or any(d != 1 for d, _ in out):
+            return None
     if any(d == 0 and j != k for k, (d, j) in enumerate(entries)):
         return None
     return [d for d, _ in entries]
