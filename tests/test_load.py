@@ -179,3 +179,30 @@ def test_ops_with_tensor_or_graph_attributes_match_the_onnx_schemas():
     assert len(PLAIN_STANDARD_OPS - standard) <= 15 and len(PLAIN_STANDARD_OPS & standard) > 150
     assert _may_hold_tensors("NotAnOnnxOp", "") and _may_hold_tensors("Add", "com.example")
     assert not _may_hold_tensors("Add", "") and _may_hold_tensors("Constant", "ai.onnx")
+
+
+def _external(entries):
+    t = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=[4])
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in entries:
+        t.external_data.add(key=key, value=value)
+    return t
+
+
+def test_external_reference_reading():
+    """The first entry of a key counts, blanks around a number are allowed, the default offset is 0;
+    a missing location, a negative or non-numeric number is refused, naming the tensor."""
+    from onnxdoctor.external import RefError, parse_ref
+
+    ref = parse_ref(_external([("location", "a.bin"), ("offset", " 16 "), ("location", "b.bin"),
+                               ("length", "8"), ("offset", "99"), ("checksum", "x")]))
+    assert tuple(ref) == ("w", "a.bin", 16, 8)
+    assert tuple(parse_ref(_external([("location", "a.bin")]))) == ("w", "a.bin", 0, None)
+    for entries, phrase in (([("offset", "0")], "names no location"),
+                            ([("location", ""), ("location", "a.bin")], "names no location"),
+                            ([("location", "a.bin"), ("offset", "-4")], "offset '-4' is negative"),
+                            ([("location", "a.bin"), ("length", "4x")], "length '4x' is not a number"),
+                            ([("location", "a.bin"), ("length", "١٢")], "is not a number")):
+        with pytest.raises(RefError, match=phrase) as e:
+            parse_ref(_external(entries))
+        assert "'w'" in str(e.value)

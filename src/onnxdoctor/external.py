@@ -153,26 +153,33 @@ def parse_ref(t: TensorProto) -> Ref:
     name = t.name
     if type(name) is not str:
         name = text(name)
-    fields: dict[str, str] = {}
+    # The first entry of each key counts. Read in one pass without a dict: a model holds thousands.
+    loc = offset = length = None
     for e in t.external_data:
         key, value = e.key, e.value
         # protobuf gives bytes for a string field that is not valid UTF-8
         if type(key) is not str or type(value) is not str:
             raise RefError(f"external data of {name!r} has an entry that is not valid UTF-8")
-        if key not in fields:
-            fields[key] = value
-    loc = fields.get("location", "")
+        if key == "location":
+            if loc is None:
+                loc = value
+        elif key == "offset":
+            if offset is None:
+                offset = value
+        elif key == "length" and length is None:
+            length = value
     if not loc:
         raise RefError(f"{name!r} is marked external but names no location")
     if len(loc) > MAX_LOCATION_BYTES or not _location_ok(loc):
         _check_location(name, loc)  # raises, naming the tensor
-    offset, length = fields.get("offset"), fields.get("length")
     return Ref(name, loc, _number(name, "offset", offset) or 0 if offset else 0,
                _number(name, "length", length) if length else None)
 
 
 def _number(name: str, key: str, raw: str) -> int:
     """A non-empty offset or length entry as a number (up to 20 digits, blanks around allowed)."""
+    if raw.isdigit() and raw.isascii() and len(raw) <= 20:  # the common case, without strip()
+        return int(raw)
     digits = raw.strip()
     if not (digits.isdigit() and digits.isascii() and len(digits) <= 20):
         what = "negative" if digits.startswith("-") else "not a number"
