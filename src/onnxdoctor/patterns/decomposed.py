@@ -143,7 +143,13 @@ class _View:
         return self.cv.is_constant(tensor)
 
     def const_shape(self, tensor: str) -> tuple[int, ...] | None:
-        shape = self.g.shape_of(tensor)  # type_of(tensor).shape, without making the TensorType
+        g = self.g
+        types = g.types
+        init = types.inits.get(tensor)
+        if init is not None and tensor not in types.packed and tensor not in types.raw:
+            # typed by the graph's own initializer, as shape_of would find: its dims, without a TensorType
+            return tuple(init.dims[:])
+        shape = g.shape_of(tensor)  # type_of(tensor).shape, without making the TensorType
         if shape is not None and all(isinstance(d, int) for d in shape):
             return tuple(shape)  # type: ignore[arg-type]
         v = self.cv.value(tensor)
@@ -207,18 +213,15 @@ def _reduce_axes(v: _View, node: NodeRef, x: str) -> tuple[int, ...]:
     """ReduceMean axes, normalized to negative form; requires keepdims=1."""
     if node.attr("keepdims", 1) != 1:
         raise _Fail(f"ReduceMean {node.name!r} has keepdims=0", node)
-    axes: list[int] | None
-    if node.has_attr("axes"):
-        axes = node.list_attr("axes")
-        if axes is None:  # another kind of value (an int)
+    axes: list[int] | None = node.list_attr("axes")  # None: absent, or another kind of value
+    if axes is None:
+        if node.has_attr("axes"):  # an int, say
             raise _Fail(f"ReduceMean {node.name!r} axes attribute is not a list of integers", node)
-    elif node.input(1):
-        val = v.cv.value(node.input(1))
-        if val is None:
-            raise _Fail(f"ReduceMean {node.name!r} axes are not a constant", node)
-        axes = [int(a) for a in val.reshape(-1)]
-    else:
-        axes = None
+        if node.input(1):
+            val = v.cv.value(node.input(1))
+            if val is None:
+                raise _Fail(f"ReduceMean {node.name!r} axes are not a constant", node)
+            axes = [int(a) for a in val.reshape(-1)]
     rank = v.rank(x)
     if not axes:
         if node.attr("noop_with_empty_axes", 0):
@@ -229,7 +232,8 @@ def _reduce_axes(v: _View, node: NodeRef, x: str) -> tuple[int, ...]:
     if rank is not None:
         if min(axes) < -rank or max(axes) >= rank:
             raise _Fail(f"ReduceMean {node.name!r} axes {axes} are out of range for rank {rank}", node)
-        neg = sorted({a - rank if a >= 0 else a for a in axes})
+        # one axis, the common case, without the set
+        neg = [axes[0] - rank if axes[0] >= 0 else axes[0]] if len(axes) == 1 else sorted({a - rank if a >= 0 else a for a in axes})
     else:
         if max(axes) >= 0:
             raise _Fail(f"ReduceMean {node.name!r} axes {axes} are positive and the input rank is unknown", node)
