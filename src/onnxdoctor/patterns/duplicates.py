@@ -46,14 +46,20 @@ def duplicates(model: Model, g: Graph) -> list[Duplicate]:
     def attrs(k: int) -> tuple | None:
         key = attr_keys.get(k, ())
         if key == ():
-            parts = []
-            for a in nodes[k].attribute[:]:  # [:]: one C call, not an iteration of the repeated field
-                if a.type in _GRAPH_TYPES:
-                    parts = None
-                    break
-                # ONNX's messages have no map fields, the only thing deterministic serialization orders
-                parts.append(a.SerializeToString())
-            key = attr_keys[k] = None if parts is None else tuple(sorted(parts))
+            listed = nodes[k].attribute[:]  # [:]: one C call, not an iteration of the repeated field
+            if len(listed) == 1:  # a Constant's value, say: the sorted tuple of one, without the list
+                a = listed[0]
+                key = None if a.type in _GRAPH_TYPES else (a.SerializeToString(),)
+            else:
+                parts: list[bytes] | None = []
+                for a in listed:
+                    if a.type in _GRAPH_TYPES:
+                        parts = None
+                        break
+                    # ONNX's messages have no map fields, the only thing deterministic serialization orders
+                    parts.append(a.SerializeToString())  # type: ignore[union-attr]
+                key = None if parts is None else tuple(sorted(parts))
+            attr_keys[k] = key
         return key
 
     consumers = g.consumers
