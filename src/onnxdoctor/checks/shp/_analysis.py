@@ -114,6 +114,22 @@ class ValueClasses:
                         continue
                     sc = cls.get(s) if s in producers or s in inits or s in inputs else self.class_of(s)
                     if sc is None:
+                        # Classified here as they would be once pushed, without the visit: a constant,
+                        # and the DATA outputs of a graph input or of an op that is not a value op.
+                        if is_constant(s):
+                            known.append(CONST)
+                            cls[s] = CONST
+                            continue
+                        hit_s = producers.get(s)
+                        if hit_s is None:
+                            known.append(DATA)
+                            cls[s] = DATA
+                            continue
+                        k = hit_s[0]
+                        if not standard[k] or not (ops[k] in _VALUE_OPS or ops[k] in ("Shape", "Size")):
+                            known.append(DATA)
+                            cls.update((o, DATA) for o in node_outputs[k] if o)
+                            continue
                         pending.append(s)
                     else:
                         known.append(sc)
