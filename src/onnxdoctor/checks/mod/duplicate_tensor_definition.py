@@ -47,10 +47,11 @@ class DuplicateTensorDefinition(Rule):
     def check(self, ctx: Context):
         for g in ctx.model.graphs:
             outs = g.node_outputs
-            # Cheap test first: without duplicates, the producer table has one entry per output name.
-            written = sum(1 for names in outs for o in names if o)
+            # Cheap test first: with one producer-table entry per output slot, no name is written
+            # twice and none is omitted (""); then only a written input or initializer is left.
+            producers = g.producers
             defined = set(g.inputs) | set(g.initializers)
-            if written == len(g.producers) and not (defined & g.producers.keys()):
+            if sum(map(len, outs)) == len(producers) and producers.keys().isdisjoint(defined):
                 continue
             first: dict[str, int] = {}
             for i, names in enumerate(outs):

@@ -52,12 +52,11 @@ class AmbiguousReshapeZero(Rule):
 
     def check(self, ctx: Context):
         for node in ctx.nodes_of("Reshape"):
-            if len(node.node.input) < 2:
-                continue
-            if node.attr("allowzero", 0):
-                continue
+            shape = node.input(1)
+            if not shape or node.attr("allowzero", 0):
+                continue  # no (or an omitted) shape input: nothing to copy
             g = node.graph
-            target = ctx.model.constants(g).value(node.input(1))
+            target = ctx.model.constants(g).value(shape)
             if target is None or target.ndim != 1:
                 continue
             values = [int(v) for v in target.tolist()]

@@ -91,8 +91,7 @@ class UndeterminedShape(Rule):
             out = node.output(0)
             if not shape_in or not out:
                 continue
-            ot = g.type_of(out)
-            if ot is not None and ot.shape is not None:
+            if g.shape_of(out) is not None:
                 continue  # inference knows the output rank
             if rank_of(ctx.model, g, out) is not None:
                 continue  # the op's semantics give it (Slice of Shape of a tensor of known rank, ...)
