@@ -60,14 +60,17 @@ class IdentityArithmetic(Rule):
                 continue
             is_constant = model.constants(g).is_constant
             ins_ = g.node_inputs
+            # neutral -> constant -> may_be_neutral: a few scalars (an epsilon, a 0.5) are read by hundreds of nodes
+            verdicts: dict[int, dict[str, bool]] = {0: {}, 1: {}}
             for (neutral, either), idxs in positions:
+                verdict = verdicts[neutral]
                 for i in idxs:
                     ins = ins_[i]
                     # most arithmetic has no constant operand, or one that is visibly not neutral (or in
                     # external data): decided here, before the no-op detector
                     if len(ins) != 2 or not (
-                        is_constant(ins[1]) and may_be_neutral(g, ins[1], neutral)
-                        or either and is_constant(ins[0]) and may_be_neutral(g, ins[0], neutral)
+                        is_constant(ins[1]) and _may_be_neutral(g, ins[1], neutral, verdict)
+                        or either and is_constant(ins[0]) and _may_be_neutral(g, ins[0], neutral, verdict)
                     ):
                         continue
                     node = g.ref(i)
@@ -76,3 +79,11 @@ class IdentityArithmetic(Rule):
                         continue
                     yield self.finding(ctx, f"{n.what}: the output equals {n.input!r}", node=node, tensor=n.output,
                                        versions=ctx.kb.versions, hint="onnxdoctor fix removes it")
+
+
+def _may_be_neutral(g, name: str, neutral: int, verdict: dict[str, bool]) -> bool:
+    """may_be_neutral(g, name, neutral), once per constant (`verdict`: the answers so far)."""
+    hit = verdict.get(name)
+    if hit is None:
+        hit = verdict[name] = may_be_neutral(g, name, neutral)
+    return hit
