@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...findings import Severity
-from ...model import Graph, NodeRef
 from ...rule import Context, Rule
+
+if TYPE_CHECKING:
+    from ..._onnx import NodeProto
 
 # Constant attributes whose value converts to an initializer as is (sparse and string values do not).
 CONVERTIBLE_ATTRS = frozenset({"value", "value_float", "value_floats", "value_int", "value_ints"})
@@ -57,24 +61,28 @@ class ConstantNode(Rule):
     def check(self, ctx: Context):
         if ctx.model.proto.ir_version < 4:
             return
-        by_graph: dict[int, list[NodeRef]] = {}
-        for ref in ctx.nodes_of("Constant"):
-            if ref.graph.function is None and movable(ref.graph, ref):
-                by_graph.setdefault(id(ref.graph), []).append(ref)
-        for refs in by_graph.values():
-            n = len(refs)
-            where = f" in {'/'.join(refs[0].graph.path)}" if refs[0].graph.path else ""
+        for g in ctx.model.graphs:
+            positions = g.op_positions.get("Constant")
+            if not positions or g.function is not None:
+                continue
+            outs_, nodes, outputs = g.node_outputs, g.nodes, set(g.outputs)
+            # a graph's Constants in one pass over their indices (no NodeRef until one is reported)
+            found = [k for k in positions if _movable(outs_[k], nodes[k], outputs)]
+            if not found:
+                continue
+            n, first = len(found), g.ref(found[0])
+            where = f" in {'/'.join(g.path)}" if g.path else ""
             yield self.finding(
                 ctx, f"{n} Constant node{'s' if n > 1 else ''}{where} could be {'initializers' if n > 1 else 'an initializer'}",
-                node=refs[0], tensor=refs[0].output(0), versions=ctx.kb.versions,
+                node=first, tensor=first.output(0), versions=ctx.kb.versions,
                 hint="onnxdoctor fix stores them as initializers",
             )
 
 
-def movable(g: Graph, ref: NodeRef) -> bool:
-    """A Constant whose value can become an initializer of the same name."""
-    outs = g.node_outputs[ref.index]
-    if len(outs) != 1 or not outs[0] or outs[0] in g.outputs:
+def _movable(outs: list[str], node: NodeProto, outputs: set[str]) -> bool:
+    """Whether Constant `node` (writing `outs`; `outputs`: its graph's outputs) can become an
+    initializer of the same name."""
+    if len(outs) != 1 or not outs[0] or outs[0] in outputs:
         return False
-    attrs = ref.node.attribute
+    attrs = node.attribute
     return len(attrs) == 1 and attrs[0].name in CONVERTIBLE_ATTRS
