@@ -41,14 +41,15 @@ def bias_fold(model: Model, add: NodeRef) -> BiasFold | None:
     ins = g.node_inputs[add.index]
     if add.domain or len(ins) != 2 or not all(ins) or not add.output(0):
         return None
-    # most Adds read no Conv/ConvTranspose/MatMul output: decided before the constant analysis
-    producers, ops = g.producers, g.op_types
-    if not any((hit := producers.get(t)) is not None and ops[hit[0]] in _LAYERS for t in ins):
-        return None
     cv = model.constants(g)
     a, b = ins
     data, const = (a, b) if cv.is_constant(b) else (b, a)
     if not cv.is_constant(const) or cv.is_constant(data):
+        return None
+    # most Adds of a constant read no Conv/ConvTranspose/MatMul output (a layer output is never a
+    # constant: it is the data): decided before the constant's value is read
+    hit = g.producers.get(data)
+    if hit is None or g.op_types[hit[0]] not in _LAYERS:
         return None
     # the constant first: external (big) biases are never read, so most Adds after a layer end here
     value = cv.value(const)
