@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 
 from .findings import Applicability, Finding, Fix, Severity, make_finding, make_location
@@ -112,19 +111,17 @@ def _only_fix(code: str) -> Fix | None:
     return listed[0] if len(listed) == 1 else None
 
 
-@dataclass
 class Context:
     """What a rule sees: the model, the target, and caches shared between rules of one run.
 
     `cache` (`memo`) holds what may depend on the release; `shared` (`model_memo`) holds analyses of
     the model alone, shared by the Contexts of one model across the releases of a `--trt all` run."""
 
-    model: Model
-    target: Target
-    cache: dict = field(default_factory=dict)
-    shared: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
+    def __init__(self, model: Model, target: Target, cache: dict | None = None, shared: dict | None = None) -> None:
+        self.model = model
+        self.target = target
+        self.cache: dict = {} if cache is None else cache
+        self.shared: dict = {} if shared is None else shared
         self.release: Release = self.target.release
         self.kb = self.target.kb
         # Every release, shared by the findings that name them all (thousands on a big model).

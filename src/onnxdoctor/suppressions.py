@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .findings import Finding
 
 KEY = "onnxdoctor:ignore"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One suppression: its text, the code (or prefix) and the node glob (None: the whole model)."""
+
     text: str
     code: str
     node_glob: str | None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -21,9 +20,9 @@ _OP_TYPE = operator.attrgetter("op_type")
 MAX_VALUE_ELEMENTS = 1 << 16
 
 
-@dataclass(frozen=True, slots=True)
-class TensorType:
-    """What is known of a value's type: ONNX elem type (0 = unknown), shape, and its kind."""
+class TensorType(NamedTuple):
+    """What is known of a value's type: ONNX elem type (0 = unknown), shape, and its kind. (An
+    immutable record: a NamedTuple costs a tenth of a frozen dataclass to create at start-up.)"""
 
     elem_type: int = 0
     shape: tuple[int | str | None, ...] | None = None  # None: rank unknown; str: symbolic; None dim: unknown
@@ -154,38 +153,35 @@ class TypeTable:
         return len(tp.tensor_type.shape.dim)
 
 
-@dataclass
 class Graph:
-    """One graph (main graph, a control-flow body, or a local function body) with lookup tables."""
+    """One graph (main graph, a control-flow body, or a local function body) with lookup tables.
+    (A plain class, not a dataclass: making one costs ~1 ms at every start of the command.)"""
 
-    proto: GraphProto | None
-    path: tuple[str, ...]
-    nodes: list[NodeProto]
-    inputs: list[str]
-    outputs: list[str]
-    initializers: dict[str, TensorProto]
-    types: TypeTable
-    outer: Graph | None = None
-    function: FunctionProto | None = None
-    depth: int = 0
-    producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (node index, output index)
-    consumers: dict[str, list[int]] = field(default_factory=dict)
-    # node i's inputs/outputs as Python lists: reading protobuf repeated fields again and again is slow
-    node_inputs: list[list[str]] = field(default_factory=list)
-    node_outputs: list[list[str]] = field(default_factory=list)
-    # Set by load-time validation when every node reads only values defined before it.
-    topo_sorted: bool = False
-    # Initializers whose raw_data `load(lazy_weights=True)` left in the file (main graph only).
-    lazy_raw: dict[str, LazyBytes] = field(default_factory=dict)
-    # (node index, attribute name) -> (stored AttributeProto type, kind a rule expected): see NodeRef.attr.
-    attribute_errors: dict[tuple[int, str], tuple[int, str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # slicing a repeated field is about twice as fast as list() on it
-        self.node_inputs = ins = [n.input[:] for n in self.nodes]
-        self.node_outputs = outs = [n.output[:] for n in self.nodes]
-        producers: dict[str, tuple[int, int]] = {}
-        for i, os_ in enumerate(outs):
+    def __init__(self, proto: GraphProto | None, path: tuple[str, ...], nodes: list[NodeProto], inputs: list[str],
+                 outputs: list[str], initializers: dict[str, TensorProto], types: TypeTable,
+                 outer: Graph | None = None, function: FunctionProto | None = None, depth: int = 0) -> None:
+        self.proto = proto
+        self.path = path
+        self.nodes = nodes
+        self.inputs = inputs
+        self.outputs = outputs
+        self.initializers = initializers
+        self.types = types
+        self.outer = outer
+        self.function = function
+        self.depth = depth
+        # Set by load-time validation when every node reads only values defined before it.
+        self.topo_sorted = False
+        # Initializers whose raw_data `load(lazy_weights=True)` left in the file (main graph only).
+        self.lazy_raw: dict[str, LazyBytes] = {}
+        # (node index, attribute name) -> (stored AttributeProto type, kind a rule expected): see NodeRef.attr.
+        self.attribute_errors: dict[tuple[int, str], tuple[int, str]] = {}
+        # node i's inputs/outputs as Python lists: reading protobuf repeated fields again and again is slow.
+        # Slicing a repeated field is about twice as fast as list() on it.
+        self.node_inputs: list[list[str]] = [n.input[:] for n in nodes]
+        self.node_outputs: list[list[str]] = [n.output[:] for n in nodes]
+        producers: dict[str, tuple[int, int]] = {}  # tensor -> (node index, output index)
+        for i, os_ in enumerate(self.node_outputs):
             if len(os_) == 1:  # most nodes have one output
                 o = os_[0]
                 if o:
@@ -196,7 +192,7 @@ class Graph:
                     producers[o] = (i, j)
         self.producers = producers
         consumers: dict[str, list[int]] = {}
-        for i, names in enumerate(ins):
+        for i, names in enumerate(self.node_inputs):
             for inp in names:
                 if inp:
                     hit = consumers.get(inp)
@@ -204,9 +200,12 @@ class Graph:
                         consumers[inp] = [i]
                     else:
                         hit.append(i)
-        for out in self.outputs:
+        for out in outputs:
             consumers.setdefault(out, [])
         self.consumers = consumers
+
+    def __repr__(self) -> str:
+        return f"Graph({'/'.join(self.path) or 'main'!r}, {len(self.nodes)} nodes)"
 
     def producer(self, tensor: str) -> NodeProto | None:
         hit = self.producers.get(tensor)

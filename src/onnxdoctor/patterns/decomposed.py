@@ -16,8 +16,7 @@ the expected values, and no intermediate tensor is used outside the pattern (or 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator, NamedTuple, Union
 
 from .._onnx import TensorProto
 
@@ -30,9 +29,10 @@ SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_TANH_COEFF = 0.044715
 
 
-@dataclass(frozen=True)
-class Match:
-    """A matched pattern. `nodes` are in dataflow order and `nodes[-1]` produces `output`."""
+class Match(NamedTuple):
+    """A matched pattern. `nodes` are in dataflow order and `nodes[-1]` produces `output`. (An
+    immutable record: a NamedTuple is made in a fraction of a frozen dataclass's time, at start-up and
+    per match.)"""
 
     kind: str  # "layer-norm" | "rms-norm" | "gelu"
     nodes: tuple[NodeRef, ...]
@@ -54,26 +54,7 @@ class Match:
         return " → ".join(n.op_type for n in self.nodes)
 
 
-_new, _set_attr = object.__new__, object.__setattr__
-
-
-def _match(kind: str, nodes: tuple[NodeRef, ...], input: str, output: str, form: str, *, axis: int | None = None,
-           epsilon: float | None = None, epsilon_name: str | None = None, gamma: str | None = None,
-           beta: str | None = None, approximate: str | None = None, constants: tuple[str, ...] = ()) -> Match:
-    """Match(...), without the frozen dataclass's __init__ (one object.__setattr__ per field, ~3 µs for
-    the twelve): a scan makes one per pattern, a thousand on a big model. The same object
-    (tests/test_patterns.py compares the two ways)."""
-    m = _new(Match)
-    _set_attr(m, "__dict__", {
-        "kind": kind, "nodes": nodes, "input": input, "output": output, "form": form, "axis": axis,
-        "epsilon": epsilon, "epsilon_name": epsilon_name, "gamma": gamma, "beta": beta,
-        "approximate": approximate, "constants": constants,
-    })
-    return m
-
-
-@dataclass(frozen=True)
-class MatchFailure:
+class MatchFailure(NamedTuple):
     """Why a matcher did not match, at which node."""
 
     reason: str
@@ -418,7 +399,7 @@ def _layer_norm(v: _View, sqrt: NodeRef) -> Match:
     _check_closed(v, nodes)
     if len(subs) > 1:
         form += ", x - mean computed twice"
-    return _match(
+    return Match(
         "layer-norm", tuple(nodes), x, nodes[-1].output(0), form, axis=axes[0], epsilon=eps,
         epsilon_name=eps_name, gamma=gamma, beta=beta,
         constants=tuple(c for c in (eps_name, gamma, beta) if c),
@@ -465,7 +446,7 @@ def _rms_norm(v: _View, sqrt: NodeRef) -> Match:
         casts = []  # without a scale, the Casts stay outside the pattern
     nodes = [*chain, *tail, *casts, *(n for n, _ in aff)]
     _check_closed(v, nodes)
-    return _match(
+    return Match(
         "rms-norm", tuple(nodes), x, nodes[-1].output(0), form, axis=axes[0], epsilon=eps,
         epsilon_name=eps_name, gamma=gamma, constants=tuple(c for c in (eps_name, gamma) if c),
     )
@@ -534,7 +515,7 @@ def _gelu(v: _View, anchor: NodeRef) -> Match:
     nodes = [*pre, *head, anchor, add, *tail]
     nodes.sort(key=lambda n: n.index)
     _check_closed_any_order(v, nodes, tail[-1])
-    return _match("gelu", tuple(nodes), x, tail[-1].output(0), form, approximate=approx,
+    return Match("gelu", tuple(nodes), x, tail[-1].output(0), form, approximate=approx,
                  constants=(*consts, one_name, half))
 
 
