@@ -343,10 +343,11 @@ class Graph:
             else:
                 kinds.add((_KINDS.get(which, "unknown"), 0))
         raw, packed = self.types.raw, self.types.packed
-        for name, t in self.initializers.items():
-            if name not in raw and name not in packed:  # typed by the initializer itself
-                kinds.add(("tensor", t.data_type))
-                max_rank = max(max_rank, len(t.dims))
+        # the initializers typed by themselves: their element types and ranks, read in two C-level passes
+        own = [t for name, t in self.initializers.items() if name not in raw and name not in packed]
+        if own:
+            kinds.update([("tensor", e) for e in {t.data_type for t in own}])
+            max_rank = max(max_rank, max([len(t.dims) for t in own]))
         return frozenset(kinds), max_rank
 
     @functools.cached_property
