@@ -92,6 +92,9 @@ class DuplicateInitializer(Rule):
         )
 
 
+_EXTERNAL = TensorProto.EXTERNAL
+
+
 def _nbytes(dtype: int, dims: tuple) -> int:
     n = 1
     for d in dims:
@@ -103,11 +106,12 @@ def _duplicates(ctx: Context, g: Graph):
     """(name, first copy's name, dtype, dims, bytes, how) of every duplicate initializer of `g`."""
     if len(g.initializers) < 2:
         return
-    # cheap key first: most initializers differ in type or dims, and are never hashed
-    by_shape: dict[tuple, list[TensorProto]] = {}
-    for t in g.initializers.values():
-        external = t.data_location == TensorProto.EXTERNAL
-        by_shape.setdefault((t.data_type, tuple(t.dims[:]), external), []).append(t)  # [:]: one C call
+    # cheap key first: most initializers differ in type or dims, and are never hashed. Each tensor with
+    # its name, the table's key (not read from the proto again)
+    by_shape: dict[tuple, list[tuple[str, TensorProto]]] = {}
+    for name, t in g.initializers.items():
+        external = t.data_location == _EXTERNAL
+        by_shape.setdefault((t.data_type, tuple(t.dims[:]), external), []).append((name, t))  # [:]: one C call
     for (dtype, dims, external), group in by_shape.items():
         if len(group) < 2:
             continue
@@ -115,8 +119,7 @@ def _duplicates(ctx: Context, g: Graph):
             group = _sample_collisions(g, group)
         first: dict[object, str] = {}
         refs = ctx.model.external_refs
-        for t in group:
-            name = t.name
+        for name, t in group:
             ref = refs.get(name) if external else None
             if ref is not None:  # content_key's answer for a reference validated at load, without the call
                 key = ("external", ref.location, ref.offset, ref.length) if ref.length is not None else None
@@ -131,12 +134,13 @@ def _duplicates(ctx: Context, g: Graph):
             yield name, first[key], dtype, dims, _nbytes(dtype, dims), how
 
 
-def _sample_collisions(g: Graph, group: list[TensorProto]) -> list[TensorProto]:
-    """The members whose length and sampled bytes (head, middle, tail) equal another member's: only
-    those can be duplicates, so real weights of equal shape are rarely hashed (or read) in full."""
-    by_sample: dict[tuple, list[TensorProto]] = {}
-    for t in group:
-        lazy = g.lazy_raw.get(t.name)
+def _sample_collisions(g: Graph, group: list[tuple[str, TensorProto]]) -> list[tuple[str, TensorProto]]:
+    """The (name, tensor) members whose length and sampled bytes (head, middle, tail) equal another
+    member's: only those can be duplicates, so real weights of equal shape are rarely hashed (or read)
+    in full."""
+    by_sample: dict[tuple, list[tuple[str, TensorProto]]] = {}
+    for name, t in group:
+        lazy = g.lazy_raw.get(name)
         if lazy is not None:
             n, mid = lazy.length, lazy.length // 2
             key: tuple = (n, lazy.read(0, 64), lazy.read(mid, 64), lazy.read(max(n - 64, 0), 64))
@@ -146,5 +150,5 @@ def _sample_collisions(g: Graph, group: list[TensorProto]) -> list[TensorProto]:
             key = (n, data[:64], data[mid:mid + 64], data[-64:])
         else:
             key = ("typed",)
-        by_sample.setdefault(key, []).append(t)
-    return [t for members in by_sample.values() if len(members) > 1 for t in members]
+        by_sample.setdefault(key, []).append((name, t))
+    return [m for members in by_sample.values() if len(members) > 1 for m in members]
