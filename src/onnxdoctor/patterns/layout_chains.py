@@ -62,15 +62,20 @@ def layout_chains(model: Model, g: Graph) -> list[Chain]:
     if not g.topo_sorted:
         rank = {k: r for r, k in enumerate(g.topo_order)}
         positions.sort(key=lambda k: rank.get(k, -1))
-    heads = [i for i in positions if i not in followed and (ins := ins_[i]) and ins[0]]
     found: list[Chain] = []
     ops = g.op_types
-    for i in heads:
+    for i in positions:
+        if i in followed or not (ins := ins_[i]) or not ins[0]:
+            continue  # not a chain's head
         k = nxt.get(i)
         if k is None:  # one node, the common case
-            if family[i] == "view" and ops[i] != "Reshape":
+            op = ops[i]
+            if op == "Transpose":
+                c = _identity_transpose(g, i, ins[0])
+            elif op == "Reshape":
+                c = _noop_reshape(g, i, ins[0])
+            else:
                 continue  # one Squeeze/Unsqueeze/Flatten changes the rank: never collapsible (see _collapse)
-            c = _collapse_one(g, i)
             if c is not None:
                 found.append(c)
             continue
@@ -178,19 +183,25 @@ def _collapse(model: Model, g: Graph, nodes: list[int]) -> Chain | None:
     return Chain(nodes, x, y, "Reshape", target, f"{names}: one Reshape to {target} replaces them")
 
 
-def _collapse_one(g: Graph, i: int) -> Chain | None:
-    """_collapse(model, g, [i]) for one Transpose or Reshape: an identity permutation, or a Reshape
-    to its input's own shape."""
-    ins, outs = g.node_inputs[i], g.node_outputs[i]
-    x, y = ins[0] if ins else "", outs[0] if outs else ""
-    if not x or not y:
+def _identity_transpose(g: Graph, i: int, x: str) -> Chain | None:
+    """_collapse(model, g, [i]) for one Transpose reading `x`: an identity permutation."""
+    outs = g.node_outputs[i]
+    y = outs[0] if outs else ""
+    if not y:
         return None
-    if g.op_types[i] == "Transpose":
-        perm = _perm(g, i)
-        if perm is None or perm != list(range(len(perm))):
-            return None
-        return Chain([i], x, y, None, None, "a Transpose with the identity permutation: the output is the input")
-    if g.rank_of(x) != g.rank_of(y) or not _same_shape(_shape(g, x), _shape(g, y)):
+    perm = _perm(g, i)
+    if perm is None or perm != list(range(len(perm))):
+        return None
+    return Chain([i], x, y, None, None, "a Transpose with the identity permutation: the output is the input")
+
+
+def _noop_reshape(g: Graph, i: int, x: str) -> Chain | None:
+    """_collapse(model, g, [i]) for one Reshape reading `x`: a Reshape to its input's own shape."""
+    outs = g.node_outputs[i]
+    y = outs[0] if outs else ""
+    if not y:
+        return None
+    if not _same_shape(g.shape_of(x), g.shape_of(y)):
         return None
     return Chain([i], x, y, None, None, "Reshape gives its input's own shape: it does nothing")
 
