@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Iterable, Sequence
 
 from . import suppressions
@@ -67,6 +68,10 @@ def _finish(ctx: Context, rules: list[Rule], findings: list[Finding]) -> list[Fi
             findings.extend(reporter.report_unused(ctx, unused))
     if not findings:
         return findings
-    # Stable order: graph order of the node (Rule.finding records it; model-level findings first), then code.
-    findings.sort(key=lambda f: (f.order or (-1,), f.code, f.message))
+    # Stable order: graph order of the node (Rule.finding records it: (graph position, node index);
+    # model-level findings have (), which sorts first), then code and message.
+    findings.sort(key=_ORDER)
     return findings
+
+
+_ORDER = operator.attrgetter("order", "code", "message")
