@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import kbcompile
 from .errors import UsageError
@@ -67,8 +67,10 @@ def version_key(text: str) -> tuple[int, ...]:
     return parse_version(text)
 
 
-@dataclass(frozen=True)
-class Constraint:
+class Constraint(NamedTuple):
+    """An importer restriction (rules/trt/constraints.toml) and the releases it applies to. (An
+    immutable record: a NamedTuple, made at every start in a fraction of a frozen dataclass's time.)"""
+
     id: str
     op: str
     kind: str
@@ -77,7 +79,7 @@ class Constraint:
     since: str
     until: str | None
     severity: str
-    params: dict = field(hash=False, compare=False)
+    params: dict
 
     def applies_to(self, version: str) -> bool:
         v = version_key(version)
@@ -86,8 +88,10 @@ class Constraint:
         return self.until is None or v <= version_key(self.until)
 
 
-@dataclass(frozen=True)
-class Release:
+class Release(NamedTuple):
+    """What one TensorRT release's parser supports (rules/trt/releases.toml and its operator table).
+    (An immutable record, as Constraint.)"""
+
     version: str
     opset_min: int
     opset_max: int
@@ -102,11 +106,11 @@ class Release:
     interpolated: str | None
     sources: tuple[str, ...]
     # op_type -> documented types (empty tuple when the matrix lists none). Ops without an importer are absent.
-    ops: dict[str, tuple[str, ...]] = field(hash=False, compare=False)
+    ops: dict[str, tuple[str, ...]]
     # op_types the matrix marks N (known to have no importer)
     unsupported_ops: frozenset[str] = frozenset()
     # domain -> op_types of TensorRT's own custom ops
-    domain_ops: dict[str, frozenset[str]] = field(default_factory=dict, hash=False, compare=False)
+    domain_ops: dict[str, frozenset[str]] = {}  # never changed: the default is shared safely
     matrix_source: str | None = None
 
     @property

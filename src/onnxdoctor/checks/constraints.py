@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,8 +13,9 @@ from ..rule import Context
 from .predicates import PREDICATES
 
 
-@dataclass(frozen=True)
-class Violation:
+class Violation(NamedTuple):
+    """A node that breaks a constraint, and why. (An immutable record, as kb.Constraint.)"""
+
     constraint: Constraint
     node: NodeRef
     detail: str
