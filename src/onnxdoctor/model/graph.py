@@ -343,7 +343,7 @@ class Graph:
             else:
                 kinds.add((_KINDS.get(which, "unknown"), 0))
         raw, packed = self.types.raw, self.types.packed
-        # the initializers typed by themselves: their element types and ranks, read in two C-level passes
+        # the initializers typed by themselves: their element types and ranks, read in two comprehensions
         own = [t for name, t in self.initializers.items() if name not in raw and name not in packed]
         if own:
             kinds.update([("tensor", e) for e in {t.data_type for t in own}])
