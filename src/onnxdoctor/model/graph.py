@@ -15,6 +15,7 @@ from .._onnx import AttributeProto, FunctionProto, GraphProto, NodeProto, Tensor
 from .._typeinfo import GRAPH_ATTR_OPS, KINDS as _KINDS, type_tuple
 
 _OP_TYPE = operator.attrgetter("op_type")
+_UNTYPED = object()  # TypeTable.shape's answer for a name the table does not type
 
 # Values of constants bigger than this are never materialized by the analysis.
 MAX_VALUE_ELEMENTS = 1 << 16
@@ -89,6 +90,20 @@ class TypeTable:
                     t = TensorType(init.data_type, tuple(init.dims[:]))  # [:]: one C call, not an iteration
             self._parsed[name] = t
         return t
+
+    def shape(self, name: str, untyped=None):
+        """get(name).shape, without making a TensorType for a packed or initializer-typed value;
+        `untyped` when the table does not type `name`."""
+        t = self._parsed.get(name)
+        if t is not None:
+            return t.shape
+        p = self.packed.get(name)
+        if p is not None:
+            return p[2]
+        if name in self.raw:
+            return self.get(name).shape  # type: ignore[union-attr]
+        init = self.inits.get(name)
+        return untyped if init is None else tuple(init.dims[:])  # [:]: one C call, not an iteration
 
     def __contains__(self, name: str) -> bool:
         return name in self.packed or name in self.raw or name in self.inits
@@ -277,9 +292,9 @@ class Graph:
             p = types.packed.get(tensor)  # the helper's tables: the common case, read directly
             if p is not None:
                 return p[2]
-            t = types.get(tensor)
-            if t is not None:
-                return t.shape
+            shape = types.shape(tensor, _UNTYPED)
+            if shape is not _UNTYPED:
+                return shape
             if tensor in g.producers or tensor in g.initializers or tensor in g.inputs:
                 return None
             g = g.outer

@@ -128,16 +128,16 @@ def _check_tensor(model: Model, t: TensorProto, where: str, lazy: LazyBytes | No
             raise ModelLoadError(shown, f"initializer {name!r} in {where} has a negative dimension {list(dims)}")
         raise ModelLoadError(shown, f"initializer {name!r} in {where} claims {n:.3g} elements (dims {list(t.dims)}): absurd size")
     size = _FIXED_SIZES.get(t.data_type)
+    # the bytes its dims need (None: a type without a fixed size), as external.expected_bytes(t)
+    expected = None if size is None else math.ceil(n * size)
     if t.data_location == _EXTERNAL:
         try:
             ref = external.parse_ref(t)
         except external.RefError as e:
             raise ModelLoadError(model.path, str(e)) from None
-        # the bytes its dims need (None: a type without a fixed size), as external.expected_bytes(t)
-        _check_external(model, ref, None if size is None else math.ceil(n * size))
+        _check_external(model, ref, expected)
         return
-    if size is not None and (lazy is not None or t.HasField("raw_data")):
-        expected = math.ceil(n * size)
+    if expected is not None and (lazy is not None or t.HasField("raw_data")):
         held = lazy.length if lazy is not None else len(t.raw_data)
         if held != expected:
             raise ModelLoadError(

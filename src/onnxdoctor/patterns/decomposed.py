@@ -124,13 +124,7 @@ class _View:
         return self.cv.is_constant(tensor)
 
     def const_shape(self, tensor: str) -> tuple[int, ...] | None:
-        g = self.g
-        types = g.types
-        init = types.inits.get(tensor)
-        if init is not None and tensor not in types.packed and tensor not in types.raw:
-            # typed by the graph's own initializer, as shape_of would find: its dims, without a TensorType
-            return tuple(init.dims[:])
-        shape = g.shape_of(tensor)  # type_of(tensor).shape, without making the TensorType
+        shape = self.g.shape_of(tensor)  # type_of(tensor).shape, without making the TensorType
         if shape is not None and all(isinstance(d, int) for d in shape):
             return tuple(shape)  # type: ignore[arg-type]
         v = self.cv.value(tensor)
